@@ -1,0 +1,2 @@
+//! The shop's domain.
+pub mod model;
