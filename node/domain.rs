@@ -1,2 +1,10 @@
-//! The shop's domain.
+//! The shop's domain: documents' layouts, commands that turn requests into changes, money
+//! arithmetic, and the projections derived from ledger entries and the catalog.
+pub mod catalog;
+pub mod commands;
+pub mod ledger;
 pub mod model;
+pub mod money;
+pub mod projection;
+pub mod queries;
+pub mod shop;

@@ -3,23 +3,30 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::{Arc, RwLock};
 
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
+use crate::docs::Envelope;
+use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
 use crate::domain::model::*;
-use crate::error::Result;
+use crate::domain::{queries, shop};
+use crate::engine::{Applied, Engine, Shared, Writer};
+use crate::error::{Error, Result};
+use crate::identity;
+use crate::store::Store;
 
 /// Builds a [`Node`].
 #[derive(Debug, Default)]
 #[must_use]
 pub struct NodeBuilder {
-    pub(crate) data_dir: Option<PathBuf>,
-    pub(crate) http: Option<HttpBind>,
+    data_dir: Option<PathBuf>,
+    http: Option<HttpBind>,
 }
 
 #[derive(Debug)]
-pub(crate) enum HttpBind {
+enum HttpBind {
     Addr(SocketAddr),
     Listener(std::net::TcpListener),
 }
@@ -45,17 +52,85 @@ impl NodeBuilder {
         self.http = Some(HttpBind::Listener(listener));
         self
     }
-    /// Start the node.
+
+    /// Opens the store, starts the writer and (if asked) the HTTP server.
     pub async fn start(self) -> Result<Node> {
-        todo!()
+        let (store, device_key) = match &self.data_dir {
+            Some(dir) => {
+                std::fs::create_dir_all(dir).map_err(|e| {
+                    Error::Store(format!("cannot create data dir {}: {e}", dir.display()))
+                })?;
+                let key = identity::load_or_create_device_key(&dir.join(DEVICE_KEY_FILE))?;
+                (Store::open(&dir.join(STORE_FILE))?, key)
+            }
+            None => (Store::memory()?, identity::new_signing_key()),
+        };
+        let (events, _) = broadcast::channel(4096);
+        let shared = Arc::new(Shared {
+            events,
+            shop: RwLock::new(Arc::new(shop::ShopView::default())),
+        });
+        let mut engine = Engine::new(store.clone(), shared.clone(), device_key)?;
+        engine.warm_up()?;
+        let device_id = engine.device_id.clone();
+        let (writer, writer_thread) = Writer::spawn(engine);
+        let handle = NodeHandle {
+            inner: Arc::new(Inner {
+                store,
+                writer,
+                shared,
+                device_id,
+            }),
+        };
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let mut http_addr = None;
+        let mut http_task = None;
+        if let Some(bind) = self.http {
+            let listener = match bind {
+                HttpBind::Addr(a) => tokio::net::TcpListener::bind(a)
+                    .await
+                    .map_err(|e| Error::Internal(format!("cannot listen on {a}: {e}")))?,
+                HttpBind::Listener(l) => {
+                    l.set_nonblocking(true)
+                        .and_then(|_| tokio::net::TcpListener::from_std(l))
+                        .map_err(|e| Error::Internal(format!("cannot use the listener: {e}")))?
+                }
+            };
+            http_addr = listener.local_addr().ok();
+            let router = crate::api::router(handle.clone(), crate::api::ApiOptions::default());
+            let mut stop = stop_rx.clone();
+            http_task = Some(tokio::spawn(async move {
+                let shutdown = async move {
+                    let _ = stop.wait_for(|s| *s).await;
+                };
+                if let Err(e) = crate::api::serve(listener, router, shutdown).await {
+                    tracing::error!("HTTP server failed: {e}");
+                }
+            }));
+        }
+        Ok(Node {
+            handle,
+            http_addr,
+            http_task,
+            stop: stop_tx,
+            writer_thread: Some(writer_thread),
+        })
     }
 }
 
-/// A running node. Dropping it without [`Node::shutdown`] aborts its tasks.
-#[must_use = "a node stops when dropped; call shutdown().await"]
+/// File name of the store inside the data dir.
+pub const STORE_FILE: &str = "tillmesh.redb";
+/// File name of the device key inside the data dir.
+pub const DEVICE_KEY_FILE: &str = "device.key";
+
+/// A running node. Stop it with [`Node::shutdown`].
+#[must_use = "a node stops serving when dropped; call shutdown().await"]
 pub struct Node {
     handle: NodeHandle,
     http_addr: Option<SocketAddr>,
+    http_task: Option<tokio::task::JoinHandle<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    writer_thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Node {
@@ -71,141 +146,495 @@ impl Node {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
-    /// Stop serving, finish pending commits, close the store.
-    pub async fn shutdown(self) {
-        todo!()
+    /// Stops serving (in-flight requests finish), lets queued writes commit, closes the store.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        if let Some(t) = self.http_task.take() {
+            let _ = t.await;
+        }
+        self.handle.inner.writer.close().await;
+        if let Some(thread) = self.writer_thread.take() {
+            let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+        }
     }
+}
+
+struct Inner {
+    store: Store,
+    writer: Writer,
+    shared: Arc<Shared>,
+    device_id: String,
 }
 
 /// Cloneable access to a running node's shop.
 #[derive(Clone)]
-pub struct NodeHandle {}
+pub struct NodeHandle {
+    inner: Arc<Inner>,
+}
 
-#[allow(unused_variables)]
+fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> impl std::future::Future<Output = Result<T>> {
+    async move {
+        tokio::task::spawn_blocking(f)
+            .await
+            .map_err(|e| Error::Internal(format!("a blocking task failed: {e}")))?
+    }
+}
+
 impl NodeHandle {
+    fn view(&self) -> Arc<shop::ShopView> {
+        self.inner
+            .shared
+            .shop
+            .read()
+            .expect("shop view lock is never poisoned")
+            .clone()
+    }
+
+    fn read(&self) -> Result<redb::ReadTransaction> {
+        self.inner.store.read()
+    }
+
+    /// This device's id.
+    pub fn device_id(&self) -> &str {
+        &self.inner.device_id
+    }
+
     /// Shop, device and store facts.
     pub fn status(&self) -> Result<Status> {
-        todo!()
+        let v = self.view();
+        Ok(Status {
+            has_shop: v.shop_id.is_some(),
+            shop_id: v.shop_id,
+            shop_name: v.settings.as_ref().map(|s| s.shop_name.clone()),
+            device: v.this_device.clone(),
+            version: env!("CARGO_PKG_VERSION").to_string(),
+            envelopes: self.inner.store.envelope_count()?,
+            documents: self.inner.store.docs()?.len() as u64,
+        })
     }
+
     /// Create the shop on a node that has none (first start / `tillmesh init`).
-    pub async fn create_shop(&self, shop: NewShop) -> Result<ShopCreated> {
-        todo!()
+    pub async fn create_shop(&self, s: NewShop) -> Result<ShopCreated> {
+        if self.view().shop_id.is_some() {
+            return Err(Error::NoShop("this node already belongs to a shop".into()));
+        }
+        let shop_name = shop::non_empty("shop_name", &s.shop_name, 100)?;
+        let owner_name = shop::non_empty("owner_name", &s.owner_name, 100)?;
+        let username = check_username(&s.username)?;
+        identity::check_password("password", &s.password)?;
+        let currency = s.currency.unwrap_or_else(|| "EUR".into());
+        let currency_exponent = crate::domain::money::currency_exponent("currency", &currency)?;
+        let timezone = s.timezone.unwrap_or_else(|| "UTC".into());
+        shop::check_timezone("timezone", &timezone)?;
+        let device_name = s
+            .device_name
+            .map(|d| shop::non_empty("device_name", &d, 100))
+            .transpose()?
+            .unwrap_or_else(|| "Till 1".into());
+        let owner_key = identity::new_signing_key();
+        let recovery = identity::new_signing_key();
+        let password = s.password;
+        let sealing_key = owner_key.clone();
+        let owner_sealed = blocking(move || {
+            identity::seal_key(&sealing_key, &password, identity::KdfParams::PASSWORD)
+        })
+        .await?;
+        let shop_id = Uuid::new_v4();
+        let genesis = ShopGenesis {
+            shop_id,
+            settings: Settings {
+                shop_name,
+                currency: currency.to_ascii_uppercase(),
+                currency_exponent,
+                timezone,
+                tax_mode: s.tax_mode.unwrap_or(TaxMode::Inclusive),
+                rounding: Rounding::HalfUp,
+                cash_rounding: 1,
+                receipt_text: String::new(),
+                low_stock_default: 0,
+                oversell: OversellPolicy::Warn,
+                max_staff: 5,
+            },
+            owner: Person {
+                id: Uuid::new_v4(),
+                name: owner_name,
+                username,
+                role: Role::Owner,
+                public_key: Some(hex::encode(owner_key.verifying_key().as_bytes())),
+                revoked: false,
+            },
+            owner_key,
+            owner_sealed,
+            recovery_public: hex::encode(recovery.verifying_key().as_bytes()),
+            device_name,
+        };
+        self.inner
+            .writer
+            .write(move |ctx| commands::create_shop(ctx, genesis))
+            .await?;
+        Ok(ShopCreated {
+            shop_id,
+            recovery_key: identity::format_recovery_key(&recovery),
+        })
     }
+
     /// Check an owner's or manager's password and unlock their person key.
     pub async fn login_password(&self, username: &str, password: &str) -> Result<Principal> {
-        todo!()
+        let view = self.view();
+        let wrong = || Error::Unauthorized("wrong username or password".into());
+        let found = view
+            .person_by_username(username)
+            .filter(|p| !p.person.revoked && p.person.role >= Role::Manager)
+            .and_then(|p| view.vault.get(&p.person.id).map(|k| (p.person.clone(), k.clone())));
+        let password = password.to_string();
+        let Some((person, sealed)) = found else {
+            // Spend the same time as a real check, so timing does not reveal usernames.
+            let dummy = identity::seal_key(&identity::new_signing_key(), "x", identity::KdfParams::PASSWORD);
+            let _ = blocking(move || dummy.map(|_| ())).await;
+            return Err(wrong());
+        };
+        let key = blocking(move || identity::unseal_key(&sealed, &password))
+            .await?
+            .ok_or_else(wrong)?;
+        Ok(Principal {
+            person_id: person.id,
+            name: person.name,
+            username: person.username,
+            role: person.role,
+            key: Some(key),
+        })
     }
+
     /// Check a staff PIN.
     pub async fn login_pin(&self, username: &str, pin: &str) -> Result<Principal> {
-        todo!()
+        let view = self.view();
+        let wrong = || Error::Unauthorized("wrong username or PIN".into());
+        let Some(rec) = view
+            .person_by_username(username)
+            .filter(|p| !p.person.revoked && p.person.role == Role::Staff)
+            .cloned()
+        else {
+            let _ = blocking(|| identity::hash_pin("0000").map(|_| ())).await;
+            return Err(wrong());
+        };
+        let stored = rec.pin_hash.clone().unwrap_or_default();
+        let pin = pin.to_string();
+        if !blocking(move || identity::verify_pin(&pin, &stored)).await? {
+            return Err(wrong());
+        }
+        Ok(Principal {
+            person_id: rec.person.id,
+            name: rec.person.name,
+            username: rec.person.username,
+            role: rec.person.role,
+            key: None,
+        })
     }
-    /// Look up a principal again (for sessions): fails if the person was revoked.
+
+    /// Look up a principal again (for sessions): fails if the person was revoked or demoted.
     pub fn refresh_principal(&self, p: &Principal) -> Result<()> {
-        todo!()
+        match self.view().person(p.person_id) {
+            Some(r) if !r.person.revoked && r.person.role == p.role => Ok(()),
+            _ => Err(Error::Unauthorized("this login is no longer valid".into())),
+        }
     }
+
     /// The shop's settings.
     pub fn settings(&self) -> Result<Settings> {
-        todo!()
+        self.view().settings().cloned()
     }
+
     /// Change settings (owner).
     pub async fn update_settings(&self, by: &Principal, patch: SettingsPatch) -> Result<Settings> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::update_settings(ctx, &by, patch))
+            .await
     }
+
     /// People of the shop (manager and owner).
     pub fn people(&self, by: &Principal) -> Result<Vec<Person>> {
-        todo!()
+        commands::require(by, Role::Manager, "listing people")?;
+        Ok(self.view().people.iter().map(|p| p.person.clone()).collect())
     }
+
     /// Add a person (owner: anyone; manager: staff).
-    pub async fn add_person(&self, by: &Principal, person: NewPerson) -> Result<Person> {
-        todo!()
+    pub async fn add_person(&self, by: &Principal, p: NewPerson) -> Result<Person> {
+        let username = check_username(&p.username)?;
+        commands::check_add_person(&self.view(), by, &username, p.role)?;
+        let person = Person {
+            id: Uuid::new_v4(),
+            name: shop::non_empty("name", &p.name, 100)?,
+            username,
+            role: p.role,
+            public_key: None,
+            revoked: false,
+        };
+        let prepared = match p.role {
+            Role::Staff => {
+                if p.password.is_some() {
+                    return Err(Error::invalid("password", "staff log in with a PIN, not a password"));
+                }
+                let pin = p.pin.ok_or_else(|| Error::invalid("pin", "staff need a PIN of 4–6 digits"))?;
+                identity::check_pin("pin", &pin)?;
+                let pin_hash = blocking(move || identity::hash_pin(&pin)).await?;
+                PreparedPerson {
+                    person,
+                    pin_hash: Some(pin_hash),
+                    sealed: None,
+                }
+            }
+            Role::Manager | Role::Owner => {
+                if p.pin.is_some() {
+                    return Err(Error::invalid("pin", "owners and managers log in with a password"));
+                }
+                let password = p
+                    .password
+                    .ok_or_else(|| Error::invalid("password", "owners and managers need a password"))?;
+                identity::check_password("password", &password)?;
+                let key = identity::new_signing_key();
+                let mut person = person;
+                person.public_key = Some(hex::encode(key.verifying_key().as_bytes()));
+                let sealed = blocking(move || {
+                    identity::seal_key(&key, &password, identity::KdfParams::PASSWORD)
+                })
+                .await?;
+                PreparedPerson {
+                    person,
+                    pin_hash: None,
+                    sealed: Some(sealed),
+                }
+            }
+        };
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::add_person(ctx, &by, prepared))
+            .await
     }
-    /// Revoke a person or a device by id (owner).
+
+    /// Revoke a person (uuid) or a device (device id) (owner).
     pub async fn revoke_member(&self, by: &Principal, id: &str) -> Result<()> {
-        todo!()
+        let by = by.clone();
+        let id = id.to_string();
+        self.inner
+            .writer
+            .write(move |ctx| commands::revoke_member(ctx, &by, &id))
+            .await
     }
+
     /// Devices of the shop.
     pub fn devices(&self) -> Result<Vec<Device>> {
-        todo!()
+        Ok(self.view().devices.clone())
     }
+
     /// All products, archived included.
     pub fn products(&self) -> Result<Vec<Product>> {
-        todo!()
+        queries::products(&self.read()?)
     }
+
     /// One product.
     pub fn product(&self, id: Uuid) -> Result<Product> {
-        todo!()
+        queries::product(&self.read()?, id)
     }
+
     /// Create a product (manager).
     pub async fn create_product(&self, by: &Principal, p: NewProduct) -> Result<Product> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::create_product(ctx, &by, p))
+            .await
     }
+
     /// Edit or archive a product (manager).
-    pub async fn update_product(
-        &self,
-        by: &Principal,
-        id: Uuid,
-        patch: ProductPatch,
-    ) -> Result<Product> {
-        todo!()
+    pub async fn update_product(&self, by: &Principal, id: Uuid, patch: ProductPatch) -> Result<Product> {
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::update_product(ctx, &by, id, patch))
+            .await
     }
+
     /// Stock on hand of every product and variant.
     pub fn stock(&self) -> Result<Vec<StockLevel>> {
-        todo!()
+        let low = self.view().settings.as_ref().map(|s| s.low_stock_default).unwrap_or(0);
+        queries::stock(&self.read()?, low)
     }
+
     /// Movements of one product, oldest first.
     pub fn movements(&self, product_id: Uuid) -> Result<Vec<Movement>> {
-        todo!()
+        let tx = self.read()?;
+        queries::product(&tx, product_id)?;
+        queries::movements(&tx, product_id)
     }
+
     /// Every movement with `from <= time < to` (ms), oldest first.
     pub fn movements_between(&self, from: i64, to: i64) -> Result<Vec<Movement>> {
-        todo!()
+        queries::movements_between(&self.read()?, from, to)
     }
+
     /// Receive stock (staff and up).
     pub async fn stock_in(&self, by: &Principal, cmd: StockIn) -> Result<Movement> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::stock_in(ctx, &by, cmd))
+            .await
     }
+
     /// Remove stock with a reason (manager).
     pub async fn stock_remove(&self, by: &Principal, cmd: StockRemove) -> Result<Movement> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::stock_remove(ctx, &by, cmd))
+            .await
     }
+
     /// Record a stock count (manager).
     pub async fn stock_adjust(&self, by: &Principal, cmd: StockAdjust) -> Result<Movement> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::stock_adjust(ctx, &by, cmd))
+            .await
     }
+
     /// Record a sale (staff and up). Returns once it is durable.
     pub async fn record_sale(&self, by: &Principal, sale: NewSale) -> Result<Sale> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::record_sale(ctx, &by, sale))
+            .await
     }
-    /// Sales with `from <= time < to` (ms since epoch), oldest first.
+
+    /// Sales with `from <= time < to` (ms since epoch), oldest first (at most 10,000).
     pub fn sales(&self, from: i64, to: i64) -> Result<Vec<Sale>> {
-        todo!()
+        queries::sales(&self.read()?, from, to, 10_000)
     }
+
     /// One sale.
     pub fn sale(&self, id: Uuid) -> Result<Sale> {
-        todo!()
+        commands::read_sale(&self.read()?, id)
     }
+
     /// Void a sale (staff: their own within 30 minutes; manager: any).
     pub async fn void_sale(&self, by: &Principal, id: Uuid, cmd: VoidSale) -> Result<Sale> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::void_sale(ctx, &by, id, cmd))
+            .await
     }
+
     /// Return lines of a sale (manager).
     pub async fn return_sale(&self, by: &Principal, id: Uuid, cmd: NewReturn) -> Result<SaleReturn> {
-        todo!()
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::return_sale(ctx, &by, id, cmd))
+            .await
     }
+
     /// Totals per shop-local day, `from_day..=to_day` (`YYYY-MM-DD`).
     pub fn daily_sales(&self, from_day: &str, to_day: &str) -> Result<Vec<DailySales>> {
-        todo!()
+        queries::daily(&self.read()?, from_day, to_day)
     }
+
     /// Documents this node stores (`vault` included; the API hides it).
     pub fn documents(&self) -> Result<Vec<DocumentInfo>> {
-        todo!()
+        Ok(self
+            .inner
+            .store
+            .docs()?
+            .into_iter()
+            .map(|(id, m)| DocumentInfo {
+                kind: crate::docs::DocId::parse(&id).map(|d| d.kind().to_string()).unwrap_or_default(),
+                heads: m.heads.iter().map(hex::encode).collect(),
+                changes: m.changes,
+                id,
+            })
+            .collect())
     }
-    /// A document saved as Automerge bytes (`vault` refused).
+
+    /// A document saved as Automerge bytes (manager and owner; `vault` refused).
     pub fn document_bytes(&self, by: &Principal, id: &str) -> Result<Vec<u8>> {
-        todo!()
+        commands::require(by, Role::Manager, "reading documents")?;
+        let doc = crate::docs::DocId::parse(id)?;
+        if doc == crate::docs::DocId::Vault {
+            return Err(Error::Forbidden("the vault is never served".into()));
+        }
+        let mut am = self
+            .inner
+            .store
+            .load_doc(id)?
+            .ok_or_else(|| Error::NotFound(format!("no document {id}")))?;
+        Ok(am.save())
     }
+
     /// Everything applied from now on.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
-        todo!()
+        self.inner.shared.events.subscribe()
     }
+
+    /// Every stored envelope (for sync, backups and tests), in no particular order.
+    pub fn envelopes(&self) -> Result<Vec<Envelope>> {
+        use redb::ReadableTable;
+        let tx = self.read()?;
+        let mut out = Vec::new();
+        for row in tx.open_table(crate::store::tables::ENVELOPES)?.iter()? {
+            out.push(Envelope::from_bytes(row?.1.value())?);
+        }
+        Ok(out)
+    }
+
+    /// The pinned hash of the shop's first `members` change.
+    pub fn genesis(&self) -> Result<Option<automerge::ChangeHash>> {
+        Ok(self
+            .inner
+            .store
+            .meta(crate::store::meta::GENESIS)?
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .map(automerge::ChangeHash))
+    }
+
+    /// Applies envelopes from elsewhere (a peer, a backup) through the verify-and-apply path;
+    /// `genesis` pins the shop on a node that has none yet. Envelopes waiting for others are
+    /// held and retried as the rest arrive.
+    pub async fn import_envelopes(
+        &self,
+        genesis: Option<automerge::ChangeHash>,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Result<Applied>>> {
+        self.inner
+            .writer
+            .write(move |ctx| {
+                if let Some(g) = genesis {
+                    ctx.adopt_genesis(g)?;
+                }
+                let results: Vec<Result<Applied>> =
+                    envelopes.into_iter().map(|e| ctx.apply_envelope(e)).collect();
+                ctx.retry_held()?;
+                Ok(results)
+            })
+            .await
+    }
+}
+
+fn check_username(u: &str) -> Result<String> {
+    let u = u.trim();
+    if !(2..=32).contains(&u.len())
+        || !u
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'.' || b == b'_' || b == b'-')
+    {
+        return Err(Error::invalid(
+            "username",
+            "2–32 characters: letters, digits, '.', '_' or '-'",
+        ));
+    }
+    Ok(u.to_string())
 }

@@ -1,0 +1,286 @@
+//! Who may write what: the `members` document read at given heads, and [`verify`], the one
+//! check every envelope passes before it is applied — local changes and (later) peers' alike.
+//!
+//! `members` layout (all at the root, so no container is ever created on two devices):
+//! - `schema`: 1, `shop_id`: uuid string, `recovery`: the recovery key (hex, acts as owner);
+//! - `device:<id>` → map `{public_key, name, role: "till"|"relay", receipt_prefix, revoked}`;
+//! - `person:<uuid>` → map `{name, username, role, public_key?, pin_hash?, revoked}`;
+//! - `revocation:<public key hex>` → JSON string `{accepted: [change hash hex], by, time}`:
+//!   changes by that key outside `accepted` are invalid everywhere.
+
+use std::collections::{HashMap, HashSet};
+
+use automerge::{AutoCommit, Change, ChangeHash, ROOT};
+use uuid::Uuid;
+
+use super::{DocId, Envelope, am};
+use crate::domain::model::{DeviceRole, Role};
+
+/// Who signed a change, as `members` knew them at the envelope's heads.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Signer {
+    /// A device key.
+    Device {
+        /// Device id.
+        id: String,
+        /// Role.
+        role: DeviceRole,
+    },
+    /// An owner's or manager's person key.
+    Person {
+        /// Person id.
+        id: Uuid,
+        /// Role.
+        role: Role,
+    },
+    /// The shop's offline recovery key (acts as an owner).
+    Recovery,
+    /// The owner who signed the shop's first `members` change.
+    Genesis,
+}
+
+impl Signer {
+    /// The person role the signer carries (devices: none).
+    pub fn person_role(&self) -> Option<Role> {
+        match self {
+            Signer::Person { role, .. } => Some(*role),
+            Signer::Recovery | Signer::Genesis => Some(Role::Owner),
+            Signer::Device { .. } => None,
+        }
+    }
+}
+
+/// The keys `members` lists at some heads.
+#[derive(Debug, Default, Clone)]
+pub struct Trust {
+    signers: HashMap<[u8; 32], (Signer, bool)>,
+    revocations: HashMap<[u8; 32], HashSet<[u8; 32]>>,
+}
+
+impl Trust {
+    /// Reads `members` at `heads` (current state if `None`).
+    pub fn read(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Trust {
+        let mut t = Trust::default();
+        for key in am::keys(doc, &ROOT, heads) {
+            if key == "recovery" {
+                if let Some(pk) = am::string(doc, &ROOT, &key, heads).and_then(|s| parse_key(&s)) {
+                    t.signers.insert(pk, (Signer::Recovery, false));
+                }
+            } else if let Some(id) = key.strip_prefix("device:") {
+                let Some(obj) = am::map(doc, &ROOT, &key, heads) else {
+                    continue;
+                };
+                let pk = am::string(doc, &obj, "public_key", heads).and_then(|s| parse_key(&s));
+                let role = match am::string(doc, &obj, "role", heads).as_deref() {
+                    Some("till") => DeviceRole::Till,
+                    Some("relay") => DeviceRole::Relay,
+                    _ => continue,
+                };
+                if let Some(pk) = pk {
+                    let revoked = am::flag(doc, &obj, "revoked", heads);
+                    let signer = Signer::Device {
+                        id: id.to_string(),
+                        role,
+                    };
+                    t.signers.insert(pk, (signer, revoked));
+                }
+            } else if let Some(id) = key.strip_prefix("person:") {
+                let Ok(id) = Uuid::parse_str(id) else {
+                    continue;
+                };
+                let Some(obj) = am::map(doc, &ROOT, &key, heads) else {
+                    continue;
+                };
+                let Some(role) = am::string(doc, &obj, "role", heads).and_then(|r| Role::parse(&r))
+                else {
+                    continue;
+                };
+                if role == Role::Staff {
+                    continue; // staff have no key
+                }
+                if let Some(pk) =
+                    am::string(doc, &obj, "public_key", heads).and_then(|s| parse_key(&s))
+                {
+                    let revoked = am::flag(doc, &obj, "revoked", heads);
+                    t.signers.insert(pk, (Signer::Person { id, role }, revoked));
+                }
+            } else if let Some(pk) = key.strip_prefix("revocation:").and_then(parse_key) {
+                let accepted = am::string(doc, &ROOT, &key, heads)
+                    .and_then(|s| serde_json::from_str::<RevocationRecord>(&s).ok())
+                    .map(|r| r.accepted.iter().filter_map(|h| parse_key(h)).collect())
+                    .unwrap_or_default();
+                t.revocations.insert(pk, accepted);
+            }
+        }
+        t
+    }
+
+    /// The signer behind `key`, and whether it was revoked.
+    pub fn signer(&self, key: &[u8; 32]) -> Option<&(Signer, bool)> {
+        self.signers.get(key)
+    }
+}
+
+/// What a revocation records (stored as a JSON string in `members`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct RevocationRecord {
+    /// Changes accepted from the key before it was revoked (hex hashes).
+    pub accepted: Vec<String>,
+    /// Who revoked it (person id or `recovery`).
+    pub by: String,
+    /// When (ms).
+    pub time: i64,
+}
+
+fn parse_key(s: &str) -> Option<[u8; 32]> {
+    hex::decode(s).ok()?.try_into().ok()
+}
+
+/// The outcome of [`verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    /// Valid: apply it.
+    Accept(Signer),
+    /// Not decidable yet (the named `members` heads or the change's dependencies are missing):
+    /// keep it and check again when `members` advances.
+    Hold(String),
+    /// Never valid: drop it and count it against whoever sent it.
+    Reject(String),
+}
+
+/// What [`verify`] needs besides the envelope.
+pub struct VerifyContext<'a> {
+    /// The `members` document as this node has it.
+    pub members: &'a mut AutoCommit,
+    /// The hash of the shop's first `members` change (pinned locally at init or join).
+    pub genesis: ChangeHash,
+    /// Cache of `Trust` by members heads (most envelopes name the current heads).
+    pub cache: &'a mut HashMap<Vec<ChangeHash>, std::sync::Arc<Trust>>,
+}
+
+/// Checks an envelope: signature over the change hash; the change's author is the signer;
+/// the signer may write this kind of document at the `members` heads it names; not revoked.
+///
+/// `author` is the author Automerge recorded for the change's actor: Automerge writes it into
+/// the first change of an actor only, so for later changes the caller looks it up in the
+/// document (which holds that first change, since an actor's changes apply in order).
+pub fn verify(env: &Envelope, change: &Change, author: Option<&[u8]>, ctx: &mut VerifyContext<'_>) -> Verdict {
+    let hash = change.hash();
+    if let Err(e) = env.verify_signature(&hash) {
+        return Verdict::Reject(e.to_string());
+    }
+    if author != Some(env.signer.as_slice()) {
+        return Verdict::Reject("change author is not the signer".into());
+    }
+    let doc = match DocId::parse(&env.doc) {
+        Ok(d) => d,
+        Err(_) => return Verdict::Reject(format!("unknown document {:?}", env.doc)),
+    };
+    let heads = env.members_heads();
+
+    // The shop's first change: its hash is pinned, so it vouches for itself.
+    if doc == DocId::Members && heads.is_empty() {
+        return if hash == ctx.genesis {
+            Verdict::Accept(Signer::Genesis)
+        } else {
+            Verdict::Reject("a members change naming no members heads that is not the shop's genesis".into())
+        };
+    }
+    if heads.iter().any(|h| ctx.members.get_change_by_hash(h).is_none()) {
+        return Verdict::Hold("names members heads this node does not have yet".into());
+    }
+    let trust = trust_at(ctx.cache, ctx.members, heads);
+    let Some((signer, revoked_then)) = trust.signer(&env.signer).cloned() else {
+        return Verdict::Reject("signer is not a member at the heads it names".into());
+    };
+    if revoked_then {
+        return Verdict::Reject("signer was revoked at the heads it names".into());
+    }
+    // Revoked since: only the changes the revocation accepted stay valid.
+    let current = ctx.members.get_heads();
+    let now = trust_at(ctx.cache, ctx.members, current);
+    if let Some(accepted) = now.revocations.get(&env.signer)
+        && !accepted.contains(&hash.0)
+    {
+        return Verdict::Reject("signer has been revoked".into());
+    }
+    if let Some((_, true)) = now.signer(&env.signer)
+        && !now.revocations.contains_key(&env.signer)
+    {
+        return Verdict::Reject("signer has been revoked".into());
+    }
+
+    let role = signer.person_role();
+    let allowed = match &doc {
+        DocId::Members | DocId::Vault => match role {
+            Some(Role::Owner) => true,
+            Some(Role::Manager) => within_manager_scope(&doc, &signer, change, ctx.members),
+            _ => false,
+        },
+        DocId::Settings => role == Some(Role::Owner),
+        DocId::Catalog | DocId::Orders => role >= Some(Role::Manager),
+        DocId::Ledger { device, .. } => match &signer {
+            Signer::Device { id, role } => id == device && *role == DeviceRole::Till,
+            _ => role >= Some(Role::Manager),
+        },
+    };
+    if allowed {
+        Verdict::Accept(signer)
+    } else {
+        Verdict::Reject(format!("{signer:?} may not write {}", doc.kind()))
+    }
+}
+
+/// `members` read at `heads`, cached.
+fn trust_at(
+    cache: &mut HashMap<Vec<ChangeHash>, std::sync::Arc<Trust>>,
+    members: &AutoCommit,
+    mut heads: Vec<ChangeHash>,
+) -> std::sync::Arc<Trust> {
+    heads.sort();
+    if let Some(t) = cache.get(&heads) {
+        return t.clone();
+    }
+    if cache.len() > 256 {
+        cache.clear();
+    }
+    let t = std::sync::Arc::new(Trust::read(members, Some(&heads)));
+    cache.insert(heads, t.clone());
+    t
+}
+
+/// A manager may add and edit staff in `members`, and only their own entry in `vault`: check
+/// what the change touches by applying it to a fork at its dependencies.
+fn within_manager_scope(doc: &DocId, signer: &Signer, change: &Change, members: &mut AutoCommit) -> bool {
+    let Signer::Person { id: me, .. } = signer else {
+        return false;
+    };
+    if *doc == DocId::Vault {
+        // Vault entries are JSON strings at `key:<person id>`: every op must be a root op on
+        // the manager's own entry.
+        let own = format!("key:{me}");
+        return change.decode().operations.iter().all(|op| {
+            matches!((&op.obj, &op.key),
+                (automerge::legacy::ObjectId::Root, automerge::legacy::Key::Map(k)) if k.as_str() == own)
+        });
+    }
+    let deps = change.deps().to_vec();
+    let Ok(mut fork) = members.fork_at(&deps) else {
+        return false;
+    };
+    if fork.apply_changes([change.clone()]).is_err() {
+        return false;
+    }
+    let after = fork.get_heads();
+    let touched = am::root_keys_changed(&mut fork, &deps, &after);
+    touched.iter().all(|k| {
+        k.starts_with("person:") && {
+            let role_at = |h: Option<&[ChangeHash]>| {
+                am::map(&fork, &ROOT, k, h).and_then(|o| am::string(&fork, &o, "role", h))
+            };
+            let before = role_at(Some(&deps));
+            let after = role_at(None);
+            matches!(before.as_deref(), None | Some("staff")) && after.as_deref() == Some("staff")
+        }
+    })
+}

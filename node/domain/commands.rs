@@ -1,0 +1,861 @@
+//! Commands: validate a request against the current state, then write it as a signed change.
+//! Each runs inside the writer (see `engine`), so it sees every earlier command of its batch.
+//!
+//! Signing: entries a device makes on its own account (sales, stock-ins, a staff void) are
+//! signed by the device key; privileged changes (catalog, settings, people, removals, counts,
+//! returns) by the logged-in owner's or manager's person key.
+
+use automerge::{ROOT, transaction::Transactable};
+use chrono::TimeZone;
+use ed25519_dalek::SigningKey;
+use redb::{ReadableMultimapTable, ReadableTable};
+use uuid::Uuid;
+
+use super::catalog;
+use super::ledger::{EntryBody, LedgerEntry, QtyLine, ReturnedLine};
+use super::model::*;
+use super::money::{self, MAX_AMOUNT};
+use super::shop::{self, non_empty};
+use crate::docs::{DocId, LEDGER_ROLLOVER};
+use crate::engine::Ctx;
+use crate::error::{Error, Result};
+use crate::identity::SealedKey;
+use crate::store::meta;
+use crate::store::tables::*;
+
+/// Largest quantity in one line or movement.
+pub const MAX_QTY: i64 = 1_000_000_000;
+/// How long staff may void their own sale.
+pub const STAFF_VOID_WINDOW_MS: i64 = 30 * 60 * 1000;
+
+/// Refuses unless `by` has at least `role`.
+pub fn require(by: &Principal, role: Role, what: &str) -> Result<()> {
+    if by.role < role {
+        return Err(Error::Forbidden(format!(
+            "{what} needs a {} (you are logged in as {})",
+            role.as_str(),
+            by.role.as_str()
+        )));
+    }
+    Ok(())
+}
+
+/// The person key of an owner or manager session.
+pub fn person_key(by: &Principal) -> Result<&SigningKey> {
+    by.key
+        .as_ref()
+        .ok_or_else(|| Error::Forbidden("this needs an owner's or manager's login".into()))
+}
+
+/// Everything `create_shop` needs, prepared outside the writer (key sealing is slow).
+pub struct ShopGenesis {
+    /// Shop id.
+    pub shop_id: Uuid,
+    /// Settings.
+    pub settings: Settings,
+    /// The owner.
+    pub owner: Person,
+    /// The owner's person key.
+    pub owner_key: SigningKey,
+    /// The owner's key sealed under their password.
+    pub owner_sealed: SealedKey,
+    /// Public recovery key (hex).
+    pub recovery_public: String,
+    /// This device's name.
+    pub device_name: String,
+}
+
+/// Creates the shop's documents: `members` (its genesis), `settings`, `vault`, `catalog`.
+pub fn create_shop(ctx: &mut Ctx<'_>, g: ShopGenesis) -> Result<()> {
+    if ctx.meta(meta::SHOP_ID)?.is_some() {
+        return Err(Error::NoShop("this node already belongs to a shop".into()));
+    }
+    let device = Device {
+        id: ctx.device_id().to_string(),
+        name: g.device_name.clone(),
+        role: DeviceRole::Till,
+        public_key: hex::encode(ctx.device_key().verifying_key().as_bytes()),
+        receipt_prefix: "T1".into(),
+        revoked: false,
+    };
+    let key = g.owner_key.clone();
+    ctx.change(&DocId::Members, &key, |doc| {
+        doc.put(ROOT, "shop_id", g.shop_id.to_string())?;
+        doc.put(ROOT, "recovery", g.recovery_public.as_str())?;
+        shop::put_person(doc, &g.owner, None)?;
+        shop::put_device(doc, &device)
+    })?;
+    ctx.change(&DocId::Settings, &key, |doc| {
+        shop::write_settings(doc, &g.settings, None)
+    })?;
+    let sealed = serde_json::to_string(&g.owner_sealed).map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.change(&DocId::Vault, &key, |doc| {
+        doc.put(ROOT, format!("key:{}", g.owner.id), sealed.as_str())?;
+        Ok(())
+    })?;
+    ctx.change(&DocId::Catalog, &key, |_| Ok(()))?;
+    ctx.set_meta(meta::SHOP_ID, g.shop_id.to_string().as_bytes())?;
+    Ok(())
+}
+
+// --- time, days, ledger documents, receipts ------------------------------------------------
+
+/// Hybrid logical clock: max(wall clock, last time seen + 1 ms), persisted with the batch.
+pub fn hlc_now(ctx: &mut Ctx<'_>) -> Result<i64> {
+    let wall = chrono::Utc::now().timestamp_millis();
+    let last = ctx
+        .meta(meta::HLC)?
+        .and_then(|b| b.try_into().ok())
+        .map(i64::from_le_bytes)
+        .unwrap_or(0);
+    let now = wall.max(last + 1);
+    ctx.set_meta(meta::HLC, &now.to_le_bytes())?;
+    Ok(now)
+}
+
+/// The shop-local day of `time` (ms).
+pub fn shop_day(settings: &Settings, time: i64) -> String {
+    let tz: chrono_tz::Tz = settings.timezone.parse().unwrap_or(chrono_tz::UTC);
+    match tz.timestamp_millis_opt(time) {
+        chrono::LocalResult::Single(t) | chrono::LocalResult::Ambiguous(t, _) => {
+            t.format("%Y-%m-%d").to_string()
+        }
+        chrono::LocalResult::None => chrono::Utc
+            .timestamp_millis_opt(time)
+            .single()
+            .map(|t| t.format("%Y-%m-%d").to_string())
+            .unwrap_or_else(|| "1970-01-01".into()),
+    }
+}
+
+#[derive(Debug, Default, serde::Serialize, serde::Deserialize)]
+struct LedgerCursor {
+    day: String,
+    n: u64,
+    entries: u64,
+}
+
+/// The ledger document this device writes its next entry of `day` into (rolling over).
+fn ledger_doc_for(ctx: &mut Ctx<'_>, day: &str, new_entries: u64) -> Result<DocId> {
+    let mut cursor: LedgerCursor = ctx
+        .meta(meta::LEDGER_CURSOR)?
+        .and_then(|b| postcard::from_bytes(&b).ok())
+        .unwrap_or_default();
+    if cursor.day != day {
+        cursor = LedgerCursor {
+            day: day.to_string(),
+            n: 0,
+            entries: 0,
+        };
+    } else if cursor.entries + new_entries > LEDGER_ROLLOVER {
+        cursor.n += 1;
+        cursor.entries = 0;
+    }
+    cursor.entries += new_entries;
+    let bytes = postcard::to_allocvec(&cursor).map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.set_meta(meta::LEDGER_CURSOR, &bytes)?;
+    Ok(DocId::Ledger {
+        day: cursor.day,
+        device: ctx.device_id().to_string(),
+        n: cursor.n,
+    })
+}
+
+/// Writes entries into this device's ledger, signed by `key`.
+fn append_entry(ctx: &mut Ctx<'_>, key: &SigningKey, settings: &Settings, entry: &LedgerEntry) -> Result<()> {
+    let day = shop_day(settings, entry.time);
+    let doc = ledger_doc_for(ctx, &day, 1)?;
+    let json = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.change(&doc, key, |am| {
+        am.put(ROOT, entry.key(), json.as_str())?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn next_receipt(ctx: &mut Ctx<'_>, prefix: &str) -> Result<String> {
+    let n = ctx
+        .meta(meta::RECEIPT_COUNTER)?
+        .and_then(|b| b.try_into().ok())
+        .map(u64::from_le_bytes)
+        .unwrap_or(0)
+        + 1;
+    ctx.set_meta(meta::RECEIPT_COUNTER, &n.to_le_bytes())?;
+    Ok(format!("{prefix}-{n:06}"))
+}
+
+// --- products ------------------------------------------------------------------------------
+
+fn load_product(ctx: &Ctx<'_>, id: Uuid) -> Result<Product> {
+    let t = ctx.tx.open_table(PRODUCTS)?;
+    let v = t
+        .get(id.as_u128())?
+        .ok_or_else(|| Error::NotFound(format!("no product {id}")))?;
+    serde_json::from_str(v.value()).map_err(|e| Error::Internal(e.to_string()))
+}
+
+fn check_sku_free(ctx: &Ctx<'_>, field: &str, sku: &str, except: Option<Uuid>) -> Result<()> {
+    let t = ctx.tx.open_multimap_table(SKUS)?;
+    for row in t.get(sku)? {
+        let (pid, _) = row?.value();
+        if Some(Uuid::from_u128(pid)) != except {
+            return Err(Error::Conflict(format!("SKU {sku:?} is already used")))
+                .map_err(|e| match e {
+                    Error::Conflict(m) => Error::Invalid {
+                        field: Some(field.to_string()),
+                        message: m,
+                    },
+                    e => e,
+                });
+        }
+    }
+    Ok(())
+}
+
+fn check_money(field: &str, v: i64) -> Result<i64> {
+    if !(0..=MAX_AMOUNT).contains(&v) {
+        return Err(Error::invalid(field, "must be an amount in minor units, 0 or more"));
+    }
+    Ok(v)
+}
+
+fn check_code(field: &str, v: &str) -> Result<String> {
+    let v = non_empty(field, v, 64)?;
+    if v.chars().any(char::is_whitespace) {
+        return Err(Error::invalid(field, "must not contain spaces"));
+    }
+    Ok(v)
+}
+
+fn check_tax_rate(field: &str, v: u32) -> Result<u32> {
+    if v > 10_000 {
+        return Err(Error::invalid(field, "a tax rate is in basis points, at most 10000 (100 %)"));
+    }
+    Ok(v)
+}
+
+fn check_variants(
+    ctx: &Ctx<'_>,
+    product: Uuid,
+    base_sku: &str,
+    existing: &[Variant],
+    new: &[NewVariant],
+    field: &str,
+) -> Result<Vec<Variant>> {
+    let mut out = Vec::new();
+    for (i, v) in new.iter().enumerate() {
+        let f = |x: &str| format!("{field}[{i}].{x}");
+        let sku = check_code(&f("sku"), &v.sku)?;
+        if sku == base_sku
+            || existing.iter().any(|e| e.sku == sku)
+            || out.iter().any(|e: &Variant| e.sku == sku)
+        {
+            return Err(Error::invalid(f("sku"), format!("SKU {sku:?} is already used")));
+        }
+        check_sku_free(ctx, &f("sku"), &sku, Some(product))?;
+        out.push(Variant {
+            id: Uuid::new_v4(),
+            sku,
+            name: non_empty(&f("name"), &v.name, 100)?,
+            barcode: v.barcode.as_deref().map(|b| check_code(&f("barcode"), b)).transpose()?,
+            price: v.price.map(|p| check_money(&f("price"), p)).transpose()?,
+        });
+    }
+    if existing.len() + out.len() > 500 {
+        return Err(Error::invalid(field, "at most 500 variants"));
+    }
+    Ok(out)
+}
+
+/// Creates a product (manager).
+pub fn create_product(ctx: &mut Ctx<'_>, by: &Principal, p: NewProduct) -> Result<Product> {
+    require(by, Role::Manager, "creating a product")?;
+    let key = person_key(by)?.clone();
+    let id = Uuid::new_v4();
+    let sku = check_code("sku", &p.sku)?;
+    check_sku_free(ctx, "sku", &sku, None)?;
+    let product = Product {
+        id,
+        variants: check_variants(ctx, id, &sku, &[], &p.variants, "variants")?,
+        sku,
+        barcode: p.barcode.as_deref().map(|b| check_code("barcode", b)).transpose()?,
+        name: non_empty("name", &p.name, 200)?,
+        category: p.category.as_deref().map(|c| non_empty("category", c, 100)).transpose()?,
+        unit: p.unit.as_deref().map(|u| non_empty("unit", u, 20)).transpose()?.unwrap_or_else(|| "pcs".into()),
+        price: check_money("price", p.price)?,
+        cost: check_money("cost", p.cost.unwrap_or(0))?,
+        tax_rate: check_tax_rate("tax_rate", p.tax_rate.unwrap_or(0))?,
+        reorder_level: p
+            .reorder_level
+            .map(|r| if (0..=MAX_QTY).contains(&r) { Ok(r) } else { Err(Error::invalid("reorder_level", "must be 0 or more")) })
+            .transpose()?,
+        archived: false,
+        conflicts: Default::default(),
+    };
+    ctx.change(&DocId::Catalog, &key, |doc| catalog::put_new_product(doc, &product))?;
+    load_product(ctx, id)
+}
+
+/// Edits a product (manager).
+pub fn update_product(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, p: ProductPatch) -> Result<Product> {
+    require(by, Role::Manager, "editing a product")?;
+    let key = person_key(by)?.clone();
+    let old = {
+        let doc = ctx
+            .doc("catalog")?
+            .ok_or_else(|| Error::NoShop("this node has no catalog yet".into()))?;
+        catalog::read_product(doc, id).ok_or_else(|| Error::NotFound(format!("no product {id}")))?
+    };
+    let mut new = old.clone();
+    if let Some(sku) = p.sku {
+        new.sku = check_code("sku", &sku)?;
+        if new.sku != old.sku {
+            check_sku_free(ctx, "sku", &new.sku, Some(id))?;
+            if old.variants.iter().any(|v| v.sku == new.sku) {
+                return Err(Error::invalid("sku", "a variant of this product uses that SKU"));
+            }
+        }
+    }
+    if let Some(v) = p.name {
+        new.name = non_empty("name", &v, 200)?;
+    }
+    if let Some(v) = p.price {
+        new.price = check_money("price", v)?;
+    }
+    if let Some(v) = p.barcode {
+        new.barcode = v.as_deref().map(|b| check_code("barcode", b)).transpose()?;
+    }
+    if let Some(v) = p.category {
+        new.category = v.as_deref().map(|c| non_empty("category", c, 100)).transpose()?;
+    }
+    if let Some(v) = p.unit {
+        new.unit = non_empty("unit", &v, 20)?;
+    }
+    if let Some(v) = p.cost {
+        new.cost = check_money("cost", v)?;
+    }
+    if let Some(v) = p.tax_rate {
+        new.tax_rate = check_tax_rate("tax_rate", v)?;
+    }
+    if let Some(v) = p.reorder_level {
+        if v.is_some_and(|r| !(0..=MAX_QTY).contains(&r)) {
+            return Err(Error::invalid("reorder_level", "must be 0 or more"));
+        }
+        new.reorder_level = v;
+    }
+    if let Some(v) = p.archived {
+        new.archived = v;
+    }
+    let added = check_variants(ctx, id, &new.sku, &old.variants, &p.add_variants, "add_variants")?;
+    new.variants.extend(added);
+    if new == old && old.conflicts.is_empty() {
+        return Ok(old);
+    }
+    ctx.change(&DocId::Catalog, &key, |doc| catalog::put_product_edit(doc, &old, &new))?;
+    load_product(ctx, id)
+}
+
+// --- stock ---------------------------------------------------------------------------------
+
+fn check_item(product: &Product, variant_id: Option<Uuid>, field: &str) -> Result<()> {
+    match variant_id {
+        Some(v) if !product.variants.iter().any(|x| x.id == v) => Err(Error::invalid(
+            field,
+            format!("product {} has no variant {v}", product.sku),
+        )),
+        None if !product.variants.is_empty() => Err(Error::invalid(
+            field,
+            format!("product {} has variants: name one", product.sku),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_qty(field: &str, qty: i64) -> Result<i64> {
+    if !(1..=MAX_QTY).contains(&qty) {
+        return Err(Error::invalid(field, format!("must be between 1 and {MAX_QTY}")));
+    }
+    Ok(qty)
+}
+
+fn on_hand(ctx: &Ctx<'_>, product: Uuid, variant: Option<Uuid>) -> Result<i64> {
+    let t = ctx.tx.open_table(STOCK)?;
+    Ok(t.get((product.as_u128(), variant.map(|v| v.as_u128()).unwrap_or(0)))?
+        .map(|v| v.value())
+        .unwrap_or(0))
+}
+
+fn stock_entry(ctx: &mut Ctx<'_>, by: &Principal, key: &SigningKey, body: EntryBody) -> Result<LedgerEntry> {
+    let settings = ctx.shop().settings()?.clone();
+    let entry = LedgerEntry {
+        id: Uuid::new_v4(),
+        time: hlc_now(ctx)?,
+        device: ctx.device_id().to_string(),
+        person: Some(by.person_id),
+        body,
+    };
+    append_entry(ctx, key, &settings, &entry)?;
+    Ok(entry)
+}
+
+fn movement_of(ctx: &Ctx<'_>, entry: &LedgerEntry) -> Result<Movement> {
+    let t = ctx.tx.open_table(MOVEMENTS_BY_TIME)?;
+    let pid = t
+        .get((entry.time, entry.id.as_u128(), 0))?
+        .ok_or_else(|| Error::Internal("the movement was not projected".into()))?
+        .value();
+    let m = ctx.tx.open_table(MOVEMENTS)?;
+    let v = m
+        .get((pid, entry.time, entry.id.as_u128(), 0))?
+        .ok_or_else(|| Error::Internal("the movement was not projected".into()))?;
+    serde_json::from_str(v.value()).map_err(|e| Error::Internal(e.to_string()))
+}
+
+/// Receives stock (anyone logged in; signed by the device).
+pub fn stock_in(ctx: &mut Ctx<'_>, by: &Principal, c: StockIn) -> Result<Movement> {
+    let product = load_product(ctx, c.product_id)?;
+    if product.archived {
+        return Err(Error::invalid("product_id", "this product is archived"));
+    }
+    check_item(&product, c.variant_id, "variant_id")?;
+    let body = EntryBody::StockIn {
+        product_id: c.product_id,
+        variant_id: c.variant_id,
+        qty: check_qty("qty", c.qty)?,
+        unit_cost: check_money("unit_cost", c.unit_cost.unwrap_or(product.cost))?,
+        note: c.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?,
+    };
+    let key = ctx.device_key().clone();
+    let e = stock_entry(ctx, by, &key, body)?;
+    movement_of(ctx, &e)
+}
+
+/// Removes stock with a reason (manager; signed by their person key).
+pub fn stock_remove(ctx: &mut Ctx<'_>, by: &Principal, c: StockRemove) -> Result<Movement> {
+    require(by, Role::Manager, "removing stock")?;
+    let key = person_key(by)?.clone();
+    let product = load_product(ctx, c.product_id)?;
+    check_item(&product, c.variant_id, "variant_id")?;
+    let body = EntryBody::Removal {
+        product_id: c.product_id,
+        variant_id: c.variant_id,
+        qty: check_qty("qty", c.qty)?,
+        reason: c.reason,
+        note: c.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?,
+    };
+    let e = stock_entry(ctx, by, &key, body)?;
+    movement_of(ctx, &e)
+}
+
+/// Records a stock count (manager).
+pub fn stock_adjust(ctx: &mut Ctx<'_>, by: &Principal, c: StockAdjust) -> Result<Movement> {
+    require(by, Role::Manager, "adjusting stock")?;
+    let key = person_key(by)?.clone();
+    let product = load_product(ctx, c.product_id)?;
+    check_item(&product, c.variant_id, "variant_id")?;
+    if !(0..=MAX_QTY).contains(&c.counted) {
+        return Err(Error::invalid("counted", format!("must be between 0 and {MAX_QTY}")));
+    }
+    let delta = c.counted - on_hand(ctx, c.product_id, c.variant_id)?;
+    if delta == 0 {
+        return Err(Error::Conflict(format!(
+            "stock of {} is already {}; nothing to adjust",
+            product.sku, c.counted
+        )));
+    }
+    let body = EntryBody::Adjustment {
+        product_id: c.product_id,
+        variant_id: c.variant_id,
+        delta,
+        counted: c.counted,
+        note: c.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?,
+    };
+    let e = stock_entry(ctx, by, &key, body)?;
+    movement_of(ctx, &e)
+}
+
+// --- sales ---------------------------------------------------------------------------------
+
+/// Records a sale (anyone logged in; signed by the device).
+pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale) -> Result<Sale> {
+    let shop = ctx.shop();
+    let settings = shop.settings()?.clone();
+    let prefix = shop
+        .this_device
+        .as_ref()
+        .map(|d| d.receipt_prefix.clone())
+        .ok_or_else(|| Error::NoShop("this device is not a member of the shop".into()))?;
+    if s.lines.is_empty() {
+        return Err(Error::invalid("lines", "a sale needs at least one line"));
+    }
+    if s.lines.len() > 500 {
+        return Err(Error::invalid("lines", "at most 500 lines"));
+    }
+    let mut lines = Vec::with_capacity(s.lines.len());
+    let mut wanted: Vec<(Uuid, Option<Uuid>, i64, String)> = Vec::new();
+    for (i, l) in s.lines.iter().enumerate() {
+        let f = |x: &str| format!("lines[{i}].{x}");
+        let product = load_product(ctx, l.product_id).map_err(|e| match e {
+            Error::NotFound(m) => Error::invalid(f("product_id"), m),
+            e => e,
+        })?;
+        if product.archived {
+            return Err(Error::invalid(f("product_id"), format!("{} is archived", product.name)));
+        }
+        check_item(&product, l.variant_id, &f("variant_id"))?;
+        let qty = check_qty(&f("qty"), l.qty)?;
+        let variant = l.variant_id.and_then(|v| product.variants.iter().find(|x| x.id == v));
+        let unit_price = variant.and_then(|v| v.price).unwrap_or(product.price);
+        let discount = l.discount.unwrap_or(0);
+        let (total, tax) = money::line_amounts(
+            unit_price,
+            qty,
+            discount,
+            product.tax_rate,
+            settings.tax_mode,
+            settings.rounding,
+        )
+        .map_err(|e| match e {
+            Error::Invalid { message, .. } => Error::invalid(f("discount"), message),
+            e => e,
+        })?;
+        let (sku, name) = match variant {
+            Some(v) => (v.sku.clone(), format!("{} {}", product.name, v.name)),
+            None => (product.sku.clone(), product.name.clone()),
+        };
+        match wanted.iter_mut().find(|w| w.0 == l.product_id && w.1 == l.variant_id) {
+            Some(w) => w.2 += qty,
+            None => wanted.push((l.product_id, l.variant_id, qty, name.clone())),
+        }
+        lines.push(SaleLine {
+            product_id: l.product_id,
+            variant_id: l.variant_id,
+            sku,
+            name,
+            qty,
+            unit_price,
+            tax_rate: product.tax_rate,
+            discount,
+            tax,
+            total,
+        });
+    }
+    let mut warnings = Vec::new();
+    for (pid, vid, qty, name) in &wanted {
+        let have = on_hand(ctx, *pid, *vid)?;
+        if have < *qty {
+            let msg = format!("{name}: selling {qty} with {have} known in stock");
+            if settings.oversell == OversellPolicy::Block {
+                return Err(Error::Conflict(format!("not enough stock — {msg}")));
+            }
+            warnings.push(msg);
+        }
+    }
+    let total: i64 = lines.iter().map(|l| l.total).sum();
+    let tax: i64 = lines.iter().map(|l| l.tax).sum();
+    let discount: i64 = lines.iter().map(|l| l.discount).sum();
+    if total > MAX_AMOUNT {
+        return Err(Error::invalid("lines", "sale total too large"));
+    }
+    let settled = money::settle(total, &s.payments, settings.cash_rounding)?;
+    let note = s.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?;
+    let receipt = next_receipt(ctx, &prefix)?;
+    let entry = LedgerEntry {
+        id: Uuid::new_v4(),
+        time: hlc_now(ctx)?,
+        device: ctx.device_id().to_string(),
+        person: Some(by.person_id),
+        body: EntryBody::Sale {
+            receipt,
+            lines,
+            total,
+            tax,
+            discount,
+            rounding: settled.rounding,
+            payments: settled.payments,
+            change_due: settled.change_due,
+            note,
+            warnings,
+        },
+    };
+    let key = ctx.device_key().clone();
+    append_entry(ctx, &key, &settings, &entry)?;
+    read_sale(ctx.tx, entry.id)
+}
+
+/// A sale with its voids and returns joined in.
+pub fn read_sale(tx: &impl SalesTables, id: Uuid) -> Result<Sale> {
+    tx.sale(id)?.ok_or_else(|| Error::NotFound(format!("no sale {id}")))
+}
+
+/// Reading sales from a read or a write transaction.
+pub trait SalesTables {
+    /// The sale, with voids and returns joined in.
+    fn sale(&self, id: Uuid) -> Result<Option<Sale>>;
+}
+
+macro_rules! impl_sales_tables {
+    ($t:ty) => {
+        impl SalesTables for $t {
+            fn sale(&self, id: Uuid) -> Result<Option<Sale>> {
+                let sales = self.open_table(SALES)?;
+                let Some(v) = sales.get(id.as_u128())? else {
+                    return Ok(None);
+                };
+                let mut sale: Sale =
+                    serde_json::from_str(v.value()).map_err(|e| Error::Internal(e.to_string()))?;
+                sale.voided_by = self
+                    .open_table(VOIDS)?
+                    .get(id.as_u128())?
+                    .map(|v| Uuid::from_u128(v.value()));
+                for row in self
+                    .open_table(RETURNS)?
+                    .range((id.as_u128(), 0)..=(id.as_u128(), u128::MAX))?
+                {
+                    let per_line: Vec<(usize, i64)> = serde_json::from_str(row?.1.value())
+                        .map_err(|e| Error::Internal(e.to_string()))?;
+                    for (line, qty) in per_line {
+                        if let Some(r) = sale.returned.get_mut(line) {
+                            *r += qty;
+                        }
+                    }
+                }
+                Ok(Some(sale))
+            }
+        }
+    };
+}
+impl_sales_tables!(redb::WriteTransaction);
+impl_sales_tables!(redb::ReadTransaction);
+
+/// Voids a sale: staff their own within 30 minutes, managers any.
+pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Result<Sale> {
+    let sale = read_sale(ctx.tx, id)?;
+    if sale.voided_by.is_some() {
+        return Err(Error::Conflict(format!("sale {} is already voided", sale.receipt)));
+    }
+    if sale.returned.iter().any(|q| *q > 0) {
+        return Err(Error::Conflict(format!(
+            "sale {} has returns; return the rest instead of voiding",
+            sale.receipt
+        )));
+    }
+    let now = hlc_now(ctx)?;
+    let key = if by.role >= Role::Manager {
+        person_key(by)?.clone()
+    } else {
+        if sale.person != Some(by.person_id) || sale.device != ctx.device_id() {
+            return Err(Error::Forbidden("staff may void only their own sales on this till".into()));
+        }
+        if now - sale.time > STAFF_VOID_WINDOW_MS {
+            return Err(Error::Forbidden("staff may void a sale only within 30 minutes; ask a manager".into()));
+        }
+        ctx.device_key().clone()
+    };
+    let body = EntryBody::Void {
+        sale_id: id,
+        sale_day: sale.day.clone(),
+        sale_total: sale.total,
+        sale_tax: sale.tax,
+        lines: sale
+            .lines
+            .iter()
+            .map(|l| QtyLine {
+                product_id: l.product_id,
+                variant_id: l.variant_id,
+                qty: l.qty,
+            })
+            .collect(),
+        reason: v.reason.as_deref().map(|r| non_empty("reason", r, 500)).transpose()?,
+    };
+    stock_entry(ctx, by, &key, body)?;
+    read_sale(ctx.tx, id)
+}
+
+/// Returns lines of a sale (manager). Money per line is refunded pro rata with cumulative
+/// rounding, so returning a line in parts refunds exactly what it cost.
+pub fn return_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, r: NewReturn) -> Result<SaleReturn> {
+    require(by, Role::Manager, "a return")?;
+    let key = person_key(by)?.clone();
+    let sale = read_sale(ctx.tx, id)?;
+    if sale.voided_by.is_some() {
+        return Err(Error::Conflict(format!("sale {} was voided", sale.receipt)));
+    }
+    if r.lines.is_empty() {
+        return Err(Error::invalid("lines", "name at least one line to return"));
+    }
+    let mut returned = sale.returned.clone();
+    let mut lines = Vec::new();
+    for (i, rl) in r.lines.iter().enumerate() {
+        let Some(sold) = sale.lines.get(rl.line) else {
+            return Err(Error::invalid(format!("lines[{i}].line"), "no such line in the sale"));
+        };
+        let qty = check_qty(&format!("lines[{i}].qty"), rl.qty)?;
+        let before = returned[rl.line];
+        if before + qty > sold.qty {
+            return Err(Error::invalid(
+                format!("lines[{i}].qty"),
+                format!("only {} left to return on this line", sold.qty - before),
+            ));
+        }
+        returned[rl.line] += qty;
+        let share = |amount: i64, n: i64| (amount as i128 * n as i128 / sold.qty as i128) as i64;
+        let mut line = sold.clone();
+        line.qty = qty;
+        line.total = share(sold.total, before + qty) - share(sold.total, before);
+        line.tax = share(sold.tax, before + qty) - share(sold.tax, before);
+        line.discount = share(sold.discount, before + qty) - share(sold.discount, before);
+        lines.push(ReturnedLine {
+            line: rl.line,
+            sold: line,
+        });
+    }
+    let refund = lines.iter().map(|l| l.sold.total).sum();
+    let tax = lines.iter().map(|l| l.sold.tax).sum();
+    let refund_method = r.refund_method.unwrap_or(PaymentMethod::Cash);
+    let body = EntryBody::Return {
+        sale_id: id,
+        lines: lines.clone(),
+        refund,
+        tax,
+        refund_method,
+        reason: r.reason.as_deref().map(|x| non_empty("reason", x, 500)).transpose()?,
+    };
+    let e = stock_entry(ctx, by, &key, body)?;
+    Ok(SaleReturn {
+        id: e.id,
+        sale_id: id,
+        time: e.time,
+        lines: lines.into_iter().map(|l| l.sold).collect(),
+        refund,
+        tax,
+        refund_method,
+    })
+}
+
+// --- settings and people -------------------------------------------------------------------
+
+/// Changes settings (owner).
+pub fn update_settings(ctx: &mut Ctx<'_>, by: &Principal, patch: SettingsPatch) -> Result<Settings> {
+    require(by, Role::Owner, "changing settings")?;
+    let key = person_key(by)?.clone();
+    let old = ctx.shop().settings()?.clone();
+    let new = shop::patched_settings(&old, patch)?;
+    if new != old {
+        ctx.change(&DocId::Settings, &key, |doc| shop::write_settings(doc, &new, Some(&old)))?;
+    }
+    Ok(new)
+}
+
+/// A person to add, prepared outside the writer (key sealing and PIN hashing are slow).
+pub struct PreparedPerson {
+    /// The person.
+    pub person: Person,
+    /// Staff PIN hash.
+    pub pin_hash: Option<String>,
+    /// Sealed person key (owners and managers).
+    pub sealed: Option<SealedKey>,
+}
+
+/// Adds a person: owners anyone, managers staff only.
+pub fn add_person(ctx: &mut Ctx<'_>, by: &Principal, p: PreparedPerson) -> Result<Person> {
+    check_add_person(&ctx.shop(), by, &p.person.username, p.person.role)?;
+    let key = person_key(by)?.clone();
+    ctx.change(&DocId::Members, &key, |doc| {
+        shop::put_person(doc, &p.person, p.pin_hash.as_deref())
+    })?;
+    if let Some(sealed) = &p.sealed {
+        let json = serde_json::to_string(sealed).map_err(|e| Error::Internal(e.to_string()))?;
+        ctx.change(&DocId::Vault, &key, |doc| {
+            doc.put(ROOT, format!("key:{}", p.person.id), json.as_str())?;
+            Ok(())
+        })?;
+    }
+    Ok(p.person)
+}
+
+/// The checks of [`add_person`] that need no secrets (run before hashing too).
+pub fn check_add_person(shop: &shop::ShopView, by: &Principal, username: &str, role: Role) -> Result<()> {
+    require(by, Role::Manager, "adding people")?;
+    if by.role == Role::Manager && role != Role::Staff {
+        return Err(Error::Forbidden("managers may add staff only".into()));
+    }
+    if shop
+        .people
+        .iter()
+        .any(|p| !p.person.revoked && p.person.username.eq_ignore_ascii_case(username))
+    {
+        return Err(Error::invalid("username", format!("{username:?} is already taken")));
+    }
+    let max_staff = shop.settings()?.max_staff as usize;
+    if role == Role::Staff
+        && shop
+            .people
+            .iter()
+            .filter(|p| !p.person.revoked && p.person.role == Role::Staff)
+            .count()
+            >= max_staff
+    {
+        return Err(Error::Conflict(format!(
+            "the shop already has {max_staff} staff (the max_staff setting)"
+        )));
+    }
+    Ok(())
+}
+
+/// Revokes a person (by uuid) or a device (by id) (owner). The revocation names the changes
+/// accepted from the key so far; anything else signed by it is refused from now on.
+pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> {
+    require(by, Role::Owner, "revoking")?;
+    let key = person_key(by)?.clone();
+    let shop = ctx.shop();
+    let (root_key, public_key) = if let Ok(pid) = Uuid::parse_str(id) {
+        let p = shop.person(pid).ok_or_else(|| Error::NotFound(format!("no person {id}")))?;
+        if pid == by.person_id {
+            return Err(Error::Conflict("you cannot revoke yourself".into()));
+        }
+        (format!("person:{pid}"), p.person.public_key.clone())
+    } else {
+        let d = shop
+            .devices
+            .iter()
+            .find(|d| d.id == id)
+            .ok_or_else(|| Error::NotFound(format!("no member {id}")))?;
+        if d.id == ctx.device_id() {
+            return Err(Error::Conflict("a device cannot revoke itself".into()));
+        }
+        (format!("device:{id}"), Some(d.public_key.clone()))
+    };
+    let revocation = match &public_key {
+        Some(pk) => {
+            let pk_bytes: [u8; 32] = hex::decode(pk)
+                .ok()
+                .and_then(|b| b.try_into().ok())
+                .ok_or_else(|| Error::Internal("a member key is malformed".into()))?;
+            let mut accepted = Vec::new();
+            for row in ctx.tx.open_table(ENVELOPES)?.iter()? {
+                let (h, v) = row?;
+                if let Ok(env) = crate::docs::Envelope::from_bytes(v.value())
+                    && env.signer == pk_bytes
+                {
+                    accepted.push(hex::encode(h.value()));
+                }
+            }
+            Some(crate::docs::trust::RevocationRecord {
+                accepted,
+                by: by.person_id.to_string(),
+                time: hlc_now(ctx)?,
+            })
+        }
+        None => None,
+    };
+    ctx.change(&DocId::Members, &key, |doc| {
+        shop::put_revoked(doc, &root_key)?;
+        if let (Some(pk), Some(r)) = (&public_key, &revocation) {
+            let json = serde_json::to_string(r).map_err(|e| Error::Internal(e.to_string()))?;
+            doc.put(ROOT, format!("revocation:{pk}"), json.as_str())?;
+        }
+        Ok(())
+    })?;
+    Ok(())
+}

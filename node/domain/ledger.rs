@@ -1,0 +1,153 @@
+//! Ledger documents `ledger/<day>/<device>/<n>`: one writer each, append-only.
+//!
+//! Layout: `schema` plus one root key per entry, `entry:<uuid>` → the entry as a JSON string
+//! ([`LedgerEntry`]). Entries are never edited: a void or a return is a new entry pointing at the
+//! sale. Because an entry is a single put at the root, a change carries its entries in its
+//! operations, and projections read them from the change without loading the document.
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use super::model::*;
+
+/// One ledger entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LedgerEntry {
+    /// Entry id.
+    pub id: Uuid,
+    /// Hybrid-logical-clock time, ms since the Unix epoch.
+    pub time: i64,
+    /// Device that recorded it.
+    pub device: String,
+    /// Person who recorded it.
+    pub person: Option<Uuid>,
+    /// What happened.
+    #[serde(flatten)]
+    pub body: EntryBody,
+}
+
+/// The kinds of entries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum EntryBody {
+    /// A sale, with the prices and tax rates used.
+    Sale {
+        /// Receipt number `PREFIX-000123`.
+        receipt: String,
+        /// Lines.
+        lines: Vec<SaleLine>,
+        /// Customer total (tax included), before cash rounding.
+        total: i64,
+        /// Tax included in the total.
+        tax: i64,
+        /// Sum of line discounts.
+        discount: i64,
+        /// Cash rounding.
+        rounding: i64,
+        /// Payments.
+        payments: Vec<Payment>,
+        /// Change given.
+        change_due: i64,
+        /// Free text.
+        note: Option<String>,
+        /// Warnings raised at the till.
+        warnings: Vec<String>,
+    },
+    /// Stock received: a FIFO lot.
+    StockIn {
+        /// Product.
+        product_id: Uuid,
+        /// Variant.
+        variant_id: Option<Uuid>,
+        /// Quantity.
+        qty: i64,
+        /// Unit cost of the lot.
+        unit_cost: i64,
+        /// Free text.
+        note: Option<String>,
+    },
+    /// Stock removed (manager).
+    Removal {
+        /// Product.
+        product_id: Uuid,
+        /// Variant.
+        variant_id: Option<Uuid>,
+        /// Quantity removed (positive).
+        qty: i64,
+        /// Why.
+        reason: RemovalReason,
+        /// Free text.
+        note: Option<String>,
+    },
+    /// A stock count (manager): `delta` = counted − on hand as this device knew it.
+    Adjustment {
+        /// Product.
+        product_id: Uuid,
+        /// Variant.
+        variant_id: Option<Uuid>,
+        /// Change applied to on-hand.
+        delta: i64,
+        /// What was counted.
+        counted: i64,
+        /// Free text.
+        note: Option<String>,
+    },
+    /// A sale cancelled; carries what it reverses so it projects without the sale.
+    Void {
+        /// The sale.
+        sale_id: Uuid,
+        /// The sale's shop-local day.
+        sale_day: String,
+        /// The sale's total and tax.
+        sale_total: i64,
+        /// Tax.
+        sale_tax: i64,
+        /// Quantities going back on the shelf.
+        lines: Vec<QtyLine>,
+        /// Why.
+        reason: Option<String>,
+    },
+    /// Goods returned and refunded (manager).
+    Return {
+        /// The sale.
+        sale_id: Uuid,
+        /// Lines returned (with the money per line).
+        lines: Vec<ReturnedLine>,
+        /// Total refunded.
+        refund: i64,
+        /// Tax refunded.
+        tax: i64,
+        /// How.
+        refund_method: PaymentMethod,
+        /// Why.
+        reason: Option<String>,
+    },
+}
+
+/// A product quantity.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QtyLine {
+    #[allow(missing_docs)]
+    pub product_id: Uuid,
+    #[allow(missing_docs)]
+    pub variant_id: Option<Uuid>,
+    #[allow(missing_docs)]
+    pub qty: i64,
+}
+
+/// A returned line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ReturnedLine {
+    /// Index in the sale's lines.
+    pub line: usize,
+    /// The sale line as sold, with `qty`, `total` and `tax` of what is returned.
+    #[serde(flatten)]
+    pub sold: SaleLine,
+}
+
+impl LedgerEntry {
+    /// Root key of the entry in its ledger document.
+    pub fn key(&self) -> String {
+        format!("entry:{}", self.id)
+    }
+}

@@ -1,0 +1,309 @@
+//! The `members`, `settings` and `vault` documents: their layout, how commands write them, and
+//! [`ShopView`], the read-only picture of them readers use between commits.
+//!
+//! `settings` layout: root scalars named like the fields of [`Settings`] (each its own
+//! last-writer-wins register), plus `schema`. `vault` layout: `key:<person id>` → JSON string of
+//! a [`SealedKey`]. `members` layout: see `docs::trust`.
+
+use std::collections::HashMap;
+
+use automerge::{AutoCommit, ROOT, ReadDoc, transaction::Transactable};
+use uuid::Uuid;
+
+use super::model::*;
+use crate::docs::am;
+use crate::error::{Error, Result};
+use crate::identity::SealedKey;
+
+/// A person as stored in `members`, with the PIN hash readers need to log staff in.
+#[derive(Debug, Clone)]
+pub struct PersonRecord {
+    /// The public view.
+    pub person: Person,
+    /// Staff PIN hash.
+    pub pin_hash: Option<String>,
+}
+
+/// `members`, `settings` and `vault` as of the last commit.
+#[derive(Debug, Clone, Default)]
+pub struct ShopView {
+    /// Shop id (absent before a shop exists).
+    pub shop_id: Option<Uuid>,
+    /// Settings (absent before a shop exists).
+    pub settings: Option<Settings>,
+    /// People by id.
+    pub people: Vec<PersonRecord>,
+    /// Devices.
+    pub devices: Vec<Device>,
+    /// This device, once it is a member.
+    pub this_device: Option<Device>,
+    /// Sealed person keys by person id.
+    pub vault: HashMap<Uuid, SealedKey>,
+}
+
+impl ShopView {
+    /// Reads the documents (any may be missing).
+    pub fn read(
+        members: Option<&AutoCommit>,
+        settings: Option<&AutoCommit>,
+        vault: Option<&AutoCommit>,
+        device_id: &str,
+    ) -> ShopView {
+        let mut v = ShopView::default();
+        if let Some(m) = members {
+            v.shop_id = am::string(m, &ROOT, "shop_id", None).and_then(|s| Uuid::parse_str(&s).ok());
+            for key in m.keys(ROOT) {
+                let Some(obj) = am::map(m, &ROOT, &key, None) else {
+                    continue;
+                };
+                let s = |f: &str| am::string(m, &obj, f, None);
+                if let Some(id) = key.strip_prefix("person:") {
+                    let (Ok(id), Some(role)) =
+                        (Uuid::parse_str(id), s("role").and_then(|r| Role::parse(&r)))
+                    else {
+                        continue;
+                    };
+                    v.people.push(PersonRecord {
+                        person: Person {
+                            id,
+                            name: s("name").unwrap_or_default(),
+                            username: s("username").unwrap_or_default(),
+                            role,
+                            public_key: s("public_key"),
+                            revoked: am::flag(m, &obj, "revoked", None),
+                        },
+                        pin_hash: s("pin_hash"),
+                    });
+                } else if let Some(id) = key.strip_prefix("device:") {
+                    let role = match s("role").as_deref() {
+                        Some("relay") => DeviceRole::Relay,
+                        _ => DeviceRole::Till,
+                    };
+                    v.devices.push(Device {
+                        id: id.to_string(),
+                        name: s("name").unwrap_or_default(),
+                        role,
+                        public_key: s("public_key").unwrap_or_default(),
+                        receipt_prefix: s("receipt_prefix").unwrap_or_default(),
+                        revoked: am::flag(m, &obj, "revoked", None),
+                    });
+                }
+            }
+            v.people.sort_by(|a, b| a.person.username.cmp(&b.person.username));
+            v.devices.sort_by(|a, b| a.id.cmp(&b.id));
+            v.this_device = v.devices.iter().find(|d| d.id == device_id).cloned();
+        }
+        if let Some(s) = settings {
+            v.settings = read_settings(s);
+        }
+        if let Some(vd) = vault {
+            for key in vd.keys(ROOT) {
+                if let (Some(id), Some(json)) = (
+                    key.strip_prefix("key:").and_then(|i| Uuid::parse_str(i).ok()),
+                    am::string(vd, &ROOT, &key, None),
+                ) && let Ok(sealed) = serde_json::from_str::<SealedKey>(&json)
+                {
+                    v.vault.insert(id, sealed);
+                }
+            }
+        }
+        v
+    }
+
+    /// The settings, or "no shop".
+    pub fn settings(&self) -> Result<&Settings> {
+        self.settings
+            .as_ref()
+            .ok_or_else(|| Error::NoShop("this node has no shop yet: create or join one".into()))
+    }
+
+    /// A person by login name (case-insensitive).
+    pub fn person_by_username(&self, username: &str) -> Option<&PersonRecord> {
+        self.people
+            .iter()
+            .find(|p| p.person.username.eq_ignore_ascii_case(username))
+    }
+
+    /// A person by id.
+    pub fn person(&self, id: Uuid) -> Option<&PersonRecord> {
+        self.people.iter().find(|p| p.person.id == id)
+    }
+}
+
+fn read_settings(doc: &AutoCommit) -> Option<Settings> {
+    let s = |k: &str| am::string(doc, &ROOT, k, None);
+    let i = |k: &str| am::int(doc, &ROOT, k, None);
+    Some(Settings {
+        shop_name: s("shop_name")?,
+        currency: s("currency")?,
+        currency_exponent: i("currency_exponent")? as u8,
+        timezone: s("timezone")?,
+        tax_mode: enum_field(doc, "tax_mode").unwrap_or(TaxMode::Inclusive),
+        rounding: enum_field(doc, "rounding").unwrap_or(Rounding::HalfUp),
+        cash_rounding: i("cash_rounding").unwrap_or(1).max(1),
+        receipt_text: s("receipt_text").unwrap_or_default(),
+        low_stock_default: i("low_stock_default").unwrap_or(0),
+        oversell: enum_field(doc, "oversell").unwrap_or(OversellPolicy::Warn),
+        max_staff: i("max_staff").unwrap_or(5) as u32,
+    })
+}
+
+fn enum_field<T: serde::de::DeserializeOwned>(doc: &AutoCommit, k: &str) -> Option<T> {
+    let v = am::string(doc, &ROOT, k, None)?;
+    serde_json::from_value(serde_json::Value::String(v)).ok()
+}
+
+fn enum_str<T: serde::Serialize>(v: &T) -> String {
+    match serde_json::to_value(v) {
+        Ok(serde_json::Value::String(s)) => s,
+        _ => unreachable!("settings enums serialize as strings"),
+    }
+}
+
+/// Writes every settings field (the first `settings` change, and patches).
+pub fn write_settings(doc: &mut AutoCommit, s: &Settings, old: Option<&Settings>) -> Result<()> {
+    let changed = |f: fn(&Settings) -> String| old.is_none_or(|o| f(o) != f(s));
+    if changed(|x| x.shop_name.clone()) {
+        doc.put(ROOT, "shop_name", s.shop_name.as_str())?;
+    }
+    if changed(|x| x.currency.clone()) {
+        doc.put(ROOT, "currency", s.currency.as_str())?;
+        doc.put(ROOT, "currency_exponent", s.currency_exponent as i64)?;
+    }
+    if changed(|x| x.timezone.clone()) {
+        doc.put(ROOT, "timezone", s.timezone.as_str())?;
+    }
+    if changed(|x| enum_str(&x.tax_mode)) {
+        doc.put(ROOT, "tax_mode", enum_str(&s.tax_mode))?;
+    }
+    if changed(|x| enum_str(&x.rounding)) {
+        doc.put(ROOT, "rounding", enum_str(&s.rounding))?;
+    }
+    if changed(|x| x.cash_rounding.to_string()) {
+        doc.put(ROOT, "cash_rounding", s.cash_rounding)?;
+    }
+    if changed(|x| x.receipt_text.clone()) {
+        doc.put(ROOT, "receipt_text", s.receipt_text.as_str())?;
+    }
+    if changed(|x| x.low_stock_default.to_string()) {
+        doc.put(ROOT, "low_stock_default", s.low_stock_default)?;
+    }
+    if changed(|x| enum_str(&x.oversell)) {
+        doc.put(ROOT, "oversell", enum_str(&s.oversell))?;
+    }
+    if changed(|x| x.max_staff.to_string()) {
+        doc.put(ROOT, "max_staff", s.max_staff as i64)?;
+    }
+    Ok(())
+}
+
+/// Applies a patch to settings, validating it.
+pub fn patched_settings(old: &Settings, p: SettingsPatch) -> Result<Settings> {
+    let mut s = old.clone();
+    if let Some(v) = p.shop_name {
+        s.shop_name = non_empty("shop_name", &v, 100)?;
+    }
+    if let Some(v) = p.currency {
+        s.currency_exponent = super::money::currency_exponent("currency", &v)?;
+        s.currency = v.to_ascii_uppercase();
+    }
+    if let Some(v) = p.timezone {
+        check_timezone("timezone", &v)?;
+        s.timezone = v;
+    }
+    if let Some(v) = p.tax_mode {
+        s.tax_mode = v;
+    }
+    if let Some(v) = p.rounding {
+        s.rounding = v;
+    }
+    if let Some(v) = p.cash_rounding {
+        if !(1..=100_000).contains(&v) {
+            return Err(Error::invalid("cash_rounding", "must be between 1 and 100000"));
+        }
+        s.cash_rounding = v;
+    }
+    if let Some(v) = p.receipt_text {
+        if v.len() > 1000 {
+            return Err(Error::invalid("receipt_text", "at most 1000 characters"));
+        }
+        s.receipt_text = v;
+    }
+    if let Some(v) = p.low_stock_default {
+        if v < 0 {
+            return Err(Error::invalid("low_stock_default", "must not be negative"));
+        }
+        s.low_stock_default = v;
+    }
+    if let Some(v) = p.oversell {
+        s.oversell = v;
+    }
+    if let Some(v) = p.max_staff {
+        if v > 1000 {
+            return Err(Error::invalid("max_staff", "at most 1000"));
+        }
+        s.max_staff = v;
+    }
+    Ok(s)
+}
+
+/// Checks an IANA time zone name.
+pub fn check_timezone(field: &str, tz: &str) -> Result<chrono_tz::Tz> {
+    tz.parse::<chrono_tz::Tz>()
+        .map_err(|_| Error::invalid(field, format!("unknown time zone {tz:?} (use an IANA name like Europe/Paris)")))
+}
+
+/// A trimmed, non-empty string of bounded length.
+pub fn non_empty(field: &str, v: &str, max: usize) -> Result<String> {
+    let t = v.trim();
+    if t.is_empty() {
+        return Err(Error::invalid(field, "must not be empty"));
+    }
+    if t.chars().count() > max {
+        return Err(Error::invalid(field, format!("at most {max} characters")));
+    }
+    if t.chars().any(|c| c.is_control()) {
+        return Err(Error::invalid(field, "must not contain control characters"));
+    }
+    Ok(t.to_string())
+}
+
+/// Writes a person entry into `members`.
+pub fn put_person(doc: &mut AutoCommit, p: &Person, pin_hash: Option<&str>) -> Result<()> {
+    let obj = doc.put_object(ROOT, format!("person:{}", p.id), automerge::ObjType::Map)?;
+    doc.put(&obj, "name", p.name.as_str())?;
+    doc.put(&obj, "username", p.username.as_str())?;
+    doc.put(&obj, "role", p.role.as_str())?;
+    if let Some(pk) = &p.public_key {
+        doc.put(&obj, "public_key", pk.as_str())?;
+    }
+    if let Some(h) = pin_hash {
+        doc.put(&obj, "pin_hash", h)?;
+    }
+    Ok(())
+}
+
+/// Writes a device entry into `members`.
+pub fn put_device(doc: &mut AutoCommit, d: &Device) -> Result<()> {
+    let obj = doc.put_object(ROOT, format!("device:{}", d.id), automerge::ObjType::Map)?;
+    doc.put(&obj, "name", d.name.as_str())?;
+    doc.put(
+        &obj,
+        "role",
+        match d.role {
+            DeviceRole::Till => "till",
+            DeviceRole::Relay => "relay",
+        },
+    )?;
+    doc.put(&obj, "public_key", d.public_key.as_str())?;
+    doc.put(&obj, "receipt_prefix", d.receipt_prefix.as_str())?;
+    Ok(())
+}
+
+/// Marks a `person:` or `device:` entry revoked.
+pub fn put_revoked(doc: &mut AutoCommit, root_key: &str) -> Result<()> {
+    let obj = am::map(doc, &ROOT, root_key, None)
+        .ok_or_else(|| Error::NotFound(format!("no member {root_key}")))?;
+    doc.put(&obj, "revoked", true)?;
+    Ok(())
+}

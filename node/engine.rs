@@ -1,0 +1,599 @@
+//! The writer: one thread owns every write. Commands arrive as jobs; the thread runs all jobs
+//! waiting at that moment inside **one** redb write transaction and commits once (group commit),
+//! then answers each job. A job's answer is sent only after its commit is durable.
+//!
+//! Inside a job, [`Ctx::change`] turns a domain edit into an Automerge change, signs it, and
+//! hands it to [`Ctx::apply`] — the same path an envelope from a peer takes
+//! ([`Ctx::apply_envelope`]): verify, apply to the document, store envelope and chunk, update
+//! projections in the same transaction, queue events.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, RwLock};
+
+use automerge::{ActorId, AutoCommit, Author, Change, ChangeHash, ROOT, transaction::Transactable};
+use ed25519_dalek::SigningKey;
+use redb::{ReadableTable, WriteTransaction};
+use tokio::sync::{broadcast, mpsc, oneshot};
+
+use crate::docs::trust::{Signer, Trust, Verdict, VerifyContext, verify};
+use crate::docs::{DocId, Envelope, SCHEMA_VERSION};
+use crate::domain::model::Event;
+use crate::domain::projection;
+use crate::error::{Error, Result};
+use crate::store::tables::*;
+use crate::store::{DocMeta, Store, load_doc, meta, read_doc_meta};
+
+/// Jobs a batch may hold before it is committed.
+const MAX_BATCH: usize = 512;
+/// A document is re-saved as one chunk once it has this many chunks.
+const COMPACT_AFTER_CHUNKS: u64 = 128;
+/// Documents kept loaded besides `members`, `settings`, `catalog` and `vault`.
+const DOC_CACHE: usize = 64;
+
+type Finish = Box<dyn FnOnce(Result<()>) + Send>;
+type Job = Box<dyn FnOnce(&mut Ctx<'_>) -> Finish + Send>;
+
+/// State shared between the writer and readers, refreshed after commits.
+pub struct Shared {
+    /// Broadcasts applied changes to UIs and embedders.
+    pub events: broadcast::Sender<Event>,
+    /// The `members` and `settings` documents as readers see them, after the last commit.
+    pub shop: RwLock<Arc<crate::domain::shop::ShopView>>,
+}
+
+/// Cloneable handle to the writer thread.
+#[derive(Clone)]
+pub struct Writer {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Writer {
+    /// Starts the writer thread. It ends when every `Writer` is dropped, after finishing the
+    /// jobs already queued.
+    pub fn spawn(engine: Engine) -> (Writer, std::thread::JoinHandle<()>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let thread = std::thread::Builder::new()
+            .name("tillmesh-writer".into())
+            .spawn(move || engine.run(rx))
+            .expect("spawning the writer thread");
+        (Writer { jobs: tx }, thread)
+    }
+
+    /// Lets the writer finish what is queued, then stop; later writes fail.
+    pub async fn close(&self) {
+        let _ = self
+            .write(|ctx| {
+                ctx.engine.stopping = true;
+                Ok(())
+            })
+            .await;
+    }
+
+    /// Runs `f` in the next group commit and returns its result once the commit is durable.
+    pub async fn write<T, F>(&self, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Ctx<'_>) -> Result<T> + Send + 'static,
+    {
+        let (tx, rx) = oneshot::channel();
+        let job: Job = Box::new(move |ctx| {
+            let out = f(ctx);
+            Box::new(move |committed: Result<()>| {
+                let _ = tx.send(committed.and(out));
+            })
+        });
+        self.jobs
+            .send(job)
+            .map_err(|_| Error::Internal("the node is shutting down".into()))?;
+        rx.await
+            .map_err(|_| Error::Internal("the writer stopped".into()))?
+    }
+}
+
+/// Everything the writer thread owns.
+pub struct Engine {
+    store: Store,
+    shared: Arc<Shared>,
+    /// This device's key and id.
+    pub device_key: SigningKey,
+    /// This device's id.
+    pub device_id: String,
+    actor: ActorId,
+    docs: HashMap<String, AutoCommit>,
+    trust_cache: HashMap<Vec<ChangeHash>, Arc<Trust>>,
+    genesis: Option<ChangeHash>,
+    stopping: bool,
+}
+
+impl Engine {
+    /// An engine over `store` for the device with `device_key`; a fresh Automerge actor for
+    /// this session (reusing an actor after data loss would break Automerge).
+    pub fn new(store: Store, shared: Arc<Shared>, device_key: SigningKey) -> Result<Engine> {
+        let genesis = store
+            .meta(meta::GENESIS)?
+            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
+            .map(ChangeHash);
+        Ok(Engine {
+            device_id: crate::identity::device_id(&device_key.verifying_key()),
+            store,
+            shared,
+            device_key,
+            actor: ActorId::from(crate::identity::random_bytes::<16>()),
+            docs: HashMap::new(),
+            trust_cache: HashMap::new(),
+            genesis,
+            stopping: false,
+        })
+    }
+
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+        while !self.stopping
+            && let Some(first) = rx.blocking_recv()
+        {
+            let mut batch = vec![first];
+            while batch.len() < MAX_BATCH {
+                match rx.try_recv() {
+                    Ok(job) => batch.push(job),
+                    Err(_) => break,
+                }
+            }
+            self.run_batch(batch);
+        }
+    }
+
+    fn run_batch(&mut self, batch: Vec<Job>) {
+        let tx = match self.store.db().begin_write() {
+            Ok(tx) => tx,
+            Err(e) => {
+                // Dropping the jobs drops their reply senders: every caller gets an error.
+                tracing::error!("cannot begin a write transaction ({} jobs refused): {e}", batch.len());
+                return;
+            }
+        };
+        let mut finishers = Vec::with_capacity(batch.len());
+        let mut events = Vec::new();
+        let mut touched = HashSet::new();
+        let mut poisoned = None;
+        let mut shop_changed = false;
+        for job in batch {
+            let mut ctx = Ctx {
+                engine: self,
+                tx: &tx,
+                events: Vec::new(),
+                touched: HashSet::new(),
+                poisoned: None,
+                shop_changed: false,
+            };
+            let finish = job(&mut ctx);
+            let Ctx {
+                events: ev,
+                touched: t,
+                poisoned: p,
+                shop_changed: s,
+                ..
+            } = ctx;
+            events.extend(ev);
+            touched.extend(t);
+            shop_changed |= s;
+            if poisoned.is_none() {
+                poisoned = p;
+            }
+            finishers.push(finish);
+        }
+        let outcome = match poisoned {
+            Some(why) => {
+                let _ = tx.abort();
+                Err(Error::Store(why))
+            }
+            None => tx.commit().map_err(Error::from),
+        };
+        match outcome {
+            Ok(()) => {
+                if shop_changed {
+                    self.refresh_shop_view();
+                }
+                for ev in events {
+                    let _ = self.shared.events.send(ev);
+                }
+                for f in finishers {
+                    f(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!("commit failed, {} jobs not acknowledged: {e}", finishers.len());
+                // In-memory documents may hold changes that were not stored: reload them.
+                for doc in touched {
+                    self.docs.remove(&doc);
+                }
+                self.trust_cache.clear();
+                for f in finishers {
+                    f(Err(Error::Store(e.to_string())));
+                }
+            }
+        }
+    }
+
+    /// Rebuilds the readers' view of `members` and `settings` from the documents.
+    fn refresh_shop_view(&mut self) {
+        let view = crate::domain::shop::ShopView::read(
+            self.docs.get("members"),
+            self.docs.get("settings"),
+            self.docs.get("vault"),
+            &self.device_id,
+        );
+        *self.shared.shop.write().expect("shop view lock is never poisoned") = Arc::new(view);
+    }
+
+    /// Loads `members` and `settings` so the shop view is current (at start).
+    pub fn warm_up(&mut self) -> Result<()> {
+        for id in ["members", "settings", "vault", "catalog"] {
+            if let Some(mut doc) = self.store.load_doc(id)? {
+                doc.set_actor(self.actor.clone());
+                self.docs.insert(id.to_string(), doc);
+            }
+        }
+        self.refresh_shop_view();
+        Ok(())
+    }
+}
+
+/// Whether a change was made here or came from elsewhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Made by this node in this job (already in the in-memory document).
+    Local,
+    /// From a peer, a backup, a test.
+    Remote,
+}
+
+/// What applying an envelope did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Applied {
+    /// Verified, applied, stored.
+    New(ChangeHash),
+    /// Already stored: nothing to do.
+    Duplicate(ChangeHash),
+    /// Kept aside until its dependencies or its signer's admission arrive.
+    Held(ChangeHash, String),
+}
+
+/// One job's view of the writer: the open write transaction and the loaded documents.
+pub struct Ctx<'a> {
+    engine: &'a mut Engine,
+    /// The batch's write transaction.
+    pub tx: &'a WriteTransaction,
+    events: Vec<Event>,
+    touched: HashSet<String>,
+    poisoned: Option<String>,
+    shop_changed: bool,
+}
+
+impl Ctx<'_> {
+    /// This device's id.
+    pub fn device_id(&self) -> &str {
+        &self.engine.device_id
+    }
+
+    /// This device's key.
+    pub fn device_key(&self) -> &SigningKey {
+        &self.engine.device_key
+    }
+
+    /// Queues an event, sent once the batch commits.
+    pub fn emit(&mut self, event: Event) {
+        self.events.push(event);
+    }
+
+    /// The readers' shop view as of the last commit (members and settings).
+    pub fn shop(&self) -> Arc<crate::domain::shop::ShopView> {
+        self.engine
+            .shared
+            .shop
+            .read()
+            .expect("shop view lock is never poisoned")
+            .clone()
+    }
+
+    /// A loaded document, if it exists.
+    pub fn doc(&mut self, id: &str) -> Result<Option<&mut AutoCommit>> {
+        self.load(id)?;
+        Ok(self.engine.docs.get_mut(id))
+    }
+
+    fn load(&mut self, id: &str) -> Result<()> {
+        if self.engine.docs.contains_key(id) {
+            return Ok(());
+        }
+        let docs = self.tx.open_table(DOCS)?;
+        let chunks = self.tx.open_table(DOC_CHUNKS)?;
+        if let Some(mut doc) = load_doc(&docs, &chunks, id)? {
+            doc.set_actor(self.engine.actor.clone());
+            if self.engine.docs.len() >= DOC_CACHE + 4 {
+                let evict: Vec<String> = self
+                    .engine
+                    .docs
+                    .keys()
+                    .filter(|k| k.starts_with("ledger/"))
+                    .take(DOC_CACHE / 2)
+                    .cloned()
+                    .collect();
+                for k in evict {
+                    self.engine.docs.remove(&k);
+                }
+            }
+            self.engine.docs.insert(id.to_string(), doc);
+        }
+        Ok(())
+    }
+
+    /// Reads a `meta` value in this transaction.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let t = self.tx.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// Writes a `meta` value in this transaction.
+    pub fn set_meta(&mut self, key: &str, value: &[u8]) -> Result<()> {
+        self.tx.open_table(META)?.insert(key, value)?;
+        Ok(())
+    }
+
+    /// Pins the shop's genesis (first `members` change) before applying it.
+    pub fn set_genesis(&mut self, hash: ChangeHash) -> Result<()> {
+        self.set_meta(meta::GENESIS, &hash.0)?;
+        self.engine.genesis = Some(hash);
+        Ok(())
+    }
+
+    /// Pins the genesis of a shop this node is joining (refuses a different shop).
+    pub fn adopt_genesis(&mut self, hash: ChangeHash) -> Result<()> {
+        match self.engine.genesis {
+            Some(g) if g == hash => Ok(()),
+            Some(_) => Err(Error::Conflict("this node belongs to another shop".into())),
+            None => self.set_genesis(hash),
+        }
+    }
+
+    /// Applies held envelopes whose dependencies or signers have arrived, until none moves.
+    pub fn retry_held(&mut self) -> Result<usize> {
+        let mut applied = 0;
+        loop {
+            let held: Vec<Envelope> = {
+                let t = self.tx.open_table(HELD)?;
+                let mut v = Vec::new();
+                for row in t.iter()? {
+                    if let Ok(env) = Envelope::from_bytes(row?.1.value()) {
+                        v.push(env);
+                    }
+                }
+                v
+            };
+            let mut progress = false;
+            for env in held {
+                if let Ok(Applied::New(_)) = self.apply_envelope(env) {
+                    applied += 1;
+                    progress = true;
+                }
+            }
+            if !progress {
+                return Ok(applied);
+            }
+        }
+    }
+
+    /// Makes a change on `doc` with `edit`, signs it with `key` and applies it like any
+    /// envelope. `edit` must validate before it writes: an error rolls the edit back.
+    pub fn change(
+        &mut self,
+        doc: &DocId,
+        key: &SigningKey,
+        edit: impl FnOnce(&mut AutoCommit) -> Result<()>,
+    ) -> Result<ChangeHash> {
+        let id = doc.to_string();
+        let members_heads = match self.doc("members")? {
+            Some(m) => m.get_heads(),
+            None => Vec::new(),
+        };
+        self.load(&id)?;
+        let actor = self.engine.actor.clone();
+        let am = self.engine.docs.entry(id.clone()).or_insert_with(|| {
+            AutoCommit::new().with_actor(actor)
+        });
+        let fresh = am.get_heads().is_empty();
+        am.set_author(Some(Author::from(key.verifying_key().to_bytes().to_vec())));
+        if fresh {
+            am.put(ROOT, "schema", SCHEMA_VERSION as u64)?;
+        }
+        if let Err(e) = edit(am) {
+            am.rollback();
+            if fresh {
+                self.engine.docs.remove(&id);
+            }
+            return Err(e);
+        }
+        if am.commit().is_none() {
+            return Err(Error::Internal(format!("an edit of {id} changed nothing")));
+        }
+        let change = am
+            .get_last_local_change()
+            .expect("a change was just committed");
+        self.touched.insert(id.clone());
+        if fresh && *doc == DocId::Members && self.engine.genesis.is_none() {
+            // The shop's first change: pin it as the genesis that vouches for itself.
+            self.set_genesis(change.hash())?;
+        }
+        let env = Envelope::sign(key, &id, &change, SCHEMA_VERSION, &members_heads);
+        match self.apply(env, change, Origin::Local) {
+            Ok(Applied::New(h)) => Ok(h),
+            Ok(other) => {
+                self.engine.docs.remove(&id);
+                Err(Error::Internal(format!("a local change was not applied: {other:?}")))
+            }
+            Err(e) => {
+                self.engine.docs.remove(&id);
+                Err(e)
+            }
+        }
+    }
+
+    /// Applies an envelope from elsewhere (a peer, a backup, a test) through the same path as
+    /// local changes.
+    pub fn apply_envelope(&mut self, env: Envelope) -> Result<Applied> {
+        let change = env.decode_change()?;
+        self.apply(env, change, Origin::Remote)
+    }
+
+    fn apply(&mut self, env: Envelope, change: Change, origin: Origin) -> Result<Applied> {
+        let hash = change.hash();
+        if self.tx.open_table(ENVELOPES)?.get(&hash.0)?.is_some() {
+            self.tx.open_table(HELD)?.remove(&hash.0)?;
+            return Ok(Applied::Duplicate(hash));
+        }
+        let doc_id = DocId::parse(&env.doc)
+            .map_err(|_| Error::Rejected(format!("unknown document {:?}", env.doc)))?;
+        let id = env.doc.clone();
+
+        // 1. verify, against `members` as this node has it.
+        let Some(genesis) = self.engine.genesis else {
+            return Err(Error::NoShop("this node has no shop yet".into()));
+        };
+        self.load(&id)?;
+        let author: Option<Vec<u8>> = if change.seq() == 1 {
+            change.author().map(|a| a.as_bytes().to_vec())
+        } else {
+            match self.engine.docs.get(&id) {
+                Some(doc) if doc.get_author_for_actor(change.actor_id()).is_some() => doc
+                    .get_author_for_actor(change.actor_id())
+                    .map(|a| a.as_bytes().to_vec()),
+                _ => return self.hold(&env, hash, "waiting for earlier changes".into()),
+            }
+        };
+        self.load("members")?;
+        let signer = {
+            let mut scratch = AutoCommit::new();
+            let members = self.engine.docs.get_mut("members").unwrap_or(&mut scratch);
+            let mut vctx = VerifyContext {
+                members,
+                genesis,
+                cache: &mut self.engine.trust_cache,
+            };
+            match verify(&env, &change, author.as_deref(), &mut vctx) {
+                Verdict::Accept(s) => s,
+                Verdict::Hold(why) => return self.hold(&env, hash, why),
+                Verdict::Reject(why) => {
+                    tracing::warn!(doc = %id, hash = %hash, "refused a change: {why}");
+                    return Err(Error::Rejected(why));
+                }
+            }
+        };
+
+        // 2. apply to the document (a local change is already in it).
+        self.load(&id)?;
+        let actor = self.engine.actor.clone();
+        let am = self
+            .engine
+            .docs
+            .entry(id.clone())
+            .or_insert_with(|| AutoCommit::new().with_actor(actor));
+        let before: Vec<ChangeHash> = match origin {
+            Origin::Local => change.deps().to_vec(),
+            Origin::Remote => {
+                if change.deps().iter().any(|d| am.get_change_by_hash(d).is_none()) {
+                    return self.hold(&env, hash, "waiting for earlier changes".into());
+                }
+                let before = am.get_heads();
+                self.touched.insert(id.clone());
+                am.apply_changes([change.clone()])?;
+                before
+            }
+        };
+        let after = am.get_heads();
+
+        // 3. store: from here on a failure poisons the batch.
+        let stored = self.store_change(&id, &env, &change, &after);
+        if let Err(e) = stored {
+            self.poisoned = Some(e.to_string());
+            return Err(e);
+        }
+        if let Err(e) = projection::project(self, &doc_id, &id, &change, &signer, &before, &after) {
+            if !matches!(e, Error::Store(_)) {
+                // A projection refusing an entry is a bug or hostile data; the change itself is
+                // valid and stays, so log it rather than failing the batch.
+                tracing::warn!(doc = %id, "projection skipped an entry: {e}");
+            } else {
+                self.poisoned = Some(e.to_string());
+                return Err(e);
+            }
+        }
+        if matches!(doc_id, DocId::Members | DocId::Settings | DocId::Vault) {
+            self.shop_changed = true;
+            if doc_id == DocId::Members {
+                self.engine.trust_cache.clear();
+            }
+        }
+        self.emit(Event::ChangeApplied {
+            doc: id,
+            hash: hash.to_string(),
+            local: origin == Origin::Local,
+        });
+        Ok(Applied::New(hash))
+    }
+
+    fn hold(&mut self, env: &Envelope, hash: ChangeHash, why: String) -> Result<Applied> {
+        self.tx
+            .open_table(HELD)?
+            .insert(&hash.0, env.to_bytes().as_slice())?;
+        Ok(Applied::Held(hash, why))
+    }
+
+    fn store_change(
+        &mut self,
+        id: &str,
+        env: &Envelope,
+        change: &Change,
+        after: &[ChangeHash],
+    ) -> Result<()> {
+        let hash = change.hash();
+        self.tx
+            .open_table(ENVELOPES)?
+            .insert(&hash.0, env.to_bytes().as_slice())?;
+        self.tx.open_table(HELD)?.remove(&hash.0)?;
+        let mut docs = self.tx.open_table(DOCS)?;
+        let mut meta = read_doc_meta(&docs, id)?.unwrap_or_default();
+        self.tx
+            .open_table(DOC_CHANGES)?
+            .insert((id, meta.changes), &hash.0)?;
+        meta.changes += 1;
+        meta.heads = after.iter().map(|h| h.0).collect();
+        let mut chunks = self.tx.open_table(DOC_CHUNKS)?;
+        if meta.chunk_count() + 1 >= COMPACT_AFTER_CHUNKS {
+            // Compact: one saved document replaces the chunks (history is kept in it).
+            let saved = self
+                .engine
+                .docs
+                .get_mut(id)
+                .expect("the document was loaded to apply the change")
+                .save();
+            for n in meta.first_chunk..meta.next_chunk {
+                chunks.remove((id, n))?;
+            }
+            meta.first_chunk = meta.next_chunk;
+            chunks.insert((id, meta.next_chunk), saved.as_slice())?;
+        } else {
+            chunks.insert((id, meta.next_chunk), env.change.as_slice())?;
+        }
+        meta.next_chunk += 1;
+        docs.insert(id, postcard::to_allocvec(&meta).expect("DocMeta serializes").as_slice())?;
+        Ok(())
+    }
+
+    /// Reads the signer's role at the current `members` (for entry-level rules).
+    pub fn signer_is_person(signer: &Signer) -> bool {
+        signer.person_role().is_some()
+    }
+}
+
+/// Loads a document's metadata in a transaction (for projections that need counts).
+pub fn doc_meta(tx: &WriteTransaction, id: &str) -> Result<Option<DocMeta>> {
+    read_doc_meta(&tx.open_table(DOCS)?, id)
+}

@@ -1,0 +1,162 @@
+//! The redb store: one file holds every envelope, each document's state and the projections.
+//!
+//! Reads open their own read transaction from any thread (redb is MVCC). Writes go through one
+//! writer thread (`crate::engine`) that groups concurrent commands into one durable commit.
+
+pub mod migrations;
+pub mod tables;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use automerge::{AutoCommit, ChangeHash};
+use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use tables::*;
+
+/// Keys of the `meta` table.
+pub mod meta {
+    /// u64 LE: the last migration applied.
+    pub const SCHEMA_VERSION: &str = "schema_version";
+    /// UUID string of the shop this node belongs to.
+    pub const SHOP_ID: &str = "shop_id";
+    /// 32 bytes: hash of the shop's first `members` change.
+    pub const GENESIS: &str = "genesis";
+    /// i64 LE: the hybrid logical clock's last time.
+    pub const HLC: &str = "hlc";
+    /// postcard `LedgerCursor`: this device's current ledger document.
+    pub const LEDGER_CURSOR: &str = "ledger_cursor";
+    /// u64 LE: this device's last receipt number.
+    pub const RECEIPT_COUNTER: &str = "receipt_counter";
+}
+
+/// What the store knows about one document.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct DocMeta {
+    /// Current heads.
+    pub heads: Vec<[u8; 32]>,
+    /// Changes applied (also the next `DOC_CHANGES` sequence number).
+    pub changes: u64,
+    /// Number of the first chunk (chunks below it were compacted away).
+    pub first_chunk: u64,
+    /// Number the next chunk gets.
+    pub next_chunk: u64,
+}
+
+impl DocMeta {
+    /// Chunks to load the document from.
+    pub fn chunk_count(&self) -> u64 {
+        self.next_chunk - self.first_chunk
+    }
+}
+
+/// The redb database behind a cloneable handle.
+#[derive(Clone)]
+pub struct Store {
+    db: Arc<Database>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store file and runs pending migrations.
+    pub fn open(path: &Path) -> Result<Store> {
+        let db = Database::builder()
+            .create(path)
+            .map_err(|e| Error::Store(format!("cannot open {}: {e}", path.display())))?;
+        Self::init(db)
+    }
+
+    /// A store in memory (tests, demos).
+    pub fn memory() -> Result<Store> {
+        let db = Database::builder().create_with_backend(redb::backends::InMemoryBackend::new())?;
+        Self::init(db)
+    }
+
+    fn init(db: Database) -> Result<Store> {
+        migrations::run(&db)?;
+        Ok(Store { db: Arc::new(db) })
+    }
+
+    /// The database, for transactions.
+    pub fn db(&self) -> &Database {
+        &self.db
+    }
+
+    /// A read transaction.
+    pub fn read(&self) -> Result<redb::ReadTransaction> {
+        Ok(self.db.begin_read()?)
+    }
+
+    /// A value from `meta`.
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>> {
+        let rtx = self.read()?;
+        let t = rtx.open_table(META)?;
+        Ok(t.get(key)?.map(|v| v.value().to_vec()))
+    }
+
+    /// The document's metadata, if stored.
+    pub fn doc_meta(&self, doc: &str) -> Result<Option<DocMeta>> {
+        let rtx = self.read()?;
+        read_doc_meta(&rtx.open_table(DOCS)?, doc)
+    }
+
+    /// Loads a document from its chunks.
+    pub fn load_doc(&self, doc: &str) -> Result<Option<AutoCommit>> {
+        let rtx = self.read()?;
+        load_doc(&rtx.open_table(DOCS)?, &rtx.open_table(DOC_CHUNKS)?, doc)
+    }
+
+    /// Every stored document id with its metadata.
+    pub fn docs(&self) -> Result<Vec<(String, DocMeta)>> {
+        let rtx = self.read()?;
+        let t = rtx.open_table(DOCS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), decode_meta(v.value())?));
+        }
+        Ok(out)
+    }
+
+    /// Number of stored envelopes.
+    pub fn envelope_count(&self) -> Result<u64> {
+        let rtx = self.read()?;
+        Ok(rtx.open_table(ENVELOPES)?.len()?)
+    }
+}
+
+fn decode_meta(bytes: &[u8]) -> Result<DocMeta> {
+    postcard::from_bytes(bytes).map_err(|e| Error::Store(format!("corrupt document metadata: {e}")))
+}
+
+/// Reads a document's metadata from an open `DOCS` table.
+pub fn read_doc_meta(t: &impl ReadableTable<&'static str, &'static [u8]>, doc: &str) -> Result<Option<DocMeta>> {
+    t.get(doc)?.map(|v| decode_meta(v.value())).transpose()
+}
+
+/// Loads a document from open `DOCS` and `DOC_CHUNKS` tables.
+pub fn load_doc(
+    docs: &impl ReadableTable<&'static str, &'static [u8]>,
+    chunks: &impl ReadableTable<(&'static str, u64), &'static [u8]>,
+    doc: &str,
+) -> Result<Option<AutoCommit>> {
+    let Some(meta) = read_doc_meta(docs, doc)? else {
+        return Ok(None);
+    };
+    let mut bytes = Vec::new();
+    for row in chunks.range((doc, meta.first_chunk)..(doc, meta.next_chunk))? {
+        bytes.extend_from_slice(row?.1.value());
+    }
+    let mut am = AutoCommit::load(&bytes)
+        .map_err(|e| Error::Store(format!("document {doc} does not load: {e}")))?;
+    let heads: Vec<ChangeHash> = meta.heads.iter().map(|h| ChangeHash(*h)).collect();
+    let mut have = am.get_heads();
+    have.sort();
+    let mut want = heads;
+    want.sort();
+    if have != want {
+        return Err(Error::Store(format!("document {doc} is missing changes")));
+    }
+    Ok(Some(am))
+}

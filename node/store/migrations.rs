@@ -1,0 +1,64 @@
+//! Numbered migrations, each in its own write transaction. Migration `n` runs when the stored
+//! `schema_version` is below `n`; a store newer than this build is refused.
+
+use redb::{Database, ReadableTable};
+
+use super::meta;
+use super::tables::*;
+use crate::error::{Error, Result};
+
+type Migration = fn(&redb::WriteTransaction) -> Result<()>;
+
+/// In order; the index + 1 is the version a migration brings the store to.
+const MIGRATIONS: &[Migration] = &[create_tables_v1];
+
+/// 1: create every table, so readers never meet a missing one.
+fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
+    tx.open_table(META)?;
+    tx.open_table(ENVELOPES)?;
+    tx.open_table(DOC_CHANGES)?;
+    tx.open_table(DOC_CHUNKS)?;
+    tx.open_table(DOCS)?;
+    tx.open_table(HELD)?;
+    tx.open_table(ENTRIES)?;
+    tx.open_table(PRODUCTS)?;
+    tx.open_multimap_table(SKUS)?;
+    tx.open_table(STOCK)?;
+    tx.open_table(MOVEMENTS)?;
+    tx.open_table(MOVEMENTS_BY_TIME)?;
+    tx.open_table(SALES)?;
+    tx.open_table(SALES_BY_TIME)?;
+    tx.open_table(VOIDS)?;
+    tx.open_table(RETURNS)?;
+    tx.open_table(DAILY)?;
+    tx.open_table(RECEIPTS)?;
+    Ok(())
+}
+
+/// Brings the store to the newest version.
+pub fn run(db: &Database) -> Result<()> {
+    let current = {
+        let tx = db.begin_write()?;
+        let v = {
+            let t = tx.open_table(META)?;
+            t.get(meta::SCHEMA_VERSION)?
+                .map(|v| u64::from_le_bytes(v.value().try_into().unwrap_or([0; 8])))
+                .unwrap_or(0)
+        };
+        tx.commit()?;
+        v
+    };
+    if current > MIGRATIONS.len() as u64 {
+        return Err(Error::Store(format!(
+            "this data dir was written by a newer tillmesh (store version {current}); update tillmesh"
+        )));
+    }
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
+        let tx = db.begin_write()?;
+        migration(&tx)?;
+        tx.open_table(META)?
+            .insert(meta::SCHEMA_VERSION, ((i + 1) as u64).to_le_bytes().as_slice())?;
+        tx.commit()?;
+    }
+    Ok(())
+}
