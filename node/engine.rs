@@ -597,3 +597,112 @@ impl Ctx<'_> {
 pub fn doc_meta(tx: &WriteTransaction, id: &str) -> Result<Option<DocMeta>> {
     read_doc_meta(&tx.open_table(DOCS)?, id)
 }
+
+/// What `reindex` rebuilt.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReindexReport {
+    /// Documents read.
+    pub documents: u64,
+    /// Ledger entries projected.
+    pub entries: u64,
+    /// Products projected.
+    pub products: u64,
+}
+
+/// Rebuilds every projection from the stored documents and envelopes, in one transaction.
+pub fn reindex(store: &Store) -> Result<ReindexReport> {
+    use crate::domain::{catalog, ledger::LedgerEntry, projection};
+    let tx = store.db().begin_write()?;
+    tx.delete_table(ENTRIES)?;
+    tx.delete_table(PRODUCTS)?;
+    tx.delete_multimap_table(SKUS)?;
+    tx.delete_table(STOCK)?;
+    tx.delete_table(MOVEMENTS)?;
+    tx.delete_table(MOVEMENTS_BY_TIME)?;
+    tx.delete_table(SALES)?;
+    tx.delete_table(SALES_BY_TIME)?;
+    tx.delete_table(VOIDS)?;
+    tx.delete_table(RETURNS)?;
+    tx.delete_table(DAILY)?;
+    tx.delete_table(RECEIPTS)?;
+    crate::store::migrations::create_tables(&tx)?;
+    let mut report = ReindexReport::default();
+    let ids: Vec<String> = {
+        let t = tx.open_table(DOCS)?;
+        let mut v = Vec::new();
+        for row in t.iter()? {
+            v.push(row?.0.value().to_string());
+        }
+        v
+    };
+    let members = {
+        let docs = tx.open_table(DOCS)?;
+        let chunks = tx.open_table(DOC_CHUNKS)?;
+        load_doc(&docs, &chunks, "members")?.unwrap_or_default()
+    };
+    let mut trust: HashMap<Vec<ChangeHash>, Arc<Trust>> = HashMap::new();
+    for id in ids {
+        report.documents += 1;
+        match DocId::parse(&id) {
+            Ok(DocId::Catalog) => {
+                let doc = {
+                    let docs = tx.open_table(DOCS)?;
+                    let chunks = tx.open_table(DOC_CHUNKS)?;
+                    load_doc(&docs, &chunks, &id)?
+                };
+                if let Some(doc) = doc {
+                    for key in crate::docs::am::keys(&doc, &ROOT, None) {
+                        if let Some(p) = key
+                            .strip_prefix("product:")
+                            .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                            .and_then(|pid| catalog::read_product(&doc, pid))
+                        {
+                            projection::put_product(&tx, &p)?;
+                            report.products += 1;
+                        }
+                    }
+                }
+            }
+            Ok(DocId::Ledger { day, .. }) => {
+                let hashes: Vec<[u8; 32]> = {
+                    let t = tx.open_table(DOC_CHANGES)?;
+                    let mut v = Vec::new();
+                    for row in t.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))? {
+                        v.push(*row?.1.value());
+                    }
+                    v
+                };
+                for h in hashes {
+                    let env = {
+                        let t = tx.open_table(ENVELOPES)?;
+                        let v = t
+                            .get(&h)?
+                            .ok_or_else(|| Error::Store(format!("envelope {} is missing", hex::encode(h))))?;
+                        Envelope::from_bytes(v.value())?
+                    };
+                    let change = env.decode_change()?;
+                    let mut heads = env.members_heads();
+                    heads.sort();
+                    let t = trust
+                        .entry(heads.clone())
+                        .or_insert_with(|| Arc::new(Trust::read(&members, Some(&heads))))
+                        .clone();
+                    let Some((signer, _)) = t.signer(&env.signer) else {
+                        continue;
+                    };
+                    for (key, value) in crate::docs::am::root_puts(&change) {
+                        if let (true, automerge::ScalarValue::Str(json)) = (key.starts_with("entry:"), value)
+                            && let Ok(entry) = serde_json::from_str::<LedgerEntry>(&json)
+                        {
+                            projection::project_entry(&tx, &id, &day, &entry, signer)?;
+                            report.entries += 1;
+                        }
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    tx.commit()?;
+    Ok(report)
+}

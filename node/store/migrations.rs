@@ -14,6 +14,11 @@ const MIGRATIONS: &[Migration] = &[create_tables_v1];
 
 /// 1: create every table, so readers never meet a missing one.
 fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
+    create_tables(tx)
+}
+
+/// Opens (creating) every table of the current layout.
+pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(META)?;
     tx.open_table(ENVELOPES)?;
     tx.open_table(DOC_CHANGES)?;
