@@ -1,5 +1,4 @@
 //! tillmesh
-pub mod api;
 pub mod docs;
 pub mod domain;
 pub mod engine;
