@@ -1,4 +1,5 @@
 //! tillmesh
+pub mod api;
 pub mod domain;
 pub mod error;
 pub mod node;
