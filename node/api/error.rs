@@ -248,6 +248,10 @@ fn serde_error(what: &str, detail: &str) -> ApiError {
     let named =
         named_field(rest, "unknown field `").or_else(|| named_field(rest, "missing field `"));
     let field = match (path, named) {
+        // serde_path_to_error already ends the path with an unknown field's name.
+        (Some(path), Some(name)) if path == name || path.ends_with(&format!(".{name}")) => {
+            Some(path.to_owned())
+        }
         (Some(path), Some(name)) => Some(format!("{path}.{name}")),
         (Some(path), None) => Some(path.to_owned()),
         (None, Some(name)) => Some(name.to_owned()),
@@ -310,6 +314,14 @@ mod tests {
         assert_eq!(
             f("unknown field `colour`, expected one of `sku`, `name`"),
             Some("colour".into())
+        );
+        assert_eq!(
+            f("zz: unknown field `zz`, expected one of `username`"),
+            Some("zz".into())
+        );
+        assert_eq!(
+            f("lines[0].zz: unknown field `zz`, expected one of `qty`"),
+            Some("lines[0].zz".into())
         );
         assert_eq!(f("EOF while parsing an object at line 1 column 7"), None);
         assert_eq!(
