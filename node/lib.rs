@@ -1,4 +1,43 @@
-//! tillmesh
+//! # tillmesh
+//!
+//! A peer-to-peer sync node for small shops: inventory, sales ledger and bookkeeping that keep
+//! working with no internet. Every device in a shop runs a node; this crate is that node, as a
+//! library ([`Node::builder`]) and as the `tillmesh` binary.
+//!
+//! ## How a command flows
+//!
+//! ```text
+//! HTTP API (api) / embedding API (NodeHandle)
+//!         │  a command: sell, stock-in, edit product …
+//!         ▼
+//! domain::commands ── validates against projections, turns it into an Automerge change
+//!         │            on one document (docs: members, vault, settings, catalog, ledger/…)
+//!         ▼
+//! engine::Ctx::change ─► sign (docs::Envelope) ─► docs::trust::verify ─► apply
+//!         │    the same verify-and-apply path takes envelopes from elsewhere
+//!         │    (engine::Ctx::apply_envelope, NodeHandle::import_envelopes)
+//!         ▼
+//! store (redb): one write transaction holds the envelope, the document chunk and the
+//!         projections (domain::projection); the writer thread groups concurrent commands
+//!         into one durable commit and answers each only after it
+//!         ▼
+//! events (broadcast) ─► SSE `/api/v1/events` and embedders
+//! ```
+//!
+//! ## The parts
+//! - [`identity`]: the device key (a 0600 file), person keys sealed under passwords
+//!   (argon2id + XChaCha20-Poly1305), the recovery key, staff PIN hashes.
+//! - [`docs`]: document ids, signed [`docs::Envelope`]s, and [`docs::trust`] — who may write
+//!   which document, read from `members` at the heads the signer named.
+//! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
+//! - [`engine`]: the single writer thread (group commit) and the one apply path.
+//! - [`domain`]: the data model, commands, money arithmetic, projections and queries.
+//! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
+//!   OpenAPI, SSE, the first-start page.
+//! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
+//!   queries shared by the API, the CLI, embedders and tests).
+
+pub mod api;
 pub mod docs;
 pub mod domain;
 pub mod engine;
@@ -6,5 +45,6 @@ pub mod error;
 pub mod identity;
 pub mod node;
 pub mod store;
+
 pub use error::{Error, Result};
 pub use node::{Node, NodeBuilder, NodeHandle};

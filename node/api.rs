@@ -1,0 +1,322 @@
+//! The HTTP/JSON API and the first-start page.
+//!
+//! [`router`] builds the whole HTTP surface of a node on top of a [`NodeHandle`]:
+//!
+//! - the JSON API under `/api/v1` (DESIGN.md §7), described by an OpenAPI document generated from
+//!   the same handler declarations that build the router (`utoipa` + `utoipa-axum`), served at
+//!   `/api/v1/openapi.json`, so the document cannot drift from the routes;
+//! - `GET /health` for load balancers and scripts;
+//! - the first-start page at `/` (`web/setup.html`, `web/setup.js`, `web/setup.css`, compiled in).
+//!
+//! Every handler is a thin translation: it checks the session, decodes the request, calls one
+//! [`NodeHandle`] method with the logged-in [`Principal`](crate::domain::model::Principal) and
+//! encodes the answer. Role checks live in the node's methods; the API only adds the checks for
+//! what the node does not guard itself (documents, exports and reports are for managers and
+//! owners). Errors always have the shape `{"error":{"code","message","field"}}` ([`ApiError`]).
+//!
+//! Sessions, CSRF protection and login rate limits are in `auth`; they live in memory, so a
+//! restart logs everybody out (a till logs in again with a PIN; integrators log in again for a
+//! new bearer token).
+//!
+//! Security headers (`nosniff`, `DENY` framing, no referrer, a strict Content-Security-Policy)
+//! are set on every response; API responses are also `Cache-Control: no-store`.
+
+mod auth;
+mod documents;
+mod error;
+mod export;
+mod extract;
+mod products;
+mod range;
+mod sales;
+mod setup;
+mod shop;
+mod sse;
+mod stock;
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::header::{self, HeaderName, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use tokio::sync::watch;
+use tower_http::set_header::SetResponseHeaderLayer;
+use tower_http::trace::TraceLayer;
+use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::node::NodeHandle;
+
+pub use error::ApiError;
+
+/// The name of the session cookie set by `POST /api/v1/login`.
+pub const SESSION_COOKIE: &str = "tillmesh_session";
+
+/// The header that carries the CSRF token on cookie-authenticated unsafe requests.
+pub const CSRF_HEADER: &str = "x-csrf-token";
+
+/// The Content-Security-Policy sent with every response.
+pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' data:; \
+     style-src 'self'; script-src 'self'; frame-ancestors 'none'";
+
+/// How the API behaves: session lifetime, login limits, cookie flags, body size.
+#[derive(Debug, Clone)]
+pub struct ApiOptions {
+    /// A session ends after this long without a request (sliding: each request renews it).
+    pub session_idle: Duration,
+    /// Failed logins allowed per username within `login_window` (0 = no limit).
+    pub login_user_limit: u32,
+    /// Failed logins allowed per client address within `login_window` (0 = no limit).
+    pub login_ip_limit: u32,
+    /// The window of the login limits.
+    pub login_window: Duration,
+    /// Mark the session cookie `Secure` (serve over TLS, e.g. on a relay).
+    pub secure_cookies: bool,
+    /// Largest request body accepted, in bytes; larger bodies get `413 too_large`.
+    pub body_limit: usize,
+}
+
+impl Default for ApiOptions {
+    /// 12 h idle sessions; 5 failed logins per username and 20 per address in 15 minutes;
+    /// cookies without `Secure` (a shop LAN is plain HTTP); 256 KiB bodies.
+    fn default() -> Self {
+        ApiOptions {
+            session_idle: Duration::from_secs(12 * 60 * 60),
+            login_user_limit: 5,
+            login_ip_limit: 20,
+            login_window: Duration::from_secs(15 * 60),
+            secure_cookies: false,
+            body_limit: 256 * 1024,
+        }
+    }
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    /// The node.
+    pub(crate) handle: NodeHandle,
+    /// Logged-in sessions.
+    pub(crate) sessions: Arc<auth::Sessions>,
+    /// Login attempt counters.
+    pub(crate) limiter: Arc<auth::LoginLimiter>,
+    /// Options the router was built with.
+    pub(crate) opts: Arc<ApiOptions>,
+}
+
+/// Told to long-lived responses (the event stream) when [`serve`] begins a graceful shutdown,
+/// so that they end and the shutdown does not wait for them forever.
+#[derive(Clone)]
+pub(crate) struct ShutdownSignal(pub(crate) watch::Receiver<bool>);
+
+/// Builds the web UI and API of a node.
+///
+/// The router expects to be served with connection info (see [`serve`]) so that login limits
+/// can count per client address; without it (e.g. `tower::ServiceExt::oneshot` in tests) every
+/// request counts as coming from `0.0.0.0`, or from the address a
+/// [`MockConnectInfo`](axum::extract::connect_info::MockConnectInfo) layer provides.
+pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
+    let body_limit = opts.body_limit;
+    let state = AppState {
+        handle,
+        sessions: Arc::new(auth::Sessions::new(opts.session_idle)),
+        limiter: Arc::new(auth::LoginLimiter::new(
+            opts.login_user_limit,
+            opts.login_ip_limit,
+            opts.login_window,
+        )),
+        opts: Arc::new(opts),
+    };
+
+    let (api, openapi) = api_routes().split_for_parts();
+    let openapi_json: Arc<str> = match openapi.to_json() {
+        Ok(json) => json.into(),
+        Err(e) => {
+            tracing::error!(error = %e, "could not serialize the OpenAPI document");
+            "{}".into()
+        }
+    };
+
+    let api = api
+        // Document ids contain `/`: `{id}` takes them URL-encoded in one segment (the route in
+        // the OpenAPI document), this one takes them as a plain path tail.
+        .route(
+            "/api/v1/documents/{id}/{*rest}",
+            get(documents::get_document_tail),
+        )
+        .route(
+            "/api/v1/openapi.json",
+            get(move || openapi_document(openapi_json.clone())),
+        )
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::slide_cookie,
+        ))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(SetResponseHeaderLayer::overriding(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static("no-store"),
+        ));
+
+    let pages = Router::new()
+        .route("/health", get(shop::health))
+        .route("/", get(setup::page))
+        .route("/setup.js", get(setup::script))
+        .route("/setup.css", get(setup::style))
+        .method_not_allowed_fallback(method_not_allowed);
+
+    Router::new()
+        .merge(api)
+        .merge(pages)
+        .fallback(not_found)
+        .with_state(state)
+        .layer(security_header(
+            header::X_CONTENT_TYPE_OPTIONS,
+            HeaderValue::from_static("nosniff"),
+        ))
+        .layer(security_header(
+            header::X_FRAME_OPTIONS,
+            HeaderValue::from_static("DENY"),
+        ))
+        .layer(security_header(
+            header::REFERRER_POLICY,
+            HeaderValue::from_static("no-referrer"),
+        ))
+        .layer(security_header(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        ))
+        .layer(TraceLayer::new_for_http())
+}
+
+/// Serves `router` on `listener` until `shutdown` completes, then stops accepting connections,
+/// ends open event streams and waits for in-flight requests.
+///
+/// Connection info is attached to every request, so login limits count per client address.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    router: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let (tx, rx) = watch::channel(false);
+    let router = router.layer(axum::Extension(ShutdownSignal(rx)));
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        // Receivers may all be gone already; that is fine.
+        let _ = tx.send(true);
+    })
+    .await
+}
+
+/// The routes of `/api/v1` with their OpenAPI descriptions.
+fn api_routes() -> OpenApiRouter<AppState> {
+    let v1 = OpenApiRouter::<AppState>::default()
+        .routes(routes!(shop::health_v1))
+        .routes(routes!(shop::status))
+        .routes(routes!(shop::setup))
+        .routes(routes!(auth::login))
+        .routes(routes!(auth::logout))
+        .routes(routes!(auth::me))
+        .routes(routes!(shop::list_people, shop::add_person))
+        .routes(routes!(shop::revoke_member))
+        .routes(routes!(shop::list_devices))
+        .routes(routes!(shop::get_settings, shop::update_settings))
+        .routes(routes!(products::list_products, products::create_product))
+        .routes(routes!(products::get_product, products::update_product))
+        .routes(routes!(stock::list_stock))
+        .routes(routes!(stock::list_movements))
+        .routes(routes!(stock::stock_in))
+        .routes(routes!(stock::stock_remove))
+        .routes(routes!(stock::stock_adjust))
+        .routes(routes!(sales::list_sales, sales::record_sale))
+        .routes(routes!(sales::get_sale))
+        .routes(routes!(sales::void_sale))
+        .routes(routes!(sales::return_sale))
+        .routes(routes!(sales::daily_report))
+        .routes(routes!(documents::list_documents))
+        .routes(routes!(documents::get_document))
+        .routes(routes!(export::sales_csv))
+        .routes(routes!(export::movements_csv))
+        .routes(routes!(export::stock_csv))
+        .routes(routes!(sse::events));
+    OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
+}
+
+/// The parts of the OpenAPI document that are not derived from handlers.
+fn base_document() -> OpenApi {
+    let bearer = SecurityScheme::Http(
+        HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .description(Some(
+                "The `token` returned by `POST /api/v1/login`, as `Authorization: Bearer <token>`.",
+            ))
+            .build(),
+    );
+    let cookie = SecurityScheme::ApiKey(ApiKey::Cookie(ApiKeyValue::with_description(
+        SESSION_COOKIE,
+        "The session cookie set by `POST /api/v1/login`. Unsafe methods (POST, PATCH, PUT, \
+         DELETE) also need the header `X-CSRF-Token` with the `csrf_token` of the login.",
+    )));
+    OpenApiBuilder::new()
+        .info(
+            InfoBuilder::new()
+                .title("tillmesh")
+                .version(env!("CARGO_PKG_VERSION"))
+                .description(Some(
+                    "The HTTP/JSON API of a tillmesh node. Money is always an integer number of \
+                     the currency's minor units; tax rates are basis points. Errors have the \
+                     shape `{\"error\":{\"code\",\"message\",\"field\"}}`.",
+                ))
+                .build(),
+        )
+        .components(Some(
+            ComponentsBuilder::new()
+                .security_scheme("bearer", bearer)
+                .security_scheme("session_cookie", cookie)
+                .build(),
+        ))
+        .build()
+}
+
+/// `GET /api/v1/openapi.json`.
+async fn openapi_document(json: Arc<str>) -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        json.to_string(),
+    )
+        .into_response()
+}
+
+/// A security header that a handler may still set itself.
+fn security_header(name: HeaderName, value: HeaderValue) -> SetResponseHeaderLayer<HeaderValue> {
+    SetResponseHeaderLayer::if_not_present(name, value)
+}
+
+/// Unknown routes: JSON under `/api/`, plain text elsewhere.
+async fn not_found(req: Request) -> Response {
+    if req.uri().path().starts_with("/api/") {
+        let mut res = ApiError::RouteNotFound.into_response();
+        res.headers_mut()
+            .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        res
+    } else {
+        (axum::http::StatusCode::NOT_FOUND, "not found").into_response()
+    }
+}
+
+/// A known route asked with a method it does not have.
+async fn method_not_allowed() -> ApiError {
+    ApiError::MethodNotAllowed
+}

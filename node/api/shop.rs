@@ -1,0 +1,208 @@
+//! The shop itself: health, status, first-start setup, people, devices and settings.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+
+use super::AppState;
+use super::auth::Auth;
+use super::error::{ApiError, ErrorBody};
+use super::extract::{ApiJson, ApiPath};
+use crate::domain::model::{
+    Device, NewPerson, NewShop, Person, Settings, SettingsPatch, ShopCreated, Status,
+};
+use crate::error::Error;
+
+/// `GET /health`: the node serves.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct Health {
+    /// Always `ok` when the node answers.
+    status: String,
+    /// Whether the node belongs to a shop yet.
+    has_shop: bool,
+}
+
+/// `GET /health` (outside `/api/v1`, for load balancers and scripts).
+pub(crate) async fn health(State(state): State<AppState>) -> Result<Json<Health>, ApiError> {
+    let status = state.handle.status()?;
+    Ok(Json(Health {
+        status: "ok".into(),
+        has_shop: status.has_shop,
+    }))
+}
+
+/// Whether the node serves, and whether it has a shop yet. No login needed.
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "shop",
+    operation_id = "health",
+    responses((status = 200, description = "The node serves", body = Health))
+)]
+pub(crate) async fn health_v1(state: State<AppState>) -> Result<Json<Health>, ApiError> {
+    health(state).await
+}
+
+/// Shop, device and store facts. No login needed (the first-start page reads it).
+#[utoipa::path(
+    get,
+    path = "/status",
+    tag = "shop",
+    responses((status = 200, description = "Node status", body = Status))
+)]
+pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Status>, ApiError> {
+    Ok(Json(state.handle.status()?))
+}
+
+/// Create the shop on a node that has none (the first-start page). No login needed; refused
+/// with 409 once the node has a shop.
+#[utoipa::path(
+    post,
+    path = "/setup",
+    tag = "shop",
+    request_body = NewShop,
+    responses(
+        (status = 201, description = "Shop created; the recovery key is shown only now", body = ShopCreated),
+        (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 409, description = "This node already has a shop", body = ErrorBody),
+    )
+)]
+pub(crate) async fn setup(
+    State(state): State<AppState>,
+    ApiJson(shop): ApiJson<NewShop>,
+) -> Result<(StatusCode, Json<ShopCreated>), ApiError> {
+    // Answer quickly without hashing the password when there is nothing to do.
+    if state.handle.status()?.has_shop {
+        return Err(Error::NoShop("this node already belongs to a shop".into()).into());
+    }
+    let created = state.handle.create_shop(shop).await?;
+    tracing::info!(shop_id = %created.shop_id, "shop created from the setup page");
+    Ok((StatusCode::CREATED, Json(created)))
+}
+
+/// People of the shop (managers and owners).
+#[utoipa::path(
+    get,
+    path = "/people",
+    tag = "people",
+    responses(
+        (status = 200, description = "People", body = [Person]),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn list_people(
+    State(state): State<AppState>,
+    auth: Auth,
+) -> Result<Json<Vec<Person>>, ApiError> {
+    Ok(Json(state.handle.people(&auth.principal)?))
+}
+
+/// Add a person: owners add anyone, managers add staff. Owners and managers need a password
+/// (at least 10 characters), staff a PIN of 4–6 digits.
+#[utoipa::path(
+    post,
+    path = "/people",
+    tag = "people",
+    request_body = NewPerson,
+    responses(
+        (status = 201, description = "Added", body = Person),
+        (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 409, description = "Username taken", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn add_person(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(person): ApiJson<NewPerson>,
+) -> Result<(StatusCode, Json<Person>), ApiError> {
+    let person = state.handle.add_person(&auth.principal, person).await?;
+    Ok((StatusCode::CREATED, Json(person)))
+}
+
+/// Revoke a person or a device by id (owners). Their later changes are refused by every peer.
+#[utoipa::path(
+    post,
+    path = "/members/{id}/revoke",
+    tag = "people",
+    params(("id" = String, Path, description = "Person id (UUID) or device id (hex)")),
+    responses(
+        (status = 204, description = "Revoked"),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 404, description = "No such member", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn revoke_member(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiPath(id): ApiPath<String>,
+) -> Result<StatusCode, ApiError> {
+    state.handle.revoke_member(&auth.principal, &id).await?;
+    tracing::info!(member = %id, by = %auth.principal.username, "member revoked");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Devices of the shop.
+#[utoipa::path(
+    get,
+    path = "/devices",
+    tag = "people",
+    responses(
+        (status = 200, description = "Devices", body = [Device]),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn list_devices(
+    State(state): State<AppState>,
+    _auth: Auth,
+) -> Result<Json<Vec<Device>>, ApiError> {
+    Ok(Json(state.handle.devices()?))
+}
+
+/// The shop's settings.
+#[utoipa::path(
+    get,
+    path = "/settings",
+    tag = "shop",
+    responses(
+        (status = 200, description = "Settings", body = Settings),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn get_settings(
+    State(state): State<AppState>,
+    _auth: Auth,
+) -> Result<Json<Settings>, ApiError> {
+    Ok(Json(state.handle.settings()?))
+}
+
+/// Change settings (owners); fields left out stay as they are.
+#[utoipa::path(
+    patch,
+    path = "/settings",
+    tag = "shop",
+    request_body = SettingsPatch,
+    responses(
+        (status = 200, description = "The new settings", body = Settings),
+        (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn update_settings(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiJson(patch): ApiJson<SettingsPatch>,
+) -> Result<Json<Settings>, ApiError> {
+    Ok(Json(
+        state.handle.update_settings(&auth.principal, patch).await?,
+    ))
+}
