@@ -39,6 +39,10 @@ pub struct Shared {
     pub events: broadcast::Sender<Event>,
     /// The `members` and `settings` documents as readers see them, after the last commit.
     pub shop: RwLock<Arc<crate::domain::shop::ShopView>>,
+    /// Durable commits made.
+    pub commits: std::sync::atomic::AtomicU64,
+    /// Jobs acknowledged by those commits.
+    pub jobs: std::sync::atomic::AtomicU64,
 }
 
 /// Cloneable handle to the writer thread.
@@ -189,6 +193,9 @@ impl Engine {
         };
         match outcome {
             Ok(()) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                self.shared.commits.fetch_add(1, Relaxed);
+                self.shared.jobs.fetch_add(finishers.len() as u64, Relaxed);
                 if shop_changed {
                     self.refresh_shop_view();
                 }

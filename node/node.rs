@@ -69,6 +69,8 @@ impl NodeBuilder {
         let shared = Arc::new(Shared {
             events,
             shop: RwLock::new(Arc::new(shop::ShopView::default())),
+            commits: Default::default(),
+            jobs: Default::default(),
         });
         let mut engine = Engine::new(store.clone(), shared.clone(), device_key)?;
         engine.warm_up()?;
@@ -573,6 +575,13 @@ impl NodeHandle {
             .load_doc(id)?
             .ok_or_else(|| Error::NotFound(format!("no document {id}")))?;
         Ok(am.save())
+    }
+
+    /// Durable commits made by the writer since start, and the jobs they acknowledged
+    /// (jobs / commits = how many writes share one commit).
+    pub fn writer_stats(&self) -> (u64, u64) {
+        use std::sync::atomic::Ordering::Relaxed;
+        (self.inner.shared.commits.load(Relaxed), self.inner.shared.jobs.load(Relaxed))
     }
 
     /// Everything applied from now on.
