@@ -2,6 +2,7 @@
 //! arithmetic, and the projections derived from ledger entries and the catalog.
 pub mod catalog;
 pub mod commands;
+pub mod demo;
 pub mod ledger;
 pub mod model;
 pub mod money;

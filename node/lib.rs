@@ -38,6 +38,7 @@
 //!   queries shared by the API, the CLI, embedders and tests).
 
 pub mod api;
+pub mod config;
 pub mod docs;
 pub mod domain;
 pub mod engine;

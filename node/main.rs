@@ -1,1 +1,365 @@
-fn main(){}
+//! The `tillmesh` command line: run a node, create a shop, and talk to a running node.
+
+use std::io::IsTerminal;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, bail};
+use clap::{Args, Parser, Subcommand};
+use tillmesh::config::{self, Config};
+use tillmesh::domain::model::{NewShop, TaxMode};
+use tillmesh::{Node, node};
+
+#[derive(Parser)]
+#[command(name = "tillmesh", version, about = "Peer-to-peer sync node for small shops")]
+struct Cli {
+    /// TOML config file (default: ~/.config/tillmesh/config.toml if it exists).
+    #[arg(long, env = "TILLMESH_CONFIG", global = true)]
+    config: Option<PathBuf>,
+    /// Log as JSON lines.
+    #[arg(long, env = "TILLMESH_LOG_JSON", global = true)]
+    log_json: bool,
+    /// Start with a demo shop (products and sales) in a fresh data dir.
+    #[arg(long)]
+    demo: bool,
+    #[command(flatten)]
+    run: RunArgs,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Args, Clone, Default)]
+struct RunArgs {
+    /// Data directory.
+    #[arg(long, env = "TILLMESH_DATA_DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address of the web UI and API (default 127.0.0.1:7878).
+    #[arg(long, env = "TILLMESH_HTTP")]
+    http: Option<SocketAddr>,
+}
+
+#[derive(Args, Clone)]
+struct ApiArgs {
+    /// URL of the running node (default: the node configured on this machine).
+    #[arg(long, env = "TILLMESH_API")]
+    api: Option<String>,
+    /// Bearer token from `POST /api/v1/login` (else asks for username and password).
+    #[arg(long, env = "TILLMESH_TOKEN")]
+    token: Option<String>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the node (the default).
+    Run(RunArgs),
+    /// Create a shop in a data dir; prints the recovery key once.
+    Init {
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Shop name.
+        #[arg(long)]
+        shop: String,
+        /// Owner's display name.
+        #[arg(long)]
+        owner: String,
+        /// Owner's login name.
+        #[arg(long)]
+        username: String,
+        /// File holding the owner's password (at least 10 characters).
+        #[arg(long)]
+        password_file: PathBuf,
+        /// ISO 4217 currency.
+        #[arg(long, default_value = "EUR")]
+        currency: String,
+        /// IANA time zone.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Prices include tax (`inclusive`) or not (`exclusive`).
+        #[arg(long, default_value = "inclusive")]
+        tax_mode: String,
+        /// Name of this device.
+        #[arg(long)]
+        device_name: Option<String>,
+    },
+    /// Show the running node's shop, device and store.
+    Status(ApiArgs),
+    /// Write sales.csv, movements.csv and stock.csv from the running node.
+    Export {
+        /// Directory to write into (created).
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Rebuild every projection from the stored documents (node must be stopped).
+    Reindex {
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+    },
+    /// Run a node with a demo shop (products and a week of sales).
+    Demo(RunArgs),
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match real_main(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn real_main(cli: Cli) -> anyhow::Result<()> {
+    let file = cli.config.clone().or_else(config::default_config_file);
+    let mut cfg = Config::load(file.as_deref(), cli.config.is_some())?;
+    cfg.log_json |= cli.log_json;
+    init_logging(cfg.log_json);
+    let rt = tokio::runtime::Runtime::new()?;
+    match cli.command {
+        None if cli.demo => rt.block_on(run(apply(cfg, &cli.run), true)),
+        None => rt.block_on(run(apply(cfg, &cli.run), false)),
+        Some(Command::Run(args)) => rt.block_on(run(apply(cfg, &args), false)),
+        Some(Command::Demo(args)) => rt.block_on(run(apply(cfg, &args), true)),
+        Some(Command::Init {
+            data_dir,
+            shop,
+            owner,
+            username,
+            password_file,
+            currency,
+            timezone,
+            tax_mode,
+            device_name,
+        }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir);
+            let password = std::fs::read_to_string(&password_file)
+                .with_context(|| format!("cannot read {}", password_file.display()))?
+                .trim_end_matches(['\n', '\r'])
+                .to_string();
+            let tax_mode = match tax_mode.as_str() {
+                "inclusive" => TaxMode::Inclusive,
+                "exclusive" => TaxMode::Exclusive,
+                other => bail!("--tax-mode must be inclusive or exclusive, not {other:?}"),
+            };
+            rt.block_on(async {
+                let node = Node::builder().data_dir(&dir).start().await?;
+                let created = node
+                    .handle()
+                    .create_shop(NewShop {
+                        shop_name: shop,
+                        owner_name: owner,
+                        username,
+                        password,
+                        currency: Some(currency),
+                        timezone: Some(timezone),
+                        tax_mode: Some(tax_mode),
+                        device_name,
+                    })
+                    .await;
+                node.shutdown().await;
+                let created = created?;
+                println!("Created shop {} in {}", created.shop_id, dir.display());
+                println!();
+                println!("RECOVERY KEY — write this down and keep it offline; it is shown only once:");
+                println!("  {}", created.recovery_key);
+                println!();
+                println!("Start the node with: tillmesh run --data-dir {}", dir.display());
+                anyhow::Ok(())
+            })
+        }
+        Some(Command::Status(api)) => rt.block_on(async {
+            let client = ApiClient::connect(&cfg, api).await?;
+            let status: serde_json::Value = client.get_json("/api/v1/status").await?;
+            println!("{}", serde_json::to_string_pretty(&status)?);
+            anyhow::Ok(())
+        }),
+        Some(Command::Export { out, api }) => rt.block_on(async {
+            let client = ApiClient::connect(&cfg, api).await?;
+            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            for name in ["sales.csv", "movements.csv", "stock.csv"] {
+                let body = client.get_text(&format!("/api/v1/export/{name}?from=0")).await?;
+                let path = out.join(name);
+                std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+                println!("wrote {}", path.display());
+            }
+            anyhow::Ok(())
+        }),
+        Some(Command::Reindex { data_dir }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir);
+            let path = dir.join(node::STORE_FILE);
+            if !path.exists() {
+                bail!("no store at {}", path.display());
+            }
+            let store = tillmesh::store::Store::open(&path)?;
+            let r = tillmesh::engine::reindex(&store)?;
+            println!(
+                "reindexed {} documents: {} ledger entries, {} products",
+                r.documents, r.entries, r.products
+            );
+            Ok(())
+        }
+    }
+}
+
+fn apply(mut cfg: Config, args: &RunArgs) -> Config {
+    if let Some(d) = &args.data_dir {
+        cfg.data_dir = d.clone();
+    }
+    if let Some(h) = args.http {
+        cfg.http = h;
+    }
+    cfg
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if json {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
+    let node = Node::builder()
+        .data_dir(&cfg.data_dir)
+        .http(cfg.http)
+        .start()
+        .await
+        .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
+    let h = node.handle();
+    if demo && !h.status()?.has_shop {
+        let owner = tillmesh::domain::demo::populate(&h).await?;
+        println!("Demo shop created: log in as {:?} with password {:?}", owner.0, owner.1);
+    }
+    let addr = node.http_addr().expect("the node serves HTTP");
+    let status = h.status()?;
+    match &status.shop_name {
+        Some(name) => println!("tillmesh {} serving shop {name:?} at http://{addr}", status.version),
+        None => println!(
+            "tillmesh {}: no shop yet — open http://{addr} to create or join one",
+            status.version
+        ),
+    }
+    println!("data dir: {}", cfg.data_dir.display());
+    shutdown_signal().await;
+    eprintln!("shutting down…");
+    node.shutdown().await;
+    Ok(())
+}
+
+/// Ctrl-C or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! {
+        _ = ctrl_c => {}
+        _ = term => {}
+    }
+}
+
+/// A client of a running node's HTTP API.
+struct ApiClient {
+    base: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl ApiClient {
+    async fn connect(cfg: &Config, args: ApiArgs) -> anyhow::Result<ApiClient> {
+        let base = args
+            .api
+            .unwrap_or_else(|| format!("http://{}", local_addr(cfg.http)))
+            .trim_end_matches('/')
+            .to_string();
+        let http = reqwest::Client::new();
+        let token = match args.token {
+            Some(t) => t,
+            None => {
+                if !std::io::stdin().is_terminal() {
+                    bail!("no token: pass --token or set TILLMESH_TOKEN (get one from POST /api/v1/login)");
+                }
+                let username = prompt("Username: ")?;
+                let password = rpassword::prompt_password("Password: ")?;
+                let resp = http
+                    .post(format!("{base}/api/v1/login"))
+                    .json(&serde_json::json!({"username": username, "password": password}))
+                    .send()
+                    .await
+                    .with_context(|| format!("cannot reach the node at {base}"))?;
+                let body: serde_json::Value = check(resp).await?.json().await?;
+                body["token"]
+                    .as_str()
+                    .context("the login answer has no token")?
+                    .to_string()
+            }
+        };
+        Ok(ApiClient { base, token, http })
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<reqwest::Response> {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        check(resp).await
+    }
+
+    async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
+        Ok(self.get(path).await?.json().await?)
+    }
+
+    async fn get_text(&self, path: &str) -> anyhow::Result<String> {
+        Ok(self.get(path).await?.text().await?)
+    }
+}
+
+/// Turns an API error body into a readable error.
+async fn check(resp: reqwest::Response) -> anyhow::Result<reqwest::Response> {
+    if resp.status().is_success() {
+        return Ok(resp);
+    }
+    let status = resp.status();
+    let body: serde_json::Value = resp.json().await.unwrap_or_default();
+    let msg = body["error"]["message"].as_str().unwrap_or("no details");
+    bail!("the node answered {status}: {msg}")
+}
+
+/// A wildcard listen address is reached on loopback.
+fn local_addr(a: SocketAddr) -> SocketAddr {
+    if a.ip().is_unspecified() {
+        SocketAddr::new(std::net::Ipv4Addr::LOCALHOST.into(), a.port())
+    } else {
+        a
+    }
+}
+
+fn prompt(label: &str) -> anyhow::Result<String> {
+    use std::io::Write;
+    print!("{label}");
+    std::io::stdout().flush()?;
+    let mut s = String::new();
+    std::io::stdin().read_line(&mut s)?;
+    Ok(s.trim().to_string())
+}

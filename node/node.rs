@@ -509,7 +509,16 @@ impl NodeHandle {
         let by = by.clone();
         self.inner
             .writer
-            .write(move |ctx| commands::record_sale(ctx, &by, sale))
+            .write(move |ctx| commands::record_sale(ctx, &by, sale, None))
+            .await
+    }
+
+    /// Records a sale at a past time (demo data).
+    pub(crate) async fn record_sale_at(&self, by: &Principal, sale: NewSale, time: i64) -> Result<Sale> {
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::record_sale(ctx, &by, sale, Some(time)))
             .await
     }
 

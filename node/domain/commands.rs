@@ -476,8 +476,9 @@ pub fn stock_adjust(ctx: &mut Ctx<'_>, by: &Principal, c: StockAdjust) -> Result
 
 // --- sales ---------------------------------------------------------------------------------
 
-/// Records a sale (anyone logged in; signed by the device).
-pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale) -> Result<Sale> {
+/// Records a sale (anyone logged in; signed by the device). `at` back-dates it (demo data
+/// only: the API never passes it).
+pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64>) -> Result<Sale> {
     let shop = ctx.shop();
     let settings = shop.settings()?.clone();
     let prefix = shop
@@ -560,9 +561,13 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale) -> Result<Sale
     let settled = money::settle(total, &s.payments, settings.cash_rounding)?;
     let note = s.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?;
     let receipt = next_receipt(ctx, &prefix)?;
+    let time = match at {
+        Some(t) => t,
+        None => hlc_now(ctx)?,
+    };
     let entry = LedgerEntry {
         id: Uuid::new_v4(),
-        time: hlc_now(ctx)?,
+        time,
         device: ctx.device_id().to_string(),
         person: Some(by.person_id),
         body: EntryBody::Sale {
