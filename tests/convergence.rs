@@ -149,9 +149,13 @@ proptest! {
     }
 }
 
-#[tokio::test]
-async fn forged_and_underprivileged_envelopes_are_refused() {
+#[test]
+fn forged_and_underprivileged_envelopes_are_refused() {
     let h = history();
+    tokio::runtime::Runtime::new().unwrap().block_on(refuse_forgeries(h));
+}
+
+async fn refuse_forgeries(h: &History) {
     let node = Node::builder().memory().start().await.unwrap();
     let n = node.handle();
     n.import_envelopes(Some(h.genesis), h.envelopes.clone()).await.unwrap();
@@ -172,13 +176,23 @@ async fn forged_and_underprivileged_envelopes_are_refused() {
     let results = n.import_envelopes(None, vec![by_till]).await.unwrap();
     assert!(matches!(&results[0], Err(Error::Rejected(_))), "{results:?}");
 
-    // A valid envelope with its signer swapped: the signature no longer verifies.
-    let mut forged = h.envelopes.iter().find(|e| e.doc == "catalog").unwrap().clone();
-    forged.signer = till_key.verifying_key().to_bytes();
+    // A change claiming the owner as author and signer, but signed by another key.
+    let owner_pk = members.signer;
+    let owner_change = {
+        let mut doc = automerge::AutoCommit::new();
+        doc.set_author(Some(automerge::Author::from(owner_pk.to_vec())));
+        use automerge::transaction::Transactable;
+        doc.put(automerge::ROOT, "product:00000000-0000-0000-0000-000000000002", "x").unwrap();
+        doc.commit();
+        doc.get_last_local_change().unwrap()
+    };
+    let mut forged = Envelope::sign(&till_key, "catalog", &owner_change, 1, &members.members_heads());
+    forged.signer = owner_pk;
     let mut changed = forged.clone();
-    changed.change[changed.change.len() - 1] ^= 1;
+    let last = changed.change.len() - 1;
+    changed.change[last] ^= 1;
     let results = n.import_envelopes(None, vec![forged, changed]).await.unwrap();
-    assert!(matches!(&results[0], Err(Error::Rejected(_))), "{results:?}");
+    assert!(matches!(&results[0], Err(Error::Rejected(m)) if m.contains("signature")), "{results:?}");
     assert!(results[1].is_err());
 
     // Garbage never applies.
