@@ -69,7 +69,9 @@ impl Config {
                 field: Some("config".into()),
                 message: format!("{}: {e}", path.display()),
             }),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => Ok(Config::default()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !explicit => {
+                Ok(Config::default())
+            }
             Err(e) => Err(Error::Invalid {
                 field: Some("config".into()),
                 message: format!("cannot read {}: {e}", path.display()),
@@ -93,6 +95,9 @@ mod tests {
         std::fs::write(&p, "dat_dir = 1\n").unwrap();
         assert!(Config::load(Some(&p), true).is_err());
         assert!(Config::load(Some(&dir.path().join("missing.toml")), true).is_err());
-        assert_eq!(Config::load(Some(&dir.path().join("missing.toml")), false).unwrap(), Config::default());
+        assert_eq!(
+            Config::load(Some(&dir.path().join("missing.toml")), false).unwrap(),
+            Config::default()
+        );
     }
 }

@@ -69,7 +69,9 @@ impl DocId {
                 if chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d").is_err()
                     || day.len() != 10
                     || device.len() != 16
-                    || !device.bytes().all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+                    || !device
+                        .bytes()
+                        .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
                 {
                     return Err(bad());
                 }

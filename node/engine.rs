@@ -10,7 +10,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
 
-use automerge::{ActorId, AutoCommit, Author, Change, ChangeHash, ROOT, transaction::Transactable};
+use automerge::{ActorId, Author, AutoCommit, Change, ChangeHash, ROOT, transaction::Transactable};
 use ed25519_dalek::SigningKey;
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
@@ -150,7 +150,10 @@ impl Engine {
             Ok(tx) => tx,
             Err(e) => {
                 // Dropping the jobs drops their reply senders: every caller gets an error.
-                tracing::error!("cannot begin a write transaction ({} jobs refused): {e}", batch.len());
+                tracing::error!(
+                    "cannot begin a write transaction ({} jobs refused): {e}",
+                    batch.len()
+                );
                 return;
             }
         };
@@ -207,7 +210,10 @@ impl Engine {
                 }
             }
             Err(e) => {
-                tracing::error!("commit failed, {} jobs not acknowledged: {e}", finishers.len());
+                tracing::error!(
+                    "commit failed, {} jobs not acknowledged: {e}",
+                    finishers.len()
+                );
                 // In-memory documents may hold changes that were not stored: reload them.
                 for doc in touched {
                     self.docs.remove(&doc);
@@ -228,7 +234,11 @@ impl Engine {
             self.docs.get("vault"),
             &self.device_id,
         );
-        *self.shared.shop.write().expect("shop view lock is never poisoned") = Arc::new(view);
+        *self
+            .shared
+            .shop
+            .write()
+            .expect("shop view lock is never poisoned") = Arc::new(view);
     }
 
     /// Loads `members` and `settings` so the shop view is current (at start).
@@ -403,9 +413,11 @@ impl Ctx<'_> {
         };
         self.load(&id)?;
         let actor = self.engine.actor.clone();
-        let am = self.engine.docs.entry(id.clone()).or_insert_with(|| {
-            AutoCommit::new().with_actor(actor)
-        });
+        let am = self
+            .engine
+            .docs
+            .entry(id.clone())
+            .or_insert_with(|| AutoCommit::new().with_actor(actor));
         let fresh = am.get_heads().is_empty();
         am.set_author(Some(Author::from(key.verifying_key().to_bytes().to_vec())));
         if fresh {
@@ -434,7 +446,9 @@ impl Ctx<'_> {
             Ok(Applied::New(h)) => Ok(h),
             Ok(other) => {
                 self.engine.docs.remove(&id);
-                Err(Error::Internal(format!("a local change was not applied: {other:?}")))
+                Err(Error::Internal(format!(
+                    "a local change was not applied: {other:?}"
+                )))
             }
             Err(e) => {
                 self.engine.docs.remove(&id);
@@ -505,7 +519,11 @@ impl Ctx<'_> {
         let before: Vec<ChangeHash> = match origin {
             Origin::Local => change.deps().to_vec(),
             Origin::Remote => {
-                if change.deps().iter().any(|d| am.get_change_by_hash(d).is_none()) {
+                if change
+                    .deps()
+                    .iter()
+                    .any(|d| am.get_change_by_hash(d).is_none())
+                {
                     return self.hold(&env, hash, "waiting for earlier changes".into());
                 }
                 let before = am.get_heads();
@@ -590,7 +608,12 @@ impl Ctx<'_> {
             chunks.insert((id, meta.next_chunk), env.change.as_slice())?;
         }
         meta.next_chunk += 1;
-        docs.insert(id, postcard::to_allocvec(&meta).expect("DocMeta serializes").as_slice())?;
+        docs.insert(
+            id,
+            postcard::to_allocvec(&meta)
+                .expect("DocMeta serializes")
+                .as_slice(),
+        )?;
         Ok(())
     }
 
@@ -682,9 +705,9 @@ pub fn reindex(store: &Store) -> Result<ReindexReport> {
                 for h in hashes {
                     let env = {
                         let t = tx.open_table(ENVELOPES)?;
-                        let v = t
-                            .get(&h)?
-                            .ok_or_else(|| Error::Store(format!("envelope {} is missing", hex::encode(h))))?;
+                        let v = t.get(&h)?.ok_or_else(|| {
+                            Error::Store(format!("envelope {} is missing", hex::encode(h)))
+                        })?;
                         Envelope::from_bytes(v.value())?
                     };
                     let change = env.decode_change()?;
@@ -698,7 +721,8 @@ pub fn reindex(store: &Store) -> Result<ReindexReport> {
                         continue;
                     };
                     for (key, value) in crate::docs::am::root_puts(&change) {
-                        if let (true, automerge::ScalarValue::Str(json)) = (key.starts_with("entry:"), value)
+                        if let (true, automerge::ScalarValue::Str(json)) =
+                            (key.starts_with("entry:"), value)
                             && let Ok(entry) = serde_json::from_str::<LedgerEntry>(&json)
                         {
                             projection::project_entry(&tx, &id, &day, &entry, signer)?;

@@ -242,7 +242,9 @@ mod tests {
         let key = new_signing_key();
         let kdf = KdfParams::PIN; // cheap for the test
         let sealed = seal_key(&key, "correct horse battery", kdf).unwrap();
-        let opened = unseal_key(&sealed, "correct horse battery").unwrap().unwrap();
+        let opened = unseal_key(&sealed, "correct horse battery")
+            .unwrap()
+            .unwrap();
         assert_eq!(opened.as_bytes(), key.as_bytes());
         assert!(unseal_key(&sealed, "wrong password!").unwrap().is_none());
     }
@@ -259,7 +261,10 @@ mod tests {
     fn recovery_key_round_trip() {
         let key = new_signing_key();
         let printed = format_recovery_key(&key);
-        assert_eq!(parse_recovery_key(&printed).unwrap().as_bytes(), key.as_bytes());
+        assert_eq!(
+            parse_recovery_key(&printed).unwrap().as_bytes(),
+            key.as_bytes()
+        );
         assert!(parse_recovery_key("not-a-key").is_err());
     }
 

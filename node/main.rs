@@ -11,7 +11,11 @@ use tillmesh::domain::model::{NewShop, TaxMode};
 use tillmesh::{Node, node};
 
 #[derive(Parser)]
-#[command(name = "tillmesh", version, about = "Peer-to-peer sync node for small shops")]
+#[command(
+    name = "tillmesh",
+    version,
+    about = "Peer-to-peer sync node for small shops"
+)]
 struct Cli {
     /// TOML config file (default: ~/.config/tillmesh/config.toml if it exists).
     #[arg(long, env = "TILLMESH_CONFIG", global = true)]
@@ -162,10 +166,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 let created = created?;
                 println!("Created shop {} in {}", created.shop_id, dir.display());
                 println!();
-                println!("RECOVERY KEY — write this down and keep it offline; it is shown only once:");
+                println!(
+                    "RECOVERY KEY — write this down and keep it offline; it is shown only once:"
+                );
                 println!("  {}", created.recovery_key);
                 println!();
-                println!("Start the node with: tillmesh run --data-dir {}", dir.display());
+                println!(
+                    "Start the node with: tillmesh run --data-dir {}",
+                    dir.display()
+                );
                 anyhow::Ok(())
             })
         }
@@ -177,11 +186,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }),
         Some(Command::Export { out, api }) => rt.block_on(async {
             let client = ApiClient::connect(&cfg, api).await?;
-            std::fs::create_dir_all(&out).with_context(|| format!("cannot create {}", out.display()))?;
+            std::fs::create_dir_all(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
             for name in ["sales.csv", "movements.csv", "stock.csv"] {
-                let body = client.get_text(&format!("/api/v1/export/{name}?from=0")).await?;
+                let body = client
+                    .get_text(&format!("/api/v1/export/{name}?from=0"))
+                    .await?;
                 let path = out.join(name);
-                std::fs::write(&path, body).with_context(|| format!("cannot write {}", path.display()))?;
+                std::fs::write(&path, body)
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 println!("wrote {}", path.display());
             }
             anyhow::Ok(())
@@ -236,12 +249,18 @@ async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let h = node.handle();
     if demo && !h.status()?.has_shop {
         let owner = tillmesh::domain::demo::populate(&h).await?;
-        println!("Demo shop created: log in as {:?} with password {:?}", owner.0, owner.1);
+        println!(
+            "Demo shop created: log in as {:?} with password {:?}",
+            owner.0, owner.1
+        );
     }
     let addr = node.http_addr().expect("the node serves HTTP");
     let status = h.status()?;
     match &status.shop_name {
-        Some(name) => println!("tillmesh {} serving shop {name:?} at http://{addr}", status.version),
+        Some(name) => println!(
+            "tillmesh {} serving shop {name:?} at http://{addr}",
+            status.version
+        ),
         None => println!(
             "tillmesh {}: no shop yet — open http://{addr} to create or join one",
             status.version
@@ -295,7 +314,9 @@ impl ApiClient {
             Some(t) => t,
             None => {
                 if !std::io::stdin().is_terminal() {
-                    bail!("no token: pass --token or set TILLMESH_TOKEN (get one from POST /api/v1/login)");
+                    bail!(
+                        "no token: pass --token or set TILLMESH_TOKEN (get one from POST /api/v1/login)"
+                    );
                 }
                 let username = prompt("Username: ")?;
                 let password = rpassword::prompt_password("Password: ")?;

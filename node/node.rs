@@ -92,11 +92,10 @@ impl NodeBuilder {
                 HttpBind::Addr(a) => tokio::net::TcpListener::bind(a)
                     .await
                     .map_err(|e| Error::Internal(format!("cannot listen on {a}: {e}")))?,
-                HttpBind::Listener(l) => {
-                    l.set_nonblocking(true)
-                        .and_then(|_| tokio::net::TcpListener::from_std(l))
-                        .map_err(|e| Error::Internal(format!("cannot use the listener: {e}")))?
-                }
+                HttpBind::Listener(l) => l
+                    .set_nonblocking(true)
+                    .and_then(|_| tokio::net::TcpListener::from_std(l))
+                    .map_err(|e| Error::Internal(format!("cannot use the listener: {e}")))?,
             };
             http_addr = listener.local_addr().ok();
             let router = crate::api::router(handle.clone(), crate::api::ApiOptions::default());
@@ -174,12 +173,11 @@ pub struct NodeHandle {
     inner: Arc<Inner>,
 }
 
-fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> impl std::future::Future<Output = Result<T>> {
-    async move {
-        tokio::task::spawn_blocking(f)
-            .await
-            .map_err(|e| Error::Internal(format!("a blocking task failed: {e}")))?
-    }
+/// Runs slow CPU work (argon2) off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| Error::Internal(format!("a blocking task failed: {e}")))?
 }
 
 impl NodeHandle {
@@ -287,11 +285,19 @@ impl NodeHandle {
         let found = view
             .person_by_username(username)
             .filter(|p| !p.person.revoked && p.person.role >= Role::Manager)
-            .and_then(|p| view.vault.get(&p.person.id).map(|k| (p.person.clone(), k.clone())));
+            .and_then(|p| {
+                view.vault
+                    .get(&p.person.id)
+                    .map(|k| (p.person.clone(), k.clone()))
+            });
         let password = password.to_string();
         let Some((person, sealed)) = found else {
             // Spend the same time as a real check, so timing does not reveal usernames.
-            let dummy = identity::seal_key(&identity::new_signing_key(), "x", identity::KdfParams::PASSWORD);
+            let dummy = identity::seal_key(
+                &identity::new_signing_key(),
+                "x",
+                identity::KdfParams::PASSWORD,
+            );
             let _ = blocking(move || dummy.map(|_| ())).await;
             return Err(wrong());
         };
@@ -358,7 +364,12 @@ impl NodeHandle {
     /// People of the shop (manager and owner).
     pub fn people(&self, by: &Principal) -> Result<Vec<Person>> {
         commands::require(by, Role::Manager, "listing people")?;
-        Ok(self.view().people.iter().map(|p| p.person.clone()).collect())
+        Ok(self
+            .view()
+            .people
+            .iter()
+            .map(|p| p.person.clone())
+            .collect())
     }
 
     /// Add a person (owner: anyone; manager: staff).
@@ -376,9 +387,14 @@ impl NodeHandle {
         let prepared = match p.role {
             Role::Staff => {
                 if p.password.is_some() {
-                    return Err(Error::invalid("password", "staff log in with a PIN, not a password"));
+                    return Err(Error::invalid(
+                        "password",
+                        "staff log in with a PIN, not a password",
+                    ));
                 }
-                let pin = p.pin.ok_or_else(|| Error::invalid("pin", "staff need a PIN of 4–6 digits"))?;
+                let pin = p
+                    .pin
+                    .ok_or_else(|| Error::invalid("pin", "staff need a PIN of 4–6 digits"))?;
                 identity::check_pin("pin", &pin)?;
                 let pin_hash = blocking(move || identity::hash_pin(&pin)).await?;
                 PreparedPerson {
@@ -389,11 +405,14 @@ impl NodeHandle {
             }
             Role::Manager | Role::Owner => {
                 if p.pin.is_some() {
-                    return Err(Error::invalid("pin", "owners and managers log in with a password"));
+                    return Err(Error::invalid(
+                        "pin",
+                        "owners and managers log in with a password",
+                    ));
                 }
-                let password = p
-                    .password
-                    .ok_or_else(|| Error::invalid("password", "owners and managers need a password"))?;
+                let password = p.password.ok_or_else(|| {
+                    Error::invalid("password", "owners and managers need a password")
+                })?;
                 identity::check_password("password", &password)?;
                 let key = identity::new_signing_key();
                 let mut person = person;
@@ -451,7 +470,12 @@ impl NodeHandle {
     }
 
     /// Edit or archive a product (manager).
-    pub async fn update_product(&self, by: &Principal, id: Uuid, patch: ProductPatch) -> Result<Product> {
+    pub async fn update_product(
+        &self,
+        by: &Principal,
+        id: Uuid,
+        patch: ProductPatch,
+    ) -> Result<Product> {
         let by = by.clone();
         self.inner
             .writer
@@ -461,7 +485,12 @@ impl NodeHandle {
 
     /// Stock on hand of every product and variant.
     pub fn stock(&self) -> Result<Vec<StockLevel>> {
-        let low = self.view().settings.as_ref().map(|s| s.low_stock_default).unwrap_or(0);
+        let low = self
+            .view()
+            .settings
+            .as_ref()
+            .map(|s| s.low_stock_default)
+            .unwrap_or(0);
         queries::stock(&self.read()?, low)
     }
 
@@ -514,7 +543,12 @@ impl NodeHandle {
     }
 
     /// Records a sale at a past time (demo data).
-    pub(crate) async fn record_sale_at(&self, by: &Principal, sale: NewSale, time: i64) -> Result<Sale> {
+    pub(crate) async fn record_sale_at(
+        &self,
+        by: &Principal,
+        sale: NewSale,
+        time: i64,
+    ) -> Result<Sale> {
         let by = by.clone();
         self.inner
             .writer
@@ -542,7 +576,12 @@ impl NodeHandle {
     }
 
     /// Return lines of a sale (manager).
-    pub async fn return_sale(&self, by: &Principal, id: Uuid, cmd: NewReturn) -> Result<SaleReturn> {
+    pub async fn return_sale(
+        &self,
+        by: &Principal,
+        id: Uuid,
+        cmd: NewReturn,
+    ) -> Result<SaleReturn> {
         let by = by.clone();
         self.inner
             .writer
@@ -563,7 +602,9 @@ impl NodeHandle {
             .docs()?
             .into_iter()
             .map(|(id, m)| DocumentInfo {
-                kind: crate::docs::DocId::parse(&id).map(|d| d.kind().to_string()).unwrap_or_default(),
+                kind: crate::docs::DocId::parse(&id)
+                    .map(|d| d.kind().to_string())
+                    .unwrap_or_default(),
                 heads: m.heads.iter().map(hex::encode).collect(),
                 changes: m.changes,
                 id,
@@ -590,7 +631,10 @@ impl NodeHandle {
     /// (jobs / commits = how many writes share one commit).
     pub fn writer_stats(&self) -> (u64, u64) {
         use std::sync::atomic::Ordering::Relaxed;
-        (self.inner.shared.commits.load(Relaxed), self.inner.shared.jobs.load(Relaxed))
+        (
+            self.inner.shared.commits.load(Relaxed),
+            self.inner.shared.jobs.load(Relaxed),
+        )
     }
 
     /// Everything applied from now on.
@@ -633,8 +677,10 @@ impl NodeHandle {
                 if let Some(g) = genesis {
                     ctx.adopt_genesis(g)?;
                 }
-                let results: Vec<Result<Applied>> =
-                    envelopes.into_iter().map(|e| ctx.apply_envelope(e)).collect();
+                let results: Vec<Result<Applied>> = envelopes
+                    .into_iter()
+                    .map(|e| ctx.apply_envelope(e))
+                    .collect();
                 ctx.retry_held()?;
                 Ok(results)
             })

@@ -131,7 +131,10 @@ fn decode_meta(bytes: &[u8]) -> Result<DocMeta> {
 }
 
 /// Reads a document's metadata from an open `DOCS` table.
-pub fn read_doc_meta(t: &impl ReadableTable<&'static str, &'static [u8]>, doc: &str) -> Result<Option<DocMeta>> {
+pub fn read_doc_meta(
+    t: &impl ReadableTable<&'static str, &'static [u8]>,
+    doc: &str,
+) -> Result<Option<DocMeta>> {
     t.get(doc)?.map(|v| decode_meta(v.value())).transpose()
 }
 

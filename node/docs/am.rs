@@ -43,7 +43,10 @@ pub fn int(doc: &AutoCommit, obj: &ObjId, key: &str, heads: Option<&[ChangeHash]
 
 /// A boolean field (absent is `false`).
 pub fn flag(doc: &AutoCommit, obj: &ObjId, key: &str, heads: Option<&[ChangeHash]>) -> bool {
-    matches!(scalar(doc, obj, key, heads), Some(ScalarValue::Boolean(true)))
+    matches!(
+        scalar(doc, obj, key, heads),
+        Some(ScalarValue::Boolean(true))
+    )
 }
 
 /// The map object at `obj[key]`.
@@ -131,7 +134,9 @@ pub fn root_keys_changed(
             PatchAction::PutMap { key, .. } | PatchAction::DeleteMap { key } => {
                 keys.insert(key);
             }
-            PatchAction::Conflict { prop: Prop::Map(key) } => {
+            PatchAction::Conflict {
+                prop: Prop::Map(key),
+            } => {
                 keys.insert(key);
             }
             _ => {}

@@ -97,7 +97,12 @@ impl Envelope {
 
 /// What the signature covers: a domain tag, the document, the change hash, the schema and the
 /// members heads — so an envelope cannot be re-labelled for another document or authority.
-fn signing_message(doc: &str, hash: &ChangeHash, schema: u32, members_heads: &[[u8; 32]]) -> Vec<u8> {
+fn signing_message(
+    doc: &str,
+    hash: &ChangeHash,
+    schema: u32,
+    members_heads: &[[u8; 32]],
+) -> Vec<u8> {
     let mut h = Sha256::new();
     h.update(b"tillmesh/envelope/1\0");
     h.update((doc.len() as u32).to_le_bytes());
@@ -139,7 +144,9 @@ mod tests {
         assert!(other_doc.verify_signature(&c.hash()).is_err());
 
         let mut forged = decoded.clone();
-        forged.signer = crate::identity::new_signing_key().verifying_key().to_bytes();
+        forged.signer = crate::identity::new_signing_key()
+            .verifying_key()
+            .to_bytes();
         assert!(forged.verify_signature(&c.hash()).is_err());
 
         assert!(Envelope::from_bytes(b"garbage").is_err());

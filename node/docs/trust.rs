@@ -164,7 +164,12 @@ pub struct VerifyContext<'a> {
 /// `author` is the author Automerge recorded for the change's actor: Automerge writes it into
 /// the first change of an actor only, so for later changes the caller looks it up in the
 /// document (which holds that first change, since an actor's changes apply in order).
-pub fn verify(env: &Envelope, change: &Change, author: Option<&[u8]>, ctx: &mut VerifyContext<'_>) -> Verdict {
+pub fn verify(
+    env: &Envelope,
+    change: &Change,
+    author: Option<&[u8]>,
+    ctx: &mut VerifyContext<'_>,
+) -> Verdict {
     let hash = change.hash();
     if let Err(e) = env.verify_signature(&hash) {
         return Verdict::Reject(e.to_string());
@@ -183,10 +188,15 @@ pub fn verify(env: &Envelope, change: &Change, author: Option<&[u8]>, ctx: &mut 
         return if hash == ctx.genesis {
             Verdict::Accept(Signer::Genesis)
         } else {
-            Verdict::Reject("a members change naming no members heads that is not the shop's genesis".into())
+            Verdict::Reject(
+                "a members change naming no members heads that is not the shop's genesis".into(),
+            )
         };
     }
-    if heads.iter().any(|h| ctx.members.get_change_by_hash(h).is_none()) {
+    if heads
+        .iter()
+        .any(|h| ctx.members.get_change_by_hash(h).is_none())
+    {
         return Verdict::Hold("names members heads this node does not have yet".into());
     }
     let trust = trust_at(ctx.cache, ctx.members, heads);
@@ -251,7 +261,12 @@ fn trust_at(
 
 /// A manager may add and edit staff in `members`, and only their own entry in `vault`: check
 /// what the change touches by applying it to a fork at its dependencies.
-fn within_manager_scope(doc: &DocId, signer: &Signer, change: &Change, members: &mut AutoCommit) -> bool {
+fn within_manager_scope(
+    doc: &DocId,
+    signer: &Signer,
+    change: &Change,
+    members: &mut AutoCommit,
+) -> bool {
     let Signer::Person { id: me, .. } = signer else {
         return false;
     };

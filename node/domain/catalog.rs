@@ -73,7 +73,12 @@ pub fn read_product(doc: &AutoCommit, id: Uuid) -> Option<Product> {
     })
 }
 
-fn put_opt<V: Into<ScalarValue>>(doc: &mut AutoCommit, obj: &ObjId, k: &str, v: Option<V>) -> Result<()> {
+fn put_opt<V: Into<ScalarValue>>(
+    doc: &mut AutoCommit,
+    obj: &ObjId,
+    k: &str,
+    v: Option<V>,
+) -> Result<()> {
     match v {
         Some(v) => doc.put(obj, k, v)?,
         None => doc.put(obj, k, ScalarValue::Null)?,

@@ -88,7 +88,8 @@ pub fn create_shop(ctx: &mut Ctx<'_>, g: ShopGenesis) -> Result<()> {
     ctx.change(&DocId::Settings, &key, |doc| {
         shop::write_settings(doc, &g.settings, None)
     })?;
-    let sealed = serde_json::to_string(&g.owner_sealed).map_err(|e| Error::Internal(e.to_string()))?;
+    let sealed =
+        serde_json::to_string(&g.owner_sealed).map_err(|e| Error::Internal(e.to_string()))?;
     ctx.change(&DocId::Vault, &key, |doc| {
         doc.put(ROOT, format!("key:{}", g.owner.id), sealed.as_str())?;
         Ok(())
@@ -162,7 +163,12 @@ fn ledger_doc_for(ctx: &mut Ctx<'_>, day: &str, new_entries: u64) -> Result<DocI
 }
 
 /// Writes entries into this device's ledger, signed by `key`.
-fn append_entry(ctx: &mut Ctx<'_>, key: &SigningKey, settings: &Settings, entry: &LedgerEntry) -> Result<()> {
+fn append_entry(
+    ctx: &mut Ctx<'_>,
+    key: &SigningKey,
+    settings: &Settings,
+    entry: &LedgerEntry,
+) -> Result<()> {
     let day = shop_day(settings, entry.time);
     let doc = ledger_doc_for(ctx, &day, 1)?;
     let json = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
@@ -199,14 +205,15 @@ fn check_sku_free(ctx: &Ctx<'_>, field: &str, sku: &str, except: Option<Uuid>) -
     for row in t.get(sku)? {
         let (pid, _) = row?.value();
         if Some(Uuid::from_u128(pid)) != except {
-            return Err(Error::Conflict(format!("SKU {sku:?} is already used")))
-                .map_err(|e| match e {
+            return Err(Error::Conflict(format!("SKU {sku:?} is already used"))).map_err(
+                |e| match e {
                     Error::Conflict(m) => Error::Invalid {
                         field: Some(field.to_string()),
                         message: m,
                     },
                     e => e,
-                });
+                },
+            );
         }
     }
     Ok(())
@@ -214,7 +221,10 @@ fn check_sku_free(ctx: &Ctx<'_>, field: &str, sku: &str, except: Option<Uuid>) -
 
 fn check_money(field: &str, v: i64) -> Result<i64> {
     if !(0..=MAX_AMOUNT).contains(&v) {
-        return Err(Error::invalid(field, "must be an amount in minor units, 0 or more"));
+        return Err(Error::invalid(
+            field,
+            "must be an amount in minor units, 0 or more",
+        ));
     }
     Ok(v)
 }
@@ -229,7 +239,10 @@ fn check_code(field: &str, v: &str) -> Result<String> {
 
 fn check_tax_rate(field: &str, v: u32) -> Result<u32> {
     if v > 10_000 {
-        return Err(Error::invalid(field, "a tax rate is in basis points, at most 10000 (100 %)"));
+        return Err(Error::invalid(
+            field,
+            "a tax rate is in basis points, at most 10000 (100 %)",
+        ));
     }
     Ok(v)
 }
@@ -250,14 +263,21 @@ fn check_variants(
             || existing.iter().any(|e| e.sku == sku)
             || out.iter().any(|e: &Variant| e.sku == sku)
         {
-            return Err(Error::invalid(f("sku"), format!("SKU {sku:?} is already used")));
+            return Err(Error::invalid(
+                f("sku"),
+                format!("SKU {sku:?} is already used"),
+            ));
         }
         check_sku_free(ctx, &f("sku"), &sku, Some(product))?;
         out.push(Variant {
             id: Uuid::new_v4(),
             sku,
             name: non_empty(&f("name"), &v.name, 100)?,
-            barcode: v.barcode.as_deref().map(|b| check_code(&f("barcode"), b)).transpose()?,
+            barcode: v
+                .barcode
+                .as_deref()
+                .map(|b| check_code(&f("barcode"), b))
+                .transpose()?,
             price: v.price.map(|p| check_money(&f("price"), p)).transpose()?,
         });
     }
@@ -278,26 +298,52 @@ pub fn create_product(ctx: &mut Ctx<'_>, by: &Principal, p: NewProduct) -> Resul
         id,
         variants: check_variants(ctx, id, &sku, &[], &p.variants, "variants")?,
         sku,
-        barcode: p.barcode.as_deref().map(|b| check_code("barcode", b)).transpose()?,
+        barcode: p
+            .barcode
+            .as_deref()
+            .map(|b| check_code("barcode", b))
+            .transpose()?,
         name: non_empty("name", &p.name, 200)?,
-        category: p.category.as_deref().map(|c| non_empty("category", c, 100)).transpose()?,
-        unit: p.unit.as_deref().map(|u| non_empty("unit", u, 20)).transpose()?.unwrap_or_else(|| "pcs".into()),
+        category: p
+            .category
+            .as_deref()
+            .map(|c| non_empty("category", c, 100))
+            .transpose()?,
+        unit: p
+            .unit
+            .as_deref()
+            .map(|u| non_empty("unit", u, 20))
+            .transpose()?
+            .unwrap_or_else(|| "pcs".into()),
         price: check_money("price", p.price)?,
         cost: check_money("cost", p.cost.unwrap_or(0))?,
         tax_rate: check_tax_rate("tax_rate", p.tax_rate.unwrap_or(0))?,
         reorder_level: p
             .reorder_level
-            .map(|r| if (0..=MAX_QTY).contains(&r) { Ok(r) } else { Err(Error::invalid("reorder_level", "must be 0 or more")) })
+            .map(|r| {
+                if (0..=MAX_QTY).contains(&r) {
+                    Ok(r)
+                } else {
+                    Err(Error::invalid("reorder_level", "must be 0 or more"))
+                }
+            })
             .transpose()?,
         archived: false,
         conflicts: Default::default(),
     };
-    ctx.change(&DocId::Catalog, &key, |doc| catalog::put_new_product(doc, &product))?;
+    ctx.change(&DocId::Catalog, &key, |doc| {
+        catalog::put_new_product(doc, &product)
+    })?;
     load_product(ctx, id)
 }
 
 /// Edits a product (manager).
-pub fn update_product(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, p: ProductPatch) -> Result<Product> {
+pub fn update_product(
+    ctx: &mut Ctx<'_>,
+    by: &Principal,
+    id: Uuid,
+    p: ProductPatch,
+) -> Result<Product> {
     require(by, Role::Manager, "editing a product")?;
     let key = person_key(by)?.clone();
     let old = {
@@ -312,7 +358,10 @@ pub fn update_product(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, p: ProductPat
         if new.sku != old.sku {
             check_sku_free(ctx, "sku", &new.sku, Some(id))?;
             if old.variants.iter().any(|v| v.sku == new.sku) {
-                return Err(Error::invalid("sku", "a variant of this product uses that SKU"));
+                return Err(Error::invalid(
+                    "sku",
+                    "a variant of this product uses that SKU",
+                ));
             }
         }
     }
@@ -326,7 +375,10 @@ pub fn update_product(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, p: ProductPat
         new.barcode = v.as_deref().map(|b| check_code("barcode", b)).transpose()?;
     }
     if let Some(v) = p.category {
-        new.category = v.as_deref().map(|c| non_empty("category", c, 100)).transpose()?;
+        new.category = v
+            .as_deref()
+            .map(|c| non_empty("category", c, 100))
+            .transpose()?;
     }
     if let Some(v) = p.unit {
         new.unit = non_empty("unit", &v, 20)?;
@@ -346,12 +398,21 @@ pub fn update_product(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, p: ProductPat
     if let Some(v) = p.archived {
         new.archived = v;
     }
-    let added = check_variants(ctx, id, &new.sku, &old.variants, &p.add_variants, "add_variants")?;
+    let added = check_variants(
+        ctx,
+        id,
+        &new.sku,
+        &old.variants,
+        &p.add_variants,
+        "add_variants",
+    )?;
     new.variants.extend(added);
     if new == old && old.conflicts.is_empty() {
         return Ok(old);
     }
-    ctx.change(&DocId::Catalog, &key, |doc| catalog::put_product_edit(doc, &old, &new))?;
+    ctx.change(&DocId::Catalog, &key, |doc| {
+        catalog::put_product_edit(doc, &old, &new)
+    })?;
     load_product(ctx, id)
 }
 
@@ -373,19 +434,29 @@ fn check_item(product: &Product, variant_id: Option<Uuid>, field: &str) -> Resul
 
 fn check_qty(field: &str, qty: i64) -> Result<i64> {
     if !(1..=MAX_QTY).contains(&qty) {
-        return Err(Error::invalid(field, format!("must be between 1 and {MAX_QTY}")));
+        return Err(Error::invalid(
+            field,
+            format!("must be between 1 and {MAX_QTY}"),
+        ));
     }
     Ok(qty)
 }
 
 fn on_hand(ctx: &Ctx<'_>, product: Uuid, variant: Option<Uuid>) -> Result<i64> {
     let t = ctx.tx.open_table(STOCK)?;
-    Ok(t.get((product.as_u128(), variant.map(|v| v.as_u128()).unwrap_or(0)))?
-        .map(|v| v.value())
-        .unwrap_or(0))
+    Ok(
+        t.get((product.as_u128(), variant.map(|v| v.as_u128()).unwrap_or(0)))?
+            .map(|v| v.value())
+            .unwrap_or(0),
+    )
 }
 
-fn stock_entry(ctx: &mut Ctx<'_>, by: &Principal, key: &SigningKey, body: EntryBody) -> Result<LedgerEntry> {
+fn stock_entry(
+    ctx: &mut Ctx<'_>,
+    by: &Principal,
+    key: &SigningKey,
+    body: EntryBody,
+) -> Result<LedgerEntry> {
     let settings = ctx.shop().settings()?.clone();
     let entry = LedgerEntry {
         id: Uuid::new_v4(),
@@ -423,7 +494,11 @@ pub fn stock_in(ctx: &mut Ctx<'_>, by: &Principal, c: StockIn) -> Result<Movemen
         variant_id: c.variant_id,
         qty: check_qty("qty", c.qty)?,
         unit_cost: check_money("unit_cost", c.unit_cost.unwrap_or(product.cost))?,
-        note: c.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?,
+        note: c
+            .note
+            .as_deref()
+            .map(|n| non_empty("note", n, 500))
+            .transpose()?,
     };
     let key = ctx.device_key().clone();
     let e = stock_entry(ctx, by, &key, body)?;
@@ -441,7 +516,11 @@ pub fn stock_remove(ctx: &mut Ctx<'_>, by: &Principal, c: StockRemove) -> Result
         variant_id: c.variant_id,
         qty: check_qty("qty", c.qty)?,
         reason: c.reason,
-        note: c.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?,
+        note: c
+            .note
+            .as_deref()
+            .map(|n| non_empty("note", n, 500))
+            .transpose()?,
     };
     let e = stock_entry(ctx, by, &key, body)?;
     movement_of(ctx, &e)
@@ -454,7 +533,10 @@ pub fn stock_adjust(ctx: &mut Ctx<'_>, by: &Principal, c: StockAdjust) -> Result
     let product = load_product(ctx, c.product_id)?;
     check_item(&product, c.variant_id, "variant_id")?;
     if !(0..=MAX_QTY).contains(&c.counted) {
-        return Err(Error::invalid("counted", format!("must be between 0 and {MAX_QTY}")));
+        return Err(Error::invalid(
+            "counted",
+            format!("must be between 0 and {MAX_QTY}"),
+        ));
     }
     let delta = c.counted - on_hand(ctx, c.product_id, c.variant_id)?;
     if delta == 0 {
@@ -468,7 +550,11 @@ pub fn stock_adjust(ctx: &mut Ctx<'_>, by: &Principal, c: StockAdjust) -> Result
         variant_id: c.variant_id,
         delta,
         counted: c.counted,
-        note: c.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?,
+        note: c
+            .note
+            .as_deref()
+            .map(|n| non_empty("note", n, 500))
+            .transpose()?,
     };
     let e = stock_entry(ctx, by, &key, body)?;
     movement_of(ctx, &e)
@@ -501,11 +587,16 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
             e => e,
         })?;
         if product.archived {
-            return Err(Error::invalid(f("product_id"), format!("{} is archived", product.name)));
+            return Err(Error::invalid(
+                f("product_id"),
+                format!("{} is archived", product.name),
+            ));
         }
         check_item(&product, l.variant_id, &f("variant_id"))?;
         let qty = check_qty(&f("qty"), l.qty)?;
-        let variant = l.variant_id.and_then(|v| product.variants.iter().find(|x| x.id == v));
+        let variant = l
+            .variant_id
+            .and_then(|v| product.variants.iter().find(|x| x.id == v));
         let unit_price = variant.and_then(|v| v.price).unwrap_or(product.price);
         let discount = l.discount.unwrap_or(0);
         let (total, tax) = money::line_amounts(
@@ -524,7 +615,10 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
             Some(v) => (v.sku.clone(), format!("{} {}", product.name, v.name)),
             None => (product.sku.clone(), product.name.clone()),
         };
-        match wanted.iter_mut().find(|w| w.0 == l.product_id && w.1 == l.variant_id) {
+        match wanted
+            .iter_mut()
+            .find(|w| w.0 == l.product_id && w.1 == l.variant_id)
+        {
             Some(w) => w.2 += qty,
             None => wanted.push((l.product_id, l.variant_id, qty, name.clone())),
         }
@@ -559,7 +653,11 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
         return Err(Error::invalid("lines", "sale total too large"));
     }
     let settled = money::settle(total, &s.payments, settings.cash_rounding)?;
-    let note = s.note.as_deref().map(|n| non_empty("note", n, 500)).transpose()?;
+    let note = s
+        .note
+        .as_deref()
+        .map(|n| non_empty("note", n, 500))
+        .transpose()?;
     let receipt = next_receipt(ctx, &prefix)?;
     let time = match at {
         Some(t) => t,
@@ -590,7 +688,8 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
 
 /// A sale with its voids and returns joined in.
 pub fn read_sale(tx: &impl SalesTables, id: Uuid) -> Result<Sale> {
-    tx.sale(id)?.ok_or_else(|| Error::NotFound(format!("no sale {id}")))
+    tx.sale(id)?
+        .ok_or_else(|| Error::NotFound(format!("no sale {id}")))
 }
 
 /// Reading sales from a read or a write transaction.
@@ -637,7 +736,10 @@ impl_sales_tables!(redb::ReadTransaction);
 pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Result<Sale> {
     let sale = read_sale(ctx.tx, id)?;
     if sale.voided_by.is_some() {
-        return Err(Error::Conflict(format!("sale {} is already voided", sale.receipt)));
+        return Err(Error::Conflict(format!(
+            "sale {} is already voided",
+            sale.receipt
+        )));
     }
     if sale.returned.iter().any(|q| *q > 0) {
         return Err(Error::Conflict(format!(
@@ -650,10 +752,14 @@ pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Re
         person_key(by)?.clone()
     } else {
         if sale.person != Some(by.person_id) || sale.device != ctx.device_id() {
-            return Err(Error::Forbidden("staff may void only their own sales on this till".into()));
+            return Err(Error::Forbidden(
+                "staff may void only their own sales on this till".into(),
+            ));
         }
         if now - sale.time > STAFF_VOID_WINDOW_MS {
-            return Err(Error::Forbidden("staff may void a sale only within 30 minutes; ask a manager".into()));
+            return Err(Error::Forbidden(
+                "staff may void a sale only within 30 minutes; ask a manager".into(),
+            ));
         }
         ctx.device_key().clone()
     };
@@ -671,7 +777,11 @@ pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Re
                 qty: l.qty,
             })
             .collect(),
-        reason: v.reason.as_deref().map(|r| non_empty("reason", r, 500)).transpose()?,
+        reason: v
+            .reason
+            .as_deref()
+            .map(|r| non_empty("reason", r, 500))
+            .transpose()?,
     };
     stock_entry(ctx, by, &key, body)?;
     read_sale(ctx.tx, id)
@@ -679,7 +789,12 @@ pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Re
 
 /// Returns lines of a sale (manager). Money per line is refunded pro rata with cumulative
 /// rounding, so returning a line in parts refunds exactly what it cost.
-pub fn return_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, r: NewReturn) -> Result<SaleReturn> {
+pub fn return_sale(
+    ctx: &mut Ctx<'_>,
+    by: &Principal,
+    id: Uuid,
+    r: NewReturn,
+) -> Result<SaleReturn> {
     require(by, Role::Manager, "a return")?;
     let key = person_key(by)?.clone();
     let sale = read_sale(ctx.tx, id)?;
@@ -693,7 +808,10 @@ pub fn return_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, r: NewReturn) ->
     let mut lines = Vec::new();
     for (i, rl) in r.lines.iter().enumerate() {
         let Some(sold) = sale.lines.get(rl.line) else {
-            return Err(Error::invalid(format!("lines[{i}].line"), "no such line in the sale"));
+            return Err(Error::invalid(
+                format!("lines[{i}].line"),
+                "no such line in the sale",
+            ));
         };
         let qty = check_qty(&format!("lines[{i}].qty"), rl.qty)?;
         let before = returned[rl.line];
@@ -724,7 +842,11 @@ pub fn return_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, r: NewReturn) ->
         refund,
         tax,
         refund_method,
-        reason: r.reason.as_deref().map(|x| non_empty("reason", x, 500)).transpose()?,
+        reason: r
+            .reason
+            .as_deref()
+            .map(|x| non_empty("reason", x, 500))
+            .transpose()?,
     };
     let e = stock_entry(ctx, by, &key, body)?;
     Ok(SaleReturn {
@@ -741,13 +863,19 @@ pub fn return_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, r: NewReturn) ->
 // --- settings and people -------------------------------------------------------------------
 
 /// Changes settings (owner).
-pub fn update_settings(ctx: &mut Ctx<'_>, by: &Principal, patch: SettingsPatch) -> Result<Settings> {
+pub fn update_settings(
+    ctx: &mut Ctx<'_>,
+    by: &Principal,
+    patch: SettingsPatch,
+) -> Result<Settings> {
     require(by, Role::Owner, "changing settings")?;
     let key = person_key(by)?.clone();
     let old = ctx.shop().settings()?.clone();
     let new = shop::patched_settings(&old, patch)?;
     if new != old {
-        ctx.change(&DocId::Settings, &key, |doc| shop::write_settings(doc, &new, Some(&old)))?;
+        ctx.change(&DocId::Settings, &key, |doc| {
+            shop::write_settings(doc, &new, Some(&old))
+        })?;
     }
     Ok(new)
 }
@@ -780,7 +908,12 @@ pub fn add_person(ctx: &mut Ctx<'_>, by: &Principal, p: PreparedPerson) -> Resul
 }
 
 /// The checks of [`add_person`] that need no secrets (run before hashing too).
-pub fn check_add_person(shop: &shop::ShopView, by: &Principal, username: &str, role: Role) -> Result<()> {
+pub fn check_add_person(
+    shop: &shop::ShopView,
+    by: &Principal,
+    username: &str,
+    role: Role,
+) -> Result<()> {
     require(by, Role::Manager, "adding people")?;
     if by.role == Role::Manager && role != Role::Staff {
         return Err(Error::Forbidden("managers may add staff only".into()));
@@ -790,7 +923,10 @@ pub fn check_add_person(shop: &shop::ShopView, by: &Principal, username: &str, r
         .iter()
         .any(|p| !p.person.revoked && p.person.username.eq_ignore_ascii_case(username))
     {
-        return Err(Error::invalid("username", format!("{username:?} is already taken")));
+        return Err(Error::invalid(
+            "username",
+            format!("{username:?} is already taken"),
+        ));
     }
     let max_staff = shop.settings()?.max_staff as usize;
     if role == Role::Staff
@@ -815,7 +951,9 @@ pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> 
     let key = person_key(by)?.clone();
     let shop = ctx.shop();
     let (root_key, public_key) = if let Ok(pid) = Uuid::parse_str(id) {
-        let p = shop.person(pid).ok_or_else(|| Error::NotFound(format!("no person {id}")))?;
+        let p = shop
+            .person(pid)
+            .ok_or_else(|| Error::NotFound(format!("no person {id}")))?;
         if pid == by.person_id {
             return Err(Error::Conflict("you cannot revoke yourself".into()));
         }

@@ -89,12 +89,19 @@ pub async fn populate(h: &NodeHandle) -> Result<(&'static str, &'static str)> {
                     discount: None,
                 });
             }
-            let method = if k % 2 == 0 { PaymentMethod::Card } else { PaymentMethod::Cash };
+            let method = if k % 2 == 0 {
+                PaymentMethod::Card
+            } else {
+                PaymentMethod::Cash
+            };
             h.record_sale_at(
                 &owner,
                 NewSale {
                     lines,
-                    payments: vec![NewPayment { method, amount: None }],
+                    payments: vec![NewPayment {
+                        method,
+                        amount: None,
+                    }],
                     note: None,
                 },
                 time,

@@ -10,7 +10,10 @@ pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;
 pub fn currency_exponent(field: &str, code: &str) -> Result<u8> {
     let code = code.to_ascii_uppercase();
     if code.len() != 3 || !code.bytes().all(|b| b.is_ascii_uppercase()) {
-        return Err(Error::invalid(field, format!("{code:?} is not an ISO 4217 currency code")));
+        return Err(Error::invalid(
+            field,
+            format!("{code:?} is not an ISO 4217 currency code"),
+        ));
     }
     Ok(match code.as_str() {
         "BIF" | "CLP" | "DJF" | "GNF" | "ISK" | "JPY" | "KMF" | "KRW" | "PYG" | "RWF" | "UGX"
@@ -146,7 +149,8 @@ pub fn settle(total: i64, payments: &[NewPayment], cash_step: i64) -> Result<Set
             "card and other payments exceed the total; only cash can be over-tendered",
         ));
     }
-    let (rounding, cash_due) = if uses_cash && open_method != Some(PaymentMethod::Card)
+    let (rounding, cash_due) = if uses_cash
+        && open_method != Some(PaymentMethod::Card)
         && open_method != Some(PaymentMethod::Other)
     {
         let due = total - non_cash;
@@ -293,7 +297,10 @@ mod tests {
         assert_eq!((s.rounding, s.change_due), (2, 645));
         // 43.52 → 43.50 exactly tendered with an open cash payment.
         let s = settle(4352, &[pay(Cash, None)], 5).unwrap();
-        assert_eq!((s.rounding, s.payments[0].amount, s.change_due), (-2, 4350, 0));
+        assert_eq!(
+            (s.rounding, s.payments[0].amount, s.change_due),
+            (-2, 4350, 0)
+        );
         // Two open payments are ambiguous.
         assert!(settle(100, &[pay(Cash, None), pay(Card, None)], 1).is_err());
     }

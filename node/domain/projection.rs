@@ -116,6 +116,18 @@ fn vid(v: Option<Uuid>) -> u128 {
     v.map(|v| v.as_u128()).unwrap_or(0)
 }
 
+/// A stock movement an entry causes: (product, variant, kind, signed qty, lot cost, removal
+/// reason, note).
+type Move = (
+    Uuid,
+    Option<Uuid>,
+    MovementKind,
+    i64,
+    Option<i64>,
+    Option<RemovalReason>,
+    Option<String>,
+);
+
 /// Projects one ledger entry; returns the events it causes. Idempotent by entry id.
 pub fn project_entry(
     tx: &WriteTransaction,
@@ -141,8 +153,7 @@ pub fn project_entry(
     drop(entries);
 
     let mut events = Vec::new();
-    let mut moves: Vec<(Uuid, Option<Uuid>, MovementKind, i64, Option<i64>, Option<RemovalReason>, Option<String>)> =
-        Vec::new();
+    let mut moves: Vec<Move> = Vec::new();
     match &e.body {
         EntryBody::Sale {
             receipt,
@@ -176,14 +187,20 @@ pub fn project_entry(
                 warnings: warnings.clone(),
             };
             let json = serde_json::to_string(&sale).map_err(internal)?;
-            tx.open_table(SALES)?.insert(e.id.as_u128(), json.as_str())?;
-            tx.open_table(SALES_BY_TIME)?.insert((e.time, e.id.as_u128()), ())?;
+            tx.open_table(SALES)?
+                .insert(e.id.as_u128(), json.as_str())?;
+            tx.open_table(SALES_BY_TIME)?
+                .insert((e.time, e.id.as_u128()), ())?;
             add_day(tx, doc_day, |d| {
                 d.count += 1;
                 d.total += total;
                 d.tax += tax;
             })?;
-            if let Some(n) = receipt.rsplit('-').next().and_then(|n| n.parse::<u64>().ok()) {
+            if let Some(n) = receipt
+                .rsplit('-')
+                .next()
+                .and_then(|n| n.parse::<u64>().ok())
+            {
                 let mut r = tx.open_table(RECEIPTS)?;
                 let seen = r.get(e.device.as_str())?.map(|v| v.value()).unwrap_or(0);
                 if n > seen {
@@ -191,7 +208,15 @@ pub fn project_entry(
                 }
             }
             for l in lines {
-                moves.push((l.product_id, l.variant_id, MovementKind::Sale, -l.qty, None, None, None));
+                moves.push((
+                    l.product_id,
+                    l.variant_id,
+                    MovementKind::Sale,
+                    -l.qty,
+                    None,
+                    None,
+                    None,
+                ));
             }
             events.push(Event::SaleRecorded {
                 sale_id: e.id,
@@ -205,21 +230,45 @@ pub fn project_entry(
             qty,
             unit_cost,
             note,
-        } => moves.push((*product_id, *variant_id, MovementKind::StockIn, *qty, Some(*unit_cost), None, note.clone())),
+        } => moves.push((
+            *product_id,
+            *variant_id,
+            MovementKind::StockIn,
+            *qty,
+            Some(*unit_cost),
+            None,
+            note.clone(),
+        )),
         EntryBody::Removal {
             product_id,
             variant_id,
             qty,
             reason,
             note,
-        } => moves.push((*product_id, *variant_id, MovementKind::Removal, -qty, None, Some(*reason), note.clone())),
+        } => moves.push((
+            *product_id,
+            *variant_id,
+            MovementKind::Removal,
+            -qty,
+            None,
+            Some(*reason),
+            note.clone(),
+        )),
         EntryBody::Adjustment {
             product_id,
             variant_id,
             delta,
             note,
             ..
-        } => moves.push((*product_id, *variant_id, MovementKind::Adjustment, *delta, None, None, note.clone())),
+        } => moves.push((
+            *product_id,
+            *variant_id,
+            MovementKind::Adjustment,
+            *delta,
+            None,
+            None,
+            note.clone(),
+        )),
         EntryBody::Void {
             sale_id,
             sale_day,
@@ -246,7 +295,15 @@ pub fn project_entry(
                         d.tax -= sale_tax;
                     })?;
                     for l in lines {
-                        moves.push((l.product_id, l.variant_id, MovementKind::Void, l.qty, None, None, None));
+                        moves.push((
+                            l.product_id,
+                            l.variant_id,
+                            MovementKind::Void,
+                            l.qty,
+                            None,
+                            None,
+                            None,
+                        ));
                     }
                 }
             }
@@ -268,7 +325,15 @@ pub fn project_entry(
                 d.refunds += refund;
             })?;
             for l in lines {
-                moves.push((l.sold.product_id, l.sold.variant_id, MovementKind::Return, l.sold.qty, None, None, None));
+                moves.push((
+                    l.sold.product_id,
+                    l.sold.variant_id,
+                    MovementKind::Return,
+                    l.sold.qty,
+                    None,
+                    None,
+                    None,
+                ));
             }
         }
     }
@@ -276,7 +341,9 @@ pub fn project_entry(
     let mut stock = tx.open_table(STOCK)?;
     let mut movements = tx.open_table(MOVEMENTS)?;
     let mut by_time = tx.open_table(MOVEMENTS_BY_TIME)?;
-    for (line, (product_id, variant_id, kind, qty, unit_cost, reason, note)) in moves.into_iter().enumerate() {
+    for (line, (product_id, variant_id, kind, qty, unit_cost, reason, note)) in
+        moves.into_iter().enumerate()
+    {
         let key = (product_id.as_u128(), vid(variant_id));
         let on_hand = stock.get(key)?.map(|v| v.value()).unwrap_or(0) + qty;
         stock.insert(key, on_hand)?;
@@ -294,7 +361,10 @@ pub fn project_entry(
             person: e.person,
         };
         let json = serde_json::to_string(&m).map_err(internal)?;
-        movements.insert((product_id.as_u128(), e.time, e.id.as_u128(), line as u32), json.as_str())?;
+        movements.insert(
+            (product_id.as_u128(), e.time, e.id.as_u128(), line as u32),
+            json.as_str(),
+        )?;
         by_time.insert((e.time, e.id.as_u128(), line as u32), product_id.as_u128())?;
         events.push(Event::StockChanged {
             product_id,

@@ -19,7 +19,12 @@ pub fn products(tx: &ReadTransaction) -> Result<Vec<Product>> {
     for row in tx.open_table(PRODUCTS)?.iter()? {
         out.push(serde_json::from_str::<Product>(row?.1.value()).map_err(internal)?);
     }
-    out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.sku.cmp(&b.sku)));
+    out.sort_by(|a, b| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then(a.sku.cmp(&b.sku))
+    });
     Ok(out)
 }
 
@@ -104,7 +109,9 @@ pub fn stock(tx: &ReadTransaction, low_stock_default: i64) -> Result<Vec<StockLe
             Ok(StockLevel {
                 product_id: p.id,
                 variant_id: vid,
-                sku: variant.map(|v| v.sku.clone()).unwrap_or_else(|| p.sku.clone()),
+                sku: variant
+                    .map(|v| v.sku.clone())
+                    .unwrap_or_else(|| p.sku.clone()),
                 name: match variant {
                     Some(v) => format!("{} {}", p.name, v.name),
                     None => p.name.clone(),
@@ -112,7 +119,11 @@ pub fn stock(tx: &ReadTransaction, low_stock_default: i64) -> Result<Vec<StockLe
                 on_hand,
                 reorder_level: reorder,
                 low: on_hand <= reorder,
-                value_at_cost: if on_hand > 0 { fifo_value(&moves, vid, p.cost) } else { 0 },
+                value_at_cost: if on_hand > 0 {
+                    fifo_value(&moves, vid, p.cost)
+                } else {
+                    0
+                },
             })
         };
         if p.variants.is_empty() {

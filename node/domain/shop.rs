@@ -51,7 +51,8 @@ impl ShopView {
     ) -> ShopView {
         let mut v = ShopView::default();
         if let Some(m) = members {
-            v.shop_id = am::string(m, &ROOT, "shop_id", None).and_then(|s| Uuid::parse_str(&s).ok());
+            v.shop_id =
+                am::string(m, &ROOT, "shop_id", None).and_then(|s| Uuid::parse_str(&s).ok());
             for key in m.keys(ROOT) {
                 let Some(obj) = am::map(m, &ROOT, &key, None) else {
                     continue;
@@ -89,7 +90,8 @@ impl ShopView {
                     });
                 }
             }
-            v.people.sort_by(|a, b| a.person.username.cmp(&b.person.username));
+            v.people
+                .sort_by(|a, b| a.person.username.cmp(&b.person.username));
             v.devices.sort_by(|a, b| a.id.cmp(&b.id));
             v.this_device = v.devices.iter().find(|d| d.id == device_id).cloned();
         }
@@ -99,7 +101,8 @@ impl ShopView {
         if let Some(vd) = vault {
             for key in vd.keys(ROOT) {
                 if let (Some(id), Some(json)) = (
-                    key.strip_prefix("key:").and_then(|i| Uuid::parse_str(i).ok()),
+                    key.strip_prefix("key:")
+                        .and_then(|i| Uuid::parse_str(i).ok()),
                     am::string(vd, &ROOT, &key, None),
                 ) && let Ok(sealed) = serde_json::from_str::<SealedKey>(&json)
                 {
@@ -219,7 +222,10 @@ pub fn patched_settings(old: &Settings, p: SettingsPatch) -> Result<Settings> {
     }
     if let Some(v) = p.cash_rounding {
         if !(1..=100_000).contains(&v) {
-            return Err(Error::invalid("cash_rounding", "must be between 1 and 100000"));
+            return Err(Error::invalid(
+                "cash_rounding",
+                "must be between 1 and 100000",
+            ));
         }
         s.cash_rounding = v;
     }
@@ -249,8 +255,12 @@ pub fn patched_settings(old: &Settings, p: SettingsPatch) -> Result<Settings> {
 
 /// Checks an IANA time zone name.
 pub fn check_timezone(field: &str, tz: &str) -> Result<chrono_tz::Tz> {
-    tz.parse::<chrono_tz::Tz>()
-        .map_err(|_| Error::invalid(field, format!("unknown time zone {tz:?} (use an IANA name like Europe/Paris)")))
+    tz.parse::<chrono_tz::Tz>().map_err(|_| {
+        Error::invalid(
+            field,
+            format!("unknown time zone {tz:?} (use an IANA name like Europe/Paris)"),
+        )
+    })
 }
 
 /// A trimmed, non-empty string of bounded length.

@@ -61,8 +61,10 @@ pub fn run(db: &Database) -> Result<()> {
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = db.begin_write()?;
         migration(&tx)?;
-        tx.open_table(META)?
-            .insert(meta::SCHEMA_VERSION, ((i + 1) as u64).to_le_bytes().as_slice())?;
+        tx.open_table(META)?.insert(
+            meta::SCHEMA_VERSION,
+            ((i + 1) as u64).to_le_bytes().as_slice(),
+        )?;
         tx.commit()?;
     }
     Ok(())
