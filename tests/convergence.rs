@@ -57,37 +57,78 @@ fn history() -> &'static History {
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async {
             let a = shop().await;
-            let p1 = a.h.create_product(&a.owner, product("P1", 500, 2000)).await.unwrap();
-            let p2 = a.h.create_product(&a.owner, product("P2", 1250, 550)).await.unwrap();
-            a.h.stock_in(&a.owner, stock_in(p1.id, 20, 200)).await.unwrap();
+            let p1 =
+                a.h.create_product(&a.owner, product("P1", 500, 2000))
+                    .await
+                    .unwrap();
+            let p2 =
+                a.h.create_product(&a.owner, product("P2", 1250, 550))
+                    .await
+                    .unwrap();
+            a.h.stock_in(&a.owner, stock_in(p1.id, 20, 200))
+                .await
+                .unwrap();
             let genesis = a.h.genesis().unwrap().unwrap();
 
             // B: a second replica with the same history, where the owner logs in too.
             let b = Node::builder().memory().start().await.unwrap();
             let bh = b.handle();
-            bh.import_envelopes(Some(genesis), a.h.envelopes().unwrap()).await.unwrap();
+            bh.import_envelopes(Some(genesis), a.h.envelopes().unwrap())
+                .await
+                .unwrap();
             let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
 
             // Concurrent edits: the same field on both sides, and different fields.
-            let price = |p| ProductPatch { price: Some(p), ..Default::default() };
-            a.h.update_product(&a.owner, p1.id, price(520)).await.unwrap();
-            bh.update_product(&owner_b, p1.id, price(525)).await.unwrap();
-            bh.update_product(&owner_b, p2.id, ProductPatch { name: Some("Renamed".into()), ..Default::default() })
+            let price = |p| ProductPatch {
+                price: Some(p),
+                ..Default::default()
+            };
+            a.h.update_product(&a.owner, p1.id, price(520))
                 .await
                 .unwrap();
-            a.h.update_product(&a.owner, p2.id, ProductPatch { cost: Some(700), ..Default::default() })
+            bh.update_product(&owner_b, p1.id, price(525))
                 .await
                 .unwrap();
+            bh.update_product(
+                &owner_b,
+                p2.id,
+                ProductPatch {
+                    name: Some("Renamed".into()),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+            a.h.update_product(
+                &a.owner,
+                p2.id,
+                ProductPatch {
+                    cost: Some(700),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
             // Sales, a void, a removal and a stock-in on A.
             for q in 1..=4 {
                 a.h.record_sale(&a.owner, sale_of(p1.id, q)).await.unwrap();
             }
             let s = a.h.record_sale(&a.owner, sale_of(p2.id, 2)).await.unwrap();
-            a.h.void_sale(&a.owner, s.id, VoidSale::default()).await.unwrap();
-            a.h.stock_in(&a.owner, stock_in(p2.id, 7, 650)).await.unwrap();
+            a.h.void_sale(&a.owner, s.id, VoidSale::default())
+                .await
+                .unwrap();
+            a.h.stock_in(&a.owner, stock_in(p2.id, 7, 650))
+                .await
+                .unwrap();
             a.h.stock_remove(
                 &a.owner,
-                StockRemove { product_id: p1.id, variant_id: None, qty: 1, reason: RemovalReason::Damaged, note: None },
+                StockRemove {
+                    product_id: p1.id,
+                    variant_id: None,
+                    qty: 1,
+                    reason: RemovalReason::Damaged,
+                    note: None,
+                },
             )
             .await
             .unwrap();
@@ -98,10 +139,25 @@ fn history() -> &'static History {
                     envelopes.push(e);
                 }
             }
-            a.h.import_envelopes(None, bh.envelopes().unwrap()).await.unwrap();
+            a.h.import_envelopes(None, bh.envelopes().unwrap())
+                .await
+                .unwrap();
             let merged = snapshot(&a.h);
-            assert_eq!(merged.products.iter().find(|p| p.id == p1.id).unwrap().conflicts["price"].len(), 2);
-            History { genesis, envelopes, merged }
+            assert_eq!(
+                merged
+                    .products
+                    .iter()
+                    .find(|p| p.id == p1.id)
+                    .unwrap()
+                    .conflicts["price"]
+                    .len(),
+                2
+            );
+            History {
+                genesis,
+                envelopes,
+                merged,
+            }
         })
     })
 }
@@ -112,7 +168,11 @@ async fn replay(order: &[usize], chunk: usize) -> Snapshot {
     let n = node.handle();
     let envs: Vec<Envelope> = order.iter().map(|&i| h.envelopes[i].clone()).collect();
     for part in envs.chunks(chunk.max(1)) {
-        for r in n.import_envelopes(Some(h.genesis), part.to_vec()).await.unwrap() {
+        for r in n
+            .import_envelopes(Some(h.genesis), part.to_vec())
+            .await
+            .unwrap()
+        {
             r.unwrap();
         }
     }
@@ -152,29 +212,49 @@ proptest! {
 #[test]
 fn forged_and_underprivileged_envelopes_are_refused() {
     let h = history();
-    tokio::runtime::Runtime::new().unwrap().block_on(refuse_forgeries(h));
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(refuse_forgeries(h));
 }
 
 async fn refuse_forgeries(h: &History) {
     let node = Node::builder().memory().start().await.unwrap();
     let n = node.handle();
-    n.import_envelopes(Some(h.genesis), h.envelopes.clone()).await.unwrap();
+    n.import_envelopes(Some(h.genesis), h.envelopes.clone())
+        .await
+        .unwrap();
     let before = snapshot(&n);
 
     // A catalog change signed by a till's device key: a device may not write the catalog.
     let till_key = tillmesh::identity::new_signing_key();
     let catalog_change = {
         let mut doc = automerge::AutoCommit::new();
-        doc.set_author(Some(automerge::Author::from(till_key.verifying_key().to_bytes().to_vec())));
+        doc.set_author(Some(automerge::Author::from(
+            till_key.verifying_key().to_bytes().to_vec(),
+        )));
         use automerge::transaction::Transactable;
-        doc.put(automerge::ROOT, "product:00000000-0000-0000-0000-000000000001", "x").unwrap();
+        doc.put(
+            automerge::ROOT,
+            "product:00000000-0000-0000-0000-000000000001",
+            "x",
+        )
+        .unwrap();
         doc.commit();
         doc.get_last_local_change().unwrap()
     };
     let members = h.envelopes.iter().find(|e| e.doc == "members").unwrap();
-    let by_till = Envelope::sign(&till_key, "catalog", &catalog_change, 1, &members.members_heads());
+    let by_till = Envelope::sign(
+        &till_key,
+        "catalog",
+        &catalog_change,
+        1,
+        &members.members_heads(),
+    );
     let results = n.import_envelopes(None, vec![by_till]).await.unwrap();
-    assert!(matches!(&results[0], Err(Error::Rejected(_))), "{results:?}");
+    assert!(
+        matches!(&results[0], Err(Error::Rejected(_))),
+        "{results:?}"
+    );
 
     // A change claiming the owner as author and signer, but signed by another key.
     let owner_pk = members.signer;
@@ -182,29 +262,59 @@ async fn refuse_forgeries(h: &History) {
         let mut doc = automerge::AutoCommit::new();
         doc.set_author(Some(automerge::Author::from(owner_pk.to_vec())));
         use automerge::transaction::Transactable;
-        doc.put(automerge::ROOT, "product:00000000-0000-0000-0000-000000000002", "x").unwrap();
+        doc.put(
+            automerge::ROOT,
+            "product:00000000-0000-0000-0000-000000000002",
+            "x",
+        )
+        .unwrap();
         doc.commit();
         doc.get_last_local_change().unwrap()
     };
-    let mut forged = Envelope::sign(&till_key, "catalog", &owner_change, 1, &members.members_heads());
+    let mut forged = Envelope::sign(
+        &till_key,
+        "catalog",
+        &owner_change,
+        1,
+        &members.members_heads(),
+    );
     forged.signer = owner_pk;
     let mut changed = forged.clone();
     let last = changed.change.len() - 1;
     changed.change[last] ^= 1;
-    let results = n.import_envelopes(None, vec![forged, changed]).await.unwrap();
-    assert!(matches!(&results[0], Err(Error::Rejected(m)) if m.contains("signature")), "{results:?}");
+    let results = n
+        .import_envelopes(None, vec![forged, changed])
+        .await
+        .unwrap();
+    assert!(
+        matches!(&results[0], Err(Error::Rejected(m)) if m.contains("signature")),
+        "{results:?}"
+    );
     assert!(results[1].is_err());
 
     // Garbage never applies.
     let results = n
-        .import_envelopes(None, vec![Envelope { doc: "catalog".into(), change: vec![1, 2, 3], signer: [0; 32], signature: vec![], schema: 1, members_heads: vec![] }])
+        .import_envelopes(
+            None,
+            vec![Envelope {
+                doc: "catalog".into(),
+                change: vec![1, 2, 3],
+                signer: [0; 32],
+                signature: vec![],
+                schema: 1,
+                members_heads: vec![],
+            }],
+        )
         .await
         .unwrap();
     assert!(results[0].is_err());
     assert_eq!(snapshot(&n), before);
 
     // A duplicate is harmless.
-    let again = n.import_envelopes(None, h.envelopes[..3].to_vec()).await.unwrap();
+    let again = n
+        .import_envelopes(None, h.envelopes[..3].to_vec())
+        .await
+        .unwrap();
     assert!(again.iter().all(|r| matches!(r, Ok(Applied::Duplicate(_)))));
     node.shutdown().await;
 }

@@ -10,11 +10,20 @@ async fn create_stock_sell_restart_keeps_stock() {
     let dir = tempfile::tempdir().unwrap();
     let pid;
     {
-        let node = tillmesh::Node::builder().data_dir(dir.path()).start().await.unwrap();
+        let node = tillmesh::Node::builder()
+            .data_dir(dir.path())
+            .start()
+            .await
+            .unwrap();
         let h = node.handle();
-        h.create_shop(new_shop("EUR", TaxMode::Inclusive)).await.unwrap();
+        h.create_shop(new_shop("EUR", TaxMode::Inclusive))
+            .await
+            .unwrap();
         let owner = h.login_password("olivia", OWNER_PW).await.unwrap();
-        let p = h.create_product(&owner, product("A1", 250, 2000)).await.unwrap();
+        let p = h
+            .create_product(&owner, product("A1", 250, 2000))
+            .await
+            .unwrap();
         pid = p.id;
         h.stock_in(&owner, stock_in(pid, 10, 100)).await.unwrap();
         let sale = h.record_sale(&owner, sale_of(pid, 3)).await.unwrap();
@@ -24,7 +33,11 @@ async fn create_stock_sell_restart_keeps_stock() {
         assert_eq!(on_hand(&h, pid), 7);
         node.shutdown().await;
     }
-    let node = tillmesh::Node::builder().data_dir(dir.path()).start().await.unwrap();
+    let node = tillmesh::Node::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
     let h = node.handle();
     assert_eq!(on_hand(&h, pid), 7);
     let owner = h.login_password("olivia", OWNER_PW).await.unwrap();
@@ -37,7 +50,10 @@ async fn create_stock_sell_restart_keeps_stock() {
 #[tokio::test]
 async fn staff_cannot_change_prices_or_remove_stock() {
     let s = shop().await;
-    let p = s.h.create_product(&s.owner, product("B1", 100, 0)).await.unwrap();
+    let p =
+        s.h.create_product(&s.owner, product("B1", 100, 0))
+            .await
+            .unwrap();
     s.h.add_person(
         &s.owner,
         NewPerson {
@@ -50,13 +66,19 @@ async fn staff_cannot_change_prices_or_remove_stock() {
     )
     .await
     .unwrap();
-    assert!(matches!(s.h.login_pin("sam", "9999").await, Err(Error::Unauthorized(_))));
+    assert!(matches!(
+        s.h.login_pin("sam", "9999").await,
+        Err(Error::Unauthorized(_))
+    ));
     let staff = s.h.login_pin("sam", "1234").await.unwrap();
     let patch = ProductPatch {
         price: Some(1),
         ..Default::default()
     };
-    assert!(matches!(s.h.update_product(&staff, p.id, patch).await, Err(Error::Forbidden(_))));
+    assert!(matches!(
+        s.h.update_product(&staff, p.id, patch).await,
+        Err(Error::Forbidden(_))
+    ));
     assert_eq!(s.h.product(p.id).unwrap().price, 100);
     // Staff may receive stock and sell.
     s.h.stock_in(&staff, stock_in(p.id, 5, 50)).await.unwrap();
@@ -68,7 +90,10 @@ async fn staff_cannot_change_prices_or_remove_stock() {
         reason: RemovalReason::Damaged,
         note: None,
     };
-    assert!(matches!(s.h.stock_remove(&staff, removal.clone()).await, Err(Error::Forbidden(_))));
+    assert!(matches!(
+        s.h.stock_remove(&staff, removal.clone()).await,
+        Err(Error::Forbidden(_))
+    ));
     assert_eq!(on_hand(&s.h, p.id), 3);
     s.h.stock_remove(&s.owner, removal).await.unwrap();
     assert_eq!(on_hand(&s.h, p.id), 2);
@@ -77,11 +102,19 @@ async fn staff_cannot_change_prices_or_remove_stock() {
 #[tokio::test]
 async fn void_and_return_are_new_entries() {
     let s = shop().await;
-    let p = s.h.create_product(&s.owner, product("C1", 1000, 1000)).await.unwrap();
-    s.h.stock_in(&s.owner, stock_in(p.id, 10, 400)).await.unwrap();
+    let p =
+        s.h.create_product(&s.owner, product("C1", 1000, 1000))
+            .await
+            .unwrap();
+    s.h.stock_in(&s.owner, stock_in(p.id, 10, 400))
+        .await
+        .unwrap();
     let sale = s.h.record_sale(&s.owner, sale_of(p.id, 4)).await.unwrap();
     let day = sale.day.clone();
-    let voided = s.h.void_sale(&s.owner, sale.id, VoidSale::default()).await.unwrap();
+    let voided =
+        s.h.void_sale(&s.owner, sale.id, VoidSale::default())
+            .await
+            .unwrap();
     assert!(voided.voided_by.is_some());
     assert!(matches!(
         s.h.void_sale(&s.owner, sale.id, VoidSale::default()).await,
@@ -89,9 +122,8 @@ async fn void_and_return_are_new_entries() {
     ));
     assert_eq!(on_hand(&s.h, p.id), 10);
     let sale2 = s.h.record_sale(&s.owner, sale_of(p.id, 3)).await.unwrap();
-    let ret = s
-        .h
-        .return_sale(
+    let ret =
+        s.h.return_sale(
             &s.owner,
             sale2.id,
             NewReturn {
@@ -115,7 +147,10 @@ async fn void_and_return_are_new_entries() {
 #[tokio::test]
 async fn oversell_warns_by_default_and_blocks_when_set() {
     let s = shop().await;
-    let p = s.h.create_product(&s.owner, product("D1", 100, 0)).await.unwrap();
+    let p =
+        s.h.create_product(&s.owner, product("D1", 100, 0))
+            .await
+            .unwrap();
     let sale = s.h.record_sale(&s.owner, sale_of(p.id, 2)).await.unwrap();
     assert_eq!(sale.warnings.len(), 1);
     assert_eq!(on_hand(&s.h, p.id), -2);
@@ -128,19 +163,34 @@ async fn oversell_warns_by_default_and_blocks_when_set() {
     )
     .await
     .unwrap();
-    assert!(matches!(s.h.record_sale(&s.owner, sale_of(p.id, 1)).await, Err(Error::Conflict(_))));
+    assert!(matches!(
+        s.h.record_sale(&s.owner, sale_of(p.id, 1)).await,
+        Err(Error::Conflict(_))
+    ));
     assert_eq!(on_hand(&s.h, p.id), -2);
 }
 
 #[tokio::test]
 async fn fifo_value_of_lots_at_different_costs() {
     let s = shop().await;
-    let p = s.h.create_product(&s.owner, product("F1", 1000, 0)).await.unwrap();
-    s.h.stock_in(&s.owner, stock_in(p.id, 5, 300)).await.unwrap();
-    s.h.stock_in(&s.owner, stock_in(p.id, 5, 420)).await.unwrap();
+    let p =
+        s.h.create_product(&s.owner, product("F1", 1000, 0))
+            .await
+            .unwrap();
+    s.h.stock_in(&s.owner, stock_in(p.id, 5, 300))
+        .await
+        .unwrap();
+    s.h.stock_in(&s.owner, stock_in(p.id, 5, 420))
+        .await
+        .unwrap();
     s.h.record_sale(&s.owner, sale_of(p.id, 7)).await.unwrap();
     // 7 sold take all 5 @3.00 and 2 @4.20: 3 left @4.20 = 12.60.
-    let level = s.h.stock().unwrap().into_iter().find(|l| l.product_id == p.id).unwrap();
+    let level =
+        s.h.stock()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.product_id == p.id)
+            .unwrap();
     assert_eq!(level.on_hand, 3);
     assert_eq!(level.value_at_cost, 1260);
 }
@@ -148,7 +198,9 @@ async fn fifo_value_of_lots_at_different_costs() {
 #[tokio::test]
 async fn duplicate_sku_and_bad_input_change_nothing() {
     let s = shop().await;
-    s.h.create_product(&s.owner, product("E1", 100, 0)).await.unwrap();
+    s.h.create_product(&s.owner, product("E1", 100, 0))
+        .await
+        .unwrap();
     let before = s.h.products().unwrap();
     assert!(matches!(
         s.h.create_product(&s.owner, product("E1", 100, 0)).await,
@@ -163,6 +215,17 @@ async fn duplicate_sku_and_bad_input_change_nothing() {
     let envs = s.h.envelopes().unwrap().len();
     let pid = before[0].id;
     assert!(s.h.record_sale(&s.owner, sale_of(pid, 0)).await.is_err());
-    assert!(s.h.record_sale(&s.owner, NewSale { lines: vec![], payments: vec![], note: None }).await.is_err());
+    assert!(
+        s.h.record_sale(
+            &s.owner,
+            NewSale {
+                lines: vec![],
+                payments: vec![],
+                note: None
+            }
+        )
+        .await
+        .is_err()
+    );
     assert_eq!(s.h.envelopes().unwrap().len(), envs);
 }

@@ -29,8 +29,14 @@ pub fn new_shop(currency: &str, tax_mode: TaxMode) -> NewShop {
 pub async fn shop_with(currency: &str, tax_mode: TaxMode) -> Shop {
     let node = Node::builder().memory().start().await.expect("node starts");
     let h = node.handle();
-    let created = h.create_shop(new_shop(currency, tax_mode)).await.expect("shop created");
-    let owner = h.login_password("olivia", OWNER_PW).await.expect("owner logs in");
+    let created = h
+        .create_shop(new_shop(currency, tax_mode))
+        .await
+        .expect("shop created");
+    let owner = h
+        .login_password("olivia", OWNER_PW)
+        .await
+        .expect("owner logs in");
     Shop {
         node,
         h,
