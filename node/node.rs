@@ -147,7 +147,8 @@ impl Node {
     pub fn http_addr(&self) -> Option<SocketAddr> {
         self.http_addr
     }
-    /// Stops serving (in-flight requests finish), lets queued writes commit, closes the store.
+    /// Stops serving (in-flight requests finish) and lets queued writes commit. The store file
+    /// closes when the last [`NodeHandle`] clone is dropped.
     pub async fn shutdown(mut self) {
         let _ = self.stop.send(true);
         if let Some(t) = self.http_task.take() {

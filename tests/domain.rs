@@ -229,3 +229,59 @@ async fn duplicate_sku_and_bad_input_change_nothing() {
     );
     assert_eq!(s.h.envelopes().unwrap().len(), envs);
 }
+
+#[tokio::test]
+async fn reindex_rebuilds_the_same_projections() {
+    let dir = tempfile::tempdir().unwrap();
+    let node = tillmesh::Node::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
+    let h = node.handle();
+    h.create_shop(new_shop("EUR", TaxMode::Exclusive))
+        .await
+        .unwrap();
+    let owner = h.login_password("olivia", OWNER_PW).await.unwrap();
+    let p = h
+        .create_product(&owner, product("R1", 1999, 888))
+        .await
+        .unwrap();
+    h.stock_in(&owner, stock_in(p.id, 10, 700)).await.unwrap();
+    let s = h.record_sale(&owner, sale_of(p.id, 2)).await.unwrap();
+    assert_eq!((s.total, s.tax), (3998 + 355, 355));
+    h.record_sale(&owner, sale_of(p.id, 1)).await.unwrap();
+    h.void_sale(&owner, s.id, VoidSale::default())
+        .await
+        .unwrap();
+    let before = (
+        h.stock().unwrap(),
+        h.sales(0, i64::MAX).unwrap(),
+        h.daily_sales("0", "9").unwrap(),
+        h.products().unwrap(),
+    );
+    drop(h); // the store file closes when the last handle is gone
+    node.shutdown().await;
+
+    let store = tillmesh::store::Store::open(&dir.path().join(tillmesh::node::STORE_FILE)).unwrap();
+    let report = tillmesh::engine::reindex(&store).unwrap();
+    assert_eq!(report.entries, 4);
+    assert_eq!(report.products, 1);
+    drop(store);
+
+    let node = tillmesh::Node::builder()
+        .data_dir(dir.path())
+        .start()
+        .await
+        .unwrap();
+    let h = node.handle();
+    let after = (
+        h.stock().unwrap(),
+        h.sales(0, i64::MAX).unwrap(),
+        h.daily_sales("0", "9").unwrap(),
+        h.products().unwrap(),
+    );
+    assert_eq!(after, before);
+    assert_eq!(after.0[0].on_hand, 9);
+    node.shutdown().await;
+}
