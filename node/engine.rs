@@ -583,6 +583,12 @@ impl Ctx<'_> {
             .open_table(ENVELOPES)?
             .insert(&hash.0, env.to_bytes().as_slice())?;
         self.tx.open_table(HELD)?.remove(&hash.0)?;
+        crate::store::xor_digest(&mut self.tx.open_table(DOC_DIGESTS)?, id, &hash.0)?;
+        crate::store::xor_digest(
+            &mut self.tx.open_table(BUCKET_DIGESTS)?,
+            &crate::store::bucket_of(id),
+            &hash.0,
+        )?;
         let mut docs = self.tx.open_table(DOCS)?;
         let mut meta = read_doc_meta(&docs, id)?.unwrap_or_default();
         self.tx

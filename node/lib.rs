@@ -46,6 +46,7 @@ pub mod error;
 pub mod identity;
 pub mod node;
 pub mod store;
+pub mod sync;
 
 pub use error::{Error, Result};
 pub use node::{Node, NodeBuilder, NodeHandle};

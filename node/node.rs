@@ -654,6 +654,87 @@ impl NodeHandle {
         Ok(out)
     }
 
+    /// Digests of every sync bucket (see [`crate::sync`]).
+    pub fn bucket_digests(&self) -> Result<Vec<(String, [u8; 32])>> {
+        use redb::ReadableTable;
+        let tx = self.read()?;
+        let mut out = Vec::new();
+        for row in tx
+            .open_table(crate::store::tables::BUCKET_DIGESTS)?
+            .iter()?
+        {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), *v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Digests of the documents in these sync buckets.
+    pub fn doc_digests(&self, buckets: &[String]) -> Result<Vec<(String, [u8; 32])>> {
+        use redb::ReadableTable;
+        let tx = self.read()?;
+        let t = tx.open_table(crate::store::tables::DOC_DIGESTS)?;
+        let mut out = Vec::new();
+        for b in buckets {
+            if b.starts_with("ledger/") {
+                let from = format!("{b}-");
+                let to = format!("{b}.");
+                for row in t.range(from.as_str()..to.as_str())? {
+                    let (k, v) = row?;
+                    out.push((k.value().to_string(), *v.value()));
+                }
+            } else if let Some(v) = t.get(b.as_str())? {
+                out.push((b.clone(), *v.value()));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Every stored change hash of these documents.
+    pub fn doc_hashes(&self, docs: &[String]) -> Result<Vec<(String, Vec<[u8; 32]>)>> {
+        use redb::ReadableTable;
+        let tx = self.read()?;
+        let t = tx.open_table(crate::store::tables::DOC_CHANGES)?;
+        let mut out = Vec::new();
+        for d in docs {
+            let mut hashes = Vec::new();
+            for row in t.range((d.as_str(), 0)..=(d.as_str(), u64::MAX))? {
+                hashes.push(*row?.1.value());
+            }
+            out.push((d.clone(), hashes));
+        }
+        Ok(out)
+    }
+
+    /// Encoded envelopes by change hash (unknown hashes are skipped).
+    pub fn envelope_bytes(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>> {
+        use redb::ReadableTable;
+        let tx = self.read()?;
+        let t = tx.open_table(crate::store::tables::ENVELOPES)?;
+        let mut out = Vec::new();
+        for h in hashes {
+            if let Some(v) = t.get(h)? {
+                out.push(v.value().to_vec());
+            }
+        }
+        Ok(out)
+    }
+
+    /// The hashes this node has neither stored nor held.
+    pub fn missing_hashes(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
+        use redb::ReadableTable;
+        let tx = self.read()?;
+        let stored = tx.open_table(crate::store::tables::ENVELOPES)?;
+        let held = tx.open_table(crate::store::tables::HELD)?;
+        let mut out = Vec::new();
+        for h in hashes {
+            if stored.get(h)?.is_none() && held.get(h)?.is_none() {
+                out.push(*h);
+            }
+        }
+        Ok(out)
+    }
+
     /// The pinned hash of the shop's first `members` change.
     pub fn genesis(&self) -> Result<Option<automerge::ChangeHash>> {
         Ok(self

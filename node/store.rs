@@ -126,6 +126,28 @@ impl Store {
     }
 }
 
+/// The sync bucket of a document: `ledger/<YYYY-MM>` for ledger documents, else its id.
+pub fn bucket_of(doc: &str) -> String {
+    match doc.strip_prefix("ledger/") {
+        Some(rest) if rest.len() >= 7 => format!("ledger/{}", &rest[..7]),
+        _ => doc.to_string(),
+    }
+}
+
+/// XORs `hash` into the digest stored at `key`.
+pub fn xor_digest(
+    t: &mut redb::Table<&'static str, &'static [u8; 32]>,
+    key: &str,
+    hash: &[u8; 32],
+) -> Result<()> {
+    let mut d = t.get(key)?.map(|v| *v.value()).unwrap_or([0; 32]);
+    for (a, b) in d.iter_mut().zip(hash) {
+        *a ^= b;
+    }
+    t.insert(key, &d)?;
+    Ok(())
+}
+
 fn decode_meta(bytes: &[u8]) -> Result<DocMeta> {
     postcard::from_bytes(bytes).map_err(|e| Error::Store(format!("corrupt document metadata: {e}")))
 }

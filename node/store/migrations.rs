@@ -10,11 +10,26 @@ use crate::error::{Error, Result};
 type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 
 /// In order; the index + 1 is the version a migration brings the store to.
-const MIGRATIONS: &[Migration] = &[create_tables_v1];
+const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2];
 
 /// 1: create every table, so readers never meet a missing one.
 fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
     create_tables(tx)
+}
+
+/// 2: per-document and per-bucket digests of stored change hashes, backfilled.
+fn sync_digests_v2(tx: &redb::WriteTransaction) -> Result<()> {
+    create_tables(tx)?;
+    let changes = tx.open_table(DOC_CHANGES)?;
+    let mut docs = tx.open_table(DOC_DIGESTS)?;
+    let mut buckets = tx.open_table(BUCKET_DIGESTS)?;
+    for row in changes.iter()? {
+        let (k, v) = row?;
+        let (doc, _) = k.value();
+        crate::store::xor_digest(&mut docs, doc, v.value())?;
+        crate::store::xor_digest(&mut buckets, &crate::store::bucket_of(doc), v.value())?;
+    }
+    Ok(())
 }
 
 /// Opens (creating) every table of the current layout.
@@ -25,6 +40,8 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(DOC_CHUNKS)?;
     tx.open_table(DOCS)?;
     tx.open_table(HELD)?;
+    tx.open_table(DOC_DIGESTS)?;
+    tx.open_table(BUCKET_DIGESTS)?;
     tx.open_table(ENTRIES)?;
     tx.open_table(PRODUCTS)?;
     tx.open_multimap_table(SKUS)?;

@@ -23,6 +23,13 @@ pub const DOC_CHANGES: TableDefinition<(&str, u64), &[u8; 32]> =
 pub const DOC_CHUNKS: TableDefinition<(&str, u64), &[u8]> = TableDefinition::new("doc-chunks-1");
 /// document id → postcard `DocMeta` (heads, change count, chunk numbering).
 pub const DOCS: TableDefinition<&str, &[u8]> = TableDefinition::new("docs-1");
+/// document id → XOR of the hashes of its stored changes (a set digest: two replicas holding
+/// the same changes have the same digest, whatever order they came in).
+pub const DOC_DIGESTS: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("doc-digests-1");
+/// sync bucket (a document id, or `ledger/<YYYY-MM>` for a month of ledger documents) → XOR of
+/// its documents' digests. Anti-entropy compares these first.
+pub const BUCKET_DIGESTS: TableDefinition<&str, &[u8; 32]> =
+    TableDefinition::new("bucket-digests-1");
 /// change hash → postcard envelope waiting for its dependencies or its signer's admission.
 pub const HELD: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-1");
 

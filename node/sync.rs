@@ -1,0 +1,205 @@
+//! Anti-entropy (`/tillmesh/sync/1`): find and fetch the signed envelopes another replica has
+//! and this one lacks, without trusting anything it sends.
+//!
+//! Replicas compare set digests (XOR of change hashes) top-down: sync buckets (one per
+//! document; one per month of ledger documents), then the documents of differing buckets, then
+//! the change hashes of differing documents, and finally fetch the missing envelopes in bounded
+//! batches. Every fetched envelope goes through the node's verify-and-apply path
+//! ([`NodeHandle::import_envelopes`]); Automerge's own sync protocol is not used, so nothing is
+//! applied unverified. The protocol logic is transport-free: [`serve`] answers a request from the
+//! store, [`pull`] drives a conversation through any [`SyncPeer`].
+
+use serde::{Deserialize, Serialize};
+
+use crate::NodeHandle;
+use crate::docs::Envelope;
+use crate::error::{Error, Result};
+
+/// Largest encoded request or response.
+pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
+/// Most envelopes asked for (and applied) in one batch.
+pub const ENVELOPE_BATCH: usize = 512;
+/// Most documents whose hashes are asked for at once.
+const DOC_BATCH: usize = 64;
+
+/// A 32-byte digest or change hash.
+pub type Hash32 = [u8; 32];
+
+/// What one replica asks another.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncRequest {
+    /// Digests of every sync bucket.
+    Buckets,
+    /// Digests of the documents in these buckets.
+    Docs(Vec<String>),
+    /// Every change hash of these documents.
+    Hashes(Vec<String>),
+    /// These envelopes (at most [`ENVELOPE_BATCH`]).
+    Envelopes(Vec<Hash32>),
+}
+
+/// The answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SyncResponse {
+    /// (bucket, digest).
+    Buckets(Vec<(String, Hash32)>),
+    /// (document id, digest).
+    Docs(Vec<(String, Hash32)>),
+    /// (document id, change hashes).
+    Hashes(Vec<(String, Vec<Hash32>)>),
+    /// Encoded envelopes (see [`Envelope::to_bytes`]); unknown hashes are left out.
+    Envelopes(Vec<Vec<u8>>),
+    /// The request was refused.
+    Error(String),
+}
+
+impl SyncRequest {
+    /// Wire encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a sync request serializes")
+    }
+    /// Decodes defensively.
+    pub fn from_bytes(b: &[u8]) -> Result<SyncRequest> {
+        if b.len() > MAX_MESSAGE_BYTES {
+            return Err(Error::Rejected("sync request too large".into()));
+        }
+        postcard::from_bytes(b).map_err(|e| Error::Rejected(format!("bad sync request: {e}")))
+    }
+}
+
+impl SyncResponse {
+    /// Wire encoding.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        postcard::to_allocvec(self).expect("a sync response serializes")
+    }
+    /// Decodes defensively.
+    pub fn from_bytes(b: &[u8]) -> Result<SyncResponse> {
+        if b.len() > MAX_MESSAGE_BYTES {
+            return Err(Error::Rejected("sync response too large".into()));
+        }
+        postcard::from_bytes(b).map_err(|e| Error::Rejected(format!("bad sync response: {e}")))
+    }
+}
+
+/// Answers a peer's request from this node's store. Never serves `vault` to anyone but the
+/// shop's member devices — the transport only hands requests of members to this function.
+pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
+    let answer = match req {
+        SyncRequest::Buckets => node.bucket_digests().map(SyncResponse::Buckets),
+        SyncRequest::Docs(buckets) if buckets.len() <= 4096 => {
+            node.doc_digests(&buckets).map(SyncResponse::Docs)
+        }
+        SyncRequest::Hashes(docs) if docs.len() <= DOC_BATCH => {
+            node.doc_hashes(&docs).map(SyncResponse::Hashes)
+        }
+        SyncRequest::Envelopes(hashes) if hashes.len() <= ENVELOPE_BATCH => {
+            node.envelope_bytes(&hashes).map(SyncResponse::Envelopes)
+        }
+        _ => Err(Error::Rejected("request over its size limit".into())),
+    };
+    answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
+}
+
+/// Something that can carry a request to a peer and bring its answer back.
+pub trait SyncPeer {
+    /// Sends `req` and waits for the answer.
+    fn request(
+        &self,
+        req: SyncRequest,
+    ) -> impl std::future::Future<Output = Result<SyncResponse>> + Send;
+}
+
+/// What a pull did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PullReport {
+    /// Envelopes fetched.
+    pub fetched: usize,
+    /// Newly applied.
+    pub applied: usize,
+    /// Refused (bad signature, signer not allowed …), counted against the peer.
+    pub rejected: usize,
+    /// Kept aside waiting for dependencies or admissions.
+    pub held: usize,
+}
+
+fn unexpected(r: SyncResponse) -> Error {
+    match r {
+        SyncResponse::Error(e) => Error::Rejected(format!("peer refused: {e}")),
+        other => Error::Rejected(format!("unexpected answer: {}", kind(&other))),
+    }
+}
+
+fn kind(r: &SyncResponse) -> &'static str {
+    match r {
+        SyncResponse::Buckets(_) => "buckets",
+        SyncResponse::Docs(_) => "docs",
+        SyncResponse::Hashes(_) => "hashes",
+        SyncResponse::Envelopes(_) => "envelopes",
+        SyncResponse::Error(_) => "error",
+    }
+}
+
+/// Fetches from `peer` every envelope it has that this node lacks, and applies them in
+/// batches. Returns once the two stores' digests agree on what the peer had at the start.
+pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport> {
+    let mut report = PullReport::default();
+    let theirs = match peer.request(SyncRequest::Buckets).await? {
+        SyncResponse::Buckets(b) => b,
+        other => return Err(unexpected(other)),
+    };
+    let ours: std::collections::HashMap<String, Hash32> =
+        node.bucket_digests()?.into_iter().collect();
+    let differing: Vec<String> = theirs
+        .into_iter()
+        .filter(|(b, d)| ours.get(b) != Some(d))
+        .map(|(b, _)| b)
+        .collect();
+    if differing.is_empty() {
+        return Ok(report);
+    }
+    let their_docs = match peer.request(SyncRequest::Docs(differing.clone())).await? {
+        SyncResponse::Docs(d) => d,
+        other => return Err(unexpected(other)),
+    };
+    let our_docs: std::collections::HashMap<String, Hash32> =
+        node.doc_digests(&differing)?.into_iter().collect();
+    let docs: Vec<String> = their_docs
+        .into_iter()
+        .filter(|(d, h)| our_docs.get(d) != Some(h))
+        .map(|(d, _)| d)
+        .collect();
+    // Members first: the signers of everything else are admitted there.
+    let mut docs = docs;
+    docs.sort_by_key(|d| (d != "members", d != "settings", d.clone()));
+    for chunk in docs.chunks(DOC_BATCH) {
+        let hashes = match peer.request(SyncRequest::Hashes(chunk.to_vec())).await? {
+            SyncResponse::Hashes(h) => h,
+            other => return Err(unexpected(other)),
+        };
+        let all: Vec<Hash32> = hashes.into_iter().flat_map(|(_, h)| h).collect();
+        let missing = node.missing_hashes(&all)?;
+        for batch in missing.chunks(ENVELOPE_BATCH) {
+            let envs = match peer.request(SyncRequest::Envelopes(batch.to_vec())).await? {
+                SyncResponse::Envelopes(e) => e,
+                other => return Err(unexpected(other)),
+            };
+            report.fetched += envs.len();
+            let mut decoded = Vec::with_capacity(envs.len());
+            for bytes in envs {
+                match Envelope::from_bytes(&bytes) {
+                    Ok(e) => decoded.push(e),
+                    Err(_) => report.rejected += 1,
+                }
+            }
+            for r in node.import_envelopes(None, decoded).await? {
+                match r {
+                    Ok(crate::engine::Applied::New(_)) => report.applied += 1,
+                    Ok(crate::engine::Applied::Held(..)) => report.held += 1,
+                    Ok(crate::engine::Applied::Duplicate(_)) => {}
+                    Err(_) => report.rejected += 1,
+                }
+            }
+        }
+    }
+    Ok(report)
+}
