@@ -1,0 +1,563 @@
+//! The `tillmesh` binary as a process (DESIGN.md §12 "kill -9 under load").
+//!
+//! - `kill_9_under_load_keeps_every_acknowledged_sale`: `init`, `run`, 8 clients posting sales,
+//!   SIGKILL in the middle of the load, `run` again on the same data dir: every sale the API
+//!   acknowledged is there, stock agrees with the sales that are there, receipts stay unique.
+//! - `graceful_stop_keeps_stock_and_staff_cannot_edit_prices`: SIGTERM, restart, stock is
+//!   unchanged; a staff login is refused a price change.
+//!
+//! Every child process sits in a guard that kills it on drop, so a failing test never leaves a
+//! node behind. Nothing here sleeps to synchronise: startup, health and exits are polled with
+//! deadlines.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const BIN: &str = env!("CARGO_BIN_EXE_tillmesh");
+const OWNER: &str = "olive";
+const OWNER_PASSWORD: &str = "correct horse battery staple";
+/// Generous: a debug build on a busy 2-core machine.
+const START_TIMEOUT: Duration = Duration::from_secs(60);
+const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// A `tillmesh` child process, killed (SIGKILL) and reaped when dropped.
+struct Proc {
+    child: Child,
+    log: PathBuf,
+}
+
+impl Proc {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the process wrote to stderr (for failure messages).
+    fn log_tail(&self) -> String {
+        log_tail(&self.log)
+    }
+
+    /// Waits for the process to exit by itself.
+    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            match self.child.try_wait() {
+                Ok(Some(status)) => return Some(status),
+                Ok(None) if Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20))
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// SIGKILL, then reap.
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn log_tail(path: &Path) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(40)..].join("\n")
+}
+
+/// `tillmesh` with a private home (no config file of this machine applies) and none of the
+/// parent's `TILLMESH_*` settings.
+fn tillmesh(home: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TILLMESH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Runs `tillmesh init` and waits for it (stdout and stderr go to files, so no pipe can fill).
+fn init(dir: &Path) -> PathBuf {
+    let data = dir.join("data");
+    let pw = dir.join("owner.password");
+    // Written the way `echo … > file` writes it: the trailing newline is not part of it.
+    std::fs::write(&pw, format!("{OWNER_PASSWORD}\n")).unwrap();
+    let out = dir.join("init.out");
+    let err = dir.join("init.err");
+    let child = tillmesh(dir)
+        .arg("init")
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["--shop", "Crash Shop", "--owner", "Olive Owner"])
+        .args(["--username", OWNER, "--password-file"])
+        .arg(&pw)
+        .args(["--currency", "EUR", "--timezone", "Europe/Paris"])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("tillmesh init starts");
+    let mut p = Proc {
+        child,
+        log: err.clone(),
+    };
+    let status = p
+        .wait_exit(START_TIMEOUT)
+        .unwrap_or_else(|| panic!("tillmesh init did not finish; stderr:\n{}", p.log_tail()));
+    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        status.success(),
+        "tillmesh init failed ({status}); stdout:\n{stdout}\nstderr:\n{}",
+        p.log_tail()
+    );
+    assert!(
+        stdout.to_lowercase().contains("recovery"),
+        "init prints the recovery key; stdout:\n{stdout}"
+    );
+    data
+}
+
+/// Starts `tillmesh run` on a free port and returns it with the address it printed.
+fn run(data: &Path, log: &Path) -> (Proc, SocketAddr) {
+    let home = data.parent().expect("the data dir is in the test's dir");
+    let child = tillmesh(home)
+        .arg("run")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--http", "127.0.0.1:0"])
+        .env("RUST_LOG", "info")
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("tillmesh run starts");
+    let mut p = Proc {
+        child,
+        log: log.to_path_buf(),
+    };
+    let stdout = p.child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    // Reads stdout to the end (so the pipe never fills); the first address goes to the channel.
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent && let Some(addr) = http_addr_in(&line) {
+                let _ = tx.send(addr);
+                sent = true;
+            }
+        }
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(addr) => (p, addr),
+        Err(e) => {
+            let status = p.child.try_wait().ok().flatten();
+            panic!(
+                "tillmesh run printed no http:// address ({e:?}; exit status {status:?}); stderr:\n{}",
+                p.log_tail()
+            )
+        }
+    }
+}
+
+/// `http://127.0.0.1:4321/…` anywhere in a line → the socket address.
+fn http_addr_in(line: &str) -> Option<SocketAddr> {
+    let rest = &line[line.find("http://")? + "http://".len()..];
+    let end = rest
+        .find(|c: char| c == '/' || c.is_whitespace())
+        .unwrap_or(rest.len());
+    rest[..end].parse().ok()
+}
+
+/// A JSON client of one node, logged in or not.
+#[derive(Clone)]
+struct Api {
+    c: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Api {
+    fn new(addr: SocketAddr) -> Api {
+        Api {
+            c: reqwest::Client::builder()
+                .no_proxy()
+                .timeout(Duration::from_secs(20))
+                .build()
+                .unwrap(),
+            base: format!("http://{addr}"),
+            token: None,
+        }
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> reqwest::Result<(u16, Value)> {
+        let req = match &self.token {
+            Some(t) => req.bearer_auth(t),
+            None => req,
+        };
+        let res = req.send().await?;
+        let status = res.status().as_u16();
+        let bytes = res.bytes().await?;
+        Ok((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
+    }
+
+    async fn get(&self, path: &str) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        self.send(self.c.get(&url))
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        self.send(self.c.post(&url).json(&body))
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
+    }
+
+    async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
+        let url = format!("{}{path}", self.base);
+        self.send(self.c.patch(&url).json(&body))
+            .await
+            .unwrap_or_else(|e| panic!("PATCH {path}: {e}"))
+    }
+
+    /// Logs in with `{"username", secret_field: secret}` and keeps the bearer token.
+    async fn login(&self, username: &str, secret_field: &str, secret: &str) -> Api {
+        let (status, body) = self
+            .post(
+                "/api/v1/login",
+                json!({"username": username, secret_field: secret}),
+            )
+            .await;
+        assert_eq!(status, 200, "login as {username}: {body}");
+        let token = body["token"].as_str().expect("a token").to_string();
+        Api {
+            token: Some(token),
+            ..self.clone()
+        }
+    }
+
+    /// Polls `GET /health` until it answers 200.
+    async fn wait_healthy(&self, p: &Proc) {
+        let url = format!("{}/health", self.base);
+        wait_for("GET /health answers 200", START_TIMEOUT, || async {
+            match self.c.get(&url).send().await {
+                Ok(r) if r.status().as_u16() == 200 => Some(()),
+                _ => None,
+            }
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", p.log_tail()));
+    }
+
+    async fn on_hand(&self, product_id: &str) -> i64 {
+        let (status, stock) = self.get("/api/v1/stock").await;
+        assert_eq!(status, 200, "GET /stock: {stock}");
+        stock
+            .as_array()
+            .expect("a stock list")
+            .iter()
+            .find(|s| s["product_id"] == product_id)
+            .unwrap_or_else(|| panic!("no stock line for {product_id}: {stock}"))["on_hand"]
+            .as_i64()
+            .expect("on_hand")
+    }
+
+    async fn create_product(&self, sku: &str, price: i64) -> String {
+        let (status, p) = self
+            .post(
+                "/api/v1/products",
+                json!({"sku": sku, "name": format!("Product {sku}"), "price": price, "tax_rate": 2000}),
+            )
+            .await;
+        assert_eq!(status, 201, "POST /products: {p}");
+        p["id"].as_str().expect("a product id").to_string()
+    }
+
+    async fn stock_in(&self, product_id: &str, qty: i64) {
+        let (status, m) = self
+            .post(
+                "/api/v1/stock/in",
+                json!({"product_id": product_id, "qty": qty, "unit_cost": 100}),
+            )
+            .await;
+        assert_eq!(status, 201, "POST /stock/in: {m}");
+    }
+}
+
+/// Polls `f` every 20 ms until it gives a value or `timeout` passes.
+async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T, String>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Option<T>>,
+{
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = f().await {
+            return Ok(v);
+        }
+        if Instant::now() >= deadline {
+            return Err(format!("timed out after {timeout:?} waiting until {what}"));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn sale(product_id: &str, qty: i64) -> Value {
+    json!({"lines": [{"product_id": product_id, "qty": qty}], "payments": [{"method": "card"}]})
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_under_load_keeps_every_acknowledged_sale() {
+    const CLIENTS: u64 = 8;
+    const MAX_SALES: u64 = 2000;
+    const LOAD_LIMIT: Duration = Duration::from_secs(10);
+    const STOCK: i64 = 1000;
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let (mut node, addr) = run(&data, &dir.path().join("run1.log"));
+    let api = Api::new(addr);
+    api.wait_healthy(&node).await;
+    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let product = owner.create_product("CRASH-1", 250).await;
+    owner.stock_in(&product, STOCK).await;
+
+    // Load: CLIENTS clients posting sales (qty 1–3) until told to stop, the node dies, the
+    // count or the time runs out. A sale counts as acknowledged once its 201 is read.
+    let acked: Arc<Mutex<Vec<(String, i64)>>> = Arc::default();
+    let attempts = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for k in 0..CLIENTS {
+        let api = Api::new(addr);
+        let api = Api {
+            token: owner.token.clone(),
+            ..api
+        };
+        let (acked, attempts, stop, product) = (
+            acked.clone(),
+            attempts.clone(),
+            stop.clone(),
+            product.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            let mut failures = 0u64;
+            let mut i = k;
+            while !stop.load(Ordering::Relaxed)
+                && started.elapsed() < LOAD_LIMIT
+                && attempts.fetch_add(1, Ordering::Relaxed) < MAX_SALES
+            {
+                let qty = 1 + (i % 3) as i64;
+                i += CLIENTS;
+                let url = format!("{}/api/v1/sales", api.base);
+                match api.send(api.c.post(&url).json(&sale(&product, qty))).await {
+                    Ok((201, s)) => acked
+                        .lock()
+                        .unwrap()
+                        .push((s["id"].as_str().expect("a sale id").to_string(), qty)),
+                    Ok((status, body)) => {
+                        panic!("a sale was refused while the node ran: {status} {body}")
+                    }
+                    // The node was killed: this sale may or may not have committed.
+                    Err(_) => {
+                        failures += 1;
+                        break;
+                    }
+                }
+            }
+            failures
+        }));
+    }
+
+    // Let the load run ~1.5 s (or until half the sales are in), then SIGKILL the node.
+    wait_for("the load has run", Duration::from_secs(60), || {
+        let n = acked.lock().unwrap().len() as u64;
+        let ready =
+            (started.elapsed() >= Duration::from_millis(1500) && n >= 20) || n >= MAX_SALES / 2;
+        async move { ready.then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", node.log_tail()));
+    let acked_at_kill = acked.lock().unwrap().len();
+    let pid = node.pid();
+    node.kill9();
+    let killed_after = started.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let mut cut_off = 0;
+    for t in tasks {
+        cut_off += t.await.expect("a client task");
+    }
+    let acked = acked.lock().unwrap().clone();
+    let sent = attempts.load(Ordering::Relaxed).min(MAX_SALES);
+    eprintln!(
+        "killed pid {pid} after {killed_after:?}: {} sales acknowledged ({acked_at_kill} before \
+         the kill), {cut_off} requests cut off, {sent} attempted",
+        acked.len()
+    );
+    assert!(
+        (acked_at_kill as u64) < MAX_SALES && killed_after < LOAD_LIMIT,
+        "the load had ended before the kill"
+    );
+
+    // Restart on the same data dir.
+    let (node, addr) = run(&data, &dir.path().join("run2.log"));
+    let api = Api::new(addr);
+    api.wait_healthy(&node).await;
+    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+
+    // Every acknowledged sale is there, with its quantity.
+    let mut missing = Vec::new();
+    for chunk in acked.chunks(64) {
+        let gets = chunk.iter().map(|(id, qty)| {
+            let owner = owner.clone();
+            async move {
+                let (status, s) = owner.get(&format!("/api/v1/sales/{id}")).await;
+                if status != 200 {
+                    return Some(format!("{id}: {status} {s}"));
+                }
+                let got: i64 = s["lines"]
+                    .as_array()
+                    .map(|ls| ls.iter().filter_map(|l| l["qty"].as_i64()).sum())
+                    .unwrap_or(-1);
+                (got != *qty).then(|| format!("{id}: qty {got}, sold {qty}"))
+            }
+        });
+        missing.extend(futures::future::join_all(gets).await.into_iter().flatten());
+    }
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged sales are missing or wrong after kill -9: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+
+    // The list has at least those (un-acknowledged ones may have committed too).
+    let (status, list) = owner.get("/api/v1/sales?from=0").await;
+    assert_eq!(status, 200, "GET /sales?from=0: {list}");
+    let list = list.as_array().expect("a sales list").clone();
+    let listed: HashSet<&str> = list.iter().filter_map(|s| s["id"].as_str()).collect();
+    assert_eq!(listed.len(), list.len(), "a sale is listed twice");
+    assert!(
+        list.len() >= acked.len(),
+        "{} sales listed, {} acknowledged",
+        list.len(),
+        acked.len()
+    );
+    assert!(acked.iter().all(|(id, _)| listed.contains(id.as_str())));
+    let receipts: HashSet<&str> = list.iter().filter_map(|s| s["receipt"].as_str()).collect();
+    assert_eq!(receipts.len(), list.len(), "receipt numbers repeat");
+    eprintln!(
+        "after restart: {} sales listed, {} acknowledged, {} committed without an answer",
+        list.len(),
+        acked.len(),
+        list.len() - acked.len()
+    );
+
+    // Stock is derived from exactly the sales that are there.
+    let sold: i64 = list
+        .iter()
+        .flat_map(|s| s["lines"].as_array().cloned().unwrap_or_default())
+        .filter(|l| l["product_id"] == product.as_str())
+        .map(|l| l["qty"].as_i64().expect("a line qty"))
+        .sum();
+    assert_eq!(owner.on_hand(&product).await, STOCK - sold);
+
+    // The restarted node sells on, with a receipt number not used before.
+    let (status, s) = owner.post("/api/v1/sales", sale(&product, 1)).await;
+    assert_eq!(status, 201, "a sale after the restart: {s}");
+    let receipt = s["receipt"].as_str().expect("a receipt");
+    assert!(
+        !receipts.contains(receipt),
+        "receipt {receipt} was already used before the crash"
+    );
+    assert_eq!(owner.on_hand(&product).await, STOCK - sold - 1);
+    drop(node);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_stop_keeps_stock_and_staff_cannot_edit_prices() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let (mut node, addr) = run(&data, &dir.path().join("run1.log"));
+    let api = Api::new(addr);
+    api.wait_healthy(&node).await;
+    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let product = owner.create_product("GRACE-1", 250).await;
+    owner.stock_in(&product, 10).await;
+    let (status, s) = owner.post("/api/v1/sales", sale(&product, 3)).await;
+    assert_eq!(status, 201, "POST /sales: {s}");
+    assert_eq!(owner.on_hand(&product).await, 7);
+
+    // SIGTERM: the node stops by itself, cleanly.
+    let kill = Command::new("kill")
+        .args(["-TERM", &node.pid().to_string()])
+        .status()
+        .expect("kill -TERM runs");
+    assert!(kill.success());
+    let status = node.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "tillmesh run did not exit within {EXIT_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+            node.log_tail()
+        )
+    });
+    assert!(
+        status.success(),
+        "tillmesh run should stop cleanly on SIGTERM, got {status}; stderr:\n{}",
+        node.log_tail()
+    );
+    drop(node);
+
+    let (node, addr) = run(&data, &dir.path().join("run2.log"));
+    let api = Api::new(addr);
+    api.wait_healthy(&node).await;
+    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    assert_eq!(owner.on_hand(&product).await, 7, "stock after the restart");
+
+    // Staff log in with a PIN and cannot change prices.
+    let (status, p) = owner
+        .post(
+            "/api/v1/people",
+            json!({"name": "Sam", "username": "sam", "role": "staff", "pin": "1234"}),
+        )
+        .await;
+    assert_eq!(status, 201, "POST /people: {p}");
+    let staff = api.login("sam", "pin", "1234").await;
+    let (status, body) = staff
+        .patch(&format!("/api/v1/products/{product}"), json!({"price": 1}))
+        .await;
+    assert_eq!(status, 403, "staff PATCH /products: {body}");
+    assert!(
+        body["error"]["code"].is_string(),
+        "errors have the shape {{\"error\":{{\"code\",…}}}}: {body}"
+    );
+    let (status, p) = owner.get(&format!("/api/v1/products/{product}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(p["price"], 250, "the price is unchanged: {p}");
+    // Staff still sell.
+    let (status, s) = staff.post("/api/v1/sales", sale(&product, 1)).await;
+    assert_eq!(status, 201, "a staff sale: {s}");
+    assert_eq!(owner.on_hand(&product).await, 6);
+    drop(node);
+}
