@@ -5,6 +5,7 @@
 //! the schema version and the `members` heads the signer saw), and those heads. [`DocId`] names
 //! a document and says which kind of writer it accepts (see `trust`).
 
+pub mod admission;
 pub mod am;
 pub mod envelope;
 pub mod trust;

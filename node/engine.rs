@@ -479,6 +479,18 @@ impl Ctx<'_> {
             return Err(Error::NoShop("this node has no shop yet".into()));
         };
         self.load(&id)?;
+        if origin == Origin::Remote {
+            let missing = match self.engine.docs.get_mut(&id) {
+                Some(doc) => change
+                    .deps()
+                    .iter()
+                    .any(|d| doc.get_change_by_hash(d).is_none()),
+                None => !change.deps().is_empty(),
+            };
+            if missing {
+                return self.hold(&env, hash, "waiting for earlier changes".into());
+            }
+        }
         let author: Option<Vec<u8>> = if change.seq() == 1 {
             change.author().map(|a| a.as_bytes().to_vec())
         } else {

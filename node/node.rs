@@ -78,6 +78,7 @@ impl NodeBuilder {
         let (writer, writer_thread) = Writer::spawn(engine);
         let handle = NodeHandle {
             inner: Arc::new(Inner {
+                addrs: RwLock::new(Vec::new()),
                 store,
                 writer,
                 shared,
@@ -162,6 +163,8 @@ impl Node {
 }
 
 struct Inner {
+    /// Addresses peers can reach this node at (multiaddrs), set by the mesh; put in invites.
+    addrs: RwLock<Vec<String>>,
     store: Store,
     writer: Writer,
     shared: Arc<Shared>,
@@ -652,6 +655,80 @@ impl NodeHandle {
             out.push(Envelope::from_bytes(row?.1.value())?);
         }
         Ok(out)
+    }
+
+    /// Creates an invite for a new device (owner; managers: tills).
+    pub async fn create_invite(&self, by: &Principal, req: NewInvite) -> Result<InviteCreated> {
+        let by = by.clone();
+        let ttl = i64::from(req.ttl_minutes.unwrap_or(15)) * 60_000;
+        let (code, invite) = self
+            .inner
+            .writer
+            .write(move |ctx| commands::create_invite(ctx, &by, req.role, &req.name, ttl))
+            .await?;
+        let shop_hash = crate::docs::admission::shop_hash(invite.cert.shop_id);
+        let ticket = crate::docs::admission::Ticket {
+            code: code.clone(),
+            addrs: self.addrs(),
+            shop_hash,
+        };
+        Ok(InviteCreated {
+            code,
+            invite: ticket.encode(),
+            expires_at: invite.cert.expires_at,
+            role: invite.cert.role,
+            name: invite.cert.name.clone(),
+            receipt_prefix: invite.cert.receipt_prefix.clone(),
+        })
+    }
+
+    /// Redeems an invite code this node issued (single use).
+    pub async fn redeem_invite(&self, code: &str) -> Result<crate::docs::admission::Invite> {
+        let code = code.to_string();
+        self.inner
+            .writer
+            .write(move |ctx| commands::redeem_invite(ctx, &code))
+            .await
+    }
+
+    /// Admits this device with a redeemed invite (its `members` must have arrived).
+    pub async fn admit_self(&self, invite: crate::docs::admission::Invite) -> Result<()> {
+        self.inner
+            .writer
+            .write(move |ctx| commands::admit_self(ctx, &invite))
+            .await
+    }
+
+    /// Addresses peers can reach this node at.
+    pub fn addrs(&self) -> Vec<String> {
+        self.inner
+            .addrs
+            .read()
+            .expect("addrs lock is never poisoned")
+            .clone()
+    }
+
+    /// Sets the addresses peers can reach this node at (the mesh does, once listening).
+    pub fn set_addrs(&self, addrs: Vec<String>) {
+        *self
+            .inner
+            .addrs
+            .write()
+            .expect("addrs lock is never poisoned") = addrs;
+    }
+
+    /// The shop's gossip topic, once the node belongs to a shop.
+    pub fn topic(&self) -> Option<String> {
+        self.view().topic()
+    }
+
+    /// Whether `public_key` is a device of the shop that is not revoked.
+    pub fn is_member_device(&self, public_key: &[u8; 32]) -> bool {
+        let hex = hex::encode(public_key);
+        self.view()
+            .devices
+            .iter()
+            .any(|d| d.public_key == hex && !d.revoked)
     }
 
     /// Digests of every sync bucket (see [`crate::sync`]).

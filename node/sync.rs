@@ -36,6 +36,8 @@ pub enum SyncRequest {
     Hashes(Vec<String>),
     /// These envelopes (at most [`ENVELOPE_BATCH`]).
     Envelopes(Vec<Hash32>),
+    /// Redeem an invite code (the only request a device that is not yet a member may send).
+    Redeem(String),
 }
 
 /// The answer.
@@ -49,6 +51,8 @@ pub enum SyncResponse {
     Hashes(Vec<(String, Vec<Hash32>)>),
     /// Encoded envelopes (see [`Envelope::to_bytes`]); unknown hashes are left out.
     Envelopes(Vec<Vec<u8>>),
+    /// A redeemed invite (postcard [`crate::docs::admission::Invite`]).
+    Invite(Vec<u8>),
     /// The request was refused.
     Error(String),
 }
@@ -95,9 +99,45 @@ pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
         SyncRequest::Envelopes(hashes) if hashes.len() <= ENVELOPE_BATCH => {
             node.envelope_bytes(&hashes).map(SyncResponse::Envelopes)
         }
+        SyncRequest::Redeem(_) => Err(Error::Rejected("redeem is answered asynchronously".into())),
         _ => Err(Error::Rejected("request over its size limit".into())),
     };
     answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
+}
+
+/// Answers any request, redeeming invites through the writer.
+pub async fn serve_async(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
+    match req {
+        SyncRequest::Redeem(code) => match node.redeem_invite(&code).await {
+            Ok(invite) => {
+                SyncResponse::Invite(postcard::to_allocvec(&invite).expect("an invite serializes"))
+            }
+            Err(e) => SyncResponse::Error(e.to_string()),
+        },
+        other => serve(node, other),
+    }
+}
+
+/// Joins the shop through `peer` with an invite code: redeem it, pin the shop's genesis, pull
+/// everything, and admit this device. The peer learns of the admission by its next pull (or
+/// the mesh's push).
+pub async fn join(
+    node: &NodeHandle,
+    peer: &impl SyncPeer,
+    code: &str,
+) -> Result<crate::docs::admission::Invite> {
+    let invite: crate::docs::admission::Invite =
+        match peer.request(SyncRequest::Redeem(code.to_string())).await? {
+            SyncResponse::Invite(bytes) => postcard::from_bytes(&bytes)
+                .map_err(|_| Error::Rejected("the peer sent a damaged invite".into()))?,
+            SyncResponse::Error(e) => return Err(Error::invalid("invite", e)),
+            other => return Err(unexpected(other)),
+        };
+    node.import_envelopes(Some(automerge::ChangeHash(invite.genesis)), vec![])
+        .await?;
+    pull(node, peer).await?;
+    node.admit_self(invite.clone()).await?;
+    Ok(invite)
 }
 
 /// Something that can carry a request to a peer and bring its answer back.
@@ -135,6 +175,7 @@ fn kind(r: &SyncResponse) -> &'static str {
         SyncResponse::Docs(_) => "docs",
         SyncResponse::Hashes(_) => "hashes",
         SyncResponse::Envelopes(_) => "envelopes",
+        SyncResponse::Invite(_) => "invite",
         SyncResponse::Error(_) => "error",
     }
 }

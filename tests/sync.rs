@@ -104,3 +104,106 @@ async fn garbage_requests_get_errors_not_crashes() {
     let unknown = sync::serve(&a.h, SyncRequest::Envelopes(vec![[7; 32]]));
     assert_eq!(unknown, SyncResponse::Envelopes(vec![]));
 }
+
+/// A peer that also redeems invites (as the mesh's request handler does).
+struct Joinable(NodeHandle);
+
+impl SyncPeer for Joinable {
+    async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
+        let req = SyncRequest::from_bytes(&req.to_bytes())?;
+        SyncResponse::from_bytes(&sync::serve_async(&self.0, req).await.to_bytes())
+    }
+}
+
+#[tokio::test]
+async fn invite_join_sell_and_sync_back() {
+    use tillmesh::domain::model::*;
+    let a = shop().await;
+    let p =
+        a.h.create_product(&a.owner, product("J1", 400, 0))
+            .await
+            .unwrap();
+    let inv =
+        a.h.create_invite(
+            &a.owner,
+            NewInvite {
+                role: DeviceRole::Till,
+                name: "Till 2".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(inv.receipt_prefix, "T2");
+
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    // A wrong code is refused clearly and changes nothing.
+    let err = sync::join(&bh, &Joinable(a.h.clone()), "AAAAA-BBBBB")
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("unknown invite"), "{err}");
+    assert!(!bh.status().unwrap().has_shop);
+
+    let invite = sync::join(&bh, &Joinable(a.h.clone()), &inv.code.to_lowercase())
+        .await
+        .unwrap();
+    assert_eq!(invite.cert.name, "Till 2");
+    let me = bh.status().unwrap().device.expect("B is a member now");
+    assert_eq!(me.receipt_prefix, "T2");
+    // The same code again: used.
+    let c = Node::builder().memory().start().await.unwrap();
+    let err = sync::join(&c.handle(), &Joinable(a.h.clone()), &inv.code)
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+
+    // A learns of B, then B sells and A pulls the sale.
+    sync::pull(&a.h, &Direct(bh.clone())).await.unwrap();
+    assert_eq!(a.h.devices().unwrap().len(), 2);
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let sale = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
+    assert_eq!(sale.receipt, "T2-000001");
+    let r = sync::pull(&a.h, &Direct(bh.clone())).await.unwrap();
+    assert_eq!(r.rejected, 0);
+    assert_eq!(a.h.sale(sale.id).unwrap().receipt, "T2-000001");
+    assert_eq!(on_hand(&a.h, p.id), -1);
+}
+
+#[tokio::test]
+async fn a_forged_admission_is_refused() {
+    use tillmesh::domain::model::*;
+    let a = shop().await;
+    let inv =
+        a.h.create_invite(
+            &a.owner,
+            NewInvite {
+                role: DeviceRole::Till,
+                name: "T".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    let mut invite = a.h.redeem_invite(&inv.code).await.unwrap();
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    bh.import_envelopes(Some(automerge::ChangeHash(invite.genesis)), vec![])
+        .await
+        .unwrap();
+    sync::pull(&bh, &Direct(a.h.clone())).await.unwrap();
+    // Claiming the relay role with a till's certificate breaks the issuer's signature.
+    let mut forged = invite.clone();
+    forged.cert.role = DeviceRole::Relay;
+    assert!(matches!(
+        bh.admit_self(forged).await,
+        Err(tillmesh::Error::Rejected(_))
+    ));
+    // The wrong secret.
+    invite.secret = vec![0; 32];
+    assert!(matches!(
+        bh.admit_self(invite).await,
+        Err(tillmesh::Error::Rejected(_))
+    ));
+    assert!(bh.status().unwrap().device.is_none());
+}

@@ -76,6 +76,18 @@ impl Trust {
                     Some("relay") => DeviceRole::Relay,
                     _ => continue,
                 };
+                // A self-admitted device counts only if its certificate's record names it (two
+                // devices racing on one certificate: Automerge's winner decides, everywhere).
+                if let Some(cert) = am::string(doc, &obj, "admission", heads) {
+                    let named = am::string(doc, &ROOT, &format!("admission:{cert}"), heads)
+                        .and_then(|j| {
+                            serde_json::from_str::<super::admission::AdmissionRecord>(&j).ok()
+                        })
+                        .is_some_and(|r| r.device_id == id);
+                    if !named {
+                        continue;
+                    }
+                }
                 if let Some(pk) = pk {
                     let revoked = am::flag(doc, &obj, "revoked", heads);
                     let signer = Signer::Device {
@@ -201,6 +213,14 @@ pub fn verify(
     }
     let trust = trust_at(ctx.cache, ctx.members, heads);
     let Some((signer, revoked_then)) = trust.signer(&env.signer).cloned() else {
+        if doc == DocId::Members {
+            return match self_admission(&env.signer, change, ctx.members, &trust) {
+                Ok(signer) => Verdict::Accept(signer),
+                Err(why) => {
+                    Verdict::Reject(format!("not a member, and not a valid admission: {why}"))
+                }
+            };
+        }
         return Verdict::Reject("signer is not a member at the heads it names".into());
     };
     if revoked_then {
@@ -239,6 +259,88 @@ pub fn verify(
     } else {
         Verdict::Reject(format!("{signer:?} may not write {}", doc.kind()))
     }
+}
+
+/// A device admitting itself with a certificate: the change may add only its own
+/// `device:<id>` entry and one unused `admission:<cert id>` record, whose certificate was signed
+/// by an owner (or a manager, for a till) as `members` stood at the envelope's heads.
+fn self_admission(
+    signer_pk: &[u8; 32],
+    change: &Change,
+    members: &mut AutoCommit,
+    trust: &Trust,
+) -> Result<Signer, String> {
+    use super::admission::{AdmissionRecord, secret_hash};
+    let deps = change.deps().to_vec();
+    let mut fork = members
+        .fork_at(&deps)
+        .map_err(|e| format!("unknown dependencies: {e}"))?;
+    fork.apply_changes([change.clone()])
+        .map_err(|e| format!("does not apply: {e}"))?;
+    let after = fork.get_heads();
+    let touched = am::root_keys_changed(&mut fork, &deps, &after);
+    let key =
+        ed25519_dalek::VerifyingKey::from_bytes(signer_pk).map_err(|_| "bad key".to_string())?;
+    let device_id = crate::identity::device_id(&key);
+    let device_key = format!("device:{device_id}");
+    let admissions: Vec<&String> = touched
+        .iter()
+        .filter(|k| k.starts_with("admission:"))
+        .collect();
+    if touched.len() != 2 || !touched.contains(&device_key) || admissions.len() != 1 {
+        return Err("an admission may add only the device and its admission record".into());
+    }
+    let adm_key = admissions[0];
+    if am::string(&fork, &ROOT, adm_key, Some(&deps)).is_some() {
+        return Err("the invite was already used".into());
+    }
+    if am::map(&fork, &ROOT, &device_key, Some(&deps)).is_some() {
+        return Err("the device is already a member".into());
+    }
+    let rec: AdmissionRecord = am::string(&fork, &ROOT, adm_key, None)
+        .and_then(|j| serde_json::from_str(&j).ok())
+        .ok_or("unreadable admission record")?;
+    let cert = &rec.cert;
+    if *adm_key != format!("admission:{}", cert.id) || !cert.verify_signature() {
+        return Err("bad certificate".into());
+    }
+    let secret = hex::decode(&rec.secret).map_err(|_| "bad secret".to_string())?;
+    if secret_hash(&secret) != cert.secret_hash {
+        return Err("wrong invite secret".into());
+    }
+    let shop = am::string(&fork, &ROOT, "shop_id", None);
+    if shop.as_deref() != Some(cert.shop_id.to_string().as_str()) {
+        return Err("certificate for another shop".into());
+    }
+    let pk_hex = hex::encode(signer_pk);
+    if rec.device_id != device_id || rec.public_key != pk_hex {
+        return Err("the record names another device".into());
+    }
+    match trust.signer(&cert.issuer) {
+        Some((s, false)) => match s.person_role() {
+            Some(Role::Owner) => {}
+            Some(Role::Manager) if cert.role == DeviceRole::Till => {}
+            _ => return Err("the issuer may not admit this role".into()),
+        },
+        _ => return Err("the issuer is not an owner or manager".into()),
+    }
+    let obj = am::map(&fork, &ROOT, &device_key, None).ok_or("no device entry")?;
+    let field = |k: &str| am::string(&fork, &obj, k, None);
+    let role_name = match cert.role {
+        DeviceRole::Till => "till",
+        DeviceRole::Relay => "relay",
+    };
+    if field("public_key").as_deref() != Some(pk_hex.as_str())
+        || field("role").as_deref() != Some(role_name)
+        || field("receipt_prefix").as_deref() != Some(cert.receipt_prefix.as_str())
+        || field("admission").as_deref() != Some(cert.id.to_string().as_str())
+    {
+        return Err("the device entry does not match the certificate".into());
+    }
+    Ok(Signer::Device {
+        id: device_id,
+        role: cert.role,
+    })
 }
 
 /// `members` read at `heads`, cached.

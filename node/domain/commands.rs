@@ -90,7 +90,9 @@ pub fn create_shop(ctx: &mut Ctx<'_>, g: ShopGenesis) -> Result<()> {
     })?;
     let sealed =
         serde_json::to_string(&g.owner_sealed).map_err(|e| Error::Internal(e.to_string()))?;
+    let shop_secret = hex::encode(crate::identity::random_bytes::<32>());
     ctx.change(&DocId::Vault, &key, |doc| {
+        doc.put(ROOT, "shop_secret", shop_secret.as_str())?;
         doc.put(ROOT, format!("key:{}", g.owner.id), sealed.as_str())?;
         Ok(())
     })?;
@@ -1000,5 +1002,171 @@ pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> 
         }
         Ok(())
     })?;
+    Ok(())
+}
+
+// --- invites and admission -----------------------------------------------------------------
+
+/// An invite this node issued, waiting to be redeemed.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PendingInvite {
+    /// What redeeming it hands out.
+    pub invite: crate::docs::admission::Invite,
+    /// Redeemed already (single use).
+    pub used: bool,
+}
+
+/// Default lifetime of an invite.
+pub const INVITE_TTL_MS: i64 = 15 * 60 * 1000;
+
+/// Creates an invite (owner: any device role; manager: tills).
+pub fn create_invite(
+    ctx: &mut Ctx<'_>,
+    by: &Principal,
+    role: DeviceRole,
+    name: &str,
+    ttl_ms: i64,
+) -> Result<(String, crate::docs::admission::Invite)> {
+    use crate::docs::admission::{AdmissionCert, Invite, new_code, secret_hash};
+    require(by, Role::Manager, "inviting a device")?;
+    if by.role == Role::Manager && role != DeviceRole::Till {
+        return Err(Error::Forbidden("managers may invite tills only".into()));
+    }
+    let key = person_key(by)?.clone();
+    let name = non_empty("name", name, 100)?;
+    if !(60_000..=7 * 24 * 3600 * 1000).contains(&ttl_ms) {
+        return Err(Error::invalid("ttl_minutes", "between 1 minute and 7 days"));
+    }
+    let shop = ctx.shop();
+    let shop_id = shop
+        .shop_id
+        .ok_or_else(|| Error::NoShop("no shop".into()))?;
+    // Receipt prefixes: T1, T2 … — one past every prefix in use or promised.
+    let mut highest = shop
+        .devices
+        .iter()
+        .filter_map(|d| d.receipt_prefix.strip_prefix('T')?.parse::<u32>().ok())
+        .max()
+        .unwrap_or(0);
+    for row in ctx.tx.open_table(INVITES)?.iter()? {
+        if let Ok(p) = postcard::from_bytes::<PendingInvite>(row?.1.value())
+            && let Some(n) = p
+                .invite
+                .cert
+                .receipt_prefix
+                .strip_prefix('T')
+                .and_then(|n| n.parse::<u32>().ok())
+        {
+            highest = highest.max(n);
+        }
+    }
+    let secret = crate::identity::random_bytes::<32>().to_vec();
+    let now = chrono::Utc::now().timestamp_millis();
+    let cert = AdmissionCert {
+        id: Uuid::new_v4(),
+        shop_id,
+        role,
+        name,
+        receipt_prefix: format!("T{}", highest + 1),
+        expires_at: now + ttl_ms,
+        secret_hash: secret_hash(&secret),
+        issuer: [0; 32],
+        signature: Vec::new(),
+    }
+    .sign(&key);
+    let genesis = ctx
+        .meta(meta::GENESIS)?
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::NoShop("no shop".into()))?;
+    let invite = Invite {
+        cert,
+        secret,
+        genesis,
+    };
+    let code = new_code();
+    let pending = PendingInvite {
+        invite: invite.clone(),
+        used: false,
+    };
+    ctx.tx.open_table(INVITES)?.insert(
+        code.as_str(),
+        postcard::to_allocvec(&pending)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .as_slice(),
+    )?;
+    Ok((code, invite))
+}
+
+/// Redeems a short code: single use, before it expires.
+pub fn redeem_invite(ctx: &mut Ctx<'_>, code: &str) -> Result<crate::docs::admission::Invite> {
+    let code = crate::docs::admission::normalize_code(code)?;
+    let mut t = ctx.tx.open_table(INVITES)?;
+    let unknown =
+        || Error::NotFound("unknown invite code (check it, or ask for a new invite)".into());
+    let mut pending: PendingInvite = match t.get(code.as_str())? {
+        Some(v) => postcard::from_bytes(v.value()).map_err(|_| unknown())?,
+        None => return Err(unknown()),
+    };
+    if pending.used {
+        return Err(Error::Conflict(
+            "this invite was already used; ask for a new one".into(),
+        ));
+    }
+    if chrono::Utc::now().timestamp_millis() > pending.invite.cert.expires_at {
+        return Err(Error::Conflict(
+            "this invite has expired; ask for a new one".into(),
+        ));
+    }
+    pending.used = true;
+    t.insert(
+        code.as_str(),
+        postcard::to_allocvec(&pending)
+            .map_err(|e| Error::Internal(e.to_string()))?
+            .as_slice(),
+    )?;
+    Ok(pending.invite)
+}
+
+/// Admits this device into the shop with a redeemed invite (after pulling `members`).
+pub fn admit_self(ctx: &mut Ctx<'_>, invite: &crate::docs::admission::Invite) -> Result<()> {
+    use crate::docs::admission::AdmissionRecord;
+    if ctx.shop().this_device.is_some() {
+        return Err(Error::Conflict("this device is already a member".into()));
+    }
+    if ctx.doc("members")?.is_none() {
+        return Err(Error::NoShop(
+            "the shop's members have not arrived yet".into(),
+        ));
+    }
+    let key = ctx.device_key().clone();
+    let device_id = ctx.device_id().to_string();
+    let public_key = hex::encode(key.verifying_key().as_bytes());
+    let cert = invite.cert.clone();
+    let record = AdmissionRecord {
+        cert: cert.clone(),
+        secret: hex::encode(&invite.secret),
+        device_id: device_id.clone(),
+        public_key: public_key.clone(),
+    };
+    let json = serde_json::to_string(&record).map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.change(&DocId::Members, &key, |doc| {
+        shop::put_device(
+            doc,
+            &Device {
+                id: device_id.clone(),
+                name: cert.name.clone(),
+                role: cert.role,
+                public_key: public_key.clone(),
+                receipt_prefix: cert.receipt_prefix.clone(),
+                revoked: false,
+            },
+        )?;
+        let obj = crate::docs::am::map(doc, &ROOT, &format!("device:{device_id}"), None)
+            .expect("the device entry was just written");
+        doc.put(&obj, "admission", cert.id.to_string())?;
+        doc.put(ROOT, format!("admission:{}", cert.id), json.as_str())?;
+        Ok(())
+    })?;
+    ctx.set_meta(meta::SHOP_ID, cert.shop_id.to_string().as_bytes())?;
     Ok(())
 }

@@ -806,3 +806,33 @@ pub enum Event {
         doc: String,
     },
 }
+
+/// Asking for an invite for a new device.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewInvite {
+    /// Role of the new device (`till`; owners may also invite a `relay`).
+    pub role: DeviceRole,
+    /// Name of the new device.
+    pub name: String,
+    /// How long the invite stays valid (default 15).
+    #[serde(default)]
+    pub ttl_minutes: Option<u32>,
+}
+
+/// An invite: type the short code on the new device, or scan the full invite string.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct InviteCreated {
+    /// Short code for typing, `ABCDE-FGHIJ` (found on the LAN by mDNS).
+    pub code: String,
+    /// Full invite string (code plus this node's addresses) for a QR code or pasting.
+    pub invite: String,
+    /// Expiry (ms since the Unix epoch).
+    pub expires_at: i64,
+    /// Role.
+    pub role: DeviceRole,
+    /// Device name.
+    pub name: String,
+    /// Receipt prefix the device will use.
+    pub receipt_prefix: String,
+}

@@ -39,6 +39,8 @@ pub struct ShopView {
     pub this_device: Option<Device>,
     /// Sealed person keys by person id.
     pub vault: HashMap<Uuid, SealedKey>,
+    /// The shop secret (from `vault`): names the gossip topic.
+    pub shop_secret: Option<String>,
 }
 
 impl ShopView {
@@ -99,6 +101,7 @@ impl ShopView {
             v.settings = read_settings(s);
         }
         if let Some(vd) = vault {
+            v.shop_secret = am::string(vd, &ROOT, "shop_secret", None);
             for key in vd.keys(ROOT) {
                 if let (Some(id), Some(json)) = (
                     key.strip_prefix("key:")
@@ -125,6 +128,15 @@ impl ShopView {
         self.people
             .iter()
             .find(|p| p.person.username.eq_ignore_ascii_case(username))
+    }
+
+    /// The shop's gossip topic: a hash of the shop id and the shop secret, so its name reveals
+    /// nothing to outsiders.
+    pub fn topic(&self) -> Option<String> {
+        use sha2::Digest;
+        let (id, secret) = (self.shop_id?, self.shop_secret.as_ref()?);
+        let h = sha2::Sha256::digest(format!("tillmesh/topic/{id}/{secret}"));
+        Some(hex::encode(&h[..16]))
     }
 
     /// A person by id.

@@ -9,8 +9,9 @@ use crate::error::{Error, Result};
 
 type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 
-/// In order; the index + 1 is the version a migration brings the store to.
-const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2];
+/// In order; the index + 1 is the version a migration brings the store to. 3: pending invites
+/// (`create_tables` creates the tables a version adds).
+const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2, create_tables];
 
 /// 1: create every table, so readers never meet a missing one.
 fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
@@ -41,6 +42,7 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(DOCS)?;
     tx.open_table(HELD)?;
     tx.open_table(DOC_DIGESTS)?;
+    tx.open_table(INVITES)?;
     tx.open_table(BUCKET_DIGESTS)?;
     tx.open_table(ENTRIES)?;
     tx.open_table(PRODUCTS)?;

@@ -33,6 +33,9 @@ pub const BUCKET_DIGESTS: TableDefinition<&str, &[u8; 32]> =
 /// change hash → postcard envelope waiting for its dependencies or its signer's admission.
 pub const HELD: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-1");
 
+/// short invite code → postcard `PendingInvite`: invites this node issued and redeems.
+pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites-1");
+
 // --- projections (rebuilt by `reindex`) --------------------------------------------------
 
 /// entry id → document id holding it. Makes projecting an entry idempotent.
