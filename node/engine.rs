@@ -43,6 +43,8 @@ pub struct Shared {
     pub commits: std::sync::atomic::AtomicU64,
     /// Jobs acknowledged by those commits.
     pub jobs: std::sync::atomic::AtomicU64,
+    /// Envelopes made on this node, sent once committed (the mesh publishes them).
+    pub outbox: broadcast::Sender<Arc<Vec<u8>>>,
 }
 
 /// Cloneable handle to the writer thread.
@@ -159,6 +161,7 @@ impl Engine {
         };
         let mut finishers = Vec::with_capacity(batch.len());
         let mut events = Vec::new();
+        let mut outbox = Vec::new();
         let mut touched = HashSet::new();
         let mut poisoned = None;
         let mut shop_changed = false;
@@ -167,6 +170,7 @@ impl Engine {
                 engine: self,
                 tx: &tx,
                 events: Vec::new(),
+                outbox: Vec::new(),
                 touched: HashSet::new(),
                 poisoned: None,
                 shop_changed: false,
@@ -174,12 +178,14 @@ impl Engine {
             let finish = job(&mut ctx);
             let Ctx {
                 events: ev,
+                outbox: ob,
                 touched: t,
                 poisoned: p,
                 shop_changed: s,
                 ..
             } = ctx;
             events.extend(ev);
+            outbox.extend(ob);
             touched.extend(t);
             shop_changed |= s;
             if poisoned.is_none() {
@@ -201,6 +207,9 @@ impl Engine {
                 self.shared.jobs.fetch_add(finishers.len() as u64, Relaxed);
                 if shop_changed {
                     self.refresh_shop_view();
+                }
+                for env in outbox {
+                    let _ = self.shared.outbox.send(Arc::new(env));
                 }
                 for ev in events {
                     let _ = self.shared.events.send(ev);
@@ -280,6 +289,7 @@ pub struct Ctx<'a> {
     /// The batch's write transaction.
     pub tx: &'a WriteTransaction,
     events: Vec<Event>,
+    outbox: Vec<Vec<u8>>,
     touched: HashSet<String>,
     poisoned: Option<String>,
     shop_changed: bool,
@@ -442,8 +452,12 @@ impl Ctx<'_> {
             self.set_genesis(change.hash())?;
         }
         let env = Envelope::sign(key, &id, &change, SCHEMA_VERSION, &members_heads);
+        let bytes = env.to_bytes();
         match self.apply(env, change, Origin::Local) {
-            Ok(Applied::New(h)) => Ok(h),
+            Ok(Applied::New(h)) => {
+                self.outbox.push(bytes);
+                Ok(h)
+            }
             Ok(other) => {
                 self.engine.docs.remove(&id);
                 Err(Error::Internal(format!(

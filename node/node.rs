@@ -71,6 +71,7 @@ impl NodeBuilder {
             shop: RwLock::new(Arc::new(shop::ShopView::default())),
             commits: Default::default(),
             jobs: Default::default(),
+            outbox: broadcast::channel(4096).0,
         });
         let mut engine = Engine::new(store.clone(), shared.clone(), device_key)?;
         engine.warm_up()?;
@@ -639,6 +640,11 @@ impl NodeHandle {
             self.inner.shared.commits.load(Relaxed),
             self.inner.shared.jobs.load(Relaxed),
         )
+    }
+
+    /// Envelopes made on this node from now on, once committed (encoded).
+    pub fn outbox(&self) -> broadcast::Receiver<Arc<Vec<u8>>> {
+        self.inner.shared.outbox.subscribe()
     }
 
     /// Everything applied from now on.
