@@ -26,6 +26,7 @@ mod documents;
 mod error;
 mod export;
 mod extract;
+mod mesh;
 mod products;
 mod range;
 mod sales;
@@ -250,6 +251,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(export::sales_csv))
         .routes(routes!(export::movements_csv))
         .routes(routes!(export::stock_csv))
+        .routes(routes!(mesh::create_invite))
         .routes(routes!(sse::events));
     OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
 }
