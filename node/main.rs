@@ -85,6 +85,20 @@ enum Command {
         #[arg(long)]
         device_name: Option<String>,
     },
+    /// Ask the running node for an invite for a new device (owner or manager login).
+    Invite {
+        /// Role of the new device: till (or relay, owners only).
+        #[arg(long, default_value = "till")]
+        role: String,
+        /// Name of the new device.
+        #[arg(long)]
+        name: String,
+        /// Minutes the invite stays valid.
+        #[arg(long, default_value_t = 15)]
+        ttl_minutes: u32,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
     /// Show the running node's shop, device and store.
     Status(ApiArgs),
     /// Write sales.csv, movements.csv and stock.csv from the running node.
@@ -178,6 +192,26 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Some(Command::Invite {
+            role,
+            name,
+            ttl_minutes,
+            api,
+        }) => rt.block_on(async {
+            let client = ApiClient::connect(&cfg, api).await?;
+            let body = serde_json::json!({"role": role, "name": name, "ttl_minutes": ttl_minutes});
+            let created: serde_json::Value = client.post_json("/api/v1/invites", &body).await?;
+            println!(
+                "Invite for {} ({}), valid until {}:",
+                created["name"].as_str().unwrap_or(""),
+                created["role"].as_str().unwrap_or(""),
+                created["expires_at"]
+            );
+            println!("  code:   {}", created["code"].as_str().unwrap_or(""));
+            println!("  invite: {}", created["invite"].as_str().unwrap_or(""));
+            println!("On the new device: tillmesh join --data-dir DIR '<invite or code>'");
+            anyhow::Ok(())
+        }),
         Some(Command::Status(api)) => rt.block_on(async {
             let client = ApiClient::connect(&cfg, api).await?;
             let status: serde_json::Value = client.get_json("/api/v1/status").await?;
@@ -345,6 +379,22 @@ impl ApiClient {
             .await
             .with_context(|| format!("cannot reach the node at {}", self.base))?;
         check(resp).await
+    }
+
+    async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+    ) -> anyhow::Result<serde_json::Value> {
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(body)
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the node at {}", self.base))?;
+        Ok(check(resp).await?.json().await?)
     }
 
     async fn get_json(&self, path: &str) -> anyhow::Result<serde_json::Value> {
