@@ -580,6 +580,10 @@ impl Ctx<'_> {
             self.shop_changed = true;
             if doc_id == DocId::Members {
                 self.engine.trust_cache.clear();
+                if let Err(e) = self.enforce_revocations(&before, &after) {
+                    self.poisoned = Some(e.to_string());
+                    return Err(e);
+                }
             }
         }
         self.emit(Event::ChangeApplied {
@@ -588,6 +592,126 @@ impl Ctx<'_> {
             local: origin == Origin::Local,
         });
         Ok(Applied::New(hash))
+    }
+
+    /// A members change that revokes a key invalidates every change by that key outside the
+    /// revocation's accepted set — including ones this node applied before the revocation
+    /// arrived. Those documents are rebuilt from their remaining valid envelopes (dropping also
+    /// what depended on an invalid change) and the projections are rebuilt.
+    fn enforce_revocations(&mut self, before: &[ChangeHash], after: &[ChangeHash]) -> Result<()> {
+        let members = self
+            .engine
+            .docs
+            .get_mut("members")
+            .expect("members was just applied");
+        let revoked: Vec<[u8; 32]> = crate::docs::am::root_keys_changed(members, before, after)
+            .into_iter()
+            .filter_map(|k| {
+                k.strip_prefix("revocation:")
+                    .and_then(|h| hex::decode(h).ok())
+            })
+            .filter_map(|b| b.try_into().ok())
+            .collect();
+        if revoked.is_empty() {
+            return Ok(());
+        }
+        let trust = Trust::read(self.engine.docs.get("members").expect("loaded"), None);
+        let mut invalid: HashMap<String, HashSet<[u8; 32]>> = HashMap::new();
+        for row in self.tx.open_table(ENVELOPES)?.iter()? {
+            let (h, v) = row?;
+            let Ok(env) = Envelope::from_bytes(v.value()) else {
+                continue;
+            };
+            if revoked.contains(&env.signer)
+                && !trust.accepted_after_revocation(&env.signer, h.value())
+            {
+                invalid
+                    .entry(env.doc.clone())
+                    .or_default()
+                    .insert(*h.value());
+            }
+        }
+        if invalid.is_empty() {
+            return Ok(());
+        }
+        for (doc, bad) in invalid {
+            self.rebuild_without(&doc, bad)?;
+        }
+        reindex_in(self.tx)?;
+        Ok(())
+    }
+
+    fn rebuild_without(&mut self, id: &str, mut dropped: HashSet<[u8; 32]>) -> Result<()> {
+        let hashes: Vec<[u8; 32]> = {
+            let t = self.tx.open_table(DOC_CHANGES)?;
+            let mut v = Vec::new();
+            for row in t.range((id, 0)..=(id, u64::MAX))? {
+                v.push(*row?.1.value());
+            }
+            v
+        };
+        let mut kept = Vec::new();
+        {
+            let envs = self.tx.open_table(ENVELOPES)?;
+            for h in &hashes {
+                let env = match envs.get(h)? {
+                    Some(v) => Envelope::from_bytes(v.value())?,
+                    None => continue,
+                };
+                let change = env.decode_change()?;
+                if dropped.contains(h) || change.deps().iter().any(|d| dropped.contains(&d.0)) {
+                    dropped.insert(*h);
+                } else {
+                    kept.push((*h, change, env.change));
+                }
+            }
+        }
+        let mut doc = AutoCommit::new().with_actor(self.engine.actor.clone());
+        doc.apply_changes(kept.iter().map(|(_, c, _)| c.clone()))?;
+        let mut changes = self.tx.open_table(DOC_CHANGES)?;
+        let mut chunks = self.tx.open_table(DOC_CHUNKS)?;
+        let mut docs = self.tx.open_table(DOCS)?;
+        let old = read_doc_meta(&docs, id)?.unwrap_or_default();
+        for n in 0..old.changes {
+            changes.remove((id, n))?;
+        }
+        for n in old.first_chunk..old.next_chunk {
+            chunks.remove((id, n))?;
+        }
+        for (n, (h, _, _)) in kept.iter().enumerate() {
+            changes.insert((id, n as u64), h)?;
+        }
+        let saved = doc.save();
+        chunks.insert((id, 0), saved.as_slice())?;
+        let meta = DocMeta {
+            heads: doc.get_heads().iter().map(|h| h.0).collect(),
+            changes: kept.len() as u64,
+            first_chunk: 0,
+            next_chunk: 1,
+        };
+        docs.insert(
+            id,
+            postcard::to_allocvec(&meta)
+                .expect("DocMeta serializes")
+                .as_slice(),
+        )?;
+        let mut envs = self.tx.open_table(ENVELOPES)?;
+        let mut doc_digests = self.tx.open_table(DOC_DIGESTS)?;
+        let mut bucket_digests = self.tx.open_table(BUCKET_DIGESTS)?;
+        for h in &dropped {
+            if envs.remove(h)?.is_some() {
+                crate::store::xor_digest(&mut doc_digests, id, h)?;
+                crate::store::xor_digest(&mut bucket_digests, &crate::store::bucket_of(id), h)?;
+            }
+        }
+        tracing::warn!(doc = %id, dropped = dropped.len(), "dropped changes made invalid by a revocation");
+        self.emit(Event::ChangesDropped {
+            doc: id.to_string(),
+            hashes: dropped.iter().map(hex::encode).collect(),
+        });
+        self.touched.insert(id.to_string());
+        self.engine.docs.insert(id.to_string(), doc);
+        Ok(())
     }
 
     fn hold(&mut self, env: &Envelope, hash: ChangeHash, why: String) -> Result<Applied> {
@@ -673,8 +797,15 @@ pub struct ReindexReport {
 
 /// Rebuilds every projection from the stored documents and envelopes, in one transaction.
 pub fn reindex(store: &Store) -> Result<ReindexReport> {
-    use crate::domain::{catalog, ledger::LedgerEntry, projection};
     let tx = store.db().begin_write()?;
+    let report = reindex_in(&tx)?;
+    tx.commit()?;
+    Ok(report)
+}
+
+/// [`reindex`] inside an open write transaction.
+pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
+    use crate::domain::{catalog, ledger::LedgerEntry, projection};
     tx.delete_table(ENTRIES)?;
     tx.delete_table(PRODUCTS)?;
     tx.delete_multimap_table(SKUS)?;
@@ -687,7 +818,7 @@ pub fn reindex(store: &Store) -> Result<ReindexReport> {
     tx.delete_table(RETURNS)?;
     tx.delete_table(DAILY)?;
     tx.delete_table(RECEIPTS)?;
-    crate::store::migrations::create_tables(&tx)?;
+    crate::store::migrations::create_tables(tx)?;
     let mut report = ReindexReport::default();
     let ids: Vec<String> = {
         let t = tx.open_table(DOCS)?;
@@ -719,7 +850,7 @@ pub fn reindex(store: &Store) -> Result<ReindexReport> {
                             .and_then(|s| uuid::Uuid::parse_str(s).ok())
                             .and_then(|pid| catalog::read_product(&doc, pid))
                         {
-                            projection::put_product(&tx, &p)?;
+                            projection::put_product(tx, &p)?;
                             report.products += 1;
                         }
                     }
@@ -757,7 +888,7 @@ pub fn reindex(store: &Store) -> Result<ReindexReport> {
                             (key.starts_with("entry:"), value)
                             && let Ok(entry) = serde_json::from_str::<LedgerEntry>(&json)
                         {
-                            projection::project_entry(&tx, &id, &day, &entry, signer)?;
+                            projection::project_entry(tx, &id, &day, &entry, signer)?;
                             report.entries += 1;
                         }
                     }
@@ -766,6 +897,5 @@ pub fn reindex(store: &Store) -> Result<ReindexReport> {
             _ => {}
         }
     }
-    tx.commit()?;
     Ok(report)
 }

@@ -207,3 +207,66 @@ async fn a_forged_admission_is_refused() {
     ));
     assert!(bh.status().unwrap().device.is_none());
 }
+
+#[tokio::test]
+async fn revocation_drops_later_changes_everywhere() {
+    use tillmesh::domain::model::*;
+    let a = shop().await;
+    let p =
+        a.h.create_product(&a.owner, product("V1", 100, 0))
+            .await
+            .unwrap();
+    a.h.stock_in(&a.owner, stock_in(p.id, 50, 10))
+        .await
+        .unwrap();
+    let inv =
+        a.h.create_invite(
+            &a.owner,
+            NewInvite {
+                role: DeviceRole::Till,
+                name: "Till 2".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
+        .await
+        .unwrap();
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let s1 = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
+    sync::pull(&a.h, &Direct(bh.clone())).await.unwrap();
+    assert!(a.h.sale(s1.id).is_ok());
+
+    // B keeps selling while A revokes it; C got B's later sale before the revocation.
+    let s2 = bh.record_sale(&owner_b, sale_of(p.id, 2)).await.unwrap();
+    let c = Node::builder().memory().start().await.unwrap();
+    let ch = c.handle();
+    ch.import_envelopes(a.h.genesis().unwrap(), vec![])
+        .await
+        .unwrap();
+    sync::pull(&ch, &Direct(bh.clone())).await.unwrap();
+    assert!(ch.sale(s2.id).is_ok());
+    assert_eq!(on_hand(&ch, p.id), 47);
+
+    let device_b = bh.status().unwrap().device.unwrap().id;
+    a.h.revoke_member(&a.owner, &device_b).await.unwrap();
+    let mut events = ch.subscribe();
+    sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
+    // C dropped S2 (signed by B after the cut-off) and kept S1.
+    assert!(ch.sale(s2.id).is_err());
+    assert!(ch.sale(s1.id).is_ok());
+    assert_eq!(on_hand(&ch, p.id), 49);
+    let mut dropped = false;
+    while let Ok(ev) = events.try_recv() {
+        dropped |= matches!(ev, Event::ChangesDropped { .. });
+    }
+    assert!(dropped, "C reports what it dropped");
+    // A refuses S2 when B offers it.
+    let r = sync::pull(&a.h, &Direct(bh.clone())).await.unwrap();
+    assert!(r.rejected >= 1, "{r:?}");
+    assert!(a.h.sale(s2.id).is_err());
+    assert_eq!(a.h.bucket_digests().unwrap(), ch.bucket_digests().unwrap());
+}

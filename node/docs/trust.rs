@@ -127,6 +127,12 @@ impl Trust {
         t
     }
 
+    /// Whether a change by `key` stays valid: the key is not revoked, or the revocation
+    /// accepted this change.
+    pub fn accepted_after_revocation(&self, key: &[u8; 32], hash: &[u8; 32]) -> bool {
+        self.revocations.get(key).is_none_or(|a| a.contains(hash))
+    }
+
     /// The signer behind `key`, and whether it was revoked.
     pub fn signer(&self, key: &[u8; 32]) -> Option<&(Signer, bool)> {
         self.signers.get(key)

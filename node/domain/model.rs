@@ -800,6 +800,13 @@ pub enum Event {
         #[allow(missing_docs)]
         product_id: Uuid,
     },
+    /// Changes were dropped because a revocation made them invalid.
+    ChangesDropped {
+        /// Document id.
+        doc: String,
+        /// Dropped change hashes (hex).
+        hashes: Vec<String>,
+    },
     /// Settings or members changed.
     ShopChanged {
         /// `settings` or `members`.

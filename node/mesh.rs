@@ -1,0 +1,468 @@
+//! The shop mesh: ties the network ([`crate::net`]) and discovery ([`crate::discovery`]) to
+//! the node.
+//!
+//! - **Push**: every envelope this node commits is published on the shop's gossip topic.
+//! - **Receive**: a gossip message is decoded and goes through the node's verify-and-apply path;
+//!   only then is gossipsub told to forward it (validation mode). Invalid data is rejected,
+//!   logged and counted against the peer that sent it; a peer that keeps sending it is
+//!   disconnected.
+//! - **Pull**: on connect and periodically, anti-entropy ([`crate::sync::pull`]) with each
+//!   member peer fetches what this node lacks.
+//! - **Who may talk**: requests from peers that are not member devices are answered only for
+//!   `Redeem` (joining with an invite).
+//! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
+//!   behind) for `GET /api/v1/peers`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+use utoipa::ToSchema;
+
+use crate::NodeHandle;
+use crate::docs::Envelope;
+use crate::engine::Applied;
+use crate::error::{Error, Result};
+use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use crate::sync::{self, SyncPeer, SyncRequest, SyncResponse};
+
+/// How often anti-entropy runs with every connected member peer.
+pub const PULL_INTERVAL: Duration = Duration::from_secs(10);
+/// Invalid messages from one peer before it is disconnected.
+pub const MAX_STRIKES: u32 = 5;
+
+/// How a peer was found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum FoundBy {
+    /// mDNS on the LAN.
+    Mdns,
+    /// A static address (flag, config or "add peer").
+    Static,
+    /// An address in an invite.
+    Invite,
+    /// It connected to us.
+    Inbound,
+}
+
+/// A peer as `GET /api/v1/peers` shows it.
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct PeerView {
+    /// libp2p peer id.
+    pub peer_id: String,
+    /// Device name (from `members`), if a member.
+    pub name: Option<String>,
+    /// Device role, if a member.
+    pub role: Option<String>,
+    /// Device id, if a member.
+    pub device_id: Option<String>,
+    /// How it was found.
+    pub found_by: FoundBy,
+    /// Connected now.
+    pub connected: bool,
+    /// Round-trip time in ms.
+    pub rtt_ms: Option<f64>,
+    /// Last contact (ms since the Unix epoch).
+    pub last_contact: Option<i64>,
+    /// Addresses.
+    pub addrs: Vec<String>,
+    /// Changes it had that this node lacked at the last pull.
+    pub we_lacked: u64,
+    /// Invalid messages received from it.
+    pub rejected: u64,
+}
+
+/// Mesh settings.
+#[derive(Debug, Clone)]
+pub struct MeshConfig {
+    /// Listen addresses.
+    pub listen: Vec<Multiaddr>,
+    /// Static peers.
+    pub peers: Vec<Multiaddr>,
+    /// mDNS: `None` = off; `Some(interfaces)` (empty = all non-loopback interfaces).
+    pub mdns: Option<Vec<String>>,
+    /// Web UI port (advertised).
+    pub ui_port: u16,
+}
+
+#[derive(Default)]
+struct PeerEntry {
+    found_by: Option<FoundBy>,
+    connected: bool,
+    last_contact: Option<SystemTime>,
+    addrs: Vec<String>,
+    we_lacked: u64,
+    rejected: u64,
+    strikes: u32,
+}
+
+type Peers = Arc<Mutex<HashMap<PeerId, PeerEntry>>>;
+
+/// The running mesh.
+pub struct Mesh {
+    net: NetHandle,
+    peers: Peers,
+    tasks: Vec<JoinHandle<()>>,
+    discovery: Option<crate::discovery::Discovery>,
+}
+
+/// A peer reached over the network's request-response protocol.
+pub struct NetPeer {
+    net: NetHandle,
+    peer: PeerId,
+}
+
+impl SyncPeer for NetPeer {
+    async fn request(&self, req: SyncRequest) -> Result<SyncResponse> {
+        let bytes = self
+            .net
+            .request(self.peer, req.to_bytes())
+            .await
+            .map_err(|e| Error::Internal(format!("request to {} failed: {e}", self.peer)))?;
+        SyncResponse::from_bytes(&bytes)
+    }
+}
+
+/// The network identity and protocol settings for a node.
+pub fn net_config(node: &NodeHandle, listen: Vec<Multiaddr>, peers: Vec<Multiaddr>, topic: String) -> NetConfig {
+    NetConfig {
+        device_secret: node.device_secret(),
+        listen,
+        topic,
+        static_peers: peers,
+        sync_protocol: "/tillmesh/sync/1",
+        max_request_bytes: sync::MAX_MESSAGE_BYTES,
+        max_gossip_bytes: 1024 * 1024,
+    }
+}
+
+impl Mesh {
+    /// Starts the network for a node that belongs to a shop.
+    pub async fn start(node: NodeHandle, cfg: MeshConfig) -> Result<Mesh> {
+        let topic = node
+            .topic()
+            .ok_or_else(|| Error::NoShop("the mesh needs a shop: create or join one".into()))?;
+        let static_peers = cfg.peers.clone();
+        let (net, events) = net::start(net_config(&node, cfg.listen.clone(), cfg.peers.clone(), topic))
+            .await
+            .map_err(|e| Error::Internal(format!("network: {e}")))?;
+        let addrs: Vec<String> = net.listen_addrs().await.iter().map(|a| a.to_string()).collect();
+        node.set_addrs(addrs.clone());
+        let peers: Peers = Default::default();
+        for a in &static_peers {
+            if let Some(p) = peer_of(a) {
+                peers.lock().expect("peers lock").entry(p).or_default().found_by = Some(FoundBy::Static);
+            }
+        }
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(event_loop(node.clone(), net.clone(), peers.clone(), events)));
+        tasks.push(tokio::spawn(publish_loop(node.clone(), net.clone())));
+        tasks.push(tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())));
+        let mut discovery = None;
+        if let Some(interfaces) = cfg.mdns {
+            let shop_id = node
+                .status()?
+                .shop_id
+                .ok_or_else(|| Error::NoShop("no shop".into()))?;
+            let dcfg = crate::discovery::DiscoveryConfig {
+                interfaces,
+                instance: net.local_peer_id().to_string(),
+                shop_hash: crate::docs::admission::shop_hash(shop_id),
+                peer_id: net.local_peer_id().to_string(),
+                addrs: addrs.clone(),
+                ui_port: cfg.ui_port,
+            };
+            let (d, found) = crate::discovery::Discovery::start(dcfg)
+                .map_err(|e| Error::Internal(format!("mDNS: {e}")))?;
+            discovery = Some(d);
+            tasks.push(tokio::spawn(discovery_loop(net.clone(), peers.clone(), found)));
+        }
+        Ok(Mesh {
+            net,
+            peers,
+            tasks,
+            discovery,
+        })
+    }
+
+    /// The network handle.
+    pub fn net(&self) -> &NetHandle {
+        &self.net
+    }
+
+    /// Dials an address (`POST /api/v1/peers`).
+    pub async fn add_peer(&self, addr: Multiaddr) -> Result<()> {
+        if let Some(p) = peer_of(&addr) {
+            self.peers.lock().expect("peers lock").entry(p).or_default().found_by = Some(FoundBy::Static);
+        }
+        self.net
+            .dial(addr)
+            .await
+            .map_err(|e| Error::invalid("addr", format!("cannot dial: {e}")))
+    }
+
+    /// Every peer with its status.
+    pub async fn peers(&self, node: &NodeHandle) -> Vec<PeerView> {
+        let status = self.net.peers().await;
+        let devices = node.devices().unwrap_or_default();
+        let table = self.peers.lock().expect("peers lock");
+        let mut out = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for s in status {
+            seen.insert(s.peer);
+            let e = table.get(&s.peer);
+            out.push(view(&s.peer, e, Some(&s), &devices));
+        }
+        for (p, e) in table.iter() {
+            if !seen.contains(p) {
+                out.push(view(p, Some(e), None, &devices));
+            }
+        }
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    /// Stops discovery, the loops and the network.
+    pub async fn shutdown(self) {
+        if let Some(d) = self.discovery {
+            d.shutdown();
+        }
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.net.shutdown().await;
+    }
+}
+
+fn view(
+    peer: &PeerId,
+    e: Option<&PeerEntry>,
+    s: Option<&net::PeerStatus>,
+    devices: &[crate::domain::model::Device],
+) -> PeerView {
+    let device = net::public_key_of(peer)
+        .map(hex::encode)
+        .and_then(|pk| devices.iter().find(|d| d.public_key == pk));
+    let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64);
+    PeerView {
+        peer_id: peer.to_string(),
+        name: device.map(|d| d.name.clone()),
+        role: device.map(|d| format!("{:?}", d.role).to_lowercase()),
+        device_id: device.map(|d| d.id.clone()),
+        found_by: e.and_then(|e| e.found_by).unwrap_or(FoundBy::Inbound),
+        connected: s.is_some_and(|s| s.connected) || e.is_some_and(|e| e.connected),
+        rtt_ms: s.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1000.0),
+        last_contact: s
+            .and_then(|s| s.last_seen)
+            .or(e.and_then(|e| e.last_contact))
+            .and_then(ms),
+        addrs: match s {
+            Some(s) if !s.addrs.is_empty() => s.addrs.iter().map(|a| a.to_string()).collect(),
+            _ => e.map(|e| e.addrs.clone()).unwrap_or_default(),
+        },
+        we_lacked: e.map(|e| e.we_lacked).unwrap_or(0),
+        rejected: e.map(|e| e.rejected).unwrap_or(0),
+    }
+}
+
+/// The peer id at the end of a multiaddr (`…/p2p/<id>`), if any.
+fn peer_of(a: &Multiaddr) -> Option<PeerId> {
+    a.iter().find_map(|p| match p {
+        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+        _ => None,
+    })
+}
+
+fn is_member(node: &NodeHandle, peer: &PeerId) -> bool {
+    net::public_key_of(peer).is_some_and(|pk| node.is_member_device(&pk))
+}
+
+async fn event_loop(node: NodeHandle, net: NetHandle, peers: Peers, mut events: tokio::sync::mpsc::Receiver<NetEvent>) {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            NetEvent::Gossip { id, source, data } => {
+                let verdict = match Envelope::from_bytes(&data) {
+                    Ok(env) => match node.import_envelopes(None, vec![env]).await {
+                        Ok(mut r) => match r.pop() {
+                            Some(Ok(Applied::New(_))) | Some(Ok(Applied::Duplicate(_))) => Acceptance::Accept,
+                            Some(Ok(Applied::Held(..))) => Acceptance::Ignore,
+                            Some(Err(e)) => {
+                                tracing::warn!(peer = %source, "rejected a gossiped change: {e}");
+                                Acceptance::Reject
+                            }
+                            None => Acceptance::Ignore,
+                        },
+                        Err(e) => {
+                            tracing::error!("could not apply a gossiped change: {e}");
+                            Acceptance::Ignore
+                        }
+                    },
+                    Err(e) => {
+                        tracing::warn!(peer = %source, "undecodable gossip: {e}");
+                        Acceptance::Reject
+                    }
+                };
+                let strike = matches!(verdict, Acceptance::Reject);
+                net.report(id, source, verdict).await;
+                if strike {
+                    strike_peer(&net, &peers, source).await;
+                } else {
+                    touch(&peers, source);
+                }
+            }
+            NetEvent::Request { peer, data, reply } => {
+                let node = node.clone();
+                let net = net.clone();
+                let peers = peers.clone();
+                tokio::spawn(async move {
+                    let answer = match SyncRequest::from_bytes(&data) {
+                        Ok(SyncRequest::Redeem(code)) => sync::serve_async(&node, SyncRequest::Redeem(code)).await,
+                        Ok(req) if is_member(&node, &peer) => {
+                            let n = node.clone();
+                            tokio::task::spawn_blocking(move || sync::serve(&n, req))
+                                .await
+                                .unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
+                        }
+                        Ok(_) => SyncResponse::Error("not a member of this shop".into()),
+                        Err(e) => {
+                            strike_peer(&net, &peers, peer).await;
+                            SyncResponse::Error(e.to_string())
+                        }
+                    };
+                    let _ = reply.send(answer.to_bytes());
+                });
+            }
+            NetEvent::Connected { peer, addr } => {
+                {
+                    let mut t = peers.lock().expect("peers lock");
+                    let e = t.entry(peer).or_default();
+                    e.connected = true;
+                    e.last_contact = Some(SystemTime::now());
+                    if !e.addrs.contains(&addr.to_string()) {
+                        e.addrs.push(addr.to_string());
+                    }
+                }
+                if is_member(&node, &peer) {
+                    spawn_pull(node.clone(), net.clone(), peers.clone(), peer);
+                }
+            }
+            NetEvent::Disconnected { peer } => {
+                if let Some(e) = peers.lock().expect("peers lock").get_mut(&peer) {
+                    e.connected = false;
+                }
+            }
+        }
+    }
+}
+
+fn touch(peers: &Peers, peer: PeerId) {
+    if let Some(e) = peers.lock().expect("peers lock").get_mut(&peer) {
+        e.last_contact = Some(SystemTime::now());
+    }
+}
+
+async fn strike_peer(net: &NetHandle, peers: &Peers, peer: PeerId) {
+    let out = {
+        let mut t = peers.lock().expect("peers lock");
+        let e = t.entry(peer).or_default();
+        e.rejected += 1;
+        e.strikes += 1;
+        e.strikes >= MAX_STRIKES
+    };
+    if out {
+        tracing::warn!(%peer, "disconnecting a peer that keeps sending invalid data");
+        net.disconnect(peer).await;
+    }
+}
+
+fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
+    tokio::spawn(async move {
+        let remote = NetPeer { net: net.clone(), peer };
+        match sync::pull(&node, &remote).await {
+            Ok(r) => {
+                let mut t = peers.lock().expect("peers lock");
+                let e = t.entry(peer).or_default();
+                e.we_lacked = r.fetched as u64;
+                e.last_contact = Some(SystemTime::now());
+                e.rejected += r.rejected as u64;
+                drop(t);
+                if r.rejected > 0 {
+                    strike_peer(&net, &peers, peer).await;
+                }
+                if r.fetched > 0 {
+                    tracing::info!(%peer, applied = r.applied, held = r.held, "caught up");
+                }
+            }
+            Err(e) => tracing::debug!(%peer, "pull failed: {e}"),
+        }
+    });
+}
+
+async fn publish_loop(node: NodeHandle, net: NetHandle) {
+    let mut outbox = node.outbox();
+    loop {
+        match outbox.recv().await {
+            Ok(bytes) => {
+                if let Err(e) = net.publish(bytes.to_vec()).await {
+                    tracing::debug!("publish failed (anti-entropy will carry it): {e}");
+                }
+            }
+            // Missed some: peers get them by anti-entropy.
+            Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn pull_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
+    let mut tick = tokio::time::interval(PULL_INTERVAL);
+    loop {
+        tick.tick().await;
+        let connected: Vec<PeerId> = net
+            .peers()
+            .await
+            .into_iter()
+            .filter(|p| p.connected && is_member(&node, &p.peer))
+            .map(|p| p.peer)
+            .collect();
+        for peer in connected {
+            spawn_pull(node.clone(), net.clone(), peers.clone(), peer);
+        }
+    }
+}
+
+async fn discovery_loop(
+    net: NetHandle,
+    peers: Peers,
+    mut found: tokio::sync::mpsc::Receiver<crate::discovery::Found>,
+) {
+    let me = net.local_peer_id().to_string();
+    while let Some(f) = found.recv().await {
+        let Ok(peer) = f.peer_id.parse::<PeerId>() else {
+            continue;
+        };
+        {
+            let mut t = peers.lock().expect("peers lock");
+            let e = t.entry(peer).or_default();
+            e.found_by.get_or_insert(FoundBy::Mdns);
+            e.addrs = f.addrs.clone();
+        }
+        if !crate::discovery::should_dial(&me, &f.peer_id) {
+            continue;
+        }
+        for a in &f.addrs {
+            if let Ok(addr) = a.parse::<Multiaddr>() {
+                let addr = if peer_of(&addr).is_none() {
+                    addr.with(libp2p::multiaddr::Protocol::P2p(peer))
+                } else {
+                    addr
+                };
+                if net.dial(addr).await.is_ok() {
+                    break;
+                }
+            }
+        }
+    }
+}
