@@ -270,3 +270,51 @@ async fn revocation_drops_later_changes_everywhere() {
     assert!(a.h.sale(s2.id).is_err());
     assert_eq!(a.h.bucket_digests().unwrap(), ch.bucket_digests().unwrap());
 }
+
+#[tokio::test]
+async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
+    use tillmesh::domain::model::*;
+    use tillmesh::engine::Applied;
+    let a = shop().await;
+    let p =
+        a.h.create_product(&a.owner, product("H1", 100, 0))
+            .await
+            .unwrap();
+    let inv =
+        a.h.create_invite(
+            &a.owner,
+            NewInvite {
+                role: DeviceRole::Till,
+                name: "Till 2".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
+        .await
+        .unwrap();
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let sale = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
+
+    // A gets B's sale first: its signer's admission has not arrived, so it is held.
+    let envs = bh.envelopes().unwrap();
+    let ledger: Vec<_> = envs
+        .iter()
+        .filter(|e| e.doc.starts_with("ledger/"))
+        .cloned()
+        .collect();
+    let r = a.h.import_envelopes(None, ledger).await.unwrap();
+    assert!(matches!(r[0], Ok(Applied::Held(..))), "{r:?}");
+    assert!(a.h.sale(sale.id).is_err());
+    // Then the admission: the held sale is applied, nothing lost.
+    let members: Vec<_> = envs
+        .iter()
+        .filter(|e| e.doc == "members")
+        .cloned()
+        .collect();
+    a.h.import_envelopes(None, members).await.unwrap();
+    assert_eq!(a.h.sale(sale.id).unwrap().receipt, "T2-000001");
+}
