@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
+use redb::ReadableTable;
 use tokio::sync::broadcast;
 use uuid::Uuid;
 
@@ -73,12 +74,13 @@ impl NodeBuilder {
             jobs: Default::default(),
             outbox: broadcast::channel(4096).0,
         });
-        let mut engine = Engine::new(store.clone(), shared.clone(), device_key)?;
+        let mut engine = Engine::new(store.clone(), shared.clone(), device_key.clone())?;
         engine.warm_up()?;
         let device_id = engine.device_id.clone();
         let (writer, writer_thread) = Writer::spawn(engine);
         let handle = NodeHandle {
             inner: Arc::new(Inner {
+                device_key,
                 addrs: RwLock::new(Vec::new()),
                 store,
                 writer,
@@ -164,6 +166,7 @@ impl Node {
 }
 
 struct Inner {
+    device_key: ed25519_dalek::SigningKey,
     /// Addresses peers can reach this node at (multiaddrs), set by the mesh; put in invites.
     addrs: RwLock<Vec<String>>,
     store: Store,
@@ -197,6 +200,16 @@ impl NodeHandle {
 
     fn read(&self) -> Result<redb::ReadTransaction> {
         self.inner.store.read()
+    }
+
+    /// This device's public key.
+    pub fn device_public_key(&self) -> [u8; 32] {
+        self.inner.device_key.verifying_key().to_bytes()
+    }
+
+    /// This device's secret key bytes (the network identity derives from it).
+    pub(crate) fn device_secret(&self) -> [u8; 32] {
+        self.inner.device_key.to_bytes()
     }
 
     /// This device's id.
@@ -654,7 +667,6 @@ impl NodeHandle {
 
     /// Every stored envelope (for sync, backups and tests), in no particular order.
     pub fn envelopes(&self) -> Result<Vec<Envelope>> {
-        use redb::ReadableTable;
         let tx = self.read()?;
         let mut out = Vec::new();
         for row in tx.open_table(crate::store::tables::ENVELOPES)?.iter()? {
@@ -739,7 +751,6 @@ impl NodeHandle {
 
     /// Digests of every sync bucket (see [`crate::sync`]).
     pub fn bucket_digests(&self) -> Result<Vec<(String, [u8; 32])>> {
-        use redb::ReadableTable;
         let tx = self.read()?;
         let mut out = Vec::new();
         for row in tx
@@ -754,7 +765,6 @@ impl NodeHandle {
 
     /// Digests of the documents in these sync buckets.
     pub fn doc_digests(&self, buckets: &[String]) -> Result<Vec<(String, [u8; 32])>> {
-        use redb::ReadableTable;
         let tx = self.read()?;
         let t = tx.open_table(crate::store::tables::DOC_DIGESTS)?;
         let mut out = Vec::new();
@@ -775,7 +785,6 @@ impl NodeHandle {
 
     /// Every stored change hash of these documents.
     pub fn doc_hashes(&self, docs: &[String]) -> Result<Vec<(String, Vec<[u8; 32]>)>> {
-        use redb::ReadableTable;
         let tx = self.read()?;
         let t = tx.open_table(crate::store::tables::DOC_CHANGES)?;
         let mut out = Vec::new();
@@ -791,7 +800,6 @@ impl NodeHandle {
 
     /// Encoded envelopes by change hash (unknown hashes are skipped).
     pub fn envelope_bytes(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>> {
-        use redb::ReadableTable;
         let tx = self.read()?;
         let t = tx.open_table(crate::store::tables::ENVELOPES)?;
         let mut out = Vec::new();
@@ -805,7 +813,6 @@ impl NodeHandle {
 
     /// The hashes this node has neither stored nor held.
     pub fn missing_hashes(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
-        use redb::ReadableTable;
         let tx = self.read()?;
         let stored = tx.open_table(crate::store::tables::ENVELOPES)?;
         let held = tx.open_table(crate::store::tables::HELD)?;

@@ -36,8 +36,11 @@ pub enum SyncRequest {
     Hashes(Vec<String>),
     /// These envelopes (at most [`ENVELOPE_BATCH`]).
     Envelopes(Vec<Hash32>),
-    /// Redeem an invite code (the only request a device that is not yet a member may send).
+    /// Redeem an invite code (a device that is not yet a member may send this and `Offer`).
     Redeem(String),
+    /// Envelopes the sender made and wants this node to have (at most [`ENVELOPE_BATCH`]); a
+    /// newly admitted device offers its admission this way. Verified like everything else.
+    Offer(Vec<Vec<u8>>),
 }
 
 /// The answer.
@@ -53,6 +56,8 @@ pub enum SyncResponse {
     Envelopes(Vec<Vec<u8>>),
     /// A redeemed invite (postcard [`crate::docs::admission::Invite`]).
     Invite(Vec<u8>),
+    /// How many offered envelopes were applied (new or already known).
+    Accepted(u32),
     /// The request was refused.
     Error(String),
 }
@@ -99,7 +104,9 @@ pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
         SyncRequest::Envelopes(hashes) if hashes.len() <= ENVELOPE_BATCH => {
             node.envelope_bytes(&hashes).map(SyncResponse::Envelopes)
         }
-        SyncRequest::Redeem(_) => Err(Error::Rejected("redeem is answered asynchronously".into())),
+        SyncRequest::Redeem(_) | SyncRequest::Offer(_) => {
+            Err(Error::Rejected("answered by serve_async".into()))
+        }
         _ => Err(Error::Rejected("request over its size limit".into())),
     };
     answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
@@ -114,6 +121,27 @@ pub async fn serve_async(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
             }
             Err(e) => SyncResponse::Error(e.to_string()),
         },
+        SyncRequest::Offer(envs) if envs.len() <= ENVELOPE_BATCH => {
+            let decoded: Vec<Envelope> = envs
+                .iter()
+                .filter_map(|b| Envelope::from_bytes(b).ok())
+                .collect();
+            match node.import_envelopes(None, decoded).await {
+                Ok(results) => SyncResponse::Accepted(
+                    results
+                        .iter()
+                        .filter(|r| {
+                            matches!(
+                                r,
+                                Ok(crate::engine::Applied::New(_))
+                                    | Ok(crate::engine::Applied::Duplicate(_))
+                            )
+                        })
+                        .count() as u32,
+                ),
+                Err(e) => SyncResponse::Error(e.to_string()),
+            }
+        }
         other => serve(node, other),
     }
 }
@@ -137,7 +165,20 @@ pub async fn join(
         .await?;
     pull(node, peer).await?;
     node.admit_self(invite.clone()).await?;
-    Ok(invite)
+    // Hand the admission to the inviting node, so it accepts this device from now on.
+    let mine: Vec<Vec<u8>> = node
+        .envelopes()?
+        .into_iter()
+        .filter(|e| e.doc == "members" && e.signer == node.device_public_key())
+        .map(|e| e.to_bytes())
+        .collect();
+    match peer.request(SyncRequest::Offer(mine)).await? {
+        SyncResponse::Accepted(n) if n > 0 => Ok(invite),
+        SyncResponse::Error(e) => Err(Error::Rejected(format!(
+            "the shop refused the admission: {e}"
+        ))),
+        other => Err(unexpected(other)),
+    }
 }
 
 /// Something that can carry a request to a peer and bring its answer back.
@@ -176,6 +217,7 @@ fn kind(r: &SyncResponse) -> &'static str {
         SyncResponse::Hashes(_) => "hashes",
         SyncResponse::Envelopes(_) => "envelopes",
         SyncResponse::Invite(_) => "invite",
+        SyncResponse::Accepted(_) => "accepted",
         SyncResponse::Error(_) => "error",
     }
 }

@@ -291,6 +291,13 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
         )
         .await
         .unwrap();
+    // C: a replica that has the shop from before B joined.
+    let c = Node::builder().memory().start().await.unwrap();
+    let ch = c.handle();
+    ch.import_envelopes(a.h.genesis().unwrap(), vec![])
+        .await
+        .unwrap();
+    sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
     sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
@@ -299,22 +306,22 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
     let sale = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
 
-    // A gets B's sale first: its signer's admission has not arrived, so it is held.
+    // C gets B's sale first: its signer's admission has not arrived, so it is held.
     let envs = bh.envelopes().unwrap();
     let ledger: Vec<_> = envs
         .iter()
         .filter(|e| e.doc.starts_with("ledger/"))
         .cloned()
         .collect();
-    let r = a.h.import_envelopes(None, ledger).await.unwrap();
+    let r = ch.import_envelopes(None, ledger).await.unwrap();
     assert!(matches!(r[0], Ok(Applied::Held(..))), "{r:?}");
-    assert!(a.h.sale(sale.id).is_err());
+    assert!(ch.sale(sale.id).is_err());
     // Then the admission: the held sale is applied, nothing lost.
     let members: Vec<_> = envs
         .iter()
         .filter(|e| e.doc == "members")
         .cloned()
         .collect();
-    a.h.import_envelopes(None, members).await.unwrap();
-    assert_eq!(a.h.sale(sale.id).unwrap().receipt, "T2-000001");
+    ch.import_envelopes(None, members).await.unwrap();
+    assert_eq!(ch.sale(sale.id).unwrap().receipt, "T2-000001");
 }
