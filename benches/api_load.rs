@@ -53,7 +53,11 @@ struct RunResult {
     max: f64,
     per_commit: f64,
     commits: u64,
+    /// VmRSS before the node starts (after earlier runs' garbage went back to the system).
+    rss_start_mb: f64,
+    /// VmRSS when the load ends (node, clients and their buffers).
     rss_mb: f64,
+    /// VmHWM: peak RSS of the process so far (argon2 at login takes 64 MiB for a moment).
     hwm_mb: f64,
     seq_p50: f64,
     seq_p99: f64,
@@ -130,6 +134,18 @@ fn cpu_secs() -> (f64, f64) {
         }
     }
     (writer as f64 / 100.0, total as f64 / 100.0)
+}
+
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+unsafe extern "C" {
+    /// glibc: give freed heap memory back to the system.
+    safe fn malloc_trim(pad: usize) -> i32;
+}
+
+/// Returns memory that earlier runs freed to the system, so each run's RSS is its own.
+fn trim_heap() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    malloc_trim(0);
 }
 
 /// A tiny xorshift generator, so the benchmark needs no RNG crate.
@@ -244,6 +260,8 @@ async fn list_all_sales(c: &reqwest::Client, base: &str, token: &str, from: i64)
 }
 
 async fn one_run(run: usize, secs: u64, clients: usize, max_sales: u64) -> RunResult {
+    trim_heap();
+    let rss_start_mb = proc_status_mb("VmRSS:");
     let dir = tempfile::tempdir().expect("a tempdir");
     let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
     let node = Node::builder()
@@ -448,6 +466,7 @@ async fn one_run(run: usize, secs: u64, clients: usize, max_sales: u64) -> RunRe
             jobs as f64 / commits as f64
         },
         commits,
+        rss_start_mb,
         rss_mb,
         hwm_mb,
         seq_p50: pct(&seq, 50.0),
@@ -460,16 +479,16 @@ async fn one_run(run: usize, secs: u64, clients: usize, max_sales: u64) -> RunRe
 
 fn print_header() {
     println!(
-        "| run | sales | secs | sales/s | ack p50 ms | p90 ms | p99 ms | max ms | sales/commit | commits | RSS MB | peak RSS MB | 1-client p50 ms | 1-client p99 ms | writer busy % | CPU cores used | clock lead ms |"
+        "| run | sales | secs | sales/s | ack p50 ms | p90 ms | p99 ms | max ms | sales/commit | commits | RSS start MB | RSS end MB | peak RSS MB | 1-client p50 ms | 1-client p99 ms | writer busy % | CPU cores used | clock lead ms |"
     );
     println!(
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
     );
 }
 
 fn print_row(name: &str, r: &RunResult) {
     println!(
-        "| {name} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {} |",
+        "| {name} | {} | {:.2} | {:.0} | {:.2} | {:.2} | {:.2} | {:.2} | {:.1} | {} | {:.0} | {:.0} | {:.0} | {:.2} | {:.2} | {:.0} | {:.2} | {} |",
         r.sales,
         r.secs,
         r.per_sec,
@@ -479,6 +498,7 @@ fn print_row(name: &str, r: &RunResult) {
         r.max,
         r.per_commit,
         r.commits,
+        r.rss_start_mb,
         r.rss_mb,
         r.hwm_mb,
         r.seq_p50,
@@ -534,6 +554,7 @@ fn main() {
         max: m(|r| r.max),
         per_commit: m(|r| r.per_commit),
         commits: m(|r| r.commits as f64) as u64,
+        rss_start_mb: m(|r| r.rss_start_mb),
         rss_mb: m(|r| r.rss_mb),
         hwm_mb: m(|r| r.hwm_mb),
         seq_p50: m(|r| r.seq_p50),

@@ -748,13 +748,14 @@ impl Ctx<'_> {
         meta.heads = after.iter().map(|h| h.0).collect();
         let mut chunks = self.tx.open_table(DOC_CHUNKS)?;
         if meta.chunk_count() + 1 >= COMPACT_AFTER_CHUNKS {
-            // Compact: one saved document replaces the chunks (history is kept in it).
+            // Compact: one saved document replaces the chunks (history is kept in it). Saved
+            // without compression: it is rewritten often and deflate dominated the writer.
             let saved = self
                 .engine
                 .docs
                 .get_mut(id)
                 .expect("the document was loaded to apply the change")
-                .save();
+                .save_nocompress();
             for n in meta.first_chunk..meta.next_chunk {
                 chunks.remove((id, n))?;
             }
