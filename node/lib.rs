@@ -34,11 +34,13 @@
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries.
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI, SSE, the first-start page.
+//! - [`discovery`]: LAN discovery over mDNS (`_tillmesh._udp`, the UI as `_http._tcp`).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
 //!   queries shared by the API, the CLI, embedders and tests).
 
 pub mod api;
 pub mod config;
+pub mod discovery;
 pub mod docs;
 pub mod domain;
 pub mod engine;
