@@ -52,6 +52,9 @@ use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
 /// The service type every tillmesh node advertises and browses for.
+/// Shop hash of a device that is joining and looks for any shop on the LAN.
+pub const ANY_SHOP: &str = "*";
+
 pub const SERVICE_TYPE: &str = "_tillmesh._udp.local.";
 /// The service type the web UI is advertised as.
 pub const HTTP_SERVICE_TYPE: &str = "_http._tcp.local.";
@@ -424,7 +427,9 @@ fn decode_service(
 ) -> Option<Found> {
     let txt = |key: &str| txt_val(service, key);
     let shop = txt("shop")?;
-    if !shop.eq_ignore_ascii_case(shop_hash) {
+    // A device joining with a short code browses every shop ([`ANY_SHOP`]); shops never list
+    // it, since its advertised hash matches none.
+    if shop_hash != ANY_SHOP && (shop == ANY_SHOP || !shop.eq_ignore_ascii_case(shop_hash)) {
         return None;
     }
     let peer_id = txt("peer")?;
@@ -465,9 +470,10 @@ fn check_config(cfg: DiscoveryConfig) -> Result<Advert, DiscoveryError> {
             cfg.peer_id
         )));
     }
-    if cfg.shop_hash.is_empty()
-        || cfg.shop_hash.len() > MAX_ID_LEN
-        || !cfg.shop_hash.bytes().all(|b| b.is_ascii_hexdigit())
+    if cfg.shop_hash != ANY_SHOP
+        && (cfg.shop_hash.is_empty()
+            || cfg.shop_hash.len() > MAX_ID_LEN
+            || !cfg.shop_hash.bytes().all(|b| b.is_ascii_hexdigit()))
     {
         return Err(DiscoveryError::Config(format!(
             "shop hash must be 1–{MAX_ID_LEN} hex digits"
