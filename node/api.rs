@@ -252,6 +252,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(export::movements_csv))
         .routes(routes!(export::stock_csv))
         .routes(routes!(mesh::create_invite))
+        .routes(routes!(mesh::list_peers, mesh::add_peer))
         .routes(routes!(sse::events));
     OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
 }

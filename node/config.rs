@@ -21,7 +21,18 @@ pub struct Config {
     pub http: SocketAddr,
     /// Log as JSON lines instead of human-readable text. Default `false`.
     pub log_json: bool,
+    /// Mesh listen address (multiaddr). Default `/ip4/0.0.0.0/tcp/7879`.
+    pub listen: String,
+    /// Static peers (multiaddrs) dialed at start and redialed with backoff. Default none.
+    pub peers: Vec<String>,
+    /// Find shop peers by mDNS. Default `true`.
+    pub mdns: bool,
+    /// Interfaces mDNS uses; empty = every non-loopback interface. Default empty.
+    pub mdns_interfaces: Vec<String>,
 }
+
+/// The default mesh listen address.
+pub const DEFAULT_LISTEN: &str = "/ip4/0.0.0.0/tcp/7879";
 
 /// The default port of the web UI and API.
 pub const DEFAULT_HTTP: &str = "127.0.0.1:7878";
@@ -32,6 +43,10 @@ impl Default for Config {
             data_dir: default_data_dir(),
             http: DEFAULT_HTTP.parse().expect("the default address parses"),
             log_json: false,
+            listen: DEFAULT_LISTEN.into(),
+            peers: Vec::new(),
+            mdns: true,
+            mdns_interfaces: Vec::new(),
         }
     }
 }

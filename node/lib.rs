@@ -46,6 +46,7 @@ pub mod domain;
 pub mod engine;
 pub mod error;
 pub mod identity;
+pub mod mesh;
 pub mod net;
 pub mod node;
 pub mod store;

@@ -40,6 +40,22 @@ struct RunArgs {
     /// Address of the web UI and API (default 127.0.0.1:7878).
     #[arg(long, env = "TILLMESH_HTTP")]
     http: Option<SocketAddr>,
+    /// Mesh listen address (multiaddr; default /ip4/0.0.0.0/tcp/7879).
+    #[arg(long, env = "TILLMESH_LISTEN")]
+    listen: Option<String>,
+    /// A peer to dial (multiaddr, repeatable).
+    #[arg(long = "peer", env = "TILLMESH_PEERS", value_delimiter = ',')]
+    peers: Vec<String>,
+    /// Do not use mDNS discovery.
+    #[arg(long, env = "TILLMESH_NO_MDNS")]
+    no_mdns: bool,
+    /// Interface for mDNS (repeatable; default every non-loopback interface).
+    #[arg(
+        long = "mdns-interface",
+        env = "TILLMESH_MDNS_INTERFACES",
+        value_delimiter = ','
+    )]
+    mdns_interfaces: Vec<String>,
 }
 
 #[derive(Args, Clone)]
@@ -56,6 +72,13 @@ struct ApiArgs {
 enum Command {
     /// Run the node (the default).
     Run(RunArgs),
+    /// Join a shop with an invite (the full invite string, or a short code found by mDNS).
+    Join {
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The invite.
+        invite: String,
+    },
     /// Create a shop in a data dir; prints the recovery key once.
     Init {
         #[arg(long, env = "TILLMESH_DATA_DIR")]
@@ -233,6 +256,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             anyhow::Ok(())
         }),
+        Some(Command::Join { data_dir, invite }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+            rt.block_on(async {
+                let joined = tillmesh::mesh::join(&dir, &invite, &cfg.mdns_interfaces).await?;
+                println!(
+                    "Joined shop {:?} as {:?} (receipt prefix {}).",
+                    joined.shop_name, joined.device_name, joined.receipt_prefix
+                );
+                println!(
+                    "Start the node with: tillmesh run --data-dir {}",
+                    dir.display()
+                );
+                anyhow::Ok(())
+            })
+        }
         Some(Command::Reindex { data_dir }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             let path = dir.join(node::STORE_FILE);
@@ -257,6 +295,16 @@ fn apply(mut cfg: Config, args: &RunArgs) -> Config {
     if let Some(h) = args.http {
         cfg.http = h;
     }
+    if let Some(l) = &args.listen {
+        cfg.listen = l.clone();
+    }
+    cfg.peers.extend(args.peers.iter().cloned());
+    if args.no_mdns {
+        cfg.mdns = false;
+    }
+    if !args.mdns_interfaces.is_empty() {
+        cfg.mdns_interfaces = args.mdns_interfaces.clone();
+    }
     cfg
 }
 
@@ -274,9 +322,21 @@ fn init_logging(json: bool) {
 }
 
 async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
-    let node = Node::builder()
+    let mut builder = Node::builder()
         .data_dir(&cfg.data_dir)
         .http(cfg.http)
+        .listen(cfg.listen.clone());
+    for p in cfg
+        .peers
+        .iter()
+        .chain(tillmesh::node::remembered_peers(&cfg.data_dir).iter())
+    {
+        builder = builder.peer(p.clone());
+    }
+    if cfg.mdns {
+        builder = builder.mdns(cfg.mdns_interfaces.clone());
+    }
+    let node = builder
         .start()
         .await
         .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;

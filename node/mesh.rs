@@ -105,7 +105,7 @@ pub struct Mesh {
     net: NetHandle,
     peers: Peers,
     tasks: Vec<JoinHandle<()>>,
-    discovery: Option<crate::discovery::Discovery>,
+    discovery: Mutex<Option<crate::discovery::Discovery>>,
 }
 
 /// A peer reached over the network's request-response protocol.
@@ -126,7 +126,12 @@ impl SyncPeer for NetPeer {
 }
 
 /// The network identity and protocol settings for a node.
-pub fn net_config(node: &NodeHandle, listen: Vec<Multiaddr>, peers: Vec<Multiaddr>, topic: String) -> NetConfig {
+pub fn net_config(
+    node: &NodeHandle,
+    listen: Vec<Multiaddr>,
+    peers: Vec<Multiaddr>,
+    topic: String,
+) -> NetConfig {
     NetConfig {
         device_secret: node.device_secret(),
         listen,
@@ -145,21 +150,46 @@ impl Mesh {
             .topic()
             .ok_or_else(|| Error::NoShop("the mesh needs a shop: create or join one".into()))?;
         let static_peers = cfg.peers.clone();
-        let (net, events) = net::start(net_config(&node, cfg.listen.clone(), cfg.peers.clone(), topic))
+        let (net, events) = net::start(net_config(
+            &node,
+            cfg.listen.clone(),
+            cfg.peers.clone(),
+            topic,
+        ))
+        .await
+        .map_err(|e| Error::Internal(format!("network: {e}")))?;
+        let me = net.local_peer_id();
+        let addrs: Vec<String> = net
+            .listen_addrs()
             .await
-            .map_err(|e| Error::Internal(format!("network: {e}")))?;
-        let addrs: Vec<String> = net.listen_addrs().await.iter().map(|a| a.to_string()).collect();
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string())
+            .collect();
         node.set_addrs(addrs.clone());
         let peers: Peers = Default::default();
         for a in &static_peers {
             if let Some(p) = peer_of(a) {
-                peers.lock().expect("peers lock").entry(p).or_default().found_by = Some(FoundBy::Static);
+                peers
+                    .lock()
+                    .expect("peers lock")
+                    .entry(p)
+                    .or_default()
+                    .found_by = Some(FoundBy::Static);
             }
         }
         let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(event_loop(node.clone(), net.clone(), peers.clone(), events)));
+        tasks.push(tokio::spawn(event_loop(
+            node.clone(),
+            net.clone(),
+            peers.clone(),
+            events,
+        )));
         tasks.push(tokio::spawn(publish_loop(node.clone(), net.clone())));
-        tasks.push(tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())));
+        tasks.push(tokio::spawn(pull_loop(
+            node.clone(),
+            net.clone(),
+            peers.clone(),
+        )));
         let mut discovery = None;
         if let Some(interfaces) = cfg.mdns {
             let shop_id = node
@@ -177,13 +207,17 @@ impl Mesh {
             let (d, found) = crate::discovery::Discovery::start(dcfg)
                 .map_err(|e| Error::Internal(format!("mDNS: {e}")))?;
             discovery = Some(d);
-            tasks.push(tokio::spawn(discovery_loop(net.clone(), peers.clone(), found)));
+            tasks.push(tokio::spawn(discovery_loop(
+                net.clone(),
+                peers.clone(),
+                found,
+            )));
         }
         Ok(Mesh {
             net,
             peers,
             tasks,
-            discovery,
+            discovery: Mutex::new(discovery),
         })
     }
 
@@ -195,7 +229,12 @@ impl Mesh {
     /// Dials an address (`POST /api/v1/peers`).
     pub async fn add_peer(&self, addr: Multiaddr) -> Result<()> {
         if let Some(p) = peer_of(&addr) {
-            self.peers.lock().expect("peers lock").entry(p).or_default().found_by = Some(FoundBy::Static);
+            self.peers
+                .lock()
+                .expect("peers lock")
+                .entry(p)
+                .or_default()
+                .found_by = Some(FoundBy::Static);
         }
         self.net
             .dial(addr)
@@ -225,8 +264,8 @@ impl Mesh {
     }
 
     /// Stops discovery, the loops and the network.
-    pub async fn shutdown(self) {
-        if let Some(d) = self.discovery {
+    pub async fn shutdown(&self) {
+        if let Some(d) = self.discovery.lock().expect("discovery lock").take() {
             d.shutdown();
         }
         for t in &self.tasks {
@@ -245,7 +284,11 @@ fn view(
     let device = net::public_key_of(peer)
         .map(hex::encode)
         .and_then(|pk| devices.iter().find(|d| d.public_key == pk));
-    let ms = |t: SystemTime| t.duration_since(SystemTime::UNIX_EPOCH).ok().map(|d| d.as_millis() as i64);
+    let ms = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .ok()
+            .map(|d| d.as_millis() as i64)
+    };
     PeerView {
         peer_id: peer.to_string(),
         name: device.map(|d| d.name.clone()),
@@ -279,14 +322,33 @@ fn is_member(node: &NodeHandle, peer: &PeerId) -> bool {
     net::public_key_of(peer).is_some_and(|pk| node.is_member_device(&pk))
 }
 
-async fn event_loop(node: NodeHandle, net: NetHandle, peers: Peers, mut events: tokio::sync::mpsc::Receiver<NetEvent>) {
+/// How long a device that redeemed an invite may pull the shop before it is a member.
+const JOINING_WINDOW: Duration = Duration::from_secs(10 * 60);
+
+type Joining = Arc<Mutex<HashMap<PeerId, std::time::Instant>>>;
+
+fn is_joining(joining: &Joining, peer: &PeerId) -> bool {
+    let mut j = joining.lock().expect("joining lock");
+    j.retain(|_, t| t.elapsed() < JOINING_WINDOW);
+    j.contains_key(peer)
+}
+
+async fn event_loop(
+    node: NodeHandle,
+    net: NetHandle,
+    peers: Peers,
+    mut events: tokio::sync::mpsc::Receiver<NetEvent>,
+) {
+    let joining: Joining = Default::default();
     while let Some(ev) = events.recv().await {
         match ev {
             NetEvent::Gossip { id, source, data } => {
                 let verdict = match Envelope::from_bytes(&data) {
                     Ok(env) => match node.import_envelopes(None, vec![env]).await {
                         Ok(mut r) => match r.pop() {
-                            Some(Ok(Applied::New(_))) | Some(Ok(Applied::Duplicate(_))) => Acceptance::Accept,
+                            Some(Ok(Applied::New(_))) | Some(Ok(Applied::Duplicate(_))) => {
+                                Acceptance::Accept
+                            }
                             Some(Ok(Applied::Held(..))) => Acceptance::Ignore,
                             Some(Err(e)) => {
                                 tracing::warn!(peer = %source, "rejected a gossiped change: {e}");
@@ -316,10 +378,25 @@ async fn event_loop(node: NodeHandle, net: NetHandle, peers: Peers, mut events: 
                 let node = node.clone();
                 let net = net.clone();
                 let peers = peers.clone();
+                let joining = joining.clone();
                 tokio::spawn(async move {
+                    let allowed = is_member(&node, &peer) || is_joining(&joining, &peer);
                     let answer = match SyncRequest::from_bytes(&data) {
-                        Ok(SyncRequest::Redeem(code)) => sync::serve_async(&node, SyncRequest::Redeem(code)).await,
-                        Ok(req) if is_member(&node, &peer) => {
+                        Ok(SyncRequest::Redeem(code)) => {
+                            let answer = sync::serve_async(&node, SyncRequest::Redeem(code)).await;
+                            if matches!(answer, SyncResponse::Invite(_)) {
+                                // It may pull the shop and offer its admission for a while.
+                                joining
+                                    .lock()
+                                    .expect("joining lock")
+                                    .insert(peer, std::time::Instant::now());
+                            }
+                            answer
+                        }
+                        Ok(req @ SyncRequest::Offer(_)) if allowed => {
+                            sync::serve_async(&node, req).await
+                        }
+                        Ok(req) if allowed => {
                             let n = node.clone();
                             tokio::task::spawn_blocking(move || sync::serve(&n, req))
                                 .await
@@ -379,15 +456,19 @@ async fn strike_peer(net: &NetHandle, peers: &Peers, peer: PeerId) {
 
 fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
     tokio::spawn(async move {
-        let remote = NetPeer { net: net.clone(), peer };
+        let remote = NetPeer {
+            net: net.clone(),
+            peer,
+        };
         match sync::pull(&node, &remote).await {
             Ok(r) => {
-                let mut t = peers.lock().expect("peers lock");
-                let e = t.entry(peer).or_default();
-                e.we_lacked = r.fetched as u64;
-                e.last_contact = Some(SystemTime::now());
-                e.rejected += r.rejected as u64;
-                drop(t);
+                {
+                    let mut t = peers.lock().expect("peers lock");
+                    let e = t.entry(peer).or_default();
+                    e.we_lacked = r.fetched as u64;
+                    e.last_contact = Some(SystemTime::now());
+                    e.rejected += r.rejected as u64;
+                }
                 if r.rejected > 0 {
                     strike_peer(&net, &peers, peer).await;
                 }
@@ -465,4 +546,203 @@ async fn discovery_loop(
             }
         }
     }
+}
+
+/// Starts the mesh as soon as the node has a shop (at once, or after setup or joining), and
+/// stops it when `stop` turns true.
+pub async fn supervise(
+    node: NodeHandle,
+    cfg: MeshConfig,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut events = node.subscribe();
+    while node.topic().is_none() {
+        tokio::select! {
+            _ = stop.wait_for(|s| *s) => return,
+            ev = events.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev { return },
+        }
+    }
+    let mesh = match Mesh::start(node.clone(), cfg).await {
+        Ok(m) => Arc::new(m),
+        Err(e) => {
+            tracing::error!("the mesh could not start: {e}");
+            return;
+        }
+    };
+    tracing::info!(peer_id = %mesh.net().local_peer_id(), addrs = ?node.addrs(), "mesh started");
+    node.set_mesh(Some(mesh.clone())).await;
+    let _ = stop.wait_for(|s| *s).await;
+    node.set_mesh(None).await;
+    mesh.shutdown().await;
+}
+
+/// What joining a shop did.
+#[derive(Debug, Clone)]
+pub struct Joined {
+    /// Shop name.
+    pub shop_name: String,
+    /// This device's name.
+    pub device_name: String,
+    /// Its receipt prefix.
+    pub receipt_prefix: String,
+}
+
+/// File in the data dir listing peers to dial at start (one multiaddr per line): the address a
+/// device joined through, so it reconnects without mDNS.
+pub const PEERS_FILE: &str = "peers";
+
+/// `tillmesh join`: redeems the invite with the node that issued it, pulls the shop, admits
+/// this device and hands the admission over. The data dir must not belong to a shop yet.
+pub async fn join(
+    data_dir: &std::path::Path,
+    invite: &str,
+    mdns_interfaces: &[String],
+) -> Result<Joined> {
+    let ticket = crate::docs::admission::Ticket::parse(invite)?;
+    let node = crate::Node::builder().data_dir(data_dir).start().await?;
+    let h = node.handle();
+    let result = join_with(&h, &ticket, mdns_interfaces).await;
+    drop(h);
+    node.shutdown().await;
+    let (joined, addr) = result?;
+    let path = data_dir.join(PEERS_FILE);
+    let mut lines = std::fs::read_to_string(&path).unwrap_or_default();
+    lines.push_str(&format!(
+        "{addr}
+"
+    ));
+    std::fs::write(&path, lines)
+        .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))?;
+    Ok(joined)
+}
+
+async fn join_with(
+    h: &NodeHandle,
+    ticket: &crate::docs::admission::Ticket,
+    mdns_interfaces: &[String],
+) -> Result<(Joined, Multiaddr)> {
+    if h.status()?.has_shop {
+        return Err(Error::NoShop(
+            "this data dir already belongs to a shop".into(),
+        ));
+    }
+    let topic = hex::encode(crate::identity::random_bytes::<16>());
+    let listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr")];
+    let (net, mut events) = net::start(net_config(h, listen, vec![], topic))
+        .await
+        .map_err(|e| Error::Internal(format!("network: {e}")))?;
+    // Nobody is a member here yet: refuse requests, note connections.
+    let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
+    let drain = tokio::spawn(async move {
+        while let Some(ev) = events.recv().await {
+            match ev {
+                NetEvent::Request { reply, .. } => {
+                    let _ = reply.send(SyncResponse::Error("joining".into()).to_bytes());
+                }
+                NetEvent::Connected { peer, .. } => {
+                    let _ = conn_tx.send(peer);
+                }
+                _ => {}
+            }
+        }
+    });
+    let mut candidates: Vec<Multiaddr> =
+        ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    if candidates.is_empty() {
+        candidates = discover_for_join(&net, mdns_interfaces).await?;
+    }
+    let mut last_err = Error::invalid("invite", "no address in the invite answered");
+    let mut outcome = None;
+    for addr in candidates {
+        let Some(peer) = peer_of(&addr) else { continue };
+        if net.dial(addr.clone()).await.is_err() {
+            continue;
+        }
+        let connected = tokio::time::timeout(Duration::from_secs(10), async {
+            while let Some(p) = conn_rx.recv().await {
+                if p == peer {
+                    return true;
+                }
+            }
+            false
+        })
+        .await
+        .unwrap_or(false);
+        if !connected {
+            continue;
+        }
+        let remote = NetPeer {
+            net: net.clone(),
+            peer,
+        };
+        match sync::join(h, &remote, &ticket.code).await {
+            Ok(invite) => {
+                let shop_name = h.settings().map(|s| s.shop_name).unwrap_or_default();
+                outcome = Some((
+                    Joined {
+                        shop_name,
+                        device_name: invite.cert.name.clone(),
+                        receipt_prefix: invite.cert.receipt_prefix.clone(),
+                    },
+                    addr,
+                ));
+                break;
+            }
+            Err(e @ Error::Invalid { .. }) => return finish(net, drain, Err(e)).await,
+            Err(e) => last_err = e,
+        }
+    }
+    match outcome {
+        Some(o) => finish(net, drain, Ok(o)).await,
+        None => finish(net, drain, Err(last_err)).await,
+    }
+}
+
+async fn finish<T>(net: NetHandle, drain: JoinHandle<()>, r: Result<T>) -> Result<T> {
+    net.shutdown().await;
+    drain.abort();
+    r
+}
+
+/// A short code carries no address: look for shop devices on the LAN by mDNS.
+async fn discover_for_join(net: &NetHandle, interfaces: &[String]) -> Result<Vec<Multiaddr>> {
+    let cfg = crate::discovery::DiscoveryConfig {
+        interfaces: interfaces.to_vec(),
+        instance: net.local_peer_id().to_string(),
+        shop_hash: crate::discovery::ANY_SHOP.into(),
+        peer_id: net.local_peer_id().to_string(),
+        addrs: Vec::new(),
+        ui_port: 0,
+    };
+    let (d, mut found) = crate::discovery::Discovery::start(cfg)
+        .map_err(|e| Error::Internal(format!("mDNS: {e}")))?;
+    let mut out = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), async {
+        while let Some(f) = found.recv().await {
+            let Ok(peer) = f.peer_id.parse::<PeerId>() else {
+                continue;
+            };
+            for a in f.addrs {
+                if let Ok(addr) = a.parse::<Multiaddr>() {
+                    out.push(if peer_of(&addr).is_none() {
+                        addr.with(libp2p::multiaddr::Protocol::P2p(peer))
+                    } else {
+                        addr
+                    });
+                }
+            }
+            if !out.is_empty() {
+                break;
+            }
+        }
+    })
+    .await;
+    let _ = tokio::task::spawn_blocking(move || d.shutdown()).await;
+    if out.is_empty() {
+        return Err(Error::invalid(
+            "invite",
+            "no shop device found on this network; use the full invite string",
+        ));
+    }
+    Ok(out)
 }

@@ -24,6 +24,9 @@ use crate::store::Store;
 pub struct NodeBuilder {
     data_dir: Option<PathBuf>,
     http: Option<HttpBind>,
+    listen: Vec<String>,
+    peers: Vec<String>,
+    mdns: Option<Vec<String>>,
 }
 
 #[derive(Debug)]
@@ -54,6 +57,23 @@ impl NodeBuilder {
         self
     }
 
+    /// Join the shop mesh, listening on this multiaddr (e.g. `/ip4/0.0.0.0/tcp/7879`;
+    /// tests use `/ip4/127.0.0.1/tcp/0`). Without a listen address the node does not sync.
+    pub fn listen(mut self, addr: impl Into<String>) -> Self {
+        self.listen.push(addr.into());
+        self
+    }
+    /// A static peer to dial and keep dialing (`/ip4/…/tcp/…/p2p/<peer id>`).
+    pub fn peer(mut self, addr: impl Into<String>) -> Self {
+        self.peers.push(addr.into());
+        self
+    }
+    /// Find peers by mDNS on these interfaces (empty = every non-loopback interface).
+    pub fn mdns(mut self, interfaces: Vec<String>) -> Self {
+        self.mdns = Some(interfaces);
+        self
+    }
+
     /// Opens the store, starts the writer and (if asked) the HTTP server.
     pub async fn start(self) -> Result<Node> {
         let (store, device_key) = match &self.data_dir {
@@ -80,6 +100,7 @@ impl NodeBuilder {
         let (writer, writer_thread) = Writer::spawn(engine);
         let handle = NodeHandle {
             inner: Arc::new(Inner {
+                mesh: Default::default(),
                 device_key,
                 addrs: RwLock::new(Vec::new()),
                 store,
@@ -89,6 +110,20 @@ impl NodeBuilder {
             }),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let parse = |field: &str, a: &String| {
+            a.parse::<crate::net::Multiaddr>()
+                .map_err(|e| Error::invalid(field, format!("{a:?} is not a multiaddr: {e}")))
+        };
+        let listen = self
+            .listen
+            .iter()
+            .map(|a| parse("listen", a))
+            .collect::<Result<Vec<_>>>()?;
+        let peers = self
+            .peers
+            .iter()
+            .map(|a| parse("peer", a))
+            .collect::<Result<Vec<_>>>()?;
         let mut http_addr = None;
         let mut http_task = None;
         if let Some(bind) = self.http {
@@ -113,14 +148,40 @@ impl NodeBuilder {
                 }
             }));
         }
+        let mut mesh_task = None;
+        if !listen.is_empty() {
+            let cfg = crate::mesh::MeshConfig {
+                listen,
+                peers,
+                mdns: self.mdns.clone(),
+                ui_port: http_addr.map(|a| a.port()).unwrap_or(0),
+            };
+            mesh_task = Some(tokio::spawn(crate::mesh::supervise(
+                handle.clone(),
+                cfg,
+                stop_rx.clone(),
+            )));
+        }
         Ok(Node {
             handle,
+            mesh_task,
             http_addr,
             http_task,
             stop: stop_tx,
             writer_thread: Some(writer_thread),
         })
     }
+}
+
+/// Peers remembered in a data dir (see [`crate::mesh::PEERS_FILE`]).
+pub fn remembered_peers(data_dir: &std::path::Path) -> Vec<String> {
+    std::fs::read_to_string(data_dir.join(crate::mesh::PEERS_FILE))
+        .unwrap_or_default()
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 /// File name of the store inside the data dir.
@@ -132,6 +193,7 @@ pub const DEVICE_KEY_FILE: &str = "device.key";
 #[must_use = "a node stops serving when dropped; call shutdown().await"]
 pub struct Node {
     handle: NodeHandle,
+    mesh_task: Option<tokio::task::JoinHandle<()>>,
     http_addr: Option<SocketAddr>,
     http_task: Option<tokio::task::JoinHandle<()>>,
     stop: tokio::sync::watch::Sender<bool>,
@@ -158,6 +220,9 @@ impl Node {
         if let Some(t) = self.http_task.take() {
             let _ = t.await;
         }
+        if let Some(t) = self.mesh_task.take() {
+            let _ = t.await;
+        }
         self.handle.inner.writer.close().await;
         if let Some(thread) = self.writer_thread.take() {
             let _ = tokio::task::spawn_blocking(move || thread.join()).await;
@@ -166,6 +231,8 @@ impl Node {
 }
 
 struct Inner {
+    /// The running mesh, once the node has a shop and a listen address.
+    mesh: tokio::sync::RwLock<Option<Arc<crate::mesh::Mesh>>>,
     device_key: ed25519_dalek::SigningKey,
     /// Addresses peers can reach this node at (multiaddrs), set by the mesh; put in invites.
     addrs: RwLock<Vec<String>>,
@@ -715,6 +782,31 @@ impl NodeHandle {
             .writer
             .write(move |ctx| commands::admit_self(ctx, &invite))
             .await
+    }
+
+    /// Peers of the mesh with their status (empty when the node does not sync).
+    pub async fn peers(&self) -> Vec<crate::mesh::PeerView> {
+        match self.inner.mesh.read().await.clone() {
+            Some(m) => m.peers(self).await,
+            None => Vec::new(),
+        }
+    }
+
+    /// Dials a peer by address and keeps it as a static peer.
+    pub async fn add_peer(&self, addr: &str) -> Result<()> {
+        let addr: crate::net::Multiaddr = addr
+            .parse()
+            .map_err(|e| Error::invalid("addr", format!("{addr:?} is not a multiaddr: {e}")))?;
+        match self.inner.mesh.read().await.clone() {
+            Some(m) => m.add_peer(addr).await,
+            None => Err(Error::Conflict(
+                "this node does not sync yet (no shop, or no --listen address)".into(),
+            )),
+        }
+    }
+
+    pub(crate) async fn set_mesh(&self, mesh: Option<Arc<crate::mesh::Mesh>>) {
+        *self.inner.mesh.write().await = mesh;
     }
 
     /// Addresses peers can reach this node at.

@@ -1,0 +1,178 @@
+//! The shop mesh over real sockets on 127.0.0.1: invites, live push, anti-entropy.
+
+mod common;
+use std::time::Duration;
+
+use common::*;
+use tillmesh::domain::model::*;
+use tillmesh::{Node, NodeHandle};
+
+const T: Duration = Duration::from_secs(20);
+
+async fn start_member(dir: &std::path::Path, peer: &str) -> Node {
+    Node::builder()
+        .data_dir(dir)
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .peer(peer)
+        .start()
+        .await
+        .unwrap()
+}
+
+async fn wait_addr(h: &NodeHandle) -> String {
+    assert!(
+        wait_for(|| !h.addrs().is_empty(), T).await,
+        "the mesh listens"
+    );
+    h.addrs()[0].clone()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_tills_sync_sales_and_catalog_live() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = Node::builder()
+        .data_dir(dir_a.path())
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let addr_a = wait_addr(&ah).await;
+    let p = ah
+        .create_product(&owner, product("S1", 500, 2000))
+        .await
+        .unwrap();
+    ah.stock_in(&owner, stock_in(p.id, 100, 200)).await.unwrap();
+
+    // Two devices join with invites, as `tillmesh join` does, then run.
+    let mut others = Vec::new();
+    for name in ["Till 2", "Till 3"] {
+        let inv = ah
+            .create_invite(
+                &owner,
+                NewInvite {
+                    role: DeviceRole::Till,
+                    name: name.into(),
+                    ttl_minutes: None,
+                },
+            )
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let joined = tillmesh::mesh::join(dir.path(), &inv.invite, &[])
+            .await
+            .unwrap();
+        assert_eq!(joined.device_name, name);
+        let node = start_member(dir.path(), &addr_a).await;
+        others.push((dir, node));
+    }
+    let bh = others[0].1.handle();
+    let ch = others[1].1.handle();
+    assert!(wait_for(|| ah.devices().unwrap().len() == 3, T).await);
+    for h in [&bh, &ch] {
+        assert!(wait_for(|| h.product(p.id).is_ok() && on_hand(h, p.id) == 100, T).await);
+    }
+
+    // A sale on A is on B and C.
+    let sale = ah.record_sale(&owner, sale_of(p.id, 2)).await.unwrap();
+    for h in [&bh, &ch] {
+        assert!(
+            wait_for(|| h.sale(sale.id).is_ok(), T).await,
+            "sale reached a peer"
+        );
+        assert!(wait_for(|| on_hand(h, p.id) == 98, T).await);
+    }
+    // A product edit on B reaches A and C.
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    bh.update_product(
+        &owner_b,
+        p.id,
+        ProductPatch {
+            name: Some("Renamed".into()),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    for h in [&ah, &ch] {
+        assert!(wait_for(|| h.product(p.id).unwrap().name == "Renamed", T).await);
+    }
+    // A sale on C (receipt prefix T3) reaches A and B.
+    let owner_c = ch.login_password("olivia", OWNER_PW).await.unwrap();
+    let sale_c = ch.record_sale(&owner_c, sale_of(p.id, 1)).await.unwrap();
+    assert_eq!(sale_c.receipt, "T3-000001");
+    for h in [&ah, &bh] {
+        assert!(wait_for(|| h.sale(sale_c.id).is_ok(), T).await);
+    }
+    // Peers are listed with names.
+    let peers = ah.peers().await;
+    assert!(
+        peers.iter().filter(|p| p.connected).count() >= 2,
+        "{peers:?}"
+    );
+    assert!(
+        peers.iter().any(|p| p.name.as_deref() == Some("Till 2")),
+        "{peers:?}"
+    );
+
+    // Everyone converged.
+    assert!(
+        wait_for(
+            || bh.bucket_digests().unwrap() == ah.bucket_digests().unwrap()
+                && ch.bucket_digests().unwrap() == ah.bucket_digests().unwrap(),
+            T
+        )
+        .await
+    );
+    drop((ah, bh, ch));
+    for (_, n) in others {
+        n.shutdown().await;
+    }
+    a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_used_invite_is_refused() {
+    let a = Node::builder()
+        .memory()
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    wait_addr(&ah).await;
+    let inv = ah
+        .create_invite(
+            &owner,
+            NewInvite {
+                role: DeviceRole::Till,
+                name: "T2".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    let d1 = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(d1.path(), &inv.invite, &[])
+        .await
+        .unwrap();
+    let d2 = tempfile::tempdir().unwrap();
+    let err = tillmesh::mesh::join(d2.path(), &inv.invite, &[])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("already used"), "{err}");
+    let err = tillmesh::mesh::join(d2.path(), "not an invite", &[])
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("not an invite"), "{err}");
+    drop(ah);
+    a.shutdown().await;
+}
