@@ -9,6 +9,8 @@
 //! it checks that `lo` is the only interface, and the daemons are limited to `lo` as well.
 //! Build before entering a namespace by hand: there is no registry inside one.
 
+mod common;
+use common::{assert_only_loopback, in_private_netns};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Command, Stdio};
@@ -21,8 +23,6 @@ use tillmesh::discovery::{
 };
 use tokio::sync::mpsc::Receiver;
 
-/// Set (to "1") in the re-executed test binary, inside the namespace.
-const NETNS_ENV: &str = "TILLMESH_TEST_NETNS";
 /// Set for the child processes of the multi-process test: "<peer id>:<peer id to find>".
 const CHILD_ENV: &str = "TILLMESH_TEST_MDNS_CHILD";
 /// How long discovery may take (it usually takes 1–2 s: probing alone is ~750 ms).
@@ -30,65 +30,6 @@ const FIND_TIMEOUT: Duration = Duration::from_secs(30);
 
 const SHOP_A: &str = "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90";
 const SHOP_B: &str = "0f0e0d0c0b0a09080706050403020100ffeeddccbbaa99887766554433221100";
-
-/// Runs `body` in a private network namespace. Outside one, re-runs the test `name` of this
-/// binary inside `unshare --net` and asserts it passed there.
-fn in_private_netns(name: &str, body: impl FnOnce()) {
-    if std::env::var_os(NETNS_ENV).is_some() {
-        assert_only_loopback();
-        body();
-        return;
-    }
-    let exe = std::env::current_exe().expect("current test binary");
-    let out = Command::new("unshare")
-        .args(["--net", "--", "sh", "-c"])
-        .arg("ip link set lo up && exec \"$0\" \"$@\"")
-        .arg(&exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
-        .env(NETNS_ENV, "1")
-        .stdin(Stdio::null())
-        .output()
-        .unwrap_or_else(|e| {
-            panic!(
-                "mDNS tests must run in a private network namespace, but `unshare` could not be \
-                 run ({e}). Install util-linux and run the tests as root (CI does)."
-            )
-        });
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    println!("--- inside `unshare --net` ---\n{stdout}");
-    eprintln!("{stderr}");
-    if !out.status.success() && !stdout.contains("running 1 test") {
-        panic!(
-            "could not enter a private network namespace for the mDNS test {name} ({}): {stderr}\n\
-             These tests need root (CAP_SYS_ADMIN), util-linux `unshare` and iproute2 `ip`; they \
-             are never run on the real network interfaces.",
-            out.status
-        );
-    }
-    assert!(out.status.success(), "{name} failed inside `unshare --net`");
-    assert!(
-        stdout.contains("test result: ok. 1 passed"),
-        "{name} did not run inside `unshare --net`"
-    );
-}
-
-/// Panics unless `lo` is this network namespace's only interface (`/proc/self/net/dev` is per
-/// namespace; `/sys/class/net` is not).
-fn assert_only_loopback() {
-    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
-    let names: Vec<&str> = dev
-        .lines()
-        .skip(2)
-        .filter_map(|l| l.split(':').next())
-        .map(str::trim)
-        .collect();
-    assert_eq!(
-        names,
-        ["lo"],
-        "refusing to run mDNS: this network namespace has interfaces besides lo"
-    );
-}
 
 fn config(peer: &str, shop: &str, addrs: &[&str], ui_port: u16) -> DiscoveryConfig {
     DiscoveryConfig {

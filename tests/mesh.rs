@@ -176,3 +176,94 @@ async fn a_used_invite_is_refused() {
     drop(ah);
     a.shutdown().await;
 }
+
+/// Three nodes with no static peers find each other by mDNS (loopback only, inside a private
+/// network namespace) and sync: B and C never met before; a sale on B reaches C.
+#[test]
+fn nodes_find_each_other_by_mdns_and_sync() {
+    in_private_netns("nodes_find_each_other_by_mdns_and_sync", || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(mdns_mesh());
+    });
+}
+
+async fn mdns_mesh() {
+    let lo = || vec!["lo".to_string()];
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = Node::builder()
+        .data_dir(dir_a.path())
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .mdns(lo())
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    wait_addr(&ah).await;
+    let p = ah
+        .create_product(&owner, product("D1", 100, 0))
+        .await
+        .unwrap();
+    let mut nodes = Vec::new();
+    for name in ["Till 2", "Till 3"] {
+        let inv = ah
+            .create_invite(
+                &owner,
+                NewInvite {
+                    role: DeviceRole::Till,
+                    name: name.into(),
+                    ttl_minutes: None,
+                },
+            )
+            .await
+            .unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        tillmesh::mesh::join(dir.path(), &inv.invite, &lo())
+            .await
+            .unwrap();
+        // No static peer: discovery only.
+        let n = Node::builder()
+            .data_dir(dir.path())
+            .listen("/ip4/127.0.0.1/tcp/0")
+            .mdns(lo())
+            .start()
+            .await
+            .unwrap();
+        nodes.push((dir, n));
+    }
+    let bh = nodes[0].1.handle();
+    let ch = nodes[1].1.handle();
+    assert!(
+        wait_for(|| ch.product(p.id).is_ok(), Duration::from_secs(40)).await,
+        "C synced by mDNS"
+    );
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let sale = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
+    assert!(
+        wait_for(|| ch.sale(sale.id).is_ok(), Duration::from_secs(40)).await,
+        "B's sale reached C"
+    );
+    assert!(
+        wait_for(|| ah.sale(sale.id).is_ok(), Duration::from_secs(40)).await,
+        "B's sale reached A"
+    );
+    let peers = ch.peers().await;
+    assert!(
+        peers
+            .iter()
+            .any(|p| p.found_by == tillmesh::mesh::FoundBy::Mdns),
+        "{peers:?}"
+    );
+    drop((ah, bh, ch));
+    for (_, n) in nodes {
+        n.shutdown().await;
+    }
+    a.shutdown().await;
+}

@@ -1,6 +1,8 @@
 //! Shared test helpers: a shop on an in-memory node, logins, products.
 #![allow(dead_code)]
 
+use std::process::{Command, Stdio};
+
 use tillmesh::domain::model::*;
 use tillmesh::{Node, NodeHandle};
 
@@ -109,4 +111,66 @@ pub async fn wait_for<F: FnMut() -> bool>(mut cond: F, timeout: std::time::Durat
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     cond()
+}
+
+/// Set (to "1") in a test binary re-executed inside a private network namespace.
+pub const NETNS_ENV: &str = "TILLMESH_TEST_NETNS";
+
+/// Runs `body` in a private network namespace. Outside one, re-runs the test `name` of this
+/// binary inside `unshare --net` and asserts it passed there.
+pub fn in_private_netns(name: &str, body: impl FnOnce()) {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        assert_only_loopback();
+        body();
+        return;
+    }
+    let exe = std::env::current_exe().expect("current test binary");
+    let out = Command::new("unshare")
+        .args(["--net", "--", "sh", "-c"])
+        .arg("ip link set lo up && exec \"$0\" \"$@\"")
+        .arg(&exe)
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(NETNS_ENV, "1")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "mDNS tests must run in a private network namespace, but `unshare` could not be \
+                 run ({e}). Install util-linux and run the tests as root (CI does)."
+            )
+        });
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    println!("--- inside `unshare --net` ---\n{stdout}");
+    eprintln!("{stderr}");
+    if !out.status.success() && !stdout.contains("running 1 test") {
+        panic!(
+            "could not enter a private network namespace for the mDNS test {name} ({}): {stderr}\n\
+             These tests need root (CAP_SYS_ADMIN), util-linux `unshare` and iproute2 `ip`; they \
+             are never run on the real network interfaces.",
+            out.status
+        );
+    }
+    assert!(out.status.success(), "{name} failed inside `unshare --net`");
+    assert!(
+        stdout.contains("test result: ok. 1 passed"),
+        "{name} did not run inside `unshare --net`"
+    );
+}
+
+/// Panics unless `lo` is this network namespace's only interface (`/proc/self/net/dev` is per
+/// namespace; `/sys/class/net` is not).
+pub fn assert_only_loopback() {
+    let dev = std::fs::read_to_string("/proc/self/net/dev").expect("read /proc/self/net/dev");
+    let names: Vec<&str> = dev
+        .lines()
+        .skip(2)
+        .filter_map(|l| l.split(':').next())
+        .map(str::trim)
+        .collect();
+    assert_eq!(
+        names,
+        ["lo"],
+        "refusing to run mDNS: this network namespace has interfaces besides lo"
+    );
 }
