@@ -267,3 +267,84 @@ async fn mdns_mesh() {
     }
     a.shutdown().await;
 }
+
+/// A till that was off while the others sold (and sold itself, offline) catches up when it
+/// comes back: every sale everywhere exactly once, identical stock; two tills that were cut
+/// off from each other both keep their first sale of the day.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
+    let dir_a = tempfile::tempdir().unwrap();
+    let a = Node::builder()
+        .data_dir(dir_a.path())
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let addr_a = wait_addr(&ah).await;
+    let p = ah
+        .create_product(&owner, product("O1", 100, 0))
+        .await
+        .unwrap();
+    ah.stock_in(&owner, stock_in(p.id, 10_000, 50))
+        .await
+        .unwrap();
+    let inv = ah
+        .create_invite(
+            &owner,
+            NewInvite {
+                role: DeviceRole::Till,
+                name: "Till 2".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    let dir_b = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir_b.path(), &inv.invite, &[])
+        .await
+        .unwrap();
+
+    // B sells while offline (no mesh), A sells meanwhile.
+    let b = Node::builder()
+        .data_dir(dir_b.path())
+        .start()
+        .await
+        .unwrap();
+    let bh = b.handle();
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let mut ids = Vec::new();
+    for _ in 0..150 {
+        ids.push(bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap().id);
+        ids.push(ah.record_sale(&owner, sale_of(p.id, 2)).await.unwrap().id);
+    }
+    drop(bh);
+    b.shutdown().await;
+
+    // B comes back with the mesh: it pushes nothing live (it was offline), anti-entropy on
+    // connect carries everything both ways.
+    let b = start_member(dir_b.path(), &addr_a).await;
+    let bh = b.handle();
+    let expected = 10_000 - 150 - 300;
+    for h in [&ah, &bh] {
+        assert!(
+            wait_for(|| on_hand(h, p.id) == expected, T).await,
+            "stock converged"
+        );
+        assert!(wait_for(|| h.sales(0, i64::MAX).unwrap().len() == ids.len(), T).await);
+    }
+    for id in &ids {
+        assert!(ah.sale(*id).is_ok() && bh.sale(*id).is_ok());
+    }
+    assert_eq!(
+        ah.daily_sales("0", "9").unwrap(),
+        bh.daily_sales("0", "9").unwrap()
+    );
+    drop((ah, bh));
+    b.shutdown().await;
+    a.shutdown().await;
+}
