@@ -348,3 +348,126 @@ async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A hostile peer that knows the topic (say, a stolen device) speaks the protocol: forged and
+/// under-privileged envelopes and garbage are rejected and never forwarded or applied, its
+/// requests are refused, it is disconnected after repeated offences, and the shop keeps working.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_peer_is_rejected_and_disconnected() {
+    use tillmesh::docs::Envelope;
+    use tillmesh::net::{self, NetConfig};
+    use tillmesh::sync::{SyncRequest, SyncResponse};
+
+    let a = Node::builder()
+        .memory()
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let addr_a: net::Multiaddr = wait_addr(&ah).await.parse().unwrap();
+    let p = ah
+        .create_product(&owner, product("X1", 100, 0))
+        .await
+        .unwrap();
+    let before = (ah.products().unwrap(), ah.envelopes().unwrap().len());
+
+    let evil_key = tillmesh::identity::new_signing_key();
+    let mut cfg = NetConfig::new(evil_key.to_bytes(), ah.topic().unwrap());
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let (evil, _events) = net::start(cfg).await.unwrap();
+    evil.dial(addr_a.clone()).await.unwrap();
+    let a_peer = addr_a
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .unwrap();
+    assert!(wait_for_async(|| async { evil.topic_peers().await.contains(&a_peer) }, T).await);
+
+    // Not a member: sync requests are refused.
+    let answer = evil
+        .request(a_peer, SyncRequest::Buckets.to_bytes())
+        .await
+        .unwrap();
+    assert!(matches!(
+        SyncResponse::from_bytes(&answer).unwrap(),
+        SyncResponse::Error(_)
+    ));
+
+    // A catalog change signed by a key that is no member (a till key may not write it anyway).
+    let change = {
+        let mut doc = automerge::AutoCommit::new();
+        doc.set_author(Some(automerge::Author::from(
+            evil_key.verifying_key().to_bytes().to_vec(),
+        )));
+        use automerge::transaction::Transactable;
+        doc.put(automerge::ROOT, format!("product:{}", p.id), "pwned")
+            .unwrap();
+        doc.commit();
+        doc.get_last_local_change().unwrap()
+    };
+    let members_heads: Vec<automerge::ChangeHash> = ah
+        .documents()
+        .unwrap()
+        .into_iter()
+        .find(|d| d.id == "members")
+        .unwrap()
+        .heads
+        .iter()
+        .map(|h| h.parse().unwrap())
+        .collect();
+    let bad = Envelope::sign(&evil_key, "catalog", &change, 1, &members_heads);
+    evil.publish(bad.to_bytes()).await.unwrap();
+    for i in 0..8u8 {
+        evil.publish(vec![0xde, 0xad, i]).await.unwrap();
+    }
+    // Rejections are counted against it and it is cut off.
+    assert!(
+        wait_for_async(
+            || async {
+                ah.peers()
+                    .await
+                    .iter()
+                    .any(|v| v.peer_id == evil.local_peer_id().to_string() && v.rejected >= 5)
+            },
+            T
+        )
+        .await,
+        "{:?}",
+        ah.peers().await
+    );
+    assert!(
+        wait_for_async(|| async { !evil.topic_peers().await.contains(&a_peer) }, T).await,
+        "disconnected"
+    );
+    assert_eq!(
+        (ah.products().unwrap(), ah.envelopes().unwrap().len()),
+        before
+    );
+    // The shop keeps working.
+    ah.record_sale(&owner, sale_of(p.id, 1)).await.unwrap();
+    evil.shutdown().await;
+    drop(ah);
+    a.shutdown().await;
+}
+
+async fn wait_for_async<F, Fut>(mut cond: F, timeout: Duration) -> bool
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = std::time::Instant::now() + timeout;
+    while std::time::Instant::now() < deadline {
+        if cond().await {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    cond().await
+}
