@@ -103,7 +103,9 @@ pub fn create_shop(ctx: &mut Ctx<'_>, g: ShopGenesis) -> Result<()> {
 
 // --- time, days, ledger documents, receipts ------------------------------------------------
 
-/// Hybrid logical clock: max(wall clock, last time seen + 1 ms), persisted with the batch.
+/// Hybrid logical clock: never behind the last time this node used or saw, persisted with the
+/// batch. Entries of one millisecond share it (they are ordered by (time, id)), so a busy till
+/// does not borrow future milliseconds and drift ahead of the wall clock.
 pub fn hlc_now(ctx: &mut Ctx<'_>) -> Result<i64> {
     let wall = chrono::Utc::now().timestamp_millis();
     let last = ctx
@@ -111,7 +113,7 @@ pub fn hlc_now(ctx: &mut Ctx<'_>) -> Result<i64> {
         .and_then(|b| b.try_into().ok())
         .map(i64::from_le_bytes)
         .unwrap_or(0);
-    let now = wall.max(last + 1);
+    let now = wall.max(last);
     ctx.set_meta(meta::HLC, &now.to_le_bytes())?;
     Ok(now)
 }
