@@ -51,17 +51,7 @@ async fn three_tills_sync_sales_and_catalog_live() {
     // Two devices join with invites, as `tillmesh join` does, then run.
     let mut others = Vec::new();
     for name in ["Till 2", "Till 3"] {
-        let inv = ah
-            .create_invite(
-                &owner,
-                NewInvite {
-                    role: DeviceRole::Till,
-                    name: name.into(),
-                    ttl_minutes: None,
-                },
-            )
-            .await
-            .unwrap();
+        let inv = till_invite(&ah, &owner, name).await;
         let dir = tempfile::tempdir().unwrap();
         let joined = tillmesh::mesh::join(dir.path(), &inv.invite, &[])
             .await
@@ -149,17 +139,7 @@ async fn a_used_invite_is_refused() {
         .unwrap();
     let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
     wait_addr(&ah).await;
-    let inv = ah
-        .create_invite(
-            &owner,
-            NewInvite {
-                role: DeviceRole::Till,
-                name: "T2".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
+    let inv = till_invite(&ah, &owner, "T2").await;
     let d1 = tempfile::tempdir().unwrap();
     tillmesh::mesh::join(d1.path(), &inv.invite, &[])
         .await
@@ -213,17 +193,7 @@ async fn mdns_mesh() {
         .unwrap();
     let mut nodes = Vec::new();
     for name in ["Till 2", "Till 3"] {
-        let inv = ah
-            .create_invite(
-                &owner,
-                NewInvite {
-                    role: DeviceRole::Till,
-                    name: name.into(),
-                    ttl_minutes: None,
-                },
-            )
-            .await
-            .unwrap();
+        let inv = till_invite(&ah, &owner, name).await;
         let dir = tempfile::tempdir().unwrap();
         tillmesh::mesh::join(dir.path(), &inv.invite, &lo())
             .await
@@ -293,17 +263,7 @@ async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
     ah.stock_in(&owner, stock_in(p.id, 10_000, 50))
         .await
         .unwrap();
-    let inv = ah
-        .create_invite(
-            &owner,
-            NewInvite {
-                role: DeviceRole::Till,
-                name: "Till 2".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
+    let inv = till_invite(&ah, &owner, "Till 2").await;
     let dir_b = tempfile::tempdir().unwrap();
     tillmesh::mesh::join(dir_b.path(), &inv.invite, &[])
         .await

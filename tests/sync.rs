@@ -117,23 +117,12 @@ impl SyncPeer for Joinable {
 
 #[tokio::test]
 async fn invite_join_sell_and_sync_back() {
-    use tillmesh::domain::model::*;
     let a = shop().await;
     let p =
         a.h.create_product(&a.owner, product("J1", 400, 0))
             .await
             .unwrap();
-    let inv =
-        a.h.create_invite(
-            &a.owner,
-            NewInvite {
-                role: DeviceRole::Till,
-                name: "Till 2".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
+    let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     assert_eq!(inv.receipt_prefix, "T2");
 
     let b = Node::builder().memory().start().await.unwrap();
@@ -174,17 +163,7 @@ async fn invite_join_sell_and_sync_back() {
 async fn a_forged_admission_is_refused() {
     use tillmesh::domain::model::*;
     let a = shop().await;
-    let inv =
-        a.h.create_invite(
-            &a.owner,
-            NewInvite {
-                role: DeviceRole::Till,
-                name: "T".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
+    let inv = till_invite(&a.h, &a.owner, "T").await;
     let mut invite = a.h.redeem_invite(&inv.code).await.unwrap();
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
@@ -219,17 +198,7 @@ async fn revocation_drops_later_changes_everywhere() {
     a.h.stock_in(&a.owner, stock_in(p.id, 50, 10))
         .await
         .unwrap();
-    let inv =
-        a.h.create_invite(
-            &a.owner,
-            NewInvite {
-                role: DeviceRole::Till,
-                name: "Till 2".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
+    let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
     sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
@@ -273,24 +242,13 @@ async fn revocation_drops_later_changes_everywhere() {
 
 #[tokio::test]
 async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
-    use tillmesh::domain::model::*;
     use tillmesh::engine::Applied;
     let a = shop().await;
     let p =
         a.h.create_product(&a.owner, product("H1", 100, 0))
             .await
             .unwrap();
-    let inv =
-        a.h.create_invite(
-            &a.owner,
-            NewInvite {
-                role: DeviceRole::Till,
-                name: "Till 2".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
+    let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     // C: a replica that has the shop from before B joined.
     let c = Node::builder().memory().start().await.unwrap();
     let ch = c.handle();

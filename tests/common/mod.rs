@@ -174,3 +174,17 @@ pub fn assert_only_loopback() {
         "refusing to run mDNS: this network namespace has interfaces besides lo"
     );
 }
+
+/// An invite for a till, created by `by` on `h`.
+pub async fn till_invite(h: &NodeHandle, by: &Principal, name: impl Into<String>) -> InviteCreated {
+    h.create_invite(
+        by,
+        NewInvite {
+            role: DeviceRole::Till,
+            name: name.into(),
+            ttl_minutes: None,
+        },
+    )
+    .await
+    .expect("an owner may invite a till")
+}
