@@ -22,19 +22,32 @@
 //!         into one durable commit and answers each only after it
 //!         ▼
 //! events (broadcast) ─► SSE `/api/v1/events` and embedders
+//! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic
+//!
+//! peers' gossip ─► mesh ─► the same verify-and-apply path ─► forward only if it verified
+//! anti-entropy (sync::pull over /tillmesh/sync/1) ─► missing envelopes ─► the same path
 //! ```
 //!
 //! ## The parts
 //! - [`identity`]: the device key (a 0600 file), person keys sealed under passwords
 //!   (argon2id + XChaCha20-Poly1305), the recovery key, staff PIN hashes.
-//! - [`docs`]: document ids, signed [`docs::Envelope`]s, and [`docs::trust`] — who may write
-//!   which document, read from `members` at the heads the signer named.
+//! - [`docs`]: document ids, signed [`docs::Envelope`]s, [`docs::trust`] — who may write
+//!   which document, read from `members` at the heads the signer named — and
+//!   [`docs::admission`] (invites and admission certificates).
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
+//! - [`config`]: flags, `TILLMESH_*` variables and the TOML file.
 //! - [`engine`]: the single writer thread (group commit) and the one apply path.
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries.
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI, SSE, the first-start page.
 //! - [`discovery`]: LAN discovery over mDNS (`_tillmesh._udp`, the UI as `_http._tcp`).
+//! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
+//!   documents, change hashes, batched envelope fetches; invite redemption and `join`.
+//! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
+//!   request-response) behind a cloneable [`net::NetHandle`].
+//! - [`discovery`]: mDNS (`_tillmesh._udp.local.`) on chosen interfaces.
+//! - [`mesh`]: ties net and discovery to the node — push, verify-then-forward, pull, member-only
+//!   requests, the peers table, `tillmesh join`.
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
 //!   queries shared by the API, the CLI, embedders and tests).
 
