@@ -3,7 +3,7 @@
 //! then answers each job. A job's answer is sent only after its commit is durable.
 //!
 //! Inside a job, [`Ctx::change`] turns a domain edit into an Automerge change, signs it, and
-//! hands it to [`Ctx::apply`] — the same path an envelope from a peer takes
+//! hands it to `Ctx::apply` — the same path an envelope from a peer takes
 //! ([`Ctx::apply_envelope`]): verify, apply to the document, store envelope and chunk, update
 //! projections in the same transaction, queue events.
 

@@ -21,7 +21,7 @@ pub struct Envelope {
     pub change: Vec<u8>,
     /// Signer's ed25519 public key.
     pub signer: [u8; 32],
-    /// Signature over [`Envelope::signing_message`].
+    /// Signature over a digest of the document id, change hash, schema and members heads.
     pub signature: Vec<u8>,
     /// Schema version the signer wrote with.
     pub schema: u32,
