@@ -141,6 +141,8 @@ fn run(data: &Path, log: &Path) -> (Proc, SocketAddr) {
         .arg("--data-dir")
         .arg(data)
         .args(["--http", "127.0.0.1:0"])
+        // Tests keep the mesh on loopback and mDNS off the real interfaces.
+        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
