@@ -64,7 +64,7 @@ async fn run(nodes: usize, sales: usize) -> Vec<f64> {
             )
             .await
             .unwrap();
-        tillmesh::mesh::join(dir.path(), &inv.invite, &[])
+        tillmesh::mesh::join(dir.path(), &inv.invite, None)
             .await
             .unwrap();
         let n = Node::builder()

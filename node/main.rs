@@ -259,7 +259,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         Some(Command::Join { data_dir, invite }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir.clone());
             rt.block_on(async {
-                let joined = tillmesh::mesh::join(&dir, &invite, &cfg.mdns_interfaces).await?;
+                let joined = tillmesh::mesh::join(
+                    &dir,
+                    &invite,
+                    cfg.mdns.then(|| cfg.mdns_interfaces.clone()),
+                )
+                .await?;
                 println!(
                     "Joined shop {:?} as {:?} (receipt prefix {}).",
                     joined.shop_name, joined.device_name, joined.receipt_prefix

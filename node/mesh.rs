@@ -556,10 +556,17 @@ pub async fn supervise(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut events = node.subscribe();
-    while node.topic().is_none() {
+    // A shop is created here at once; a join pulls the shop first and admits this device last.
+    while node.topic().is_none() || !node.is_member_device(&node.device_public_key()) {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             ev = events.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev { return },
+        }
+    }
+    let mut cfg = cfg;
+    for addr in node.after_join().await {
+        if !cfg.peers.contains(&addr) {
+            cfg.peers.push(addr);
         }
     }
     let mesh = match Mesh::start(node.clone(), cfg).await {
@@ -577,53 +584,69 @@ pub async fn supervise(
 }
 
 /// What joining a shop did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Joined {
+    /// Shop id.
+    pub shop_id: uuid::Uuid,
     /// Shop name.
     pub shop_name: String,
     /// This device's name.
     pub device_name: String,
     /// Its receipt prefix.
     pub receipt_prefix: String,
+    /// This device's id.
+    pub device_id: String,
 }
 
 /// File in the data dir listing peers to dial at start (one multiaddr per line): the address a
 /// device joined through, so it reconnects without mDNS.
 pub const PEERS_FILE: &str = "peers";
 
-/// `tillmesh join`: redeems the invite with the node that issued it, pulls the shop, admits
-/// this device and hands the admission over. The data dir must not belong to a shop yet.
+/// `tillmesh join`: joins the shop with a node started on `data_dir` just for that (see
+/// [`NodeHandle::join`]). `mdns_interfaces` (None: mDNS off) is where a short code is looked up.
 pub async fn join(
     data_dir: &std::path::Path,
     invite: &str,
-    mdns_interfaces: &[String],
+    mdns_interfaces: Option<Vec<String>>,
 ) -> Result<Joined> {
-    let ticket = crate::docs::admission::Ticket::parse(invite)?;
-    let node = crate::Node::builder().data_dir(data_dir).start().await?;
+    crate::docs::admission::Ticket::parse(invite)?;
+    let mut b = crate::Node::builder().data_dir(data_dir);
+    if let Some(interfaces) = mdns_interfaces {
+        b = b.mdns(interfaces);
+    }
+    let node = b.start().await?;
     let h = node.handle();
-    let result = join_with(&h, &ticket, mdns_interfaces).await;
+    let result = h.join(invite).await;
     drop(h);
     node.shutdown().await;
-    let (joined, addr) = result?;
-    let path = data_dir.join(PEERS_FILE);
-    let mut lines = std::fs::read_to_string(&path).unwrap_or_default();
-    lines.push_str(&format!(
-        "{addr}
-"
-    ));
-    std::fs::write(&path, lines)
-        .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))?;
-    Ok(joined)
+    result
 }
 
-async fn join_with(
+/// Adds `addr` to the data dir's [`PEERS_FILE`] (once).
+pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()> {
+    let path = data_dir.join(PEERS_FILE);
+    let mut lines = std::fs::read_to_string(&path).unwrap_or_default();
+    let line = addr.to_string();
+    if lines.lines().any(|l| l.trim() == line) {
+        return Ok(());
+    }
+    if !lines.is_empty() && !lines.ends_with('\n') {
+        lines.push('\n');
+    }
+    lines.push_str(&line);
+    lines.push('\n');
+    std::fs::write(&path, lines)
+        .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))
+}
+
+pub(crate) async fn join_with(
     h: &NodeHandle,
     ticket: &crate::docs::admission::Ticket,
-    mdns_interfaces: &[String],
+    mdns_interfaces: Option<&[String]>,
 ) -> Result<(Joined, Multiaddr)> {
     if h.status()?.has_shop {
         return Err(Error::NoShop(
-            "this data dir already belongs to a shop".into(),
+            "this device already belongs to a shop".into(),
         ));
     }
     let topic = hex::encode(crate::identity::random_bytes::<16>());
@@ -649,9 +672,25 @@ async fn join_with(
     let mut candidates: Vec<Multiaddr> =
         ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
     if candidates.is_empty() {
-        candidates = discover_for_join(&net, mdns_interfaces).await?;
+        let Some(interfaces) = mdns_interfaces else {
+            return finish(
+                net,
+                drain,
+                Err(Error::invalid(
+                    "invite",
+                    "a short code is looked up by mDNS, which is off here: use the full invite string",
+                )),
+            )
+            .await;
+        };
+        match discover_for_join(&net, interfaces).await {
+            Ok(c) => candidates = c,
+            Err(e) => return finish(net, drain, Err(e)).await,
+        }
     }
-    let mut last_err = Error::invalid("invite", "no address in the invite answered");
+    let mut last_err = Error::Unreachable(
+        "the device that made the invite did not answer: is it running and on this network?".into(),
+    );
     let mut outcome = None;
     for addr in candidates {
         let Some(peer) = peer_of(&addr) else { continue };
@@ -677,10 +716,12 @@ async fn join_with(
         };
         match sync::join(h, &remote, &ticket.code).await {
             Ok(invite) => {
-                let shop_name = h.settings().map(|s| s.shop_name).unwrap_or_default();
+                let view = h.view_status();
                 outcome = Some((
                     Joined {
-                        shop_name,
+                        shop_id: view.0,
+                        shop_name: view.1,
+                        device_id: h.device_id().to_string(),
                         device_name: invite.cert.name.clone(),
                         receipt_prefix: invite.cert.receipt_prefix.clone(),
                     },

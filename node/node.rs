@@ -100,6 +100,10 @@ impl NodeBuilder {
         let (writer, writer_thread) = Writer::spawn(engine);
         let handle = NodeHandle {
             inner: Arc::new(Inner {
+                data_dir: self.data_dir.clone(),
+                mdns: self.mdns.clone(),
+                joining: Default::default(),
+                joined_peers: Default::default(),
                 mesh: Default::default(),
                 device_key,
                 addrs: RwLock::new(Vec::new()),
@@ -231,6 +235,13 @@ impl Node {
 }
 
 struct Inner {
+    data_dir: Option<PathBuf>,
+    /// mDNS interfaces (None: mDNS off), also used to find the shop for a short-code join.
+    mdns: Option<Vec<String>>,
+    /// Held while joining a shop, so the mesh starts only once the join is complete.
+    joining: tokio::sync::Mutex<()>,
+    /// Addresses this node joined through; the mesh dials them when it starts.
+    joined_peers: std::sync::Mutex<Vec<crate::net::Multiaddr>>,
     /// The running mesh, once the node has a shop and a listen address.
     mesh: tokio::sync::RwLock<Option<Arc<crate::mesh::Mesh>>>,
     device_key: ed25519_dalek::SigningKey,
@@ -296,6 +307,18 @@ impl NodeHandle {
             envelopes: self.inner.store.envelope_count()?,
             documents: self.inner.store.docs()?.len() as u64,
         })
+    }
+
+    /// Shop id and name (nil and empty without a shop).
+    pub(crate) fn view_status(&self) -> (Uuid, String) {
+        let v = self.view();
+        (
+            v.shop_id.unwrap_or_default(),
+            v.settings
+                .as_ref()
+                .map(|s| s.shop_name.clone())
+                .unwrap_or_default(),
+        )
     }
 
     /// Create the shop on a node that has none (first start / `tillmesh init`).
@@ -784,6 +807,32 @@ impl NodeHandle {
             .await
     }
 
+    /// Joins a shop with an invite (the full `tillmesh-invite:…` string, or a short code looked
+    /// up by mDNS): redeems it with the inviting node, pulls the shop, admits this device and
+    /// remembers the inviting node's address (in `DATA_DIR/peers`). The node must not belong to
+    /// a shop yet. A running node starts syncing as soon as this returns.
+    pub async fn join(&self, invite: &str) -> Result<crate::mesh::Joined> {
+        let ticket = crate::docs::admission::Ticket::parse(invite)?;
+        let _joining = self.inner.joining.lock().await;
+        let interfaces = self.inner.mdns.clone();
+        let (joined, addr) = crate::mesh::join_with(self, &ticket, interfaces.as_deref()).await?;
+        if let Some(dir) = &self.inner.data_dir {
+            crate::mesh::remember_peer(dir, &addr)?;
+        }
+        self.inner
+            .joined_peers
+            .lock()
+            .expect("joined peers lock")
+            .push(addr);
+        Ok(joined)
+    }
+
+    /// Waits for a join in progress to finish and takes the addresses joined through.
+    pub(crate) async fn after_join(&self) -> Vec<crate::net::Multiaddr> {
+        let _joining = self.inner.joining.lock().await;
+        std::mem::take(&mut *self.inner.joined_peers.lock().expect("joined peers lock"))
+    }
+
     /// Peers of the mesh with their status (empty when the node does not sync).
     pub async fn peers(&self) -> Vec<crate::mesh::PeerView> {
         match self.inner.mesh.read().await.clone() {
@@ -965,4 +1014,65 @@ fn check_username(u: &str) -> Result<String> {
         ));
     }
     Ok(u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An invite whose time is up is refused, and stays unused.
+    #[tokio::test]
+    async fn an_expired_invite_is_refused() {
+        let node = Node::builder().memory().start().await.unwrap();
+        let h = node.handle();
+        h.create_shop(NewShop {
+            shop_name: "Corner Shop".into(),
+            owner_name: "Olivia".into(),
+            username: "olivia".into(),
+            password: "correct horse battery".into(),
+            currency: None,
+            timezone: None,
+            tax_mode: None,
+            device_name: None,
+        })
+        .await
+        .unwrap();
+        let owner = h
+            .login_password("olivia", "correct horse battery")
+            .await
+            .unwrap();
+        let inv = h
+            .create_invite(
+                &owner,
+                NewInvite {
+                    role: DeviceRole::Till,
+                    name: "Till 2".into(),
+                    ttl_minutes: Some(1),
+                },
+            )
+            .await
+            .unwrap();
+        // Let the minute pass: move the stored expiry one millisecond into the past.
+        let code = crate::docs::admission::normalize_code(&inv.code).unwrap();
+        let c = code.clone();
+        h.inner
+            .writer
+            .write(move |ctx| {
+                use crate::store::tables::INVITES;
+                let mut t = ctx.tx.open_table(INVITES)?;
+                let mut p: commands::PendingInvite =
+                    postcard::from_bytes(t.get(c.as_str())?.unwrap().value()).unwrap();
+                p.invite.cert.expires_at = chrono::Utc::now().timestamp_millis() - 1;
+                t.insert(c.as_str(), postcard::to_allocvec(&p).unwrap().as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let err = h.redeem_invite(&inv.code).await.unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+        let err = h.redeem_invite(&inv.code).await.unwrap_err();
+        assert!(err.to_string().contains("expired"), "still unused: {err}");
+        drop(h);
+        node.shutdown().await;
+    }
 }

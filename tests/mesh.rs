@@ -53,7 +53,7 @@ async fn three_tills_sync_sales_and_catalog_live() {
     for name in ["Till 2", "Till 3"] {
         let inv = till_invite(&ah, &owner, name).await;
         let dir = tempfile::tempdir().unwrap();
-        let joined = tillmesh::mesh::join(dir.path(), &inv.invite, &[])
+        let joined = tillmesh::mesh::join(dir.path(), &inv.invite, None)
             .await
             .unwrap();
         assert_eq!(joined.device_name, name);
@@ -141,20 +141,115 @@ async fn a_used_invite_is_refused() {
     wait_addr(&ah).await;
     let inv = till_invite(&ah, &owner, "T2").await;
     let d1 = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(d1.path(), &inv.invite, &[])
+    tillmesh::mesh::join(d1.path(), &inv.invite, None)
         .await
         .unwrap();
     let d2 = tempfile::tempdir().unwrap();
-    let err = tillmesh::mesh::join(d2.path(), &inv.invite, &[])
+    let err = tillmesh::mesh::join(d2.path(), &inv.invite, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
-    let err = tillmesh::mesh::join(d2.path(), "not an invite", &[])
+    let err = tillmesh::mesh::join(d2.path(), "not an invite", None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not an invite"), "{err}");
     drop(ah);
     a.shutdown().await;
+}
+
+/// A new device joins from its first-start page: `POST /api/v1/join` on a running node with no
+/// shop, then it syncs at once; used, garbage and unanswered invites get clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_joins_through_the_api() {
+    let a = Node::builder()
+        .memory()
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    wait_addr(&ah).await;
+    let p = ah
+        .create_product(&owner, product("J1", 250, 0))
+        .await
+        .unwrap();
+    let start_b = || async {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let node = Node::builder()
+            .memory()
+            .http_listener(l)
+            .listen("/ip4/127.0.0.1/tcp/0")
+            .start()
+            .await
+            .unwrap();
+        let url = format!("http://{}/api/v1/join", node.http_addr().unwrap());
+        (node, url)
+    };
+    let http = reqwest::Client::new();
+    let join = |url: String, invite: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .json(&serde_json::json!({ "invite": invite }))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+
+    let (b, url_b) = start_b().await;
+    let bh = b.handle();
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let (status, body) = join(url_b.clone(), inv.invite.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["shop_name"], "Corner Shop");
+    assert_eq!(body["device_name"], "Till 2");
+    assert_eq!(body["device_id"], bh.device_id());
+    // It syncs from now on: the product is there, and a sale on A arrives live.
+    assert!(wait_for(|| bh.product(p.id).is_ok(), T).await);
+    let sale = ah.record_sale(&owner, sale_of(p.id, 1)).await.unwrap();
+    assert!(wait_for(|| bh.sale(sale.id).is_ok(), T).await, "live sync");
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let sale_b = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
+    assert!(
+        wait_for(|| ah.sale(sale_b.id).is_ok(), T).await,
+        "both ways"
+    );
+    // Joining again is refused.
+    let inv2 = till_invite(&ah, &owner, "Till 3").await;
+    let (status, body) = join(url_b.clone(), inv2.invite.clone()).await;
+    assert_eq!(status, 409, "{body}");
+
+    // Another new device: a used invite, garbage, then a device that doesn't answer.
+    let (c, url_c) = start_b().await;
+    let (status, body) = join(url_c.clone(), inv.invite.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+    let (status, body) = join(url_c.clone(), "tillmesh-invite:garbage".into()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "invite", "{body}");
+    drop(ah);
+    a.shutdown().await;
+    let (status, body) = join(url_c.clone(), inv2.invite.clone()).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "unreachable", "{body}");
+    assert!(!c.handle().status().unwrap().has_shop, "nothing changed");
+    drop(bh);
+    b.shutdown().await;
+    c.shutdown().await;
 }
 
 /// Three nodes with no static peers find each other by mDNS (loopback only, inside a private
@@ -195,7 +290,14 @@ async fn mdns_mesh() {
     for name in ["Till 2", "Till 3"] {
         let inv = till_invite(&ah, &owner, name).await;
         let dir = tempfile::tempdir().unwrap();
-        tillmesh::mesh::join(dir.path(), &inv.invite, &lo())
+        // Till 2 scans the QR code (the full invite, with A's address); Till 3 types the short
+        // code, and finds the shop by mDNS.
+        let invite = if name == "Till 2" {
+            &inv.invite
+        } else {
+            &inv.code
+        };
+        tillmesh::mesh::join(dir.path(), invite, Some(lo()))
             .await
             .unwrap();
         // No static peer: discovery only.
@@ -265,7 +367,7 @@ async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
         .unwrap();
     let inv = till_invite(&ah, &owner, "Till 2").await;
     let dir_b = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir_b.path(), &inv.invite, &[])
+    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
         .await
         .unwrap();
 
