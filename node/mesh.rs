@@ -185,6 +185,7 @@ impl Mesh {
             events,
         )));
         tasks.push(tokio::spawn(publish_loop(node.clone(), net.clone())));
+        tasks.push(tokio::spawn(revocation_loop(node.clone(), net.clone())));
         tasks.push(tokio::spawn(pull_loop(
             node.clone(),
             net.clone(),
@@ -322,6 +323,44 @@ fn is_member(node: &NodeHandle, peer: &PeerId) -> bool {
     net::public_key_of(peer).is_some_and(|pk| node.is_member_device(&pk))
 }
 
+fn is_revoked(node: &NodeHandle, peer: &PeerId) -> bool {
+    net::public_key_of(peer).is_some_and(|pk| node.is_revoked_device(&pk))
+}
+
+/// How long a revoked device stays connected after its revocation, so the change that revokes
+/// it reaches it (its UI then says so).
+const REVOKED_GRACE: Duration = Duration::from_secs(2);
+
+/// Disconnects devices as soon as they are revoked (after [`REVOKED_GRACE`]).
+async fn revocation_loop(node: NodeHandle, net: NetHandle) {
+    let mut events = node.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(crate::domain::model::Event::ShopChanged { doc }) if doc == "members" => {}
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        let revoked: Vec<PeerId> = net
+            .peers()
+            .await
+            .into_iter()
+            .filter(|p| p.connected && is_revoked(&node, &p.peer))
+            .map(|p| p.peer)
+            .collect();
+        if revoked.is_empty() {
+            continue;
+        }
+        let net = net.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REVOKED_GRACE).await;
+            for peer in revoked {
+                tracing::warn!(%peer, "disconnecting a revoked device");
+                net.block(peer).await;
+            }
+        });
+    }
+}
+
 /// How long a device that redeemed an invite may pull the shop before it is a member.
 const JOINING_WINDOW: Duration = Duration::from_secs(10 * 60);
 
@@ -412,6 +451,11 @@ async fn event_loop(
                 });
             }
             NetEvent::Connected { peer, addr } => {
+                if is_revoked(&node, &peer) {
+                    tracing::info!(%peer, "refused a connection from a revoked device");
+                    net.block(peer).await;
+                    continue;
+                }
                 {
                     let mut t = peers.lock().expect("peers lock");
                     let e = t.entry(peer).or_default();
@@ -578,9 +622,24 @@ pub async fn supervise(
     };
     tracing::info!(peer_id = %mesh.net().local_peer_id(), addrs = ?node.addrs(), "mesh started");
     node.set_mesh(Some(mesh.clone())).await;
-    let _ = stop.wait_for(|s| *s).await;
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        _ = revoked(&node) => {
+            tracing::error!("an owner revoked this device: it no longer syncs with the shop");
+        }
+    }
     node.set_mesh(None).await;
     mesh.shutdown().await;
+}
+
+/// Returns once this device is revoked.
+async fn revoked(node: &NodeHandle) {
+    let mut events = node.subscribe();
+    while !node.is_revoked() {
+        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = events.recv().await {
+            std::future::pending::<()>().await;
+        }
+    }
 }
 
 /// What joining a shop did.

@@ -854,6 +854,41 @@ impl NodeHandle {
         }
     }
 
+    /// This node's peer id on the mesh (derived from the device key).
+    pub fn peer_id(&self) -> String {
+        crate::net::peer_id_from_public_key(&self.device_public_key())
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Stops syncing with a peer (by peer id) until [`Self::unblock_peer`]: its connections
+    /// close and it is refused both ways. Revoked devices are blocked by the mesh itself.
+    pub async fn block_peer(&self, peer: &str) -> Result<()> {
+        let (mesh, peer) = self.mesh_and_peer(peer).await?;
+        mesh.net().block(peer).await;
+        Ok(())
+    }
+
+    /// Syncs with a blocked peer again.
+    pub async fn unblock_peer(&self, peer: &str) -> Result<()> {
+        let (mesh, peer) = self.mesh_and_peer(peer).await?;
+        mesh.net().unblock(peer).await;
+        Ok(())
+    }
+
+    async fn mesh_and_peer(
+        &self,
+        peer: &str,
+    ) -> Result<(Arc<crate::mesh::Mesh>, crate::net::PeerId)> {
+        let peer = peer
+            .parse()
+            .map_err(|e| Error::invalid("peer", format!("{peer:?} is not a peer id: {e}")))?;
+        let mesh = self.inner.mesh.read().await.clone().ok_or_else(|| {
+            Error::Conflict("this node does not sync yet (no shop, or no --listen address)".into())
+        })?;
+        Ok((mesh, peer))
+    }
+
     pub(crate) async fn set_mesh(&self, mesh: Option<Arc<crate::mesh::Mesh>>) {
         *self.inner.mesh.write().await = mesh;
     }
@@ -888,6 +923,20 @@ impl NodeHandle {
             .devices
             .iter()
             .any(|d| d.public_key == hex && !d.revoked)
+    }
+
+    /// Whether `public_key` is a device of the shop that an owner revoked.
+    pub fn is_revoked_device(&self, public_key: &[u8; 32]) -> bool {
+        let hex = hex::encode(public_key);
+        self.view()
+            .devices
+            .iter()
+            .any(|d| d.public_key == hex && d.revoked)
+    }
+
+    /// Whether an owner revoked this device.
+    pub fn is_revoked(&self) -> bool {
+        self.view().this_device.as_ref().is_some_and(|d| d.revoked)
     }
 
     /// Digests of every sync bucket (see [`crate::sync`]).
