@@ -177,20 +177,12 @@ impl Mesh {
                     .found_by = Some(FoundBy::Static);
             }
         }
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(event_loop(
-            node.clone(),
-            net.clone(),
-            peers.clone(),
-            events,
-        )));
-        tasks.push(tokio::spawn(publish_loop(node.clone(), net.clone())));
-        tasks.push(tokio::spawn(revocation_loop(node.clone(), net.clone())));
-        tasks.push(tokio::spawn(pull_loop(
-            node.clone(),
-            net.clone(),
-            peers.clone(),
-        )));
+        let mut tasks = vec![
+            tokio::spawn(event_loop(node.clone(), net.clone(), peers.clone(), events)),
+            tokio::spawn(publish_loop(node.clone(), net.clone())),
+            tokio::spawn(revocation_loop(node.clone(), net.clone())),
+            tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())),
+        ];
         let mut discovery = None;
         if let Some(interfaces) = cfg.mdns {
             let shop_id = node
