@@ -722,7 +722,8 @@ pub(crate) async fn join_with(
     });
     let mut candidates: Vec<Multiaddr> =
         ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-    if candidates.is_empty() {
+    let by_mdns = candidates.is_empty();
+    if by_mdns {
         let Some(interfaces) = mdns_interfaces else {
             return finish(
                 net,
@@ -743,8 +744,13 @@ pub(crate) async fn join_with(
         "the device that made the invite did not answer: is it running and on this network?".into(),
     );
     let mut outcome = None;
+    // Devices that answered the code already (each may be reachable at several addresses).
+    let mut asked = std::collections::HashSet::new();
     for addr in candidates {
         let Some(peer) = peer_of(&addr) else { continue };
+        if asked.contains(&peer) {
+            continue;
+        }
         if net.dial(addr.clone()).await.is_err() {
             continue;
         }
@@ -765,7 +771,11 @@ pub(crate) async fn join_with(
             net: net.clone(),
             peer,
         };
-        match sync::join(h, &remote, &ticket.code).await {
+        let answer = sync::join(h, &remote, &ticket.code).await;
+        if matches!(&answer, Ok(_) | Err(Error::Invalid { .. })) {
+            asked.insert(peer);
+        }
+        match answer {
             Ok(invite) => {
                 let view = h.view_status();
                 outcome = Some((
@@ -779,6 +789,12 @@ pub(crate) async fn join_with(
                     addr,
                 ));
                 break;
+            }
+            // Another device of the shop: the one that made the code may be next.
+            Err(e @ Error::Invalid { .. })
+                if by_mdns && e.to_string() == crate::domain::commands::UNKNOWN_INVITE =>
+            {
+                last_err = e
             }
             Err(e @ Error::Invalid { .. }) => return finish(net, drain, Err(e)).await,
             Err(e) => last_err = e,
@@ -796,6 +812,9 @@ async fn finish<T>(net: NetHandle, drain: JoinHandle<()>, r: Result<T>) -> Resul
     r
 }
 
+/// How long a short-code join keeps listening for more devices after the first one answered.
+const JOIN_GATHER: Duration = Duration::from_millis(1500);
+
 /// A short code carries no address: look for shop devices on the LAN by mDNS.
 async fn discover_for_join(net: &NetHandle, interfaces: &[String]) -> Result<Vec<Multiaddr>> {
     let cfg = crate::discovery::DiscoveryConfig {
@@ -808,23 +827,36 @@ async fn discover_for_join(net: &NetHandle, interfaces: &[String]) -> Result<Vec
     };
     let (d, mut found) = crate::discovery::Discovery::start(cfg)
         .map_err(|e| Error::Internal(format!("mDNS: {e}")))?;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(f) = found.recv().await {
+    // Every device of every shop on the LAN answers; gather them for a moment after the first.
+    let mut out: Vec<Multiaddr> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let _ = tokio::time::timeout_at(deadline, async {
+        let mut gather_until: Option<tokio::time::Instant> = None;
+        loop {
+            let f = match gather_until {
+                None => found.recv().await,
+                Some(t) => match tokio::time::timeout_at(t, found.recv()).await {
+                    Ok(f) => f,
+                    Err(_) => break,
+                },
+            };
+            let Some(f) = f else { break };
             let Ok(peer) = f.peer_id.parse::<PeerId>() else {
                 continue;
             };
-            for a in f.addrs {
-                if let Ok(addr) = a.parse::<Multiaddr>() {
-                    out.push(if peer_of(&addr).is_none() {
-                        addr.with(libp2p::multiaddr::Protocol::P2p(peer))
-                    } else {
-                        addr
-                    });
+            for a in &f.addrs {
+                let Ok(addr) = a.parse::<Multiaddr>() else {
+                    continue;
+                };
+                let addr = if peer_of(&addr).is_none() {
+                    addr.with(libp2p::multiaddr::Protocol::P2p(peer))
+                } else {
+                    addr
+                };
+                if !out.contains(&addr) {
+                    out.push(addr);
                 }
-            }
-            if !out.is_empty() {
-                break;
+                gather_until.get_or_insert(tokio::time::Instant::now() + JOIN_GATHER);
             }
         }
     })
