@@ -650,8 +650,10 @@ impl NodeHandle {
             .await
     }
 
-    /// Records a sale at a past time (demo data).
-    pub(crate) async fn record_sale_at(
+    /// Records a sale at a given time (demo data and benchmarks that need history). Not part of
+    /// the API: a shop's books take the node's own clock.
+    #[doc(hidden)]
+    pub async fn record_sale_at(
         &self,
         by: &Principal,
         sale: NewSale,
