@@ -74,7 +74,9 @@ fn main() {
     let per_day: usize = env_or("BENCH_PER_DAY", 100);
     let samples: usize = env_or("BENCH_SAMPLES", 1000);
     let rt = runtime();
-    println!("apply_cost: verify + apply one sale from another till ({samples} samples, {per_day} sales/day of history)");
+    println!(
+        "apply_cost: verify + apply one sale from another till ({samples} samples, {per_day} sales/day of history)"
+    );
     println!("| store | days of history | sales stored | p50 ms | p90 ms | p99 ms | mean ms |");
     println!("|---|---:|---:|---:|---:|---:|---:|");
     for disk in [false, true] {

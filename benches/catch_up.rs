@@ -32,9 +32,7 @@ async fn run(nodes: usize, missed: usize) -> (f64, f64) {
     let mut handles: Vec<NodeHandle> = vec![ah.clone()];
     handles.extend(tills.iter().map(|n| n.handle()));
     wait_until("the shop formed", Duration::from_secs(120), || {
-        handles
-            .iter()
-            .all(|h| h.devices().unwrap().len() == nodes)
+        handles.iter().all(|h| h.devices().unwrap().len() == nodes)
     })
     .await;
 
@@ -63,10 +61,14 @@ async fn run(nodes: usize, missed: usize) -> (f64, f64) {
         task.await.unwrap();
     }
     let total = missed / sellers / 8 * sellers * 8;
-    wait_until("the online tills converged", Duration::from_secs(1800), || {
-        let d = ah.bucket_digests().unwrap();
-        handles.iter().all(|h| h.bucket_digests().unwrap() == d)
-    })
+    wait_until(
+        "the online tills converged",
+        Duration::from_secs(1800),
+        || {
+            let d = ah.bucket_digests().unwrap();
+            handles.iter().all(|h| h.bucket_digests().unwrap() == d)
+        },
+    )
     .await;
     let load = t.elapsed().as_secs_f64();
     eprintln!(
@@ -79,9 +81,11 @@ async fn run(nodes: usize, missed: usize) -> (f64, f64) {
     let back = start_till(&off_dir, Some(&addrs[..nodes - 1])).await;
     let bh = back.handle();
     let target = ah.bucket_digests().unwrap();
-    wait_until("the returning till caught up", Duration::from_secs(1800), || {
-        bh.bucket_digests().unwrap() == target
-    })
+    wait_until(
+        "the returning till caught up",
+        Duration::from_secs(1800),
+        || bh.bucket_digests().unwrap() == target,
+    )
     .await;
     let caught_up = t.elapsed().as_secs_f64();
     assert_eq!(bh.sales(0, i64::MAX).unwrap().len(), total);
@@ -98,7 +102,10 @@ fn main() {
     let nodes: usize = env_or("BENCH_NODES", 5);
     let sizes = env_list("BENCH_MISSED", "10000,100000");
     let rt = runtime();
-    println!("catch_up: a till off while {} others sell; time from its restart to identical digests", nodes - 1);
+    println!(
+        "catch_up: a till off while {} others sell; time from its restart to identical digests",
+        nodes - 1
+    );
     println!("| nodes | missed sales | catch-up s | sales/s |");
     println!("|---:|---:|---:|---:|");
     for missed in sizes {

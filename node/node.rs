@@ -653,12 +653,7 @@ impl NodeHandle {
     /// Records a sale at a given time (demo data and benchmarks that need history). Not part of
     /// the API: a shop's books take the node's own clock.
     #[doc(hidden)]
-    pub async fn record_sale_at(
-        &self,
-        by: &Principal,
-        sale: NewSale,
-        time: i64,
-    ) -> Result<Sale> {
+    pub async fn record_sale_at(&self, by: &Principal, sale: NewSale, time: i64) -> Result<Sale> {
         let by = by.clone();
         self.inner
             .writer
@@ -666,9 +661,21 @@ impl NodeHandle {
             .await
     }
 
-    /// Sales with `from <= time < to` (ms since epoch), oldest first (at most 10,000).
+    /// Every sale with `from <= time < to` (ms since epoch), oldest first.
     pub fn sales(&self, from: i64, to: i64) -> Result<Vec<Sale>> {
-        queries::sales(&self.read()?, from, to, 10_000)
+        Ok(queries::sales(&self.read()?, from, to, None, usize::MAX)?.0)
+    }
+
+    /// A page of at most `limit` sales with `from <= time < to`, oldest first, starting after
+    /// `after`; the cursor of the next page when there are more.
+    pub fn sales_page(
+        &self,
+        from: i64,
+        to: i64,
+        after: Option<queries::SalesCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Sale>, Option<queries::SalesCursor>)> {
+        queries::sales(&self.read()?, from, to, after, limit)
     }
 
     /// One sale.
