@@ -103,6 +103,7 @@ impl NodeBuilder {
                 data_dir: self.data_dir.clone(),
                 mdns: self.mdns.clone(),
                 joining: Default::default(),
+                pull_gate: Default::default(),
                 joined_peers: Default::default(),
                 mesh: Default::default(),
                 device_key,
@@ -238,6 +239,8 @@ struct Inner {
     data_dir: Option<PathBuf>,
     /// mDNS interfaces (None: mDNS off), also used to find the shop for a short-code join.
     mdns: Option<Vec<String>>,
+    /// Held by an anti-entropy pull (one at a time, see [`crate::sync::pull`]).
+    pull_gate: tokio::sync::Mutex<()>,
     /// Held while joining a shop, so the mesh starts only once the join is complete.
     joining: tokio::sync::Mutex<()>,
     /// Addresses this node joined through; the mesh dials them when it starts.
@@ -834,6 +837,10 @@ impl NodeHandle {
             .expect("joined peers lock")
             .push(addr);
         Ok(joined)
+    }
+
+    pub(crate) fn pull_gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.pull_gate
     }
 
     /// Waits for a join in progress to finish and takes the addresses joined through.
