@@ -52,6 +52,7 @@ async fn run(days: usize, per_day: usize, samples: usize, disk: bool) -> Vec<f64
         envs.push(Envelope::from_bytes(&bytes).unwrap());
     }
     // One at a time, as a quiet shop's gossip arrives.
+    eprintln!("  applying {samples} envelopes ({days} days of history)");
     let mut lat = Vec::with_capacity(samples);
     for env in envs {
         let t = Instant::now();

@@ -106,9 +106,24 @@ pub struct Engine {
     pub device_id: String,
     actor: ActorId,
     docs: HashMap<String, AutoCommit>,
+    /// Verified and stored remote ledger changes not yet applied to their loaded document:
+    /// Automerge 0.12 walks the whole map on every `apply_changes`, so changes to one document
+    /// are applied together, once per batch (or as soon as anything reads the document).
+    pending: HashMap<String, Pending>,
     trust_cache: HashMap<Vec<ChangeHash>, Arc<Trust>>,
     genesis: Option<ChangeHash>,
     stopping: bool,
+}
+
+/// Remote changes of one document waiting to be applied to it (see [`Engine::pending`]).
+#[derive(Default)]
+struct Pending {
+    changes: Vec<Change>,
+    hashes: HashSet<ChangeHash>,
+    /// The document's heads with these changes.
+    heads: Vec<ChangeHash>,
+    /// Authors of the actors these changes introduce.
+    authors: HashMap<automerge::ActorId, Vec<u8>>,
 }
 
 impl Engine {
@@ -126,6 +141,7 @@ impl Engine {
             device_key,
             actor: ActorId::from(crate::identity::random_bytes::<16>()),
             docs: HashMap::new(),
+            pending: HashMap::new(),
             trust_cache: HashMap::new(),
             genesis,
             stopping: false,
@@ -193,6 +209,11 @@ impl Engine {
             }
             finishers.push(finish);
         }
+        if poisoned.is_none()
+            && let Err(e) = self.flush_all_pending()
+        {
+            poisoned = Some(e.to_string());
+        }
         let outcome = match poisoned {
             Some(why) => {
                 let _ = tx.abort();
@@ -227,12 +248,37 @@ impl Engine {
                 for doc in touched {
                     self.docs.remove(&doc);
                 }
+                for (doc, _) in self.pending.drain() {
+                    self.docs.remove(&doc);
+                }
                 self.trust_cache.clear();
                 for f in finishers {
                     f(Err(Error::Store(e.to_string())));
                 }
             }
         }
+    }
+
+    /// Applies pending remote changes to their document.
+    fn flush_pending(&mut self, id: &str) -> Result<()> {
+        let Some(p) = self.pending.remove(id) else {
+            return Ok(());
+        };
+        let doc = self
+            .docs
+            .get_mut(id)
+            .expect("a document with pending changes stays loaded");
+        doc.apply_changes(p.changes)?;
+        debug_assert_eq!(doc.get_heads(), p.heads, "pending heads of {id}");
+        Ok(())
+    }
+
+    fn flush_all_pending(&mut self) -> Result<()> {
+        let ids: Vec<String> = self.pending.keys().cloned().collect();
+        for id in ids {
+            self.flush_pending(&id)?;
+        }
+        Ok(())
     }
 
     /// Rebuilds the readers' view of `members` and `settings` from the documents.
@@ -324,6 +370,7 @@ impl Ctx<'_> {
     /// A loaded document, if it exists.
     pub fn doc(&mut self, id: &str) -> Result<Option<&mut AutoCommit>> {
         self.load(id)?;
+        self.engine.flush_pending(id)?;
         Ok(self.engine.docs.get_mut(id))
     }
 
@@ -340,7 +387,7 @@ impl Ctx<'_> {
                     .engine
                     .docs
                     .keys()
-                    .filter(|k| k.starts_with("ledger/"))
+                    .filter(|k| k.starts_with("ledger/") && !self.engine.pending.contains_key(*k))
                     .take(DOC_CACHE / 2)
                     .cloned()
                     .collect();
@@ -429,6 +476,7 @@ impl Ctx<'_> {
             None => Vec::new(),
         };
         self.load(&id)?;
+        self.engine.flush_pending(&id)?;
         let actor = self.engine.actor.clone();
         let am = self
             .engine
@@ -500,12 +548,17 @@ impl Ctx<'_> {
             return Err(Error::NoShop("this node has no shop yet".into()));
         };
         self.load(&id)?;
+        let deferred = origin == Origin::Remote && matches!(doc_id, DocId::Ledger { .. });
+        if !deferred {
+            self.engine.flush_pending(&id)?;
+        }
         if origin == Origin::Remote {
+            let pending = self.engine.pending.get(&id);
             let missing = match self.engine.docs.get_mut(&id) {
-                Some(doc) => change
-                    .deps()
-                    .iter()
-                    .any(|d| doc.get_change_by_hash(d).is_none()),
+                Some(doc) => change.deps().iter().any(|d| {
+                    doc.get_change_by_hash(d).is_none()
+                        && !pending.is_some_and(|p| p.hashes.contains(d))
+                }),
                 None => !change.deps().is_empty(),
             };
             if missing {
@@ -515,7 +568,13 @@ impl Ctx<'_> {
         let author: Option<Vec<u8>> = if change.seq() == 1 {
             change.author().map(|a| a.as_bytes().to_vec())
         } else {
+            let pending = self
+                .engine
+                .pending
+                .get(&id)
+                .and_then(|p| p.authors.get(change.actor_id()).cloned());
             match self.engine.docs.get(&id) {
+                _ if pending.is_some() => pending,
                 Some(doc) if doc.get_author_for_actor(change.actor_id()).is_some() => doc
                     .get_author_for_actor(change.actor_id())
                     .map(|a| a.as_bytes().to_vec()),
@@ -549,8 +608,33 @@ impl Ctx<'_> {
             .docs
             .entry(id.clone())
             .or_insert_with(|| AutoCommit::new().with_actor(actor));
-        let before: Vec<ChangeHash> = match origin {
-            Origin::Local => change.deps().to_vec(),
+        let (before, after): (Vec<ChangeHash>, Vec<ChangeHash>) = match origin {
+            Origin::Local => (change.deps().to_vec(), am.get_heads()),
+            Origin::Remote if deferred => {
+                // Stored now, applied to the document with the others of this batch.
+                let p = self.engine.pending.entry(id.clone()).or_default();
+                if p.changes.is_empty() {
+                    p.heads = am.get_heads();
+                }
+                let before = p.heads.clone();
+                let mut after: Vec<ChangeHash> = before
+                    .iter()
+                    .filter(|h| !change.deps().contains(h))
+                    .copied()
+                    .collect();
+                after.push(hash);
+                after.sort_unstable();
+                if let Some(a) = &author
+                    && change.seq() == 1
+                {
+                    p.authors.insert(change.actor_id().clone(), a.clone());
+                }
+                p.heads = after.clone();
+                p.hashes.insert(hash);
+                p.changes.push(change.clone());
+                self.touched.insert(id.clone());
+                (before, after)
+            }
             Origin::Remote => {
                 if change
                     .deps()
@@ -562,10 +646,9 @@ impl Ctx<'_> {
                 let before = am.get_heads();
                 self.touched.insert(id.clone());
                 am.apply_changes([change.clone()])?;
-                before
+                (before, am.get_heads())
             }
         };
-        let after = am.get_heads();
 
         // 3. store: from here on a failure poisons the batch.
         let stored = self.store_change(&id, &env, &change, &after);
@@ -606,6 +689,7 @@ impl Ctx<'_> {
     /// arrived. Those documents are rebuilt from their remaining valid envelopes (dropping also
     /// what depended on an invalid change) and the projections are rebuilt.
     fn enforce_revocations(&mut self, before: &[ChangeHash], after: &[ChangeHash]) -> Result<()> {
+        self.engine.flush_all_pending()?;
         let members = self
             .engine
             .docs
@@ -757,6 +841,7 @@ impl Ctx<'_> {
         if meta.chunk_count() + 1 >= COMPACT_AFTER_CHUNKS {
             // Compact: one saved document replaces the chunks (history is kept in it). Saved
             // without compression: it is rewritten often and deflate dominated the writer.
+            self.engine.flush_pending(id)?;
             let saved = self
                 .engine
                 .docs
