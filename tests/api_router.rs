@@ -1054,7 +1054,8 @@ async fn health_status_and_setup_page_need_no_login() {
     ] {
         let res = app.call(req("GET", path, None, None)).await.expect(200);
         assert!(
-            res.header("content-type").is_some_and(|ct| ct.starts_with(ty)),
+            res.header("content-type")
+                .is_some_and(|ct| ct.starts_with(ty)),
             "{path}: {:?}",
             res.header("content-type")
         );
@@ -1067,7 +1068,10 @@ async fn health_status_and_setup_page_need_no_login() {
     let js = js.text();
     assert!(js.contains("\"/setup\"") && js.contains("\"/login\"") && js.contains("\"/join\""));
     assert!(js.contains("shown only once"));
-    let api_js = app.call(req("GET", "/lib/api.js", None, None)).await.expect(200);
+    let api_js = app
+        .call(req("GET", "/lib/api.js", None, None))
+        .await
+        .expect(200);
     assert!(api_js.text().contains("\"/api/v1\""));
 
     // The shop exists: setup is refused.
@@ -1872,7 +1876,10 @@ async fn invites_carry_a_qr_code_and_mesh_info_needs_a_login() {
     assert!(inv.body["code"].is_string() && inv.body["invite"].is_string());
     let svg = inv.body["qr_svg"].as_str().expect("qr_svg");
     assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
-    assert!(!svg.contains("style="), "no inline style (the CSP forbids it)");
+    assert!(
+        !svg.contains("style="),
+        "no inline style (the CSP forbids it)"
+    );
 
     assert_error(
         &app.call(req("GET", "/api/v1/mesh", None, None)).await,

@@ -73,10 +73,12 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
     page.goto(&format!("{url}/")).await;
     page.wait_visible("#create-form").await;
     shots(&page, "01-first-start", DESKTOP).await;
-    page.fill("#create-form [name=shop_name]", "Corner Shop").await;
+    page.fill("#create-form [name=shop_name]", "Corner Shop")
+        .await;
     page.eval("document.querySelector('#create-form [name=timezone]').value = 'Europe/Paris'")
         .await;
-    page.fill("#create-form [name=owner_name]", "Olivia Owner").await;
+    page.fill("#create-form [name=owner_name]", "Olivia Owner")
+        .await;
     assert_eq!(
         page.eval("document.querySelector('#create-form [name=username]').value")
             .await,
@@ -91,7 +93,11 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
     assert!(key.len() > 20, "the recovery key is shown: {key:?}");
     shots(&page, "02-recovery-key", DESKTOP).await;
     assert!(
-        truthy(&page.eval("document.querySelector('#recovery-continue').disabled").await),
+        truthy(
+            &page
+                .eval("document.querySelector('#recovery-continue').disabled")
+                .await
+        ),
         "continuing needs the 'written down' tick"
     );
     page.click("#wrote-it-down").await;
@@ -126,7 +132,8 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
     page.fill("#p-reorder", "3").await;
     page.screenshot("04-product-editor-desktop").await;
     page.click("#save-product").await;
-    page.wait_visible("#product-rows tr[data-sku=\"AJ1\"]").await;
+    page.wait_visible("#product-rows tr[data-sku=\"AJ1\"]")
+        .await;
     // A second one, so lists and charts have more than one row.
     page.click("#new-product").await;
     page.fill("#p-name", "Sparkling water 0.5 l").await;
@@ -135,7 +142,8 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
     page.fill("#p-price", "1.10").await;
     page.fill("#p-tax", "5.5").await;
     page.click("#save-product").await;
-    page.wait_visible("#product-rows tr[data-sku=\"SW5\"]").await;
+    page.wait_visible("#product-rows tr[data-sku=\"SW5\"]")
+        .await;
     shots(&page, "05-products", DESKTOP).await;
 
     // Stock in, with a cost.
@@ -147,10 +155,12 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
     page.fill("#in-cost", "1.20").await;
     page.click("#in-save").await;
     page.wait_text(&format!("{row} .on-hand"), "10").await;
-    page.click("#stock-rows tr[data-sku=\"SW5\"] [data-action=in]").await;
+    page.click("#stock-rows tr[data-sku=\"SW5\"] [data-action=in]")
+        .await;
     page.fill("#in-qty", "2").await;
     page.click("#in-save").await;
-    page.wait_text("#stock-rows tr[data-sku=\"SW5\"] .on-hand", "2").await;
+    page.wait_text("#stock-rows tr[data-sku=\"SW5\"] .on-hand", "2")
+        .await;
 
     // Sell: the scanner types the barcode and presses Enter, twice.
     page.goto(&format!("{url}/#/sell")).await;
@@ -183,8 +193,17 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
     assert_eq!(page.text("#receipt-total").await, "€5.00");
     assert_eq!(page.text("#receipt-change").await, "€5.00");
     let receipt = page.text("#receipt").await;
-    for part in ["Corner Shop", "Apple juice 1 l", "Till 1", "Olivia Owner", "Cash"] {
-        assert!(receipt.contains(part), "the receipt shows {part:?}: {receipt}");
+    for part in [
+        "Corner Shop",
+        "Apple juice 1 l",
+        "Till 1",
+        "Olivia Owner",
+        "Cash",
+    ] {
+        assert!(
+            receipt.contains(part),
+            "the receipt shows {part:?}: {receipt}"
+        );
     }
     shots(&page, "08-receipt", DESKTOP).await;
     page.click("#new-sale").await;
@@ -236,7 +255,9 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
 async fn staff_with_a_pin_cannot_manage_people_or_change_prices() {
     let (node, url) = serve(Node::builder().memory()).await;
     let h = node.handle();
-    h.create_shop(new_shop("EUR", TaxMode::Inclusive)).await.unwrap();
+    h.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
     let owner = h.login_password("olivia", OWNER_PW).await.unwrap();
     h.add_person(
         &owner,
@@ -250,7 +271,10 @@ async fn staff_with_a_pin_cannot_manage_people_or_change_prices() {
     )
     .await
     .unwrap();
-    let p = h.create_product(&owner, product("S1", 500, 2000)).await.unwrap();
+    let p = h
+        .create_product(&owner, product("S1", 500, 2000))
+        .await
+        .unwrap();
 
     let browser = Browser::launch().await;
     let page = browser.new_page(TILL.0, TILL.1).await;
@@ -269,7 +293,10 @@ async fn staff_with_a_pin_cannot_manage_people_or_change_prices() {
 
     // No People & devices (nor Reports) in the menu, and the screen itself refuses.
     page.wait_visible("#nav-sell").await;
-    assert!(!page.exists("#nav-people").await, "staff see no People & devices");
+    assert!(
+        !page.exists("#nav-people").await,
+        "staff see no People & devices"
+    );
     assert!(!page.exists("#nav-reports").await, "staff see no Reports");
     page.goto(&format!("{url}/#/people")).await;
     page.wait_visible("main .alert-warn").await;
@@ -287,11 +314,19 @@ async fn staff_with_a_pin_cannot_manage_people_or_change_prices() {
     page.wait_visible("#p-price").await;
     assert!(!page.exists("#save-product").await, "no Save for staff");
     assert!(
-        truthy(&page.eval("document.querySelector('#p-price').readOnly").await),
+        truthy(
+            &page
+                .eval("document.querySelector('#p-price').readOnly")
+                .await
+        ),
         "the price cannot be typed over"
     );
     page.screenshot("22-staff-product-readonly-till").await;
-    assert_eq!(h.product(p.id).unwrap().price, 500, "the price is unchanged");
+    assert_eq!(
+        h.product(p.id).unwrap().price,
+        500,
+        "the price is unchanged"
+    );
 
     drop(browser);
     node.shutdown().await;
@@ -314,7 +349,9 @@ async fn a_sale_on_till_a_appears_on_till_bs_open_stock_screen() {
     let dir_a = tempfile::tempdir().unwrap();
     let (a, url_a) = listening(Node::builder().data_dir(dir_a.path())).await;
     let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive)).await.unwrap();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
     let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
     let addr_a = mesh_addr(&ah).await;
     let p = ah
@@ -332,7 +369,11 @@ async fn a_sale_on_till_a_appears_on_till_bs_open_stock_screen() {
     let (b, url_b) = listening(Node::builder().data_dir(dir_b.path()).peer(addr_a.clone())).await;
     let bh = b.handle();
     assert!(
-        wait_for(|| bh.product(p.id).is_ok() && on_hand(&bh, p.id) == 20, Duration::from_secs(20)).await,
+        wait_for(
+            || bh.product(p.id).is_ok() && on_hand(&bh, p.id) == 20,
+            Duration::from_secs(20)
+        )
+        .await,
         "B has the catalog and the stock"
     );
 
@@ -371,7 +412,9 @@ async fn a_sale_on_till_a_appears_on_till_bs_open_stock_screen() {
         truthy(&page_b.eval("window.__notReloaded === true").await),
         "B's page was not reloaded"
     );
-    page_b.screenshot("30-stock-live-from-other-till-desktop").await;
+    page_b
+        .screenshot("30-stock-live-from-other-till-desktop")
+        .await;
 
     // And B's Sync screen says both tills are in sync.
     page_b.goto(&format!("{url_b}/#/sync")).await;

@@ -138,12 +138,12 @@ function drawTopbar() {
         "a",
         { href: `#/${sc.route}`, "aria-current": sc.route === current ? "page" : null, id: `nav-${sc.route}` },
         icon(sc.icon),
-        h("span", { class: sc.short ? "label-long" : null }, sc.short && window.innerWidth < 760 ? sc.short : sc.label),
+        h("span", { class: sc.short ? "label-long" : null }, sc.short && window.innerWidth < 1240 ? sc.short : sc.label),
       ),
     );
   }
   const role = app.me.role[0].toUpperCase() + app.me.role.slice(1);
-  document.getElementById("who").replaceChildren(h("b", null, app.me.name), ` · ${role}`);
+  document.getElementById("who").replaceChildren(h("b", null, app.me.name), h("span", { class: "role-text" }, ` · ${role}`));
 }
 
 document.getElementById("logout").addEventListener("click", () => app.logout());

@@ -509,7 +509,7 @@ pub(crate) async fn login_people(State(state): State<AppState>) -> Json<Vec<Logi
             role: p.role,
         })
         .collect();
-    people.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()));
+    people.sort_by_key(|p| p.name.to_lowercase());
     Json(people)
 }
 

@@ -48,12 +48,36 @@ const ASSETS: &[Asset] = &[
     asset!("/app.css", CSS, "app.css"),
     asset!("/app.js", JS, "app.js"),
     asset!("/icon.svg", SVG, "icon.svg"),
-    asset!("/fonts/inter-latin-400.woff2", WOFF2, "fonts/inter-latin-400-normal.woff2"),
-    asset!("/fonts/inter-latin-600.woff2", WOFF2, "fonts/inter-latin-600-normal.woff2"),
-    asset!("/fonts/inter-latin-700.woff2", WOFF2, "fonts/inter-latin-700-normal.woff2"),
-    asset!("/fonts/inter-latin-ext-400.woff2", WOFF2, "fonts/inter-latin-ext-400-normal.woff2"),
-    asset!("/fonts/inter-latin-ext-600.woff2", WOFF2, "fonts/inter-latin-ext-600-normal.woff2"),
-    asset!("/fonts/inter-latin-ext-700.woff2", WOFF2, "fonts/inter-latin-ext-700-normal.woff2"),
+    asset!(
+        "/fonts/inter-latin-400.woff2",
+        WOFF2,
+        "fonts/inter-latin-400-normal.woff2"
+    ),
+    asset!(
+        "/fonts/inter-latin-600.woff2",
+        WOFF2,
+        "fonts/inter-latin-600-normal.woff2"
+    ),
+    asset!(
+        "/fonts/inter-latin-700.woff2",
+        WOFF2,
+        "fonts/inter-latin-700-normal.woff2"
+    ),
+    asset!(
+        "/fonts/inter-latin-ext-400.woff2",
+        WOFF2,
+        "fonts/inter-latin-ext-400-normal.woff2"
+    ),
+    asset!(
+        "/fonts/inter-latin-ext-600.woff2",
+        WOFF2,
+        "fonts/inter-latin-ext-600-normal.woff2"
+    ),
+    asset!(
+        "/fonts/inter-latin-ext-700.woff2",
+        WOFF2,
+        "fonts/inter-latin-ext-700-normal.woff2"
+    ),
     asset!("/lib/api.js", JS, "lib/api.js"),
     asset!("/lib/dom.js", JS, "lib/dom.js"),
     asset!("/lib/format.js", JS, "lib/format.js"),

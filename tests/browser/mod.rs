@@ -155,7 +155,12 @@ impl Browser {
         }
     }
 
-    async fn send(&self, session: Option<&str>, method: &str, params: Value) -> Result<Value, String> {
+    async fn send(
+        &self,
+        session: Option<&str>,
+        method: &str,
+        params: Value,
+    ) -> Result<Value, String> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut msg = json!({"id": id, "method": method, "params": params});
         if let Some(s) = session {
@@ -195,7 +200,10 @@ impl Browser {
             )
             .await
             .expect("attach to the tab");
-        let session = attached["sessionId"].as_str().expect("a session id").to_owned();
+        let session = attached["sessionId"]
+            .as_str()
+            .expect("a session id")
+            .to_owned();
         let page = Page {
             browser: self,
             session,
@@ -229,7 +237,11 @@ fn log_line(v: &Value) -> Option<String> {
                         .unwrap_or_default()
                 })
                 .collect();
-            Some(format!("console.{}: {}", v["params"]["type"].as_str()?, args.join(" ")))
+            Some(format!(
+                "console.{}: {}",
+                v["params"]["type"].as_str()?,
+                args.join(" ")
+            ))
         }
         "Runtime.exceptionThrown" => Some(format!(
             "exception: {}",
@@ -297,8 +309,11 @@ impl Page<'_> {
     /// Opens `url` and waits until the document has loaded.
     pub async fn goto(&self, url: &str) {
         self.cmd("Page.navigate", json!({"url": url})).await;
-        self.wait_for("document.readyState === 'complete'", &format!("{url} loads"))
-            .await;
+        self.wait_for(
+            "document.readyState === 'complete'",
+            &format!("{url} loads"),
+        )
+        .await;
     }
 
     async fn try_eval(&self, js: &str) -> Result<Value, String> {
@@ -338,8 +353,10 @@ impl Page<'_> {
                 return;
             }
             if Instant::now() > deadline {
-                self.fail(&format!("timed out after {WAIT:?} waiting for: {what} (`{js}`)"))
-                    .await;
+                self.fail(&format!(
+                    "timed out after {WAIT:?} waiting for: {what} (`{js}`)"
+                ))
+                .await;
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
@@ -400,8 +417,11 @@ impl Page<'_> {
             &format!("{selector} can be clicked"),
         )
         .await;
-        self.eval(&format!("document.querySelector({}).click()", js_str(selector)))
-            .await;
+        self.eval(&format!(
+            "document.querySelector({}).click()",
+            js_str(selector)
+        ))
+        .await;
     }
 
     /// Focuses `selector`, clears it and types `text` as keyboard input.
@@ -426,12 +446,15 @@ impl Page<'_> {
             "Enter" => ("Enter".to_string(), 13, Some("\r".to_string())),
             "Backspace" => ("Backspace".to_string(), 8, None),
             "Escape" => ("Escape".to_string(), 27, None),
-            d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => {
-                (format!("Digit{d}"), u32::from(d.as_bytes()[0]), Some(d.to_string()))
-            }
+            d if d.len() == 1 && d.as_bytes()[0].is_ascii_digit() => (
+                format!("Digit{d}"),
+                u32::from(d.as_bytes()[0]),
+                Some(d.to_string()),
+            ),
             other => panic!("press: unsupported key {other}"),
         };
-        let mut down = json!({"type": "keyDown", "key": key, "code": code, "windowsVirtualKeyCode": vk});
+        let mut down =
+            json!({"type": "keyDown", "key": key, "code": code, "windowsVirtualKeyCode": vk});
         if let Some(t) = &text {
             down["text"] = json!(t);
         }
@@ -471,7 +494,10 @@ impl Page<'_> {
         self.eval("new Promise(r => setTimeout(r, 400))").await;
         match self.try_screenshot(name).await {
             Some(p) => p,
-            None => self.fail(&format!("could not save screenshot {name}")).await,
+            None => {
+                self.fail(&format!("could not save screenshot {name}"))
+                    .await
+            }
         }
     }
 }

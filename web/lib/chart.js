@@ -11,8 +11,8 @@ function niceMax(max) {
 }
 
 /// Vertical bars: data = [{label, value, highlight}]; format(value) → text.
-export function columnChart(data, { format = String, title = "", height = 260 } = {}) {
-  const width = 720;
+export function columnChart(data, { format = String, title = "", height = 260, width = 720 } = {}) {
+  width = Math.max(280, Math.round(width));
   const left = 64;
   const bottom = 34;
   const top = 22;
@@ -21,6 +21,8 @@ export function columnChart(data, { format = String, title = "", height = 260 } 
   const max = niceMax(Math.max(0, ...data.map((d) => d.value)));
   const slot = plotW / Math.max(1, data.length);
   const barW = Math.min(56, slot * 0.68);
+  // Label every day when there is room, else every 2nd, 3rd … (always the last, today).
+  const every = Math.max(1, Math.ceil(58 / slot));
   const grid = [0, 0.25, 0.5, 0.75, 1].map((f) => {
     const y = top + plotH - f * plotH;
     return [
@@ -35,8 +37,10 @@ export function columnChart(data, { format = String, title = "", height = 260 } 
     return [
       s("rect", { x, y, width: barW, height: Math.max(0, bh), rx: 3, class: d.highlight ? "bar today" : "bar" },
         s("title", null, `${d.label}: ${format(d.value)}`)),
-      s("text", { x: x + barW / 2, y: height - bottom + 18, "text-anchor": "middle" }, d.label),
-      d.value > 0 && data.length <= 14
+      (data.length - 1 - i) % every === 0
+        ? s("text", { x: x + barW / 2, y: height - bottom + 18, "text-anchor": "middle" }, d.label)
+        : null,
+      d.value > 0 && slot >= 52
         ? s("text", { x: x + barW / 2, y: y - 6, "text-anchor": "middle", class: "val" }, format(d.value))
         : null,
     ];
@@ -51,19 +55,20 @@ export function columnChart(data, { format = String, title = "", height = 260 } 
 }
 
 /// Horizontal bars: data = [{label, value, note}] sorted by the caller.
-export function barList(data, { format = String, title = "" } = {}) {
+export function barList(data, { format = String, title = "", width = 720 } = {}) {
   if (!data.length) return h("p", { class: "empty" }, "Nothing yet.");
-  const width = 720;
+  width = Math.max(280, Math.round(width));
   const row = 34;
-  const labelW = 220;
-  const valueW = 120;
+  const labelW = Math.min(220, width * 0.34);
+  const valueW = Math.min(170, width * 0.3);
+  const chars = Math.max(8, Math.floor(labelW / 7.5));
   const height = data.length * row + 8;
   const max = Math.max(1, ...data.map((d) => d.value));
   const plotW = width - labelW - valueW - 16;
   const rows = data.map((d, i) => {
     const y = 4 + i * row;
     const w = Math.max(2, (d.value / max) * plotW);
-    const label = d.label.length > 28 ? `${d.label.slice(0, 27)}…` : d.label;
+    const label = d.label.length > chars ? `${d.label.slice(0, chars - 1)}…` : d.label;
     return [
       s("text", { x: 0, y: y + row / 2 + 4 }, label),
       s("rect", { x: labelW, y: y + 6, width: w, height: row - 12, rx: 3, class: "bar" },

@@ -41,7 +41,7 @@ export function s(tag, attrs, ...children) {
   for (const [k, v] of Object.entries(attrs || {})) {
     if (v !== null && v !== undefined) el.setAttribute(k, String(v));
   }
-  for (const c of children.flat()) {
+  for (const c of children.flat(Infinity)) {
     if (c === null || c === undefined) continue;
     el.appendChild(c instanceof Node ? c : document.createTextNode(String(c)));
   }
@@ -99,8 +99,22 @@ export function icon(name, size = 20) {
   );
 }
 
+/// Appends `children` (nodes, strings, arrays; null skipped) to `el`.
+export function add(el, ...children) {
+  append(el, children);
+  return el;
+}
+
+/// Puts `children` (nodes, strings, arrays, null skipped) into `el` in place of what it had.
+export function fill(el, ...children) {
+  el.replaceChildren();
+  append(el, children);
+  return el;
+}
+
 export function toast(message, kind = "info") {
   const box = document.getElementById("toasts");
+  while (box.children.length >= 3) box.firstChild.remove();
   const el = h("div", { class: `toast ${kind}` }, message);
   box.appendChild(el);
   setTimeout(() => el.remove(), kind === "error" ? 7000 : 3500);
@@ -175,7 +189,8 @@ export function openDialog({ title, body, actions = [], wide = false, onClose })
     dlg.remove();
     if (onClose) onClose();
   });
-  dlg.append(
+  fill(
+    dlg,
     h(
       "div",
       { class: "dlg-head" },

@@ -2,7 +2,7 @@
 // Shows which shop and which device this is.
 
 import { get, post } from "../lib/api.js";
-import { h, icon, field, busy, alertBox } from "../lib/dom.js";
+import { h, add, icon, field, busy, alertBox } from "../lib/dom.js";
 import { initials } from "../lib/format.js";
 
 const ROLE_LABEL = { staff: "Staff · PIN", manager: "Manager · password", owner: "Owner · password" };
@@ -30,7 +30,7 @@ export async function render(main, app) {
     grid.appendChild(btn);
   }
 
-  wrap.append(
+  add(wrap, 
     h("div", { class: "login-shop" },
       h("h1", null, app.status.shop_name || "tillmesh"),
       h("p", { class: "muted" }, icon("device", 16), " ", device ? `This device: ${device.name}` : "This device")),
@@ -122,7 +122,7 @@ export async function render(main, app) {
       }
     };
     document.addEventListener("keydown", keyHandler);
-    form.append(h("p", { class: "muted" }, `PIN for ${person.name}`), dots, status, pad);
+    add(form, h("p", { class: "muted" }, `PIN for ${person.name}`), dots, status, pad);
     draw();
     return form;
   }

@@ -3,7 +3,7 @@
 // Managers add staff and invite tills; owners do everything.
 
 import { get, post, humanError } from "../lib/api.js";
-import { h, icon, field, busy, toast, openDialog, confirmDialog, copyText } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, openDialog, confirmDialog, copyText } from "../lib/dom.js";
 import { time, initials } from "../lib/format.js";
 
 const ROLE = { staff: "Staff", manager: "Manager", owner: "Owner" };
@@ -13,7 +13,7 @@ export async function render(main, app) {
   const peopleBody = h("tbody", { id: "people-rows" });
   const devicesBody = h("tbody", { id: "device-rows" });
 
-  main.append(
+  add(main, 
     h("div", { class: "screen-head" },
       h("h1", null, "People & devices"),
       h("span", { class: "spacer" }),
@@ -21,12 +21,12 @@ export async function render(main, app) {
       h("button", { type: "button", class: "btn btn-primary", id: "invite-device", onclick: invite }, icon("device", 18), "Invite a device")),
     h("section", { class: "panel" },
       h("h2", null, "People"),
-      h("div", { class: "table-wrap" }, h("table", null,
-        h("thead", null, h("tr", null, h("th", null, "Name"), h("th", null, "Username"), h("th", null, "Role"), h("th", null, h("span", { class: "sr-only" }, "Actions")))),
+      h("div", { class: "table-wrap" }, h("table", { class: "cards" },
+        h("thead", null, h("tr", null, h("th", null, "Name"), h("th", { class: "hide-narrow" }, "Username"), h("th", null, "Role"), h("th", null, h("span", { class: "sr-only" }, "Actions")))),
         peopleBody))),
     h("section", { class: "panel" },
       h("h2", null, "Devices"),
-      h("div", { class: "table-wrap" }, h("table", null,
+      h("div", { class: "table-wrap" }, h("table", { class: "cards" },
         h("thead", null, h("tr", null, h("th", null, "Device"), h("th", null, "Role"), h("th", { class: "hide-narrow" }, "Receipt numbers"), h("th", null, h("span", { class: "sr-only" }, "Actions")))),
         devicesBody))),
   );
@@ -37,7 +37,7 @@ export async function render(main, app) {
     const me = app.thisDevice();
     peopleBody.replaceChildren(...people.map((p) => h("tr", { dataset: { username: p.username } },
       h("td", null, h("div", { class: "row" }, h("span", { class: "avatar" }, initials(p.name)), h("span", { class: "cell-name" }, p.name))),
-      h("td", { class: "mono" }, p.username),
+      h("td", { class: "mono hide-narrow" }, p.username),
       h("td", null, h("span", { class: `badge ${p.role === "owner" ? "badge-accent" : ""}` }, ROLE[p.role]), p.revoked ? [" ", h("span", { class: "badge badge-out" }, "Revoked")] : null),
       h("td", null, h("div", { class: "row end" },
         isOwner && !p.revoked && p.id !== app.me.id

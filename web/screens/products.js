@@ -2,7 +2,7 @@
 // field at the same time, both values are shown and an owner or manager picks one.
 
 import { get, post, patch, humanError } from "../lib/api.js";
-import { h, icon, field, busy, toast, alertBox, openDialog, showFormError, debounce } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, openDialog, showFormError, debounce } from "../lib/dom.js";
 import { money, parseMoney, decimal, percent } from "../lib/format.js";
 
 const FIELD_LABEL = {
@@ -35,7 +35,7 @@ export async function render(main, app) {
   const tbody = h("tbody", { id: "product-rows" });
   const conflictsBox = h("div", { id: "conflicts-banner" });
 
-  main.append(
+  add(main, 
     h("div", { class: "screen-head" },
       h("h1", null, "Products"),
       h("span", { class: "spacer" }),
@@ -46,7 +46,7 @@ export async function render(main, app) {
     conflictsBox,
     h("section", { class: "panel" },
       h("div", { class: "table-wrap" },
-        h("table", { id: "product-table" },
+        h("table", { id: "product-table", class: "cards" },
           h("thead", null, h("tr", null,
             h("th", null, "Product"),
             h("th", { class: "hide-narrow" }, "Barcode"),
@@ -150,7 +150,7 @@ export async function render(main, app) {
     const form = h("form", { class: "stack", novalidate: true, id: "product-form" });
     if (p && canEdit && Object.keys(p.conflicts || {}).length) form.appendChild(conflictPicker(p));
     if (ro) form.appendChild(alertBox("info", "Only managers and owners can change products."));
-    form.append(
+    add(form, 
       h("div", { class: "fields" },
         field("Name", f.name, null, true),
         field("SKU", f.sku, "Your own short code."),

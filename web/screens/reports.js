@@ -2,7 +2,7 @@
 // Redrawn live when any till sells.
 
 import { get, humanError } from "../lib/api.js";
-import { h, icon, toast, debounce } from "../lib/dom.js";
+import { h, add, icon, toast, debounce } from "../lib/dom.js";
 import { money, shopDay, daysBefore, dayLabel } from "../lib/format.js";
 import { columnChart, barList } from "../lib/chart.js";
 
@@ -31,7 +31,7 @@ export async function render(main, app) {
     } }, label));
   }
 
-  main.append(
+  add(main, 
     h("div", { class: "screen-head" }, h("h1", null, "Reports"), h("span", { class: "spacer" }), rangeSeg),
     h("h2", null, "Today at a glance"),
     kpis,
@@ -42,6 +42,12 @@ export async function render(main, app) {
     h("section", { class: "panel" }, h("h2", null, "Export for the accountant"),
       h("p", { class: "muted" }, "Spreadsheet files (CSV) for the period shown."), exportLinks),
   );
+
+  // Charts are drawn at the width they get, so their text stays readable; again on resize.
+  const charts = {};
+  const drawCharts = () => Object.values(charts).forEach((draw) => draw());
+  const onResize = debounce(drawCharts, 150);
+  window.addEventListener("resize", onResize);
 
   async function load() {
     const today = shopDay();
@@ -68,7 +74,8 @@ export async function render(main, app) {
       series.push({ label: dayLabel(day), value: d ? d.total : 0, highlight: day === today });
     }
     dayTitle.textContent = `Sales per day — last ${days} days`;
-    perDay.replaceChildren(columnChart(series, { format: (v) => compactMoney(v), title: "Sales per day" }));
+    charts.perDay = () =>
+      perDay.replaceChildren(columnChart(series, { format: (v) => compactMoney(v), title: "Sales per day", width: perDay.clientWidth }));
 
     const sellers = new Map();
     for (const s of sales) {
@@ -85,17 +92,20 @@ export async function render(main, app) {
     }
     const ranked = [...sellers.values()].sort((a, b) => b.revenue - a.revenue).slice(0, 8);
     topTitle.textContent = `Top sellers — last ${days} days`;
-    top.replaceChildren(barList(ranked.map((e) => ({ label: e.label, value: e.revenue, note: `${e.qty} sold` })), { format: money, title: "Top sellers" }));
+    charts.top = () =>
+      top.replaceChildren(barList(ranked.map((e) => ({ label: e.label, value: e.revenue, note: `${e.qty} sold` })), { format: money, title: "Top sellers", width: top.clientWidth }));
 
     const total = stock.reduce((a, s) => a + s.value_at_cost, 0);
     const byValue = stock.filter((s) => s.value_at_cost > 0).sort((a, b) => b.value_at_cost - a.value_at_cost);
     const shown = byValue.slice(0, 8).map((s) => ({ label: s.name, value: s.value_at_cost, note: `${s.on_hand} on hand` }));
     const rest = byValue.slice(8).reduce((a, s) => a + s.value_at_cost, 0);
     if (rest) shown.push({ label: `${byValue.length - 8} other products`, value: rest });
-    value.replaceChildren(
-      h("p", null, "Total ", h("strong", { id: "stock-value-total" }, money(total)), " (what the stock on hand cost, first in, first out)."),
-      barList(shown, { format: money, title: "Stock value" }),
-    );
+    charts.value = () =>
+      value.replaceChildren(
+        h("p", null, "Total ", h("strong", { id: "stock-value-total" }, money(total)), " (what the stock on hand cost, first in, first out)."),
+        barList(shown, { format: money, title: "Stock value", width: value.clientWidth }),
+      );
+    drawCharts();
 
     exportLinks.replaceChildren(
       ...[["sales", "Sales"], ["movements", "Stock movements"], ["stock", "Stock on hand"]].map(([file, label]) =>
@@ -116,6 +126,7 @@ export async function render(main, app) {
     else if (ev.type === "change_applied" && /^ledger\//.test(ev.doc || "")) reload();
   });
   await load();
+  return () => window.removeEventListener("resize", onResize);
 }
 
 function kpi(label, value, id) {

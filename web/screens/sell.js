@@ -3,7 +3,7 @@
 // split), the receipt, and today's sales with void and return.
 
 import { get, post, humanError } from "../lib/api.js";
-import { h, icon, field, busy, toast, alertBox, openDialog, confirmDialog, showFormError } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, openDialog, confirmDialog, showFormError, fill } from "../lib/dom.js";
 import { money, parseMoney, dateTime, lineAmounts, cashRound, shopDay, decimal, percent } from "../lib/format.js";
 
 const CART_KEY = "tillmesh.cart";
@@ -55,16 +55,16 @@ export async function render(main, app) {
   const totals = h("div", { class: "totals", id: "cart-totals" });
   const payBtn = h("button", { type: "button", class: "btn btn-primary btn-big btn-block", id: "pay" }, "Pay");
   const clearBtn = h("button", { type: "button", class: "btn btn-ghost btn-small", id: "cart-clear" }, "Clear");
-  const historyBtn = h("button", { type: "button", class: "btn", id: "sales-today" }, icon("history"), "Today's sales");
+  const historyBtn = h("button", { type: "button", class: "btn", id: "sales-today", "aria-label": "Today's sales" }, icon("history"), h("span", { class: "label-narrow-hide" }, "Today's sales"));
 
   main.appendChild(
     h("div", { class: "sell" },
-      h("section", { class: "sell-left", "aria-label": "Products" },
-        h("div", { class: "row" },
+      h("div", { class: "sell-top" },
+        h("div", { class: "row nowrap-row" },
           h("div", { class: "search sell-search grow" }, icon("search"), search),
           historyBtn),
-        searchMsg,
-        tiles),
+        searchMsg),
+      h("section", { class: "sell-tiles", "aria-label": "Products" }, tiles),
       h("aside", { class: "panel cart", "aria-label": "Cart" },
         h("div", { class: "cart-head" }, h("h2", null, "Cart"), clearBtn),
         cartLines,
@@ -87,7 +87,7 @@ export async function render(main, app) {
 
   function message(kind, text) {
     searchMsg.replaceChildren(text ? alertBox(kind, text) : "");
-    if (text) searchMsg.classList.add("row");
+
   }
 
   function matches(q) {
@@ -117,7 +117,7 @@ export async function render(main, app) {
       ...list.map((i) => {
         const n = onHand(i.key);
         const low = n <= (i.product.reorder_level ?? 0);
-        return h("button", { type: "button", class: "tile", dataset: { key: i.key }, onclick: () => add(i) },
+        return h("button", { type: "button", class: "tile", dataset: { key: i.key }, onclick: () => addToCart(i) },
           h("span", { class: "t-name" }, i.name),
           h("span", { class: "cell-sub" }, i.sku),
           h("span", { class: "t-foot" },
@@ -127,7 +127,7 @@ export async function render(main, app) {
     );
   }
 
-  function add(item, qty = 1) {
+  function addToCart(item, qty = 1) {
     const line = state.cart.find((l) => l.key === item.key);
     if (line) line.qty += qty;
     else state.cart.push({ key: item.key, qty, discount: 0 });
@@ -162,7 +162,7 @@ export async function render(main, app) {
       cartLines.replaceChildren(...state.cart.map((l) => cartLine(l, l.key === highlightKey)));
     }
     const t = computeTotals();
-    totals.replaceChildren(
+    fill(totals,
       t.discount ? [h("span", null, "Discounts"), h("span", { class: "num" }, `−${money(t.discount)}`)] : null,
       h("span", { class: "muted" }, app.settings.tax_mode === "inclusive" ? "Tax included" : "Tax"),
       h("span", { class: "num muted" }, money(t.tax)),
@@ -233,7 +233,7 @@ export async function render(main, app) {
       input.value = "";
       input.focus();
     };
-    seg.append(
+    add(seg, 
       h("button", { type: "button", dataset: { mode: "amount" }, "aria-pressed": "true", onclick: () => setMode("amount") }, "Amount"),
       h("button", { type: "button", dataset: { mode: "percent" }, "aria-pressed": "false", onclick: () => setMode("percent") }, "Percent"),
     );
@@ -242,7 +242,7 @@ export async function render(main, app) {
       seg,
       field("Discount", input, "Leave empty for no discount."));
     const apply = h("button", { type: "submit", class: "btn btn-primary" }, "Apply");
-    form.append(h("div", { class: "row end" }, apply));
+    add(form, h("div", { class: "row end" }, apply));
     const d = openDialog({ title: "Line discount", body: form });
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -410,7 +410,7 @@ export async function render(main, app) {
     const exact = state.items.filter((i) => (i.barcode && i.barcode.toLowerCase() === lc) || i.sku.toLowerCase() === lc);
     const found = exact.length === 1 ? exact[0] : exact.length === 0 && matches(code).length === 1 ? matches(code)[0] : null;
     if (found) {
-      add(found);
+      addToCart(found);
       search.value = "";
       drawTiles();
     } else if (exact.length > 1 || matches(code).length > 1) {
@@ -568,7 +568,7 @@ function returnDialog(sale, app, receiptDialog, onChanged) {
     h("table", null, h("thead", null, h("tr", null, h("th", null, "Item"), h("th", { class: "num" }, "Can return"), h("th", null, "Return"))), h("tbody", null, rows)),
     h("div", { class: "fields" }, field("Refund by", method), field("Reason", reason)));
   const ok = h("button", { type: "submit", class: "btn btn-primary" }, "Return and refund");
-  form.append(h("div", { class: "row end" }, ok));
+  add(form, h("div", { class: "row end" }, ok));
   const d = openDialog({ title: `Return from ${sale.receipt}`, body: form, wide: true });
   form.addEventListener("submit", (e) => {
     e.preventDefault();

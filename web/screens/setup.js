@@ -2,7 +2,7 @@
 // join an existing shop with an invite from another device.
 
 import { post } from "../lib/api.js";
-import { h, field, busy, alertBox, showFormError } from "../lib/dom.js";
+import { h, add, field, busy, alertBox, showFormError } from "../lib/dom.js";
 
 const CURRENCIES = [
   ["EUR", "Euro"], ["USD", "US dollar"], ["GBP", "Pound sterling"], ["CHF", "Swiss franc"],
@@ -24,7 +24,7 @@ function usernameFrom(name) {
 export function render(main, app) {
   const page = h("div", { class: "center-page" });
   main.appendChild(page);
-  page.append(
+  add(page, 
     h("div", { class: "hero" },
       h("img", { src: "/icon.svg", alt: "" }),
       h("h1", null, "Welcome to tillmesh"),

@@ -2,7 +2,7 @@
 // a count, and each product's movements. Updates live when another till sells.
 
 import { get, post, humanError } from "../lib/api.js";
-import { h, icon, field, busy, toast, alertBox, openDialog, debounce, showFormError } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, openDialog, debounce, showFormError } from "../lib/dom.js";
 import { money, parseMoney, decimal, dateTime } from "../lib/format.js";
 
 export const REASONS = {
@@ -39,7 +39,7 @@ export async function render(main, app) {
   const tbody = h("tbody", { id: "stock-rows" });
   const live = h("span", { class: "badge badge-ok", id: "stock-live", hidden: true }, "Updated just now");
 
-  main.append(
+  add(main, 
     h("div", { class: "screen-head" },
       h("h1", null, "Stock"),
       live,
@@ -49,7 +49,7 @@ export async function render(main, app) {
     summary,
     h("section", { class: "panel" },
       h("div", { class: "table-wrap" },
-        h("table", { id: "stock-table" },
+        h("table", { id: "stock-table", class: "cards" },
           h("thead", null, h("tr", null,
             h("th", null, "Product"),
             h("th", { class: "num" }, "On hand"),

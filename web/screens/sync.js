@@ -3,7 +3,7 @@
 // to block multicast (mDNS), and adding a peer by address.
 
 import { get, post, humanError } from "../lib/api.js";
-import { h, icon, field, busy, toast, alertBox, copyText } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, copyText } from "../lib/dom.js";
 import { ago } from "../lib/format.js";
 
 const FOUND_BY = {
@@ -28,8 +28,9 @@ export function health(devices, peers, me) {
     else if (p.we_lacked > 0) behind += 1;
   }
   const total = others.length + 1;
+  const kind = others.every((d) => d.role === "till") ? "tills" : "devices";
   if (!problems.length && !behind) {
-    return { tone: "ok", text: total === 2 ? "Both devices in sync" : `All ${total} devices in sync` };
+    return { tone: "ok", text: total === 2 ? `Both ${kind} in sync` : `All ${total} ${kind} in sync` };
   }
   if (!problems.length) return { tone: "warn", text: "Catching up with the other devices…" };
   return { tone: problems.length === others.length ? "bad" : "warn", text: problems.join(" · ") };
@@ -42,12 +43,12 @@ export async function render(main, app) {
   const own = h("div", { id: "own-addrs" });
   const checked = h("p", { class: "muted small" });
 
-  main.append(
+  add(main, 
     h("div", { class: "screen-head" }, h("h1", null, "Sync"), h("span", { class: "spacer" }), checked),
     h("section", { class: "panel stack" }, healthLine, hints),
     h("section", { class: "panel" },
       h("h2", null, "Other devices"),
-      h("div", { class: "table-wrap" }, h("table", { id: "peer-table" },
+      h("div", { class: "table-wrap" }, h("table", { id: "peer-table", class: "cards" },
         h("thead", null, h("tr", null,
           h("th", null, "Device"),
           h("th", null, "Connected"),
