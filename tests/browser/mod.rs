@@ -298,6 +298,26 @@ impl Page<'_> {
         );
     }
 
+    /// Fails if the page threw an uncaught exception or logged an error.
+    pub async fn assert_no_errors(&self) {
+        let logs = self
+            .browser
+            .logs
+            .lock()
+            .unwrap()
+            .get(&self.session)
+            .cloned()
+            .unwrap_or_default();
+        let errors: Vec<&String> = logs
+            .iter()
+            .filter(|l| l.starts_with("exception") || l.starts_with("console.error"))
+            .collect();
+        if !errors.is_empty() {
+            self.fail(&format!("the page logged errors: {errors:?}"))
+                .await;
+        }
+    }
+
     pub async fn viewport(&self, width: u32, height: u32) {
         self.cmd(
             "Emulation.setDeviceMetricsOverride",

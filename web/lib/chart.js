@@ -6,7 +6,7 @@ import { s, h } from "./dom.js";
 function niceMax(max) {
   if (max <= 0) return 1;
   const p = 10 ** Math.floor(Math.log10(max));
-  for (const m of [1, 2, 5, 10]) if (m * p >= max) return m * p;
+  for (const m of [1, 2, 2.5, 5, 10]) if (m * p >= max) return m * p;
   return 10 * p;
 }
 

@@ -213,6 +213,7 @@ export function confirmDialog(title, message, confirmLabel, danger = true) {
     let answered = false;
     const yes = h("button", {
       type: "button",
+      id: "confirm-yes",
       class: `btn ${danger ? "btn-danger" : "btn-primary"}`,
       onclick: () => {
         answered = true;

@@ -567,7 +567,7 @@ function returnDialog(sale, app, receiptDialog, onChanged) {
   const form = h("form", { class: "stack" },
     h("table", null, h("thead", null, h("tr", null, h("th", null, "Item"), h("th", { class: "num" }, "Can return"), h("th", null, "Return"))), h("tbody", null, rows)),
     h("div", { class: "fields" }, field("Refund by", method), field("Reason", reason)));
-  const ok = h("button", { type: "submit", class: "btn btn-primary" }, "Return and refund");
+  const ok = h("button", { type: "submit", class: "btn btn-primary", id: "return-submit" }, "Return and refund");
   add(form, h("div", { class: "row end" }, ok));
   const d = openDialog({ title: `Return from ${sale.receipt}`, body: form, wide: true });
   form.addEventListener("submit", (e) => {
@@ -595,7 +595,7 @@ function returnDialog(sale, app, receiptDialog, onChanged) {
 async function salesToday(app) {
   const body = h("div", { id: "sales-list" }, h("p", { class: "muted" }, "Loading…"));
   const d = openDialog({ title: "Today's sales", body, wide: true });
-  async function fill() {
+  async function refill() {
     try {
       const sales = (await get(`/sales?from=${shopDay()}`)).reverse();
       if (!sales.length) {
@@ -619,12 +619,12 @@ async function salesToday(app) {
                   sale.voided_by ? h("span", { class: "badge badge-out" }, "Voided") : null,
                   sale.returned && sale.returned.some((n) => n > 0) ? h("span", { class: "badge badge-low" }, "Returned") : null,
                   " ",
-                  h("button", { type: "button", class: "btn btn-small", onclick: () => showReceipt(sale, app, { onChanged: fill }) }, "Open"))))))),
+                  h("button", { type: "button", class: "btn btn-small", dataset: { receipt: sale.receipt }, onclick: () => showReceipt(sale, app, { onChanged: refill }) }, "Open"))))))),
       );
     } catch (err) {
       body.replaceChildren(alertBox("error", humanError(err)));
     }
   }
-  await fill();
+  await refill();
   return d;
 }
