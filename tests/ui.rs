@@ -6,6 +6,7 @@
 //!   the new stock level.
 //! - A staff PIN login cannot open People & devices or change a price.
 //! - Two nodes: a sale made in A's UI appears on B's open Stock screen without a reload.
+//! - A price changed on two replicas at once: both values are offered, a manager picks one.
 //!
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
 //! Without Chromium these tests fail and say how to install it.
@@ -481,4 +482,95 @@ async fn a_sale_on_till_a_appears_on_till_bs_open_stock_screen() {
 
 fn truthy(v: &serde_json::Value) -> bool {
     v.as_bool().unwrap_or(false)
+}
+
+/// A peer reached by calling its `serve` directly (anti-entropy without a network).
+struct Direct(NodeHandle);
+
+impl tillmesh::sync::SyncPeer for Direct {
+    async fn request(
+        &self,
+        req: tillmesh::sync::SyncRequest,
+    ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
+        Ok(tillmesh::sync::serve(&self.0, req))
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_manager_settles_a_price_changed_on_two_tills_at_once() {
+    let (a, url) = serve(Node::builder().memory()).await;
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let p = ah
+        .create_product(&owner, product("C1", 300, 2000))
+        .await
+        .unwrap();
+    // A second replica; both change the price before they hear of each other.
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    bh.import_envelopes(ah.genesis().unwrap(), vec![])
+        .await
+        .unwrap();
+    tillmesh::sync::pull(&bh, &Direct(ah.clone()))
+        .await
+        .unwrap();
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let price = |v| ProductPatch {
+        price: Some(v),
+        ..Default::default()
+    };
+    ah.update_product(&owner, p.id, price(310)).await.unwrap();
+    bh.update_product(&owner_b, p.id, price(320)).await.unwrap();
+    tillmesh::sync::pull(&ah, &Direct(bh.clone()))
+        .await
+        .unwrap();
+    assert_eq!(ah.product(p.id).unwrap().conflicts["price"].len(), 2);
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url}/")).await;
+    log_in(&page, "olivia", OWNER_PW, false).await;
+    page.goto(&format!("{url}/#/products")).await;
+    page.wait_visible("#conflicts-banner .alert-warn").await;
+    page.click(&format!(
+        "#product-rows tr[data-id=\"{}\"] [data-action=edit]",
+        p.id
+    ))
+    .await;
+    page.wait_visible("#conflict-picker [data-field=price]")
+        .await;
+    let choices = page.text("#conflict-picker [data-field=price]").await;
+    assert!(
+        choices.contains("Keep €3.10") && choices.contains("Keep €3.20"),
+        "both prices are offered: {choices}"
+    );
+    page.screenshot("16-product-conflict-desktop").await;
+    page.eval(
+        "[...document.querySelectorAll('#conflict-picker [data-field=price] button')]\
+         .find(b => b.textContent === 'Keep €3.20').click()",
+    )
+    .await;
+    page.wait_for(
+        "!document.querySelector('#conflicts-banner .alert-warn')",
+        "the conflict is gone from the list",
+    )
+    .await;
+    let settled = ah.product(p.id).unwrap();
+    assert_eq!(settled.price, 320);
+    assert!(settled.conflicts.is_empty(), "{settled:?}");
+    // The other replica takes the choice.
+    tillmesh::sync::pull(&bh, &Direct(ah.clone()))
+        .await
+        .unwrap();
+    let on_b = bh.product(p.id).unwrap();
+    assert_eq!(on_b.price, 320);
+    assert!(on_b.conflicts.is_empty());
+    page.assert_no_errors().await;
+
+    drop(browser);
+    b.shutdown().await;
+    a.shutdown().await;
 }
