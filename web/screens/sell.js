@@ -4,7 +4,7 @@
 
 import { get, post, humanError } from "../lib/api.js";
 import { h, add, icon, field, busy, toast, alertBox, openDialog, confirmDialog, showFormError, fill } from "../lib/dom.js";
-import { money, parseMoney, dateTime, lineAmounts, cashRound, shopDay, decimal, percent } from "../lib/format.js";
+import { money, parseMoney, dateTime, time, lineAmounts, cashRound, shopDay, decimal, percent } from "../lib/format.js";
 
 const CART_KEY = "tillmesh.cart";
 const METHOD = { cash: "Cash", card: "Card", other: "Other" };
@@ -45,6 +45,7 @@ export async function render(main, app) {
     id: "sell-search",
     class: "grow",
     placeholder: "Scan a barcode, or type a name or SKU",
+    title: "Scan or type, then Enter to add. Enter on an empty box opens Pay.",
     autocomplete: "off",
     spellcheck: "false",
     "aria-label": "Scan or search products",
@@ -390,6 +391,7 @@ export async function render(main, app) {
         state.cart = [];
         saveCart(state.cart);
         drawCart();
+        message(null, "");
         d.close();
         for (const w of sale.warnings || []) toast(w);
         showReceipt(sale, app, { fresh: true, onClose: () => search.focus() });
@@ -405,7 +407,11 @@ export async function render(main, app) {
     if (e.key !== "Enter") return;
     e.preventDefault();
     const code = search.value.trim();
-    if (!code) return;
+    if (!code) {
+      // Enter on an empty box (a person, not the scanner, which always sends a code) pays.
+      if (state.cart.length) payDialog();
+      return;
+    }
     const lc = code.toLowerCase();
     const exact = state.items.filter((i) => (i.barcode && i.barcode.toLowerCase() === lc) || i.sku.toLowerCase() === lc);
     const found = exact.length === 1 ? exact[0] : exact.length === 0 && matches(code).length === 1 ? matches(code)[0] : null;
@@ -604,14 +610,14 @@ async function salesToday(app) {
       }
       const total = sales.filter((x) => !x.voided_by).reduce((a, x) => a + x.total, 0);
       body.replaceChildren(
-        h("p", null, `${sales.length} sales, ${money(total)} in total.`),
+        h("p", null, `${sales.length} ${sales.length === 1 ? "sale" : "sales"}, ${money(total)} in total (voided sales left out).`),
         h("div", { class: "table-wrap" },
           h("table", null,
             h("thead", null, h("tr", null, h("th", null, "Receipt"), h("th", null, "Time"), h("th", { class: "hide-narrow" }, "Till"), h("th", { class: "hide-narrow" }, "Staff"), h("th", { class: "num" }, "Total"), h("th", null, ""))),
             h("tbody", null, sales.map((sale) =>
               h("tr", null,
                 h("td", { class: "mono" }, sale.receipt),
-                h("td", null, dateTime(sale.time)),
+                h("td", null, time(sale.time)),
                 h("td", { class: "hide-narrow" }, app.deviceName(sale.device)),
                 h("td", { class: "hide-narrow" }, app.personName(sale.person)),
                 h("td", { class: "num" }, money(sale.total)),

@@ -119,8 +119,8 @@ export async function render(main, app) {
           ? h("span", { class: "conn" }, h("span", { class: "sync-dot ok" }), "Connected")
           : h("span", { class: "conn" }, h("span", { class: "sync-dot bad" }), "Not connected")),
         h("td", { class: "hide-narrow" }, FOUND_BY[p.found_by] || p.found_by),
-        h("td", null, ago(p.last_contact)),
-        h("td", { class: "num" }, p.we_lacked ? `${p.we_lacked} changes` : "up to date")));
+        h("td", { "data-label": "Last contact" }, ago(p.last_contact)),
+        h("td", { class: "num", "data-label": "Behind by" }, p.we_lacked ? `${p.we_lacked} changes` : "up to date")));
     }
     for (const d of others) {
       if (!peers.some((p) => p.device_id === d.id)) {
@@ -128,8 +128,8 @@ export async function render(main, app) {
           h("td", null, h("div", { class: "cell-name" }, d.name), h("div", { class: "cell-sub" }, "Till")),
           h("td", null, h("span", { class: "conn" }, h("span", { class: "sync-dot bad" }), "Not connected")),
           h("td", { class: "hide-narrow" }, "Not found yet"),
-          h("td", null, "never"),
-          h("td", { class: "num" }, "")));
+          h("td", { "data-label": "Last contact" }, "never"),
+          h("td", { class: "num", "data-label": "Behind by" }, "unknown")));
       }
     }
     tbody.replaceChildren(...(rows.length ? rows : [h("tr", null, h("td", { colspan: 5, class: "empty" }, "No other devices yet."))]));
