@@ -263,6 +263,21 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
     shots(&page, "13-invite", DESKTOP).await;
     page.press("Escape").await;
     shots(&page, "14-people", DESKTOP).await;
+    page.fill(
+        "#settings-form [name=receipt_text]",
+        "Open 8–20 · VAT FR 12 345678901",
+    )
+    .await;
+    page.click("#save-settings").await;
+    let h = node.handle();
+    assert!(
+        wait_for(
+            || h.settings().unwrap().receipt_text == "Open 8–20 · VAT FR 12 345678901",
+            Duration::from_secs(20)
+        )
+        .await,
+        "the receipt text is saved"
+    );
     page.goto(&format!("{url}/#/sync")).await;
     page.wait_visible("#sync-health").await;
     shots(&page, "15-sync", DESKTOP).await;

@@ -127,12 +127,25 @@ export async function render(main, app) {
     return form;
   }
 
+  // Just joined a shop: its people are still being copied. Look again until they are here.
+  let poll = null;
+  if (!app.people.length) {
+    poll = setInterval(async () => {
+      const people = await get("/login/people").catch(() => []);
+      if (people.length) {
+        clearInterval(poll);
+        app.go("login");
+      }
+    }, 3000);
+  }
+
   if (app.people.length === 1) {
     choose(app.people[0], grid.querySelector(".person-btn"));
   } else {
     grid.querySelector(".person-btn")?.focus();
   }
   return () => {
+    clearInterval(poll);
     if (keyHandler) document.removeEventListener("keydown", keyHandler);
   };
 }

@@ -1,10 +1,10 @@
 // People & devices: who works here and with which role, adding staff (PIN) and managers or
 // owners (password), inviting a new device with a QR code and a short code, and revoking.
-// Managers add staff and invite tills; owners do everything.
+// Managers add staff and invite tills; owners do everything, and change the shop's settings.
 
-import { get, post, humanError } from "../lib/api.js";
-import { h, add, icon, field, busy, toast, openDialog, confirmDialog, copyText } from "../lib/dom.js";
-import { time, initials } from "../lib/format.js";
+import { get, post, patch, humanError } from "../lib/api.js";
+import { h, add, icon, field, busy, toast, openDialog, confirmDialog, copyText, showFormError } from "../lib/dom.js";
+import { time, initials, decimal, parseMoney } from "../lib/format.js";
 
 const ROLE = { staff: "Staff", manager: "Manager", owner: "Owner" };
 
@@ -30,6 +30,61 @@ export async function render(main, app) {
         h("thead", null, h("tr", null, h("th", null, "Device"), h("th", null, "Role"), h("th", { class: "hide-narrow" }, "Receipt numbers"), h("th", null, h("span", { class: "sr-only" }, "Actions")))),
         devicesBody))),
   );
+
+  if (isOwner) add(main, settingsPanel());
+
+  /// The shop's settings (owners): name, receipt text, low-stock default, overselling, cash
+  /// rounding, time zone.
+  function settingsPanel() {
+    const st = app.settings;
+    const shopName = h("input", { name: "shop_name", value: st.shop_name });
+    const receipt = h("textarea", { name: "receipt_text", rows: 2, placeholder: "e.g. address, VAT number, opening hours" });
+    receipt.value = st.receipt_text || "";
+    const low = h("input", { name: "low_stock_default", type: "number", min: 0, value: st.low_stock_default });
+    const oversell = h("select", { name: "oversell" },
+      h("option", { value: "warn", selected: st.oversell === "warn" }, "Allowed, with a warning"),
+      h("option", { value: "block", selected: st.oversell === "block" }, "Refused"));
+    const cash = h("input", { name: "cash_rounding", inputmode: "decimal", value: decimal(st.cash_rounding || 1) });
+    let zones = [];
+    try {
+      zones = Intl.supportedValuesOf("timeZone");
+    } catch {
+      zones = [st.timezone];
+    }
+    if (!zones.includes(st.timezone)) zones.unshift(st.timezone);
+    const tz = h("select", { name: "timezone" }, zones.map((z) => h("option", { value: z, selected: z === st.timezone }, z)));
+    const ok = h("button", { type: "submit", class: "btn btn-primary", id: "save-settings" }, "Save settings");
+    const form = h("form", { class: "stack", novalidate: true, id: "settings-form" },
+      h("div", { class: "fields" },
+        field("Shop name", shopName),
+        field("Time zone", tz, "Days in reports and times on receipts follow it."),
+        field("Text on receipts", receipt, null, true),
+        field("Low stock at or below", low, "For products without their own reorder level."),
+        field("Selling more than is in stock", oversell),
+        field("Round cash to", cash, `Smallest coin, e.g. ${decimal(5)} where 1 and 2 cent coins are not used.`)),
+      h("div", { class: "row end" }, ok));
+    form.addEventListener("submit", (e) => {
+      e.preventDefault();
+      const step = parseMoney(cash.value);
+      if (step === null || step < 1) {
+        showFormError(form, { message: `The smallest coin, like ${decimal(1)} or ${decimal(5)}.`, field: "cash_rounding" });
+        return;
+      }
+      busy(ok, form, async () => {
+        await patch("/settings", {
+          shop_name: shopName.value.trim(),
+          timezone: tz.value,
+          receipt_text: receipt.value.trim(),
+          low_stock_default: Math.floor(Number(low.value) || 0),
+          oversell: oversell.value,
+          cash_rounding: step,
+        });
+        await app.refreshShop();
+        toast("Settings saved. Every device takes them.");
+      });
+    });
+    return h("section", { class: "panel" }, h("h2", null, "Shop settings"), form);
+  }
 
   async function load() {
     const [people, devices] = await Promise.all([get("/people"), get("/devices")]);
@@ -136,7 +191,7 @@ export async function render(main, app) {
             h("div", { class: "stack" },
               h("p", null, "On ", h("strong", null, inv.name), ", choose “Join an existing shop” and type this code:"),
               h("div", { class: "short-code", id: "invite-code" }, inv.code),
-              h("p", { class: "muted" }, `Works once, until ${time(inv.expires_at)}. A tablet can scan the QR code instead.`))),
+              h("p", { class: "muted" }, `Works once, until ${time(inv.expires_at)}. Or scan the QR code with the new device's camera and paste the text it shows into the invite box.`))),
           field("Or paste the whole invite (works from another network too)", full),
           h("div", { class: "row end" },
             h("button", { type: "button", class: "btn", onclick: () => copyText(inv.invite, full) }, icon("copy", 18), "Copy invite"),
