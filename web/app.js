@@ -23,7 +23,14 @@ const SCREENS = [
   { route: "stock", label: "Stock", icon: "stock", role: "staff", module: stockScreen },
   { route: "products", label: "Products", icon: "products", role: "staff", module: productsScreen },
   { route: "reports", label: "Reports", icon: "reports", role: "manager", module: reportsScreen },
-  { route: "people", label: "People & devices", short: "People", icon: "people", role: "manager", module: peopleScreen },
+  {
+    route: "people",
+    label: "People & devices",
+    short: "People",
+    icon: "people",
+    role: "manager",
+    module: peopleScreen,
+  },
   { route: "sync", label: "Sync", icon: "sync", role: "staff", module: syncScreen },
 ];
 
@@ -138,12 +145,18 @@ function drawTopbar() {
         "a",
         { href: `#/${sc.route}`, "aria-current": sc.route === current ? "page" : null, id: `nav-${sc.route}` },
         icon(sc.icon),
-        h("span", { class: sc.short ? "label-long" : null }, sc.short && window.innerWidth < 1240 ? sc.short : sc.label),
+        h(
+          "span",
+          { class: sc.short ? "label-long" : null },
+          sc.short && window.innerWidth < 1240 ? sc.short : sc.label,
+        ),
       ),
     );
   }
   const role = app.me.role[0].toUpperCase() + app.me.role.slice(1);
-  document.getElementById("who").replaceChildren(h("b", null, app.me.name), h("span", { class: "role-text" }, ` · ${role}`));
+  document
+    .getElementById("who")
+    .replaceChildren(h("b", null, app.me.name), h("span", { class: "role-text" }, ` · ${role}`));
 }
 
 document.getElementById("logout").addEventListener("click", () => app.logout());
@@ -260,7 +273,11 @@ async function render() {
     if (!sc) {
       if (SCREENS.some((x) => x.route === route)) {
         main.replaceChildren(
-          h("div", { class: "panel" }, alertBox("warn", "This screen is for managers and owners. Ask one of them to log in.")),
+          h(
+            "div",
+            { class: "panel" },
+            alertBox("warn", "This screen is for managers and owners. Ask one of them to log in."),
+          ),
         );
         drawTopbar();
         return;
@@ -292,8 +309,12 @@ async function boot() {
     app.status = await get("/status");
   } catch (err) {
     main.replaceChildren(
-      h("div", { class: "panel center-page" }, alertBox("error", humanError(err)),
-        h("p", null, h("button", { class: "btn", onclick: () => location.reload() }, "Try again"))),
+      h(
+        "div",
+        { class: "panel center-page" },
+        alertBox("error", humanError(err)),
+        h("p", null, h("button", { class: "btn", onclick: () => location.reload() }, "Try again")),
+      ),
     );
     return;
   }

@@ -35,8 +35,11 @@ export function columnChart(data, { format = String, title = "", height = 260, w
     const bh = max ? (d.value / max) * plotH : 0;
     const y = top + plotH - bh;
     return [
-      s("rect", { x, y, width: barW, height: Math.max(0, bh), rx: 3, class: d.highlight ? "bar today" : "bar" },
-        s("title", null, `${d.label}: ${format(d.value)}`)),
+      s(
+        "rect",
+        { x, y, width: barW, height: Math.max(0, bh), rx: 3, class: d.highlight ? "bar today" : "bar" },
+        s("title", null, `${d.label}: ${format(d.value)}`),
+      ),
       (data.length - 1 - i) % every === 0
         ? s("text", { x: x + barW / 2, y: height - bottom + 18, "text-anchor": "middle" }, d.label)
         : null,
@@ -71,9 +74,16 @@ export function barList(data, { format = String, title = "", width = 720 } = {})
     const label = d.label.length > chars ? `${d.label.slice(0, chars - 1)}…` : d.label;
     return [
       s("text", { x: 0, y: y + row / 2 + 4 }, label),
-      s("rect", { x: labelW, y: y + 6, width: w, height: row - 12, rx: 3, class: "bar" },
-        s("title", null, `${d.label}: ${format(d.value)}${d.note ? ` (${d.note})` : ""}`)),
-      s("text", { x: labelW + w + 8, y: y + row / 2 + 4, class: "val" }, format(d.value) + (d.note ? ` · ${d.note}` : "")),
+      s(
+        "rect",
+        { x: labelW, y: y + 6, width: w, height: row - 12, rx: 3, class: "bar" },
+        s("title", null, `${d.label}: ${format(d.value)}${d.note ? ` (${d.note})` : ""}`),
+      ),
+      s(
+        "text",
+        { x: labelW + w + 8, y: y + row / 2 + 4, class: "val" },
+        format(d.value) + (d.note ? ` · ${d.note}` : ""),
+      ),
     ];
   });
   return s(

@@ -54,7 +54,8 @@ const ICONS = {
   stock: "M21 8 12 3 3 8v8l9 5 9-5zM3 8l9 5 9-5M12 13v8",
   products: "M20.6 13.4 13.4 20.6a2 2 0 0 1-2.8 0L3 13V3h10l7.6 7.6a2 2 0 0 1 0 2.8zM7.5 7.5h.01",
   reports: "M4 20V10M10 20V4M16 20v-7M22 20H2",
-  people: "M16 21v-2a4 4 0 0 0-4-4H6a4 4 0 0 0-4 4v2M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zM22 21v-2a4 4 0 0 0-3-3.9M16 3.1a4 4 0 0 1 0 7.8",
+  people:
+    "M16 21v-2a4 4 0 0 0-4-4H6a4 4 0 0 0-4 4v2M9 11a4 4 0 1 0 0-8 4 4 0 0 0 0 8zM22 21v-2a4 4 0 0 0-3-3.9M16 3.1a4 4 0 0 1 0 7.8",
   sync: "M21 12a9 9 0 0 1-15.5 6.2L3 16M3 12a9 9 0 0 1 15.5-6.2L21 8M21 3v5h-5M3 21v-5h5",
   search: "M11 19a8 8 0 1 0 0-16 8 8 0 0 0 0 16zM21 21l-4.3-4.3",
   plus: "M12 5v14M5 12h14",
@@ -122,7 +123,12 @@ export function toast(message, kind = "info") {
 
 export function alertBox(kind, message) {
   const name = kind === "error" ? "warn" : kind === "ok" ? "check" : kind === "warn" ? "warn" : "info";
-  return h("div", { class: `alert alert-${kind}`, role: kind === "error" ? "alert" : null }, icon(name), h("div", null, message));
+  return h(
+    "div",
+    { class: `alert alert-${kind}`, role: kind === "error" ? "alert" : null },
+    icon(name),
+    h("div", null, message),
+  );
 }
 
 /// A labelled form field; `input` is the control. The control gets an id if it has none.
@@ -195,14 +201,20 @@ export function openDialog({ title, body, actions = [], wide = false, onClose })
       "div",
       { class: "dlg-head" },
       h("h2", null, title),
-      h("button", { type: "button", class: "btn btn-ghost icon-btn", "aria-label": "Close", onclick: close }, icon("x")),
+      h(
+        "button",
+        { type: "button", class: "btn btn-ghost icon-btn", "aria-label": "Close", onclick: close },
+        icon("x"),
+      ),
     ),
     h("div", { class: "dlg-body" }, body),
     actions.length ? h("div", { class: "dlg-foot" }, actions) : null,
   );
   document.body.appendChild(dlg);
   dlg.showModal();
-  const first = dlg.querySelector(".dlg-body input:not([type=checkbox]):not([readonly]), .dlg-body select, .dlg-body textarea");
+  const first = dlg.querySelector(
+    ".dlg-body input:not([type=checkbox]):not([readonly]), .dlg-body select, .dlg-body textarea",
+  );
   if (first) first.focus();
   return { dialog: dlg, close };
 }
@@ -211,16 +223,20 @@ export function openDialog({ title, body, actions = [], wide = false, onClose })
 export function confirmDialog(title, message, confirmLabel, danger = true) {
   return new Promise((resolve) => {
     let answered = false;
-    const yes = h("button", {
-      type: "button",
-      id: "confirm-yes",
-      class: `btn ${danger ? "btn-danger" : "btn-primary"}`,
-      onclick: () => {
-        answered = true;
-        d.close();
-        resolve(true);
+    const yes = h(
+      "button",
+      {
+        type: "button",
+        id: "confirm-yes",
+        class: `btn ${danger ? "btn-danger" : "btn-primary"}`,
+        onclick: () => {
+          answered = true;
+          d.close();
+          resolve(true);
+        },
       },
-    }, confirmLabel);
+      confirmLabel,
+    );
     const no = h("button", { type: "button", class: "btn", onclick: () => d.close() }, "Cancel");
     const d = openDialog({
       title,

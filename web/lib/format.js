@@ -47,7 +47,10 @@ export function money(minor) {
 
 /// "12.5", "12,50" or "12" → minor units; null if it is not an amount.
 export function parseMoney(text) {
-  const t = String(text ?? "").trim().replace(/\s/g, "").replace(",", ".");
+  const t = String(text ?? "")
+    .trim()
+    .replace(/\s/g, "")
+    .replace(",", ".");
   if (!t) return null;
   if (!/^-?\d*(\.\d*)?$/.test(t) || t === "." || t === "-") return null;
   const [whole, frac = ""] = t.replace("-", "").split(".");

@@ -18,26 +18,41 @@ export async function render(main, app) {
 
   const grid = h("div", { class: "people-grid", id: "login-people", role: "group", "aria-label": "Who are you?" });
   for (const p of app.people) {
-    const btn = h("button", {
-      type: "button",
-      class: "person-btn",
-      dataset: { username: p.username },
-      "aria-pressed": "false",
-      onclick: () => choose(p, btn),
-    },
-    h("span", { class: "avatar" }, initials(p.name)),
-    h("span", null, h("strong", null, p.name), h("span", { class: "role" }, ROLE_LABEL[p.role])));
+    const btn = h(
+      "button",
+      {
+        type: "button",
+        class: "person-btn",
+        dataset: { username: p.username },
+        "aria-pressed": "false",
+        onclick: () => choose(p, btn),
+      },
+      h("span", { class: "avatar" }, initials(p.name)),
+      h("span", null, h("strong", null, p.name), h("span", { class: "role" }, ROLE_LABEL[p.role])),
+    );
     grid.appendChild(btn);
   }
 
-  add(wrap, 
-    h("div", { class: "login-shop" },
+  add(
+    wrap,
+    h(
+      "div",
+      { class: "login-shop" },
       h("h1", null, app.status.shop_name || "tillmesh"),
-      h("p", { class: "muted" }, icon("device", 16), " ", device ? `This device: ${device.name}` : "This device")),
-    h("section", { class: "panel" },
+      h("p", { class: "muted" }, icon("device", 16), " ", device ? `This device: ${device.name}` : "This device"),
+    ),
+    h(
+      "section",
+      { class: "panel" },
       h("h2", null, "Who are you?"),
-      app.people.length ? grid : alertBox("info", "Nobody can log in here yet: the shop's people are still being copied from the other devices. Wait a moment and reload."),
-      area),
+      app.people.length
+        ? grid
+        : alertBox(
+            "info",
+            "Nobody can log in here yet: the shop's people are still being copied from the other devices. Wait a moment and reload.",
+          ),
+      area,
+    ),
   );
 
   function choose(person, btn) {
@@ -57,8 +72,17 @@ export async function render(main, app) {
   }
 
   function passwordForm(person) {
-    const pw = h("input", { type: "password", name: "password", id: "login-password", autocomplete: "current-password" });
-    const submit = h("button", { type: "submit", class: "btn btn-primary btn-block", id: "login-submit" }, `Log in as ${person.name}`);
+    const pw = h("input", {
+      type: "password",
+      name: "password",
+      id: "login-password",
+      autocomplete: "current-password",
+    });
+    const submit = h(
+      "button",
+      { type: "submit", class: "btn btn-primary btn-block", id: "login-submit" },
+      `Log in as ${person.name}`,
+    );
     const form = h("form", { class: "stack pin-box", novalidate: true }, field("Password", pw), submit);
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -101,13 +125,17 @@ export async function render(main, app) {
       logIn({ username: person.username, pin: tried }, form, ok);
     };
     const keys = ["1", "2", "3", "4", "5", "6", "7", "8", "9"].map((d) =>
-      h("button", { type: "button", dataset: { digit: d }, onclick: () => press(d) }, d));
+      h("button", { type: "button", dataset: { digit: d }, onclick: () => press(d) }, d),
+    );
     ok.addEventListener("click", submit);
-    const pad = h("div", { class: "pinpad" },
+    const pad = h(
+      "div",
+      { class: "pinpad" },
       keys,
       h("button", { type: "button", "aria-label": "Delete last digit", onclick: back }, icon("backspace", 26)),
       h("button", { type: "button", dataset: { digit: "0" }, onclick: () => press("0") }, "0"),
-      ok);
+      ok,
+    );
     keyHandler = (e) => {
       if (e.target instanceof HTMLInputElement || e.target instanceof HTMLTextAreaElement) return;
       if (/^[0-9]$/.test(e.key)) {

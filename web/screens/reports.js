@@ -24,23 +24,43 @@ export async function render(main, app) {
   const topTitle = h("h2", null);
 
   for (const [n, label] of RANGES) {
-    rangeSeg.appendChild(h("button", { type: "button", "aria-pressed": String(n === days), dataset: { days: n }, onclick: () => {
-      days = n;
-      for (const b of rangeSeg.children) b.setAttribute("aria-pressed", String(Number(b.dataset.days) === n));
-      load().catch((err) => toast(humanError(err), "error"));
-    } }, label));
+    rangeSeg.appendChild(
+      h(
+        "button",
+        {
+          type: "button",
+          "aria-pressed": String(n === days),
+          dataset: { days: n },
+          onclick: () => {
+            days = n;
+            for (const b of rangeSeg.children) b.setAttribute("aria-pressed", String(Number(b.dataset.days) === n));
+            load().catch((err) => toast(humanError(err), "error"));
+          },
+        },
+        label,
+      ),
+    );
   }
 
-  add(main, 
+  add(
+    main,
     h("div", { class: "screen-head" }, h("h1", null, "Reports"), h("span", { class: "spacer" }), rangeSeg),
     h("h2", null, "Today at a glance"),
     kpis,
-    h("div", { class: "grid-2" },
+    h(
+      "div",
+      { class: "grid-2" },
       h("section", { class: "panel" }, dayTitle, perDay),
-      h("section", { class: "panel" }, topTitle, top)),
+      h("section", { class: "panel" }, topTitle, top),
+    ),
     h("section", { class: "panel" }, h("h2", null, "Stock value at cost"), value),
-    h("section", { class: "panel" }, h("h2", null, "Export for the accountant"),
-      h("p", { class: "muted" }, "Spreadsheet files (CSV) for the period shown."), exportLinks),
+    h(
+      "section",
+      { class: "panel" },
+      h("h2", null, "Export for the accountant"),
+      h("p", { class: "muted" }, "Spreadsheet files (CSV) for the period shown."),
+      exportLinks,
+    ),
   );
 
   // Charts are drawn at the width they get, so their text stays readable; again on resize.
@@ -75,7 +95,9 @@ export async function render(main, app) {
     }
     dayTitle.textContent = `Sales per day — last ${days} days`;
     charts.perDay = () =>
-      perDay.replaceChildren(columnChart(series, { format: (v) => compactMoney(v), title: "Sales per day", width: perDay.clientWidth }));
+      perDay.replaceChildren(
+        columnChart(series, { format: (v) => compactMoney(v), title: "Sales per day", width: perDay.clientWidth }),
+      );
 
     const sellers = new Map();
     for (const s of sales) {
@@ -93,23 +115,50 @@ export async function render(main, app) {
     const ranked = [...sellers.values()].sort((a, b) => b.revenue - a.revenue).slice(0, 8);
     topTitle.textContent = `Top sellers — last ${days} days`;
     charts.top = () =>
-      top.replaceChildren(barList(ranked.map((e) => ({ label: e.label, value: e.revenue, note: `${e.qty} sold` })), { format: money, title: "Top sellers", width: top.clientWidth }));
+      top.replaceChildren(
+        barList(
+          ranked.map((e) => ({ label: e.label, value: e.revenue, note: `${e.qty} sold` })),
+          { format: money, title: "Top sellers", width: top.clientWidth },
+        ),
+      );
 
     const total = stock.reduce((a, s) => a + s.value_at_cost, 0);
     const byValue = stock.filter((s) => s.value_at_cost > 0).sort((a, b) => b.value_at_cost - a.value_at_cost);
-    const shown = byValue.slice(0, 8).map((s) => ({ label: s.name, value: s.value_at_cost, note: `${s.on_hand} on hand` }));
+    const shown = byValue
+      .slice(0, 8)
+      .map((s) => ({ label: s.name, value: s.value_at_cost, note: `${s.on_hand} on hand` }));
     const rest = byValue.slice(8).reduce((a, s) => a + s.value_at_cost, 0);
     if (rest) shown.push({ label: `${byValue.length - 8} other products`, value: rest });
     charts.value = () =>
       value.replaceChildren(
-        h("p", null, "Total ", h("strong", { id: "stock-value-total" }, money(total)), " (what the stock on hand cost, first in, first out)."),
+        h(
+          "p",
+          null,
+          "Total ",
+          h("strong", { id: "stock-value-total" }, money(total)),
+          " (what the stock on hand cost, first in, first out).",
+        ),
         barList(shown, { format: money, title: "Stock value", width: value.clientWidth }),
       );
     drawCharts();
 
     exportLinks.replaceChildren(
-      ...[["sales", "Sales"], ["movements", "Stock movements"], ["stock", "Stock on hand"]].map(([file, label]) =>
-        h("a", { class: "btn", href: `/api/v1/export/${file}.csv${file === "stock" ? "" : `?from=${from}&to=${today}`}`, download: `${file}-${today}.csv` }, icon("download", 18), label)),
+      ...[
+        ["sales", "Sales"],
+        ["movements", "Stock movements"],
+        ["stock", "Stock on hand"],
+      ].map(([file, label]) =>
+        h(
+          "a",
+          {
+            class: "btn",
+            href: `/api/v1/export/${file}.csv${file === "stock" ? "" : `?from=${from}&to=${today}`}`,
+            download: `${file}-${today}.csv`,
+          },
+          icon("download", 18),
+          label,
+        ),
+      ),
     );
   }
 

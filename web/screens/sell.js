@@ -3,7 +3,19 @@
 // split), the receipt, and today's sales with void and return.
 
 import { get, post, humanError } from "../lib/api.js";
-import { h, add, icon, field, busy, toast, alertBox, openDialog, confirmDialog, showFormError, fill } from "../lib/dom.js";
+import {
+  h,
+  add,
+  icon,
+  field,
+  busy,
+  toast,
+  alertBox,
+  openDialog,
+  confirmDialog,
+  showFormError,
+  fill,
+} from "../lib/dom.js";
 import { money, parseMoney, dateTime, time, lineAmounts, cashRound, shopDay, decimal, percent } from "../lib/format.js";
 
 const CART_KEY = "tillmesh.cart";
@@ -56,26 +68,45 @@ export async function render(main, app) {
   const totals = h("div", { class: "totals", id: "cart-totals" });
   const payBtn = h("button", { type: "button", class: "btn btn-primary btn-big btn-block", id: "pay" }, "Pay");
   const clearBtn = h("button", { type: "button", class: "btn btn-ghost btn-small", id: "cart-clear" }, "Clear");
-  const historyBtn = h("button", { type: "button", class: "btn", id: "sales-today", "aria-label": "Today's sales" }, icon("history"), h("span", { class: "label-narrow-hide" }, "Today's sales"));
+  const historyBtn = h(
+    "button",
+    { type: "button", class: "btn", id: "sales-today", "aria-label": "Today's sales" },
+    icon("history"),
+    h("span", { class: "label-narrow-hide" }, "Today's sales"),
+  );
 
   main.appendChild(
-    h("div", { class: "sell" },
-      h("div", { class: "sell-top" },
-        h("div", { class: "row nowrap-row" },
+    h(
+      "div",
+      { class: "sell" },
+      h(
+        "div",
+        { class: "sell-top" },
+        h(
+          "div",
+          { class: "row nowrap-row" },
           h("div", { class: "search sell-search grow" }, icon("search"), search),
-          historyBtn),
-        searchMsg),
+          historyBtn,
+        ),
+        searchMsg,
+      ),
       h("section", { class: "sell-tiles", "aria-label": "Products" }, tiles),
-      h("aside", { class: "panel cart", "aria-label": "Cart" },
+      h(
+        "aside",
+        { class: "panel cart", "aria-label": "Cart" },
         h("div", { class: "cart-head" }, h("h2", null, "Cart"), clearBtn),
         cartLines,
-        h("div", { class: "cart-foot" }, totals, payBtn))),
+        h("div", { class: "cart-foot" }, totals, payBtn),
+      ),
+    ),
   );
 
   async function load() {
     const [products, stock] = await Promise.all([get("/products"), get("/stock")]);
     state.items = sellables(products);
-    state.stock = new Map(stock.map((s) => [s.variant_id ? `${s.product_id}/${s.variant_id}` : s.product_id, s.on_hand]));
+    state.stock = new Map(
+      stock.map((s) => [s.variant_id ? `${s.product_id}/${s.variant_id}` : s.product_id, s.on_hand]),
+    );
     // Keep cart lines up to date with the catalog (price edits, archived products).
     state.cart = state.cart.filter((l) => state.items.some((i) => i.key === l.key));
     drawTiles();
@@ -88,14 +119,16 @@ export async function render(main, app) {
 
   function message(kind, text) {
     searchMsg.replaceChildren(text ? alertBox(kind, text) : "");
-
   }
 
   function matches(q) {
     const n = q.trim().toLowerCase();
     if (!n) return state.items;
     return state.items.filter(
-      (i) => i.name.toLowerCase().includes(n) || i.sku.toLowerCase().includes(n) || (i.barcode || "").toLowerCase().includes(n),
+      (i) =>
+        i.name.toLowerCase().includes(n) ||
+        i.sku.toLowerCase().includes(n) ||
+        (i.barcode || "").toLowerCase().includes(n),
     );
   }
 
@@ -103,10 +136,13 @@ export async function render(main, app) {
     const list = matches(search.value).slice(0, 60);
     if (!state.items.length) {
       tiles.replaceChildren(
-        h("div", { class: "panel empty" },
+        h(
+          "div",
+          { class: "panel empty" },
           "No products yet. ",
           app.can("manager") ? h("a", { href: "#/products" }, "Add products") : "Ask a manager to add products.",
-          "."),
+          ".",
+        ),
       );
       return;
     }
@@ -118,12 +154,22 @@ export async function render(main, app) {
       ...list.map((i) => {
         const n = onHand(i.key);
         const low = n <= (i.product.reorder_level ?? 0);
-        return h("button", { type: "button", class: "tile", dataset: { key: i.key }, onclick: () => addToCart(i) },
+        return h(
+          "button",
+          { type: "button", class: "tile", dataset: { key: i.key }, onclick: () => addToCart(i) },
           h("span", { class: "t-name" }, i.name),
           h("span", { class: "cell-sub" }, i.sku),
-          h("span", { class: "t-foot" },
+          h(
+            "span",
+            { class: "t-foot" },
             h("span", { class: "t-price" }, money(i.price)),
-            h("span", { class: `badge ${n <= 0 ? "badge-out" : low ? "badge-low" : ""}` }, n <= 0 ? "Out" : `${n} left`)));
+            h(
+              "span",
+              { class: `badge ${n <= 0 ? "badge-out" : low ? "badge-low" : ""}` },
+              n <= 0 ? "Out" : `${n} left`,
+            ),
+          ),
+        );
       }),
     );
   }
@@ -158,12 +204,15 @@ export async function render(main, app) {
 
   function drawCart(highlightKey) {
     if (!state.cart.length) {
-      cartLines.replaceChildren(h("div", { class: "cart-empty" }, icon("sell", 32), h("p", null, "Scan or tap a product to start a sale.")));
+      cartLines.replaceChildren(
+        h("div", { class: "cart-empty" }, icon("sell", 32), h("p", null, "Scan or tap a product to start a sale.")),
+      );
     } else {
       cartLines.replaceChildren(...state.cart.map((l) => cartLine(l, l.key === highlightKey)));
     }
     const t = computeTotals();
-    fill(totals,
+    fill(
+      totals,
       t.discount ? [h("span", null, "Discounts"), h("span", { class: "num" }, `−${money(t.discount)}`)] : null,
       h("span", { class: "muted" }, app.settings.tax_mode === "inclusive" ? "Tax included" : "Tax"),
       h("span", { class: "num muted" }, money(t.tax)),
@@ -193,34 +242,76 @@ export async function render(main, app) {
       drawCart();
     });
     const [lineTotal] = lineAmounts(it.price, l.qty, l.discount, it.product.tax_rate);
-    return h("div", { class: `cart-line${flash ? " flash" : ""}`, dataset: { key: l.key } },
-      h("div", { class: "cl-top" },
+    return h(
+      "div",
+      { class: `cart-line${flash ? " flash" : ""}`, dataset: { key: l.key } },
+      h(
+        "div",
+        { class: "cl-top" },
         h("span", { class: "cl-name" }, it.name),
-        h("span", { class: "num" }, money(lineTotal))),
+        h("span", { class: "num" }, money(lineTotal)),
+      ),
       h("div", { class: "cell-sub" }, `${money(it.price)} each`),
       l.discount ? h("div", { class: "disc" }, `Discount −${money(l.discount)}`) : null,
       n < l.qty
         ? h("div", { class: "warn-text" }, icon("warn", 16), n <= 0 ? "Out of stock" : `Only ${n} in stock`)
         : null,
-      h("div", { class: "cl-ctrl" },
-        h("div", { class: "qty" },
-          h("button", { type: "button", "aria-label": "One less", onclick: () => {
-            if (l.qty > 1) l.qty -= 1;
-            saveCart(state.cart);
-            drawCart();
-          } }, "−"),
+      h(
+        "div",
+        { class: "cl-ctrl" },
+        h(
+          "div",
+          { class: "qty" },
+          h(
+            "button",
+            {
+              type: "button",
+              "aria-label": "One less",
+              onclick: () => {
+                if (l.qty > 1) l.qty -= 1;
+                saveCart(state.cart);
+                drawCart();
+              },
+            },
+            "−",
+          ),
           qty,
-          h("button", { type: "button", "aria-label": "One more", onclick: () => {
-            l.qty += 1;
-            saveCart(state.cart);
-            drawCart();
-          } }, "+")),
-        h("button", { type: "button", class: "btn btn-small", onclick: () => discountDialog(l, it) }, icon("tag", 16), "Discount"),
-        h("button", { type: "button", class: "btn btn-small btn-ghost icon-btn", "aria-label": `Remove ${it.name}`, onclick: () => {
-          state.cart = state.cart.filter((x) => x !== l);
-          saveCart(state.cart);
-          drawCart();
-        } }, icon("trash", 18))));
+          h(
+            "button",
+            {
+              type: "button",
+              "aria-label": "One more",
+              onclick: () => {
+                l.qty += 1;
+                saveCart(state.cart);
+                drawCart();
+              },
+            },
+            "+",
+          ),
+        ),
+        h(
+          "button",
+          { type: "button", class: "btn btn-small", onclick: () => discountDialog(l, it) },
+          icon("tag", 16),
+          "Discount",
+        ),
+        h(
+          "button",
+          {
+            type: "button",
+            class: "btn btn-small btn-ghost icon-btn",
+            "aria-label": `Remove ${it.name}`,
+            onclick: () => {
+              state.cart = state.cart.filter((x) => x !== l);
+              saveCart(state.cart);
+              drawCart();
+            },
+          },
+          icon("trash", 18),
+        ),
+      ),
+    );
   }
 
   function discountDialog(l, it) {
@@ -234,14 +325,26 @@ export async function render(main, app) {
       input.value = "";
       input.focus();
     };
-    add(seg, 
-      h("button", { type: "button", dataset: { mode: "amount" }, "aria-pressed": "true", onclick: () => setMode("amount") }, "Amount"),
-      h("button", { type: "button", dataset: { mode: "percent" }, "aria-pressed": "false", onclick: () => setMode("percent") }, "Percent"),
+    add(
+      seg,
+      h(
+        "button",
+        { type: "button", dataset: { mode: "amount" }, "aria-pressed": "true", onclick: () => setMode("amount") },
+        "Amount",
+      ),
+      h(
+        "button",
+        { type: "button", dataset: { mode: "percent" }, "aria-pressed": "false", onclick: () => setMode("percent") },
+        "Percent",
+      ),
     );
-    const form = h("form", { class: "stack" },
+    const form = h(
+      "form",
+      { class: "stack" },
       h("p", null, `${l.qty} × ${it.name} = ${money(gross)}`),
       seg,
-      field("Discount", input, "Leave empty for no discount."));
+      field("Discount", input, "Leave empty for no discount."),
+    );
     const apply = h("button", { type: "submit", class: "btn btn-primary" }, "Apply");
     add(form, h("div", { class: "row end" }, apply));
     const d = openDialog({ title: "Line discount", body: form });
@@ -282,18 +385,47 @@ export async function render(main, app) {
     const seg = h("div", { class: "seg", role: "group", "aria-label": "Payment method" });
     const amountLabel = h("label", { for: "pay-amount" });
     for (const m of ["cash", "card", "other"]) {
-      seg.appendChild(h("button", { type: "button", id: `method-${m}`, dataset: { method: m }, "aria-pressed": String(m === method), onclick: () => setMethod(m) }, METHOD[m]));
+      seg.appendChild(
+        h(
+          "button",
+          {
+            type: "button",
+            id: `method-${m}`,
+            dataset: { method: m },
+            "aria-pressed": String(m === method),
+            onclick: () => setMethod(m),
+          },
+          METHOD[m],
+        ),
+      );
     }
-    const splitBtn = h("button", { type: "button", class: "btn", id: "split-add" }, icon("plus", 18), "Add as part payment");
-    const done = h("button", { type: "submit", class: "btn btn-primary btn-big", id: "complete-sale" }, "Complete sale");
-    const form = h("form", { class: "stack", novalidate: true },
-      h("div", { class: "pay-total" }, h("div", { class: "muted" }, "Total"), h("div", { class: "big", id: "pay-total" }, money(t.total))),
+    const splitBtn = h(
+      "button",
+      { type: "button", class: "btn", id: "split-add" },
+      icon("plus", 18),
+      "Add as part payment",
+    );
+    const done = h(
+      "button",
+      { type: "submit", class: "btn btn-primary btn-big", id: "complete-sale" },
+      "Complete sale",
+    );
+    const form = h(
+      "form",
+      { class: "stack", novalidate: true },
+      h(
+        "div",
+        { class: "pay-total" },
+        h("div", { class: "muted" }, "Total"),
+        h("div", { class: "big", id: "pay-total" }, money(t.total)),
+      ),
       list,
       seg,
       h("div", { class: "field" }, amountLabel, amount),
       quick,
       statusLine,
-      h("div", { class: "row between" }, splitBtn, done));
+      h("div", { class: "row between" }, splitBtn, done),
+    );
 
     const nonCashPaid = () => tenders.filter((x) => x.method !== "cash").reduce((a, x) => a + x.amount, 0);
     const cashPaid = () => tenders.filter((x) => x.method === "cash").reduce((a, x) => a + x.amount, 0);
@@ -313,27 +445,52 @@ export async function render(main, app) {
     function draw() {
       list.replaceChildren(
         ...tenders.map((x, i) =>
-          h("div", { class: "tender" },
+          h(
+            "div",
+            { class: "tender" },
             h("span", { class: "t-method" }, METHOD[x.method]),
             h("span", { class: "grow num" }, money(x.amount)),
-            h("button", { type: "button", class: "btn btn-small btn-ghost icon-btn", "aria-label": "Remove this payment", onclick: () => {
-              tenders.splice(i, 1);
-              draw();
-            } }, icon("x", 16)))),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "btn btn-small btn-ghost icon-btn",
+                "aria-label": "Remove this payment",
+                onclick: () => {
+                  tenders.splice(i, 1);
+                  draw();
+                },
+              },
+              icon("x", 16),
+            ),
+          ),
+        ),
       );
       const rest = remaining();
       amountLabel.textContent = method === "cash" ? "Cash received" : `${METHOD[method]} amount`;
       amount.placeholder = rest > 0 ? `${decimal(rest)} (exact)` : "";
       quick.replaceChildren();
       if (method === "cash" && rest > 0) {
-        const notes = [500, 1000, 2000, 5000, 10000].map((n) => n * 10 ** Math.max(0, app.settings.currency_exponent - 2));
+        const notes = [500, 1000, 2000, 5000, 10000].map(
+          (n) => n * 10 ** Math.max(0, app.settings.currency_exponent - 2),
+        );
         const options = [rest, ...notes.filter((n) => n > rest).slice(0, 3)];
         for (const v of options) {
-          quick.appendChild(h("button", { type: "button", class: "btn", onclick: () => {
-            amount.value = decimal(v);
-            draw();
-            done.focus();
-          } }, v === rest ? `Exact ${money(v)}` : money(v)));
+          quick.appendChild(
+            h(
+              "button",
+              {
+                type: "button",
+                class: "btn",
+                onclick: () => {
+                  amount.value = decimal(v);
+                  draw();
+                  done.focus();
+                },
+              },
+              v === rest ? `Exact ${money(v)}` : money(v),
+            ),
+          );
         }
       }
       const typed = parseMoney(amount.value);
@@ -368,7 +525,10 @@ export async function render(main, app) {
       e.preventDefault();
       const typed = parseMoney(amount.value);
       if (amount.value.trim() && (typed === null || typed <= 0)) {
-        showFormError(form, { message: "Type an amount like 12.50, or leave it empty for the exact amount.", field: "amount" });
+        showFormError(form, {
+          message: "Type an amount like 12.50, or leave it empty for the exact amount.",
+          field: "amount",
+        });
         return;
       }
       const payments = tenders.map((x) => ({ method: x.method, amount: x.amount }));
@@ -413,8 +573,11 @@ export async function render(main, app) {
       return;
     }
     const lc = code.toLowerCase();
-    const exact = state.items.filter((i) => (i.barcode && i.barcode.toLowerCase() === lc) || i.sku.toLowerCase() === lc);
-    const found = exact.length === 1 ? exact[0] : exact.length === 0 && matches(code).length === 1 ? matches(code)[0] : null;
+    const exact = state.items.filter(
+      (i) => (i.barcode && i.barcode.toLowerCase() === lc) || i.sku.toLowerCase() === lc,
+    );
+    const found =
+      exact.length === 1 ? exact[0] : exact.length === 0 && matches(code).length === 1 ? matches(code)[0] : null;
     if (found) {
       addToCart(found);
       search.value = "";
@@ -481,12 +644,15 @@ function saveCart(cart) {
 /// The receipt of a sale, as printed.
 export function receiptView(sale, app) {
   const s = app.settings;
-  const row = (a, b, cls) => h("div", { class: `r-row${cls ? ` ${cls}` : ""}` }, h("span", null, a), h("span", null, b));
+  const row = (a, b, cls) =>
+    h("div", { class: `r-row${cls ? ` ${cls}` : ""}` }, h("span", null, a), h("span", null, b));
   const subtotal = sale.lines.reduce((a, l) => a + l.unit_price * l.qty, 0);
   const taxRates = new Map();
   for (const l of sale.lines) taxRates.set(l.tax_rate, (taxRates.get(l.tax_rate) || 0) + l.tax);
   const paid = sale.payments.reduce((a, p) => a + p.amount, 0);
-  return h("div", { class: "receipt", id: "receipt" },
+  return h(
+    "div",
+    { class: "receipt", id: "receipt" },
     h("h3", null, s.shop_name),
     s.receipt_text ? h("div", { class: "r-center" }, s.receipt_text) : null,
     h("div", { class: "r-sep" }),
@@ -506,9 +672,14 @@ export function receiptView(sale, app) {
     sale.discount || s.tax_mode === "exclusive" ? row("Subtotal", money(subtotal)) : null,
     sale.discount ? row("Discounts", `−${money(sale.discount)}`) : null,
     [...taxRates].map(([rate, tax]) =>
-      row(`${s.tax_mode === "inclusive" ? "Incl. tax" : "Tax"} ${percent(rate)}`, money(tax))),
+      row(`${s.tax_mode === "inclusive" ? "Incl. tax" : "Tax"} ${percent(rate)}`, money(tax)),
+    ),
     sale.rounding ? row("Cash rounding", money(sale.rounding)) : null,
-    row("TOTAL", h("span", { class: "r-total-amount", id: "receipt-total" }, money(sale.total + (sale.rounding || 0))), "r-total"),
+    row(
+      "TOTAL",
+      h("span", { class: "r-total-amount", id: "receipt-total" }, money(sale.total + (sale.rounding || 0))),
+      "r-total",
+    ),
     h("div", { class: "r-sep" }),
     sale.payments.map((p) => row(METHOD[p.method], money(p.amount))),
     sale.payments.length > 1 ? row("Paid", money(paid)) : null,
@@ -520,23 +691,43 @@ export function receiptView(sale, app) {
 
 /// Shows a receipt with Print, and (from history) Void and Return.
 export function showReceipt(sale, app, { fresh = false, onClose, onChanged } = {}) {
-  const print = h("button", { type: "button", class: "btn", onclick: () => window.print() }, icon("printer", 18), "Print");
+  const print = h(
+    "button",
+    { type: "button", class: "btn", onclick: () => window.print() },
+    icon("printer", 18),
+    "Print",
+  );
   const actions = [print];
   if (!fresh && !sale.voided_by) {
     actions.unshift(
-      h("button", { type: "button", class: "btn btn-danger", id: "void-sale", onclick: () => voidSale(sale, app, d, onChanged) }, "Void sale"),
+      h(
+        "button",
+        { type: "button", class: "btn btn-danger", id: "void-sale", onclick: () => voidSale(sale, app, d, onChanged) },
+        "Void sale",
+      ),
     );
     if (app.can("manager")) {
-      actions.unshift(h("button", { type: "button", class: "btn", id: "return-sale", onclick: () => returnDialog(sale, app, d, onChanged) }, "Return items"));
+      actions.unshift(
+        h(
+          "button",
+          { type: "button", class: "btn", id: "return-sale", onclick: () => returnDialog(sale, app, d, onChanged) },
+          "Return items",
+        ),
+      );
     }
   }
-  const next = h("button", { type: "button", class: "btn btn-primary", id: "new-sale", onclick: () => d.close() }, fresh ? "New sale" : "Close");
+  const next = h(
+    "button",
+    { type: "button", class: "btn btn-primary", id: "new-sale", onclick: () => d.close() },
+    fresh ? "New sale" : "Close",
+  );
   actions.push(next);
-  const body = h("div", null,
-    fresh && sale.change_due
-      ? h("div", { class: "change" }, `Give ${money(sale.change_due)} change`)
-      : null,
-    receiptView(sale, app));
+  const body = h(
+    "div",
+    null,
+    fresh && sale.change_due ? h("div", { class: "change" }, `Give ${money(sale.change_due)} change`) : null,
+    receiptView(sale, app),
+  );
   const d = openDialog({ title: fresh ? "Sale complete" : `Receipt ${sale.receipt}`, body, actions, onClose });
   next.focus();
   return d;
@@ -563,22 +754,47 @@ function returnDialog(sale, app, receiptDialog, onChanged) {
   const inputs = [];
   const rows = sale.lines.map((l, i) => {
     const left = l.qty - ((sale.returned && sale.returned[i]) || 0);
-    const input = h("input", { type: "number", min: 0, max: left, value: 0, name: `lines[${i}]`, "aria-label": `Return how many ${l.name}`, disabled: left <= 0 });
+    const input = h("input", {
+      type: "number",
+      min: 0,
+      max: left,
+      value: 0,
+      name: `lines[${i}]`,
+      "aria-label": `Return how many ${l.name}`,
+      disabled: left <= 0,
+    });
     inputs.push([i, input]);
     return h("tr", null, h("td", null, l.name), h("td", { class: "num" }, `${left} of ${l.qty}`), h("td", null, input));
   });
-  const method = h("select", { name: "refund_method" },
-    ...["cash", "card", "other"].map((m) => h("option", { value: m }, METHOD[m])));
+  const method = h(
+    "select",
+    { name: "refund_method" },
+    ...["cash", "card", "other"].map((m) => h("option", { value: m }, METHOD[m])),
+  );
   const reason = h("input", { name: "reason", placeholder: "e.g. damaged, wrong size" });
-  const form = h("form", { class: "stack" },
-    h("table", null, h("thead", null, h("tr", null, h("th", null, "Item"), h("th", { class: "num" }, "Can return"), h("th", null, "Return"))), h("tbody", null, rows)),
-    h("div", { class: "fields" }, field("Refund by", method), field("Reason", reason)));
+  const form = h(
+    "form",
+    { class: "stack" },
+    h(
+      "table",
+      null,
+      h(
+        "thead",
+        null,
+        h("tr", null, h("th", null, "Item"), h("th", { class: "num" }, "Can return"), h("th", null, "Return")),
+      ),
+      h("tbody", null, rows),
+    ),
+    h("div", { class: "fields" }, field("Refund by", method), field("Reason", reason)),
+  );
   const ok = h("button", { type: "submit", class: "btn btn-primary", id: "return-submit" }, "Return and refund");
   add(form, h("div", { class: "row end" }, ok));
   const d = openDialog({ title: `Return from ${sale.receipt}`, body: form, wide: true });
   form.addEventListener("submit", (e) => {
     e.preventDefault();
-    const lines = inputs.map(([line, el]) => ({ line, qty: Math.floor(Number(el.value) || 0) })).filter((x) => x.qty > 0);
+    const lines = inputs
+      .map(([line, el]) => ({ line, qty: Math.floor(Number(el.value) || 0) }))
+      .filter((x) => x.qty > 0);
     if (!lines.length) {
       showFormError(form, { message: "Choose how many of an item come back." });
       return;
@@ -610,22 +826,67 @@ async function salesToday(app) {
       }
       const total = sales.filter((x) => !x.voided_by).reduce((a, x) => a + x.total, 0);
       body.replaceChildren(
-        h("p", null, `${sales.length} ${sales.length === 1 ? "sale" : "sales"}, ${money(total)} in total (voided sales left out).`),
-        h("div", { class: "table-wrap" },
-          h("table", null,
-            h("thead", null, h("tr", null, h("th", null, "Receipt"), h("th", null, "Time"), h("th", { class: "hide-narrow" }, "Till"), h("th", { class: "hide-narrow" }, "Staff"), h("th", { class: "num" }, "Total"), h("th", null, ""))),
-            h("tbody", null, sales.map((sale) =>
-              h("tr", null,
-                h("td", { class: "mono" }, sale.receipt),
-                h("td", null, time(sale.time)),
-                h("td", { class: "hide-narrow" }, app.deviceName(sale.device)),
-                h("td", { class: "hide-narrow" }, app.personName(sale.person)),
-                h("td", { class: "num" }, money(sale.total)),
-                h("td", null,
-                  sale.voided_by ? h("span", { class: "badge badge-out" }, "Voided") : null,
-                  sale.returned && sale.returned.some((n) => n > 0) ? h("span", { class: "badge badge-low" }, "Returned") : null,
-                  " ",
-                  h("button", { type: "button", class: "btn btn-small", dataset: { receipt: sale.receipt }, onclick: () => showReceipt(sale, app, { onChanged: refill }) }, "Open"))))))),
+        h(
+          "p",
+          null,
+          `${sales.length} ${sales.length === 1 ? "sale" : "sales"}, ${money(total)} in total (voided sales left out).`,
+        ),
+        h(
+          "div",
+          { class: "table-wrap" },
+          h(
+            "table",
+            null,
+            h(
+              "thead",
+              null,
+              h(
+                "tr",
+                null,
+                h("th", null, "Receipt"),
+                h("th", null, "Time"),
+                h("th", { class: "hide-narrow" }, "Till"),
+                h("th", { class: "hide-narrow" }, "Staff"),
+                h("th", { class: "num" }, "Total"),
+                h("th", null, ""),
+              ),
+            ),
+            h(
+              "tbody",
+              null,
+              sales.map((sale) =>
+                h(
+                  "tr",
+                  null,
+                  h("td", { class: "mono" }, sale.receipt),
+                  h("td", null, time(sale.time)),
+                  h("td", { class: "hide-narrow" }, app.deviceName(sale.device)),
+                  h("td", { class: "hide-narrow" }, app.personName(sale.person)),
+                  h("td", { class: "num" }, money(sale.total)),
+                  h(
+                    "td",
+                    null,
+                    sale.voided_by ? h("span", { class: "badge badge-out" }, "Voided") : null,
+                    sale.returned && sale.returned.some((n) => n > 0)
+                      ? h("span", { class: "badge badge-low" }, "Returned")
+                      : null,
+                    " ",
+                    h(
+                      "button",
+                      {
+                        type: "button",
+                        class: "btn btn-small",
+                        dataset: { receipt: sale.receipt },
+                        onclick: () => showReceipt(sale, app, { onChanged: refill }),
+                      },
+                      "Open",
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          ),
+        ),
       );
     } catch (err) {
       body.replaceChildren(alertBox("error", humanError(err)));

@@ -33,30 +33,55 @@ export async function render(main, app) {
   let lowOnly = false;
   const flashKeys = new Set();
 
-  const search = h("input", { type: "search", id: "stock-search", placeholder: "Search name or SKU", "aria-label": "Search stock" });
+  const search = h("input", {
+    type: "search",
+    id: "stock-search",
+    placeholder: "Search name or SKU",
+    "aria-label": "Search stock",
+  });
   const lowToggle = h("input", { type: "checkbox", id: "low-only" });
   const summary = h("div", { class: "kpis", id: "stock-summary" });
   const tbody = h("tbody", { id: "stock-rows" });
   const live = h("span", { class: "badge badge-ok", id: "stock-live", hidden: true }, "Updated just now");
 
-  add(main, 
-    h("div", { class: "screen-head" },
+  add(
+    main,
+    h(
+      "div",
+      { class: "screen-head" },
       h("h1", null, "Stock"),
       live,
       h("span", { class: "spacer" }),
       h("div", { class: "search" }, icon("search"), search),
-      h("label", { class: "check", for: "low-only" }, lowToggle, "Low stock only")),
+      h("label", { class: "check", for: "low-only" }, lowToggle, "Low stock only"),
+    ),
     summary,
-    h("section", { class: "panel" },
-      h("div", { class: "table-wrap" },
-        h("table", { id: "stock-table", class: "cards" },
-          h("thead", null, h("tr", null,
-            h("th", null, "Product"),
-            h("th", { class: "num" }, "On hand"),
-            h("th", { class: "num hide-narrow" }, "Reorder at"),
-            h("th", { class: "num hide-narrow" }, "Value at cost"),
-            h("th", null, h("span", { class: "sr-only" }, "Actions")))),
-          tbody))),
+    h(
+      "section",
+      { class: "panel" },
+      h(
+        "div",
+        { class: "table-wrap" },
+        h(
+          "table",
+          { id: "stock-table", class: "cards" },
+          h(
+            "thead",
+            null,
+            h(
+              "tr",
+              null,
+              h("th", null, "Product"),
+              h("th", { class: "num" }, "On hand"),
+              h("th", { class: "num hide-narrow" }, "Reorder at"),
+              h("th", { class: "num hide-narrow" }, "Value at cost"),
+              h("th", null, h("span", { class: "sr-only" }, "Actions")),
+            ),
+          ),
+          tbody,
+        ),
+      ),
+    ),
   );
 
   async function load() {
@@ -84,27 +109,97 @@ export async function render(main, app) {
       kpi("Stock value at cost", money(value)),
     );
     if (!visible.length) {
-      tbody.replaceChildren(h("tr", null, h("td", { colspan: 5, class: "empty" },
-        levels.length ? "Nothing matches." : "No products yet. Add some on the Products screen, then receive stock here.")));
+      tbody.replaceChildren(
+        h(
+          "tr",
+          null,
+          h(
+            "td",
+            { colspan: 5, class: "empty" },
+            levels.length
+              ? "Nothing matches."
+              : "No products yet. Add some on the Products screen, then receive stock here.",
+          ),
+        ),
+      );
       return;
     }
-    tbody.replaceChildren(...visible.map((s) => {
-      const k = keyOf(s);
-      const out = s.on_hand <= 0;
-      const cls = [out ? "is-out" : s.low ? "is-low" : "", flashKeys.has(k) ? "flash" : ""].join(" ").trim();
-      return h("tr", { class: cls || null, dataset: { key: k, sku: s.sku } },
-        h("td", null, h("div", { class: "cell-name" }, s.name), h("div", { class: "cell-sub" }, s.sku)),
-        h("td", { class: "num" },
-          h("span", { class: "on-hand" }, String(s.on_hand)), " ",
-          out ? h("span", { class: "badge badge-out" }, "Out") : s.low ? h("span", { class: "badge badge-low" }, "Low") : null),
-        h("td", { class: "num hide-narrow" }, String(s.reorder_level)),
-        h("td", { class: "num hide-narrow" }, money(s.value_at_cost)),
-        h("td", null, h("div", { class: "row end" },
-          h("button", { type: "button", class: "btn btn-small", dataset: { action: "in" }, onclick: () => stockIn(s) }, icon("box_in", 16), "In"),
-          app.can("manager") ? h("button", { type: "button", class: "btn btn-small", dataset: { action: "remove" }, onclick: () => removeDialog(s) }, icon("box_out", 16), "Remove") : null,
-          app.can("manager") ? h("button", { type: "button", class: "btn btn-small", dataset: { action: "count" }, onclick: () => countDialog(s) }, icon("count", 16), "Count") : null,
-          h("button", { type: "button", class: "btn btn-small btn-ghost", dataset: { action: "history" }, onclick: () => history(s) }, icon("history", 16), "History"))));
-    }));
+    tbody.replaceChildren(
+      ...visible.map((s) => {
+        const k = keyOf(s);
+        const out = s.on_hand <= 0;
+        const cls = [out ? "is-out" : s.low ? "is-low" : "", flashKeys.has(k) ? "flash" : ""].join(" ").trim();
+        return h(
+          "tr",
+          { class: cls || null, dataset: { key: k, sku: s.sku } },
+          h("td", null, h("div", { class: "cell-name" }, s.name), h("div", { class: "cell-sub" }, s.sku)),
+          h(
+            "td",
+            { class: "num" },
+            h("span", { class: "on-hand" }, String(s.on_hand)),
+            " ",
+            out
+              ? h("span", { class: "badge badge-out" }, "Out")
+              : s.low
+                ? h("span", { class: "badge badge-low" }, "Low")
+                : null,
+          ),
+          h("td", { class: "num hide-narrow" }, String(s.reorder_level)),
+          h("td", { class: "num hide-narrow" }, money(s.value_at_cost)),
+          h(
+            "td",
+            null,
+            h(
+              "div",
+              { class: "row end" },
+              h(
+                "button",
+                { type: "button", class: "btn btn-small", dataset: { action: "in" }, onclick: () => stockIn(s) },
+                icon("box_in", 16),
+                "In",
+              ),
+              app.can("manager")
+                ? h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "btn btn-small",
+                      dataset: { action: "remove" },
+                      onclick: () => removeDialog(s),
+                    },
+                    icon("box_out", 16),
+                    "Remove",
+                  )
+                : null,
+              app.can("manager")
+                ? h(
+                    "button",
+                    {
+                      type: "button",
+                      class: "btn btn-small",
+                      dataset: { action: "count" },
+                      onclick: () => countDialog(s),
+                    },
+                    icon("count", 16),
+                    "Count",
+                  )
+                : null,
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "btn btn-small btn-ghost",
+                  dataset: { action: "history" },
+                  onclick: () => history(s),
+                },
+                icon("history", 16),
+                "History",
+              ),
+            ),
+          ),
+        );
+      }),
+    );
     flashKeys.clear();
   }
 
@@ -115,13 +210,27 @@ export async function render(main, app) {
   function stockIn(s) {
     const p = productOf(s.product_id);
     const qty = h("input", { name: "qty", type: "number", min: 1, inputmode: "numeric", id: "in-qty" });
-    const cost = h("input", { name: "unit_cost", inputmode: "decimal", id: "in-cost", value: p && p.cost ? decimal(p.cost) : "" });
+    const cost = h("input", {
+      name: "unit_cost",
+      inputmode: "decimal",
+      id: "in-cost",
+      value: p && p.cost ? decimal(p.cost) : "",
+    });
     const note = h("input", { name: "note", placeholder: "Supplier, delivery note…" });
     const ok = h("button", { type: "submit", class: "btn btn-primary", id: "in-save" }, "Add to stock");
-    const form = h("form", { class: "stack", novalidate: true },
+    const form = h(
+      "form",
+      { class: "stack", novalidate: true },
       h("p", null, `${s.name}: ${s.on_hand} on hand.`),
-      h("div", { class: "fields" }, field("Quantity received", qty), field("Cost per unit", cost, "What you paid, per item."), field("Note", note, null, true)),
-      h("div", { class: "row end" }, ok));
+      h(
+        "div",
+        { class: "fields" },
+        field("Quantity received", qty),
+        field("Cost per unit", cost, "What you paid, per item."),
+        field("Note", note, null, true),
+      ),
+      h("div", { class: "row end" }, ok),
+    );
     const d = openDialog({ title: "Stock in", body: form });
     form.addEventListener("submit", (e) => {
       e.preventDefault();
@@ -131,7 +240,12 @@ export async function render(main, app) {
         return;
       }
       busy(ok, form, async () => {
-        await post("/stock/in", { ...target(s), qty: Math.floor(Number(qty.value)), unit_cost: unitCost, note: note.value.trim() || null });
+        await post("/stock/in", {
+          ...target(s),
+          qty: Math.floor(Number(qty.value)),
+          unit_cost: unitCost,
+          note: note.value.trim() || null,
+        });
         toast(`${qty.value} × ${s.name} added to stock.`);
         d.close();
         await load();
@@ -141,18 +255,30 @@ export async function render(main, app) {
 
   function removeDialog(s) {
     const qty = h("input", { name: "qty", type: "number", min: 1, inputmode: "numeric" });
-    const reason = h("select", { name: "reason" }, Object.entries(REASONS).map(([v, l]) => h("option", { value: v }, l)));
+    const reason = h(
+      "select",
+      { name: "reason" },
+      Object.entries(REASONS).map(([v, l]) => h("option", { value: v }, l)),
+    );
     const note = h("input", { name: "note" });
     const ok = h("button", { type: "submit", class: "btn btn-primary" }, "Remove from stock");
-    const form = h("form", { class: "stack", novalidate: true },
+    const form = h(
+      "form",
+      { class: "stack", novalidate: true },
       h("p", null, `${s.name}: ${s.on_hand} on hand.`),
       h("div", { class: "fields" }, field("Quantity", qty), field("Reason", reason), field("Note", note, null, true)),
-      h("div", { class: "row end" }, ok));
+      h("div", { class: "row end" }, ok),
+    );
     const d = openDialog({ title: "Remove stock", body: form });
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       busy(ok, form, async () => {
-        await post("/stock/remove", { ...target(s), qty: Math.floor(Number(qty.value)), reason: reason.value, note: note.value.trim() || null });
+        await post("/stock/remove", {
+          ...target(s),
+          qty: Math.floor(Number(qty.value)),
+          reason: reason.value,
+          note: note.value.trim() || null,
+        });
         toast(`${qty.value} × ${s.name} removed (${REASONS[reason.value].toLowerCase()}).`);
         d.close();
         await load();
@@ -167,22 +293,32 @@ export async function render(main, app) {
     const showDiff = () => {
       const n = Math.floor(Number(counted.value));
       const dlt = n - s.on_hand;
-      diff.textContent = Number.isFinite(dlt) && dlt !== 0 ? `That is ${dlt > 0 ? "+" : ""}${dlt} compared with the ${s.on_hand} on record.` : "Same as on record.";
+      diff.textContent =
+        Number.isFinite(dlt) && dlt !== 0
+          ? `That is ${dlt > 0 ? "+" : ""}${dlt} compared with the ${s.on_hand} on record.`
+          : "Same as on record.";
     };
     counted.addEventListener("input", showDiff);
     const ok = h("button", { type: "submit", class: "btn btn-primary" }, "Save count");
-    const form = h("form", { class: "stack", novalidate: true },
+    const form = h(
+      "form",
+      { class: "stack", novalidate: true },
       h("p", null, `Count how many ${s.name} are on the shelf and in the back.`),
       h("div", { class: "fields" }, field("Counted", counted), field("Note", note)),
       diff,
-      h("div", { class: "row end" }, ok));
+      h("div", { class: "row end" }, ok),
+    );
     showDiff();
     const d = openDialog({ title: "Stock count", body: form });
     counted.select();
     form.addEventListener("submit", (e) => {
       e.preventDefault();
       busy(ok, form, async () => {
-        await post("/stock/adjust", { ...target(s), counted: Math.floor(Number(counted.value)), note: note.value.trim() || null });
+        await post("/stock/adjust", {
+          ...target(s),
+          counted: Math.floor(Number(counted.value)),
+          note: note.value.trim() || null,
+        });
         toast(`Count saved: ${counted.value} × ${s.name}.`);
         d.close();
         await load();
@@ -201,15 +337,50 @@ export async function render(main, app) {
         body.replaceChildren(h("p", { class: "empty" }, "No movements yet."));
         return;
       }
-      body.replaceChildren(h("div", { class: "table-wrap" }, h("table", null,
-        h("thead", null, h("tr", null, h("th", null, "When"), h("th", null, "What"), h("th", { class: "num" }, "Qty"), h("th", { class: "num" }, "Unit cost"), h("th", null, "Where / who"), h("th", null, "Note"))),
-        h("tbody", null, moves.map((m) => h("tr", null,
-          h("td", { class: "nowrap" }, dateTime(m.time)),
-          h("td", null, KIND[m.kind] || m.kind, m.reason ? ` (${REASONS[m.reason].toLowerCase()})` : ""),
-          h("td", { class: "num" }, m.qty > 0 ? `+${m.qty}` : String(m.qty)),
-          h("td", { class: "num" }, m.unit_cost !== null && m.unit_cost !== undefined ? money(m.unit_cost) : ""),
-          h("td", null, app.deviceName(m.device), m.person ? ` · ${app.personName(m.person)}` : ""),
-          h("td", null, m.note || "")))))));
+      body.replaceChildren(
+        h(
+          "div",
+          { class: "table-wrap" },
+          h(
+            "table",
+            null,
+            h(
+              "thead",
+              null,
+              h(
+                "tr",
+                null,
+                h("th", null, "When"),
+                h("th", null, "What"),
+                h("th", { class: "num" }, "Qty"),
+                h("th", { class: "num" }, "Unit cost"),
+                h("th", null, "Where / who"),
+                h("th", null, "Note"),
+              ),
+            ),
+            h(
+              "tbody",
+              null,
+              moves.map((m) =>
+                h(
+                  "tr",
+                  null,
+                  h("td", { class: "nowrap" }, dateTime(m.time)),
+                  h("td", null, KIND[m.kind] || m.kind, m.reason ? ` (${REASONS[m.reason].toLowerCase()})` : ""),
+                  h("td", { class: "num" }, m.qty > 0 ? `+${m.qty}` : String(m.qty)),
+                  h(
+                    "td",
+                    { class: "num" },
+                    m.unit_cost !== null && m.unit_cost !== undefined ? money(m.unit_cost) : "",
+                  ),
+                  h("td", null, app.deviceName(m.device), m.person ? ` · ${app.personName(m.person)}` : ""),
+                  h("td", null, m.note || ""),
+                ),
+              ),
+            ),
+          ),
+        ),
+      );
     } catch (err) {
       body.replaceChildren(alertBox("error", humanError(err)));
     }
@@ -245,5 +416,10 @@ export async function render(main, app) {
 }
 
 function kpi(label, value, tone) {
-  return h("div", { class: "kpi" }, h("div", { class: "k-label" }, label), h("div", { class: `k-value${tone === "warn" ? " warn-text" : ""}` }, value));
+  return h(
+    "div",
+    { class: "kpi" },
+    h("div", { class: "k-label" }, label),
+    h("div", { class: `k-value${tone === "warn" ? " warn-text" : ""}` }, value),
+  );
 }
