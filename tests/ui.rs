@@ -7,6 +7,7 @@
 //! - A staff PIN login cannot open People & devices or change a price.
 //! - Two nodes: a sale made in A's UI appears on B's open Stock screen without a reload.
 //! - A price changed on two replicas at once: both values are offered, a manager picks one.
+//! - Every screen draws the demo shop (a week of sales) without a script error.
 //!
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
 //! Without Chromium these tests fail and say how to install it.
@@ -66,6 +67,7 @@ async fn shots(page: &Page<'_>, name: &str, back: (u32, u32)) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn newcomer_creates_a_shop_and_sells_by_barcode() {
+    let _serial = browser::one_at_a_time().await;
     let (node, url) = serve(Node::builder().memory()).await;
     let browser = Browser::launch().await;
     let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
@@ -289,6 +291,7 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn staff_with_a_pin_cannot_manage_people_or_change_prices() {
+    let _serial = browser::one_at_a_time().await;
     let (node, url) = serve(Node::builder().memory()).await;
     let h = node.handle();
     h.create_shop(new_shop("EUR", TaxMode::Inclusive))
@@ -407,6 +410,7 @@ async fn mesh_addr(h: &NodeHandle) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_sale_on_till_a_appears_on_till_bs_open_stock_screen() {
+    let _serial = browser::one_at_a_time().await;
     let dir_a = tempfile::tempdir().unwrap();
     let (a, url_a) = listening(Node::builder().data_dir(dir_a.path())).await;
     let ah = a.handle();
@@ -513,6 +517,7 @@ impl tillmesh::sync::SyncPeer for Direct {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_manager_settles_a_price_changed_on_two_tills_at_once() {
+    let _serial = browser::one_at_a_time().await;
     let (a, url) = serve(Node::builder().memory()).await;
     let ah = a.handle();
     ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
@@ -588,4 +593,42 @@ async fn a_manager_settles_a_price_changed_on_two_tills_at_once() {
     drop(browser);
     b.shutdown().await;
     a.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_screen_draws_the_demo_shop() {
+    let _serial = browser::one_at_a_time().await;
+    let (node, url) = serve(Node::builder().memory()).await;
+    let (user, password) = tillmesh::domain::demo::populate(&node.handle())
+        .await
+        .unwrap();
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url}/")).await;
+    log_in(&page, user, password, false).await;
+    // Each screen with the element that shows it drew its data.
+    for (route, ready) in [
+        ("sell", "#sell-tiles .tile"),
+        ("stock", "#stock-rows tr[data-key]"),
+        ("products", "#product-rows tr[data-id]"),
+        ("reports", "#chart-top svg"),
+        ("people", "#people-rows tr"),
+        ("sync", "#sync-health"),
+    ] {
+        page.goto(&format!("{url}/#/{route}")).await;
+        page.wait_visible(ready).await;
+        shots(&page, &format!("40-demo-{route}"), DESKTOP).await;
+    }
+    // The week of sales is on the chart: more than one day has a bar.
+    page.goto(&format!("{url}/#/reports")).await;
+    page.wait_for(
+        "[...document.querySelectorAll('#chart-days rect.bar')].filter(r => +r.getAttribute('height') > 0).length > 1",
+        "several days of sales on the chart",
+    )
+    .await;
+    page.assert_no_errors().await;
+
+    drop(browser);
+    node.shutdown().await;
 }

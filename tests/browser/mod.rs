@@ -21,8 +21,15 @@ use serde_json::{Value, json};
 use tokio::sync::{mpsc, oneshot};
 use tokio_tungstenite::tungstenite::Message;
 
-/// How long a condition may take before a test fails.
-pub const WAIT: Duration = Duration::from_secs(20);
+/// How long a condition may take before a test fails (generous: CI has 2 cores).
+pub const WAIT: Duration = Duration::from_secs(30);
+
+/// One browser test at a time: several Chromiums at once on a 2-core machine make every one
+/// of them slow. Hold the guard for the whole test.
+pub async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
+    static LOCK: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    LOCK.lock().await
+}
 
 type Pending = Arc<Mutex<HashMap<u64, oneshot::Sender<Result<Value, String>>>>>;
 

@@ -56,7 +56,7 @@ export async function render(main, app) {
     type: "search",
     id: "sell-search",
     class: "grow",
-    placeholder: "Scan a barcode, or type a name or SKU",
+    placeholder: "Scan a barcode or search",
     title: "Scan or type, then Enter to add. Enter on an empty box opens Pay.",
     autocomplete: "off",
     spellcheck: "false",
