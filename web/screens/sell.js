@@ -70,7 +70,7 @@ export async function render(main, app) {
   const clearBtn = h("button", { type: "button", class: "btn btn-ghost btn-small", id: "cart-clear" }, "Clear");
   const historyBtn = h(
     "button",
-    { type: "button", class: "btn", id: "sales-today", "aria-label": "Today's sales" },
+    { type: "button", class: "btn", id: "sales-today", "aria-label": "Today's sales", title: "Sales of today or another day" },
     icon("history"),
     h("span", { class: "label-narrow-hide" }, "Today's sales"),
   );
@@ -813,15 +813,23 @@ function returnDialog(sale, app, receiptDialog, onChanged) {
   });
 }
 
-/// Today's sales on every till: open one for its receipt, void or return.
+/// A day's sales on every till (today first): open one for its receipt, void or return.
 async function salesToday(app) {
+  const today = shopDay();
+  const dayInput = h("input", { type: "date", id: "sales-day", value: today, max: today, "aria-label": "Day" });
   const body = h("div", { id: "sales-list" }, h("p", { class: "muted" }, "Loading…"));
-  const d = openDialog({ title: "Today's sales", body, wide: true });
+  const d = openDialog({
+    title: "Sales",
+    body: h("div", { class: "stack" }, h("div", { class: "row" }, field("Day", dayInput)), body),
+    wide: true,
+  });
+  dayInput.addEventListener("change", () => refill());
   async function refill() {
+    const day = dayInput.value || today;
     try {
-      const sales = (await get(`/sales?from=${shopDay()}`)).reverse();
+      const sales = (await get(`/sales?from=${day}&to=${day}`)).reverse();
       if (!sales.length) {
-        body.replaceChildren(h("p", { class: "empty" }, "No sales yet today."));
+        body.replaceChildren(h("p", { class: "empty" }, day === today ? "No sales yet today." : "No sales that day."));
         return;
       }
       const total = sales.filter((x) => !x.voided_by).reduce((a, x) => a + x.total, 0);
