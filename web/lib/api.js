@@ -29,6 +29,23 @@ export function whenSessionEnds(fn) {
 
 /// Calls the API; resolves with the parsed JSON (or null), rejects with an ApiError.
 export async function api(method, path, body) {
+  return (await request(method, path, body)).data;
+}
+
+/// Every page of a paged list (GET /sales answers `X-Next-Cursor` while more remain).
+export async function getAll(path) {
+  const all = [];
+  let cursor = null;
+  for (;;) {
+    const sep = path.includes("?") ? "&" : "?";
+    const page = await request("GET", cursor ? `${path}${sep}cursor=${encodeURIComponent(cursor)}` : path);
+    all.push(...(page.data || []));
+    cursor = page.headers.get("X-Next-Cursor");
+    if (!cursor) return all;
+  }
+}
+
+async function request(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
@@ -66,7 +83,7 @@ export async function api(method, path, body) {
     if (res.status === 401 && path !== "/login" && path !== "/me") onSessionEnded(err);
     throw err;
   }
-  return data;
+  return { data, headers: res.headers };
 }
 
 export const get = (path) => api("GET", path);
@@ -88,6 +105,8 @@ const BY_CODE = {
   invite_invalid: "That invite is not valid. Check the code shown on the other device and type it again.",
   invite_used: "That invite has already been used. Ask for a new one on the other device.",
   invite_expired: "That invite has expired (they last 15 minutes). Ask for a new one on the other device.",
+  unreachable:
+    "The device that made the invite could not be reached. Make sure it is switched on, running tillmesh and on the same network.",
   peer_unreachable:
     "The device that made the invite could not be reached. Make sure it is switched on, running tillmesh and on the same network.",
   already_in_shop: "This device already belongs to a shop.",
@@ -101,6 +120,9 @@ export function humanError(err) {
     const secs = Number(err.retryAfter);
     const wait = secs > 90 ? `${Math.ceil(secs / 60)} minutes` : `${secs || 30} seconds`;
     return `Too many wrong attempts. Wait ${wait} and try again.`;
+  }
+  if (err.code === "invalid" && err.field === "invite") {
+    return `That invite did not work: ${sentence(err.message)} Check the code, or ask for a new invite on the other device.`;
   }
   if (err.status === 403 && err.code === "forbidden") {
     return `${sentence(err.message)} Ask a manager or the owner.`;

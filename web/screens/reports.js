@@ -1,7 +1,7 @@
 // Reports: today at a glance, sales per day, top sellers and stock value, as SVG charts.
 // Redrawn live when any till sells.
 
-import { get, humanError } from "../lib/api.js";
+import { get, getAll, humanError } from "../lib/api.js";
 import { h, add, icon, toast, debounce } from "../lib/dom.js";
 import { money, shopDay, daysBefore, dayLabel } from "../lib/format.js";
 import { columnChart, barList } from "../lib/chart.js";
@@ -74,7 +74,7 @@ export async function render(main, app) {
     const from = daysBefore(today, days - 1);
     const [daily, sales, stock] = await Promise.all([
       get(`/reports/daily?from=${from}&to=${today}`),
-      get(`/sales?from=${from}&to=${today}`),
+      getAll(`/sales?from=${from}&to=${today}`),
       get("/stock"),
     ]);
 

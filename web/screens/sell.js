@@ -2,7 +2,7 @@
 // the item), a cart with quantities and line discounts, payment (cash with change, card, other,
 // split), the receipt, and today's sales with void and return.
 
-import { get, post, humanError } from "../lib/api.js";
+import { get, getAll, post, humanError } from "../lib/api.js";
 import {
   h,
   add,
@@ -70,7 +70,13 @@ export async function render(main, app) {
   const clearBtn = h("button", { type: "button", class: "btn btn-ghost btn-small", id: "cart-clear" }, "Clear");
   const historyBtn = h(
     "button",
-    { type: "button", class: "btn", id: "sales-today", "aria-label": "Today's sales", title: "Sales of today or another day" },
+    {
+      type: "button",
+      class: "btn",
+      id: "sales-today",
+      "aria-label": "Today's sales",
+      title: "Sales of today or another day",
+    },
     icon("history"),
     h("span", { class: "label-narrow-hide" }, "Today's sales"),
   );
@@ -827,7 +833,7 @@ async function salesToday(app) {
   async function refill() {
     const day = dayInput.value || today;
     try {
-      const sales = (await get(`/sales?from=${day}&to=${day}`)).reverse();
+      const sales = (await getAll(`/sales?from=${day}&to=${day}`)).reverse();
       if (!sales.length) {
         body.replaceChildren(h("p", { class: "empty" }, day === today ? "No sales yet today." : "No sales that day."));
         return;
