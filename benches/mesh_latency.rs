@@ -5,76 +5,21 @@
 //! `cargo bench --bench mesh_latency` (env `BENCH_SALES`, default 1000 per size; `BENCH_NODES`,
 //! default "2,5").
 
+mod common;
+
 use std::time::{Duration, Instant};
 
+use common::*;
 use serde_json::{Value, json};
-use tillmesh::Node;
 use tillmesh::domain::model::*;
-
-const PASSWORD: &str = "bench password 123";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
-
-fn pct(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
 
 async fn run(nodes: usize, sales: usize) -> Vec<f64> {
     let dirs: Vec<_> = (0..nodes).map(|_| tempfile::tempdir().unwrap()).collect();
-    let a = Node::builder()
-        .data_dir(dirs[0].path())
-        .http("127.0.0.1:0".parse().unwrap())
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(NewShop {
-        shop_name: "Bench".into(),
-        owner_name: "O".into(),
-        username: "owner".into(),
-        password: PASSWORD.into(),
-        currency: None,
-        timezone: None,
-        tax_mode: None,
-        device_name: None,
-    })
-    .await
-    .unwrap();
-    let owner = ah.login_password("owner", PASSWORD).await.unwrap();
-    while ah.addrs().is_empty() {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let addr_a = ah.addrs()[0].clone();
+    let (a, ah, owner, addr_a) = first_node(Some(dirs[0].path()), true).await;
     let mut others = Vec::new();
     for (i, dir) in dirs.iter().enumerate().skip(1) {
-        let inv = ah
-            .create_invite(
-                &owner,
-                NewInvite {
-                    role: DeviceRole::Till,
-                    name: format!("Till {}", i + 1),
-                    ttl_minutes: None,
-                },
-            )
-            .await
-            .unwrap();
-        tillmesh::mesh::join(dir.path(), &inv.invite, &[])
-            .await
-            .unwrap();
-        let n = Node::builder()
-            .data_dir(dir.path())
-            .listen("/ip4/127.0.0.1/tcp/0")
-            .peer(addr_a.clone())
-            .start()
-            .await
-            .unwrap();
-        others.push(n);
+        join(&ah, &owner, dir.path(), &format!("Till {}", i + 1)).await;
+        others.push(start_till(dir.path(), Some(std::slice::from_ref(&addr_a))).await);
     }
     let bh = others[0].handle();
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -154,16 +99,8 @@ async fn run(nodes: usize, sales: usize) -> Vec<f64> {
 
 fn main() {
     let sales: usize = env_or("BENCH_SALES", 1000);
-    let sizes: Vec<usize> = std::env::var("BENCH_NODES")
-        .unwrap_or_else(|_| "2,5".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap();
+    let sizes = env_list("BENCH_NODES", "2,5");
+    let rt = runtime();
     println!(
         "mesh_latency: sale posted to A's HTTP API → visible on B (event after B's commit), {sales} sales, loopback"
     );

@@ -225,6 +225,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shop::health_v1))
         .routes(routes!(shop::status))
         .routes(routes!(shop::setup))
+        .routes(routes!(shop::join))
         .routes(routes!(auth::login))
         .routes(routes!(auth::login_people))
         .routes(routes!(auth::logout))

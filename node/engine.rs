@@ -416,6 +416,13 @@ impl Ctx<'_> {
         key: &SigningKey,
         edit: impl FnOnce(&mut AutoCommit) -> Result<()>,
     ) -> Result<ChangeHash> {
+        if self.shop().this_device.as_ref().is_some_and(|d| d.revoked) {
+            return Err(Error::Forbidden(
+                "this device was revoked by an owner of the shop: nothing recorded here would \
+                 count. Ask an owner to invite it again."
+                    .into(),
+            ));
+        }
         let id = doc.to_string();
         let members_heads = match self.doc("members")? {
             Some(m) => m.get_heads(),

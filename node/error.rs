@@ -27,6 +27,9 @@ pub enum Error {
     /// This node has no shop yet (create or join one first), or already has one.
     #[error("{0}")]
     NoShop(String),
+    /// Another device that had to answer did not (the inviting node while joining …).
+    #[error("{0}")]
+    Unreachable(String),
     /// Too many attempts; retry after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     RateLimited(u64),
@@ -59,6 +62,7 @@ impl Error {
             Error::NotFound(_) => "not_found",
             Error::Conflict(_) => "conflict",
             Error::NoShop(_) => "no_shop",
+            Error::Unreachable(_) => "unreachable",
             Error::RateLimited(_) => "rate_limited",
             Error::Rejected(_) => "rejected",
             Error::Store(_) => "store",

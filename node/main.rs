@@ -76,6 +76,17 @@ enum Command {
     Join {
         #[arg(long, env = "TILLMESH_DATA_DIR")]
         data_dir: Option<PathBuf>,
+        /// Do not look for the shop by mDNS (a short code then cannot be used).
+        #[arg(long, env = "TILLMESH_NO_MDNS")]
+        no_mdns: bool,
+        /// Interface to look for the shop on by mDNS (repeatable; default every non-loopback
+        /// interface).
+        #[arg(
+            long = "mdns-interface",
+            env = "TILLMESH_MDNS_INTERFACES",
+            value_delimiter = ','
+        )]
+        mdns_interfaces: Vec<String>,
         /// The invite.
         invite: String,
     },
@@ -256,10 +267,21 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             }
             anyhow::Ok(())
         }),
-        Some(Command::Join { data_dir, invite }) => {
+        Some(Command::Join {
+            data_dir,
+            no_mdns,
+            mdns_interfaces,
+            invite,
+        }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+            let interfaces = if mdns_interfaces.is_empty() {
+                cfg.mdns_interfaces.clone()
+            } else {
+                mdns_interfaces
+            };
+            let mdns = (cfg.mdns && !no_mdns).then_some(interfaces);
             rt.block_on(async {
-                let joined = tillmesh::mesh::join(&dir, &invite, &cfg.mdns_interfaces).await?;
+                let joined = tillmesh::mesh::join(&dir, &invite, mdns).await?;
                 println!(
                     "Joined shop {:?} as {:?} (receipt prefix {}).",
                     joined.shop_name, joined.device_name, joined.receipt_prefix

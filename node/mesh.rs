@@ -190,19 +190,12 @@ impl Mesh {
                     .found_by = Some(FoundBy::Static);
             }
         }
-        let mut tasks = Vec::new();
-        tasks.push(tokio::spawn(event_loop(
-            node.clone(),
-            net.clone(),
-            peers.clone(),
-            events,
-        )));
-        tasks.push(tokio::spawn(publish_loop(node.clone(), net.clone())));
-        tasks.push(tokio::spawn(pull_loop(
-            node.clone(),
-            net.clone(),
-            peers.clone(),
-        )));
+        let mut tasks = vec![
+            tokio::spawn(event_loop(node.clone(), net.clone(), peers.clone(), events)),
+            tokio::spawn(publish_loop(node.clone(), net.clone())),
+            tokio::spawn(revocation_loop(node.clone(), net.clone())),
+            tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())),
+        ];
         let mut discovery = None;
         if let Some(interfaces) = cfg.mdns {
             let shop_id = node
@@ -340,6 +333,44 @@ fn is_member(node: &NodeHandle, peer: &PeerId) -> bool {
     net::public_key_of(peer).is_some_and(|pk| node.is_member_device(&pk))
 }
 
+fn is_revoked(node: &NodeHandle, peer: &PeerId) -> bool {
+    net::public_key_of(peer).is_some_and(|pk| node.is_revoked_device(&pk))
+}
+
+/// How long a revoked device stays connected after its revocation, so the change that revokes
+/// it reaches it (its UI then says so).
+const REVOKED_GRACE: Duration = Duration::from_secs(2);
+
+/// Disconnects devices as soon as they are revoked (after [`REVOKED_GRACE`]).
+async fn revocation_loop(node: NodeHandle, net: NetHandle) {
+    let mut events = node.subscribe();
+    loop {
+        match events.recv().await {
+            Ok(crate::domain::model::Event::ShopChanged { doc }) if doc == "members" => {}
+            Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
+            Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        }
+        let revoked: Vec<PeerId> = net
+            .peers()
+            .await
+            .into_iter()
+            .filter(|p| p.connected && is_revoked(&node, &p.peer))
+            .map(|p| p.peer)
+            .collect();
+        if revoked.is_empty() {
+            continue;
+        }
+        let net = net.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(REVOKED_GRACE).await;
+            for peer in revoked {
+                tracing::warn!(%peer, "disconnecting a revoked device");
+                net.block(peer).await;
+            }
+        });
+    }
+}
+
 /// How long a device that redeemed an invite may pull the shop before it is a member.
 const JOINING_WINDOW: Duration = Duration::from_secs(10 * 60);
 
@@ -430,6 +461,11 @@ async fn event_loop(
                 });
             }
             NetEvent::Connected { peer, addr } => {
+                if is_revoked(&node, &peer) {
+                    tracing::info!(%peer, "refused a connection from a revoked device");
+                    net.block(peer).await;
+                    continue;
+                }
                 {
                     let mut t = peers.lock().expect("peers lock");
                     let e = t.entry(peer).or_default();
@@ -574,10 +610,17 @@ pub async fn supervise(
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut events = node.subscribe();
-    while node.topic().is_none() {
+    // A shop is created here at once; a join pulls the shop first and admits this device last.
+    while node.topic().is_none() || !node.is_member_device(&node.device_public_key()) {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             ev = events.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev { return },
+        }
+    }
+    let mut cfg = cfg;
+    for addr in node.after_join().await {
+        if !cfg.peers.contains(&addr) {
+            cfg.peers.push(addr);
         }
     }
     let mesh = match Mesh::start(node.clone(), cfg).await {
@@ -589,59 +632,90 @@ pub async fn supervise(
     };
     tracing::info!(peer_id = %mesh.net().local_peer_id(), addrs = ?node.addrs(), "mesh started");
     node.set_mesh(Some(mesh.clone())).await;
-    let _ = stop.wait_for(|s| *s).await;
+    tokio::select! {
+        _ = stop.wait_for(|s| *s) => {}
+        _ = revoked(&node) => {
+            tracing::error!("an owner revoked this device: it no longer syncs with the shop");
+        }
+    }
     node.set_mesh(None).await;
     mesh.shutdown().await;
 }
 
+/// Returns once this device is revoked.
+async fn revoked(node: &NodeHandle) {
+    let mut events = node.subscribe();
+    while !node.is_revoked() {
+        if let Err(tokio::sync::broadcast::error::RecvError::Closed) = events.recv().await {
+            std::future::pending::<()>().await;
+        }
+    }
+}
+
 /// What joining a shop did.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
 pub struct Joined {
+    /// Shop id.
+    pub shop_id: uuid::Uuid,
     /// Shop name.
     pub shop_name: String,
     /// This device's name.
     pub device_name: String,
     /// Its receipt prefix.
     pub receipt_prefix: String,
+    /// This device's id.
+    pub device_id: String,
 }
 
 /// File in the data dir listing peers to dial at start (one multiaddr per line): the address a
 /// device joined through, so it reconnects without mDNS.
 pub const PEERS_FILE: &str = "peers";
 
-/// `tillmesh join`: redeems the invite with the node that issued it, pulls the shop, admits
-/// this device and hands the admission over. The data dir must not belong to a shop yet.
+/// `tillmesh join`: joins the shop with a node started on `data_dir` just for that (see
+/// [`NodeHandle::join`]). `mdns_interfaces` (None: mDNS off) is where a short code is looked up.
 pub async fn join(
     data_dir: &std::path::Path,
     invite: &str,
-    mdns_interfaces: &[String],
+    mdns_interfaces: Option<Vec<String>>,
 ) -> Result<Joined> {
-    let ticket = crate::docs::admission::Ticket::parse(invite)?;
-    let node = crate::Node::builder().data_dir(data_dir).start().await?;
+    crate::docs::admission::Ticket::parse(invite)?;
+    let mut b = crate::Node::builder().data_dir(data_dir);
+    if let Some(interfaces) = mdns_interfaces {
+        b = b.mdns(interfaces);
+    }
+    let node = b.start().await?;
     let h = node.handle();
-    let result = join_with(&h, &ticket, mdns_interfaces).await;
+    let result = h.join(invite).await;
     drop(h);
     node.shutdown().await;
-    let (joined, addr) = result?;
-    let path = data_dir.join(PEERS_FILE);
-    let mut lines = std::fs::read_to_string(&path).unwrap_or_default();
-    lines.push_str(&format!(
-        "{addr}
-"
-    ));
-    std::fs::write(&path, lines)
-        .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))?;
-    Ok(joined)
+    result
 }
 
-async fn join_with(
+/// Adds `addr` to the data dir's [`PEERS_FILE`] (once).
+pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()> {
+    let path = data_dir.join(PEERS_FILE);
+    let mut lines = std::fs::read_to_string(&path).unwrap_or_default();
+    let line = addr.to_string();
+    if lines.lines().any(|l| l.trim() == line) {
+        return Ok(());
+    }
+    if !lines.is_empty() && !lines.ends_with('\n') {
+        lines.push('\n');
+    }
+    lines.push_str(&line);
+    lines.push('\n');
+    std::fs::write(&path, lines)
+        .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))
+}
+
+pub(crate) async fn join_with(
     h: &NodeHandle,
     ticket: &crate::docs::admission::Ticket,
-    mdns_interfaces: &[String],
+    mdns_interfaces: Option<&[String]>,
 ) -> Result<(Joined, Multiaddr)> {
     if h.status()?.has_shop {
         return Err(Error::NoShop(
-            "this data dir already belongs to a shop".into(),
+            "this device already belongs to a shop".into(),
         ));
     }
     let topic = hex::encode(crate::identity::random_bytes::<16>());
@@ -666,13 +740,35 @@ async fn join_with(
     });
     let mut candidates: Vec<Multiaddr> =
         ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-    if candidates.is_empty() {
-        candidates = discover_for_join(&net, mdns_interfaces).await?;
+    let by_mdns = candidates.is_empty();
+    if by_mdns {
+        let Some(interfaces) = mdns_interfaces else {
+            return finish(
+                net,
+                drain,
+                Err(Error::invalid(
+                    "invite",
+                    "a short code is looked up by mDNS, which is off here: use the full invite string",
+                )),
+            )
+            .await;
+        };
+        match discover_for_join(&net, interfaces).await {
+            Ok(c) => candidates = c,
+            Err(e) => return finish(net, drain, Err(e)).await,
+        }
     }
-    let mut last_err = Error::invalid("invite", "no address in the invite answered");
+    let mut last_err = Error::Unreachable(
+        "the device that made the invite did not answer: is it running and on this network?".into(),
+    );
     let mut outcome = None;
+    // Devices that answered the code already (each may be reachable at several addresses).
+    let mut asked = std::collections::HashSet::new();
     for addr in candidates {
         let Some(peer) = peer_of(&addr) else { continue };
+        if asked.contains(&peer) {
+            continue;
+        }
         if net.dial(addr.clone()).await.is_err() {
             continue;
         }
@@ -693,18 +789,30 @@ async fn join_with(
             net: net.clone(),
             peer,
         };
-        match sync::join(h, &remote, &ticket.code).await {
+        let answer = sync::join(h, &remote, &ticket.code).await;
+        if matches!(&answer, Ok(_) | Err(Error::Invalid { .. })) {
+            asked.insert(peer);
+        }
+        match answer {
             Ok(invite) => {
-                let shop_name = h.settings().map(|s| s.shop_name).unwrap_or_default();
+                let view = h.view_status();
                 outcome = Some((
                     Joined {
-                        shop_name,
+                        shop_id: view.0,
+                        shop_name: view.1,
+                        device_id: h.device_id().to_string(),
                         device_name: invite.cert.name.clone(),
                         receipt_prefix: invite.cert.receipt_prefix.clone(),
                     },
                     addr,
                 ));
                 break;
+            }
+            // Another device of the shop: the one that made the code may be next.
+            Err(e @ Error::Invalid { .. })
+                if by_mdns && e.to_string() == crate::domain::commands::UNKNOWN_INVITE =>
+            {
+                last_err = e
             }
             Err(e @ Error::Invalid { .. }) => return finish(net, drain, Err(e)).await,
             Err(e) => last_err = e,
@@ -722,6 +830,9 @@ async fn finish<T>(net: NetHandle, drain: JoinHandle<()>, r: Result<T>) -> Resul
     r
 }
 
+/// How long a short-code join keeps listening for more devices after the first one answered.
+const JOIN_GATHER: Duration = Duration::from_millis(1500);
+
 /// A short code carries no address: look for shop devices on the LAN by mDNS.
 async fn discover_for_join(net: &NetHandle, interfaces: &[String]) -> Result<Vec<Multiaddr>> {
     let cfg = crate::discovery::DiscoveryConfig {
@@ -734,23 +845,36 @@ async fn discover_for_join(net: &NetHandle, interfaces: &[String]) -> Result<Vec
     };
     let (d, mut found) = crate::discovery::Discovery::start(cfg)
         .map_err(|e| Error::Internal(format!("mDNS: {e}")))?;
-    let mut out = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), async {
-        while let Some(f) = found.recv().await {
+    // Every device of every shop on the LAN answers; gather them for a moment after the first.
+    let mut out: Vec<Multiaddr> = Vec::new();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let _ = tokio::time::timeout_at(deadline, async {
+        let mut gather_until: Option<tokio::time::Instant> = None;
+        loop {
+            let f = match gather_until {
+                None => found.recv().await,
+                Some(t) => match tokio::time::timeout_at(t, found.recv()).await {
+                    Ok(f) => f,
+                    Err(_) => break,
+                },
+            };
+            let Some(f) = f else { break };
             let Ok(peer) = f.peer_id.parse::<PeerId>() else {
                 continue;
             };
-            for a in f.addrs {
-                if let Ok(addr) = a.parse::<Multiaddr>() {
-                    out.push(if peer_of(&addr).is_none() {
-                        addr.with(libp2p::multiaddr::Protocol::P2p(peer))
-                    } else {
-                        addr
-                    });
+            for a in &f.addrs {
+                let Ok(addr) = a.parse::<Multiaddr>() else {
+                    continue;
+                };
+                let addr = if peer_of(&addr).is_none() {
+                    addr.with(libp2p::multiaddr::Protocol::P2p(peer))
+                } else {
+                    addr
+                };
+                if !out.contains(&addr) {
+                    out.push(addr);
                 }
-            }
-            if !out.is_empty() {
-                break;
+                gather_until.get_or_insert(tokio::time::Instant::now() + JOIN_GATHER);
             }
         }
     })

@@ -237,6 +237,28 @@ impl NetHandle {
         let _ = self.ask(|reply| Command::Disconnect { peer, reply }).await;
     }
 
+    /// Closes every connection to `peer` and refuses it (both ways) until [`Self::unblock`].
+    pub async fn block(&self, peer: PeerId) {
+        let _ = self
+            .ask(|reply| Command::Block {
+                peer,
+                blocked: true,
+                reply,
+            })
+            .await;
+    }
+
+    /// Accepts `peer` again (a static peer is redialed at once).
+    pub async fn unblock(&self, peer: PeerId) {
+        let _ = self
+            .ask(|reply| Command::Block {
+                peer,
+                blocked: false,
+                reply,
+            })
+            .await;
+    }
+
     /// Every peer known by id (connected, seen before, or static).
     pub async fn peers(&self) -> Vec<PeerStatus> {
         self.ask(|reply| Command::Peers { reply })

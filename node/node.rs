@@ -100,6 +100,11 @@ impl NodeBuilder {
         let (writer, writer_thread) = Writer::spawn(engine);
         let handle = NodeHandle {
             inner: Arc::new(Inner {
+                data_dir: self.data_dir.clone(),
+                mdns: self.mdns.clone(),
+                joining: Default::default(),
+                pull_gate: Default::default(),
+                joined_peers: Default::default(),
                 mesh: Default::default(),
                 device_key,
                 addrs: RwLock::new(Vec::new()),
@@ -231,6 +236,15 @@ impl Node {
 }
 
 struct Inner {
+    data_dir: Option<PathBuf>,
+    /// mDNS interfaces (None: mDNS off), also used to find the shop for a short-code join.
+    mdns: Option<Vec<String>>,
+    /// Held by an anti-entropy pull (one at a time, see [`crate::sync::pull`]).
+    pull_gate: tokio::sync::Mutex<()>,
+    /// Held while joining a shop, so the mesh starts only once the join is complete.
+    joining: tokio::sync::Mutex<()>,
+    /// Addresses this node joined through; the mesh dials them when it starts.
+    joined_peers: std::sync::Mutex<Vec<crate::net::Multiaddr>>,
     /// The running mesh, once the node has a shop and a listen address.
     mesh: tokio::sync::RwLock<Option<Arc<crate::mesh::Mesh>>>,
     device_key: ed25519_dalek::SigningKey,
@@ -296,6 +310,18 @@ impl NodeHandle {
             envelopes: self.inner.store.envelope_count()?,
             documents: self.inner.store.docs()?.len() as u64,
         })
+    }
+
+    /// Shop id and name (nil and empty without a shop).
+    pub(crate) fn view_status(&self) -> (Uuid, String) {
+        let v = self.view();
+        (
+            v.shop_id.unwrap_or_default(),
+            v.settings
+                .as_ref()
+                .map(|s| s.shop_name.clone())
+                .unwrap_or_default(),
+        )
     }
 
     /// Create the shop on a node that has none (first start / `tillmesh init`).
@@ -638,13 +664,10 @@ impl NodeHandle {
             .await
     }
 
-    /// Records a sale at a past time (demo data).
-    pub(crate) async fn record_sale_at(
-        &self,
-        by: &Principal,
-        sale: NewSale,
-        time: i64,
-    ) -> Result<Sale> {
+    /// Records a sale at a given time (demo data and benchmarks that need history). Not part of
+    /// the API: a shop's books take the node's own clock.
+    #[doc(hidden)]
+    pub async fn record_sale_at(&self, by: &Principal, sale: NewSale, time: i64) -> Result<Sale> {
         let by = by.clone();
         self.inner
             .writer
@@ -652,9 +675,21 @@ impl NodeHandle {
             .await
     }
 
-    /// Sales with `from <= time < to` (ms since epoch), oldest first (at most 10,000).
+    /// Every sale with `from <= time < to` (ms since epoch), oldest first.
     pub fn sales(&self, from: i64, to: i64) -> Result<Vec<Sale>> {
-        queries::sales(&self.read()?, from, to, 10_000)
+        Ok(queries::sales(&self.read()?, from, to, None, usize::MAX)?.0)
+    }
+
+    /// A page of at most `limit` sales with `from <= time < to`, oldest first, starting after
+    /// `after`; the cursor of the next page when there are more.
+    pub fn sales_page(
+        &self,
+        from: i64,
+        to: i64,
+        after: Option<queries::SalesCursor>,
+        limit: usize,
+    ) -> Result<(Vec<Sale>, Option<queries::SalesCursor>)> {
+        queries::sales(&self.read()?, from, to, after, limit)
     }
 
     /// One sale.
@@ -795,6 +830,36 @@ impl NodeHandle {
             .await
     }
 
+    /// Joins a shop with an invite (the full `tillmesh-invite:…` string, or a short code looked
+    /// up by mDNS): redeems it with the inviting node, pulls the shop, admits this device and
+    /// remembers the inviting node's address (in `DATA_DIR/peers`). The node must not belong to
+    /// a shop yet. A running node starts syncing as soon as this returns.
+    pub async fn join(&self, invite: &str) -> Result<crate::mesh::Joined> {
+        let ticket = crate::docs::admission::Ticket::parse(invite)?;
+        let _joining = self.inner.joining.lock().await;
+        let interfaces = self.inner.mdns.clone();
+        let (joined, addr) = crate::mesh::join_with(self, &ticket, interfaces.as_deref()).await?;
+        if let Some(dir) = &self.inner.data_dir {
+            crate::mesh::remember_peer(dir, &addr)?;
+        }
+        self.inner
+            .joined_peers
+            .lock()
+            .expect("joined peers lock")
+            .push(addr);
+        Ok(joined)
+    }
+
+    pub(crate) fn pull_gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.pull_gate
+    }
+
+    /// Waits for a join in progress to finish and takes the addresses joined through.
+    pub(crate) async fn after_join(&self) -> Vec<crate::net::Multiaddr> {
+        let _joining = self.inner.joining.lock().await;
+        std::mem::take(&mut *self.inner.joined_peers.lock().expect("joined peers lock"))
+    }
+
     /// Peers of the mesh with their status (empty when the node does not sync).
     pub async fn peers(&self) -> Vec<crate::mesh::PeerView> {
         match self.inner.mesh.read().await.clone() {
@@ -814,6 +879,41 @@ impl NodeHandle {
                 "this node does not sync yet (no shop, or no --listen address)".into(),
             )),
         }
+    }
+
+    /// This node's peer id on the mesh (derived from the device key).
+    pub fn peer_id(&self) -> String {
+        crate::net::peer_id_from_public_key(&self.device_public_key())
+            .map(|p| p.to_string())
+            .unwrap_or_default()
+    }
+
+    /// Stops syncing with a peer (by peer id) until [`Self::unblock_peer`]: its connections
+    /// close and it is refused both ways. Revoked devices are blocked by the mesh itself.
+    pub async fn block_peer(&self, peer: &str) -> Result<()> {
+        let (mesh, peer) = self.mesh_and_peer(peer).await?;
+        mesh.net().block(peer).await;
+        Ok(())
+    }
+
+    /// Syncs with a blocked peer again.
+    pub async fn unblock_peer(&self, peer: &str) -> Result<()> {
+        let (mesh, peer) = self.mesh_and_peer(peer).await?;
+        mesh.net().unblock(peer).await;
+        Ok(())
+    }
+
+    async fn mesh_and_peer(
+        &self,
+        peer: &str,
+    ) -> Result<(Arc<crate::mesh::Mesh>, crate::net::PeerId)> {
+        let peer = peer
+            .parse()
+            .map_err(|e| Error::invalid("peer", format!("{peer:?} is not a peer id: {e}")))?;
+        let mesh = self.inner.mesh.read().await.clone().ok_or_else(|| {
+            Error::Conflict("this node does not sync yet (no shop, or no --listen address)".into())
+        })?;
+        Ok((mesh, peer))
     }
 
     /// Whether the mesh runs, with mDNS or not, and the addresses peers can add this node by.
@@ -869,6 +969,20 @@ impl NodeHandle {
             .devices
             .iter()
             .any(|d| d.public_key == hex && !d.revoked)
+    }
+
+    /// Whether `public_key` is a device of the shop that an owner revoked.
+    pub fn is_revoked_device(&self, public_key: &[u8; 32]) -> bool {
+        let hex = hex::encode(public_key);
+        self.view()
+            .devices
+            .iter()
+            .any(|d| d.public_key == hex && d.revoked)
+    }
+
+    /// Whether an owner revoked this device.
+    pub fn is_revoked(&self) -> bool {
+        self.view().this_device.as_ref().is_some_and(|d| d.revoked)
     }
 
     /// Digests of every sync bucket (see [`crate::sync`]).
@@ -995,4 +1109,65 @@ fn check_username(u: &str) -> Result<String> {
         ));
     }
     Ok(u.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An invite whose time is up is refused, and stays unused.
+    #[tokio::test]
+    async fn an_expired_invite_is_refused() {
+        let node = Node::builder().memory().start().await.unwrap();
+        let h = node.handle();
+        h.create_shop(NewShop {
+            shop_name: "Corner Shop".into(),
+            owner_name: "Olivia".into(),
+            username: "olivia".into(),
+            password: "correct horse battery".into(),
+            currency: None,
+            timezone: None,
+            tax_mode: None,
+            device_name: None,
+        })
+        .await
+        .unwrap();
+        let owner = h
+            .login_password("olivia", "correct horse battery")
+            .await
+            .unwrap();
+        let inv = h
+            .create_invite(
+                &owner,
+                NewInvite {
+                    role: DeviceRole::Till,
+                    name: "Till 2".into(),
+                    ttl_minutes: Some(1),
+                },
+            )
+            .await
+            .unwrap();
+        // Let the minute pass: move the stored expiry one millisecond into the past.
+        let code = crate::docs::admission::normalize_code(&inv.code).unwrap();
+        let c = code.clone();
+        h.inner
+            .writer
+            .write(move |ctx| {
+                use crate::store::tables::INVITES;
+                let mut t = ctx.tx.open_table(INVITES)?;
+                let mut p: commands::PendingInvite =
+                    postcard::from_bytes(t.get(c.as_str())?.unwrap().value()).unwrap();
+                p.invite.cert.expires_at = chrono::Utc::now().timestamp_millis() - 1;
+                t.insert(c.as_str(), postcard::to_allocvec(&p).unwrap().as_slice())?;
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let err = h.redeem_invite(&inv.code).await.unwrap_err();
+        assert!(err.to_string().contains("expired"), "{err}");
+        let err = h.redeem_invite(&inv.code).await.unwrap_err();
+        assert!(err.to_string().contains("expired"), "still unused: {err}");
+        drop(h);
+        node.shutdown().await;
+    }
 }

@@ -225,6 +225,9 @@ fn kind(r: &SyncResponse) -> &'static str {
 /// Fetches from `peer` every envelope it has that this node lacks, and applies them in
 /// batches. Returns once the two stores' digests agree on what the peer had at the start.
 pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport> {
+    // One pull at a time: a till coming back connects to every peer at once, and they all have
+    // the same changes to give; after the first pull the others find little or nothing.
+    let _one_at_a_time = node.pull_gate().lock().await;
     let mut report = PullReport::default();
     let theirs = match peer.request(SyncRequest::Buckets).await? {
         SyncResponse::Buckets(b) => b,
@@ -261,8 +264,14 @@ pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport>
         };
         let all: Vec<Hash32> = hashes.into_iter().flat_map(|(_, h)| h).collect();
         let missing = node.missing_hashes(&all)?;
-        for batch in missing.chunks(ENVELOPE_BATCH) {
-            let envs = match peer.request(SyncRequest::Envelopes(batch.to_vec())).await? {
+        // The next batch is on its way while this one is applied.
+        let mut batches = missing.chunks(ENVELOPE_BATCH);
+        let mut answer = match batches.next() {
+            Some(b) => Some(peer.request(SyncRequest::Envelopes(b.to_vec())).await),
+            None => None,
+        };
+        while let Some(a) = answer.take() {
+            let envs = match a? {
                 SyncResponse::Envelopes(e) => e,
                 other => return Err(unexpected(other)),
             };
@@ -274,15 +283,32 @@ pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport>
                     Err(_) => report.rejected += 1,
                 }
             }
-            for r in node.import_envelopes(None, decoded).await? {
-                match r {
-                    Ok(crate::engine::Applied::New(_)) => report.applied += 1,
-                    Ok(crate::engine::Applied::Held(..)) => report.held += 1,
-                    Ok(crate::engine::Applied::Duplicate(_)) => {}
-                    Err(_) => report.rejected += 1,
+            let applied = match batches.next() {
+                Some(b) => {
+                    let (applied, next) = futures::join!(
+                        node.import_envelopes(None, decoded),
+                        peer.request(SyncRequest::Envelopes(b.to_vec()))
+                    );
+                    answer = Some(next);
+                    applied
                 }
-            }
+                None => node.import_envelopes(None, decoded).await,
+            };
+            report.count(applied?);
         }
     }
     Ok(report)
+}
+
+impl PullReport {
+    fn count(&mut self, results: Vec<Result<crate::engine::Applied>>) {
+        for r in results {
+            match r {
+                Ok(crate::engine::Applied::New(_)) => self.applied += 1,
+                Ok(crate::engine::Applied::Held(..)) => self.held += 1,
+                Ok(crate::engine::Applied::Duplicate(_)) => {}
+                Err(_) => self.rejected += 1,
+            }
+        }
+    }
 }

@@ -1809,6 +1809,69 @@ async fn over_tcp_login_create_and_read_back() {
     node.shutdown().await;
 }
 
+/// `GET /sales` pages with `limit` and the `X-Next-Cursor` header: every sale exactly once,
+/// nothing cut off silently.
+#[tokio::test]
+async fn sales_are_listed_a_page_at_a_time() {
+    let app = start_default().await;
+    let owner = app.login_owner().await;
+    let t = owner.token.as_str();
+    let product = app.product(t, "PAGE", 100).await;
+    let mut made = Vec::new();
+    for _ in 0..5 {
+        let s = app
+            .post("/api/v1/sales", t, &sale_of(&product["id"], 1))
+            .await
+            .expect(201)
+            .body;
+        made.push(s["id"].as_str().unwrap().to_owned());
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/sales?from=0&limit=2".to_owned();
+    let mut pages = 0;
+    loop {
+        let res = app.get(&path, t).await.expect(200);
+        pages += 1;
+        let page: Vec<String> = res
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| s["id"].as_str().unwrap().to_owned())
+            .collect();
+        assert!(page.len() <= 2);
+        seen.extend(page);
+        match res.header("x-next-cursor") {
+            Some(c) => {
+                let link = res.header("link").expect("a Link header beside the cursor");
+                assert!(link.contains(c) && link.ends_with("rel=\"next\""), "{link}");
+                path = format!("/api/v1/sales?from=0&limit=2&cursor={c}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(pages, 3);
+    let mut sorted = made.clone();
+    sorted.sort();
+    let mut got = seen.clone();
+    got.sort();
+    assert_eq!(got, sorted, "every sale exactly once");
+    // All of them in one page by default.
+    let all = app.get("/api/v1/sales?from=0", t).await.expect(200);
+    assert_eq!(all.body.as_array().unwrap().len(), 5);
+    assert!(all.header("x-next-cursor").is_none());
+    for bad in [
+        "/api/v1/sales?limit=0",
+        "/api/v1/sales?limit=10001",
+        "/api/v1/sales?cursor=nonsense",
+        "/api/v1/sales?cursor=12-zz",
+    ] {
+        let res = app.get(bad, t).await;
+        assert_error(&res, 400, "invalid");
+    }
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn login_people_lists_who_may_log_in_and_nothing_secret() {
     let app = start_default().await;

@@ -53,7 +53,7 @@ async fn three_tills_sync_sales_and_catalog_live() {
     for name in ["Till 2", "Till 3"] {
         let inv = till_invite(&ah, &owner, name).await;
         let dir = tempfile::tempdir().unwrap();
-        let joined = tillmesh::mesh::join(dir.path(), &inv.invite, &[])
+        let joined = tillmesh::mesh::join(dir.path(), &inv.invite, None)
             .await
             .unwrap();
         assert_eq!(joined.device_name, name);
@@ -141,20 +141,115 @@ async fn a_used_invite_is_refused() {
     wait_addr(&ah).await;
     let inv = till_invite(&ah, &owner, "T2").await;
     let d1 = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(d1.path(), &inv.invite, &[])
+    tillmesh::mesh::join(d1.path(), &inv.invite, None)
         .await
         .unwrap();
     let d2 = tempfile::tempdir().unwrap();
-    let err = tillmesh::mesh::join(d2.path(), &inv.invite, &[])
+    let err = tillmesh::mesh::join(d2.path(), &inv.invite, None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
-    let err = tillmesh::mesh::join(d2.path(), "not an invite", &[])
+    let err = tillmesh::mesh::join(d2.path(), "not an invite", None)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not an invite"), "{err}");
     drop(ah);
     a.shutdown().await;
+}
+
+/// A new device joins from its first-start page: `POST /api/v1/join` on a running node with no
+/// shop, then it syncs at once; used, garbage and unanswered invites get clear errors.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_running_node_joins_through_the_api() {
+    let a = Node::builder()
+        .memory()
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    wait_addr(&ah).await;
+    let p = ah
+        .create_product(&owner, product("J1", 250, 0))
+        .await
+        .unwrap();
+    let start_b = || async {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let node = Node::builder()
+            .memory()
+            .http_listener(l)
+            .listen("/ip4/127.0.0.1/tcp/0")
+            .start()
+            .await
+            .unwrap();
+        let url = format!("http://{}/api/v1/join", node.http_addr().unwrap());
+        (node, url)
+    };
+    let http = reqwest::Client::new();
+    let join = |url: String, invite: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(url)
+                .json(&serde_json::json!({ "invite": invite }))
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            (status, r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+
+    let (b, url_b) = start_b().await;
+    let bh = b.handle();
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let (status, body) = join(url_b.clone(), inv.invite.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["shop_name"], "Corner Shop");
+    assert_eq!(body["device_name"], "Till 2");
+    assert_eq!(body["device_id"], bh.device_id());
+    // It syncs from now on: the product is there, and a sale on A arrives live.
+    assert!(wait_for(|| bh.product(p.id).is_ok(), T).await);
+    let sale = ah.record_sale(&owner, sale_of(p.id, 1)).await.unwrap();
+    assert!(wait_for(|| bh.sale(sale.id).is_ok(), T).await, "live sync");
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    let sale_b = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
+    assert!(
+        wait_for(|| ah.sale(sale_b.id).is_ok(), T).await,
+        "both ways"
+    );
+    // Joining again is refused.
+    let inv2 = till_invite(&ah, &owner, "Till 3").await;
+    let (status, body) = join(url_b.clone(), inv2.invite.clone()).await;
+    assert_eq!(status, 409, "{body}");
+
+    // Another new device: a used invite, garbage, then a device that doesn't answer.
+    let (c, url_c) = start_b().await;
+    let (status, body) = join(url_c.clone(), inv.invite.clone()).await;
+    assert_eq!(status, 400, "{body}");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("already used"),
+        "{body}"
+    );
+    let (status, body) = join(url_c.clone(), "tillmesh-invite:garbage".into()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["error"]["field"], "invite", "{body}");
+    drop(ah);
+    a.shutdown().await;
+    let (status, body) = join(url_c.clone(), inv2.invite.clone()).await;
+    assert_eq!(status, 502, "{body}");
+    assert_eq!(body["error"]["code"], "unreachable", "{body}");
+    assert!(!c.handle().status().unwrap().has_shop, "nothing changed");
+    drop(bh);
+    b.shutdown().await;
+    c.shutdown().await;
 }
 
 /// Three nodes with no static peers find each other by mDNS (loopback only, inside a private
@@ -195,7 +290,14 @@ async fn mdns_mesh() {
     for name in ["Till 2", "Till 3"] {
         let inv = till_invite(&ah, &owner, name).await;
         let dir = tempfile::tempdir().unwrap();
-        tillmesh::mesh::join(dir.path(), &inv.invite, &lo())
+        // Till 2 scans the QR code (the full invite, with A's address); Till 3 types the short
+        // code, and finds the shop by mDNS.
+        let invite = if name == "Till 2" {
+            &inv.invite
+        } else {
+            &inv.code
+        };
+        tillmesh::mesh::join(dir.path(), invite, Some(lo()))
             .await
             .unwrap();
         // No static peer: discovery only.
@@ -265,7 +367,7 @@ async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
         .unwrap();
     let inv = till_invite(&ah, &owner, "Till 2").await;
     let dir_b = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir_b.path(), &inv.invite, &[])
+    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
         .await
         .unwrap();
 
@@ -430,4 +532,315 @@ where
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     cond().await
+}
+
+/// A shop of three tills on loopback: A made the shop; B and C joined with invites and dial
+/// A (and C dials B), so every pair is linked directly.
+struct Three {
+    nodes: Vec<(Option<tempfile::TempDir>, Node)>,
+    h: Vec<NodeHandle>,
+    owners: Vec<Principal>,
+    product: uuid::Uuid,
+}
+
+impl Three {
+    async fn start(stock: i64) -> Three {
+        let a = Node::builder()
+            .memory()
+            .listen("/ip4/127.0.0.1/tcp/0")
+            .start()
+            .await
+            .unwrap();
+        let ah = a.handle();
+        ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+            .await
+            .unwrap();
+        let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+        let addr_a = wait_addr(&ah).await;
+        let p = ah
+            .create_product(&owner, product("P1", 300, 2000))
+            .await
+            .unwrap();
+        ah.stock_in(&owner, stock_in(p.id, stock, 100))
+            .await
+            .unwrap();
+        let mut nodes = vec![(None, a)];
+        let mut peers = vec![addr_a];
+        for name in ["Till 2", "Till 3"] {
+            let inv = till_invite(&ah, &owner, name).await;
+            let dir = tempfile::tempdir().unwrap();
+            tillmesh::mesh::join(dir.path(), &inv.invite, None)
+                .await
+                .unwrap();
+            let mut b = Node::builder()
+                .data_dir(dir.path())
+                .listen("/ip4/127.0.0.1/tcp/0");
+            for addr in &peers {
+                b = b.peer(addr);
+            }
+            let n = b.start().await.unwrap();
+            peers.push(wait_addr(&n.handle()).await);
+            nodes.push((Some(dir), n));
+        }
+        let h: Vec<NodeHandle> = nodes.iter().map(|(_, n)| n.handle()).collect();
+        let mut owners = Vec::new();
+        for x in &h {
+            owners.push(x.login_password("olivia", OWNER_PW).await.unwrap());
+        }
+        let three = Three {
+            nodes,
+            h,
+            owners,
+            product: p.id,
+        };
+        assert!(three.converged(T).await, "the shop reached every till");
+        for i in 0..3 {
+            for j in 0..3 {
+                if i != j {
+                    assert!(three.linked(i, j, T).await, "{i} and {j} are connected");
+                }
+            }
+        }
+        three
+    }
+
+    async fn converged(&self, timeout: Duration) -> bool {
+        wait_for(
+            || {
+                let d = self.h[0].bucket_digests().unwrap();
+                self.h.iter().all(|h| h.bucket_digests().unwrap() == d)
+                    && self.h.iter().all(|h| h.devices().unwrap().len() == 3)
+            },
+            timeout,
+        )
+        .await
+    }
+
+    async fn connected(&self, i: usize, j: usize) -> bool {
+        let peer = self.h[j].peer_id();
+        self.h[i]
+            .peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == peer && p.connected)
+    }
+
+    async fn linked(&self, i: usize, j: usize, timeout: Duration) -> bool {
+        wait_for_async(|| self.connected(i, j), timeout).await
+    }
+
+    async fn unlinked(&self, i: usize, j: usize, timeout: Duration) -> bool {
+        wait_for_async(|| async { !self.connected(i, j).await }, timeout).await
+    }
+
+    /// Cuts the link between i and j (each refuses the other).
+    async fn cut(&self, i: usize, j: usize) {
+        self.h[i].block_peer(&self.h[j].peer_id()).await.unwrap();
+        self.h[j].block_peer(&self.h[i].peer_id()).await.unwrap();
+        assert!(self.unlinked(i, j, T).await, "cut {i}–{j}");
+        assert!(self.unlinked(j, i, T).await, "cut {j}–{i}");
+    }
+
+    async fn heal(&self, i: usize, j: usize) {
+        self.h[i].unblock_peer(&self.h[j].peer_id()).await.unwrap();
+        self.h[j].unblock_peer(&self.h[i].peer_id()).await.unwrap();
+    }
+
+    /// `n` sales of one item on till i, a few at a time; their ids.
+    async fn sell(&self, i: usize, n: usize) -> Vec<uuid::Uuid> {
+        let mut ids = Vec::new();
+        for chunk in 0..n.div_ceil(8) {
+            let batch = (chunk * 8..n.min(chunk * 8 + 8))
+                .map(|_| self.h[i].record_sale(&self.owners[i], sale_of(self.product, 1)));
+            for s in futures::future::join_all(batch).await {
+                ids.push(s.unwrap().id);
+            }
+        }
+        ids
+    }
+
+    fn sale_ids(&self, i: usize) -> std::collections::BTreeSet<uuid::Uuid> {
+        self.h[i]
+            .sales(0, i64::MAX)
+            .unwrap()
+            .into_iter()
+            .map(|s| s.id)
+            .collect()
+    }
+
+    async fn shutdown(self) {
+        drop(self.h);
+        for (_, n) in self.nodes {
+            n.shutdown().await;
+        }
+    }
+}
+
+/// Partition and heal: A is cut from B and C (and, at first, B from C); every side sells —
+/// B and C each make their first sale of the day while cut off from each other — and once
+/// healed every till has every sale exactly once and the same stock.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_tills_heal_with_every_sale_exactly_once() {
+    const STOCK: i64 = 5_000;
+    let three = Three::start(STOCK).await;
+    three.cut(0, 1).await;
+    three.cut(0, 2).await;
+    three.cut(1, 2).await;
+    assert!(
+        three.h[1].sales(0, i64::MAX).unwrap().is_empty()
+            && three.h[2].sales(0, i64::MAX).unwrap().is_empty(),
+        "B and C have sold nothing yet today"
+    );
+    // Each alone: B's and C's first sales of the day, in two ledger documents nobody else has.
+    let mut all = std::collections::BTreeSet::new();
+    for i in 0..3 {
+        all.extend(three.sell(i, 1).await);
+    }
+    // B and C find each other again; A stays cut off. Hundreds of sales on both sides.
+    three.heal(1, 2).await;
+    assert!(three.linked(1, 2, T).await);
+    let (a, b, c) = tokio::join!(three.sell(0, 150), three.sell(1, 150), three.sell(2, 150));
+    all.extend(a.iter().chain(&b).chain(&c));
+    assert_eq!(all.len(), 453);
+    let bc = three.sale_ids(1);
+    assert!(
+        wait_for(|| three.sale_ids(2) == three.sale_ids(1), T).await,
+        "B and C sync while A is away"
+    );
+    assert!(
+        a.iter().all(|id| !bc.contains(id)),
+        "nothing crossed the cut"
+    );
+    assert!(
+        !three.sale_ids(0).contains(&b[0]),
+        "A has none of B's sales"
+    );
+
+    three.heal(0, 1).await;
+    three.heal(0, 2).await;
+    assert!(three.converged(Duration::from_secs(60)).await, "healed");
+    for i in 0..3 {
+        assert_eq!(
+            three.sale_ids(i),
+            all,
+            "till {i} has every sale exactly once"
+        );
+        assert_eq!(
+            three.h[i].sales(0, i64::MAX).unwrap().len(),
+            all.len(),
+            "no sale twice on till {i}"
+        );
+        assert_eq!(
+            on_hand(&three.h[i], three.product),
+            STOCK - all.len() as i64
+        );
+    }
+    let day = |i: usize| three.h[i].daily_sales("2000-01-01", "2999-12-31").unwrap();
+    assert_eq!(day(0), day(1));
+    assert_eq!(day(1), day(2));
+    three.shutdown().await;
+}
+
+/// Revoking a till: it learns it was revoked (its status says so and it refuses to record
+/// anything), every other till disconnects it and keeps refusing it, and the rest keep syncing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_till_is_told_and_disconnected_everywhere() {
+    let three = Three::start(100).await;
+    let b_id = three.h[1].device_id().to_string();
+    three.h[0]
+        .revoke_member(&three.owners[0], &b_id)
+        .await
+        .unwrap();
+    let b = &three.h[1];
+    assert!(
+        wait_for(|| b.status().unwrap().device.is_some_and(|d| d.revoked), T).await,
+        "B's status says it was revoked"
+    );
+    let err = b
+        .record_sale(&three.owners[1], sale_of(three.product, 1))
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("revoked"), "{err}");
+    for i in [0, 2] {
+        assert!(three.unlinked(i, 1, T).await, "till {i} dropped B");
+        assert!(three.unlinked(1, i, T).await, "B dropped till {i}");
+    }
+    // B stays out: still disconnected a few pull rounds later, while A and C sync.
+    let sale = three.h[0]
+        .record_sale(&three.owners[0], sale_of(three.product, 1))
+        .await
+        .unwrap();
+    assert!(wait_for(|| three.h[2].sale(sale.id).is_ok(), T).await);
+    assert!(b.sale(sale.id).is_err(), "B gets nothing any more");
+    assert!(!three.connected(0, 1).await && !three.connected(2, 1).await);
+    three.shutdown().await;
+}
+
+/// A till paired after 10,000 sales catches up completely over the network.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_joiner_catches_up_after_ten_thousand_sales() {
+    const SALES: usize = 10_000;
+    let a = Node::builder()
+        .memory()
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let addr_a = wait_addr(&ah).await;
+    let p = ah
+        .create_product(&owner, product("L1", 120, 0))
+        .await
+        .unwrap();
+    ah.stock_in(&owner, stock_in(p.id, SALES as i64, 50))
+        .await
+        .unwrap();
+    // Sixteen clerks at once, so the writer commits them in groups.
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let (h, o) = (ah.clone(), owner.clone());
+        tasks.push(tokio::spawn(async move {
+            for _ in 0..SALES / 16 {
+                h.record_sale(&o, sale_of(p.id, 1)).await.unwrap();
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    assert_eq!(ah.sales(0, i64::MAX).unwrap().len(), SALES);
+
+    let inv = till_invite(&ah, &owner, "Late till").await;
+    let dir = tempfile::tempdir().unwrap();
+    let started = std::time::Instant::now();
+    tillmesh::mesh::join(dir.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    let d = start_member(dir.path(), &addr_a).await;
+    let dh = d.handle();
+    assert!(
+        wait_for(
+            || dh.bucket_digests().unwrap() == ah.bucket_digests().unwrap(),
+            Duration::from_secs(120)
+        )
+        .await,
+        "caught up"
+    );
+    eprintln!(
+        "late joiner caught up on {SALES} sales in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(dh.sales(0, i64::MAX).unwrap().len(), SALES);
+    assert_eq!(on_hand(&dh, p.id), 0);
+    assert_eq!(
+        dh.daily_sales("2000-01-01", "2999-12-31").unwrap(),
+        ah.daily_sales("2000-01-01", "2999-12-31").unwrap()
+    );
+    drop((ah, dh));
+    d.shutdown().await;
+    a.shutdown().await;
 }

@@ -6,6 +6,10 @@
 //! - `graceful_stop_keeps_stock_and_staff_cannot_edit_prices`: SIGTERM, restart, stock is
 //!   unchanged; a staff login is refused a price change.
 //!
+//! - `three_processes_find_each_other_by_mdns`: inside `unshare --net` (loopback only), a shop
+//!   made by `init`, two devices joined with `tillmesh join <short code>` (the shop found by
+//!   mDNS), three `run` processes with no peers that find each other by mDNS and sync sales.
+//!
 //! Every child process sits in a guard that kills it on drop, so a failing test never leaves a
 //! node behind. Nothing here sleeps to synchronise: startup, health and exits are polled with
 //! deadlines.
@@ -20,6 +24,8 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+
+mod common;
 
 const BIN: &str = env!("CARGO_BIN_EXE_tillmesh");
 const OWNER: &str = "olive";
@@ -133,16 +139,23 @@ fn init(dir: &Path) -> PathBuf {
     data
 }
 
+/// Mesh flags of the tests: the mesh on loopback and mDNS off the real interfaces.
+const LOOPBACK_NO_MDNS: [&str; 3] = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
+
 /// Starts `tillmesh run` on a free port and returns it with the address it printed.
 fn run(data: &Path, log: &Path) -> (Proc, SocketAddr) {
+    run_with(data, log, &LOOPBACK_NO_MDNS)
+}
+
+/// [`run`] with these mesh flags.
+fn run_with(data: &Path, log: &Path, mesh: &[&str]) -> (Proc, SocketAddr) {
     let home = data.parent().expect("the data dir is in the test's dir");
     let child = tillmesh(home)
         .arg("run")
         .arg("--data-dir")
         .arg(data)
         .args(["--http", "127.0.0.1:0"])
-        // Tests keep the mesh on loopback and mDNS off the real interfaces.
-        .args(["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"])
+        .args(mesh)
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
@@ -562,4 +575,124 @@ async fn graceful_stop_keeps_stock_and_staff_cannot_edit_prices() {
     assert_eq!(status, 201, "a staff sale: {s}");
     assert_eq!(owner.on_hand(&product).await, 6);
     drop(node);
+}
+
+/// mDNS on loopback only: for tests inside a private network namespace.
+const LOOPBACK_MDNS: [&str; 4] = ["--listen", "/ip4/127.0.0.1/tcp/0", "--mdns-interface", "lo"];
+
+#[test]
+fn three_processes_find_each_other_by_mdns() {
+    common::in_private_netns("three_processes_find_each_other_by_mdns", || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(three_processes_mdns());
+    });
+}
+
+async fn three_processes_mdns() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_a = tmp.path().join("a");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    let data_a = init(&dir_a);
+    let (proc_a, addr_a) = run_with(&data_a, &dir_a.join("run.log"), &LOOPBACK_MDNS);
+    let a = Api::new(addr_a);
+    a.wait_healthy(&proc_a).await;
+    let a = a.login(OWNER, "password", OWNER_PASSWORD).await;
+    let product = a.create_product("M1", 250).await;
+    a.stock_in(&product, 100).await;
+
+    let mut procs = vec![proc_a];
+    let mut apis = vec![a.clone()];
+    for (i, name) in ["Till 2", "Till 3"].into_iter().enumerate() {
+        let (status, inv) = a
+            .post("/api/v1/invites", json!({"role": "till", "name": name}))
+            .await;
+        assert_eq!(status, 201, "POST /invites: {inv}");
+        let code = inv["code"].as_str().expect("a short code");
+        let dir = tmp.path().join(format!("till{}", i + 2));
+        std::fs::create_dir_all(&dir).unwrap();
+        let data = dir.join("data");
+        // The short code carries no address: `join` finds the shop by mDNS.
+        let out = dir.join("join.out");
+        let child = tillmesh(&dir)
+            .arg("join")
+            .arg("--data-dir")
+            .arg(&data)
+            .args(["--mdns-interface", "lo", code])
+            .stdout(std::fs::File::create(&out).unwrap())
+            .stderr(std::fs::File::create(dir.join("join.err")).unwrap())
+            .spawn()
+            .expect("tillmesh join starts");
+        let mut join = Proc {
+            child,
+            log: dir.join("join.err"),
+        };
+        let status = join
+            .wait_exit(START_TIMEOUT)
+            .unwrap_or_else(|| panic!("join did not finish:\n{}", join.log_tail()));
+        let said = std::fs::read_to_string(&out).unwrap_or_default();
+        assert!(
+            status.success() && said.contains("Joined shop"),
+            "join failed ({status}): {said}\n{}",
+            join.log_tail()
+        );
+        // Forget the address the join came through: from now on only mDNS finds the others.
+        std::fs::remove_file(data.join("peers")).expect("join remembers the inviting node");
+        let (p, addr) = run_with(&data, &dir.join("run.log"), &LOOPBACK_MDNS);
+        let api = Api::new(addr);
+        api.wait_healthy(&p).await;
+        apis.push(api.login(OWNER, "password", OWNER_PASSWORD).await);
+        procs.push(p);
+    }
+
+    // Every node is connected to both others, none of them by a static address.
+    let mut by_mdns = 0;
+    for (i, api) in apis.iter().enumerate() {
+        let peers = wait_for("two peers are connected", START_TIMEOUT, || async {
+            let (status, peers) = api.get("/api/v1/peers").await;
+            assert_eq!(status, 200, "GET /peers: {peers}");
+            let connected: Vec<Value> = peers
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|p| p["connected"] == true)
+                .cloned()
+                .collect();
+            (connected.len() == 2).then_some(connected)
+        })
+        .await
+        .unwrap_or_else(|e| panic!("node {i}: {e}; stderr:\n{}", procs[i].log_tail()));
+        for p in &peers {
+            assert!(
+                p["found_by"] == "mdns" || p["found_by"] == "inbound",
+                "node {i}: {p}"
+            );
+            by_mdns += usize::from(p["found_by"] == "mdns");
+        }
+    }
+    assert!(
+        by_mdns >= 3,
+        "each link was found by mDNS on one side at least"
+    );
+
+    // A sale on each till reaches the two others; stock agrees everywhere.
+    for (i, seller) in apis.iter().enumerate() {
+        let (status, sold) = seller.post("/api/v1/sales", sale(&product, 2)).await;
+        assert_eq!(status, 201, "POST /sales on node {i}: {sold}");
+        let id = sold["id"].as_str().unwrap().to_string();
+        for (j, api) in apis.iter().enumerate() {
+            wait_for("the sale arrives", START_TIMEOUT, || async {
+                (api.get(&format!("/api/v1/sales/{id}")).await.0 == 200).then_some(())
+            })
+            .await
+            .unwrap_or_else(|e| panic!("sale {i} on node {j}: {e}"));
+        }
+    }
+    for api in &apis {
+        assert_eq!(api.on_hand(&product).await, 94);
+    }
+    drop(procs);
 }

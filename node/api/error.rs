@@ -7,6 +7,7 @@
 //! | `Forbidden`, `Rejected` | 403 | `forbidden`, `rejected` |
 //! | `NotFound` | 404 | `not_found` |
 //! | `Conflict`, `NoShop` | 409 | `conflict`, `no_shop` |
+//! | `Unreachable` | 502 | `unreachable` |
 //! | `RateLimited` | 429 + `Retry-After` | `rate_limited` |
 //! | `Store`, `Internal` | 500, message "internal error" | `store`, `internal` |
 //!
@@ -81,6 +82,7 @@ impl ApiError {
                 Error::NotFound(_) => StatusCode::NOT_FOUND,
                 Error::Conflict(_) | Error::NoShop(_) => StatusCode::CONFLICT,
                 Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+                Error::Unreachable(_) => StatusCode::BAD_GATEWAY,
                 Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             },
             ApiError::Csrf => StatusCode::FORBIDDEN,

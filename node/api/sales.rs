@@ -26,6 +26,24 @@ pub(crate) struct TimeRangeQuery {
     pub(crate) to: Option<String>,
 }
 
+/// `GET /sales`: a time range and a page.
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
+pub(crate) struct SalesQuery {
+    /// Start (included).
+    pub(crate) from: Option<String>,
+    /// End (a day is included; a time is excluded).
+    pub(crate) to: Option<String>,
+    /// Most sales in the answer (1–10,000; default 10,000). When more match, the answer has an
+    /// `X-Next-Cursor` header (and a `Link: <…>; rel="next"`).
+    pub(crate) limit: Option<usize>,
+    /// The `X-Next-Cursor` of the previous page.
+    pub(crate) cursor: Option<String>,
+}
+
+/// Largest page of `GET /sales`.
+const MAX_SALES_PAGE: usize = 10_000;
+
 /// Record a sale (staff and up). Answers once the sale is durable. A payment without an amount
 /// tenders exactly what is left; cash may exceed what is due (change is given).
 #[utoipa::path(
@@ -50,25 +68,44 @@ pub(crate) async fn record_sale(
     Ok((StatusCode::CREATED, Json(sale)))
 }
 
-/// Sales in a time range, oldest first.
+/// Sales in a time range, oldest first, a page at a time.
 #[utoipa::path(
     get,
     path = "/sales",
     tag = "sales",
-    params(TimeRangeQuery),
+    params(SalesQuery),
     responses(
-        (status = 200, description = "Sales", body = [Sale]),
-        (status = 400, description = "Bad range", body = ErrorBody),
+        (status = 200, description = "Sales; `X-Next-Cursor` when more match", body = [Sale],
+            headers(("X-Next-Cursor" = String, description = "Pass as `cursor` for the next page"))),
+        (status = 400, description = "Bad range, limit or cursor", body = ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = []))
 )]
 pub(crate) async fn list_sales(
     State(state): State<AppState>,
     _auth: Auth,
-    ApiQuery(range): ApiQuery<TimeRangeQuery>,
-) -> Result<Json<Vec<Sale>>, ApiError> {
-    let (from, to) = time_range(&state.handle, range.from.as_deref(), range.to.as_deref())?;
-    Ok(Json(state.handle.sales(from, to)?))
+    ApiQuery(q): ApiQuery<SalesQuery>,
+) -> Result<(axum::http::HeaderMap, Json<Vec<Sale>>), ApiError> {
+    let (from, to) = time_range(&state.handle, q.from.as_deref(), q.to.as_deref())?;
+    let limit = q.limit.unwrap_or(MAX_SALES_PAGE);
+    if !(1..=MAX_SALES_PAGE).contains(&limit) {
+        return Err(ApiError::invalid_field("limit", "between 1 and 10000"));
+    }
+    let after = q.cursor.as_deref().map(str::parse).transpose()?;
+    let (sales, next) = state.handle.sales_page(from, to, after, limit)?;
+    let mut headers = axum::http::HeaderMap::new();
+    if let Some(next) = next {
+        let cursor = next.to_string();
+        let link = format!(
+            "</api/v1/sales?from={from}&to={to}&limit={limit}&cursor={cursor}>; rel=\"next\""
+        );
+        for (name, value) in [("x-next-cursor", cursor), ("link", link)] {
+            if let Ok(v) = value.parse() {
+                headers.insert(name, v);
+            }
+        }
+    }
+    Ok((headers, Json(sales)))
 }
 
 /// One sale.

@@ -82,6 +82,42 @@ pub(crate) async fn setup(
     Ok((StatusCode::CREATED, Json(created)))
 }
 
+/// What `POST /api/v1/join` takes.
+#[derive(Debug, serde::Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct JoinRequest {
+    /// The full invite string (`tillmesh-invite:…`, from the QR code) or the short code
+    /// (`ABCDE-FGHIJ`, looked up by mDNS on the shop's network).
+    pub invite: String,
+}
+
+/// Join an existing shop with an invite from one of its owners or managers (first start of a
+/// new device). The node dials the device that made the invite, redeems it, pulls the shop and
+/// admits itself; then it syncs and people of the shop can log in here.
+#[utoipa::path(
+    post,
+    path = "/join",
+    tag = "shop",
+    request_body = JoinRequest,
+    responses(
+        (status = 200, description = "Joined", body = crate::mesh::Joined),
+        (status = 400, description = "Not an invite, or it was refused (unknown, used, expired)", body = ErrorBody),
+        (status = 409, description = "This node already belongs to a shop", body = ErrorBody),
+        (status = 502, description = "The device that made the invite did not answer", body = ErrorBody),
+    )
+)]
+pub(crate) async fn join(
+    State(state): State<AppState>,
+    ApiJson(req): ApiJson<JoinRequest>,
+) -> Result<Json<crate::mesh::Joined>, ApiError> {
+    if state.handle.status()?.has_shop {
+        return Err(Error::NoShop("this node already belongs to a shop".into()).into());
+    }
+    let joined = state.handle.join(req.invite.trim()).await?;
+    tracing::info!(shop_id = %joined.shop_id, device = %joined.device_name, "joined a shop from the setup page");
+    Ok(Json(joined))
+}
+
 /// People of the shop (managers and owners).
 #[utoipa::path(
     get,

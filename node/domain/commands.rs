@@ -1099,12 +1099,15 @@ pub fn create_invite(
     Ok((code, invite))
 }
 
+/// What a device answers for a code it did not issue (a short code is tried on every device of
+/// the shop found on the LAN until the one that made it answers).
+pub const UNKNOWN_INVITE: &str = "unknown invite code (check it, or ask for a new invite)";
+
 /// Redeems a short code: single use, before it expires.
 pub fn redeem_invite(ctx: &mut Ctx<'_>, code: &str) -> Result<crate::docs::admission::Invite> {
     let code = crate::docs::admission::normalize_code(code)?;
     let mut t = ctx.tx.open_table(INVITES)?;
-    let unknown =
-        || Error::NotFound("unknown invite code (check it, or ask for a new invite)".into());
+    let unknown = || Error::NotFound(UNKNOWN_INVITE.into());
     let mut pending: PendingInvite = match t.get(code.as_str())? {
         Some(v) => postcard::from_bytes(v.value()).map_err(|_| unknown())?,
         None => return Err(unknown()),

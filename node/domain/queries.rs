@@ -138,19 +138,63 @@ pub fn stock(tx: &ReadTransaction, low_stock_default: i64) -> Result<Vec<StockLe
 }
 
 /// Sales with `from <= time < to`, oldest first.
-pub fn sales(tx: &ReadTransaction, from: i64, to: i64, limit: usize) -> Result<Vec<Sale>> {
+pub fn sales(
+    tx: &ReadTransaction,
+    from: i64,
+    to: i64,
+    after: Option<SalesCursor>,
+    limit: usize,
+) -> Result<(Vec<Sale>, Option<SalesCursor>)> {
+    let start = match after {
+        Some(c) if c.time >= from => (c.time, c.id.saturating_add(1)),
+        _ => (from, 0),
+    };
     let mut out = Vec::new();
-    for row in tx.open_table(SALES_BY_TIME)?.range((from, 0)..(to, 0))? {
-        let (t, id) = row?.0.value();
-        let _ = t;
+    let mut last = None;
+    if start >= (to, 0) {
+        return Ok((out, None));
+    }
+    for row in tx.open_table(SALES_BY_TIME)?.range(start..(to, 0))? {
+        let (time, id) = row?.0.value();
+        if out.len() >= limit {
+            return Ok((out, last));
+        }
         if let Some(s) = tx.sale(Uuid::from_u128(id))? {
             out.push(s);
         }
-        if out.len() >= limit {
-            break;
-        }
+        last = Some(SalesCursor { time, id });
     }
-    Ok(out)
+    Ok((out, None))
+}
+
+/// Where a page of [`sales`] stopped: the (time, id) of its last sale.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SalesCursor {
+    /// Entry time (ms).
+    pub time: i64,
+    /// Sale id.
+    pub id: u128,
+}
+
+impl std::fmt::Display for SalesCursor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}-{:032x}", self.time, self.id)
+    }
+}
+
+impl std::str::FromStr for SalesCursor {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<SalesCursor> {
+        let bad = || Error::invalid("cursor", "not a cursor from X-Next-Cursor");
+        let (time, id) = s.rsplit_once('-').ok_or_else(bad)?;
+        if id.len() != 32 {
+            return Err(bad());
+        }
+        Ok(SalesCursor {
+            time: time.parse().map_err(|_| bad())?,
+            id: u128::from_str_radix(id, 16).map_err(|_| bad())?,
+        })
+    }
 }
 
 /// Daily totals for `from..=to` (days `YYYY-MM-DD`).

@@ -65,6 +65,11 @@ pub(crate) enum Command {
         peer: PeerId,
         reply: oneshot::Sender<()>,
     },
+    Block {
+        peer: PeerId,
+        blocked: bool,
+        reply: oneshot::Sender<()>,
+    },
     Peers {
         reply: oneshot::Sender<Vec<PeerStatus>>,
     },
@@ -103,6 +108,8 @@ pub(crate) struct EventLoop {
     peers: PeerBook,
     /// Peers closed on purpose, refused until the instant given.
     quiet: HashMap<PeerId, Instant>,
+    /// Peers refused until unblocked (revoked devices, partitions an operator makes).
+    blocked: std::collections::HashSet<PeerId>,
     /// Duplicate connections to close once their grace period is over.
     closing: Vec<(Instant, ConnectionId)>,
 }
@@ -154,6 +161,7 @@ impl EventLoop {
             pending_answers: FuturesUnordered::new(),
             peers,
             quiet: HashMap::new(),
+            blocked: Default::default(),
             closing: Vec::new(),
         })
     }
@@ -270,6 +278,24 @@ impl EventLoop {
                 let _ = self.swarm.disconnect_peer_id(peer);
                 let _ = reply.send(());
             }
+            Command::Block {
+                peer,
+                blocked,
+                reply,
+            } => {
+                if blocked {
+                    info!(%peer, "blocking peer");
+                    self.blocked.insert(peer);
+                    self.swarm.behaviour_mut().blocked.block_peer(peer);
+                    let _ = self.swarm.disconnect_peer_id(peer);
+                } else if self.blocked.remove(&peer) {
+                    info!(%peer, "unblocking peer");
+                    self.quiet.remove(&peer);
+                    self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+                    self.peers.retry_now(&peer, Instant::now());
+                }
+                let _ = reply.send(());
+            }
             Command::Peers { reply } => {
                 let _ = reply.send(self.peers.statuses());
             }
@@ -384,7 +410,9 @@ impl EventLoop {
             .collect();
         for peer in expired {
             self.quiet.remove(&peer);
-            self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            if !self.blocked.contains(&peer) {
+                self.swarm.behaviour_mut().blocked.unblock_peer(peer);
+            }
         }
 
         let (due, later): (Vec<_>, Vec<_>) = self.closing.drain(..).partition(|(at, _)| *at <= now);
@@ -394,7 +422,9 @@ impl EventLoop {
             self.swarm.close_connection(id);
         }
 
-        for addr in self.peers.due_dials(now, |p| self.quiet.contains_key(p)) {
+        for addr in self.peers.due_dials(now, |p| {
+            self.quiet.contains_key(p) || self.blocked.contains(p)
+        }) {
             if let Err(reason) = self.start_dial(&addr, now) {
                 debug!(%addr, %reason, "static peer dial failed");
             }

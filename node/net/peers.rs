@@ -108,6 +108,14 @@ impl PeerBook {
             .collect()
     }
 
+    /// Dial the static addresses of `peer` at the next tick, with the backoff reset.
+    pub(crate) fn retry_now(&mut self, peer: &PeerId, now: Instant) {
+        for s in self.statics.iter_mut().filter(|s| s.peer == Some(*peer)) {
+            s.backoff = MIN_BACKOFF;
+            s.next_attempt = now;
+        }
+    }
+
     /// A dial of `addr` has started as connection `id`.
     pub(crate) fn dial_started(&mut self, addr: &Multiaddr, id: ConnectionId) {
         if let Some(s) = self.statics.iter_mut().find(|s| &s.addr == addr) {

@@ -191,14 +191,14 @@ function joinPanel(app, page) {
       page.replaceChildren(
         h(
           "div",
-          { class: "panel stack" },
+          { class: "panel stack", id: "joined" },
           alertBox("ok", `This device joined ${joined.shop_name}.`),
           h(
             "p",
             null,
             "The shop's products, stock and people are being copied from the other device. Log in with your usual PIN or password.",
           ),
-          h("button", { type: "button", class: "btn btn-primary", onclick: () => app.go("login") }, "Go to login"),
+          h("button", { type: "button", class: "btn btn-primary", id: "go-to-login", onclick: () => app.go("login") }, "Go to login"),
         ),
       );
     });
