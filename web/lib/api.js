@@ -121,6 +121,9 @@ export function humanError(err) {
     const wait = secs > 90 ? `${Math.ceil(secs / 60)} minutes` : `${secs || 30} seconds`;
     return `Too many wrong attempts. Wait ${wait} and try again.`;
   }
+  if (err.code === "invalid" && err.field === "invite" && /damaged|base32|too long|code/i.test(err.message)) {
+    return "That invite looks mistyped or cut off. Type the short code again (like ABCDE-FGHIJ), or copy the whole invite once more.";
+  }
   if (err.code === "invalid" && err.field === "invite") {
     return `That invite did not work: ${sentence(err.message)} Check the code, or ask for a new invite on the other device.`;
   }
