@@ -218,6 +218,16 @@ async fn newcomer_creates_a_shop_and_sells_by_barcode() {
         );
     }
     shots(&page, "08-receipt", DESKTOP).await;
+    // Printed, only the receipt shows.
+    page.print_media(true).await;
+    assert_eq!(
+        page.eval("getComputedStyle(document.querySelector('#main')).display")
+            .await,
+        "none"
+    );
+    page.wait_visible("#receipt").await;
+    page.screenshot("08-receipt-printed").await;
+    page.print_media(false).await;
     page.click("#new-sale").await;
 
     // Sale history, and the stock screen's new level.

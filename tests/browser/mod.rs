@@ -325,6 +325,15 @@ impl Page<'_> {
         }
     }
 
+    /// Renders the page as for printing (`@media print`) or back to the screen.
+    pub async fn print_media(&self, on: bool) {
+        self.cmd(
+            "Emulation.setEmulatedMedia",
+            json!({"media": if on { "print" } else { "" }}),
+        )
+        .await;
+    }
+
     pub async fn viewport(&self, width: u32, height: u32) {
         self.cmd(
             "Emulation.setDeviceMetricsOverride",
