@@ -198,7 +198,11 @@ function joinPanel(app, page) {
             null,
             "The shop's products, stock and people are being copied from the other device. Log in with your usual PIN or password.",
           ),
-          h("button", { type: "button", class: "btn btn-primary", id: "go-to-login", onclick: () => app.go("login") }, "Go to login"),
+          h(
+            "button",
+            { type: "button", class: "btn btn-primary", id: "go-to-login", onclick: () => app.go("login") },
+            "Go to login",
+          ),
         ),
       );
     });
