@@ -1,4 +1,4 @@
-//! The HTTP/JSON API and the first-start page.
+//! The HTTP/JSON API and the web UI.
 //!
 //! [`router`] builds the whole HTTP surface of a node on top of a [`NodeHandle`]:
 //!
@@ -6,7 +6,7 @@
 //!   the same handler declarations that build the router (`utoipa` + `utoipa-axum`), served at
 //!   `/api/v1/openapi.json`, so the document cannot drift from the routes;
 //! - `GET /health` for load balancers and scripts;
-//! - the first-start page at `/` (`web/setup.html`, `web/setup.js`, `web/setup.css`, compiled in).
+//! - the web UI at `/` (`web/`, compiled in; see `web`).
 //!
 //! Every handler is a thin translation: it checks the session, decodes the request, calls one
 //! [`NodeHandle`] method with the logged-in [`Principal`](crate::domain::model::Principal) and
@@ -30,10 +30,10 @@ mod mesh;
 mod products;
 mod range;
 mod sales;
-mod setup;
 mod shop;
 mod sse;
 mod stock;
+mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -169,9 +169,7 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
 
     let pages = Router::new()
         .route("/health", get(shop::health))
-        .route("/", get(setup::page))
-        .route("/setup.js", get(setup::script))
-        .route("/setup.css", get(setup::style))
+        .merge(web::routes())
         .method_not_allowed_fallback(method_not_allowed);
 
     Router::new()
@@ -229,6 +227,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shop::setup))
         .routes(routes!(shop::join))
         .routes(routes!(auth::login))
+        .routes(routes!(auth::login_people))
         .routes(routes!(auth::logout))
         .routes(routes!(auth::me))
         .routes(routes!(shop::list_people, shop::add_person))
@@ -254,6 +253,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(export::stock_csv))
         .routes(routes!(mesh::create_invite))
         .routes(routes!(mesh::list_peers, mesh::add_peer))
+        .routes(routes!(mesh::mesh_info))
         .routes(routes!(sse::events));
     OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
 }

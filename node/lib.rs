@@ -39,7 +39,8 @@
 //! - [`engine`]: the single writer thread (group commit) and the one apply path.
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries.
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
-//!   OpenAPI, SSE, the first-start page.
+//!   OpenAPI, SSE, and the web UI (`web/`, compiled in: first start, login, sell, stock,
+//!   products, reports, people & devices, sync).
 //! - [`discovery`]: LAN discovery over mDNS (`_tillmesh._udp`, the UI as `_http._tcp`).
 //! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
 //!   documents, change hashes, batched envelope fetches; invite redemption and `join`.

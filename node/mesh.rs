@@ -74,6 +74,19 @@ pub struct PeerView {
     pub rejected: u64,
 }
 
+/// How this node takes part in the mesh, as `GET /api/v1/mesh` shows it (the Sync screen).
+#[derive(Debug, Clone, Serialize, Deserialize, ToSchema)]
+pub struct MeshInfo {
+    /// The mesh runs (the node has a shop and a listen address).
+    pub running: bool,
+    /// mDNS discovery runs (off with `--no-mdns`).
+    pub mdns: bool,
+    /// This node's libp2p peer id, while the mesh runs.
+    pub peer_id: Option<String>,
+    /// Addresses other devices can add this node by (`POST /api/v1/peers` on them).
+    pub addrs: Vec<String>,
+}
+
 /// Mesh settings.
 #[derive(Debug, Clone)]
 pub struct MeshConfig {
@@ -217,6 +230,11 @@ impl Mesh {
     /// The network handle.
     pub fn net(&self) -> &NetHandle {
         &self.net
+    }
+
+    /// Whether mDNS discovery runs.
+    pub fn mdns_enabled(&self) -> bool {
+        self.discovery.lock().expect("discovery lock").is_some()
     }
 
     /// Dials an address (`POST /api/v1/peers`).

@@ -472,6 +472,17 @@ impl NodeHandle {
             .await
     }
 
+    /// People who may log in (not revoked), for the login screen: names, usernames and roles,
+    /// nothing secret. No principal needed; the login itself still checks PIN or password.
+    pub fn login_people(&self) -> Vec<Person> {
+        self.view()
+            .people
+            .iter()
+            .filter(|p| !p.person.revoked)
+            .map(|p| p.person.clone())
+            .collect()
+    }
+
     /// People of the shop (manager and owner).
     pub fn people(&self, by: &Principal) -> Result<Vec<Person>> {
         commands::require(by, Role::Manager, "listing people")?;
@@ -903,6 +914,25 @@ impl NodeHandle {
             Error::Conflict("this node does not sync yet (no shop, or no --listen address)".into())
         })?;
         Ok((mesh, peer))
+    }
+
+    /// Whether the mesh runs, with mDNS or not, and the addresses peers can add this node by.
+    pub async fn mesh_info(&self) -> crate::mesh::MeshInfo {
+        let addrs = self.addrs();
+        match self.inner.mesh.read().await.clone() {
+            Some(m) => crate::mesh::MeshInfo {
+                running: true,
+                mdns: m.mdns_enabled(),
+                peer_id: Some(m.net().local_peer_id().to_string()),
+                addrs,
+            },
+            None => crate::mesh::MeshInfo {
+                running: false,
+                mdns: false,
+                peer_id: None,
+                addrs,
+            },
+        }
     }
 
     pub(crate) async fn set_mesh(&self, mesh: Option<Arc<crate::mesh::Mesh>>) {

@@ -975,8 +975,10 @@ async fn security_headers_on_every_response() {
     let owner = app.login_owner().await;
     for (path, token, api) in [
         ("/", None, false),
-        ("/setup.js", None, false),
-        ("/setup.css", None, false),
+        ("/app.js", None, false),
+        ("/app.css", None, false),
+        ("/screens/sell.js", None, false),
+        ("/fonts/inter-latin-400.woff2", None, false),
         ("/health", None, false),
         ("/api/v1/health", None, true),
         ("/api/v1/status", None, true),
@@ -1032,7 +1034,7 @@ async fn health_status_and_setup_page_need_no_login() {
             .is_some_and(|ct| ct.starts_with("text/html"))
     );
     let html = page.text();
-    assert!(html.contains("/setup.js") && html.contains("/setup.css"));
+    assert!(html.contains("/app.js") && html.contains("/app.css"));
     assert!(
         !html.contains("<script>"),
         "no inline script (the CSP forbids it)"
@@ -1041,13 +1043,36 @@ async fn health_status_and_setup_page_need_no_login() {
         !html.contains("<style"),
         "no inline style (the CSP forbids it)"
     );
+    // Every file of the UI is compiled in and served with its type.
+    for (path, ty) in [
+        ("/app.js", "text/javascript"),
+        ("/app.css", "text/css"),
+        ("/icon.svg", "image/svg+xml"),
+        ("/lib/api.js", "text/javascript"),
+        ("/screens/setup.js", "text/javascript"),
+        ("/fonts/inter-latin-700.woff2", "font/woff2"),
+    ] {
+        let res = app.call(req("GET", path, None, None)).await.expect(200);
+        assert!(
+            res.header("content-type")
+                .is_some_and(|ct| ct.starts_with(ty)),
+            "{path}: {:?}",
+            res.header("content-type")
+        );
+        assert_eq!(res.header("cache-control"), Some("no-cache"), "{path}");
+    }
     let js = app
-        .call(req("GET", "/setup.js", None, None))
+        .call(req("GET", "/screens/setup.js", None, None))
         .await
         .expect(200);
     let js = js.text();
-    assert!(js.contains("\"/api/v1\"") && js.contains("\"/setup\"") && js.contains("\"/login\""));
-    assert!(html.contains("shown only once"));
+    assert!(js.contains("\"/setup\"") && js.contains("\"/login\"") && js.contains("\"/join\""));
+    assert!(js.contains("shown only once"));
+    let api_js = app
+        .call(req("GET", "/lib/api.js", None, None))
+        .await
+        .expect(200);
+    assert!(api_js.text().contains("\"/api/v1\""));
 
     // The shop exists: setup is refused.
     let again = app
@@ -1844,5 +1869,90 @@ async fn sales_are_listed_a_page_at_a_time() {
         let res = app.get(bad, t).await;
         assert_error(&res, 400, "invalid");
     }
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn login_people_lists_who_may_log_in_and_nothing_secret() {
+    let app = start_default().await;
+    let owner = app.login_owner().await;
+    app.add_team(&owner).await;
+    let people = app
+        .call(req("GET", "/api/v1/login/people", None, None))
+        .await
+        .expect(200);
+    let list = people.body.as_array().expect("a list");
+    let usernames: Vec<&str> = list
+        .iter()
+        .map(|p| p["username"].as_str().unwrap())
+        .collect();
+    assert_eq!(usernames.len(), 3, "{usernames:?}");
+    for u in [OWNER, "mia", "sam"] {
+        assert!(usernames.contains(&u), "{u} in {usernames:?}");
+    }
+    for p in list {
+        let keys: Vec<&str> = p.as_object().unwrap().keys().map(String::as_str).collect();
+        assert_eq!(keys.len(), 4, "only id, name, username, role: {keys:?}");
+        for k in ["id", "name", "username", "role"] {
+            assert!(keys.contains(&k), "{k} in {keys:?}");
+        }
+    }
+    let sam = list.iter().find(|p| p["username"] == "sam").unwrap();
+    assert_eq!(sam["role"], "staff");
+
+    // A revoked person is no longer offered.
+    let sam_id = sam["id"].as_str().unwrap().to_owned();
+    app.post(
+        &format!("/api/v1/members/{sam_id}/revoke"),
+        &owner.token,
+        &json!({}),
+    )
+    .await
+    .expect(204);
+    let people = app
+        .call(req("GET", "/api/v1/login/people", None, None))
+        .await
+        .expect(200);
+    assert!(
+        people
+            .body
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|p| p["username"] != "sam")
+    );
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn invites_carry_a_qr_code_and_mesh_info_needs_a_login() {
+    let app = start_default().await;
+    let owner = app.login_owner().await;
+    let inv = app
+        .post(
+            "/api/v1/invites",
+            &owner.token,
+            &json!({"role": "till", "name": "Till 2"}),
+        )
+        .await
+        .expect(201);
+    assert!(inv.body["code"].is_string() && inv.body["invite"].is_string());
+    let svg = inv.body["qr_svg"].as_str().expect("qr_svg");
+    assert!(svg.contains("<svg") && svg.contains("</svg>"), "{svg}");
+    assert!(
+        !svg.contains("style="),
+        "no inline style (the CSP forbids it)"
+    );
+
+    assert_error(
+        &app.call(req("GET", "/api/v1/mesh", None, None)).await,
+        401,
+        "unauthorized",
+    );
+    let mesh = app.get("/api/v1/mesh", &owner.token).await.expect(200);
+    // An in-memory node without a listen address does not sync.
+    assert_eq!(mesh.body["running"], false);
+    assert_eq!(mesh.body["mdns"], false);
+    assert!(mesh.body["addrs"].is_array());
     app.stop().await;
 }

@@ -475,6 +475,44 @@ pub(crate) struct LoginResponse {
 }
 
 /// The session of the caller.
+/// Someone who may log in on this till, as the login screen lists them.
+#[derive(Debug, Serialize, ToSchema)]
+pub(crate) struct LoginPerson {
+    /// Person id (sales name it as `person`).
+    id: Uuid,
+    /// Display name.
+    name: String,
+    /// What to send as `username` to `POST /login`.
+    username: String,
+    /// Staff log in with a PIN, managers and owners with a password.
+    role: Role,
+}
+
+/// Who may log in here (not revoked), for the login screen's list of names: a till shows the
+/// staff's names and a PIN pad rather than asking for a username. No login needed; nothing
+/// secret (no keys, no PIN or password hashes). Empty when the node has no shop.
+#[utoipa::path(
+    get,
+    path = "/login/people",
+    tag = "session",
+    responses((status = 200, description = "People who may log in", body = [LoginPerson]))
+)]
+pub(crate) async fn login_people(State(state): State<AppState>) -> Json<Vec<LoginPerson>> {
+    let mut people: Vec<LoginPerson> = state
+        .handle
+        .login_people()
+        .into_iter()
+        .map(|p| LoginPerson {
+            id: p.id,
+            name: p.name,
+            username: p.username,
+            role: p.role,
+        })
+        .collect();
+    people.sort_by_key(|p| p.name.to_lowercase());
+    Json(people)
+}
+
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MeResponse {
     /// Who is logged in.

@@ -9,7 +9,44 @@ use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
 use crate::domain::model::{InviteCreated, NewInvite};
-use crate::mesh::PeerView;
+use crate::error::Error;
+use crate::mesh::{MeshInfo, PeerView};
+
+/// An invite as `POST /api/v1/invites` answers it: the invite and a QR code of it.
+#[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
+pub(crate) struct InviteWithQr {
+    #[serde(flatten)]
+    invite: InviteCreated,
+    /// The full invite string as a QR code, an SVG image (black on white), for the new device's
+    /// camera.
+    qr_svg: String,
+}
+
+/// The full invite string as an SVG QR code.
+fn invite_qr(invite: &str) -> Result<String, Error> {
+    let code = qrcode::QrCode::with_error_correction_level(invite, qrcode::EcLevel::M)
+        .map_err(|e| Error::Internal(format!("cannot draw the invite as a QR code: {e}")))?;
+    Ok(code
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(240, 240)
+        .quiet_zone(true)
+        .build())
+}
+
+/// How this node takes part in the mesh: running, mDNS on or off, its own addresses.
+#[utoipa::path(
+    get,
+    path = "/mesh",
+    tag = "mesh",
+    responses(
+        (status = 200, description = "This node in the mesh", body = MeshInfo),
+        (status = 401, description = "Not logged in", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn mesh_info(State(state): State<AppState>, _auth: Auth) -> Json<MeshInfo> {
+    Json(state.handle.mesh_info().await)
+}
 
 /// Adding a peer by address.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
@@ -65,14 +102,14 @@ pub(crate) async fn add_peer(
 
 /// Create an invite for a new device (owners; managers invite tills only). Shows a short code
 /// to type on the new device and a full invite string for a QR code; single use, 15 minutes by
-/// default.
+/// default. The answer carries the invite as an SVG QR code too (`qr_svg`).
 #[utoipa::path(
     post,
     path = "/invites",
     tag = "mesh",
     request_body = NewInvite,
     responses(
-        (status = 201, description = "Invite created", body = InviteCreated),
+        (status = 201, description = "Invite created", body = InviteWithQr),
         (status = 400, description = "Bad input", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody),
     ),
@@ -82,8 +119,15 @@ pub(crate) async fn create_invite(
     State(state): State<AppState>,
     auth: Auth,
     ApiJson(req): ApiJson<NewInvite>,
-) -> Result<(StatusCode, Json<InviteCreated>), ApiError> {
+) -> Result<(StatusCode, Json<InviteWithQr>), ApiError> {
     let created = state.handle.create_invite(&auth.principal, req).await?;
     tracing::info!(device = %created.name, by = %auth.principal.username, "invite created");
-    Ok((StatusCode::CREATED, Json(created)))
+    let qr_svg = invite_qr(&created.invite)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(InviteWithQr {
+            invite: created,
+            qr_svg,
+        }),
+    ))
 }
