@@ -521,6 +521,27 @@ async fn a_second_till_joins_in_the_browser_and_sees_till_as_sales_live() {
     page_a.assert_no_errors().await;
     page_b.assert_no_errors().await;
 
+    // An owner revokes B: B's open page says so at once, without a reload.
+    ah.revoke_member(&owner, bh.device_id()).await.unwrap();
+    page_b.wait_visible("#revoked .alert-error").await;
+    page_b
+        .wait_for(
+            "(document.querySelector('#revoked')?.textContent || '').includes('revoked this device')",
+            "B says it was revoked",
+        )
+        .await;
+    assert!(
+        truthy(&page_b.eval("window.__notReloaded === true").await),
+        "B's page was not reloaded"
+    );
+    page_b
+        .wait_for(
+            "(document.querySelector('#sync-health')?.textContent || '').includes('no longer syncs')",
+            "B's Sync screen says it no longer syncs",
+        )
+        .await;
+    page_b.screenshot("32-revoked-desktop").await;
+
     drop(browser);
     b.shutdown().await;
     a.shutdown().await;

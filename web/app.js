@@ -133,6 +133,18 @@ function drawTopbar() {
   document.getElementById("shop-name").textContent = (app.status && app.status.shop_name) || "tillmesh";
   const device = app.thisDevice();
   document.getElementById("device-name").textContent = device ? device.name : "";
+  const revoked = document.getElementById("revoked");
+  revoked.hidden = !(device && device.revoked);
+  if (!revoked.hidden && !revoked.firstChild) {
+    revoked.appendChild(
+      alertBox(
+        "error",
+        `An owner of the shop revoked this device (${device.name}). It no longer syncs with the ` +
+          "other tills and cannot record sales or stock: anything done here would not count. " +
+          "Ask an owner to invite it again.",
+      ),
+    );
+  }
   document.title = app.status && app.status.shop_name ? `${app.status.shop_name} · tillmesh` : "tillmesh";
   const nav = document.getElementById("nav");
   nav.replaceChildren();

@@ -15,6 +15,9 @@ const FOUND_BY = {
 
 /// The health of the mesh in one sentence: {tone: ok|warn|bad|none, text}.
 export function health(devices, peers, me) {
+  if (me && devices.some((d) => d.id === me.id && d.revoked)) {
+    return { tone: "bad", text: "This device was revoked: it no longer syncs with the shop" };
+  }
   const others = devices.filter((d) => !d.revoked && (!me || d.id !== me.id));
   if (!others.length) {
     return { tone: "none", text: "This is the only device of the shop. Invite another one from People & devices." };
@@ -132,7 +135,9 @@ export async function render(main, app) {
 
     const others = devices.filter((d) => !d.revoked && (!me || d.id !== me.id));
     const tips = [];
-    if (!mesh.running) {
+    if (hl.tone === "bad" && me && devices.some((d) => d.id === me.id && d.revoked)) {
+      // The banner at the top says what to do.
+    } else if (!mesh.running) {
       tips.push(
         alertBox(
           "warn",
