@@ -20,7 +20,7 @@ use crate::error::{Error, Result};
 pub const SCHEMA_VERSION: u32 = 1;
 
 /// Entries per ledger document before the device rolls over to the next `<n>`.
-pub const LEDGER_ROLLOVER: u64 = 2000;
+pub const LEDGER_ROLLOVER: u64 = 250;
 
 /// The id of a document: its kind decides who may write it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]

@@ -285,3 +285,29 @@ async fn reindex_rebuilds_the_same_projections() {
     assert_eq!(after.0[0].on_hand, 9);
     node.shutdown().await;
 }
+
+/// A till's ledger rolls over to a new document every `LEDGER_ROLLOVER` entries, so no
+/// document grows large; every sale stays listed.
+#[tokio::test]
+async fn the_ledger_rolls_over_to_a_new_document() {
+    let s = shop().await;
+    let p =
+        s.h.create_product(&s.owner, product("R1", 100, 0))
+            .await
+            .unwrap();
+    let n = tillmesh::docs::LEDGER_ROLLOVER as usize + 5;
+    for _ in 0..n {
+        s.h.record_sale(&s.owner, sale_of(p.id, 1)).await.unwrap();
+    }
+    let ledgers: Vec<DocumentInfo> =
+        s.h.documents()
+            .unwrap()
+            .into_iter()
+            .filter(|d| d.kind == "ledger")
+            .collect();
+    assert_eq!(ledgers.len(), 2, "{ledgers:?}");
+    assert!(ledgers.iter().any(|d| d.id.ends_with("/0")));
+    assert!(ledgers.iter().any(|d| d.id.ends_with("/1")));
+    assert_eq!(s.h.sales(0, i64::MAX).unwrap().len(), n);
+    s.node.shutdown().await;
+}
