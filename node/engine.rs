@@ -27,6 +27,8 @@ use crate::store::{DocMeta, Store, load_doc, meta, read_doc_meta};
 const MAX_BATCH: usize = 512;
 /// A document is re-saved as one chunk once it has this many chunks.
 const COMPACT_AFTER_CHUNKS: u64 = 128;
+/// Longest a commit of changes from peers may stay unsynced to disk (see [`Ctx::relaxed`]).
+pub const MAX_UNSYNCED: std::time::Duration = std::time::Duration::from_millis(500);
 /// Documents kept loaded besides `members`, `settings`, `catalog` and `vault`.
 const DOC_CACHE: usize = 64;
 
@@ -39,12 +41,14 @@ pub struct Shared {
     pub events: broadcast::Sender<Event>,
     /// The `members` and `settings` documents as readers see them, after the last commit.
     pub shop: RwLock<Arc<crate::domain::shop::ShopView>>,
-    /// Durable commits made.
+    /// Commits made (durable or, for peers' changes, synced soon after).
     pub commits: std::sync::atomic::AtomicU64,
     /// Jobs acknowledged by those commits.
     pub jobs: std::sync::atomic::AtomicU64,
     /// Envelopes made on this node, sent once committed (the mesh publishes them).
     pub outbox: broadcast::Sender<Arc<Vec<u8>>>,
+    /// Set while a commit of peers' changes is not yet synced to disk (see [`Ctx::relaxed`]).
+    pub unsynced: std::sync::atomic::AtomicBool,
 }
 
 /// Cloneable handle to the writer thread.
@@ -113,6 +117,8 @@ pub struct Engine {
     trust_cache: HashMap<Vec<ChangeHash>, Arc<Trust>>,
     genesis: Option<ChangeHash>,
     stopping: bool,
+    /// When the oldest commit not yet synced to disk was made.
+    unsynced_since: Option<std::time::Instant>,
 }
 
 /// Remote changes of one document waiting to be applied to it (see [`Engine::pending`]).
@@ -145,6 +151,7 @@ impl Engine {
             trust_cache: HashMap::new(),
             genesis,
             stopping: false,
+            unsynced_since: None,
         })
     }
 
@@ -164,7 +171,7 @@ impl Engine {
     }
 
     fn run_batch(&mut self, batch: Vec<Job>) {
-        let tx = match self.store.db().begin_write() {
+        let mut tx = match self.store.db().begin_write() {
             Ok(tx) => tx,
             Err(e) => {
                 // Dropping the jobs drops their reply senders: every caller gets an error.
@@ -181,6 +188,7 @@ impl Engine {
         let mut touched = HashSet::new();
         let mut poisoned = None;
         let mut shop_changed = false;
+        let mut durable = false;
         for job in batch {
             let mut ctx = Ctx {
                 engine: self,
@@ -190,6 +198,7 @@ impl Engine {
                 touched: HashSet::new(),
                 poisoned: None,
                 shop_changed: false,
+                durable: true,
             };
             let finish = job(&mut ctx);
             let Ctx {
@@ -198,8 +207,10 @@ impl Engine {
                 touched: t,
                 poisoned: p,
                 shop_changed: s,
+                durable: d,
                 ..
             } = ctx;
+            durable |= d;
             events.extend(ev);
             outbox.extend(ob);
             touched.extend(t);
@@ -214,6 +225,18 @@ impl Engine {
         {
             poisoned = Some(e.to_string());
         }
+        // Only batches of peers' changes may skip the sync to disk, and not for long.
+        durable |= self
+            .unsynced_since
+            .is_some_and(|t| t.elapsed() >= MAX_UNSYNCED);
+        let level = if durable {
+            redb::Durability::Immediate
+        } else {
+            redb::Durability::None
+        };
+        if let Err(e) = tx.set_durability(level) {
+            poisoned.get_or_insert(e.to_string());
+        }
         let outcome = match poisoned {
             Some(why) => {
                 let _ = tx.abort();
@@ -221,6 +244,16 @@ impl Engine {
             }
             None => tx.commit().map_err(Error::from),
         };
+        if outcome.is_ok() {
+            use std::sync::atomic::Ordering::Relaxed;
+            if durable {
+                self.unsynced_since = None;
+                self.shared.unsynced.store(false, Relaxed);
+            } else {
+                self.unsynced_since.get_or_insert_with(std::time::Instant::now);
+                self.shared.unsynced.store(true, Relaxed);
+            }
+        }
         match outcome {
             Ok(()) => {
                 use std::sync::atomic::Ordering::Relaxed;
@@ -339,9 +372,18 @@ pub struct Ctx<'a> {
     touched: HashSet<String>,
     poisoned: Option<String>,
     shop_changed: bool,
+    durable: bool,
 }
 
 impl Ctx<'_> {
+    /// This job only applies changes from peers: its batch may commit without syncing to disk
+    /// (unless another job of the batch needs it). A crash may then lose what it applied, which
+    /// costs nothing: the peers still have it and anti-entropy fetches it again. The writer
+    /// syncs within [`MAX_UNSYNCED`]; local changes are always synced before they are answered.
+    pub fn relaxed(&mut self) {
+        self.durable = false;
+    }
+
     /// This device's id.
     pub fn device_id(&self) -> &str {
         &self.engine.device_id

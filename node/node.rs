@@ -93,6 +93,7 @@ impl NodeBuilder {
             commits: Default::default(),
             jobs: Default::default(),
             outbox: broadcast::channel(4096).0,
+            unsynced: Default::default(),
         });
         let mut engine = Engine::new(store.clone(), shared.clone(), device_key.clone())?;
         engine.warm_up()?;
@@ -115,6 +116,24 @@ impl NodeBuilder {
             }),
         };
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        // Peers' changes may be committed without a sync to disk; sync them soon after.
+        let sync_task = {
+            let writer = handle.inner.writer.clone();
+            let shared = handle.inner.shared.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(crate::engine::MAX_UNSYNCED / 2);
+                loop {
+                    tokio::select! {
+                        _ = stop.wait_for(|s| *s) => return,
+                        _ = tick.tick() => {}
+                    }
+                    if shared.unsynced.load(std::sync::atomic::Ordering::Relaxed) {
+                        let _ = writer.write(|_| Ok(())).await;
+                    }
+                }
+            })
+        };
         let parse = |field: &str, a: &String| {
             a.parse::<crate::net::Multiaddr>()
                 .map_err(|e| Error::invalid(field, format!("{a:?} is not a multiaddr: {e}")))
@@ -169,6 +188,7 @@ impl NodeBuilder {
         }
         Ok(Node {
             handle,
+            sync_task: Some(sync_task),
             mesh_task,
             http_addr,
             http_task,
@@ -198,6 +218,7 @@ pub const DEVICE_KEY_FILE: &str = "device.key";
 #[must_use = "a node stops serving when dropped; call shutdown().await"]
 pub struct Node {
     handle: NodeHandle,
+    sync_task: Option<tokio::task::JoinHandle<()>>,
     mesh_task: Option<tokio::task::JoinHandle<()>>,
     http_addr: Option<SocketAddr>,
     http_task: Option<tokio::task::JoinHandle<()>>,
@@ -226,6 +247,9 @@ impl Node {
             let _ = t.await;
         }
         if let Some(t) = self.mesh_task.take() {
+            let _ = t.await;
+        }
+        if let Some(t) = self.sync_task.take() {
             let _ = t.await;
         }
         self.handle.inner.writer.close().await;
@@ -1082,8 +1106,9 @@ impl NodeHandle {
         self.inner
             .writer
             .write(move |ctx| {
-                if let Some(g) = genesis {
-                    ctx.adopt_genesis(g)?;
+                match genesis {
+                    Some(g) => ctx.adopt_genesis(g)?,
+                    None => ctx.relaxed(),
                 }
                 let results: Vec<Result<Applied>> = envelopes
                     .into_iter()
