@@ -13,7 +13,7 @@ use common::*;
 use serde_json::{Value, json};
 use tillmesh::domain::model::*;
 
-async fn run(nodes: usize, sales: usize) -> Vec<f64> {
+async fn run(nodes: usize, sales: usize) -> (Vec<f64>, Vec<f64>) {
     let dirs: Vec<_> = (0..nodes).map(|_| tempfile::tempdir().unwrap()).collect();
     let (a, ah, owner, addr_a) = first_node(Some(dirs[0].path()), true).await;
     let mut others = Vec::new();
@@ -55,6 +55,7 @@ async fn run(nodes: usize, sales: usize) -> Vec<f64> {
     let pid = product["id"].as_str().unwrap().to_string();
     let mut events = bh.subscribe();
     let mut lat = Vec::with_capacity(sales);
+    let mut acked = Vec::with_capacity(sales);
     for _ in 0..sales {
         let t0 = Instant::now();
         let resp = http
@@ -65,6 +66,7 @@ async fn run(nodes: usize, sales: usize) -> Vec<f64> {
             .await
             .unwrap();
         assert_eq!(resp.status(), 201);
+        acked.push(t0.elapsed().as_secs_f64() * 1000.0);
         let sale: Value = resp.json().await.unwrap();
         let id: uuid::Uuid = sale["id"].as_str().unwrap().parse().unwrap();
         let seen = tokio::time::timeout(Duration::from_secs(10), async {
@@ -94,7 +96,7 @@ async fn run(nodes: usize, sales: usize) -> Vec<f64> {
         n.shutdown().await;
     }
     a.shutdown().await;
-    lat
+    (lat, acked)
 }
 
 fn main() {
@@ -104,17 +106,19 @@ fn main() {
     println!(
         "mesh_latency: sale posted to A's HTTP API → visible on B (event after B's commit), {sales} sales, loopback"
     );
-    println!("| nodes | sales | p50 ms | p90 ms | p99 ms | max ms |");
-    println!("|---:|---:|---:|---:|---:|---:|");
+    println!("| nodes | sales | p50 ms | p90 ms | p99 ms | max ms | A answered, p50 ms |");
+    println!("|---:|---:|---:|---:|---:|---:|---:|");
     for n in sizes {
-        let mut lat = rt.block_on(run(n, sales));
+        let (mut lat, mut acked) = rt.block_on(run(n, sales));
         lat.sort_by(|a, b| a.partial_cmp(b).unwrap());
+        acked.sort_by(|a, b| a.partial_cmp(b).unwrap());
         println!(
-            "| {n} | {sales} | {:.2} | {:.2} | {:.2} | {:.2} |",
+            "| {n} | {sales} | {:.2} | {:.2} | {:.2} | {:.2} | {:.2} |",
             pct(&lat, 0.5),
             pct(&lat, 0.9),
             pct(&lat, 0.99),
-            lat[lat.len() - 1]
+            lat[lat.len() - 1],
+            pct(&acked, 0.5),
         );
     }
 }
