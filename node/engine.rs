@@ -29,6 +29,9 @@ const MAX_BATCH: usize = 512;
 const COMPACT_AFTER_CHUNKS: u64 = 128;
 /// Longest a commit of changes from peers may stay unsynced to disk (see [`Ctx::relaxed`]).
 pub const MAX_UNSYNCED: std::time::Duration = std::time::Duration::from_millis(500);
+/// Most envelopes held at once (waiting for dependencies or admissions); beyond it new ones
+/// are refused (anti-entropy brings them again once their dependencies are here).
+pub const MAX_HELD: usize = 100_000;
 /// Documents kept loaded besides `members`, `settings`, `catalog` and `vault`.
 const DOC_CACHE: usize = 64;
 
@@ -119,6 +122,12 @@ pub struct Engine {
     stopping: bool,
     /// When the oldest commit not yet synced to disk was made.
     unsynced_since: Option<std::time::Instant>,
+    /// Held envelopes by document (loaded from the `held` table on first use), so retrying
+    /// looks only at documents that just received changes.
+    held: Option<HashMap<String, HashSet<[u8; 32]>>>,
+    /// Documents that received new changes since the last retry of held envelopes, and
+    /// whether `members` was one of them (then everything held is retried).
+    applied_docs: HashSet<String>,
 }
 
 /// Remote changes of one document waiting to be applied to it (see [`Engine::pending`]).
@@ -152,6 +161,8 @@ impl Engine {
             genesis,
             stopping: false,
             unsynced_since: None,
+            held: None,
+            applied_docs: HashSet::new(),
         })
     }
 
@@ -220,6 +231,7 @@ impl Engine {
             }
             finishers.push(finish);
         }
+        self.applied_docs.clear();
         if poisoned.is_none()
             && let Err(e) = self.flush_all_pending()
         {
@@ -250,7 +262,8 @@ impl Engine {
                 self.unsynced_since = None;
                 self.shared.unsynced.store(false, Relaxed);
             } else {
-                self.unsynced_since.get_or_insert_with(std::time::Instant::now);
+                self.unsynced_since
+                    .get_or_insert_with(std::time::Instant::now);
                 self.shared.unsynced.store(true, Relaxed);
             }
         }
@@ -284,6 +297,8 @@ impl Engine {
                 for (doc, _) in self.pending.drain() {
                     self.docs.remove(&doc);
                 }
+                self.held = None;
+                self.applied_docs.clear();
                 self.trust_cache.clear();
                 for f in finishers {
                     f(Err(Error::Store(e.to_string())));
@@ -470,31 +485,80 @@ impl Ctx<'_> {
         }
     }
 
-    /// Applies held envelopes whose dependencies or signers have arrived, until none moves.
+    /// Applies held envelopes whose dependencies or signers may have arrived — those of the
+    /// documents that received changes since the last retry (all of them when `members` did),
+    /// until none moves.
     pub fn retry_held(&mut self) -> Result<usize> {
         let mut applied = 0;
         loop {
-            let held: Vec<Envelope> = {
-                let t = self.tx.open_table(HELD)?;
-                let mut v = Vec::new();
-                for row in t.iter()? {
-                    if let Ok(env) = Envelope::from_bytes(row?.1.value()) {
-                        v.push(env);
-                    }
-                }
-                v
+            let docs = std::mem::take(&mut self.engine.applied_docs);
+            let index = self.held_index()?;
+            let hashes: Vec<[u8; 32]> = if docs.contains("members") {
+                index.values().flatten().copied().collect()
+            } else {
+                docs.iter()
+                    .filter_map(|d| index.get(d))
+                    .flatten()
+                    .copied()
+                    .collect()
             };
+            if hashes.is_empty() {
+                return Ok(applied);
+            }
             let mut progress = false;
-            for env in held {
-                if let Ok(Applied::New(_)) = self.apply_envelope(env) {
-                    applied += 1;
-                    progress = true;
+            for h in hashes {
+                let env = {
+                    let t = self.tx.open_table(HELD)?;
+                    let Some(v) = t.get(&h)? else { continue };
+                    Envelope::from_bytes(v.value())
+                };
+                match env {
+                    Ok(env) => {
+                        if let Ok(Applied::New(_)) = self.apply_envelope(env) {
+                            applied += 1;
+                            progress = true;
+                        }
+                    }
+                    // Cannot happen (only decoded envelopes are held); drop it.
+                    Err(_) => {
+                        self.tx.open_table(HELD)?.remove(&h)?;
+                    }
                 }
             }
             if !progress {
+                self.engine.applied_docs.clear();
                 return Ok(applied);
             }
         }
+    }
+
+    /// The index of held envelopes by document, loaded on first use.
+    fn held_index(&mut self) -> Result<&mut HashMap<String, HashSet<[u8; 32]>>> {
+        if self.engine.held.is_none() {
+            let mut index: HashMap<String, HashSet<[u8; 32]>> = HashMap::new();
+            for row in self.tx.open_table(HELD)?.iter()? {
+                let (k, v) = row?;
+                if let Ok(env) = Envelope::from_bytes(v.value()) {
+                    index.entry(env.doc).or_default().insert(*k.value());
+                }
+            }
+            self.engine.held = Some(index);
+        }
+        Ok(self.engine.held.as_mut().expect("just loaded"))
+    }
+
+    /// Forgets a held envelope (it was applied, or it is a duplicate).
+    fn unhold(&mut self, doc: &str, hash: &[u8; 32]) -> Result<()> {
+        if self.tx.open_table(HELD)?.remove(hash)?.is_some()
+            && let Some(index) = self.engine.held.as_mut()
+            && let Some(set) = index.get_mut(doc)
+        {
+            set.remove(hash);
+            if set.is_empty() {
+                index.remove(doc);
+            }
+        }
+        Ok(())
     }
 
     /// Makes a change on `doc` with `edit`, signs it with `key` and applies it like any
@@ -578,7 +642,7 @@ impl Ctx<'_> {
     fn apply(&mut self, env: Envelope, change: Change, origin: Origin) -> Result<Applied> {
         let hash = change.hash();
         if self.tx.open_table(ENVELOPES)?.get(&hash.0)?.is_some() {
-            self.tx.open_table(HELD)?.remove(&hash.0)?;
+            self.unhold(&env.doc, &hash.0)?;
             return Ok(Applied::Duplicate(hash));
         }
         let doc_id = DocId::parse(&env.doc)
@@ -848,6 +912,19 @@ impl Ctx<'_> {
     }
 
     fn hold(&mut self, env: &Envelope, hash: ChangeHash, why: String) -> Result<Applied> {
+        let doc = env.doc.clone();
+        let index = self.held_index()?;
+        if index.get(&doc).is_some_and(|s| s.contains(&hash.0)) {
+            return Ok(Applied::Held(hash, why));
+        }
+        if index.values().map(HashSet::len).sum::<usize>() >= MAX_HELD {
+            // Not kept, not the sender's fault: anti-entropy brings it again later.
+            return Ok(Applied::Held(
+                hash,
+                format!("{MAX_HELD} changes are already waiting; not kept"),
+            ));
+        }
+        index.entry(doc).or_default().insert(hash.0);
         self.tx
             .open_table(HELD)?
             .insert(&hash.0, env.to_bytes().as_slice())?;
@@ -865,7 +942,8 @@ impl Ctx<'_> {
         self.tx
             .open_table(ENVELOPES)?
             .insert(&hash.0, env.to_bytes().as_slice())?;
-        self.tx.open_table(HELD)?.remove(&hash.0)?;
+        self.unhold(id, &hash.0)?;
+        self.engine.applied_docs.insert(id.to_string());
         crate::store::xor_digest(&mut self.tx.open_table(DOC_DIGESTS)?, id, &hash.0)?;
         crate::store::xor_digest(
             &mut self.tx.open_table(BUCKET_DIGESTS)?,

@@ -19,7 +19,8 @@
 //!         ▼
 //! store (redb): one write transaction holds the envelope, the document chunk and the
 //!         projections (domain::projection); the writer thread groups concurrent commands
-//!         into one durable commit and answers each only after it
+//!         into one durable commit and answers each only after it (batches holding only
+//!         peers' changes commit unsynced and are synced within 500 ms)
 //!         ▼
 //! events (broadcast) ─► SSE `/api/v1/events` and embedders
 //! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic
@@ -41,14 +42,14 @@
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI, SSE, and the web UI (`web/`, compiled in: first start, login, sell, stock,
 //!   products, reports, people & devices, sync).
-//! - [`discovery`]: LAN discovery over mDNS (`_tillmesh._udp`, the UI as `_http._tcp`).
 //! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
 //!   documents, change hashes, batched envelope fetches; invite redemption and `join`.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
 //!   request-response) behind a cloneable [`net::NetHandle`].
 //! - [`discovery`]: mDNS (`_tillmesh._udp.local.`) on chosen interfaces.
-//! - [`mesh`]: ties net and discovery to the node — push, verify-then-forward, pull, member-only
-//!   requests, the peers table, `tillmesh join`.
+//! - [`mesh`]: ties net and discovery to the node — push, verify-then-forward, pull (one at a
+//!   time), member-only requests, the peers table, blocking revoked devices, joining a shop
+//!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
 //!   queries shared by the API, the CLI, embedders and tests).
 

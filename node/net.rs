@@ -1,6 +1,6 @@
 //! The libp2p network: how a node reaches the other devices of its shop.
 //!
-//! One task owns the libp2p `Swarm` ([`event_loop`]); everything else talks to it through a
+//! One task owns the libp2p `Swarm` (`event_loop`); everything else talks to it through a
 //! cloneable [`NetHandle`], whose methods send a command carrying a `oneshot` for the answer
 //! (the shape of rust-libp2p's file-sharing example). What the network hears arrives on the
 //! [`NetEvent`] receiver returned by [`start`]. The loop stops on [`NetHandle::shutdown`] or
@@ -8,7 +8,7 @@
 //!
 //! On the wire (DESIGN §3, §5):
 //! - TCP, Noise (the device key is the libp2p identity), Yamux; at most one connection per
-//!   peer (duplicates from simultaneous dials are closed, see [`peers`]); idle connections stay
+//!   peer (duplicates from simultaneous dials are closed, see `net::peers`); idle connections stay
 //!   up for an hour.
 //! - identify (`/tillmesh/id/1`) and ping, for addresses and round-trip times.
 //! - gossipsub on the shop's topic, in validation mode: a message reaches the core as
@@ -18,7 +18,7 @@
 //!   subscribed neighbour at once — no mesh to wait for, which suits a shop's handful of
 //!   devices on one LAN.
 //! - request-response on the sync protocol (`/tillmesh/sync/1`): opaque length-prefixed bytes
-//!   ([`codec`]), both ways bounded by [`NetConfig::max_request_bytes`], 30 s timeout.
+//!   (`codec`), both ways bounded by [`NetConfig::max_request_bytes`], 30 s timeout.
 //! - static peers (configured, or added through [`NetHandle::dial`]) are redialed with
 //!   exponential backoff (1 s → 30 s) while away.
 //!

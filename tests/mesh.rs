@@ -691,7 +691,21 @@ async fn partitioned_tills_heal_with_every_sale_exactly_once() {
             && three.h[2].sales(0, i64::MAX).unwrap().is_empty(),
         "B and C have sold nothing yet today"
     );
-    // Each alone: B's and C's first sales of the day, in two ledger documents nobody else has.
+    // Each alone: A and B change the same price; B's and C's first sales of the day go into
+    // two ledger documents nobody else has.
+    for (i, price) in [(0, 310), (1, 320)] {
+        three.h[i]
+            .update_product(
+                &three.owners[i],
+                three.product,
+                ProductPatch {
+                    price: Some(price),
+                    ..Default::default()
+                },
+            )
+            .await
+            .unwrap();
+    }
     let mut all = std::collections::BTreeSet::new();
     for i in 0..3 {
         all.extend(three.sell(i, 1).await);
@@ -735,6 +749,13 @@ async fn partitioned_tills_heal_with_every_sale_exactly_once() {
             STOCK - all.len() as i64
         );
     }
+    // The concurrent prices converged to one value everywhere, with the conflict reported.
+    let p0 = three.h[0].product(three.product).unwrap();
+    for i in 1..3 {
+        assert_eq!(three.h[i].product(three.product).unwrap(), p0);
+    }
+    assert!([310, 320].contains(&p0.price), "{p0:?}");
+    assert_eq!(p0.conflicts["price"].len(), 2, "{p0:?}");
     let day = |i: usize| three.h[i].daily_sales("2000-01-01", "2999-12-31").unwrap();
     assert_eq!(day(0), day(1));
     assert_eq!(day(1), day(2));
