@@ -479,6 +479,13 @@ async fn event_loop(
                     spawn_pull(node.clone(), net.clone(), peers.clone(), peer);
                 }
             }
+            // Gossip in flight on a closed duplicate connection is lost: fetch it now rather
+            // than at the next periodic pull.
+            NetEvent::Resync { peer } => {
+                if is_member(&node, &peer) {
+                    spawn_pull(node.clone(), net.clone(), peers.clone(), peer);
+                }
+            }
             NetEvent::Disconnected { peer } => {
                 if let Some(e) = peers.lock().expect("peers lock").get_mut(&peer) {
                     e.connected = false;

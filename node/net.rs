@@ -136,6 +136,9 @@ pub enum NetEvent {
     Connected { peer: PeerId, addr: Multiaddr },
     /// The last connection to a peer closed.
     Disconnected { peer: PeerId },
+    /// One of several connections to a peer closed (a duplicate from simultaneous dials):
+    /// gossip in flight on it may be lost, so the core should pull from the peer.
+    Resync { peer: PeerId },
 }
 
 /// What the network knows about one peer, for the Sync screen.

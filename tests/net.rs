@@ -373,8 +373,12 @@ async fn peers_dialing_each_other_end_up_with_a_working_link() {
     let mut a = spawn_net(config(41)).await;
     let mut b = spawn_net(config(42)).await;
     let (ra, rb) = tokio::join!(a.h.dial(b.addr.clone()), b.h.dial(a.addr.clone()));
-    ra.expect("A dials B");
-    rb.expect("B dials A");
+    // One of two simultaneous dials may fail (the other connection won the race); the point
+    // is that a working link comes out of it.
+    assert!(
+        ra.is_ok() || rb.is_ok(),
+        "both simultaneous dials failed: {ra:?} / {rb:?}"
+    );
     a.connected_to(b.id()).await;
     b.connected_to(a.id()).await;
     wait_subscribed(&a, b.id()).await;

@@ -474,7 +474,6 @@ pub(crate) struct LoginResponse {
     expires_in: u64,
 }
 
-/// The session of the caller.
 /// Someone who may log in on this till, as the login screen lists them.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct LoginPerson {
@@ -513,6 +512,7 @@ pub(crate) async fn login_people(State(state): State<AppState>) -> Json<Vec<Logi
     Json(people)
 }
 
+/// The session of the caller.
 #[derive(Debug, Serialize, ToSchema)]
 pub(crate) struct MeResponse {
     /// Who is logged in.

@@ -514,6 +514,7 @@ impl EventLoop {
                     self.emit(NetEvent::Disconnected { peer: peer_id });
                 } else if self.peers.is_connected(&peer_id) {
                     self.reannounce_subscription(peer_id);
+                    self.emit(NetEvent::Resync { peer: peer_id });
                 }
             }
             SwarmEvent::OutgoingConnectionError {
