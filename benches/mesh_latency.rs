@@ -81,6 +81,13 @@ async fn run(nodes: usize, sales: usize) -> (Vec<f64>, Vec<f64>) {
         .await;
         assert!(seen.is_ok(), "sale {id} never reached B");
         lat.push(t0.elapsed().as_secs_f64() * 1000.0);
+        if lat[lat.len() - 1] > 1000.0 {
+            eprintln!(
+                "  sale {} of {sales} took {:.0} ms to reach B",
+                lat.len(),
+                lat[lat.len() - 1]
+            );
+        }
     }
     // Everyone converges on every sale.
     let deadline = Instant::now() + Duration::from_secs(60);

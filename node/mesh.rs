@@ -109,6 +109,8 @@ struct PeerEntry {
     we_lacked: u64,
     rejected: u64,
     strikes: u32,
+    /// When a pull was last started because of a gap in this peer's gossip.
+    gap_pull: Option<std::time::Instant>,
 }
 
 type Peers = Arc<Mutex<HashMap<PeerId, PeerEntry>>>;
@@ -398,7 +400,14 @@ async fn event_loop(
                             Some(Ok(Applied::New(_))) | Some(Ok(Applied::Duplicate(_))) => {
                                 Acceptance::Accept
                             }
-                            Some(Ok(Applied::Held(..))) => Acceptance::Ignore,
+                            Some(Ok(Applied::Held(..))) => {
+                                // A gap: an earlier change (or an admission) did not arrive
+                                // by gossip. Fetch it now rather than at the next pull.
+                                if gap_pull_due(&peers, source) {
+                                    spawn_pull(node.clone(), net.clone(), peers.clone(), source);
+                                }
+                                Acceptance::Ignore
+                            }
                             Some(Err(e)) => {
                                 tracing::warn!(peer = %source, "rejected a gossiped change: {e}");
                                 Acceptance::Reject
@@ -493,6 +502,19 @@ async fn event_loop(
             }
         }
     }
+}
+
+/// At most one gap-triggered pull per peer per second.
+fn gap_pull_due(peers: &Peers, peer: PeerId) -> bool {
+    let mut t = peers.lock().expect("peers lock");
+    let e = t.entry(peer).or_default();
+    if e.gap_pull
+        .is_some_and(|at| at.elapsed() < Duration::from_secs(1))
+    {
+        return false;
+    }
+    e.gap_pull = Some(std::time::Instant::now());
+    true
 }
 
 fn touch(peers: &Peers, peer: PeerId) {
