@@ -19,6 +19,24 @@ async fn start_member(dir: &std::path::Path, peer: &str) -> Node {
         .unwrap()
 }
 
+/// The first till: a new shop in memory, on the mesh over loopback; its owner logged in and
+/// its mesh address.
+async fn first_till() -> (Node, NodeHandle, Principal, String) {
+    let a = Node::builder()
+        .memory()
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let addr = wait_addr(&ah).await;
+    (a, ah, owner, addr)
+}
+
 async fn wait_addr(h: &NodeHandle) -> String {
     assert!(
         wait_for(|| !h.addrs().is_empty(), T).await,
@@ -161,18 +179,7 @@ async fn a_used_invite_is_refused() {
 /// shop, then it syncs at once; used, garbage and unanswered invites get clear errors.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_running_node_joins_through_the_api() {
-    let a = Node::builder()
-        .memory()
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-        .await
-        .unwrap();
-    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-    wait_addr(&ah).await;
+    let (a, ah, owner, _) = first_till().await;
     let p = ah
         .create_product(&owner, product("J1", 250, 0))
         .await
@@ -545,18 +552,7 @@ struct Three {
 
 impl Three {
     async fn start(stock: i64) -> Three {
-        let a = Node::builder()
-            .memory()
-            .listen("/ip4/127.0.0.1/tcp/0")
-            .start()
-            .await
-            .unwrap();
-        let ah = a.handle();
-        ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-            .await
-            .unwrap();
-        let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-        let addr_a = wait_addr(&ah).await;
+        let (a, ah, owner, addr_a) = first_till().await;
         let p = ah
             .create_product(&owner, product("P1", 300, 2000))
             .await
@@ -801,18 +797,7 @@ async fn a_revoked_till_is_told_and_disconnected_everywhere() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_late_joiner_catches_up_after_ten_thousand_sales() {
     const SALES: usize = 10_000;
-    let a = Node::builder()
-        .memory()
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-        .await
-        .unwrap();
-    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-    let addr_a = wait_addr(&ah).await;
+    let (a, ah, owner, addr_a) = first_till().await;
     let p = ah
         .create_product(&owner, product("L1", 120, 0))
         .await
