@@ -46,7 +46,14 @@ struct RunArgs {
     /// A peer to dial (multiaddr, repeatable).
     #[arg(long = "peer", env = "TILLMESH_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
-    /// Do not use mDNS discovery.
+    #[command(flatten)]
+    mdns: MdnsArgs,
+}
+
+/// mDNS flags of `run` and `join` (`join` looks a short code up by mDNS).
+#[derive(Args, Clone, Default)]
+struct MdnsArgs {
+    /// Do not use mDNS discovery (`join`: a short code then cannot be used).
     #[arg(long, env = "TILLMESH_NO_MDNS")]
     no_mdns: bool,
     /// Interface for mDNS (repeatable; default every non-loopback interface).
@@ -56,6 +63,17 @@ struct RunArgs {
         value_delimiter = ','
     )]
     mdns_interfaces: Vec<String>,
+}
+
+impl MdnsArgs {
+    fn apply(&self, cfg: &mut Config) {
+        if self.no_mdns {
+            cfg.mdns = false;
+        }
+        if !self.mdns_interfaces.is_empty() {
+            cfg.mdns_interfaces = self.mdns_interfaces.clone();
+        }
+    }
 }
 
 #[derive(Args, Clone)]
@@ -76,17 +94,8 @@ enum Command {
     Join {
         #[arg(long, env = "TILLMESH_DATA_DIR")]
         data_dir: Option<PathBuf>,
-        /// Do not look for the shop by mDNS (a short code then cannot be used).
-        #[arg(long, env = "TILLMESH_NO_MDNS")]
-        no_mdns: bool,
-        /// Interface to look for the shop on by mDNS (repeatable; default every non-loopback
-        /// interface).
-        #[arg(
-            long = "mdns-interface",
-            env = "TILLMESH_MDNS_INTERFACES",
-            value_delimiter = ','
-        )]
-        mdns_interfaces: Vec<String>,
+        #[command(flatten)]
+        mdns: MdnsArgs,
         /// The invite.
         invite: String,
     },
@@ -269,17 +278,13 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }),
         Some(Command::Join {
             data_dir,
-            no_mdns,
-            mdns_interfaces,
+            mdns,
             invite,
         }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir.clone());
-            let interfaces = if mdns_interfaces.is_empty() {
-                cfg.mdns_interfaces.clone()
-            } else {
-                mdns_interfaces
-            };
-            let mdns = (cfg.mdns && !no_mdns).then_some(interfaces);
+            let mut cfg = cfg;
+            mdns.apply(&mut cfg);
+            let mdns = cfg.mdns.then_some(cfg.mdns_interfaces);
             rt.block_on(async {
                 let joined = tillmesh::mesh::join(&dir, &invite, mdns).await?;
                 println!(
@@ -321,12 +326,7 @@ fn apply(mut cfg: Config, args: &RunArgs) -> Config {
         cfg.listen = l.clone();
     }
     cfg.peers.extend(args.peers.iter().cloned());
-    if args.no_mdns {
-        cfg.mdns = false;
-    }
-    if !args.mdns_interfaces.is_empty() {
-        cfg.mdns_interfaces = args.mdns_interfaces.clone();
-    }
+    args.mdns.apply(&mut cfg);
     cfg
 }
 
