@@ -747,6 +747,20 @@ pub(crate) async fn join_with(
             "this device already belongs to a shop".into(),
         ));
     }
+    let mut candidates: Vec<Multiaddr> =
+        ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
+    // A short code carries no address: the shop is looked up by mDNS on these interfaces.
+    let lookup = match (candidates.is_empty(), mdns_interfaces) {
+        (false, _) => None,
+        (true, Some(interfaces)) => Some(interfaces),
+        (true, None) => {
+            return Err(Error::invalid(
+                "invite",
+                "a short code is looked up by mDNS, which is off here: use the full invite string",
+            ));
+        }
+    };
+    let by_mdns = lookup.is_some();
     let topic = hex::encode(crate::identity::random_bytes::<16>());
     let listen = vec!["/ip4/0.0.0.0/tcp/0".parse().expect("a valid multiaddr")];
     let (net, mut events) = net::start(net_config(h, listen, vec![], topic))
@@ -767,21 +781,7 @@ pub(crate) async fn join_with(
             }
         }
     });
-    let mut candidates: Vec<Multiaddr> =
-        ticket.addrs.iter().filter_map(|a| a.parse().ok()).collect();
-    let by_mdns = candidates.is_empty();
-    if by_mdns {
-        let Some(interfaces) = mdns_interfaces else {
-            return finish(
-                net,
-                drain,
-                Err(Error::invalid(
-                    "invite",
-                    "a short code is looked up by mDNS, which is off here: use the full invite string",
-                )),
-            )
-            .await;
-        };
+    if let Some(interfaces) = lookup {
         match discover_for_join(&net, interfaces).await {
             Ok(c) => candidates = c,
             Err(e) => return finish(net, drain, Err(e)).await,
@@ -824,11 +824,14 @@ pub(crate) async fn join_with(
         }
         match answer {
             Ok(invite) => {
-                let view = h.view_status();
+                let status = match h.status() {
+                    Ok(s) => s,
+                    Err(e) => return finish(net, drain, Err(e)).await,
+                };
                 outcome = Some((
                     Joined {
-                        shop_id: view.0,
-                        shop_name: view.1,
+                        shop_id: status.shop_id.unwrap_or_default(),
+                        shop_name: status.shop_name.unwrap_or_default(),
                         device_id: h.device_id().to_string(),
                         device_name: invite.cert.name.clone(),
                         receipt_prefix: invite.cert.receipt_prefix.clone(),

@@ -336,18 +336,6 @@ impl NodeHandle {
         })
     }
 
-    /// Shop id and name (nil and empty without a shop).
-    pub(crate) fn view_status(&self) -> (Uuid, String) {
-        let v = self.view();
-        (
-            v.shop_id.unwrap_or_default(),
-            v.settings
-                .as_ref()
-                .map(|s| s.shop_name.clone())
-                .unwrap_or_default(),
-        )
-    }
-
     /// Create the shop on a node that has none (first start / `tillmesh init`).
     pub async fn create_shop(&self, s: NewShop) -> Result<ShopCreated> {
         if self.view().shop_id.is_some() {
@@ -988,20 +976,22 @@ impl NodeHandle {
 
     /// Whether `public_key` is a device of the shop that is not revoked.
     pub fn is_member_device(&self, public_key: &[u8; 32]) -> bool {
-        let hex = hex::encode(public_key);
-        self.view()
-            .devices
-            .iter()
-            .any(|d| d.public_key == hex && !d.revoked)
+        self.device_revoked(public_key) == Some(false)
     }
 
     /// Whether `public_key` is a device of the shop that an owner revoked.
     pub fn is_revoked_device(&self, public_key: &[u8; 32]) -> bool {
+        self.device_revoked(public_key) == Some(true)
+    }
+
+    /// Whether the shop's device with `public_key` is revoked; None if it is not a device.
+    fn device_revoked(&self, public_key: &[u8; 32]) -> Option<bool> {
         let hex = hex::encode(public_key);
         self.view()
             .devices
             .iter()
-            .any(|d| d.public_key == hex && d.revoked)
+            .find(|d| d.public_key == hex)
+            .map(|d| d.revoked)
     }
 
     /// Whether an owner revoked this device.
