@@ -22,12 +22,12 @@ async fn start_member(dir: &std::path::Path, peer: &str) -> Node {
 /// The first till: a new shop in memory, on the mesh over loopback; its owner logged in and
 /// its mesh address.
 async fn first_till() -> (Node, NodeHandle, Principal, String) {
-    let a = Node::builder()
-        .memory()
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
+    first_till_on(Node::builder().memory()).await
+}
+
+/// [`first_till`] built from `b` (a data dir, mDNS …), listening on loopback.
+async fn first_till_on(b: tillmesh::NodeBuilder) -> (Node, NodeHandle, Principal, String) {
+    let a = b.listen("/ip4/127.0.0.1/tcp/0").start().await.unwrap();
     let ah = a.handle();
     ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
         .await
@@ -48,18 +48,7 @@ async fn wait_addr(h: &NodeHandle) -> String {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_tills_sync_sales_and_catalog_live() {
     let dir_a = tempfile::tempdir().unwrap();
-    let a = Node::builder()
-        .data_dir(dir_a.path())
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-        .await
-        .unwrap();
-    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-    let addr_a = wait_addr(&ah).await;
+    let (a, ah, owner, addr_a) = first_till_on(Node::builder().data_dir(dir_a.path())).await;
     let p = ah
         .create_product(&owner, product("S1", 500, 2000))
         .await
@@ -145,18 +134,7 @@ async fn three_tills_sync_sales_and_catalog_live() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_used_invite_is_refused() {
-    let a = Node::builder()
-        .memory()
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-        .await
-        .unwrap();
-    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-    wait_addr(&ah).await;
+    let (a, ah, owner, _) = first_till().await;
     let inv = till_invite(&ah, &owner, "T2").await;
     let d1 = tempfile::tempdir().unwrap();
     tillmesh::mesh::join(d1.path(), &inv.invite, None)
@@ -276,19 +254,7 @@ fn nodes_find_each_other_by_mdns_and_sync() {
 async fn mdns_mesh() {
     let lo = || vec!["lo".to_string()];
     let dir_a = tempfile::tempdir().unwrap();
-    let a = Node::builder()
-        .data_dir(dir_a.path())
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .mdns(lo())
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-        .await
-        .unwrap();
-    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-    wait_addr(&ah).await;
+    let (a, ah, owner, _) = first_till_on(Node::builder().data_dir(dir_a.path()).mdns(lo())).await;
     let p = ah
         .create_product(&owner, product("D1", 100, 0))
         .await
@@ -353,18 +319,7 @@ async fn mdns_mesh() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
     let dir_a = tempfile::tempdir().unwrap();
-    let a = Node::builder()
-        .data_dir(dir_a.path())
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-        .await
-        .unwrap();
-    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-    let addr_a = wait_addr(&ah).await;
+    let (a, ah, owner, addr_a) = first_till_on(Node::builder().data_dir(dir_a.path())).await;
     let p = ah
         .create_product(&owner, product("O1", 100, 0))
         .await
@@ -427,18 +382,8 @@ async fn a_hostile_peer_is_rejected_and_disconnected() {
     use tillmesh::net::{self, NetConfig};
     use tillmesh::sync::{SyncRequest, SyncResponse};
 
-    let a = Node::builder()
-        .memory()
-        .listen("/ip4/127.0.0.1/tcp/0")
-        .start()
-        .await
-        .unwrap();
-    let ah = a.handle();
-    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
-        .await
-        .unwrap();
-    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
-    let addr_a: net::Multiaddr = wait_addr(&ah).await.parse().unwrap();
+    let (a, ah, owner, addr_a) = first_till().await;
+    let addr_a: net::Multiaddr = addr_a.parse().unwrap();
     let p = ah
         .create_product(&owner, product("X1", 100, 0))
         .await
