@@ -272,3 +272,8 @@ export async function copyText(text, input) {
     toast("Press Ctrl+C to copy the selected text.");
   }
 }
+
+/// A table: `headers` are its `th` cells, `body` what follows the head (a `tbody` …).
+export function table(props, headers, ...body) {
+  return h("table", props, h("thead", null, h("tr", null, ...headers)), ...body);
+}

@@ -3,7 +3,7 @@
 // Managers add staff and invite tills; owners do everything, and change the shop's settings.
 
 import { get, post, patch, humanError } from "../lib/api.js";
-import { h, add, icon, field, busy, toast, openDialog, confirmDialog, copyText, showFormError } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, openDialog, confirmDialog, copyText, showFormError, table } from "../lib/dom.js";
 import { time, initials, decimal, parseMoney } from "../lib/format.js";
 
 const ROLE = { staff: "Staff", manager: "Manager", owner: "Owner" };
@@ -40,21 +40,14 @@ export async function render(main, app) {
       h(
         "div",
         { class: "table-wrap" },
-        h(
-          "table",
+        table(
           { class: "cards" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "Name"),
-              h("th", { class: "hide-narrow" }, "Username"),
-              h("th", null, "Role"),
-              h("th", null, h("span", { class: "sr-only" }, "Actions")),
-            ),
-          ),
+          [
+            h("th", null, "Name"),
+            h("th", { class: "hide-narrow" }, "Username"),
+            h("th", null, "Role"),
+            h("th", null, h("span", { class: "sr-only" }, "Actions")),
+          ],
           peopleBody,
         ),
       ),
@@ -66,21 +59,14 @@ export async function render(main, app) {
       h(
         "div",
         { class: "table-wrap" },
-        h(
-          "table",
+        table(
           { class: "cards" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "Device"),
-              h("th", null, "Role"),
-              h("th", { class: "hide-narrow" }, "Receipt numbers"),
-              h("th", null, h("span", { class: "sr-only" }, "Actions")),
-            ),
-          ),
+          [
+            h("th", null, "Device"),
+            h("th", null, "Role"),
+            h("th", { class: "hide-narrow" }, "Receipt numbers"),
+            h("th", null, h("span", { class: "sr-only" }, "Actions")),
+          ],
           devicesBody,
         ),
       ),

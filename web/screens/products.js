@@ -2,7 +2,7 @@
 // field at the same time, both values are shown and an owner or manager picks one.
 
 import { get, post, patch, humanError } from "../lib/api.js";
-import { h, add, icon, field, busy, toast, alertBox, openDialog, showFormError, debounce } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, openDialog, showFormError, debounce, table } from "../lib/dom.js";
 import { money, parseMoney, decimal, percent } from "../lib/format.js";
 
 const FIELD_LABEL = {
@@ -75,23 +75,16 @@ export async function render(main, app) {
       h(
         "div",
         { class: "table-wrap" },
-        h(
-          "table",
+        table(
           { id: "product-table", class: "cards" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "Product"),
-              h("th", { class: "hide-narrow" }, "Barcode"),
-              h("th", { class: "num" }, "Price"),
-              h("th", { class: "num hide-narrow" }, "Tax"),
-              h("th", { class: "hide-narrow" }, "Variants"),
-              h("th", null, h("span", { class: "sr-only" }, "Actions")),
-            ),
-          ),
+          [
+            h("th", null, "Product"),
+            h("th", { class: "hide-narrow" }, "Barcode"),
+            h("th", { class: "num" }, "Price"),
+            h("th", { class: "num hide-narrow" }, "Tax"),
+            h("th", { class: "hide-narrow" }, "Variants"),
+            h("th", null, h("span", { class: "sr-only" }, "Actions")),
+          ],
           tbody,
         ),
       ),
@@ -299,21 +292,14 @@ export async function render(main, app) {
       h(
         "div",
         { class: "table-wrap" },
-        h(
-          "table",
+        table(
           null,
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "Name"),
-              h("th", null, "SKU"),
-              h("th", null, "Barcode"),
-              h("th", { class: "num" }, "Price"),
-            ),
-          ),
+          [
+            h("th", null, "Name"),
+            h("th", null, "SKU"),
+            h("th", null, "Barcode"),
+            h("th", { class: "num" }, "Price"),
+          ],
           variantRows,
         ),
       ),

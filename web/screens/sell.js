@@ -3,19 +3,7 @@
 // split), the receipt, and today's sales with void and return.
 
 import { get, getAll, post, humanError } from "../lib/api.js";
-import {
-  h,
-  add,
-  icon,
-  field,
-  busy,
-  toast,
-  alertBox,
-  openDialog,
-  confirmDialog,
-  showFormError,
-  fill,
-} from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, openDialog, confirmDialog, showFormError, fill, table } from "../lib/dom.js";
 import { money, parseMoney, dateTime, time, lineAmounts, cashRound, shopDay, decimal, percent } from "../lib/format.js";
 
 const CART_KEY = "tillmesh.cart";
@@ -848,23 +836,16 @@ async function salesToday(app) {
         h(
           "div",
           { class: "table-wrap" },
-          h(
-            "table",
+          table(
             null,
-            h(
-              "thead",
-              null,
-              h(
-                "tr",
-                null,
-                h("th", null, "Receipt"),
-                h("th", null, "Time"),
-                h("th", { class: "hide-narrow" }, "Till"),
-                h("th", { class: "hide-narrow" }, "Staff"),
-                h("th", { class: "num" }, "Total"),
-                h("th", null, ""),
-              ),
-            ),
+            [
+              h("th", null, "Receipt"),
+              h("th", null, "Time"),
+              h("th", { class: "hide-narrow" }, "Till"),
+              h("th", { class: "hide-narrow" }, "Staff"),
+              h("th", { class: "num" }, "Total"),
+              h("th", null, ""),
+            ],
             h(
               "tbody",
               null,

@@ -2,7 +2,7 @@
 // a count, and each product's movements. Updates live when another till sells.
 
 import { get, post, humanError } from "../lib/api.js";
-import { h, add, icon, field, busy, toast, alertBox, openDialog, debounce, showFormError } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, openDialog, debounce, showFormError, table } from "../lib/dom.js";
 import { money, parseMoney, decimal, dateTime } from "../lib/format.js";
 
 export const REASONS = {
@@ -62,22 +62,15 @@ export async function render(main, app) {
       h(
         "div",
         { class: "table-wrap" },
-        h(
-          "table",
+        table(
           { id: "stock-table", class: "cards" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "Product"),
-              h("th", { class: "num" }, "On hand"),
-              h("th", { class: "num hide-narrow" }, "Reorder at"),
-              h("th", { class: "num hide-narrow" }, "Value at cost"),
-              h("th", null, h("span", { class: "sr-only" }, "Actions")),
-            ),
-          ),
+          [
+            h("th", null, "Product"),
+            h("th", { class: "num" }, "On hand"),
+            h("th", { class: "num hide-narrow" }, "Reorder at"),
+            h("th", { class: "num hide-narrow" }, "Value at cost"),
+            h("th", null, h("span", { class: "sr-only" }, "Actions")),
+          ],
           tbody,
         ),
       ),
@@ -341,23 +334,16 @@ export async function render(main, app) {
         h(
           "div",
           { class: "table-wrap" },
-          h(
-            "table",
+          table(
             null,
-            h(
-              "thead",
-              null,
-              h(
-                "tr",
-                null,
-                h("th", null, "When"),
-                h("th", null, "What"),
-                h("th", { class: "num" }, "Qty"),
-                h("th", { class: "num" }, "Unit cost"),
-                h("th", null, "Where / who"),
-                h("th", null, "Note"),
-              ),
-            ),
+            [
+              h("th", null, "When"),
+              h("th", null, "What"),
+              h("th", { class: "num" }, "Qty"),
+              h("th", { class: "num" }, "Unit cost"),
+              h("th", null, "Where / who"),
+              h("th", null, "Note"),
+            ],
             h(
               "tbody",
               null,

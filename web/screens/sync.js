@@ -3,7 +3,7 @@
 // to block multicast (mDNS), and adding a peer by address.
 
 import { get, post, humanError } from "../lib/api.js";
-import { h, add, icon, field, busy, toast, alertBox, copyText } from "../lib/dom.js";
+import { h, add, icon, field, busy, toast, alertBox, copyText, table } from "../lib/dom.js";
 import { ago } from "../lib/format.js";
 
 const FOUND_BY = {
@@ -57,22 +57,15 @@ export async function render(main, app) {
       h(
         "div",
         { class: "table-wrap" },
-        h(
-          "table",
+        table(
           { id: "peer-table", class: "cards" },
-          h(
-            "thead",
-            null,
-            h(
-              "tr",
-              null,
-              h("th", null, "Device"),
-              h("th", null, "Connected"),
-              h("th", { class: "hide-narrow" }, "How found"),
-              h("th", null, "Last contact"),
-              h("th", { class: "num" }, "Behind by"),
-            ),
-          ),
+          [
+            h("th", null, "Device"),
+            h("th", null, "Connected"),
+            h("th", { class: "hide-narrow" }, "How found"),
+            h("th", null, "Last contact"),
+            h("th", { class: "num" }, "Behind by"),
+          ],
           tbody,
         ),
       ),
