@@ -65,6 +65,7 @@ async fn main() -> anyhow::Result<()> {
                     amount: Some(1000),
                 }],
                 note: None,
+                ticket_id: None,
             },
         )
         .await?;

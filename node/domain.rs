@@ -1,11 +1,17 @@
 //! The shop's domain: documents' layouts, commands that turn requests into changes, money
 //! arithmetic, and the projections derived from ledger entries and the catalog.
+pub mod books;
 pub mod catalog;
 pub mod commands;
 pub mod demo;
+pub mod fifo;
 pub mod ledger;
 pub mod model;
 pub mod money;
+pub mod orders;
+pub mod profit;
 pub mod projection;
 pub mod queries;
+pub mod shifts;
 pub mod shop;
+pub mod tickets;

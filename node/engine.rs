@@ -233,7 +233,9 @@ impl Engine {
         }
         self.applied_docs.clear();
         if poisoned.is_none()
-            && let Err(e) = self.flush_all_pending()
+            && let Err(e) = self
+                .flush_all_pending()
+                .and_then(|()| crate::domain::fifo::flush(&tx))
         {
             poisoned = Some(e.to_string());
         }
@@ -1031,6 +1033,21 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
     tx.delete_table(RETURNS)?;
     tx.delete_table(DAILY)?;
     tx.delete_table(RECEIPTS)?;
+    tx.delete_table(SUPPLIERS)?;
+    tx.delete_table(PURCHASE_ORDERS)?;
+    tx.delete_table(DELIVERIES)?;
+    tx.delete_multimap_table(PO_DELIVERIES)?;
+    tx.delete_table(SHIFTS)?;
+    tx.delete_table(SHIFTS_BY_TIME)?;
+    tx.delete_table(TICKETS)?;
+    tx.delete_table(REFUNDS)?;
+    tx.delete_table(REFUNDS_BY_TIME)?;
+    tx.delete_table(FIFO_DIRTY)?;
+    tx.delete_table(FIFO_STATE)?;
+    tx.delete_table(FIFO_COST)?;
+    tx.delete_table(PRODUCT_DAYS)?;
+    tx.delete_table(DAY_COSTS)?;
+    tx.delete_table(PERIODS)?;
     crate::store::migrations::create_tables(tx)?;
     let mut report = ReindexReport::default();
     let ids: Vec<String> = {
@@ -1067,6 +1084,30 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
                             report.products += 1;
                         }
                     }
+                }
+            }
+            Ok(DocId::Settings) => {
+                let doc = {
+                    let docs = tx.open_table(DOCS)?;
+                    let chunks = tx.open_table(DOC_CHUNKS)?;
+                    load_doc(&docs, &chunks, &id)?
+                };
+                if let Some(doc) = doc {
+                    let keys = crate::domain::profit::close_keys(&doc);
+                    let closes = crate::domain::profit::read_closes(&doc, &keys);
+                    crate::domain::profit::put_closes(tx, &closes)?;
+                }
+            }
+            Ok(DocId::Orders) => {
+                let doc = {
+                    let docs = tx.open_table(DOCS)?;
+                    let chunks = tx.open_table(DOC_CHUNKS)?;
+                    load_doc(&docs, &chunks, &id)?
+                };
+                if let Some(doc) = doc {
+                    let keys = crate::domain::orders::all_keys(&doc);
+                    let rows = crate::domain::orders::read_changed(&doc, &keys);
+                    crate::domain::orders::put_rows(tx, &rows)?;
                 }
             }
             Ok(DocId::Ledger { day, .. }) => {
@@ -1110,5 +1151,6 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
             _ => {}
         }
     }
+    crate::domain::fifo::flush(tx)?;
     Ok(report)
 }

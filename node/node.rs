@@ -1,6 +1,8 @@
 //! The running node: [`Node::builder`] opens the store, starts the writer and the HTTP server,
 //! and hands out a cloneable [`NodeHandle`] with the shop's typed commands and queries.
 
+mod books;
+
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, RwLock};

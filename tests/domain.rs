@@ -221,7 +221,8 @@ async fn duplicate_sku_and_bad_input_change_nothing() {
             NewSale {
                 lines: vec![],
                 payments: vec![],
-                note: None
+                note: None,
+                ticket_id: None,
             }
         )
         .await

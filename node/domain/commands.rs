@@ -167,7 +167,7 @@ fn ledger_doc_for(ctx: &mut Ctx<'_>, day: &str, new_entries: u64) -> Result<DocI
 }
 
 /// Writes entries into this device's ledger, signed by `key`.
-fn append_entry(
+pub(crate) fn append_entry(
     ctx: &mut Ctx<'_>,
     key: &SigningKey,
     settings: &Settings,
@@ -183,7 +183,7 @@ fn append_entry(
     Ok(())
 }
 
-fn next_receipt(ctx: &mut Ctx<'_>, prefix: &str) -> Result<String> {
+pub(crate) fn next_receipt(ctx: &mut Ctx<'_>, prefix: &str) -> Result<String> {
     let n = ctx
         .meta(meta::RECEIPT_COUNTER)?
         .and_then(|b| b.try_into().ok())
@@ -196,7 +196,7 @@ fn next_receipt(ctx: &mut Ctx<'_>, prefix: &str) -> Result<String> {
 
 // --- products ------------------------------------------------------------------------------
 
-fn load_product(ctx: &Ctx<'_>, id: Uuid) -> Result<Product> {
+pub(crate) fn load_product(ctx: &Ctx<'_>, id: Uuid) -> Result<Product> {
     let t = ctx.tx.open_table(PRODUCTS)?;
     let v = t
         .get(id.as_u128())?
@@ -223,7 +223,7 @@ fn check_sku_free(ctx: &Ctx<'_>, field: &str, sku: &str, except: Option<Uuid>) -
     Ok(())
 }
 
-fn check_money(field: &str, v: i64) -> Result<i64> {
+pub(crate) fn check_money(field: &str, v: i64) -> Result<i64> {
     if !(0..=MAX_AMOUNT).contains(&v) {
         return Err(Error::invalid(
             field,
@@ -233,7 +233,7 @@ fn check_money(field: &str, v: i64) -> Result<i64> {
     Ok(v)
 }
 
-fn check_code(field: &str, v: &str) -> Result<String> {
+pub(crate) fn check_code(field: &str, v: &str) -> Result<String> {
     let v = non_empty(field, v, 64)?;
     if v.chars().any(char::is_whitespace) {
         return Err(Error::invalid(field, "must not contain spaces"));
@@ -422,7 +422,7 @@ pub fn update_product(
 
 // --- stock ---------------------------------------------------------------------------------
 
-fn check_item(product: &Product, variant_id: Option<Uuid>, field: &str) -> Result<()> {
+pub(crate) fn check_item(product: &Product, variant_id: Option<Uuid>, field: &str) -> Result<()> {
     match variant_id {
         Some(v) if !product.variants.iter().any(|x| x.id == v) => Err(Error::invalid(
             field,
@@ -436,7 +436,7 @@ fn check_item(product: &Product, variant_id: Option<Uuid>, field: &str) -> Resul
     }
 }
 
-fn check_qty(field: &str, qty: i64) -> Result<i64> {
+pub(crate) fn check_qty(field: &str, qty: i64) -> Result<i64> {
     if !(1..=MAX_QTY).contains(&qty) {
         return Err(Error::invalid(
             field,
@@ -446,7 +446,7 @@ fn check_qty(field: &str, qty: i64) -> Result<i64> {
     Ok(qty)
 }
 
-fn on_hand(ctx: &Ctx<'_>, product: Uuid, variant: Option<Uuid>) -> Result<i64> {
+pub(crate) fn on_hand(ctx: &Ctx<'_>, product: Uuid, variant: Option<Uuid>) -> Result<i64> {
     let t = ctx.tx.open_table(STOCK)?;
     Ok(
         t.get((product.as_u128(), variant.map(|v| v.as_u128()).unwrap_or(0)))?
@@ -455,7 +455,7 @@ fn on_hand(ctx: &Ctx<'_>, product: Uuid, variant: Option<Uuid>) -> Result<i64> {
     )
 }
 
-fn stock_entry(
+pub(crate) fn stock_entry(
     ctx: &mut Ctx<'_>,
     by: &Principal,
     key: &SigningKey,
@@ -473,7 +473,7 @@ fn stock_entry(
     Ok(entry)
 }
 
-fn movement_of(ctx: &Ctx<'_>, entry: &LedgerEntry) -> Result<Movement> {
+pub(crate) fn movement_of(ctx: &Ctx<'_>, entry: &LedgerEntry) -> Result<Movement> {
     let t = ctx.tx.open_table(MOVEMENTS_BY_TIME)?;
     let pid = t
         .get((entry.time, entry.id.as_u128(), 0))?
@@ -579,6 +579,9 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
     if s.lines.is_empty() {
         return Err(Error::invalid("lines", "a sale needs at least one line"));
     }
+    if let Some(t) = s.ticket_id {
+        super::tickets::require_open(ctx.tx, t, "ticket_id")?;
+    }
     if s.lines.len() > 500 {
         return Err(Error::invalid("lines", "at most 500 lines"));
     }
@@ -683,6 +686,8 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
             change_due: settled.change_due,
             note,
             warnings,
+            ticket_id: s.ticket_id,
+            shift_id: super::shifts::open_shift_id(ctx)?,
         },
     };
     let key = ctx.device_key().clone();
@@ -786,6 +791,15 @@ pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Re
             .as_deref()
             .map(|r| non_empty("reason", r, 500))
             .transpose()?,
+        cash_back: sale
+            .payments
+            .iter()
+            .filter(|p| p.method == PaymentMethod::Cash)
+            .map(|p| p.amount)
+            .sum::<i64>()
+            - sale.change_due,
+        line_net: sale.lines.iter().map(|l| l.total - l.tax).collect(),
+        shift_id: super::shifts::open_shift_id(ctx)?,
     };
     stock_entry(ctx, by, &key, body)?;
     read_sale(ctx.tx, id)
@@ -851,6 +865,7 @@ pub fn return_sale(
             .as_deref()
             .map(|x| non_empty("reason", x, 500))
             .transpose()?,
+        shift_id: super::shifts::open_shift_id(ctx)?,
     };
     let e = stock_entry(ctx, by, &key, body)?;
     Ok(SaleReturn {
@@ -861,6 +876,93 @@ pub fn return_sale(
         refund,
         tax,
         refund_method,
+    })
+}
+
+/// Refunds goods without the original sale (manager): each line at today's price unless an
+/// amount is given, tax worked out like a sale line.
+pub fn refund(ctx: &mut Ctx<'_>, by: &Principal, r: NewRefund) -> Result<Refund> {
+    require(by, Role::Manager, "a refund")?;
+    let key = person_key(by)?.clone();
+    let settings = ctx.shop().settings()?.clone();
+    if r.lines.is_empty() {
+        return Err(Error::invalid("lines", "name at least one item to refund"));
+    }
+    if r.lines.len() > 500 {
+        return Err(Error::invalid("lines", "at most 500 lines"));
+    }
+    let reason = non_empty("reason", &r.reason, 500)?;
+    let mut lines = Vec::new();
+    for (i, l) in r.lines.iter().enumerate() {
+        let f = |x: &str| format!("lines[{i}].{x}");
+        let product = load_product(ctx, l.product_id).map_err(|e| match e {
+            Error::NotFound(m) => Error::invalid(f("product_id"), m),
+            e => e,
+        })?;
+        check_item(&product, l.variant_id, &f("variant_id"))?;
+        let qty = check_qty(&f("qty"), l.qty)?;
+        let variant = l
+            .variant_id
+            .and_then(|v| product.variants.iter().find(|x| x.id == v));
+        let unit_price = variant.and_then(|v| v.price).unwrap_or(product.price);
+        let (mut total, mut tax) = money::line_amounts(
+            unit_price,
+            qty,
+            0,
+            product.tax_rate,
+            settings.tax_mode,
+            settings.rounding,
+        )?;
+        if let Some(amount) = l.amount {
+            let amount = check_money(&f("amount"), amount)?;
+            // The tax inside a given amount, in proportion to the line's.
+            tax = if total == 0 {
+                0
+            } else {
+                (tax as i128 * amount as i128 / total as i128) as i64
+            };
+            total = amount;
+        }
+        let (sku, name) = match variant {
+            Some(v) => (v.sku.clone(), format!("{} {}", product.name, v.name)),
+            None => (product.sku.clone(), product.name.clone()),
+        };
+        lines.push(SaleLine {
+            product_id: l.product_id,
+            variant_id: l.variant_id,
+            sku,
+            name,
+            qty,
+            unit_price,
+            tax_rate: product.tax_rate,
+            discount: 0,
+            tax,
+            total,
+        });
+    }
+    let refund: i64 = lines.iter().map(|l| l.total).sum();
+    let tax: i64 = lines.iter().map(|l| l.tax).sum();
+    let refund_method = r.refund_method.unwrap_or(PaymentMethod::Cash);
+    let restock = r.restock.unwrap_or(true);
+    let body = EntryBody::Refund {
+        lines: lines.clone(),
+        refund,
+        tax,
+        refund_method,
+        reason: Some(reason.clone()),
+        restock,
+        shift_id: super::shifts::open_shift_id(ctx)?,
+    };
+    let e = stock_entry(ctx, by, &key, body)?;
+    Ok(Refund {
+        id: e.id,
+        time: e.time,
+        lines,
+        refund,
+        tax,
+        refund_method,
+        reason: Some(reason),
+        restock,
     })
 }
 

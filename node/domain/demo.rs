@@ -103,6 +103,7 @@ pub async fn populate(h: &NodeHandle) -> Result<(&'static str, &'static str)> {
                         amount: None,
                     }],
                     note: None,
+                    ticket_id: None,
                 },
                 time,
             )

@@ -8,6 +8,7 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use super::books::TicketLine;
 use super::model::*;
 
 /// One ledger entry.
@@ -52,6 +53,12 @@ pub enum EntryBody {
         note: Option<String>,
         /// Warnings raised at the till.
         warnings: Vec<String>,
+        /// The open ticket this sale closed, if it was parked first.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ticket_id: Option<Uuid>,
+        /// The cash-drawer shift open on the till when it sold.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shift_id: Option<Uuid>,
     },
     /// Stock received: a FIFO lot.
     StockIn {
@@ -106,6 +113,15 @@ pub enum EntryBody {
         lines: Vec<QtyLine>,
         /// Why.
         reason: Option<String>,
+        /// Cash handed back to the customer (the sale's cash net of change).
+        #[serde(default)]
+        cash_back: i64,
+        /// Revenue without tax of each line of the sale (reversed per product).
+        #[serde(default)]
+        line_net: Vec<i64>,
+        /// The shift open on the till that voided it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shift_id: Option<Uuid>,
     },
     /// Goods returned and refunded (manager).
     Return {
@@ -121,7 +137,102 @@ pub enum EntryBody {
         refund_method: PaymentMethod,
         /// Why.
         reason: Option<String>,
+        /// The shift open on the till that took the return.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shift_id: Option<Uuid>,
     },
+    /// Goods returned and refunded without the original sale (manager): priced like a sale
+    /// line at today's price unless the refund amount was given.
+    Refund {
+        /// Lines refunded (`qty`, `total` and `tax` of what comes back).
+        lines: Vec<SaleLine>,
+        /// Total refunded.
+        refund: i64,
+        /// Tax refunded.
+        tax: i64,
+        /// How.
+        refund_method: PaymentMethod,
+        /// Why.
+        reason: Option<String>,
+        /// Whether the goods go back on the shelf (false: damaged, thrown away).
+        restock: bool,
+        /// The shift open on the till that took it.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        shift_id: Option<Uuid>,
+    },
+    /// Goods received on a delivery note: FIFO lots at the actual cost. Recorded twice (two
+    /// devices, the same note) it counts once: `delivery_id` is derived from the purchase
+    /// order and the note number, and of two entries with one `delivery_id` the smaller
+    /// (time, entry id) counts on every replica.
+    Delivery {
+        /// `uuid v5(purchase order or nil, note number)`.
+        delivery_id: Uuid,
+        /// The purchase order, if any.
+        po_id: Option<Uuid>,
+        /// The supplier's delivery-note number.
+        note_number: String,
+        /// What arrived.
+        lines: Vec<DeliveryLine>,
+        /// Free text.
+        note: Option<String>,
+    },
+    /// A cash-drawer shift opened on this till with a float.
+    ShiftOpen {
+        /// Shift id.
+        shift_id: Uuid,
+        /// Cash in the drawer at the start.
+        float: i64,
+    },
+    /// Cash put into (positive) or taken out of (negative) the drawer, with a reason.
+    CashMove {
+        /// Shift id.
+        shift_id: Uuid,
+        /// Signed amount.
+        amount: i64,
+        /// Why.
+        reason: String,
+    },
+    /// A shift closed with the counted cash.
+    ShiftClose {
+        /// Shift id.
+        shift_id: Uuid,
+        /// Cash counted in the drawer.
+        counted: i64,
+        /// Cash expected as the till knew it when closing.
+        expected: i64,
+        /// Free text.
+        note: Option<String>,
+    },
+    /// A cart parked (or updated) so any till can pick it up. The latest park (time, entry
+    /// id) of a ticket is its content.
+    TicketPark {
+        /// Ticket id.
+        ticket_id: Uuid,
+        /// Label (table 4, Mrs Smith …).
+        name: String,
+        /// What is in the cart.
+        lines: Vec<TicketLine>,
+    },
+    /// A parked cart thrown away.
+    TicketDiscard {
+        /// Ticket id.
+        ticket_id: Uuid,
+    },
+}
+
+/// One delivered line.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DeliveryLine {
+    #[allow(missing_docs)]
+    pub product_id: Uuid,
+    #[allow(missing_docs)]
+    pub variant_id: Option<Uuid>,
+    /// Quantity received.
+    pub qty: i64,
+    /// Actual unit cost on the delivery note.
+    pub unit_cost: i64,
+    /// Unit cost the purchase order expected.
+    pub expected_cost: Option<i64>,
 }
 
 /// A product quantity.

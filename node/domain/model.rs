@@ -6,6 +6,8 @@
 
 use std::collections::BTreeMap;
 
+pub use super::books::*;
+
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
@@ -464,6 +466,8 @@ pub enum MovementKind {
     Return,
     /// Back on the shelf because the sale was voided.
     Void,
+    /// Received on a delivery note (a FIFO lot, usually against a purchase order).
+    Delivery,
 }
 
 /// One change of stock on hand.
@@ -491,6 +495,15 @@ pub struct Movement {
     pub device: String,
     /// Person who recorded it.
     pub person: Option<Uuid>,
+    /// Shop-local day it counts on (a void counts on its sale's day).
+    #[serde(default)]
+    pub day: String,
+    /// For a return or void: the sale it came from and the line of that sale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_id: Option<Uuid>,
+    /// See `sale_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sale_line: Option<u32>,
 }
 
 /// Stock on hand of one product or variant.
@@ -564,6 +577,9 @@ pub struct NewSale {
     /// Free text.
     #[serde(default)]
     pub note: Option<String>,
+    /// The open ticket this sale pays (closing it).
+    #[serde(default)]
+    pub ticket_id: Option<Uuid>,
 }
 
 /// A line of a recorded sale, with the price and tax rate used.
@@ -637,6 +653,12 @@ pub struct Sale {
     pub returned: Vec<i64>,
     /// Warnings raised when the sale was recorded (e.g. selling beyond known stock).
     pub warnings: Vec<String>,
+    /// The open ticket it closed.
+    #[serde(default)]
+    pub ticket_id: Option<Uuid>,
+    /// The cash-drawer shift it was sold in.
+    #[serde(default)]
+    pub shift_id: Option<Uuid>,
 }
 
 /// Voiding a sale.
@@ -807,10 +829,25 @@ pub enum Event {
         /// Dropped change hashes (hex).
         hashes: Vec<String>,
     },
-    /// Settings or members changed.
+    /// Settings, members or purchase orders changed.
     ShopChanged {
-        /// `settings` or `members`.
+        /// `settings`, `members` or `orders`.
         doc: String,
+    },
+    /// An open ticket was parked, updated, discarded or paid.
+    TicketChanged {
+        #[allow(missing_docs)]
+        ticket_id: Uuid,
+    },
+    /// Two tills cut off from each other both closed one ticket: the earliest close is kept,
+    /// the other sales need a void or refund.
+    TicketDoubleClosed {
+        #[allow(missing_docs)]
+        ticket_id: Uuid,
+        /// The sale that counts.
+        kept: Uuid,
+        /// Sales to void or refund.
+        to_refund: Vec<Uuid>,
     },
 }
 

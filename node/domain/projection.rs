@@ -11,7 +11,7 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::catalog;
+use super::{catalog, fifo, orders, profit, shifts, tickets};
 use super::ledger::{EntryBody, LedgerEntry};
 use super::model::*;
 use crate::docs::trust::Signer;
@@ -80,10 +80,35 @@ pub fn project(
                 ctx.emit(Event::ProductChanged { product_id: p.id });
             }
         }
-        DocId::Members | DocId::Settings => ctx.emit(Event::ShopChanged {
-            doc: doc.kind().to_string(),
-        }),
-        DocId::Vault | DocId::Orders => {}
+        DocId::Members | DocId::Settings => {
+            if *doc == DocId::Settings {
+                let am_doc = ctx
+                    .doc(id)?
+                    .expect("the settings document was just applied, so it is loaded");
+                let keys: Vec<String> = am::root_keys_changed(am_doc, before, after)
+                    .into_iter()
+                    .filter(|k| k.starts_with("close:"))
+                    .collect();
+                let closes = profit::read_closes(am_doc, &keys);
+                profit::put_closes(ctx.tx, &closes)?;
+            }
+            ctx.emit(Event::ShopChanged {
+                doc: doc.kind().to_string(),
+            })
+        }
+        DocId::Orders => {
+            let am_doc = ctx
+                .doc(id)?
+                .expect("the orders document was just applied, so it is loaded");
+            let keys = am::root_keys_changed(am_doc, before, after);
+            let keys: Vec<String> = keys.into_iter().collect();
+            let rows = orders::read_changed(am_doc, &keys);
+            orders::put_rows(ctx.tx, &rows)?;
+            ctx.emit(Event::ShopChanged {
+                doc: "orders".into(),
+            });
+        }
+        DocId::Vault => {}
     }
     Ok(())
 }
@@ -116,17 +141,36 @@ fn vid(v: Option<Uuid>) -> u128 {
     v.map(|v| v.as_u128()).unwrap_or(0)
 }
 
-/// A stock movement an entry causes: (product, variant, kind, signed qty, lot cost, removal
-/// reason, note).
-type Move = (
-    Uuid,
-    Option<Uuid>,
-    MovementKind,
-    i64,
-    Option<i64>,
-    Option<RemovalReason>,
-    Option<String>,
-);
+/// A stock movement an entry causes.
+struct Move {
+    product_id: Uuid,
+    variant_id: Option<Uuid>,
+    kind: MovementKind,
+    qty: i64,
+    unit_cost: Option<i64>,
+    reason: Option<RemovalReason>,
+    note: Option<String>,
+    /// Shop-local day it counts on.
+    day: String,
+    /// For returns and voids: (sale, line).
+    sale: Option<(Uuid, u32)>,
+}
+
+impl Move {
+    fn new(product_id: Uuid, variant_id: Option<Uuid>, kind: MovementKind, qty: i64, day: &str) -> Move {
+        Move {
+            product_id,
+            variant_id,
+            kind,
+            qty,
+            unit_cost: None,
+            reason: None,
+            note: None,
+            day: day.to_string(),
+            sale: None,
+        }
+    }
+}
 
 /// Projects one ledger entry; returns the events it causes. Idempotent by entry id.
 pub fn project_entry(
@@ -143,7 +187,10 @@ pub fn project_entry(
     let is_manager = signer.person_role() >= Some(Role::Manager);
     let needs_manager = matches!(
         e.body,
-        EntryBody::Removal { .. } | EntryBody::Adjustment { .. } | EntryBody::Return { .. }
+        EntryBody::Removal { .. }
+            | EntryBody::Adjustment { .. }
+            | EntryBody::Return { .. }
+            | EntryBody::Refund { .. }
     );
     if needs_manager && !is_manager {
         tracing::warn!(entry = %e.id, "ignored an entry that needs a manager's signature");
@@ -166,6 +213,8 @@ pub fn project_entry(
             change_due,
             note,
             warnings,
+            ticket_id,
+            shift_id,
         } => {
             let sale = Sale {
                 id: e.id,
@@ -185,6 +234,8 @@ pub fn project_entry(
                 voided_by: None,
                 returned: vec![0; lines.len()],
                 warnings: warnings.clone(),
+                ticket_id: *ticket_id,
+                shift_id: *shift_id,
             };
             let json = serde_json::to_string(&sale).map_err(internal)?;
             tx.open_table(SALES)?
@@ -208,15 +259,14 @@ pub fn project_entry(
                 }
             }
             for l in lines {
-                moves.push((
-                    l.product_id,
-                    l.variant_id,
-                    MovementKind::Sale,
-                    -l.qty,
-                    None,
-                    None,
-                    None,
-                ));
+                moves.push(Move::new(l.product_id, l.variant_id, MovementKind::Sale, -l.qty, doc_day));
+                fifo::add_sold(tx, doc_day, l.product_id, l.qty, l.total - l.tax)?;
+            }
+            if let Some(shift) = shift_id {
+                shifts::on_sale(tx, *shift, &e.device, payments, *change_due)?;
+            }
+            if let Some(ticket) = ticket_id {
+                events.extend(tickets::on_close(tx, *ticket, e)?);
             }
             events.push(Event::SaleRecorded {
                 sale_id: e.id,
@@ -230,53 +280,46 @@ pub fn project_entry(
             qty,
             unit_cost,
             note,
-        } => moves.push((
-            *product_id,
-            *variant_id,
-            MovementKind::StockIn,
-            *qty,
-            Some(*unit_cost),
-            None,
-            note.clone(),
-        )),
+        } => moves.push(Move {
+            unit_cost: Some(*unit_cost),
+            note: note.clone(),
+            ..Move::new(*product_id, *variant_id, MovementKind::StockIn, *qty, doc_day)
+        }),
         EntryBody::Removal {
             product_id,
             variant_id,
             qty,
             reason,
             note,
-        } => moves.push((
-            *product_id,
-            *variant_id,
-            MovementKind::Removal,
-            -qty,
-            None,
-            Some(*reason),
-            note.clone(),
-        )),
+        } => moves.push(Move {
+            reason: Some(*reason),
+            note: note.clone(),
+            ..Move::new(*product_id, *variant_id, MovementKind::Removal, -qty, doc_day)
+        }),
         EntryBody::Adjustment {
             product_id,
             variant_id,
             delta,
             note,
             ..
-        } => moves.push((
-            *product_id,
-            *variant_id,
-            MovementKind::Adjustment,
-            *delta,
-            None,
-            None,
-            note.clone(),
-        )),
+        } => moves.push(Move {
+            note: note.clone(),
+            ..Move::new(*product_id, *variant_id, MovementKind::Adjustment, *delta, doc_day)
+        }),
         EntryBody::Void {
             sale_id,
             sale_day,
             sale_total,
             sale_tax,
             lines,
+            cash_back,
+            line_net,
+            shift_id,
             ..
         } => {
+            if let Some(shift) = shift_id {
+                shifts::on_cash_back(tx, *shift, &e.device, *cash_back)?;
+            }
             let mut voids = tx.open_table(VOIDS)?;
             let existing = voids.get(sale_id.as_u128())?.map(|v| v.value());
             match existing {
@@ -294,16 +337,13 @@ pub fn project_entry(
                         d.total -= sale_total;
                         d.tax -= sale_tax;
                     })?;
-                    for l in lines {
-                        moves.push((
-                            l.product_id,
-                            l.variant_id,
-                            MovementKind::Void,
-                            l.qty,
-                            None,
-                            None,
-                            None,
-                        ));
+                    let nets = void_line_nets(tx, *sale_id, line_net, lines.len())?;
+                    for (i, l) in lines.iter().enumerate() {
+                        moves.push(Move {
+                            sale: Some((*sale_id, i as u32)),
+                            ..Move::new(l.product_id, l.variant_id, MovementKind::Void, l.qty, sale_day)
+                        });
+                        fifo::add_sold(tx, sale_day, l.product_id, -l.qty, -nets[i])?;
                     }
                 }
             }
@@ -313,6 +353,8 @@ pub fn project_entry(
             lines,
             refund,
             tax,
+            refund_method,
+            shift_id,
             ..
         } => {
             let per_line: Vec<(usize, i64)> = lines.iter().map(|l| (l.line, l.sold.qty)).collect();
@@ -324,51 +366,170 @@ pub fn project_entry(
                 d.tax -= tax;
                 d.refunds += refund;
             })?;
-            for l in lines {
-                moves.push((
-                    l.sold.product_id,
-                    l.sold.variant_id,
-                    MovementKind::Return,
-                    l.sold.qty,
-                    None,
-                    None,
-                    None,
-                ));
+            if let Some(shift) = shift_id
+                && *refund_method == PaymentMethod::Cash
+            {
+                shifts::on_cash_back(tx, *shift, &e.device, *refund)?;
             }
+            for l in lines {
+                moves.push(Move {
+                    sale: Some((*sale_id, l.line as u32)),
+                    ..Move::new(l.sold.product_id, l.sold.variant_id, MovementKind::Return, l.sold.qty, doc_day)
+                });
+                fifo::add_sold(tx, doc_day, l.sold.product_id, -l.sold.qty, -(l.sold.total - l.sold.tax))?;
+            }
+        }
+        EntryBody::Refund {
+            lines,
+            refund,
+            tax,
+            refund_method,
+            reason,
+            restock,
+            shift_id,
+        } => {
+            let view = Refund {
+                id: e.id,
+                time: e.time,
+                lines: lines.clone(),
+                refund: *refund,
+                tax: *tax,
+                refund_method: *refund_method,
+                reason: reason.clone(),
+                restock: *restock,
+            };
+            let json = serde_json::to_string(&view).map_err(internal)?;
+            tx.open_table(REFUNDS)?
+                .insert(e.id.as_u128(), json.as_str())?;
+            tx.open_table(REFUNDS_BY_TIME)?
+                .insert((e.time, e.id.as_u128()), ())?;
+            add_day(tx, doc_day, |d| {
+                d.total -= refund;
+                d.tax -= tax;
+                d.refunds += refund;
+            })?;
+            if let Some(shift) = shift_id
+                && *refund_method == PaymentMethod::Cash
+            {
+                shifts::on_cash_back(tx, *shift, &e.device, *refund)?;
+            }
+            for l in lines {
+                if *restock {
+                    moves.push(Move::new(l.product_id, l.variant_id, MovementKind::Return, l.qty, doc_day));
+                }
+                fifo::add_sold(tx, doc_day, l.product_id, -l.qty, -(l.total - l.tax))?;
+            }
+        }
+        EntryBody::Delivery { lines, note, .. } => match orders::project_delivery(tx, e)? {
+            orders::DeliveryOutcome::Duplicate => {}
+            outcome => {
+                if let orders::DeliveryOutcome::Replaces { time, entry } = outcome {
+                    events.extend(remove_moves(tx, time, entry)?);
+                }
+                for l in lines {
+                    moves.push(Move {
+                        unit_cost: Some(l.unit_cost),
+                        note: note.clone(),
+                        ..Move::new(l.product_id, l.variant_id, MovementKind::Delivery, l.qty, doc_day)
+                    });
+                }
+            }
+        },
+        EntryBody::ShiftOpen { .. } | EntryBody::CashMove { .. } | EntryBody::ShiftClose { .. } => {
+            shifts::project(tx, e)?
+        }
+        EntryBody::TicketPark { .. } | EntryBody::TicketDiscard { .. } => {
+            events.extend(tickets::project(tx, e)?)
         }
     }
 
     let mut stock = tx.open_table(STOCK)?;
     let mut movements = tx.open_table(MOVEMENTS)?;
     let mut by_time = tx.open_table(MOVEMENTS_BY_TIME)?;
-    for (line, (product_id, variant_id, kind, qty, unit_cost, reason, note)) in
-        moves.into_iter().enumerate()
-    {
-        let key = (product_id.as_u128(), vid(variant_id));
-        let on_hand = stock.get(key)?.map(|v| v.value()).unwrap_or(0) + qty;
+    for (line, mv) in moves.into_iter().enumerate() {
+        let key = (mv.product_id.as_u128(), vid(mv.variant_id));
+        let on_hand = stock.get(key)?.map(|v| v.value()).unwrap_or(0) + mv.qty;
         stock.insert(key, on_hand)?;
         let m = Movement {
             entry_id: e.id,
-            product_id,
-            variant_id,
+            product_id: mv.product_id,
+            variant_id: mv.variant_id,
             time: e.time,
-            kind,
-            qty,
-            unit_cost,
-            reason,
-            note,
+            kind: mv.kind,
+            qty: mv.qty,
+            unit_cost: mv.unit_cost,
+            reason: mv.reason,
+            note: mv.note,
             device: e.device.clone(),
             person: e.person,
+            day: mv.day,
+            sale_id: mv.sale.map(|s| s.0),
+            sale_line: mv.sale.map(|s| s.1),
         };
         let json = serde_json::to_string(&m).map_err(internal)?;
         movements.insert(
-            (product_id.as_u128(), e.time, e.id.as_u128(), line as u32),
+            (mv.product_id.as_u128(), e.time, e.id.as_u128(), line as u32),
             json.as_str(),
         )?;
-        by_time.insert((e.time, e.id.as_u128(), line as u32), product_id.as_u128())?;
+        by_time.insert((e.time, e.id.as_u128(), line as u32), mv.product_id.as_u128())?;
+        fifo::mark_dirty(tx, mv.product_id.as_u128(), (e.time, e.id.as_u128(), line as u32))?;
         events.push(Event::StockChanged {
-            product_id,
-            variant_id,
+            product_id: mv.product_id,
+            variant_id: mv.variant_id,
+            on_hand,
+        });
+    }
+    Ok(events)
+}
+
+/// Revenue without tax of each voided line: carried by the void, else read from the sale
+/// (voids written before this field existed), else 0.
+fn void_line_nets(
+    tx: &WriteTransaction,
+    sale_id: Uuid,
+    carried: &[i64],
+    n: usize,
+) -> Result<Vec<i64>> {
+    if carried.len() == n {
+        return Ok(carried.to_vec());
+    }
+    let sales = tx.open_table(SALES)?;
+    let sale: Option<Sale> = sales
+        .get(sale_id.as_u128())?
+        .map(|v| serde_json::from_str(v.value()).map_err(internal))
+        .transpose()?;
+    Ok(match sale {
+        Some(s) if s.lines.len() == n => s.lines.iter().map(|l| l.total - l.tax).collect(),
+        _ => vec![0; n],
+    })
+}
+
+/// Takes back the movements of an entry that stopped counting (a delivery recorded twice:
+/// the other entry counts).
+fn remove_moves(tx: &WriteTransaction, time: i64, entry: u128) -> Result<Vec<Event>> {
+    let mut events = Vec::new();
+    let mut by_time = tx.open_table(MOVEMENTS_BY_TIME)?;
+    let rows: Vec<(u32, u128)> = by_time
+        .range((time, entry, 0)..=(time, entry, u32::MAX))?
+        .map(|r| r.map(|(k, v)| (k.value().2, v.value())))
+        .collect::<std::result::Result<_, _>>()?;
+    let mut movements = tx.open_table(MOVEMENTS)?;
+    let mut stock = tx.open_table(STOCK)?;
+    for (line, product) in rows {
+        by_time.remove((time, entry, line))?;
+        let Some(json) = movements.remove((product, time, entry, line))? else {
+            continue;
+        };
+        let m: Movement = serde_json::from_str(json.value()).map_err(internal)?;
+        drop(json);
+        let key = (product, vid(m.variant_id));
+        let on_hand = stock.get(key)?.map(|v| v.value()).unwrap_or(0) - m.qty;
+        stock.insert(key, on_hand)?;
+        fifo::remove_row(tx, product, (time, entry, line))?;
+        fifo::mark_dirty(tx, product, (time, entry, line))?;
+        events.push(Event::StockChanged {
+            product_id: m.product_id,
+            variant_id: m.variant_id,
             on_hand,
         });
     }

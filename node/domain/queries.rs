@@ -65,40 +65,11 @@ pub fn movements_between(tx: &ReadTransaction, from: i64, to: i64) -> Result<Vec
     Ok(out)
 }
 
-/// Value at FIFO cost of what is on hand: lots from stock-ins in time order; outflows take the
-/// oldest lots first; returns, voids and positive counts come back at the last lot's cost.
-pub fn fifo_value(moves: &[Movement], variant: Option<Uuid>, fallback_cost: i64) -> i64 {
-    let mut lots: std::collections::VecDeque<(i64, i64)> = Default::default();
-    let mut last_cost = fallback_cost;
-    for m in moves.iter().filter(|m| m.variant_id == variant) {
-        if m.qty > 0 {
-            let cost = m.unit_cost.unwrap_or(last_cost);
-            if m.kind == MovementKind::StockIn {
-                last_cost = cost;
-            }
-            lots.push_back((m.qty, cost));
-        } else {
-            let mut out = -m.qty;
-            while out > 0 {
-                let Some(front) = lots.front_mut() else { break };
-                let take = out.min(front.0);
-                front.0 -= take;
-                out -= take;
-                if front.0 == 0 {
-                    lots.pop_front();
-                }
-            }
-        }
-    }
-    lots.iter().map(|(q, c)| q * c).sum()
-}
-
 /// Stock of every product and variant, with low-stock flags and FIFO value.
 pub fn stock(tx: &ReadTransaction, low_stock_default: i64) -> Result<Vec<StockLevel>> {
     let levels = tx.open_table(STOCK)?;
     let mut out = Vec::new();
     for p in products(tx)? {
-        let moves = movements(tx, p.id)?;
         let reorder = p.reorder_level.unwrap_or(low_stock_default);
         let level = |variant: Option<&Variant>| -> Result<StockLevel> {
             let vid = variant.map(|v| v.id);
@@ -120,7 +91,7 @@ pub fn stock(tx: &ReadTransaction, low_stock_default: i64) -> Result<Vec<StockLe
                 reorder_level: reorder,
                 low: on_hand <= reorder,
                 value_at_cost: if on_hand > 0 {
-                    fifo_value(&moves, vid, p.cost)
+                    super::fifo::value_on_hand(tx, p.id, vid)?
                 } else {
                     0
                 },

@@ -11,7 +11,9 @@ type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 
 /// In order; the index + 1 is the version a migration brings the store to. 3: pending invites
 /// (`create_tables` creates the tables a version adds).
-const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2, create_tables];
+/// 4: the books (orders, deliveries, shifts, tickets, refunds, FIFO cost), projected from the
+/// documents already stored.
+const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2, create_tables, books_v4];
 
 /// 1: create every table, so readers never meet a missing one.
 fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
@@ -30,6 +32,13 @@ fn sync_digests_v2(tx: &redb::WriteTransaction) -> Result<()> {
         crate::store::xor_digest(&mut docs, doc, v.value())?;
         crate::store::xor_digest(&mut buckets, &crate::store::bucket_of(doc), v.value())?;
     }
+    Ok(())
+}
+
+/// 4: new projection tables, filled by a reindex.
+fn books_v4(tx: &redb::WriteTransaction) -> Result<()> {
+    create_tables(tx)?;
+    crate::engine::reindex_in(tx)?;
     Ok(())
 }
 
@@ -56,6 +65,21 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(RETURNS)?;
     tx.open_table(DAILY)?;
     tx.open_table(RECEIPTS)?;
+    tx.open_table(SUPPLIERS)?;
+    tx.open_table(PURCHASE_ORDERS)?;
+    tx.open_table(DELIVERIES)?;
+    tx.open_multimap_table(PO_DELIVERIES)?;
+    tx.open_table(SHIFTS)?;
+    tx.open_table(SHIFTS_BY_TIME)?;
+    tx.open_table(TICKETS)?;
+    tx.open_table(REFUNDS)?;
+    tx.open_table(REFUNDS_BY_TIME)?;
+    tx.open_table(FIFO_DIRTY)?;
+    tx.open_table(FIFO_STATE)?;
+    tx.open_table(FIFO_COST)?;
+    tx.open_table(PRODUCT_DAYS)?;
+    tx.open_table(DAY_COSTS)?;
+    tx.open_table(PERIODS)?;
     Ok(())
 }
 

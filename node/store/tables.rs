@@ -66,3 +66,48 @@ pub const RETURNS: TableDefinition<(u128, u128), &str> = TableDefinition::new("r
 pub const DAILY: TableDefinition<&str, &[u8]> = TableDefinition::new("daily-1");
 /// device id → highest receipt counter seen from it.
 pub const RECEIPTS: TableDefinition<&str, u64> = TableDefinition::new("receipts-1");
+
+// --- the books: orders, deliveries, shifts, tickets, refunds, FIFO (rebuilt by `reindex`) --
+
+/// supplier id → JSON `Supplier` (from `orders`).
+pub const SUPPLIERS: TableDefinition<u128, &str> = TableDefinition::new("suppliers-1");
+/// purchase-order id → JSON `orders::PoRecord` (the document's fields; deliveries are joined
+/// in at read time).
+pub const PURCHASE_ORDERS: TableDefinition<u128, &str> = TableDefinition::new("purchase-orders-1");
+/// (delivery id, entry time, entry id) → JSON `orders::DeliveryRecord`: every entry that
+/// recorded a delivery; the first row of a delivery id is the one that counts.
+pub const DELIVERIES: TableDefinition<(u128, i64, u128), &str> =
+    TableDefinition::new("deliveries-1");
+/// purchase-order id → delivery ids received on it.
+pub const PO_DELIVERIES: MultimapTableDefinition<u128, u128> =
+    MultimapTableDefinition::new("po-deliveries-1");
+/// shift id → JSON `Shift` (sums kept by every entry of the shift, in any order).
+pub const SHIFTS: TableDefinition<u128, &str> = TableDefinition::new("shifts-1");
+/// (time of the entry that opened it, shift id) → (): shifts by time.
+pub const SHIFTS_BY_TIME: TableDefinition<(i64, u128), ()> = TableDefinition::new("shifts-by-time-1");
+/// ticket id → JSON `tickets::TicketState`.
+pub const TICKETS: TableDefinition<u128, &str> = TableDefinition::new("tickets-1");
+/// refund entry id → JSON `Refund` (refunds without the original sale).
+pub const REFUNDS: TableDefinition<u128, &str> = TableDefinition::new("refunds-1");
+/// (time, refund entry id) → (): refunds by time.
+pub const REFUNDS_BY_TIME: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("refunds-by-time-1");
+/// product id → earliest movement key (time, entry id, line) whose FIFO cost must be
+/// recomputed before the batch commits.
+pub const FIFO_DIRTY: TableDefinition<u128, (i64, u128, u32)> = TableDefinition::new("fifo-dirty-1");
+/// (product id, time, entry id, line) → postcard FIFO state of the product after that
+/// movement (a checkpoint every few movements; recomputation starts from one).
+pub const FIFO_STATE: TableDefinition<(u128, i64, u128, u32), &[u8]> =
+    TableDefinition::new("fifo-state-1");
+/// (product id, time, entry id, line) → postcard `fifo::CostRow`: the FIFO cost of an
+/// outgoing movement, or of goods coming back.
+pub const FIFO_COST: TableDefinition<(u128, i64, u128, u32), &[u8]> =
+    TableDefinition::new("fifo-cost-1");
+/// (shop-local day, product id) → postcard `fifo::ProductDay` (qty sold, revenue without tax,
+/// FIFO cost, shrinkage), after voids and returns.
+pub const PRODUCT_DAYS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("product-days-1");
+/// shop-local day → postcard `fifo::ProductDay` of the whole shop: FIFO cost and shrinkage of
+/// the day (quantity and revenue too).
+pub const DAY_COSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("day-costs-1");
+/// last day of a closed period → JSON `PeriodClose` (from the `settings` document).
+pub const PERIODS: TableDefinition<&str, &str> = TableDefinition::new("periods-1");

@@ -1,6 +1,8 @@
 //! Shared test helpers: a shop on an in-memory node, logins, products.
 #![allow(dead_code)]
 
+pub mod mesh;
+
 use std::process::{Command, Stdio};
 
 use tillmesh::domain::model::*;
@@ -79,6 +81,7 @@ pub fn sale_of(product_id: uuid::Uuid, qty: i64) -> NewSale {
             amount: None,
         }],
         note: None,
+        ticket_id: None,
     }
 }
 
