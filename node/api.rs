@@ -22,6 +22,7 @@
 //! are set on every response; API responses are also `Cache-Control: no-store`.
 
 mod auth;
+mod books;
 mod documents;
 mod error;
 mod export;
@@ -246,11 +247,38 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sales::void_sale))
         .routes(routes!(sales::return_sale))
         .routes(routes!(sales::daily_report))
+        .routes(routes!(books::list_suppliers, books::create_supplier))
+        .routes(routes!(books::update_supplier))
+        .routes(routes!(
+            books::list_purchase_orders,
+            books::create_purchase_order
+        ))
+        .routes(routes!(
+            books::get_purchase_order,
+            books::update_purchase_order
+        ))
+        .routes(routes!(books::receive_delivery))
+        .routes(routes!(books::list_shifts, books::open_shift))
+        .routes(routes!(books::current_shift))
+        .routes(routes!(books::cash_move))
+        .routes(routes!(books::close_shift))
+        .routes(routes!(books::get_shift))
+        .routes(routes!(books::list_refunds, books::create_refund))
+        .routes(routes!(books::list_tickets, books::park_ticket))
+        .routes(routes!(books::get_ticket, books::update_ticket))
+        .routes(routes!(books::discard_ticket))
+        .routes(routes!(books::profit_days))
+        .routes(routes!(books::profit_products))
+        .routes(routes!(books::sale_profit))
+        .routes(routes!(books::low_stock))
+        .routes(routes!(books::list_periods, books::close_period))
         .routes(routes!(documents::list_documents))
         .routes(routes!(documents::get_document))
         .routes(routes!(export::sales_csv))
         .routes(routes!(export::movements_csv))
         .routes(routes!(export::stock_csv))
+        .routes(routes!(export::profit_csv))
+        .routes(routes!(export::shifts_csv))
         .routes(routes!(mesh::create_invite))
         .routes(routes!(mesh::list_peers, mesh::add_peer))
         .routes(routes!(mesh::mesh_info))

@@ -204,7 +204,13 @@ async fn shift_report_by_hand_on_two_tills() {
     let open = a.current_shift().unwrap().unwrap();
     // 100.00 + 12.00 − 3.00 + 5.00 − 20.00 = 94.00.
     assert_eq!(
-        (open.cash_sales, open.card_sales, open.cash_refunds, open.pay_ins, open.pay_outs),
+        (
+            open.cash_sales,
+            open.card_sales,
+            open.cash_refunds,
+            open.pay_ins,
+            open.pay_outs
+        ),
         (1200, 3000, 300, 500, 2000)
     );
     assert_eq!(open.expected, 9400);
@@ -314,7 +320,12 @@ async fn purchase_order_with_partial_deliveries() {
     let err = h.receive_delivery(o, po.id, dn1.clone()).await.unwrap_err();
     assert!(err.to_string().contains("draft"), "{err}");
     // Low stock before anything is on order: A has 0 of 20, nothing coming.
-    let low = |h: &NodeHandle| h.low_stock().unwrap().into_iter().find(|l| l.product_id == a.id);
+    let low = |h: &NodeHandle| {
+        h.low_stock()
+            .unwrap()
+            .into_iter()
+            .find(|l| l.product_id == a.id)
+    };
     assert_eq!(low(h).map(|l| (l.on_order, l.covered)), Some((0, false)));
     let po = h
         .update_purchase_order(
@@ -349,7 +360,11 @@ async fn purchase_order_with_partial_deliveries() {
     assert_eq!(d1.total_cost, 400 + 1050);
     let po = h.purchase_order(po.id).unwrap();
     assert_eq!(po.status, PoStatus::Sent);
-    let got: Vec<(i64, i64)> = po.lines.iter().map(|l| (l.received, l.outstanding)).collect();
+    let got: Vec<(i64, i64)> = po
+        .lines
+        .iter()
+        .map(|l| (l.received, l.outstanding))
+        .collect();
     assert_eq!(got, vec![(4, 6), (5, 0)]);
     assert_eq!((on_hand(h, a.id), on_hand(h, b.id)), (4, 5));
     assert_eq!(low(h).map(|l| (l.on_hand, l.on_order)), Some((4, 6)));
@@ -453,7 +468,14 @@ async fn one_delivery_recorded_on_two_devices_counts_once() {
     )
     .await
     .unwrap();
-    assert!(wait_for(|| b.purchase_order(po.id).is_ok_and(|p| p.status == PoStatus::Confirmed), T).await);
+    assert!(
+        wait_for(
+            || b.purchase_order(po.id)
+                .is_ok_and(|p| p.status == PoStatus::Confirmed),
+            T
+        )
+        .await
+    );
     let before = on_hand(a, p);
     two.cut(0, 1).await;
     let note = |cost| NewDelivery {
@@ -463,7 +485,10 @@ async fn one_delivery_recorded_on_two_devices_counts_once() {
     };
     let da = a.receive_delivery(oa, po.id, note(100)).await.unwrap();
     let db = b.receive_delivery(ob, po.id, note(101)).await.unwrap();
-    assert_eq!(da.id, db.id, "the delivery id comes from the order and the note");
+    assert_eq!(
+        da.id, db.id,
+        "the delivery id comes from the order and the note"
+    );
     assert_eq!(on_hand(a, p), before + 10);
     assert_eq!(on_hand(b, p), before + 10);
     two.heal(0, 1).await;
@@ -512,7 +537,10 @@ async fn late_offline_sale_reallocates_fifo_identically() {
         assert_eq!(on_hand(h, p), 2);
     }
     let day = sa.day.clone();
-    assert_eq!(a.profit_days(&day, &day).unwrap(), b.profit_days(&day, &day).unwrap());
+    assert_eq!(
+        a.profit_days(&day, &day).unwrap(),
+        b.profit_days(&day, &day).unwrap()
+    );
     assert_eq!(
         a.profit_by_product(&day, &day).unwrap(),
         b.profit_by_product(&day, &day).unwrap()
@@ -624,7 +652,10 @@ async fn open_ticket_closed_on_two_cut_off_tills() {
 async fn refund_without_a_receipt() {
     let s = shop().await;
     let (h, o) = (&s.h, &s.owner);
-    let p = h.create_product(o, product("R1", 1200, 2000)).await.unwrap();
+    let p = h
+        .create_product(o, product("R1", 1200, 2000))
+        .await
+        .unwrap();
     h.stock_in(o, stock_in(p.id, 3, 400)).await.unwrap();
     let r = h
         .refund(
@@ -668,7 +699,10 @@ async fn refund_without_a_receipt() {
         )
         .await
         .unwrap();
-    assert_eq!((r2.refund, r2.tax, r2.refund_method), (600, 100, PaymentMethod::Cash));
+    assert_eq!(
+        (r2.refund, r2.tax, r2.refund_method),
+        (600, 100, PaymentMethod::Cash)
+    );
     assert_eq!(on_hand(h, p.id), 4, "not restocked");
     // Bad input changes nothing.
     let envelopes = h.envelopes().unwrap().len();
@@ -739,25 +773,45 @@ async fn closed_period_freezes_and_late_entries_adjust() {
     // Only an owner closes, only up to yesterday.
     let today = h.record_sale(o, sale_of(p.id, 1)).await.unwrap().day;
     assert!(
-        h.close_period(o, NewPeriodClose { through: today.clone() })
-            .await
-            .is_err()
+        h.close_period(
+            o,
+            NewPeriodClose {
+                through: today.clone()
+            }
+        )
+        .await
+        .is_err()
     );
     assert!(
-        h.close_period(o, NewPeriodClose { through: "22-11-2026".into() })
-            .await
-            .is_err()
+        h.close_period(
+            o,
+            NewPeriodClose {
+                through: "22-11-2026".into()
+            }
+        )
+        .await
+        .is_err()
     );
     let close = h
-        .close_period(o, NewPeriodClose { through: d2.clone() })
+        .close_period(
+            o,
+            NewPeriodClose {
+                through: d2.clone(),
+            },
+        )
         .await
         .unwrap();
     assert_eq!(close.days.len(), 2);
     assert_eq!(h.periods().unwrap(), vec![close.clone()]);
     assert!(
-        h.close_period(o, NewPeriodClose { through: d3.clone() })
-            .await
-            .is_err(),
+        h.close_period(
+            o,
+            NewPeriodClose {
+                through: d3.clone()
+            }
+        )
+        .await
+        .is_err(),
         "already closed through a later day"
     );
 

@@ -5,8 +5,8 @@ use std::time::Duration;
 
 use common::mesh::*;
 use common::*;
-use tillmesh::domain::model::*;
 use tillmesh::Node;
+use tillmesh::domain::model::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_tills_sync_sales_and_catalog_live() {

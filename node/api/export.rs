@@ -19,7 +19,7 @@ use super::auth::{Auth, require_manager};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::range::{format_minor, rfc3339, time_range};
-use super::sales::TimeRangeQuery;
+use super::sales::{DayRangeQuery, TimeRangeQuery};
 use crate::error::Error;
 use crate::node::NodeHandle;
 
@@ -317,6 +317,146 @@ pub(crate) async fn stock_csv(
     })
     .await?;
     Ok(csv.into_response("stock.csv"))
+}
+
+/// Profit per shop-local day (managers and owners): revenue without tax, FIFO cost, profit,
+/// shrinkage; closed days as frozen, with the adjustment of later changes on the first open
+/// day.
+#[utoipa::path(
+    get,
+    path = "/export/profit.csv",
+    tag = "export",
+    params(DayRangeQuery),
+    responses(
+        (status = 200, description = "day, currency, revenue, cost, profit, shrinkage, closed, adjustment_revenue, adjustment_cost (minor units), and revenue/cost/profit in major units", content_type = "text/csv", body = String),
+        (status = 400, description = "Bad range", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn profit_csv(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(days): ApiQuery<DayRangeQuery>,
+) -> Result<Response, ApiError> {
+    require_manager(&auth.principal)?;
+    let handle = state.handle.clone();
+    let csv = blocking(move || {
+        let (from, to) = days.days(&handle)?;
+        let settings = handle.settings()?;
+        let exp = settings.currency_exponent;
+        let mut csv = Csv::new(&[
+            "day",
+            "currency",
+            "revenue",
+            "cost",
+            "profit",
+            "shrinkage",
+            "closed",
+            "adjustment_revenue",
+            "adjustment_cost",
+            "revenue_formatted",
+            "cost_formatted",
+            "profit_formatted",
+        ]);
+        for d in handle.profit_days(&from, &to)? {
+            csv.row([
+                plain(&d.day),
+                plain(&settings.currency),
+                plain(d.revenue),
+                plain(d.cost),
+                plain(d.profit),
+                plain(d.shrinkage),
+                plain(d.closed),
+                plain(d.adjustment_revenue),
+                plain(d.adjustment_cost),
+                plain(format_minor(d.revenue, exp)),
+                plain(format_minor(d.cost, exp)),
+                plain(format_minor(d.profit, exp)),
+            ]);
+        }
+        Ok(csv)
+    })
+    .await?;
+    Ok(csv.into_response("profit.csv"))
+}
+
+/// Cash-drawer shifts opened in a time range, one row per shift (managers and owners).
+#[utoipa::path(
+    get,
+    path = "/export/shifts.csv",
+    tag = "export",
+    params(TimeRangeQuery),
+    responses(
+        (status = 200, description = "shift_id, device, opened_at, closed_at, currency, float, cash_sales, card_sales, other_sales, cash_refunds, pay_ins, pay_outs, expected, counted, difference (minor units), expected/counted/difference in major units, note", content_type = "text/csv", body = String),
+        (status = 400, description = "Bad range", body = ErrorBody),
+        (status = 403, description = "Not allowed", body = ErrorBody),
+    ),
+    security(("bearer" = []), ("session_cookie" = []))
+)]
+pub(crate) async fn shifts_csv(
+    State(state): State<AppState>,
+    auth: Auth,
+    ApiQuery(range): ApiQuery<TimeRangeQuery>,
+) -> Result<Response, ApiError> {
+    require_manager(&auth.principal)?;
+    let handle = state.handle.clone();
+    let csv = blocking(move || {
+        let (from, to) = time_range(&handle, range.from.as_deref(), range.to.as_deref())?;
+        let settings = handle.settings()?;
+        let exp = settings.currency_exponent;
+        let mut csv = Csv::new(&[
+            "shift_id",
+            "device",
+            "opened_at",
+            "closed_at",
+            "currency",
+            "float",
+            "sales",
+            "cash_sales",
+            "card_sales",
+            "other_sales",
+            "cash_refunds",
+            "pay_ins",
+            "pay_outs",
+            "expected",
+            "counted",
+            "difference",
+            "expected_formatted",
+            "counted_formatted",
+            "difference_formatted",
+            "note",
+        ]);
+        let opt_minor =
+            |v: Option<i64>| Cell::Plain(v.map(|v| format_minor(v, exp)).unwrap_or_default());
+        for s in handle.shifts(from, to)? {
+            csv.row([
+                plain(s.id),
+                text(s.device.as_str()),
+                Cell::Plain(s.opened_at.map(rfc3339).unwrap_or_default()),
+                Cell::Plain(s.closed_at.map(rfc3339).unwrap_or_default()),
+                plain(&settings.currency),
+                plain(s.float),
+                plain(s.sales),
+                plain(s.cash_sales),
+                plain(s.card_sales),
+                plain(s.other_sales),
+                plain(s.cash_refunds),
+                plain(s.pay_ins),
+                plain(s.pay_outs),
+                plain(s.expected),
+                opt_plain(s.counted),
+                opt_plain(s.difference),
+                plain(format_minor(s.expected, exp)),
+                opt_minor(s.counted),
+                opt_minor(s.difference),
+                text(s.note.unwrap_or_default()),
+            ]);
+        }
+        Ok(csv)
+    })
+    .await?;
+    Ok(csv.into_response("shifts.csv"))
 }
 
 #[cfg(test)]

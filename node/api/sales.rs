@@ -186,9 +186,30 @@ pub(crate) async fn return_sale(
 #[into_params(parameter_in = Query)]
 pub(crate) struct DayRangeQuery {
     /// First shop-local day `YYYY-MM-DD` (default: six days before `to`).
-    from: Option<String>,
+    pub(crate) from: Option<String>,
     /// Last shop-local day, included (default: today).
-    to: Option<String>,
+    pub(crate) to: Option<String>,
+}
+
+impl DayRangeQuery {
+    /// The range as `YYYY-MM-DD` days, `from <= to`.
+    pub(crate) fn days(
+        &self,
+        handle: &crate::node::NodeHandle,
+    ) -> Result<(String, String), ApiError> {
+        let to = match self.to.as_deref() {
+            Some(s) => parse_day(s, "to")?,
+            None => today(shop_tz(handle)?),
+        };
+        let from = match self.from.as_deref() {
+            Some(s) => parse_day(s, "from")?,
+            None => to.checked_sub_days(Days::new(6)).unwrap_or(to),
+        };
+        if from > to {
+            return Err(ApiError::invalid_field("from", "`from` is after `to`"));
+        }
+        Ok((format_day(from), format_day(to)))
+    }
 }
 
 /// Totals per shop-local day (managers and owners).
@@ -210,20 +231,6 @@ pub(crate) async fn daily_report(
     ApiQuery(days): ApiQuery<DayRangeQuery>,
 ) -> Result<Json<Vec<DailySales>>, ApiError> {
     require_manager(&auth.principal)?;
-    let to = match days.to.as_deref() {
-        Some(s) => parse_day(s, "to")?,
-        None => today(shop_tz(&state.handle)?),
-    };
-    let from = match days.from.as_deref() {
-        Some(s) => parse_day(s, "from")?,
-        None => to.checked_sub_days(Days::new(6)).unwrap_or(to),
-    };
-    if from > to {
-        return Err(ApiError::invalid_field("from", "`from` is after `to`"));
-    }
-    Ok(Json(
-        state
-            .handle
-            .daily_sales(&format_day(from), &format_day(to))?,
-    ))
+    let (from, to) = days.days(&state.handle)?;
+    Ok(Json(state.handle.daily_sales(&from, &to)?))
 }

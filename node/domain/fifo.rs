@@ -138,7 +138,13 @@ pub fn mark_dirty(tx: &WriteTransaction, product: u128, key: Key) -> Result<()> 
 }
 
 /// Adds sold quantity and revenue to a product's day (and the day's).
-pub fn add_sold(tx: &WriteTransaction, day: &str, product: Uuid, qty: i64, revenue: i64) -> Result<()> {
+pub fn add_sold(
+    tx: &WriteTransaction,
+    day: &str,
+    product: Uuid,
+    qty: i64,
+    revenue: i64,
+) -> Result<()> {
     bump(tx, day, product.as_u128(), |d| {
         d.qty += qty;
         d.revenue += revenue;
@@ -157,7 +163,10 @@ fn bump(
         None => ProductDay::default(),
     };
     f(&mut d);
-    t.insert((day, product), postcard::to_allocvec(&d).map_err(internal)?.as_slice())?;
+    t.insert(
+        (day, product),
+        postcard::to_allocvec(&d).map_err(internal)?.as_slice(),
+    )?;
     let mut t = tx.open_table(DAY_COSTS)?;
     let mut d: ProductDay = match t.get(day)? {
         Some(v) => postcard::from_bytes(v.value()).map_err(internal)?,
@@ -353,9 +362,25 @@ fn recompute(tx: &WriteTransaction, product: u128, from: Key) -> Result<()> {
                             state.returned.insert(skey, before + m.qty);
                             share(cost, before + m.qty, sold) - share(cost, before, sold)
                         }
-                        None => m.qty * state.variants.entry(vid).or_default().last_unit.unwrap_or(0),
+                        None => {
+                            m.qty
+                                * state
+                                    .variants
+                                    .entry(vid)
+                                    .or_default()
+                                    .last_unit
+                                    .unwrap_or(0)
+                        }
                     },
-                    None => m.qty * state.variants.entry(vid).or_default().last_unit.unwrap_or(0),
+                    None => {
+                        m.qty
+                            * state
+                                .variants
+                                .entry(vid)
+                                .or_default()
+                                .last_unit
+                                .unwrap_or(0)
+                    }
                 };
                 set_row(
                     tx,
@@ -433,7 +458,9 @@ fn inflow(
     let mut qty = qty;
     let mut total = total;
     while qty > 0 {
-        let Some(w) = v.backlog.front_mut() else { break };
+        let Some(w) = v.backlog.front_mut() else {
+            break;
+        };
         let take = qty.min(w.remaining);
         let c = share(total, take, qty);
         w.allocated += c;

@@ -124,7 +124,9 @@ pub fn read_changed(doc: &AutoCommit, keys: &[String]) -> Vec<Row> {
             if let Some(s) = read_supplier(doc, id) {
                 out.push(Row::Supplier(s));
             }
-        } else if let Some(id) = key.strip_prefix("po:").and_then(|s| Uuid::parse_str(s).ok())
+        } else if let Some(id) = key
+            .strip_prefix("po:")
+            .and_then(|s| Uuid::parse_str(s).ok())
             && let Some(p) = read_po(doc, id)
         {
             out.push(Row::Po(p));
@@ -242,11 +244,7 @@ pub fn put_supplier(
         }
         None => Uuid::new_v4(),
     };
-    let exists = ctx
-        .tx
-        .open_table(SUPPLIERS)?
-        .get(id.as_u128())?
-        .is_some();
+    let exists = ctx.tx.open_table(SUPPLIERS)?.get(id.as_u128())?.is_some();
     ctx.change(&DocId::Orders, &key, |doc| {
         let k = format!("supplier:{id}");
         let obj = match (exists, am::map(doc, &ROOT, &k, None)) {
@@ -440,7 +438,10 @@ pub fn receive(ctx: &mut Ctx<'_>, by: &Principal, po_id: Uuid, d: NewDelivery) -
         )));
     }
     if d.lines.is_empty() {
-        return Err(Error::invalid("lines", "a delivery needs at least one line"));
+        return Err(Error::invalid(
+            "lines",
+            "a delivery needs at least one line",
+        ));
     }
     if d.lines.len() > 500 {
         return Err(Error::invalid("lines", "at most 500 lines"));
@@ -553,7 +554,12 @@ pub fn project_delivery(tx: &WriteTransaction, e: &LedgerEntry) -> Result<Delive
 /// Every supplier, by name.
 pub fn suppliers(tx: &impl OrdersTables) -> Result<Vec<Supplier>> {
     let mut out: Vec<Supplier> = tx.all_json(SUPPLIERS)?;
-    out.sort_by(|a, b| a.name.to_lowercase().cmp(&b.name.to_lowercase()).then(a.id.cmp(&b.id)));
+    out.sort_by(|a, b| {
+        a.name
+            .to_lowercase()
+            .cmp(&b.name.to_lowercase())
+            .then(a.id.cmp(&b.id))
+    });
     Ok(out)
 }
 
@@ -762,10 +768,12 @@ macro_rules! impl_orders_tables {
                 let Some(p) = self.one_json::<Product>(PRODUCTS, product.as_u128())? else {
                     return Ok((String::new(), String::new()));
                 };
-                Ok(match variant.and_then(|v| p.variants.iter().find(|x| x.id == v)) {
-                    Some(v) => (v.sku.clone(), format!("{} {}", p.name, v.name)),
-                    None => (p.sku.clone(), p.name.clone()),
-                })
+                Ok(
+                    match variant.and_then(|v| p.variants.iter().find(|x| x.id == v)) {
+                        Some(v) => (v.sku.clone(), format!("{} {}", p.name, v.name)),
+                        None => (p.sku.clone(), p.name.clone()),
+                    },
+                )
             }
         }
     };

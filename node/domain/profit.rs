@@ -158,7 +158,11 @@ pub fn profit_days(tx: &impl ProfitTables, from: &str, to: &str) -> Result<Vec<D
     }
     let latest = closes.last().map(|c| c.through.clone());
     let mut days: BTreeSet<String> = tx.active_days(from, to)?;
-    days.extend(frozen.range(from.to_string()..=to.to_string()).map(|(d, _)| d.clone()));
+    days.extend(
+        frozen
+            .range(from.to_string()..=to.to_string())
+            .map(|(d, _)| d.clone()),
+    );
     let adjustment_day = latest.as_deref().and_then(next_day);
     if let Some(a) = &adjustment_day
         && a.as_str() >= from
@@ -201,7 +205,11 @@ pub fn profit_days(tx: &impl ProfitTables, from: &str, to: &str) -> Result<Vec<D
 }
 
 /// Profit per product over `from..=to` (live FIFO figures), most profitable first.
-pub fn profit_by_product(tx: &impl ProfitTables, from: &str, to: &str) -> Result<Vec<ProductProfit>> {
+pub fn profit_by_product(
+    tx: &impl ProfitTables,
+    from: &str,
+    to: &str,
+) -> Result<Vec<ProductProfit>> {
     let mut per: BTreeMap<u128, ProductDay> = BTreeMap::new();
     for (p, d) in tx.product_days(from, to)? {
         let e = per.entry(p).or_default();
@@ -223,7 +231,11 @@ pub fn profit_by_product(tx: &impl ProfitTables, from: &str, to: &str) -> Result
             profit: d.revenue - d.cost,
         });
     }
-    out.sort_by(|a, b| b.profit.cmp(&a.profit).then(a.product_id.cmp(&b.product_id)));
+    out.sort_by(|a, b| {
+        b.profit
+            .cmp(&a.profit)
+            .then(a.product_id.cmp(&b.product_id))
+    });
     Ok(out)
 }
 
@@ -234,8 +246,17 @@ pub fn sale_profit(tx: &ReadTransaction, sale: &Sale) -> Result<SaleProfit> {
     let mut revenue = 0;
     let mut cost = 0;
     for (i, l) in sale.lines.iter().enumerate() {
-        let c = match costs.get((l.product_id.as_u128(), sale.time, sale.id.as_u128(), i as u32))? {
-            Some(v) => postcard::from_bytes::<CostRow>(v.value()).map_err(internal)?.cost,
+        let c = match costs.get((
+            l.product_id.as_u128(),
+            sale.time,
+            sale.id.as_u128(),
+            i as u32,
+        ))? {
+            Some(v) => {
+                postcard::from_bytes::<CostRow>(v.value())
+                    .map_err(internal)?
+                    .cost
+            }
             None => 0,
         };
         line_costs.push(c);

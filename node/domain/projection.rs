@@ -11,9 +11,9 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::{catalog, fifo, orders, profit, shifts, tickets};
 use super::ledger::{EntryBody, LedgerEntry};
 use super::model::*;
+use super::{catalog, fifo, orders, profit, shifts, tickets};
 use crate::docs::trust::Signer;
 use crate::docs::{DocId, am};
 use crate::engine::Ctx;
@@ -157,7 +157,13 @@ struct Move {
 }
 
 impl Move {
-    fn new(product_id: Uuid, variant_id: Option<Uuid>, kind: MovementKind, qty: i64, day: &str) -> Move {
+    fn new(
+        product_id: Uuid,
+        variant_id: Option<Uuid>,
+        kind: MovementKind,
+        qty: i64,
+        day: &str,
+    ) -> Move {
         Move {
             product_id,
             variant_id,
@@ -259,7 +265,13 @@ pub fn project_entry(
                 }
             }
             for l in lines {
-                moves.push(Move::new(l.product_id, l.variant_id, MovementKind::Sale, -l.qty, doc_day));
+                moves.push(Move::new(
+                    l.product_id,
+                    l.variant_id,
+                    MovementKind::Sale,
+                    -l.qty,
+                    doc_day,
+                ));
                 fifo::add_sold(tx, doc_day, l.product_id, l.qty, l.total - l.tax)?;
             }
             if let Some(shift) = shift_id {
@@ -283,7 +295,13 @@ pub fn project_entry(
         } => moves.push(Move {
             unit_cost: Some(*unit_cost),
             note: note.clone(),
-            ..Move::new(*product_id, *variant_id, MovementKind::StockIn, *qty, doc_day)
+            ..Move::new(
+                *product_id,
+                *variant_id,
+                MovementKind::StockIn,
+                *qty,
+                doc_day,
+            )
         }),
         EntryBody::Removal {
             product_id,
@@ -294,7 +312,13 @@ pub fn project_entry(
         } => moves.push(Move {
             reason: Some(*reason),
             note: note.clone(),
-            ..Move::new(*product_id, *variant_id, MovementKind::Removal, -qty, doc_day)
+            ..Move::new(
+                *product_id,
+                *variant_id,
+                MovementKind::Removal,
+                -qty,
+                doc_day,
+            )
         }),
         EntryBody::Adjustment {
             product_id,
@@ -304,7 +328,13 @@ pub fn project_entry(
             ..
         } => moves.push(Move {
             note: note.clone(),
-            ..Move::new(*product_id, *variant_id, MovementKind::Adjustment, *delta, doc_day)
+            ..Move::new(
+                *product_id,
+                *variant_id,
+                MovementKind::Adjustment,
+                *delta,
+                doc_day,
+            )
         }),
         EntryBody::Void {
             sale_id,
@@ -341,7 +371,13 @@ pub fn project_entry(
                     for (i, l) in lines.iter().enumerate() {
                         moves.push(Move {
                             sale: Some((*sale_id, i as u32)),
-                            ..Move::new(l.product_id, l.variant_id, MovementKind::Void, l.qty, sale_day)
+                            ..Move::new(
+                                l.product_id,
+                                l.variant_id,
+                                MovementKind::Void,
+                                l.qty,
+                                sale_day,
+                            )
                         });
                         fifo::add_sold(tx, sale_day, l.product_id, -l.qty, -nets[i])?;
                     }
@@ -374,9 +410,21 @@ pub fn project_entry(
             for l in lines {
                 moves.push(Move {
                     sale: Some((*sale_id, l.line as u32)),
-                    ..Move::new(l.sold.product_id, l.sold.variant_id, MovementKind::Return, l.sold.qty, doc_day)
+                    ..Move::new(
+                        l.sold.product_id,
+                        l.sold.variant_id,
+                        MovementKind::Return,
+                        l.sold.qty,
+                        doc_day,
+                    )
                 });
-                fifo::add_sold(tx, doc_day, l.sold.product_id, -l.sold.qty, -(l.sold.total - l.sold.tax))?;
+                fifo::add_sold(
+                    tx,
+                    doc_day,
+                    l.sold.product_id,
+                    -l.sold.qty,
+                    -(l.sold.total - l.sold.tax),
+                )?;
             }
         }
         EntryBody::Refund {
@@ -415,7 +463,13 @@ pub fn project_entry(
             }
             for l in lines {
                 if *restock {
-                    moves.push(Move::new(l.product_id, l.variant_id, MovementKind::Return, l.qty, doc_day));
+                    moves.push(Move::new(
+                        l.product_id,
+                        l.variant_id,
+                        MovementKind::Return,
+                        l.qty,
+                        doc_day,
+                    ));
                 }
                 fifo::add_sold(tx, doc_day, l.product_id, -l.qty, -(l.total - l.tax))?;
             }
@@ -430,7 +484,13 @@ pub fn project_entry(
                     moves.push(Move {
                         unit_cost: Some(l.unit_cost),
                         note: note.clone(),
-                        ..Move::new(l.product_id, l.variant_id, MovementKind::Delivery, l.qty, doc_day)
+                        ..Move::new(
+                            l.product_id,
+                            l.variant_id,
+                            MovementKind::Delivery,
+                            l.qty,
+                            doc_day,
+                        )
                     });
                 }
             }
@@ -471,8 +531,15 @@ pub fn project_entry(
             (mv.product_id.as_u128(), e.time, e.id.as_u128(), line as u32),
             json.as_str(),
         )?;
-        by_time.insert((e.time, e.id.as_u128(), line as u32), mv.product_id.as_u128())?;
-        fifo::mark_dirty(tx, mv.product_id.as_u128(), (e.time, e.id.as_u128(), line as u32))?;
+        by_time.insert(
+            (e.time, e.id.as_u128(), line as u32),
+            mv.product_id.as_u128(),
+        )?;
+        fifo::mark_dirty(
+            tx,
+            mv.product_id.as_u128(),
+            (e.time, e.id.as_u128(), line as u32),
+        )?;
         events.push(Event::StockChanged {
             product_id: mv.product_id,
             variant_id: mv.variant_id,

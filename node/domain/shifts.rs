@@ -44,7 +44,15 @@ pub fn open(ctx: &mut Ctx<'_>, by: &Principal, o: OpenShift) -> Result<Shift> {
     let float = check_money("float", o.float)?;
     let id = Uuid::new_v4();
     let key = ctx.device_key().clone();
-    stock_entry(ctx, by, &key, EntryBody::ShiftOpen { shift_id: id, float })?;
+    stock_entry(
+        ctx,
+        by,
+        &key,
+        EntryBody::ShiftOpen {
+            shift_id: id,
+            float,
+        },
+    )?;
     ctx.set_meta(OPEN_SHIFT, id.as_bytes())?;
     read(ctx.tx, id)
 }
@@ -116,12 +124,7 @@ pub fn close(ctx: &mut Ctx<'_>, by: &Principal, c: CloseShift) -> Result<Shift> 
 
 // --- projection ----------------------------------------------------------------------------
 
-fn update(
-    tx: &WriteTransaction,
-    id: Uuid,
-    device: &str,
-    f: impl FnOnce(&mut Shift),
-) -> Result<()> {
+fn update(tx: &WriteTransaction, id: Uuid, device: &str, f: impl FnOnce(&mut Shift)) -> Result<()> {
     let mut t = tx.open_table(SHIFTS)?;
     let mut s: Shift = match t.get(id.as_u128())? {
         Some(v) => serde_json::from_str(v.value()).map_err(internal)?,

@@ -157,7 +157,8 @@ pub fn discard(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid) -> Result<Ticket> {
 
 /// Projects a park or a discard.
 pub fn project(tx: &WriteTransaction, e: &LedgerEntry) -> Result<Vec<Event>> {
-    let (EntryBody::TicketPark { ticket_id, .. } | EntryBody::TicketDiscard { ticket_id }) = &e.body
+    let (EntryBody::TicketPark { ticket_id, .. } | EntryBody::TicketDiscard { ticket_id }) =
+        &e.body
     else {
         return Ok(Vec::new());
     };
@@ -169,7 +170,14 @@ pub fn project(tx: &WriteTransaction, e: &LedgerEntry) -> Result<Vec<Event>> {
     match &e.body {
         EntryBody::TicketPark { name, lines, .. } => {
             if s.park.as_ref().is_none_or(|p| (p.0, p.1) < at) {
-                s.park = Some((at.0, at.1, name.clone(), lines.clone(), e.device.clone(), e.person));
+                s.park = Some((
+                    at.0,
+                    at.1,
+                    name.clone(),
+                    lines.clone(),
+                    e.device.clone(),
+                    e.person,
+                ));
             }
         }
         _ => {
@@ -223,7 +231,11 @@ pub fn list(tx: &ReadTransaction, open_only: bool) -> Result<Vec<Ticket>> {
     for row in tx.open_table(TICKETS)?.iter()? {
         let s: TicketState = serde_json::from_str(row?.1.value()).map_err(internal)?;
         let t = s.view();
-        if t.name.is_empty() && t.lines.is_empty() && t.status == TicketStatus::Closed && t.double_closed_by.is_empty() {
+        if t.name.is_empty()
+            && t.lines.is_empty()
+            && t.status == TicketStatus::Closed
+            && t.double_closed_by.is_empty()
+        {
             // A close whose park has not arrived yet.
             continue;
         }

@@ -84,7 +84,8 @@ pub const PO_DELIVERIES: MultimapTableDefinition<u128, u128> =
 /// shift id → JSON `Shift` (sums kept by every entry of the shift, in any order).
 pub const SHIFTS: TableDefinition<u128, &str> = TableDefinition::new("shifts-1");
 /// (time of the entry that opened it, shift id) → (): shifts by time.
-pub const SHIFTS_BY_TIME: TableDefinition<(i64, u128), ()> = TableDefinition::new("shifts-by-time-1");
+pub const SHIFTS_BY_TIME: TableDefinition<(i64, u128), ()> =
+    TableDefinition::new("shifts-by-time-1");
 /// ticket id → JSON `tickets::TicketState`.
 pub const TICKETS: TableDefinition<u128, &str> = TableDefinition::new("tickets-1");
 /// refund entry id → JSON `Refund` (refunds without the original sale).
@@ -94,7 +95,8 @@ pub const REFUNDS_BY_TIME: TableDefinition<(i64, u128), ()> =
     TableDefinition::new("refunds-by-time-1");
 /// product id → earliest movement key (time, entry id, line) whose FIFO cost must be
 /// recomputed before the batch commits.
-pub const FIFO_DIRTY: TableDefinition<u128, (i64, u128, u32)> = TableDefinition::new("fifo-dirty-1");
+pub const FIFO_DIRTY: TableDefinition<u128, (i64, u128, u32)> =
+    TableDefinition::new("fifo-dirty-1");
 /// (product id, time, entry id, line) → postcard FIFO state of the product after that
 /// movement (a checkpoint every few movements; recomputation starts from one).
 pub const FIFO_STATE: TableDefinition<(u128, i64, u128, u32), &[u8]> =
@@ -105,7 +107,8 @@ pub const FIFO_COST: TableDefinition<(u128, i64, u128, u32), &[u8]> =
     TableDefinition::new("fifo-cost-1");
 /// (shop-local day, product id) → postcard `fifo::ProductDay` (qty sold, revenue without tax,
 /// FIFO cost, shrinkage), after voids and returns.
-pub const PRODUCT_DAYS: TableDefinition<(&str, u128), &[u8]> = TableDefinition::new("product-days-1");
+pub const PRODUCT_DAYS: TableDefinition<(&str, u128), &[u8]> =
+    TableDefinition::new("product-days-1");
 /// shop-local day → postcard `fifo::ProductDay` of the whole shop: FIFO cost and shrinkage of
 /// the day (quantity and revenue too).
 pub const DAY_COSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("day-costs-1");

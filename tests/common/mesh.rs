@@ -134,7 +134,10 @@ impl Three {
             || {
                 let d = self.h[0].bucket_digests().unwrap();
                 self.h.iter().all(|h| h.bucket_digests().unwrap() == d)
-                    && self.h.iter().all(|h| h.devices().unwrap().len() == self.h.len())
+                    && self
+                        .h
+                        .iter()
+                        .all(|h| h.devices().unwrap().len() == self.h.len())
             },
             timeout,
         )
@@ -200,4 +203,3 @@ impl Three {
         }
     }
 }
-
