@@ -9,6 +9,10 @@
 //!   sale made in A's UI then appears on B's open Stock screen without a reload.
 //! - A price changed on two replicas at once: both values are offered, a manager picks one.
 //! - Every screen draws the demo shop (a week of sales) without a script error.
+//! - An owner runs the books on two synced tills: a supplier, a purchase order received in
+//!   part, a shift with a float, a cash sale, a pay-out, a refund without a receipt and a count
+//!   at close; both tills' Books screens show the same profit, low stock and shifts, and the
+//!   CSV files download.
 //!
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
 //! Without Chromium these tests fail and say how to install it.
@@ -663,6 +667,8 @@ async fn every_screen_draws_the_demo_shop() {
         ("reports", "#chart-top svg"),
         ("people", "#people-rows tr"),
         ("sync", "#sync-health"),
+        ("orders", "#po-table"),
+        ("books", "#chart-profit svg"),
     ] {
         page.goto(&format!("{url}/#/{route}")).await;
         page.wait_visible(ready).await;
@@ -679,4 +685,147 @@ async fn every_screen_draws_the_demo_shop() {
 
     drop(browser);
     node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_runs_the_books_on_two_synced_tills() {
+    let _serial = browser::one_at_a_time().await;
+    let (a, url_a) = listening(Node::builder().memory()).await;
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let addr_a = mesh_addr(&ah).await;
+    ah.create_product(
+        &owner,
+        NewProduct {
+            reorder_level: Some(20),
+            ..product("BK1", 300, 2000)
+        },
+    )
+    .await
+    .unwrap();
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let dir_b = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    let (b, url_b) = listening(Node::builder().data_dir(dir_b.path()).peer(&addr_a)).await;
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url_a}/")).await;
+    log_in(&page, "olivia", OWNER_PW, false).await;
+
+    // A supplier and a purchase order for 10, sent, 4 received at 1.60 instead of 1.50.
+    page.goto(&format!("{url_a}/#/orders")).await;
+    page.click("#suppliers-open").await;
+    page.fill("#sup-name", "Bean Co").await;
+    page.click("#sup-save").await;
+    page.wait_for(
+        "document.querySelector('#sup-list').textContent.includes('Bean Co')",
+        "the supplier is listed",
+    )
+    .await;
+    page.press("Escape").await;
+    page.click("#po-new").await;
+    page.fill(".po-qty", "10").await;
+    page.click("#po-save").await;
+    page.wait_visible("#po-sent").await;
+    page.click("#po-sent").await;
+    page.wait_visible("#po-receive").await;
+    page.click("#po-receive").await;
+    page.fill("#dn-number", "DN-1").await;
+    page.fill(".dn-qty", "4").await;
+    page.fill(".dn-cost", "1.60").await;
+    page.click("#dn-save").await;
+    page.wait_text("#po-detail-lines tr[data-sku=\"BK1\"] .outstanding", "6")
+        .await;
+    shots(&page, "50-purchase-order", DESKTOP).await;
+    page.press("Escape").await;
+
+    // A shift: float 100.00, two sold for cash (6.00 paid with 10.00), 5.00 paid out, one
+    // refunded in cash without a receipt (3.00): 98.00 expected, 97.50 counted.
+    page.goto(&format!("{url_a}/#/sell")).await;
+    page.click("#shift-open").await;
+    page.fill("#shift-float", "100.00").await;
+    page.click("#shift-open-save").await;
+    page.wait_text("#shift-expected", "€100.00").await;
+    page.wait_visible("#sell-tiles .tile").await;
+    for _ in 0..2 {
+        page.fill("#sell-search", "40000BK1").await;
+        page.press("Enter").await;
+    }
+    page.wait_text("#cart-total", "€6.00").await;
+    page.click("#pay").await;
+    page.fill("#pay-amount", "10").await;
+    page.click("#complete-sale").await;
+    page.wait_visible("#receipt").await;
+    page.click("#new-sale").await;
+    page.wait_text("#shift-expected", "€106.00").await;
+    page.click("#shift-pay-out").await;
+    page.fill("#cash-amount", "5").await;
+    page.fill("#cash-reason", "milk for the staff room").await;
+    page.click("#cash-save").await;
+    page.wait_text("#shift-expected", "€101.00").await;
+    page.click("#refund-open").await;
+    page.fill("#refund-reason", "no receipt").await;
+    page.click("#refund-save").await;
+    page.wait_text("#shift-expected", "€98.00").await;
+    page.click("#shift-close").await;
+    page.fill("#shift-counted", "97.50").await;
+    page.click("#shift-close-save").await;
+    page.wait_visible("#shift-report").await;
+    assert_eq!(page.text("#rep-expected").await, "€98.00");
+    assert_eq!(page.text("#rep-counted").await, "€97.50");
+    assert!(
+        page.text("#rep-difference").await.contains("0.50"),
+        "the difference shows"
+    );
+    shots(&page, "51-shift-report", DESKTOP).await;
+    page.press("Escape").await;
+
+    // Books on A, then the same on B's own UI once it has synced.
+    page.goto(&format!("{url_a}/#/books")).await;
+    page.wait_visible("#chart-profit svg").await;
+    page.wait_visible("#low-rows tr[data-sku=\"BK1\"]").await;
+    let figures = "['#books-kpis', '#profit-rows', '#low-rows', '#shift-rows'].map(s => document.querySelector(s).innerText).join('|')";
+    let on_a = page.eval(figures).await.as_str().unwrap().to_owned();
+    assert!(on_a.contains("On order") || on_a.contains('6'), "{on_a}");
+    shots(&page, "52-books", DESKTOP).await;
+    let csv = page
+        .eval("fetch('/api/v1/export/profit.csv').then(r => r.text())")
+        .await;
+    assert!(
+        csv.as_str()
+            .unwrap()
+            .starts_with("day,currency,revenue,cost,profit"),
+        "{csv}"
+    );
+    let shifts_csv = page
+        .eval("fetch('/api/v1/export/shifts.csv').then(r => r.text())")
+        .await;
+    assert!(
+        shifts_csv.as_str().unwrap().contains(",EUR,10000,"),
+        "{shifts_csv}"
+    );
+    page.assert_no_errors().await;
+
+    let page_b = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page_b.goto(&format!("{url_b}/")).await;
+    log_in(&page_b, "olivia", OWNER_PW, false).await;
+    page_b.goto(&format!("{url_b}/#/books")).await;
+    page_b.wait_visible("#chart-profit svg").await;
+    page_b
+        .wait_for(
+            &format!("({figures}) === {}", browser::js_str(&on_a)),
+            "Till 2 shows the same books as Till 1",
+        )
+        .await;
+    page_b.assert_no_errors().await;
+
+    drop(browser);
+    b.shutdown().await;
+    a.shutdown().await;
 }

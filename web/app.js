@@ -12,6 +12,8 @@ import * as sellScreen from "./screens/sell.js";
 import * as stockScreen from "./screens/stock.js";
 import * as productsScreen from "./screens/products.js";
 import * as reportsScreen from "./screens/reports.js";
+import * as ordersScreen from "./screens/orders.js";
+import * as booksScreen from "./screens/books.js";
 import * as peopleScreen from "./screens/people.js";
 import * as syncScreen from "./screens/sync.js";
 
@@ -22,7 +24,9 @@ const SCREENS = [
   { route: "sell", label: "Sell", icon: "sell", role: "staff", module: sellScreen },
   { route: "stock", label: "Stock", icon: "stock", role: "staff", module: stockScreen },
   { route: "products", label: "Products", icon: "products", role: "staff", module: productsScreen },
+  { route: "orders", label: "Orders", icon: "box_in", role: "staff", module: ordersScreen },
   { route: "reports", label: "Reports", icon: "reports", role: "manager", module: reportsScreen },
+  { route: "books", label: "Books", icon: "count", role: "manager", module: booksScreen },
   {
     route: "people",
     label: "People & devices",
@@ -160,7 +164,7 @@ function drawTopbar() {
         h(
           "span",
           { class: sc.short ? "label-long" : null },
-          sc.short && window.innerWidth < 1240 ? sc.short : sc.label,
+          sc.short && window.innerWidth < 1440 ? sc.short : sc.label,
         ),
       ),
     );
@@ -205,6 +209,8 @@ function startEvents() {
     "change_applied",
     "changes_dropped",
     "shop_changed",
+    "ticket_changed",
+    "ticket_double_closed",
     "lagged",
   ]) {
     source.addEventListener(type, relay(type));

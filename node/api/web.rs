@@ -88,6 +88,9 @@ const ASSETS: &[Asset] = &[
     asset!("/screens/stock.js", JS, "screens/stock.js"),
     asset!("/screens/products.js", JS, "screens/products.js"),
     asset!("/screens/reports.js", JS, "screens/reports.js"),
+    asset!("/screens/orders.js", JS, "screens/orders.js"),
+    asset!("/screens/books.js", JS, "screens/books.js"),
+    asset!("/screens/till.js", JS, "screens/till.js"),
     asset!("/screens/people.js", JS, "screens/people.js"),
     asset!("/screens/sync.js", JS, "screens/sync.js"),
 ];

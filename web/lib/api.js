@@ -89,6 +89,7 @@ async function request(method, path, body) {
 export const get = (path) => api("GET", path);
 export const post = (path, body) => api("POST", path, body === undefined ? {} : body);
 export const patch = (path, body) => api("PATCH", path, body);
+export const put = (path, body) => api("PUT", path, body);
 
 function sentence(s) {
   const t = String(s || "").trim();

@@ -2,8 +2,22 @@
 // the item), a cart with quantities and line discounts, payment (cash with change, card, other,
 // split), the receipt, and today's sales with void and return.
 
+import { shiftBar, parkCart, pickTicket, refundDialog } from "./till.js";
 import { get, getAll, post, humanError } from "../lib/api.js";
-import { h, add, icon, field, busy, toast, alertBox, openDialog, confirmDialog, showFormError, fill, table } from "../lib/dom.js";
+import {
+  h,
+  add,
+  icon,
+  field,
+  busy,
+  toast,
+  alertBox,
+  openDialog,
+  confirmDialog,
+  showFormError,
+  fill,
+  table,
+} from "../lib/dom.js";
 import { money, parseMoney, dateTime, time, lineAmounts, cashRound, shopDay, decimal, percent } from "../lib/format.js";
 
 const CART_KEY = "tillmesh.cart";
@@ -38,7 +52,21 @@ export async function render(main, app) {
     items: [],
     stock: new Map(),
     cart: loadCart(),
+    // The parked ticket this cart came from: paying closes it, parking updates it.
+    ticket: loadTicket(),
   };
+  const shift = shiftBar(app);
+  const ticketsBtn = h(
+    "button",
+    { type: "button", class: "btn", id: "tickets-open", title: "Parked carts" },
+    icon("history"),
+    h("span", { class: "label-narrow-hide" }, "Tickets"),
+  );
+  const parkBtn = h("button", { type: "button", class: "btn btn-ghost btn-small", id: "cart-park" }, "Park");
+  const refundBtn = app.can("manager")
+    ? h("button", { type: "button", class: "btn", id: "refund-open", title: "Refund without a receipt" }, "Refund")
+    : null;
+  const ticketNote = h("div", { class: "muted", id: "cart-ticket" });
 
   const search = h("input", {
     type: "search",
@@ -80,15 +108,19 @@ export async function render(main, app) {
           "div",
           { class: "row nowrap-row" },
           h("div", { class: "search sell-search grow" }, icon("search"), search),
+          ticketsBtn,
           historyBtn,
+          refundBtn,
         ),
+        shift.element,
         searchMsg,
       ),
       h("section", { class: "sell-tiles", "aria-label": "Products" }, tiles),
       h(
         "aside",
         { class: "panel cart", "aria-label": "Cart" },
-        h("div", { class: "cart-head" }, h("h2", null, "Cart"), clearBtn),
+        h("div", { class: "cart-head" }, h("h2", null, "Cart"), parkBtn, clearBtn),
+        ticketNote,
         cartLines,
         h("div", { class: "cart-foot" }, totals, payBtn),
       ),
@@ -214,6 +246,8 @@ export async function render(main, app) {
       h("span", { class: "grand num", id: "cart-total" }, money(t.total)),
     );
     payBtn.disabled = !state.cart.length;
+    parkBtn.hidden = !state.cart.length;
+    ticketNote.textContent = state.ticket ? `Ticket: ${state.ticket.name}` : "";
     payBtn.textContent = state.cart.length ? `Pay ${money(t.total)}` : "Pay";
     clearBtn.hidden = !state.cart.length;
   }
@@ -539,11 +573,13 @@ export async function render(main, app) {
           };
         }),
         payments,
+        ticket_id: state.ticket ? state.ticket.id : null,
       };
       busy(done, form, async () => {
         const sale = await post("/sales", body);
         state.cart = [];
         saveCart(state.cart);
+        setTicket(null);
         drawCart();
         message(null, "");
         d.close();
@@ -588,11 +624,59 @@ export async function render(main, app) {
     if (await confirmDialog("Clear the cart?", "Every line of this sale will be removed.", "Clear cart")) {
       state.cart = [];
       saveCart(state.cart);
+      setTicket(null);
       drawCart();
       search.focus();
     }
   });
   historyBtn.addEventListener("click", () => salesToday(app));
+  function setTicket(t) {
+    state.ticket = t ? { id: t.id, name: t.name } : null;
+    saveTicket(state.ticket);
+  }
+  function cartAsLines() {
+    return state.cart.map((l) => {
+      const it = item(l.key);
+      return {
+        product_id: it.product.id,
+        variant_id: it.variant ? it.variant.id : null,
+        qty: l.qty,
+        discount: l.discount || null,
+      };
+    });
+  }
+  parkBtn.addEventListener("click", async () => {
+    try {
+      const t = await parkCart(cartAsLines(), state.ticket);
+      if (!t) return;
+      toast(`Cart parked as “${t.name}”.`);
+      state.cart = [];
+      saveCart(state.cart);
+      setTicket(null);
+      drawCart();
+    } catch (err) {
+      toast(humanError(err), "error");
+    }
+  });
+  ticketsBtn.addEventListener("click", async () => {
+    if (state.cart.length && !state.ticket) {
+      toast("Park or clear this cart first.", "error");
+      return;
+    }
+    const t = await pickTicket(app);
+    if (!t) return;
+    state.cart = t.lines
+      .map((l) => ({
+        key: l.variant_id ? `${l.product_id}/${l.variant_id}` : l.product_id,
+        qty: l.qty,
+        discount: l.discount || 0,
+      }))
+      .filter((l) => state.items.some((i) => i.key === l.key));
+    saveCart(state.cart);
+    setTicket(t);
+    drawCart();
+  });
+  if (refundBtn) refundBtn.addEventListener("click", () => refundDialog(state.items, () => shift.refresh()));
 
   // A scanner types into whatever has focus: send stray keystrokes to the search box.
   const keyToSearch = (e) => {
@@ -624,6 +708,25 @@ function loadCart() {
     return Array.isArray(c) ? c.filter((l) => l && l.key && l.qty >= 1) : [];
   } catch {
     return [];
+  }
+}
+
+const TICKET_KEY = "tillmesh.ticket";
+
+function loadTicket() {
+  try {
+    return JSON.parse(sessionStorage.getItem(TICKET_KEY) || "null");
+  } catch {
+    return null;
+  }
+}
+
+function saveTicket(t) {
+  try {
+    if (t) sessionStorage.setItem(TICKET_KEY, JSON.stringify(t));
+    else sessionStorage.removeItem(TICKET_KEY);
+  } catch {
+    // Private mode: the ticket link does not survive a reload.
   }
 }
 
