@@ -1230,6 +1230,31 @@ async fn role_matrix() {
         .await
         .expect(201);
     let temp_id = temp.body["id"].as_str().unwrap().to_owned();
+    let sup = app
+        .post(
+            "/api/v1/suppliers",
+            &owner.token,
+            &json!({"name": "Bean Co"}),
+        )
+        .await
+        .expect(201);
+    let sup_id = sup.body["id"].as_str().unwrap().to_owned();
+    let po = app
+        .post(
+            "/api/v1/purchase-orders",
+            &owner.token,
+            &json!({"supplier_id": sup_id, "lines": [{"product_id": pid, "qty": 100, "unit_cost": 150}]}),
+        )
+        .await
+        .expect(201);
+    let po_id = po.body["id"].as_str().unwrap().to_owned();
+    app.patch(
+        &format!("/api/v1/purchase-orders/{po_id}"),
+        &owner.token,
+        &json!({"status": "sent"}),
+    )
+    .await
+    .expect(200);
 
     // Rows: method, path, body, and what staff, manager and owner get. Roles run in that
     // order, so that the owner's revocation comes last.
@@ -1312,6 +1337,99 @@ async fn role_matrix() {
             ("GET", "/api/v1/reports/daily".into(), None, [F, O, O]),
             ("GET", "/api/v1/export/sales.csv".into(), None, [F, O, O]),
             ("GET", "/api/v1/export/stock.csv".into(), None, [F, O, O]),
+            ("GET", "/api/v1/export/profit.csv".into(), None, [F, O, O]),
+            ("GET", "/api/v1/export/shifts.csv".into(), None, [F, O, O]),
+            ("GET", "/api/v1/suppliers".into(), None, [O, O, O]),
+            (
+                "POST",
+                "/api/v1/suppliers".into(),
+                Some(json!({"name": format!("Supplier of {role}")})),
+                [F, O, O],
+            ),
+            (
+                "PUT",
+                format!("/api/v1/suppliers/{sup_id}"),
+                Some(json!({"name": format!("Bean Co ({role})")})),
+                [F, O, O],
+            ),
+            ("GET", "/api/v1/purchase-orders".into(), None, [O, O, O]),
+            (
+                "GET",
+                format!("/api/v1/purchase-orders/{po_id}"),
+                None,
+                [O, O, O],
+            ),
+            (
+                "POST",
+                "/api/v1/purchase-orders".into(),
+                Some(json!({"supplier_id": sup_id, "lines": [{"product_id": pid, "qty": 3}]})),
+                [F, O, O],
+            ),
+            (
+                "POST",
+                format!("/api/v1/purchase-orders/{po_id}/deliveries"),
+                Some(
+                    json!({"note_number": format!("DN-{role}"), "lines": [{"product_id": pid, "qty": 2}]}),
+                ),
+                [O, O, O],
+            ),
+            ("GET", "/api/v1/shifts/current".into(), None, [O, O, O]),
+            (
+                "POST",
+                "/api/v1/shifts".into(),
+                Some(json!({"float": 5000})),
+                [O, O, O],
+            ),
+            (
+                "POST",
+                "/api/v1/shifts/current/cash".into(),
+                Some(json!({"kind": "pay_in", "amount": 100, "reason": "change"})),
+                [O, O, O],
+            ),
+            (
+                "POST",
+                "/api/v1/shifts/current/close".into(),
+                Some(json!({"counted": 5100})),
+                [O, O, O],
+            ),
+            ("GET", "/api/v1/shifts".into(), None, [F, O, O]),
+            (
+                "POST",
+                "/api/v1/refunds".into(),
+                Some(json!({"lines": [{"product_id": pid, "qty": 1}], "reason": "no receipt"})),
+                [F, O, O],
+            ),
+            ("GET", "/api/v1/refunds".into(), None, [F, O, O]),
+            (
+                "POST",
+                "/api/v1/tickets".into(),
+                Some(
+                    json!({"name": format!("Table of {role}"), "lines": [{"product_id": pid, "qty": 1}]}),
+                ),
+                [O, O, O],
+            ),
+            ("GET", "/api/v1/tickets?open=true".into(), None, [O, O, O]),
+            ("GET", "/api/v1/reports/profit".into(), None, [F, O, O]),
+            (
+                "GET",
+                "/api/v1/reports/profit/products".into(),
+                None,
+                [F, O, O],
+            ),
+            (
+                "GET",
+                format!("/api/v1/sales/{sid}/profit"),
+                None,
+                [F, O, O],
+            ),
+            ("GET", "/api/v1/reports/low-stock".into(), None, [O, O, O]),
+            ("GET", "/api/v1/periods".into(), None, [F, O, O]),
+            (
+                "POST",
+                "/api/v1/periods".into(),
+                Some(json!({"through": "2020-01-01"})),
+                [F, F, O],
+            ),
             (
                 "POST",
                 format!("/api/v1/members/{temp_id}/revoke"),
@@ -1954,5 +2072,268 @@ async fn invites_carry_a_qr_code_and_mesh_info_needs_a_login() {
     assert_eq!(mesh.body["running"], false);
     assert_eq!(mesh.body["mdns"], false);
     assert!(mesh.body["addrs"].is_array());
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn books_routes_refuse_bad_input_and_change_nothing() {
+    let app = start_default().await;
+    let owner = app.login_owner().await;
+    let t = owner.token.as_str();
+    let product = app.product(t, "BOOKS-1", 300).await;
+    let pid = product["id"].as_str().unwrap().to_owned();
+    let sup = app
+        .post("/api/v1/suppliers", t, &json!({"name": "Bean Co"}))
+        .await
+        .expect(201);
+    let sup_id = sup.body["id"].as_str().unwrap().to_owned();
+    let po = app
+        .post(
+            "/api/v1/purchase-orders",
+            t,
+            &json!({"supplier_id": sup_id, "lines": [{"product_id": pid, "qty": 10}]}),
+        )
+        .await
+        .expect(201);
+    let po_id = po.body["id"].as_str().unwrap().to_owned();
+    let envelopes = app.node.handle().envelopes().unwrap().len();
+    let nobody = uuid::Uuid::new_v4();
+
+    let cases: Vec<(&str, String, Value, u16, &str, Option<&str>)> = vec![
+        (
+            "POST",
+            "/api/v1/suppliers".into(),
+            json!({"name": " "}),
+            400,
+            "invalid",
+            Some("name"),
+        ),
+        (
+            "POST",
+            "/api/v1/suppliers".into(),
+            json!({"name": "X", "email": "not-mail"}),
+            400,
+            "invalid",
+            Some("email"),
+        ),
+        (
+            "POST",
+            "/api/v1/suppliers".into(),
+            json!({"name": "X", "fax": "1"}),
+            400,
+            "invalid",
+            None,
+        ),
+        (
+            "PUT",
+            format!("/api/v1/suppliers/{nobody}"),
+            json!({"name": "X"}),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/purchase-orders".into(),
+            json!({"supplier_id": nobody, "lines": [{"product_id": pid, "qty": 1}]}),
+            400,
+            "invalid",
+            Some("supplier_id"),
+        ),
+        (
+            "POST",
+            "/api/v1/purchase-orders".into(),
+            json!({"supplier_id": sup_id, "lines": []}),
+            400,
+            "invalid",
+            Some("lines"),
+        ),
+        (
+            "POST",
+            "/api/v1/purchase-orders".into(),
+            json!({"supplier_id": sup_id, "lines": [{"product_id": pid, "qty": 0}]}),
+            400,
+            "invalid",
+            Some("lines[0].qty"),
+        ),
+        (
+            "POST",
+            "/api/v1/purchase-orders".into(),
+            json!({"supplier_id": sup_id, "lines": [{"product_id": pid, "qty": 1}], "expected_on": "soon"}),
+            400,
+            "invalid",
+            Some("expected_on"),
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/purchase-orders/{po_id}"),
+            json!({"status": "received"}),
+            409,
+            "conflict",
+            None,
+        ),
+        (
+            "PATCH",
+            format!("/api/v1/purchase-orders/{po_id}"),
+            json!({"status": "done"}),
+            400,
+            "invalid",
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/v1/purchase-orders/{nobody}"),
+            Value::Null,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/v1/purchase-orders/{po_id}/deliveries"),
+            json!({"note_number": "DN-1", "lines": [{"product_id": pid, "qty": 1}]}),
+            409,
+            "conflict",
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/shifts".into(),
+            json!({"float": -1}),
+            400,
+            "invalid",
+            Some("float"),
+        ),
+        (
+            "POST",
+            "/api/v1/shifts/current/close".into(),
+            json!({"counted": 0}),
+            409,
+            "conflict",
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/shifts/current/cash".into(),
+            json!({"kind": "pay_out", "amount": 1, "reason": "x"}),
+            409,
+            "conflict",
+            None,
+        ),
+        (
+            "GET",
+            format!("/api/v1/shifts/{nobody}"),
+            Value::Null,
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/refunds".into(),
+            json!({"lines": [], "reason": "x"}),
+            400,
+            "invalid",
+            Some("lines"),
+        ),
+        (
+            "POST",
+            "/api/v1/refunds".into(),
+            json!({"lines": [{"product_id": pid, "qty": 1}], "reason": ""}),
+            400,
+            "invalid",
+            Some("reason"),
+        ),
+        (
+            "POST",
+            "/api/v1/tickets".into(),
+            json!({"name": "T", "lines": []}),
+            400,
+            "invalid",
+            Some("lines"),
+        ),
+        (
+            "PUT",
+            format!("/api/v1/tickets/{nobody}"),
+            json!({"name": "T", "lines": [{"product_id": pid, "qty": 1}]}),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "POST",
+            format!("/api/v1/tickets/{nobody}/discard"),
+            json!({}),
+            404,
+            "not_found",
+            None,
+        ),
+        (
+            "POST",
+            "/api/v1/sales".into(),
+            json!({"lines": [{"product_id": pid, "qty": 1}], "payments": [{"method": "card"}], "ticket_id": nobody}),
+            400,
+            "invalid",
+            Some("ticket_id"),
+        ),
+        (
+            "GET",
+            "/api/v1/reports/profit?from=2026-13-01".into(),
+            Value::Null,
+            400,
+            "invalid",
+            Some("from"),
+        ),
+        (
+            "GET",
+            "/api/v1/reports/profit?from=2026-02-01&to=2026-01-01".into(),
+            Value::Null,
+            400,
+            "invalid",
+            Some("from"),
+        ),
+        (
+            "POST",
+            "/api/v1/periods".into(),
+            json!({"through": "2999-01-01"}),
+            400,
+            "invalid",
+            Some("through"),
+        ),
+        (
+            "POST",
+            "/api/v1/periods".into(),
+            json!({"through": "yesterday"}),
+            400,
+            "invalid",
+            Some("through"),
+        ),
+        (
+            "GET",
+            format!("/api/v1/sales/{nobody}/profit"),
+            Value::Null,
+            404,
+            "not_found",
+            None,
+        ),
+    ];
+    for (method, path, body, status, code, field) in cases {
+        let body = (!body.is_null()).then_some(&body);
+        let res = app.call(req(method, &path, Some(t), body)).await;
+        assert_error(&res, status, code);
+        if let Some(f) = field {
+            assert_eq!(
+                res.body["error"]["field"],
+                f,
+                "{method} {path}: {}",
+                res.text()
+            );
+        }
+    }
+    assert_eq!(
+        app.node.handle().envelopes().unwrap().len(),
+        envelopes,
+        "nothing was written"
+    );
     app.stop().await;
 }

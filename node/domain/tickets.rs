@@ -102,6 +102,7 @@ pub fn require_open(tx: &impl TicketTables, id: Uuid, field: &str) -> Result<()>
 /// Parks a cart as a new ticket (`id` None) or updates a parked one (anyone logged in).
 pub fn park(ctx: &mut Ctx<'_>, by: &Principal, id: Option<Uuid>, p: ParkTicket) -> Result<Ticket> {
     if let Some(id) = id {
+        load(ctx.tx, id)?.ok_or_else(|| Error::NotFound(format!("no ticket {id}")))?;
         require_open(ctx.tx, id, "id")?;
     }
     let name = non_empty("name", &p.name, 100)?;
