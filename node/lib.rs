@@ -38,7 +38,12 @@
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
 //! - [`config`]: flags, `TILLMESH_*` variables and the TOML file.
 //! - [`engine`]: the single writer thread (group commit) and the one apply path.
-//! - [`domain`]: the data model, commands, money arithmetic, projections and queries.
+//! - [`domain`]: the data model, commands, money arithmetic, projections and queries; the
+//!   books beyond the till — [`domain::orders`] (suppliers, purchase orders, deliveries with
+//!   derived ids), [`domain::shifts`] (cash drawer), [`domain::tickets`] (parked carts,
+//!   earliest close wins), [`domain::fifo`] (deterministic FIFO cost, replayed per product
+//!   from checkpoints before each commit) and [`domain::profit`] (profit, closed periods, low
+//!   stock counting open orders).
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI, SSE, and the web UI (`web/`, compiled in: first start, login, sell, stock,
 //!   products, reports, people & devices, sync).

@@ -144,7 +144,7 @@ enum Command {
     },
     /// Show the running node's shop, device and store.
     Status(ApiArgs),
-    /// Write sales.csv, movements.csv and stock.csv from the running node.
+    /// Write sales.csv, movements.csv, stock.csv, profit.csv and shifts.csv from the running node.
     Export {
         /// Directory to write into (created).
         #[arg(long)]
@@ -265,9 +265,15 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let client = ApiClient::connect(&cfg, api).await?;
             std::fs::create_dir_all(&out)
                 .with_context(|| format!("cannot create {}", out.display()))?;
-            for name in ["sales.csv", "movements.csv", "stock.csv"] {
+            for (name, query) in [
+                ("sales.csv", "?from=0"),
+                ("movements.csv", "?from=0"),
+                ("stock.csv", ""),
+                ("profit.csv", "?from=1970-01-01"),
+                ("shifts.csv", "?from=0"),
+            ] {
                 let body = client
-                    .get_text(&format!("/api/v1/export/{name}?from=0"))
+                    .get_text(&format!("/api/v1/export/{name}{query}"))
                     .await?;
                 let path = out.join(name);
                 std::fs::write(&path, body)

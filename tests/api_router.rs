@@ -2099,7 +2099,9 @@ async fn books_routes_refuse_bad_input_and_change_nothing() {
     let envelopes = app.node.handle().envelopes().unwrap().len();
     let nobody = uuid::Uuid::new_v4();
 
-    let cases: Vec<(&str, String, Value, u16, &str, Option<&str>)> = vec![
+    // method, path, body, status, error code, field.
+    type Case<'a> = (&'a str, String, Value, u16, &'a str, Option<&'a str>);
+    let cases: Vec<Case> = vec![
         (
             "POST",
             "/api/v1/suppliers".into(),

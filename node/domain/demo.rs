@@ -110,5 +110,95 @@ pub async fn populate(h: &NodeHandle) -> Result<(&'static str, &'static str)> {
             .await?;
         }
     }
+    // A supplier, an order received in part, and today's shift with a cash sale and a pay-out.
+    let supplier = h
+        .put_supplier(
+            &owner,
+            None,
+            NewSupplier {
+                name: "Roastery Brothers".into(),
+                contact: Some("Ana".into()),
+                phone: Some("+33 1 40 00 00 00".into()),
+                email: Some("orders@roastery.example".into()),
+                note: None,
+            },
+        )
+        .await?;
+    let po = h
+        .create_purchase_order(
+            &owner,
+            NewPurchaseOrder {
+                supplier_id: supplier.id,
+                lines: vec![
+                    PoLine {
+                        product_id: products[0].id,
+                        variant_id: None,
+                        qty: 40,
+                        unit_cost: Some(420),
+                    },
+                    PoLine {
+                        product_id: products[1].id,
+                        variant_id: None,
+                        qty: 30,
+                        unit_cost: Some(150),
+                    },
+                ],
+                expected_on: None,
+                note: Some("Weekly coffee and tea".into()),
+            },
+        )
+        .await?;
+    h.update_purchase_order(
+        &owner,
+        po.id,
+        PurchaseOrderPatch {
+            status: Some(PoStatus::Sent),
+            ..Default::default()
+        },
+    )
+    .await?;
+    h.receive_delivery(
+        &owner,
+        po.id,
+        NewDelivery {
+            note_number: "RB-1001".into(),
+            lines: vec![NewDeliveryLine {
+                product_id: products[0].id,
+                variant_id: None,
+                qty: 24,
+                unit_cost: Some(435),
+            }],
+            note: None,
+        },
+    )
+    .await?;
+    h.open_shift(&owner, OpenShift { float: 15_000 }).await?;
+    h.record_sale(
+        &owner,
+        NewSale {
+            lines: vec![NewSaleLine {
+                product_id: products[5].id,
+                variant_id: None,
+                qty: 3,
+                discount: None,
+            }],
+            payments: vec![NewPayment {
+                method: PaymentMethod::Cash,
+                amount: Some(500),
+            }],
+            note: None,
+            ticket_id: None,
+        },
+    )
+    .await?;
+    h.cash_move(
+        &owner,
+        NewCashMove {
+            kind: CashMoveKind::PayOut,
+            amount: 1_000,
+            reason: "Window cleaner".into(),
+        },
+    )
+    .await?;
     Ok((DEMO_USER, DEMO_PASSWORD))
 }

@@ -19,13 +19,30 @@ use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::store::tables::*;
 
+/// The latest park of a ticket.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Park {
+    /// Entry time.
+    pub time: i64,
+    /// Entry id.
+    pub entry: u128,
+    /// Label.
+    pub name: String,
+    /// Content.
+    pub lines: Vec<TicketLine>,
+    /// Till that parked it.
+    pub device: String,
+    /// Who parked it.
+    pub person: Option<Uuid>,
+}
+
 /// A ticket as projected (commutative: every field is a max, a min or a set).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct TicketState {
     /// Ticket id.
     pub id: Uuid,
-    /// Latest park: (time, entry id), name, lines, device, person.
-    pub park: Option<(i64, u128, String, Vec<TicketLine>, String, Option<Uuid>)>,
+    /// Latest park by (time, entry id).
+    pub park: Option<Park>,
     /// Sales that closed it, as (time, sale id), sorted.
     pub closes: Vec<(i64, u128)>,
     /// Earliest discard.
@@ -35,7 +52,13 @@ pub struct TicketState {
 impl TicketState {
     fn view(&self) -> Ticket {
         let (updated_at, name, lines, updated_on, updated_by) = match &self.park {
-            Some((t, _, n, l, d, p)) => (*t, n.clone(), l.clone(), d.clone(), *p),
+            Some(p) => (
+                p.time,
+                p.name.clone(),
+                p.lines.clone(),
+                p.device.clone(),
+                p.person,
+            ),
             None => (0, String::new(), Vec::new(), String::new(), None),
         };
         let status = if !self.closes.is_empty() {
@@ -170,15 +193,15 @@ pub fn project(tx: &WriteTransaction, e: &LedgerEntry) -> Result<Vec<Event>> {
     let at = (e.time, e.id.as_u128());
     match &e.body {
         EntryBody::TicketPark { name, lines, .. } => {
-            if s.park.as_ref().is_none_or(|p| (p.0, p.1) < at) {
-                s.park = Some((
-                    at.0,
-                    at.1,
-                    name.clone(),
-                    lines.clone(),
-                    e.device.clone(),
-                    e.person,
-                ));
+            if s.park.as_ref().is_none_or(|p| (p.time, p.entry) < at) {
+                s.park = Some(Park {
+                    time: at.0,
+                    entry: at.1,
+                    name: name.clone(),
+                    lines: lines.clone(),
+                    device: e.device.clone(),
+                    person: e.person,
+                });
             }
         }
         _ => {
