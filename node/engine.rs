@@ -52,7 +52,17 @@ pub struct Shared {
     pub outbox: broadcast::Sender<Arc<Vec<u8>>>,
     /// Set while a commit of peers' changes is not yet synced to disk (see [`Ctx::relaxed`]).
     pub unsynced: std::sync::atomic::AtomicBool,
+    /// Set while FIFO costs wait for a quiet moment to be recomputed (see [`FIFO_BUDGET`]).
+    pub fifo_deferred: std::sync::atomic::AtomicBool,
 }
+
+/// While peers' changes stream in (catch-up), a batch recomputes FIFO cost only for products
+/// whose replay is at most this many movements; longer replays wait until no peers' changes
+/// arrived for [`FIFO_QUIET`], so a long catch-up replays each product a few times, not once
+/// per batch. Projections other than FIFO cost are always current.
+pub const FIFO_BUDGET: u64 = 4096;
+/// See [`FIFO_BUDGET`].
+pub const FIFO_QUIET: std::time::Duration = std::time::Duration::from_millis(300);
 
 /// Cloneable handle to the writer thread.
 #[derive(Clone)]
@@ -122,6 +132,8 @@ pub struct Engine {
     stopping: bool,
     /// When the oldest commit not yet synced to disk was made.
     unsynced_since: Option<std::time::Instant>,
+    /// When the last batch holding peers' changes only was committed.
+    last_relaxed: Option<std::time::Instant>,
     /// Held envelopes by document (loaded from the `held` table on first use), so retrying
     /// looks only at documents that just received changes.
     held: Option<HashMap<String, HashSet<[u8; 32]>>>,
@@ -161,6 +173,7 @@ impl Engine {
             genesis,
             stopping: false,
             unsynced_since: None,
+            last_relaxed: None,
             held: None,
             applied_docs: HashSet::new(),
         })
@@ -200,6 +213,7 @@ impl Engine {
         let mut poisoned = None;
         let mut shop_changed = false;
         let mut durable = false;
+        let mut relaxed_jobs = false;
         for job in batch {
             let mut ctx = Ctx {
                 engine: self,
@@ -222,6 +236,7 @@ impl Engine {
                 ..
             } = ctx;
             durable |= d;
+            relaxed_jobs |= !d;
             events.extend(ev);
             outbox.extend(ob);
             touched.extend(t);
@@ -232,12 +247,22 @@ impl Engine {
             finishers.push(finish);
         }
         self.applied_docs.clear();
-        if poisoned.is_none()
-            && let Err(e) = self
+        if relaxed_jobs {
+            self.last_relaxed = Some(std::time::Instant::now());
+        }
+        let quiet = !relaxed_jobs && self.last_relaxed.is_none_or(|t| t.elapsed() >= FIFO_QUIET);
+        let budget = if quiet { None } else { Some(FIFO_BUDGET) };
+        if poisoned.is_none() {
+            match self
                 .flush_all_pending()
-                .and_then(|()| crate::domain::fifo::flush(&tx))
-        {
-            poisoned = Some(e.to_string());
+                .and_then(|()| crate::domain::fifo::flush(&tx, budget))
+            {
+                Ok(all) => self
+                    .shared
+                    .fifo_deferred
+                    .store(!all, std::sync::atomic::Ordering::Relaxed),
+                Err(e) => poisoned = Some(e.to_string()),
+            }
         }
         // Only batches of peers' changes may skip the sync to disk, and not for long.
         durable |= self
@@ -1151,6 +1176,6 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
             _ => {}
         }
     }
-    crate::domain::fifo::flush(tx)?;
+    crate::domain::fifo::flush(tx, None)?;
     Ok(report)
 }

@@ -96,6 +96,7 @@ impl NodeBuilder {
             jobs: Default::default(),
             outbox: broadcast::channel(4096).0,
             unsynced: Default::default(),
+            fifo_deferred: Default::default(),
         });
         let mut engine = Engine::new(store.clone(), shared.clone(), device_key.clone())?;
         engine.warm_up()?;
@@ -130,7 +131,13 @@ impl NodeBuilder {
                         _ = stop.wait_for(|s| *s) => return,
                         _ = tick.tick() => {}
                     }
-                    if shared.unsynced.load(std::sync::atomic::Ordering::Relaxed) {
+                    // An empty batch syncs to disk and, once peers' changes stopped arriving,
+                    // recomputes the FIFO cost that waited (`engine::FIFO_BUDGET`).
+                    if shared.unsynced.load(std::sync::atomic::Ordering::Relaxed)
+                        || shared
+                            .fifo_deferred
+                            .load(std::sync::atomic::Ordering::Relaxed)
+                    {
                         let _ = writer.write(|_| Ok(())).await;
                     }
                 }

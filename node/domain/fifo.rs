@@ -217,8 +217,10 @@ pub fn remove_row(tx: &WriteTransaction, product: u128, key: Key) -> Result<()> 
     set_row(tx, product, key, None)
 }
 
-/// Recomputes every dirty product. Runs before each commit (and after `reindex`).
-pub fn flush(tx: &WriteTransaction) -> Result<()> {
+/// Recomputes dirty products; returns whether none is left. Runs before each commit (and
+/// after `reindex`). With a `budget`, a product whose replay would cover more movements stays
+/// dirty for a later, unbudgeted flush (see `engine::FIFO_BUDGET`).
+pub fn flush(tx: &WriteTransaction, budget: Option<u64>) -> Result<bool> {
     let dirty: Vec<(u128, Key)> = {
         let t = tx.open_table(FIFO_DIRTY)?;
         let mut v = Vec::new();
@@ -228,17 +230,46 @@ pub fn flush(tx: &WriteTransaction) -> Result<()> {
         }
         v
     };
-    if dirty.is_empty() {
-        return Ok(());
+    let mut all = true;
+    for (product, from) in dirty {
+        if let Some(budget) = budget
+            && replay_len(tx, product, from, budget)? > budget
+        {
+            all = false;
+            continue;
+        }
+        recompute(tx, product, from)?;
+        tx.open_table(FIFO_DIRTY)?.remove(product)?;
     }
-    for (product, from) in &dirty {
-        recompute(tx, *product, *from)?;
+    Ok(all)
+}
+
+/// How many movements a recomputation of `product` from `from` would replay (counting stops
+/// past `limit`).
+fn replay_len(tx: &WriteTransaction, product: u128, from: Key, limit: u64) -> Result<u64> {
+    let start = {
+        let t = tx.open_table(FIFO_STATE)?;
+        let last = t
+            .range((product, i64::MIN, 0, 0)..(product, from.0, from.1, from.2))?
+            .next_back()
+            .transpose()?
+            .map(|(k, _)| k.value());
+        match last {
+            Some((_, a, b, c)) => std::ops::Bound::Excluded((product, a, b, c)),
+            None => std::ops::Bound::Included((product, i64::MIN, 0, 0)),
+        }
+    };
+    let end = std::ops::Bound::Included((product, i64::MAX, u128::MAX, u32::MAX));
+    let t = tx.open_table(MOVEMENTS)?;
+    let mut n = 0;
+    for row in t.range::<(u128, i64, u128, u32)>((start, end))? {
+        row?;
+        n += 1;
+        if n > limit {
+            break;
+        }
     }
-    let mut t = tx.open_table(FIFO_DIRTY)?;
-    for (product, _) in dirty {
-        t.remove(product)?;
-    }
-    Ok(())
+    Ok(n)
 }
 
 /// The cost row of a sale line right now: from the backlog while it waits, else stored.
