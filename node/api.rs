@@ -5,7 +5,8 @@
 //! - the JSON API under `/api/v1` (DESIGN.md §7), described by an OpenAPI document generated from
 //!   the same handler declarations that build the router (`utoipa` + `utoipa-axum`), served at
 //!   `/api/v1/openapi.json`, so the document cannot drift from the routes;
-//! - `GET /health` for load balancers and scripts;
+//! - `GET /health` for load balancers and scripts, `GET /metrics` for Prometheus (see
+//!   [`crate::metrics`]);
 //! - the web UI at `/` (`web/`, compiled in; see `web`).
 //!
 //! Every handler is a thin translation: it checks the session, decodes the request, calls one
@@ -27,6 +28,7 @@ mod error;
 mod export;
 mod extract;
 mod mesh;
+mod metrics;
 mod products;
 mod range;
 mod sales;
@@ -169,12 +171,17 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
 
     let pages = Router::new()
         .route("/health", get(shop::health))
+        .route("/metrics", get(metrics::metrics))
         .merge(web::routes())
         .method_not_allowed_fallback(method_not_allowed);
 
     Router::new()
         .merge(api)
         .merge(pages)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .fallback(not_found)
         .with_state(state)
         .layer(security_header(

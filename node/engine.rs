@@ -52,6 +52,8 @@ pub struct Shared {
     pub outbox: broadcast::Sender<Arc<Vec<u8>>>,
     /// Set while a commit of peers' changes is not yet synced to disk (see [`Ctx::relaxed`]).
     pub unsynced: std::sync::atomic::AtomicBool,
+    /// Counters and histograms served at `GET /metrics` (commit latency, changes applied).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// Cloneable handle to the writer thread.
@@ -249,6 +251,7 @@ impl Engine {
         if let Err(e) = tx.set_durability(level) {
             poisoned.get_or_insert(e.to_string());
         }
+        let commit_started = std::time::Instant::now();
         let outcome = match poisoned {
             Some(why) => {
                 let _ = tx.abort();
@@ -256,6 +259,7 @@ impl Engine {
             }
             None => tx.commit().map_err(Error::from),
         };
+        let commit_took = commit_started.elapsed();
         if outcome.is_ok() {
             use std::sync::atomic::Ordering::Relaxed;
             if durable {
@@ -272,6 +276,8 @@ impl Engine {
                 use std::sync::atomic::Ordering::Relaxed;
                 self.shared.commits.fetch_add(1, Relaxed);
                 self.shared.jobs.fetch_add(finishers.len() as u64, Relaxed);
+                let metrics = self.shared.metrics.clone();
+                metrics.commit_done(commit_took, finishers.len() as u64);
                 if shop_changed {
                     self.refresh_shop_view();
                 }
@@ -279,6 +285,9 @@ impl Engine {
                     let _ = self.shared.outbox.send(Arc::new(env));
                 }
                 for ev in events {
+                    if let Event::ChangeApplied { local, .. } = &ev {
+                        metrics.change_applied(*local);
+                    }
                     let _ = self.shared.events.send(ev);
                 }
                 for f in finishers {

@@ -62,6 +62,7 @@ pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod mesh;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod store;

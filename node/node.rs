@@ -94,6 +94,7 @@ impl NodeBuilder {
             jobs: Default::default(),
             outbox: broadcast::channel(4096).0,
             unsynced: Default::default(),
+            metrics: Default::default(),
         });
         let mut engine = Engine::new(store.clone(), shared.clone(), device_key.clone())?;
         engine.warm_up()?;
@@ -739,20 +740,31 @@ impl NodeHandle {
 
     /// Documents this node stores (`vault` included; the API hides it).
     pub fn documents(&self) -> Result<Vec<DocumentInfo>> {
-        Ok(self
-            .inner
-            .store
-            .docs()?
-            .into_iter()
-            .map(|(id, m)| DocumentInfo {
+        // One read transaction: sizes match the metadata even while the writer compacts.
+        let tx = self.read()?;
+        let chunks = tx.open_table(crate::store::tables::DOC_CHUNKS)?;
+        let docs = tx.open_table(crate::store::tables::DOCS)?;
+        let mut out = Vec::new();
+        for row in docs.iter()? {
+            let id = row?.0.value().to_string();
+            let Some(m) = crate::store::read_doc_meta(&docs, &id)? else {
+                continue;
+            };
+            let mut size = 0u64;
+            for row in chunks.range((id.as_str(), m.first_chunk)..(id.as_str(), m.next_chunk))? {
+                size += row?.1.value().len() as u64;
+            }
+            out.push(DocumentInfo {
                 kind: crate::docs::DocId::parse(&id)
                     .map(|d| d.kind().to_string())
                     .unwrap_or_default(),
                 heads: m.heads.iter().map(hex::encode).collect(),
                 changes: m.changes,
+                size,
                 id,
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     /// A document saved as Automerge bytes (manager and owner; `vault` refused).
@@ -1108,6 +1120,55 @@ impl NodeHandle {
                 Ok(results)
             })
             .await
+            .inspect(|results| {
+                let metrics = &self.inner.shared.metrics;
+                for r in results {
+                    match r {
+                        Ok(Applied::Held(..)) => metrics.change_held(),
+                        Err(e) => metrics.change_rejected(e),
+                        Ok(_) => {}
+                    }
+                }
+            })
+    }
+
+    /// This node's counters and histograms (what `GET /metrics` serves).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.shared.metrics
+    }
+
+    /// Every metric in the Prometheus text format, gauges read now (`GET /metrics`).
+    pub async fn metrics_text(&self) -> String {
+        let peers = self.peers().await;
+        let now = std::time::SystemTime::now();
+        let started = self.metrics().started();
+        let sync_lag_seconds = peers
+            .iter()
+            .filter(|p| p.connected && p.device_id.is_some())
+            .map(|p| match p.last_sync.and_then(|ms| u64::try_from(ms).ok()) {
+                Some(ms) => now
+                    .duration_since(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+                    .unwrap_or_default()
+                    .as_secs_f64(),
+                None => started.elapsed().as_secs_f64(),
+            })
+            .fold(0.0, f64::max);
+        let store_bytes = self
+            .inner
+            .data_dir
+            .as_ref()
+            .and_then(|d| std::fs::metadata(d.join(STORE_FILE)).ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let gauges = crate::metrics::Gauges {
+            peers_connected: peers.iter().filter(|p| p.connected).count() as u64,
+            peers_known: peers.len() as u64,
+            sync_lag_seconds,
+            store_bytes,
+            documents: self.inner.store.docs().map(|d| d.len() as u64).unwrap_or(0),
+            envelopes: self.inner.store.envelope_count().unwrap_or(0),
+        };
+        self.metrics().render(&gauges)
     }
 }
 
