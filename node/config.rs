@@ -69,7 +69,7 @@ impl Config {
 
 /// One setting: its TOML key, flag, environment variable, default and meaning. [`SETTINGS`]
 /// lists them all; the command line (`node/main.rs`) uses the same names, the tests check that
-/// every [`Config`] field and every flag is listed, and [`reference`] turns the list into the
+/// every [`Config`] field and every flag is listed, and [`reference()`] turns the list into the
 /// configuration reference of the README (`tillmesh config --reference`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Setting {

@@ -2,8 +2,9 @@
 //! text format (version 0.0.4) at `GET /metrics`.
 //!
 //! The registry is small and hand-written (atomics and a few mutex-guarded maps): the node has
-//! a dozen series, all known here. Each [`Node`](crate::Node) has its own [`Metrics`], so
-//! several nodes in one process (tests, [`examples`](https://docs.rs/tillmesh)) keep apart.
+//! a dozen series, all known here. Each [`Node`](crate::Node) has its own [`Metrics`]
+//! ([`NodeHandle::metrics`](crate::NodeHandle::metrics)), so several nodes in one process
+//! (tests, the `two_nodes` example) keep their counts apart.
 //!
 //! | series | type | what |
 //! |---|---|---|
@@ -34,7 +35,7 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A Prometheus histogram with fixed buckets ([`LATENCY_BUCKETS`]).
+/// A Prometheus histogram with fixed latency buckets (0.5 ms to 10 s).
 #[derive(Debug, Default)]
 pub struct Histogram {
     /// Observations per bucket (not cumulative; rendering sums them), plus `+Inf` last.

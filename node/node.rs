@@ -73,6 +73,31 @@ impl NodeBuilder {
         self.mdns = Some(interfaces);
         self
     }
+    /// Turn discovery (mDNS on the LAN) on or off. **Off by default** for an embedded node —
+    /// it then reaches only its static [`peer`](Self::peer)s and the peers that dial it;
+    /// `true` uses every non-loopback interface unless [`mdns`](Self::mdns) named some. (The
+    /// `tillmesh` binary turns it on unless `--no-mdns`.) Discovery needs a
+    /// [`listen`](Self::listen) address, like everything on the mesh.
+    pub fn discovery(mut self, on: bool) -> Self {
+        self.mdns = match (on, self.mdns.take()) {
+            (true, interfaces) => Some(interfaces.unwrap_or_default()),
+            (false, _) => None,
+        };
+        self
+    }
+    /// Serve the web UI and the HTTP API (and `/metrics`) or not. **Off by default** for an
+    /// embedded node: the [`NodeHandle`] is its API. `true` without an address from
+    /// [`http`](Self::http) or [`http_listener`](Self::http_listener) serves on a free port of
+    /// `127.0.0.1` (see [`Node::http_addr`]); `false` drops any address given before. The
+    /// last of `api`, `http` and `http_listener` wins.
+    pub fn api(mut self, on: bool) -> Self {
+        self.http = match (on, self.http.take()) {
+            (true, Some(bind)) => Some(bind),
+            (true, None) => Some(HttpBind::Addr(SocketAddr::from(([127, 0, 0, 1], 0)))),
+            (false, _) => None,
+        };
+        self
+    }
 
     /// Opens the store, starts the writer and (if asked) the HTTP server.
     pub async fn start(self) -> Result<Node> {
@@ -285,6 +310,37 @@ struct Inner {
 #[derive(Clone)]
 pub struct NodeHandle {
     inner: Arc<Inner>,
+}
+
+/// The stream of [`NodeHandle::events`]: every applied change as a typed [`Event`], or a
+/// [`Lagged`] when the consumer fell behind and events were skipped.
+#[must_use = "streams do nothing unless polled"]
+pub struct EventStream {
+    inner: tokio_stream::wrappers::BroadcastStream<Event>,
+}
+
+/// A consumer of [`NodeHandle::events`] fell behind: this many events were skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("fell behind the node: {skipped} events skipped")]
+pub struct Lagged {
+    /// How many events were skipped.
+    pub skipped: u64,
+}
+
+impl futures::Stream for EventStream {
+    type Item = std::result::Result<Event, Lagged>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+        std::pin::Pin::new(&mut self.inner)
+            .poll_next(cx)
+            .map(|item| {
+                item.map(|r| r.map_err(|BroadcastStreamRecvError::Lagged(skipped)| Lagged { skipped }))
+            })
+    }
 }
 
 /// Runs slow CPU work (argon2) off the async runtime.
@@ -797,9 +853,41 @@ impl NodeHandle {
         self.inner.shared.outbox.subscribe()
     }
 
-    /// Everything applied from now on.
+    /// Everything applied from now on, as a raw broadcast receiver (see [`Self::events`] for
+    /// a [`Stream`](futures::Stream)). A receiver that falls more than 4,096 events behind
+    /// gets [`broadcast::error::RecvError::Lagged`] once and then the newest events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.shared.events.subscribe()
+    }
+
+    /// Everything applied from now on — this node's changes and its peers' — as a stream of
+    /// typed [`Event`]s, in commit order.
+    ///
+    /// Events are delivered only after the change is durable. A consumer slower than the node
+    /// by more than 4,096 events gets one `Err(`[`Lagged`]`)` saying how many it missed and
+    /// then goes on with the newest: it should re-read what it shows (stock, sales …) from
+    /// the handle's queries. The stream ends when the node has shut down and every handle is
+    /// dropped.
+    ///
+    /// ```
+    /// # async fn demo(h: tillmesh::NodeHandle) {
+    /// use futures::StreamExt;
+    /// use tillmesh::domain::model::Event;
+    ///
+    /// let mut events = h.events();
+    /// while let Some(item) = events.next().await {
+    ///     match item {
+    ///         Ok(Event::SaleRecorded { receipt, total, .. }) => println!("{receipt}: {total}"),
+    ///         Ok(_) => {}
+    ///         Err(lagged) => println!("{lagged}; reloading"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn events(&self) -> EventStream {
+        EventStream {
+            inner: tokio_stream::wrappers::BroadcastStream::new(self.subscribe()),
+        }
     }
 
     /// Every stored envelope (for sync, backups and tests), in no particular order.
