@@ -25,6 +25,7 @@
 mod auth;
 mod documents;
 mod error;
+mod examples;
 mod export;
 mod extract;
 mod mesh;
@@ -139,8 +140,11 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
     };
 
     let (api, openapi) = api_routes().split_for_parts();
-    let openapi_json: Arc<str> = match openapi.to_json() {
-        Ok(json) => json.into(),
+    let openapi_json: Arc<str> = match serde_json::to_value(&openapi) {
+        Ok(mut doc) => {
+            examples::add_examples(&mut doc);
+            doc.to_string().into()
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not serialize the OpenAPI document");
             "{}".into()

@@ -155,9 +155,8 @@ pub const SETTINGS: &[Setting] = &[
 /// The configuration reference (Markdown), generated from [`SETTINGS`]; README.md carries a
 /// copy between `<!-- config-reference -->` markers that a test keeps equal to this.
 pub fn reference() -> String {
-    let mut out = String::from(
-        "| TOML key | flag | environment | default | |\n|---|---|---|---|---|\n",
-    );
+    let mut out =
+        String::from("| TOML key | flag | environment | default | |\n|---|---|---|---|---|\n");
     for s in SETTINGS {
         let key = s
             .key

@@ -75,7 +75,10 @@ impl Histogram {
             );
         }
         cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Relaxed);
-        let _ = writeln!(out, "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}");
+        let _ = writeln!(
+            out,
+            "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
+        );
         let braces = |s: &str| {
             if s.is_empty() {
                 String::new()
@@ -364,11 +367,7 @@ impl Metrics {
             .expect("metrics lock is never poisoned")
             .iter()
         {
-            let labels = format!(
-                "method=\"{}\",route=\"{}\"",
-                escape(method),
-                escape(route)
-            );
+            let labels = format!("method=\"{}\",route=\"{}\"", escape(method), escape(route));
             h.render(&mut out, "tillmesh_http_request_seconds", &labels);
         }
         head(
@@ -451,7 +450,10 @@ mod tests {
         assert_eq!(r("signer is not a valid ed25519 key"), "bad_signature");
         assert_eq!(r("signer has been revoked"), "revoked");
         assert_eq!(r("signer was revoked at the heads it names"), "revoked");
-        assert_eq!(r("signer is not a member at the heads it names"), "not_allowed");
+        assert_eq!(
+            r("signer is not a member at the heads it names"),
+            "not_allowed"
+        );
         assert_eq!(r("Device(..) may not write catalog"), "not_allowed");
         assert_eq!(r("change author is not the signer"), "not_allowed");
         assert_eq!(r("undecodable change: x"), "malformed");

@@ -338,7 +338,9 @@ impl futures::Stream for EventStream {
         std::pin::Pin::new(&mut self.inner)
             .poll_next(cx)
             .map(|item| {
-                item.map(|r| r.map_err(|BroadcastStreamRecvError::Lagged(skipped)| Lagged { skipped }))
+                item.map(|r| {
+                    r.map_err(|BroadcastStreamRecvError::Lagged(skipped)| Lagged { skipped })
+                })
             })
     }
 }
@@ -1233,13 +1235,17 @@ impl NodeHandle {
         let sync_lag_seconds = peers
             .iter()
             .filter(|p| p.connected && p.device_id.is_some())
-            .map(|p| match p.last_sync.and_then(|ms| u64::try_from(ms).ok()) {
-                Some(ms) => now
-                    .duration_since(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
-                    .unwrap_or_default()
-                    .as_secs_f64(),
-                None => started.elapsed().as_secs_f64(),
-            })
+            .map(
+                |p| match p.last_sync.and_then(|ms| u64::try_from(ms).ok()) {
+                    Some(ms) => now
+                        .duration_since(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                        )
+                        .unwrap_or_default()
+                        .as_secs_f64(),
+                    None => started.elapsed().as_secs_f64(),
+                },
+            )
             .fold(0.0, f64::max);
         let store_bytes = self
             .inner

@@ -37,11 +37,9 @@ pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Ne
         .map(|p| p.as_str().to_owned())
         .unwrap_or_else(|| "unmatched".to_owned());
     let res = next.run(req).await;
-    state.handle.metrics().http_request(
-        &method,
-        &route,
-        res.status().as_u16(),
-        started.elapsed(),
-    );
+    state
+        .handle
+        .metrics()
+        .http_request(&method, &route, res.status().as_u16(), started.elapsed());
     res
 }
