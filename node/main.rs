@@ -356,8 +356,10 @@ fn apply(mut cfg: Config, args: &RunArgs) -> Config {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // No colour codes in files and journald, only on a terminal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -406,9 +408,18 @@ async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         ),
     }
     println!("data dir: {}", cfg.data_dir.display());
+    tracing::info!(
+        version = %status.version,
+        http = %addr,
+        data_dir = %cfg.data_dir.display(),
+        shop = status.shop_name.as_deref().unwrap_or(""),
+        "node started"
+    );
     shutdown_signal().await;
-    eprintln!("shutting down…");
+    tracing::info!("shutting down: finishing requests and queued writes");
+    drop(h);
     node.shutdown().await;
+    tracing::info!("node stopped");
     Ok(())
 }
 
