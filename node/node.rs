@@ -1,5 +1,6 @@
-//! The running node: [`Node::builder`] opens the store, starts the writer and the HTTP server,
-//! and hands out a cloneable [`NodeHandle`] with the shop's typed commands and queries.
+//! The running node: [`Node::builder`] opens the store, starts the writer, the mesh and the
+//! HTTP server as asked, and hands out a cloneable [`NodeHandle`] with the shop's typed
+//! commands, queries, [events](NodeHandle::events) and peer status.
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -18,7 +19,31 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::store::Store;
 
-/// Builds a [`Node`].
+/// Builds a [`Node`]: where it keeps its data, whether it syncs and how it finds peers,
+/// whether it serves HTTP.
+///
+/// | option | default | |
+/// |---|---|---|
+/// | [`data_dir`](Self::data_dir) / [`memory`](Self::memory) | memory | the store file and device key, or nothing on disk |
+/// | [`listen`](Self::listen) | none: no mesh | multiaddrs to listen on; the mesh starts once the node has a shop |
+/// | [`peer`](Self::peer) | none | static peers, dialed and redialed |
+/// | [`discovery`](Self::discovery) / [`mdns`](Self::mdns) | off | mDNS on the LAN |
+/// | [`api`](Self::api) / [`http`](Self::http) / [`http_listener`](Self::http_listener) | off | the web UI, the JSON API and `/metrics` |
+///
+/// ```
+/// # async fn demo() -> tillmesh::Result<()> {
+/// let node = tillmesh::Node::builder()
+///     .memory()
+///     .listen("/ip4/127.0.0.1/tcp/0")
+///     .discovery(false)
+///     .api(true)
+///     .start()
+///     .await?;
+/// println!("UI and API at http://{}", node.http_addr().expect("api(true)"));
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default)]
 #[must_use]
 pub struct NodeBuilder {
