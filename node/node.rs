@@ -1310,6 +1310,53 @@ fn check_username(u: &str) -> Result<String> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn discovery_and_api_switches() {
+        let b = Node::builder();
+        assert_eq!(b.mdns, None, "mDNS is off by default");
+        assert!(b.http.is_none(), "HTTP is off by default");
+        let b = Node::builder().discovery(true);
+        assert_eq!(b.mdns, Some(vec![]), "every non-loopback interface");
+        let b = Node::builder().mdns(vec!["eth0".into()]).discovery(true);
+        assert_eq!(b.mdns, Some(vec!["eth0".into()]), "named interfaces kept");
+        assert_eq!(b.discovery(false).mdns, None);
+        let b = Node::builder().api(true);
+        assert!(matches!(b.http, Some(HttpBind::Addr(a)) if a.ip().is_loopback() && a.port() == 0));
+        let addr: SocketAddr = "0.0.0.0:7878".parse().unwrap();
+        let b = Node::builder().http(addr).api(true);
+        assert!(
+            matches!(b.http, Some(HttpBind::Addr(a)) if a == addr),
+            "api(true) keeps it"
+        );
+        assert!(Node::builder().http(addr).api(false).http.is_none());
+    }
+
+    /// A consumer that falls behind is told how many events it missed, then gets the newest.
+    #[tokio::test]
+    async fn the_event_stream_reports_lagging() {
+        use futures::StreamExt;
+        let node = Node::builder().memory().start().await.unwrap();
+        let h = node.handle();
+        let mut events = h.events();
+        let shop = |n: usize| Event::ShopChanged {
+            doc: format!("settings-{n}"),
+        };
+        // The channel holds 4096 events: send 100 more than that before reading.
+        for n in 0..4196 {
+            h.inner.shared.events.send(shop(n)).unwrap();
+        }
+        match events.next().await {
+            Some(Err(lagged)) => assert_eq!(lagged, Lagged { skipped: 100 }),
+            other => panic!("a Lagged first, got {other:?}"),
+        }
+        match events.next().await {
+            Some(Ok(Event::ShopChanged { doc })) => assert_eq!(doc, "settings-100"),
+            other => panic!("the oldest kept event, got {other:?}"),
+        }
+        drop(h);
+        node.shutdown().await;
+    }
+
     /// An invite whose time is up is refused, and stays unused.
     #[tokio::test]
     async fn an_expired_invite_is_refused() {
