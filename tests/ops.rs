@@ -548,3 +548,64 @@ fn logs_are_human_by_default_and_json_by_flag_or_environment() {
     assert!(!bad.status.success());
     assert!(String::from_utf8_lossy(&bad.stderr).contains("human or json"));
 }
+
+/// Peers' changes that fail verification are counted under a reason: what `/metrics` shows
+/// comes from the same import path the mesh uses.
+#[tokio::test]
+async fn rejected_changes_are_counted_by_reason() {
+    use tillmesh::docs::Envelope;
+
+    let s = shop().await;
+    let p =
+        s.h.create_product(&s.owner, product("R1", 100, 0))
+            .await
+            .unwrap();
+    let stranger = tillmesh::identity::new_signing_key();
+    let change = {
+        use automerge::transaction::Transactable;
+        let mut doc = automerge::AutoCommit::new();
+        doc.set_author(Some(automerge::Author::from(
+            stranger.verifying_key().to_bytes().to_vec(),
+        )));
+        doc.put(automerge::ROOT, format!("product:{}", p.id), "pwned")
+            .unwrap();
+        doc.commit();
+        doc.get_last_local_change().unwrap()
+    };
+    let members_heads: Vec<automerge::ChangeHash> =
+        s.h.documents()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.id == "members")
+            .unwrap()
+            .heads
+            .iter()
+            .map(|h| h.parse().unwrap())
+            .collect();
+    let not_a_member = Envelope::sign(&stranger, "catalog", &change, 1, &members_heads);
+    let mut forged = not_a_member.clone();
+    forged.signature[0] ^= 0xff;
+    let results =
+        s.h.import_envelopes(None, vec![not_a_member, forged])
+            .await
+            .unwrap();
+    assert!(results.iter().all(Result::is_err), "{results:?}");
+    let text = s.h.metrics_text().await;
+    let count = |reason: &str| {
+        sample(
+            &text,
+            &format!("tillmesh_changes_rejected_total{{reason=\"{reason}\"}}"),
+        )
+        .unwrap()
+    };
+    assert_eq!(count("not_allowed"), 1.0, "{text}");
+    assert_eq!(count("bad_signature"), 1.0, "{text}");
+    assert_eq!(count("other"), 0.0, "{text}");
+    assert_eq!(
+        s.h.product(p.id).unwrap().name,
+        "Product R1",
+        "nothing applied"
+    );
+    drop(s.h);
+    s.node.shutdown().await;
+}
