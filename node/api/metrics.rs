@@ -50,6 +50,6 @@ pub(crate) async fn record(State(state): State<AppState>, req: Request, next: Ne
     state
         .handle
         .metrics()
-        .http_request(&method, &route, res.status().as_u16(), started.elapsed());
+        .http_request(method, &route, res.status().as_u16(), started.elapsed());
     res
 }
