@@ -122,12 +122,14 @@
 //!   which document, read from `members` at the heads the signer named — and
 //!   [`docs::admission`] (invites and admission certificates).
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
-//! - [`config`]: flags, `TILLMESH_*` variables and the TOML file.
+//! - [`config`]: flags, `TILLMESH_*` variables and the TOML file; [`config::SETTINGS`] lists
+//!   every setting and makes the README's reference (`tillmesh config --reference`).
 //! - [`engine`]: the single writer thread (group commit) and the one apply path.
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries.
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
-//!   OpenAPI, SSE, and the web UI (`web/`, compiled in: first start, login, sell, stock,
-//!   products, reports, people & devices, sync).
+//!   OpenAPI (generated from the handlers, with examples), SSE, `GET /metrics`, the Automerge
+//!   documents for integrators, and the web UI (`web/`, compiled in: first start, login,
+//!   sell, stock, products, reports, people & devices, sync).
 //! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
 //!   documents, change hashes, batched envelope fetches; invite redemption and `join`.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
