@@ -331,7 +331,28 @@ struct Inner {
     device_id: String,
 }
 
-/// Cloneable access to a running node's shop.
+/// Cloneable access to a running node's shop: what the HTTP API, the CLI, embedders and
+/// tests all call.
+///
+/// Commands (`async`) return once their change is durable and fail with an [`Error`] that
+/// changed nothing; most take the [`Principal`] of a logged-in person, whose role decides
+/// what is allowed. Queries read the latest commit without waiting for the writer.
+///
+/// | for | methods |
+/// |---|---|
+/// | the shop | [`status`](Self::status), [`create_shop`](Self::create_shop), [`join`](Self::join), [`settings`](Self::settings), [`update_settings`](Self::update_settings) |
+/// | logins and people | [`login_password`](Self::login_password), [`login_pin`](Self::login_pin), [`login_people`](Self::login_people), [`people`](Self::people), [`add_person`](Self::add_person), [`revoke_member`](Self::revoke_member), [`devices`](Self::devices) |
+/// | the catalog | [`products`](Self::products), [`product`](Self::product), [`create_product`](Self::create_product), [`update_product`](Self::update_product) |
+/// | stock | [`stock`](Self::stock), [`movements`](Self::movements), [`movements_between`](Self::movements_between), [`stock_in`](Self::stock_in), [`stock_remove`](Self::stock_remove), [`stock_adjust`](Self::stock_adjust) |
+/// | sales | [`record_sale`](Self::record_sale), [`sale`](Self::sale), [`sales`](Self::sales), [`sales_page`](Self::sales_page), [`void_sale`](Self::void_sale), [`return_sale`](Self::return_sale) |
+/// | reports | [`daily_sales`](Self::daily_sales) |
+/// | what happens | [`events`](Self::events) (a [`Stream`](futures::Stream)), [`subscribe`](Self::subscribe) |
+/// | the mesh | [`peers`](Self::peers), [`add_peer`](Self::add_peer), [`mesh_info`](Self::mesh_info), [`create_invite`](Self::create_invite), [`block_peer`](Self::block_peer), [`unblock_peer`](Self::unblock_peer) |
+/// | documents | [`documents`](Self::documents), [`document_bytes`](Self::document_bytes) (saved Automerge) |
+/// | operations | [`metrics`](Self::metrics), [`metrics_text`](Self::metrics_text), [`writer_stats`](Self::writer_stats) |
+///
+/// The rest (digests, hashes, envelopes, [`import_envelopes`](Self::import_envelopes) …)
+/// is what the mesh's anti-entropy ([`crate::sync`]) and backups use.
 #[derive(Clone)]
 pub struct NodeHandle {
     inner: Arc<Inner>,

@@ -423,7 +423,9 @@ async fn the_document_is_valid_and_every_operation_has_examples() {
                 let what = format!("{name} {status} {media_type}");
                 match (&media["schema"], media.get("example")) {
                     (Value::Null, _) => problems.push(format!("{what}: no schema")),
-                    (_, None) => problems.push(format!("{what}: no example")),
+                    (_, None) => problems.push(format!(
+                        "{what}: no example (add one in node/api/examples.rs)"
+                    )),
                     (schema, Some(ex)) => {
                         examples += 1;
                         if media_type == "application/json" || media_type == "text/event-stream" {

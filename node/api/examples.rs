@@ -2,9 +2,11 @@
 //! for every error status.
 //!
 //! The schemas come from the handlers' declarations (utoipa); the examples are added here to
-//! the finished document, keyed by method and path, so that the handlers stay short. The API
-//! tests check that every operation has its examples and that each example matches its
-//! schema, so an example cannot silently go stale when a type changes.
+//! the finished document, keyed by method and path, so that the handlers stay short. An
+//! example a handler declares itself (`request_body(…, example = json!(…))`,
+//! `(status = 200, …, example = json!(…))`) is kept. `tests/openapi.rs` checks that every
+//! operation has its examples and that each matches its schema, so a new route needs one
+//! here (or in its declaration), and an example cannot silently go stale when a type changes.
 
 use serde_json::{Value, json};
 
@@ -309,7 +311,9 @@ pub(crate) fn add_examples(doc: &mut Value) {
                 && let Some((Some(request), _)) = &found
             {
                 for media in contents.values_mut() {
-                    media["example"] = request.clone();
+                    if media.get("example").is_none() {
+                        media["example"] = request.clone();
+                    }
                 }
             }
             let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
@@ -332,7 +336,9 @@ pub(crate) fn add_examples(doc: &mut Value) {
                         // `Vec<u8>` is documented as a list of integers; the bytes are raw.
                         media["schema"] = json!({"type": "string", "format": "binary"});
                     }
-                    media["example"] = example.clone();
+                    if media.get("example").is_none() {
+                        media["example"] = example.clone();
+                    }
                 }
             }
         }
