@@ -90,6 +90,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
                     format!("sale {receipt}: {}.{:02} EUR", total / 100, total % 100)
                 }
                 Ok(Event::StockChanged { on_hand, .. }) => format!("stock now {on_hand}"),
+                Ok(Event::ShopChanged { doc }) => format!("shop changed: {doc}"),
                 Ok(other) => format!("{other:?}"),
                 Err(lagged) => format!("{lagged}: reload what is shown"),
             };
@@ -133,14 +134,16 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
     let sale2 = till2.record_sale(&kim2, coffee_sale(coffee.id, 1)).await?;
     writeln!(out, "sold {} on Till 2", sale2.receipt)?;
 
-    // The peer's sale arrives here as events, like a local one.
-    let mut peer_sale_seen = false;
-    while !peer_sale_seen {
+    // The peer's sale arrives here as events, like a local one: the signed change to Till 2's
+    // ledger document, verified and applied, and the sale it holds.
+    let (mut peer_sale, mut peer_change) = (false, false);
+    while !(peer_sale && peer_change) {
         let line = tokio::time::timeout(Duration::from_secs(30), seen.recv())
             .await
             .map_err(|_| anyhow::anyhow!("Till 2's sale did not arrive within 30 s"))?
             .ok_or_else(|| anyhow::anyhow!("the event stream ended"))?;
-        peer_sale_seen = line.starts_with(&format!("sale {}", sale2.receipt));
+        peer_sale |= line.starts_with(&format!("sale {}", sale2.receipt));
+        peer_change |= line.starts_with("change to ledger/") && line.ends_with("by a peer");
         writeln!(out, "event: {line}")?;
     }
     let on_hand = till
