@@ -13,7 +13,7 @@
 //! | `tillmesh_changes_applied_total{origin}` | counter | signed changes applied, `origin` = `local` (made here) or `peer` |
 //! | `tillmesh_changes_rejected_total{reason}` | counter | peers' changes refused: `bad_signature`, `not_allowed`, `revoked`, `malformed`, `no_shop`, `other` |
 //! | `tillmesh_changes_held_total` | counter | peers' changes held back waiting for earlier changes or an admission |
-//! | `tillmesh_sync_lag_seconds` | gauge | the longest time any connected member peer went without a completed pull (a pull runs on connect and every 10 s; a healthy mesh stays under ~20 s) |
+//! | `tillmesh_sync_lag_seconds` | gauge | the longest time any connected member peer went without a completed pull (a pull runs on connect and every 10 s; a healthy mesh stays under ~20 s; 0 with no peer connected) |
 //! | `tillmesh_commit_seconds` | histogram | time of one group commit of the writer (redb commit, fsync included) |
 //! | `tillmesh_commit_jobs_total` | counter | commands and imports acknowledged by those commits |
 //! | `tillmesh_http_request_seconds{method,route}` | histogram | API and UI latency, by route template (`/api/v1/products/{id}`) |
