@@ -5,7 +5,8 @@
 //! - the JSON API under `/api/v1` (DESIGN.md §7), described by an OpenAPI document generated from
 //!   the same handler declarations that build the router (`utoipa` + `utoipa-axum`), served at
 //!   `/api/v1/openapi.json`, so the document cannot drift from the routes;
-//! - `GET /health` for load balancers and scripts;
+//! - `GET /health` for load balancers and scripts, `GET /metrics` for Prometheus (see
+//!   [`crate::metrics`]);
 //! - the web UI at `/` (`web/`, compiled in; see `web`).
 //!
 //! Every handler is a thin translation: it checks the session, decodes the request, calls one
@@ -25,9 +26,11 @@ mod auth;
 mod books;
 mod documents;
 mod error;
+mod examples;
 mod export;
 mod extract;
 mod mesh;
+mod metrics;
 mod products;
 mod range;
 mod sales;
@@ -138,8 +141,11 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
     };
 
     let (api, openapi) = api_routes().split_for_parts();
-    let openapi_json: Arc<str> = match openapi.to_json() {
-        Ok(json) => json.into(),
+    let openapi_json: Arc<str> = match serde_json::to_value(&openapi) {
+        Ok(mut doc) => {
+            examples::add_examples(&mut doc);
+            doc.to_string().into()
+        }
         Err(e) => {
             tracing::error!(error = %e, "could not serialize the OpenAPI document");
             "{}".into()
@@ -170,12 +176,17 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
 
     let pages = Router::new()
         .route("/health", get(shop::health))
+        .route("/metrics", get(metrics::metrics))
         .merge(web::routes())
         .method_not_allowed_fallback(method_not_allowed);
 
     Router::new()
         .merge(api)
         .merge(pages)
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            metrics::record,
+        ))
         .fallback(not_found)
         .with_state(state)
         .layer(security_header(

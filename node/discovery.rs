@@ -51,10 +51,10 @@ use mdns_sd::{IfKind, ResolvedService, ServiceDaemon, ServiceEvent, ServiceInfo}
 use sha2::{Digest, Sha256};
 use tokio::sync::mpsc;
 
-/// The service type every tillmesh node advertises and browses for.
 /// Shop hash of a device that is joining and looks for any shop on the LAN.
 pub const ANY_SHOP: &str = "*";
 
+/// The service type every tillmesh node advertises and browses for.
 pub const SERVICE_TYPE: &str = "_tillmesh._udp.local.";
 /// The service type the web UI is advertised as.
 pub const HTTP_SERVICE_TYPE: &str = "_http._tcp.local.";
@@ -114,10 +114,13 @@ pub struct Found {
 /// Why discovery could not start or update.
 #[derive(Debug, thiserror::Error)]
 pub enum DiscoveryError {
+    /// The configuration is invalid (peer id, instance name, interfaces …).
     #[error("discovery config: {0}")]
     Config(String),
+    /// The mDNS daemon failed.
     #[error("mdns: {0}")]
     Mdns(#[from] mdns_sd::Error),
+    /// The discovery thread could not start.
     #[error("discovery thread: {0}")]
     Thread(#[from] std::io::Error),
 }

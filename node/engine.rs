@@ -54,6 +54,8 @@ pub struct Shared {
     pub unsynced: std::sync::atomic::AtomicBool,
     /// Set while FIFO costs wait for a quiet moment to be recomputed (see [`FIFO_BUDGET`]).
     pub fifo_deferred: std::sync::atomic::AtomicBool,
+    /// Counters and histograms served at `GET /metrics` (commit latency, changes applied).
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 /// While peers' changes stream in (catch-up), a batch recomputes FIFO cost only for products
@@ -276,6 +278,7 @@ impl Engine {
         if let Err(e) = tx.set_durability(level) {
             poisoned.get_or_insert(e.to_string());
         }
+        let commit_started = std::time::Instant::now();
         let outcome = match poisoned {
             Some(why) => {
                 let _ = tx.abort();
@@ -283,6 +286,7 @@ impl Engine {
             }
             None => tx.commit().map_err(Error::from),
         };
+        let commit_took = commit_started.elapsed();
         if outcome.is_ok() {
             use std::sync::atomic::Ordering::Relaxed;
             if durable {
@@ -299,6 +303,8 @@ impl Engine {
                 use std::sync::atomic::Ordering::Relaxed;
                 self.shared.commits.fetch_add(1, Relaxed);
                 self.shared.jobs.fetch_add(finishers.len() as u64, Relaxed);
+                let metrics = self.shared.metrics.clone();
+                metrics.commit_done(commit_took, finishers.len() as u64);
                 if shop_changed {
                     self.refresh_shop_view();
                 }
@@ -306,6 +312,9 @@ impl Engine {
                     let _ = self.shared.outbox.send(Arc::new(env));
                 }
                 for ev in events {
+                    if let Event::ChangeApplied { local, .. } = &ev {
+                        metrics.change_applied(*local);
+                    }
                     let _ = self.shared.events.send(ev);
                 }
                 for f in finishers {

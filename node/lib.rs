@@ -4,6 +4,92 @@
 //! working with no internet. Every device in a shop runs a node; this crate is that node, as a
 //! library ([`Node::builder`]) and as the `tillmesh` binary.
 //!
+//! ## Embedding a node
+//!
+//! A POS, a kiosk or a bookkeeping tool can run a node inside its own process. Build one with
+//! [`Node::builder`], then work through its cloneable [`NodeHandle`]: typed commands
+//! (create a shop, log in, products, stock, sales, voids and returns), queries and reports
+//! (stock, movements, sales, [daily totals](NodeHandle::daily_sales)), a stream of typed
+//! [events](NodeHandle::events), peer status ([`NodeHandle::peers`]) and
+//! [`Node::shutdown`]. Every command returns once its change is durable on disk (or in
+//! memory, for an in-memory node) and fails with an [`Error`] that says what was wrong, having
+//! changed nothing.
+//!
+//! ```
+//! use futures::StreamExt;
+//! use tillmesh::Node;
+//! use tillmesh::domain::model::*;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> anyhow::Result<()> {
+//! // In memory, no network, no HTTP: `.data_dir(dir)` keeps it on disk, `.listen(…)` joins
+//! // the shop mesh, `.api(true)` serves the web UI and the HTTP API.
+//! let node = Node::builder().memory().start().await?;
+//! let h = node.handle();
+//! let mut events = h.events();
+//!
+//! h.create_shop(NewShop {
+//!     shop_name: "Kiosk".into(),
+//!     owner_name: "Kim".into(),
+//!     username: "kim".into(),
+//!     password: "a long password".into(), // owners and managers: at least 10 characters
+//!     currency: Some("EUR".into()),
+//!     timezone: Some("Europe/Berlin".into()),
+//!     tax_mode: Some(TaxMode::Inclusive),
+//!     device_name: None,
+//! })
+//! .await?;
+//! // Commands are made by a logged-in person: their role decides what they may do.
+//! let kim = h.login_password("kim", "a long password").await?;
+//! let coffee = h
+//!     .create_product(&kim, NewProduct {
+//!         sku: "COF".into(),
+//!         name: "Coffee".into(),
+//!         price: 280, // minor units: 2.80 EUR
+//!         barcode: None,
+//!         category: None,
+//!         unit: None,
+//!         cost: None,
+//!         tax_rate: Some(1900), // basis points: 19 %
+//!         reorder_level: None,
+//!         variants: vec![],
+//!     })
+//!     .await?;
+//! let sale = h
+//!     .record_sale(&kim, NewSale {
+//!         lines: vec![NewSaleLine { product_id: coffee.id, variant_id: None, qty: 2, discount: None }],
+//!         payments: vec![NewPayment { method: PaymentMethod::Cash, amount: Some(1000) }],
+//!         note: None,
+//!         ticket_id: None,
+//!     })
+//!     .await?;
+//! assert_eq!((sale.total, sale.change_due), (560, 440));
+//!
+//! // The sale is in the events, after the changes that made the shop and the product.
+//! loop {
+//!     if let Some(Ok(Event::SaleRecorded { receipt, .. })) = events.next().await {
+//!         assert_eq!(receipt, sale.receipt);
+//!         break;
+//!     }
+//! }
+//! drop(h);
+//! node.shutdown().await;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Two nodes sync when one [`listen`](NodeBuilder::listen)s and the other joins the shop with
+//! an invite ([`NodeHandle::create_invite`], then [`mesh::join`] or [`NodeHandle::join`]) and
+//! dials it as a static [`peer`](NodeBuilder::peer) or finds it by
+//! [mDNS](NodeBuilder::discovery). The `examples/` directory has complete programs:
+//! `embedded_till` (a till that sells and prints the events of a second till),
+//! `two_nodes` (two nodes syncing in one program), `http_client` (a node driven over HTTP
+//! with a bearer token) and `python/client.py` (the same from Python's standard library).
+//!
+//! Integrators in other languages start the `tillmesh` binary and use the HTTP API: its
+//! OpenAPI document is served at `/api/v1/openapi.json`; the shop's Automerge documents can be
+//! read with `GET /api/v1/documents/{id}` (their schema is in `docs/DOCUMENTS.md`).
+//!
 //! ## How a command flows
 //!
 //! ```text
@@ -22,7 +108,8 @@
 //!         into one durable commit and answers each only after it (batches holding only
 //!         peers' changes commit unsynced and are synced within 500 ms)
 //!         ▼
-//! events (broadcast) ─► SSE `/api/v1/events` and embedders
+//! events (broadcast) ─► SSE `/api/v1/events` and embedders (NodeHandle::events)
+//! metrics: commit latency, changes applied/rejected, HTTP latency ─► GET /metrics
 //! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic
 //!
 //! peers' gossip ─► mesh ─► the same verify-and-apply path ─► forward only if it verified
@@ -36,7 +123,8 @@
 //!   which document, read from `members` at the heads the signer named — and
 //!   [`docs::admission`] (invites and admission certificates).
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
-//! - [`config`]: flags, `TILLMESH_*` variables and the TOML file.
+//! - [`config`]: flags, `TILLMESH_*` variables and the TOML file; [`config::SETTINGS`] lists
+//!   every setting and makes the README's reference (`tillmesh config --reference`).
 //! - [`engine`]: the single writer thread (group commit) and the one apply path.
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries; the
 //!   books beyond the till — [`domain::orders`] (suppliers, purchase orders, deliveries with
@@ -45,8 +133,9 @@
 //!   from checkpoints before each commit) and [`domain::profit`] (profit, closed periods, low
 //!   stock counting open orders).
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
-//!   OpenAPI, SSE, and the web UI (`web/`, compiled in: first start, login, sell, stock,
-//!   products, reports, people & devices, sync).
+//!   OpenAPI (generated from the handlers, with examples), SSE, `GET /metrics`, the Automerge
+//!   documents for integrators, and the web UI (`web/`, compiled in: first start, login,
+//!   sell, stock, products, reports, people & devices, sync).
 //! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
 //!   documents, change hashes, batched envelope fetches; invite redemption and `join`.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
@@ -56,7 +145,11 @@
 //!   time), member-only requests, the peers table, blocking revoked devices, joining a shop
 //!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
-//!   queries shared by the API, the CLI, embedders and tests).
+//!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]).
+//! - [`metrics`]: the node's counters and histograms (commits, changes applied and rejected,
+//!   sync lag, HTTP latency), served in the Prometheus format at `GET /metrics`.
+
+#![deny(missing_docs)]
 
 pub mod api;
 pub mod config;
@@ -67,10 +160,11 @@ pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod mesh;
+pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod store;
 pub mod sync;
 
 pub use error::{Error, Result};
-pub use node::{Node, NodeBuilder, NodeHandle};
+pub use node::{EventStream, Lagged, Node, NodeBuilder, NodeHandle};

@@ -20,9 +20,12 @@ struct Cli {
     /// TOML config file (default: ~/.config/tillmesh/config.toml if it exists).
     #[arg(long, env = "TILLMESH_CONFIG", global = true)]
     config: Option<PathBuf>,
-    /// Log as JSON lines.
+    /// Log as JSON lines (same as `--log-format json`).
     #[arg(long, env = "TILLMESH_LOG_JSON", global = true)]
     log_json: bool,
+    /// Log format: human (default) or json.
+    #[arg(long, env = "TILLMESH_LOG_FORMAT", global = true)]
+    log_format: Option<config::LogFormat>,
     /// Start with a demo shop (products and sales) in a fresh data dir.
     #[arg(long)]
     demo: bool,
@@ -159,6 +162,14 @@ enum Command {
     },
     /// Run a node with a demo shop (products and a week of sales).
     Demo(RunArgs),
+    /// Print the configuration this command line, the environment and the file make, as TOML.
+    Config {
+        /// Print the reference of every setting (Markdown) instead.
+        #[arg(long)]
+        reference: bool,
+        #[command(flatten)]
+        run: RunArgs,
+    },
 }
 
 fn main() -> std::process::ExitCode {
@@ -176,7 +187,18 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
     let file = cli.config.clone().or_else(config::default_config_file);
     let mut cfg = Config::load(file.as_deref(), cli.config.is_some())?;
     cfg.log_json |= cli.log_json;
-    init_logging(cfg.log_json);
+    if let Some(f) = cli.log_format {
+        cfg.log_format = f;
+    }
+    if let Some(Command::Config { reference, run }) = &cli.command {
+        if *reference {
+            print!("{}", config::reference());
+        } else {
+            print!("{}", toml::to_string(&apply(cfg, run))?);
+        }
+        return Ok(());
+    }
+    init_logging(cfg.json_logs());
     let rt = tokio::runtime::Runtime::new()?;
     match cli.command {
         None if cli.demo => rt.block_on(run(apply(cfg, &cli.run), true)),
@@ -304,6 +326,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 anyhow::Ok(())
             })
         }
+        Some(Command::Config { .. }) => unreachable!("answered before logging starts"),
         Some(Command::Reindex { data_dir }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             let path = dir.join(node::STORE_FILE);
@@ -339,8 +362,10 @@ fn apply(mut cfg: Config, args: &RunArgs) -> Config {
 fn init_logging(json: bool) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("TILLMESH_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    // No colour codes in files and journald, only on a terminal.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if json {
         builder.json().init();
@@ -389,9 +414,18 @@ async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         ),
     }
     println!("data dir: {}", cfg.data_dir.display());
+    tracing::info!(
+        version = %status.version,
+        http = %addr,
+        data_dir = %cfg.data_dir.display(),
+        shop = status.shop_name.as_deref().unwrap_or(""),
+        "node started"
+    );
     shutdown_signal().await;
-    eprintln!("shutting down…");
+    tracing::info!("shutting down: finishing requests and queued writes");
+    drop(h);
     node.shutdown().await;
+    tracing::info!("node stopped");
     Ok(())
 }
 

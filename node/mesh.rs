@@ -72,6 +72,9 @@ pub struct PeerView {
     pub we_lacked: u64,
     /// Invalid messages received from it.
     pub rejected: u64,
+    /// When a pull from it last completed (ms since the Unix epoch): both stores agreed on
+    /// what it had then.
+    pub last_sync: Option<i64>,
 }
 
 /// How this node takes part in the mesh, as `GET /api/v1/mesh` shows it (the Sync screen).
@@ -108,6 +111,8 @@ struct PeerEntry {
     addrs: Vec<String>,
     we_lacked: u64,
     rejected: u64,
+    /// When a pull from it last completed.
+    last_sync: Option<SystemTime>,
     strikes: u32,
     /// When a pull was last started because of a gap in this peer's gossip.
     gap_pull: Option<std::time::Instant>,
@@ -320,6 +325,7 @@ fn view(
         },
         we_lacked: e.map(|e| e.we_lacked).unwrap_or(0),
         rejected: e.map(|e| e.rejected).unwrap_or(0),
+        last_sync: e.and_then(|e| e.last_sync).and_then(ms),
     }
 }
 
@@ -421,6 +427,7 @@ async fn event_loop(
                     },
                     Err(e) => {
                         tracing::warn!(peer = %source, "undecodable gossip: {e}");
+                        node.metrics().rejected_with("malformed");
                         Acceptance::Reject
                     }
                 };
@@ -550,6 +557,7 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     let e = t.entry(peer).or_default();
                     e.we_lacked = r.fetched as u64;
                     e.last_contact = Some(SystemTime::now());
+                    e.last_sync = e.last_contact;
                     e.rejected += r.rejected as u64;
                 }
                 if r.rejected > 0 {

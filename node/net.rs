@@ -121,58 +121,111 @@ pub enum NetEvent {
     /// [`NetHandle::report`] with `Accept`). `source` is the peer that *forwarded* it to us —
     /// the one to pass to `report` — not necessarily its author.
     Gossip {
+        /// Gossipsub's id of the message (pass it back to [`NetHandle::report`]).
         id: MessageId,
+        /// The peer that forwarded it.
         source: PeerId,
+        /// The message: an encoded envelope.
         data: Vec<u8>,
     },
     /// A peer sent a request on the sync protocol; the core answers through `reply` (dropping
     /// it = error to the peer). Answers later than 30 s are discarded.
     Request {
+        /// Who asks.
         peer: PeerId,
+        /// The encoded request.
         data: Vec<u8>,
+        /// Where the encoded answer goes.
         reply: oneshot::Sender<Vec<u8>>,
     },
     /// A connection to a peer is established (the first one), with the remote address.
-    Connected { peer: PeerId, addr: Multiaddr },
+    Connected {
+        /// The peer.
+        peer: PeerId,
+        /// The remote address of the connection.
+        addr: Multiaddr,
+    },
     /// The last connection to a peer closed.
-    Disconnected { peer: PeerId },
+    Disconnected {
+        /// The peer.
+        peer: PeerId,
+    },
     /// One of several connections to a peer closed (a duplicate from simultaneous dials):
     /// gossip in flight on it may be lost, so the core should pull from the peer.
-    Resync { peer: PeerId },
+    Resync {
+        /// The peer.
+        peer: PeerId,
+    },
 }
 
 /// What the network knows about one peer, for the Sync screen.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerStatus {
+    /// The peer.
     pub peer: PeerId,
     /// The address of the current connection first, then addresses the peer listens on.
     pub addrs: Vec<Multiaddr>,
+    /// Connected now.
     pub connected: bool,
     /// Last ping round trip on the current connection.
     pub rtt: Option<Duration>,
+    /// When the peer was last heard from.
     pub last_seen: Option<SystemTime>,
     /// Reached through a static address (configuration or [`NetHandle::dial`]).
     pub is_static: bool,
 }
 
+/// Why a network operation failed.
 #[derive(Debug, thiserror::Error)]
 pub enum NetError {
+    /// The device secret is not a valid ed25519 key.
     #[error("the device secret is not a valid ed25519 key")]
     InvalidKey,
+    /// A listen address could not be bound.
     #[error("cannot listen on {addr}: {reason}")]
-    Listen { addr: Multiaddr, reason: String },
+    Listen {
+        /// The address.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// The swarm could not be built.
     #[error("network setup failed: {0}")]
     Setup(String),
+    /// A message over its size limit.
     #[error("message of {size} bytes exceeds the limit of {max} bytes")]
-    TooLarge { size: usize, max: usize },
+    TooLarge {
+        /// Its size.
+        size: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Dialing failed.
     #[error("dialing {addr} failed: {reason}")]
-    Dial { addr: Multiaddr, reason: String },
+    Dial {
+        /// The address dialed.
+        addr: Multiaddr,
+        /// Why.
+        reason: String,
+    },
+    /// A request got no answer in time.
     #[error("request to {peer} timed out")]
-    Timeout { peer: PeerId },
+    Timeout {
+        /// The peer asked.
+        peer: PeerId,
+    },
+    /// A request failed.
     #[error("request to {peer} failed: {reason}")]
-    Request { peer: PeerId, reason: String },
+    Request {
+        /// The peer asked.
+        peer: PeerId,
+        /// Why.
+        reason: String,
+    },
+    /// Publishing on gossipsub failed.
     #[error("publishing failed: {0}")]
     Publish(String),
+    /// The network task has stopped.
     #[error("the network has stopped")]
     Stopped,
 }
@@ -185,6 +238,7 @@ pub struct NetHandle {
 }
 
 impl NetHandle {
+    /// This node's peer id.
     pub fn local_peer_id(&self) -> PeerId {
         self.local_peer_id
     }

@@ -1,5 +1,6 @@
-//! The running node: [`Node::builder`] opens the store, starts the writer and the HTTP server,
-//! and hands out a cloneable [`NodeHandle`] with the shop's typed commands and queries.
+//! The running node: [`Node::builder`] opens the store, starts the writer, the mesh and the
+//! HTTP server as asked, and hands out a cloneable [`NodeHandle`] with the shop's typed
+//! commands, queries, [events](NodeHandle::events) and peer status.
 
 mod books;
 
@@ -20,7 +21,31 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::store::Store;
 
-/// Builds a [`Node`].
+/// Builds a [`Node`]: where it keeps its data, whether it syncs and how it finds peers,
+/// whether it serves HTTP.
+///
+/// | option | default | |
+/// |---|---|---|
+/// | [`data_dir`](Self::data_dir) / [`memory`](Self::memory) | memory | the store file and device key, or nothing on disk |
+/// | [`listen`](Self::listen) | none: no mesh | multiaddrs to listen on; the mesh starts once the node has a shop |
+/// | [`peer`](Self::peer) | none | static peers, dialed and redialed |
+/// | [`discovery`](Self::discovery) / [`mdns`](Self::mdns) | off | mDNS on the LAN |
+/// | [`api`](Self::api) / [`http`](Self::http) / [`http_listener`](Self::http_listener) | off | the web UI, the JSON API and `/metrics` |
+///
+/// ```
+/// # async fn demo() -> tillmesh::Result<()> {
+/// let node = tillmesh::Node::builder()
+///     .memory()
+///     .listen("/ip4/127.0.0.1/tcp/0")
+///     .discovery(false)
+///     .api(true)
+///     .start()
+///     .await?;
+/// println!("UI and API at http://{}", node.http_addr().expect("api(true)"));
+/// node.shutdown().await;
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Debug, Default)]
 #[must_use]
 pub struct NodeBuilder {
@@ -75,6 +100,31 @@ impl NodeBuilder {
         self.mdns = Some(interfaces);
         self
     }
+    /// Turn discovery (mDNS on the LAN) on or off. **Off by default** for an embedded node —
+    /// it then reaches only its static [`peer`](Self::peer)s and the peers that dial it;
+    /// `true` uses every non-loopback interface unless [`mdns`](Self::mdns) named some. (The
+    /// `tillmesh` binary turns it on unless `--no-mdns`.) Discovery needs a
+    /// [`listen`](Self::listen) address, like everything on the mesh.
+    pub fn discovery(mut self, on: bool) -> Self {
+        self.mdns = match (on, self.mdns.take()) {
+            (true, interfaces) => Some(interfaces.unwrap_or_default()),
+            (false, _) => None,
+        };
+        self
+    }
+    /// Serve the web UI and the HTTP API (and `/metrics`) or not. **Off by default** for an
+    /// embedded node: the [`NodeHandle`] is its API. `true` without an address from
+    /// [`http`](Self::http) or [`http_listener`](Self::http_listener) serves on a free port of
+    /// `127.0.0.1` (see [`Node::http_addr`]); `false` drops any address given before. The
+    /// last of `api`, `http` and `http_listener` wins.
+    pub fn api(mut self, on: bool) -> Self {
+        self.http = match (on, self.http.take()) {
+            (true, Some(bind)) => Some(bind),
+            (true, None) => Some(HttpBind::Addr(SocketAddr::from(([127, 0, 0, 1], 0)))),
+            (false, _) => None,
+        };
+        self
+    }
 
     /// Opens the store, starts the writer and (if asked) the HTTP server.
     pub async fn start(self) -> Result<Node> {
@@ -97,6 +147,7 @@ impl NodeBuilder {
             outbox: broadcast::channel(4096).0,
             unsynced: Default::default(),
             fifo_deferred: Default::default(),
+            metrics: Default::default(),
         });
         let mut engine = Engine::new(store.clone(), shared.clone(), device_key.clone())?;
         engine.warm_up()?;
@@ -289,10 +340,64 @@ struct Inner {
     device_id: String,
 }
 
-/// Cloneable access to a running node's shop.
+/// Cloneable access to a running node's shop: what the HTTP API, the CLI, embedders and
+/// tests all call.
+///
+/// Commands (`async`) return once their change is durable and fail with an [`Error`] that
+/// changed nothing; most take the [`Principal`] of a logged-in person, whose role decides
+/// what is allowed. Queries read the latest commit without waiting for the writer.
+///
+/// | for | methods |
+/// |---|---|
+/// | the shop | [`status`](Self::status), [`create_shop`](Self::create_shop), [`join`](Self::join), [`settings`](Self::settings), [`update_settings`](Self::update_settings) |
+/// | logins and people | [`login_password`](Self::login_password), [`login_pin`](Self::login_pin), [`login_people`](Self::login_people), [`people`](Self::people), [`add_person`](Self::add_person), [`revoke_member`](Self::revoke_member), [`devices`](Self::devices) |
+/// | the catalog | [`products`](Self::products), [`product`](Self::product), [`create_product`](Self::create_product), [`update_product`](Self::update_product) |
+/// | stock | [`stock`](Self::stock), [`movements`](Self::movements), [`movements_between`](Self::movements_between), [`stock_in`](Self::stock_in), [`stock_remove`](Self::stock_remove), [`stock_adjust`](Self::stock_adjust) |
+/// | sales | [`record_sale`](Self::record_sale), [`sale`](Self::sale), [`sales`](Self::sales), [`sales_page`](Self::sales_page), [`void_sale`](Self::void_sale), [`return_sale`](Self::return_sale) |
+/// | reports | [`daily_sales`](Self::daily_sales) |
+/// | what happens | [`events`](Self::events) (a [`Stream`](futures::Stream)), [`subscribe`](Self::subscribe) |
+/// | the mesh | [`peers`](Self::peers), [`add_peer`](Self::add_peer), [`mesh_info`](Self::mesh_info), [`create_invite`](Self::create_invite), [`block_peer`](Self::block_peer), [`unblock_peer`](Self::unblock_peer) |
+/// | documents | [`documents`](Self::documents), [`document_bytes`](Self::document_bytes) (saved Automerge) |
+/// | operations | [`metrics`](Self::metrics), [`metrics_text`](Self::metrics_text), [`writer_stats`](Self::writer_stats) |
+///
+/// The rest (digests, hashes, envelopes, [`import_envelopes`](Self::import_envelopes) …)
+/// is what the mesh's anti-entropy ([`crate::sync`]) and backups use.
 #[derive(Clone)]
 pub struct NodeHandle {
     inner: Arc<Inner>,
+}
+
+/// The stream of [`NodeHandle::events`]: every applied change as a typed [`Event`], or a
+/// [`Lagged`] when the consumer fell behind and events were skipped.
+#[must_use = "streams do nothing unless polled"]
+pub struct EventStream {
+    inner: tokio_stream::wrappers::BroadcastStream<Event>,
+}
+
+/// A consumer of [`NodeHandle::events`] fell behind: this many events were skipped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("fell behind the node: {skipped} events skipped")]
+pub struct Lagged {
+    /// How many events were skipped.
+    pub skipped: u64,
+}
+
+impl futures::Stream for EventStream {
+    type Item = std::result::Result<Event, Lagged>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
+        std::pin::Pin::new(&mut self.inner)
+            .poll_next(cx)
+            .map(|item| {
+                item.map(|r| {
+                    r.map_err(|BroadcastStreamRecvError::Lagged(skipped)| Lagged { skipped })
+                })
+            })
+    }
 }
 
 /// Runs slow CPU work (argon2) off the async runtime.
@@ -748,20 +853,31 @@ impl NodeHandle {
 
     /// Documents this node stores (`vault` included; the API hides it).
     pub fn documents(&self) -> Result<Vec<DocumentInfo>> {
-        Ok(self
-            .inner
-            .store
-            .docs()?
-            .into_iter()
-            .map(|(id, m)| DocumentInfo {
+        // One read transaction: sizes match the metadata even while the writer compacts.
+        let tx = self.read()?;
+        let chunks = tx.open_table(crate::store::tables::DOC_CHUNKS)?;
+        let docs = tx.open_table(crate::store::tables::DOCS)?;
+        let mut out = Vec::new();
+        for row in docs.iter()? {
+            let id = row?.0.value().to_string();
+            let Some(m) = crate::store::read_doc_meta(&docs, &id)? else {
+                continue;
+            };
+            let mut size = 0u64;
+            for row in chunks.range((id.as_str(), m.first_chunk)..(id.as_str(), m.next_chunk))? {
+                size += row?.1.value().len() as u64;
+            }
+            out.push(DocumentInfo {
                 kind: crate::docs::DocId::parse(&id)
                     .map(|d| d.kind().to_string())
                     .unwrap_or_default(),
                 heads: m.heads.iter().map(hex::encode).collect(),
                 changes: m.changes,
+                size,
                 id,
-            })
-            .collect())
+            });
+        }
+        Ok(out)
     }
 
     /// A document saved as Automerge bytes (manager and owner; `vault` refused).
@@ -794,9 +910,41 @@ impl NodeHandle {
         self.inner.shared.outbox.subscribe()
     }
 
-    /// Everything applied from now on.
+    /// Everything applied from now on, as a raw broadcast receiver (see [`Self::events`] for
+    /// a [`Stream`](futures::Stream)). A receiver that falls more than 4,096 events behind
+    /// gets [`broadcast::error::RecvError::Lagged`] once and then the newest events.
     pub fn subscribe(&self) -> broadcast::Receiver<Event> {
         self.inner.shared.events.subscribe()
+    }
+
+    /// Everything applied from now on — this node's changes and its peers' — as a stream of
+    /// typed [`Event`]s, in commit order.
+    ///
+    /// Events are delivered only after the change is durable. A consumer slower than the node
+    /// by more than 4,096 events gets one `Err(`[`Lagged`]`)` saying how many it missed and
+    /// then goes on with the newest: it should re-read what it shows (stock, sales …) from
+    /// the handle's queries. The stream ends when the node has shut down and every handle is
+    /// dropped.
+    ///
+    /// ```
+    /// # async fn demo(h: tillmesh::NodeHandle) {
+    /// use futures::StreamExt;
+    /// use tillmesh::domain::model::Event;
+    ///
+    /// let mut events = h.events();
+    /// while let Some(item) = events.next().await {
+    ///     match item {
+    ///         Ok(Event::SaleRecorded { receipt, total, .. }) => println!("{receipt}: {total}"),
+    ///         Ok(_) => {}
+    ///         Err(lagged) => println!("{lagged}; reloading"),
+    ///     }
+    /// }
+    /// # }
+    /// ```
+    pub fn events(&self) -> EventStream {
+        EventStream {
+            inner: tokio_stream::wrappers::BroadcastStream::new(self.subscribe()),
+        }
     }
 
     /// Every stored envelope (for sync, backups and tests), in no particular order.
@@ -1117,6 +1265,59 @@ impl NodeHandle {
                 Ok(results)
             })
             .await
+            .inspect(|results| {
+                let metrics = &self.inner.shared.metrics;
+                for r in results {
+                    match r {
+                        Ok(Applied::Held(..)) => metrics.change_held(),
+                        Err(e) => metrics.change_rejected(e),
+                        Ok(_) => {}
+                    }
+                }
+            })
+    }
+
+    /// This node's counters and histograms (what `GET /metrics` serves).
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
+        &self.inner.shared.metrics
+    }
+
+    /// Every metric in the Prometheus text format, gauges read now (`GET /metrics`).
+    pub async fn metrics_text(&self) -> String {
+        let peers = self.peers().await;
+        let now = std::time::SystemTime::now();
+        let started = self.metrics().started();
+        let sync_lag_seconds = peers
+            .iter()
+            .filter(|p| p.connected && p.device_id.is_some())
+            .map(
+                |p| match p.last_sync.and_then(|ms| u64::try_from(ms).ok()) {
+                    Some(ms) => now
+                        .duration_since(
+                            std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),
+                        )
+                        .unwrap_or_default()
+                        .as_secs_f64(),
+                    None => started.elapsed().as_secs_f64(),
+                },
+            )
+            .fold(0.0, f64::max);
+        let store_bytes = self
+            .inner
+            .data_dir
+            .as_ref()
+            .and_then(|d| std::fs::metadata(d.join(STORE_FILE)).ok())
+            .map(|m| m.len())
+            .unwrap_or(0);
+        let gauges = crate::metrics::Gauges {
+            peers_connected: peers.iter().filter(|p| p.connected).count() as u64,
+            peers_known: peers.len() as u64,
+            sync_lag_seconds,
+            store_bytes,
+            documents: self.inner.store.docs().map(|d| d.len() as u64).unwrap_or(0),
+            envelopes: self.inner.store.envelope_count().unwrap_or(0),
+        };
+        self.metrics().render(&gauges)
     }
 }
 
@@ -1138,6 +1339,53 @@ fn check_username(u: &str) -> Result<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn discovery_and_api_switches() {
+        let b = Node::builder();
+        assert_eq!(b.mdns, None, "mDNS is off by default");
+        assert!(b.http.is_none(), "HTTP is off by default");
+        let b = Node::builder().discovery(true);
+        assert_eq!(b.mdns, Some(vec![]), "every non-loopback interface");
+        let b = Node::builder().mdns(vec!["eth0".into()]).discovery(true);
+        assert_eq!(b.mdns, Some(vec!["eth0".into()]), "named interfaces kept");
+        assert_eq!(b.discovery(false).mdns, None);
+        let b = Node::builder().api(true);
+        assert!(matches!(b.http, Some(HttpBind::Addr(a)) if a.ip().is_loopback() && a.port() == 0));
+        let addr: SocketAddr = "0.0.0.0:7878".parse().unwrap();
+        let b = Node::builder().http(addr).api(true);
+        assert!(
+            matches!(b.http, Some(HttpBind::Addr(a)) if a == addr),
+            "api(true) keeps it"
+        );
+        assert!(Node::builder().http(addr).api(false).http.is_none());
+    }
+
+    /// A consumer that falls behind is told how many events it missed, then gets the newest.
+    #[tokio::test]
+    async fn the_event_stream_reports_lagging() {
+        use futures::StreamExt;
+        let node = Node::builder().memory().start().await.unwrap();
+        let h = node.handle();
+        let mut events = h.events();
+        let shop = |n: usize| Event::ShopChanged {
+            doc: format!("settings-{n}"),
+        };
+        // The channel holds 4096 events: send 100 more than that before reading.
+        for n in 0..4196 {
+            h.inner.shared.events.send(shop(n)).unwrap();
+        }
+        match events.next().await {
+            Some(Err(lagged)) => assert_eq!(lagged, Lagged { skipped: 100 }),
+            other => panic!("a Lagged first, got {other:?}"),
+        }
+        match events.next().await {
+            Some(Ok(Event::ShopChanged { doc })) => assert_eq!(doc, "settings-100"),
+            other => panic!("the oldest kept event, got {other:?}"),
+        }
+        drop(h);
+        node.shutdown().await;
+    }
 
     /// An invite whose time is up is refused, and stays unused.
     #[tokio::test]

@@ -280,7 +280,10 @@ pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport>
             for bytes in envs {
                 match Envelope::from_bytes(&bytes) {
                     Ok(e) => decoded.push(e),
-                    Err(_) => report.rejected += 1,
+                    Err(_) => {
+                        report.rejected += 1;
+                        node.metrics().rejected_with("malformed");
+                    }
                 }
             }
             let applied = match batches.next() {

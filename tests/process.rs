@@ -577,6 +577,125 @@ async fn graceful_stop_keeps_stock_and_staff_cannot_edit_prices() {
     drop(node);
 }
 
+/// SIGTERM while clients are selling: the node finishes the requests in flight and the queued
+/// writes before it exits, so every sale it acknowledged — up to the last one — is there after
+/// a restart; requests after the stop are refused, never half-done.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_under_load_keeps_every_acknowledged_sale() {
+    const CLIENTS: u64 = 6;
+    const MAX_SALES: u64 = 2000;
+    const LOAD_LIMIT: Duration = Duration::from_secs(20);
+
+    let dir = tempfile::tempdir().unwrap();
+    let data = init(dir.path());
+    let (mut node, addr) = run(&data, &dir.path().join("run1.log"));
+    let api = Api::new(addr);
+    api.wait_healthy(&node).await;
+    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let product = owner.create_product("TERM-1", 250).await;
+    owner.stock_in(&product, 100_000).await;
+
+    let acked: Arc<Mutex<Vec<String>>> = Arc::default();
+    let refused = Arc::new(AtomicU64::new(0));
+    let attempts = Arc::new(AtomicU64::new(0));
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for _ in 0..CLIENTS {
+        let api = owner.clone();
+        let (acked, refused, attempts, product) = (
+            acked.clone(),
+            refused.clone(),
+            attempts.clone(),
+            product.clone(),
+        );
+        tasks.push(tokio::spawn(async move {
+            while started.elapsed() < LOAD_LIMIT
+                && attempts.fetch_add(1, Ordering::Relaxed) < MAX_SALES
+            {
+                let url = format!("{}/api/v1/sales", api.base);
+                match api.send(api.c.post(&url).json(&sale(&product, 1))).await {
+                    Ok((201, s)) => acked
+                        .lock()
+                        .unwrap()
+                        .push(s["id"].as_str().expect("a sale id").to_string()),
+                    Ok((status, body)) => panic!("a sale was refused: {status} {body}"),
+                    // The node stopped listening: later requests are refused.
+                    Err(_) => {
+                        refused.fetch_add(1, Ordering::Relaxed);
+                        break;
+                    }
+                }
+            }
+        }));
+    }
+    wait_for("the load has run", Duration::from_secs(60), || {
+        let n = acked.lock().unwrap().len();
+        async move { (n >= 50).then_some(()) }
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", node.log_tail()));
+    let kill = Command::new("kill")
+        .args(["-TERM", &node.pid().to_string()])
+        .status()
+        .expect("kill -TERM runs");
+    assert!(kill.success());
+    let status = node.wait_exit(EXIT_TIMEOUT).unwrap_or_else(|| {
+        panic!(
+            "tillmesh run did not exit within {EXIT_TIMEOUT:?} of SIGTERM; stderr:\n{}",
+            node.log_tail()
+        )
+    });
+    assert!(
+        status.success(),
+        "a clean stop under load, got {status}; stderr:\n{}",
+        node.log_tail()
+    );
+    for t in tasks {
+        t.await.expect("a client task");
+    }
+    let acked = acked.lock().unwrap().clone();
+    assert!(
+        started.elapsed() < LOAD_LIMIT && (attempts.load(Ordering::Relaxed)) < MAX_SALES,
+        "the load had ended before SIGTERM"
+    );
+    eprintln!(
+        "SIGTERM under load: {} sales acknowledged, {} clients refused afterwards",
+        acked.len(),
+        refused.load(Ordering::Relaxed)
+    );
+    drop(node);
+
+    let (node, addr) = run(&data, &dir.path().join("run2.log"));
+    let api = Api::new(addr);
+    api.wait_healthy(&node).await;
+    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let (status, list) = owner.get("/api/v1/sales?from=0").await;
+    assert_eq!(status, 200, "GET /sales?from=0: {list}");
+    let listed: HashSet<&str> = list
+        .as_array()
+        .expect("a sales list")
+        .iter()
+        .filter_map(|s| s["id"].as_str())
+        .collect();
+    let missing: Vec<&String> = acked
+        .iter()
+        .filter(|id| !listed.contains(id.as_str()))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged sales lost over a graceful stop: {:?}",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(10)]
+    );
+    assert_eq!(
+        owner.on_hand(&product).await,
+        100_000 - listed.len() as i64,
+        "stock matches the sales that are there"
+    );
+    drop(node);
+}
+
 /// mDNS on loopback only: for tests inside a private network namespace.
 const LOOPBACK_MDNS: [&str; 4] = ["--listen", "/ip4/127.0.0.1/tcp/0", "--mdns-interface", "lo"];
 

@@ -328,7 +328,7 @@ pub(crate) async fn stock_csv(
     tag = "export",
     params(DayRangeQuery),
     responses(
-        (status = 200, description = "day, currency, revenue, cost, profit, shrinkage, closed, adjustment_revenue, adjustment_cost (minor units), and revenue/cost/profit in major units", content_type = "text/csv", body = String),
+        (status = 200, description = "day, currency, revenue, cost, profit, shrinkage, closed, adjustment_revenue, adjustment_cost, revenue_formatted, cost_formatted, profit_formatted", content_type = "text/csv", body = String),
         (status = 400, description = "Bad range", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody),
     ),
@@ -388,7 +388,7 @@ pub(crate) async fn profit_csv(
     tag = "export",
     params(TimeRangeQuery),
     responses(
-        (status = 200, description = "shift_id, device, opened_at, closed_at, currency, float, cash_sales, card_sales, other_sales, cash_refunds, pay_ins, pay_outs, expected, counted, difference (minor units), expected/counted/difference in major units, note", content_type = "text/csv", body = String),
+        (status = 200, description = "shift_id, device, opened_at, closed_at, currency, float, sales, cash_sales, card_sales, other_sales, cash_refunds, pay_ins, pay_outs, expected, counted, difference, expected_formatted, counted_formatted, difference_formatted, note", content_type = "text/csv", body = String),
         (status = 400, description = "Bad range", body = ErrorBody),
         (status = 403, description = "Not allowed", body = ErrorBody),
     ),

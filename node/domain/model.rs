@@ -784,6 +784,9 @@ pub struct DocumentInfo {
     pub heads: Vec<String>,
     /// Number of changes.
     pub changes: u64,
+    /// Bytes this node stores for it (its saved chunks); `GET /documents/{id}` serves it saved
+    /// afresh in one piece, usually a little smaller.
+    pub size: u64,
 }
 
 /// Something that happened, streamed to UIs and embedders (`GET /api/v1/events`).

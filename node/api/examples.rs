@@ -1,0 +1,549 @@
+//! Examples in the OpenAPI document: one request and one answer per route, and an error body
+//! for every error status.
+//!
+//! The schemas come from the handlers' declarations (utoipa); the examples are added here to
+//! the finished document, keyed by method and path, so that the handlers stay short. An
+//! example a handler declares itself (`request_body(…, example = json!(…))`,
+//! `(status = 200, …, example = json!(…))`) is kept. `tests/openapi.rs` checks that every
+//! operation has its examples and that each matches its schema, so a new route needs one
+//! here (or in its declaration), and an example cannot silently go stale when a type changes.
+
+use serde_json::{Value, json};
+
+const PRODUCT_ID: &str = "0b8c3f6e-6a39-4a8e-9f43-2f1d5c0e7a11";
+const SALE_ID: &str = "5d0c2b7a-0f4e-4c55-9a3b-61d2e8f0a9c4";
+const PERSON_ID: &str = "9f1e4d2c-3b5a-4e6f-8a7b-0c1d2e3f4a5b";
+const ENTRY_ID: &str = "7a6b5c4d-3e2f-4a1b-9c8d-7e6f5a4b3c2d";
+const SHOP_ID: &str = "3c2b1a09-8f7e-4d6c-b5a4-938271605f4e";
+const DEVICE_ID: &str = "0123456789abcdef";
+const PUBLIC_KEY: &str = "8a88e3dd7409f195fd52db2d3cba5d72ca6709bf1d94121bf3748801b40f6f5c";
+const PEER_ID: &str = "12D3KooWAbc8nEcuT3RjHMeGkK5r8oG3VHsz5i5zuKkEXgPrxTqN";
+const TIME: i64 = 1_795_338_000_000;
+
+fn product() -> Value {
+    json!({
+        "id": PRODUCT_ID, "sku": "COF", "barcode": "4006381333931", "name": "Coffee",
+        "category": "Drinks", "unit": "pcs", "price": 280, "cost": 60, "tax_rate": 1900,
+        "reorder_level": 10, "variants": [], "archived": false, "conflicts": {}
+    })
+}
+
+fn sale_line() -> Value {
+    json!({
+        "product_id": PRODUCT_ID, "variant_id": null, "sku": "COF", "name": "Coffee", "qty": 2,
+        "unit_price": 280, "tax_rate": 1900, "discount": 0, "tax": 89, "total": 560
+    })
+}
+
+fn sale() -> Value {
+    json!({
+        "id": SALE_ID, "receipt": "T1-000042", "time": TIME, "day": "2026-11-22",
+        "device": DEVICE_ID, "person": PERSON_ID, "lines": [sale_line()], "total": 560,
+        "tax": 89, "discount": 0, "rounding": 0,
+        "payments": [{"method": "cash", "amount": 1000}], "change_due": 440, "note": null,
+        "warnings": [], "voided_by": null, "returned": [0]
+    })
+}
+
+fn movement(kind: &str, qty: i64) -> Value {
+    json!({
+        "entry_id": ENTRY_ID, "product_id": PRODUCT_ID, "variant_id": null, "time": TIME,
+        "kind": kind, "qty": qty, "unit_cost": if kind == "stock_in" { json!(60) } else { json!(null) },
+        "reason": if kind == "removal" { json!("damaged") } else { json!(null) },
+        "device": DEVICE_ID, "person": PERSON_ID, "note": null
+    })
+}
+
+fn person(role: &str) -> Value {
+    json!({
+        "id": PERSON_ID, "name": "Sam", "username": "sam", "role": role,
+        "public_key": if role == "staff" { json!(null) } else { json!(PUBLIC_KEY) },
+        "revoked": false
+    })
+}
+
+fn device() -> Value {
+    json!({
+        "id": DEVICE_ID, "name": "Till 1", "role": "till", "public_key": PUBLIC_KEY,
+        "receipt_prefix": "T1", "revoked": false
+    })
+}
+
+fn settings() -> Value {
+    json!({
+        "shop_name": "Corner Shop", "currency": "EUR", "currency_exponent": 2,
+        "timezone": "Europe/Paris", "tax_mode": "inclusive", "rounding": "half_up",
+        "cash_rounding": 1, "receipt_text": "Thank you!", "low_stock_default": 0,
+        "oversell": "warn", "max_staff": 5
+    })
+}
+
+fn session_person() -> Value {
+    json!({"id": PERSON_ID, "name": "Olivia", "username": "olivia", "role": "owner"})
+}
+
+fn invite() -> Value {
+    json!({
+        "code": "K7QF2-M9XWD", "invite": "tillmesh-invite:eyJjb2RlIjoi…", "expires_at": TIME,
+        "role": "till", "name": "Till 2", "receipt_prefix": "T2"
+    })
+}
+
+/// `(request body, successful answer)` examples of a route.
+const SUPPLIER_ID: &str = "2e4f6a8c-1b3d-4f5e-8a7c-9b0d1e2f3a4b";
+const PO_ID: &str = "f76977aa-5b1c-4d2e-8f3a-4b5c6d7e8f90";
+const DELIVERY_ID: &str = "b59883c5-a38b-5f2c-8fd1-ec37bf8a1c2d";
+const SHIFT_ID: &str = "e5f1e200-b309-47b8-a1d9-9f82ec71d4c6";
+const TICKET_ID: &str = "c3d4e5f6-a7b8-4c9d-8e0f-1a2b3c4d5e6f";
+
+fn supplier() -> Value {
+    json!({
+        "id": SUPPLIER_ID, "name": "Bean Co", "contact": "Sam", "phone": "+33 1 23 45 67 89",
+        "email": "orders@bean.example", "note": null
+    })
+}
+
+fn delivery() -> Value {
+    json!({
+        "id": DELIVERY_ID, "entry_id": ENTRY_ID, "duplicates": [], "po_id": PO_ID,
+        "note_number": "DN-1", "time": TIME, "device": DEVICE_ID, "person": PERSON_ID,
+        "lines": [{
+            "product_id": PRODUCT_ID, "variant_id": null, "sku": "COF", "name": "Coffee",
+            "qty": 4, "unit_cost": 65, "expected_cost": 60, "variance": 20
+        }],
+        "total_cost": 260, "variance": 20, "note": null
+    })
+}
+
+fn purchase_order() -> Value {
+    json!({
+        "id": PO_ID, "number": "PO-F76977AA", "supplier_id": SUPPLIER_ID,
+        "supplier_name": "Bean Co", "status": "sent",
+        "lines": [{
+            "product_id": PRODUCT_ID, "variant_id": null, "sku": "COF", "name": "Coffee",
+            "qty": 10, "unit_cost": 60, "received": 4, "outstanding": 6
+        }],
+        "expected_on": "2026-11-28", "note": null, "created_at": TIME, "ordered_value": 600,
+        "received_value": 260, "deliveries": [delivery()]
+    })
+}
+
+fn shift(closed: bool) -> Value {
+    json!({
+        "id": SHIFT_ID, "device": DEVICE_ID, "opened_at": TIME, "opened_by": PERSON_ID,
+        "float": 10000, "sales": 2, "cash_sales": 1200, "card_sales": 3000, "other_sales": 0,
+        "cash_refunds": 300, "pay_ins": 500, "pay_outs": 2000, "expected": 9400,
+        "counted": if closed { json!(9350) } else { json!(null) },
+        "difference": if closed { json!(-50) } else { json!(null) },
+        "expected_at_close": if closed { json!(9400) } else { json!(null) },
+        "closed_at": if closed { json!(TIME + 8 * 3_600_000) } else { json!(null) },
+        "closed_by": if closed { json!(PERSON_ID) } else { json!(null) },
+        "note": null,
+        "moves": [
+            {"id": ENTRY_ID, "time": TIME, "amount": -2000, "reason": "window cleaner", "person": PERSON_ID}
+        ]
+    })
+}
+
+fn refund() -> Value {
+    json!({
+        "id": ENTRY_ID, "time": TIME, "lines": [sale_line()], "refund": 560, "tax": 89,
+        "refund_method": "card", "reason": "no receipt", "restock": true
+    })
+}
+
+fn ticket() -> Value {
+    json!({
+        "id": TICKET_ID, "name": "Table 4",
+        "lines": [{"product_id": PRODUCT_ID, "variant_id": null, "qty": 2, "discount": null}],
+        "status": "open", "updated_at": TIME, "updated_on": DEVICE_ID, "updated_by": PERSON_ID,
+        "closed_by": null, "double_closed_by": []
+    })
+}
+
+fn day_profit() -> Value {
+    json!({
+        "day": "2026-11-22", "revenue": 15664, "cost": 6120, "profit": 9544, "shrinkage": 0,
+        "closed": false, "adjustment_revenue": 0, "adjustment_cost": 0
+    })
+}
+
+fn period() -> Value {
+    json!({
+        "through": "2026-10-31", "closed_at": TIME, "closed_by": PERSON_ID,
+        "days": [{
+            "day": "2026-10-31", "revenue": 15664, "cost": 6120, "profit": 9544,
+            "shrinkage": 0, "closed": true, "adjustment_revenue": 0, "adjustment_cost": 0
+        }]
+    })
+}
+
+fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> {
+    let path = path.strip_prefix("/api/v1").unwrap_or(path);
+    let ex = match (method, path) {
+        ("get", "/health") => (None, json!({"status": "ok", "has_shop": true})),
+        ("get", "/status") => (
+            None,
+            json!({
+                "has_shop": true, "shop_id": SHOP_ID, "shop_name": "Corner Shop",
+                "device": device(), "version": env!("CARGO_PKG_VERSION"), "envelopes": 1234,
+                "documents": 9
+            }),
+        ),
+        ("post", "/setup") => (
+            Some(json!({
+                "shop_name": "Corner Shop", "owner_name": "Olivia", "username": "olivia",
+                "password": "a long password", "currency": "EUR", "timezone": "Europe/Paris",
+                "tax_mode": "inclusive", "device_name": "Till 1"
+            })),
+            json!({"shop_id": SHOP_ID, "recovery_key": "tmrk1-…"}),
+        ),
+        ("post", "/join") => (
+            Some(json!({"invite": "K7QF2-M9XWD"})),
+            json!({
+                "shop_id": SHOP_ID, "shop_name": "Corner Shop", "device_id": DEVICE_ID,
+                "device_name": "Till 2", "receipt_prefix": "T2"
+            }),
+        ),
+        ("post", "/login") => (
+            Some(json!({"username": "olivia", "password": "a long password"})),
+            json!({
+                "token": "2f8b0c…", "csrf_token": "a91d3e…", "expires_in": 43200,
+                "person": session_person()
+            }),
+        ),
+        ("get", "/login/people") => (
+            None,
+            json!([{"id": PERSON_ID, "name": "Sam", "username": "sam", "role": "staff"}]),
+        ),
+        ("post", "/logout") => (None, Value::Null),
+        ("get", "/me") => (
+            None,
+            json!({"csrf_token": "a91d3e…", "expires_in": 43200, "person": session_person()}),
+        ),
+        ("get", "/people") => (None, json!([person("staff")])),
+        ("post", "/people") => (
+            Some(json!({"name": "Sam", "username": "sam", "role": "staff", "pin": "4821"})),
+            person("staff"),
+        ),
+        ("post", "/members/{id}/revoke") => (None, Value::Null),
+        ("get", "/devices") => (None, json!([device()])),
+        ("get", "/settings") => (None, settings()),
+        ("patch", "/settings") => (
+            Some(json!({"receipt_text": "Thank you!", "oversell": "warn"})),
+            settings(),
+        ),
+        ("get", "/products") => (None, json!([product()])),
+        ("post", "/products") => (
+            Some(json!({
+                "sku": "COF", "name": "Coffee", "price": 280, "barcode": "4006381333931",
+                "category": "Drinks", "cost": 60, "tax_rate": 1900, "reorder_level": 10
+            })),
+            product(),
+        ),
+        ("get", "/products/{id}") => (None, product()),
+        ("patch", "/products/{id}") => (Some(json!({"price": 300})), {
+            let mut p = product();
+            p["price"] = json!(300);
+            p
+        }),
+        ("get", "/stock") => (
+            None,
+            json!([{
+                "product_id": PRODUCT_ID, "variant_id": null, "sku": "COF", "name": "Coffee",
+                "on_hand": 48, "reorder_level": 10, "low": false, "value_at_cost": 2880
+            }]),
+        ),
+        ("get", "/stock/{product_id}/movements") => (
+            None,
+            json!([movement("stock_in", 50), movement("sale", -2)]),
+        ),
+        ("post", "/stock/in") => (
+            Some(json!({"product_id": PRODUCT_ID, "qty": 50, "unit_cost": 60})),
+            movement("stock_in", 50),
+        ),
+        ("post", "/stock/remove") => (
+            Some(json!({"product_id": PRODUCT_ID, "qty": 1, "reason": "damaged"})),
+            movement("removal", -1),
+        ),
+        ("post", "/stock/adjust") => (
+            Some(json!({"product_id": PRODUCT_ID, "counted": 47, "note": "Monday count"})),
+            movement("adjustment", -1),
+        ),
+        ("get", "/sales") => (None, json!([sale()])),
+        ("post", "/sales") => (
+            Some(json!({
+                "lines": [{"product_id": PRODUCT_ID, "qty": 2}],
+                "payments": [{"method": "cash", "amount": 1000}]
+            })),
+            sale(),
+        ),
+        ("get", "/sales/{id}") => (None, sale()),
+        ("post", "/sales/{id}/void") => (Some(json!({"reason": "wrong item"})), {
+            let mut s = sale();
+            s["voided_by"] = json!(ENTRY_ID);
+            s
+        }),
+        ("post", "/sales/{id}/return") => (
+            Some(json!({"lines": [{"line": 0, "qty": 1}], "refund_method": "cash"})),
+            json!({
+                "id": ENTRY_ID, "sale_id": SALE_ID, "time": TIME,
+                "lines": [{
+                    "product_id": PRODUCT_ID, "variant_id": null, "sku": "COF", "name": "Coffee",
+                    "qty": 1, "unit_price": 280, "tax_rate": 1900, "discount": 0, "tax": 45,
+                    "total": 280
+                }],
+                "refund": 280, "tax": 45, "refund_method": "cash"
+            }),
+        ),
+        ("get", "/reports/daily") => (
+            None,
+            json!([{"day": "2026-11-22", "count": 31, "total": 18640, "tax": 2980, "refunds": 280}]),
+        ),
+        ("get", "/documents") => (
+            None,
+            json!([
+                {"id": "catalog", "kind": "catalog", "heads": ["6b1f…"], "changes": 12, "size": 2210},
+                {
+                    "id": format!("ledger/2026-11-22/{DEVICE_ID}/0"), "kind": "ledger",
+                    "heads": ["c04e…"], "changes": 31, "size": 9120
+                }
+            ]),
+        ),
+        ("get", "/documents/{id}") => (None, json!("<Automerge document bytes>")),
+        ("get", "/export/sales.csv") => (
+            None,
+            json!(
+                "sale_id,receipt,time,day,device,person,line,sku,name,qty,unit_price,discount,tax,line_total,line_total_formatted,returned_qty,voided\n\
+                 5d0c2b7a-…,T1-000042,2026-11-22T09:00:00+01:00,2026-11-22,0123456789abcdef,Olivia,0,COF,Coffee,2,280,0,89,560,5.60,0,false\n"
+            ),
+        ),
+        ("get", "/export/movements.csv") => (
+            None,
+            json!(
+                "entry_id,time,product_id,variant_id,sku,name,kind,qty,unit_cost,unit_cost_formatted,reason,note,device,person\n\
+                 7a6b5c4d-…,2026-11-22T08:00:00+01:00,0b8c3f6e-…,,COF,Coffee,stock_in,50,60,0.60,,,0123456789abcdef,Olivia\n"
+            ),
+        ),
+        ("get", "/export/stock.csv") => (
+            None,
+            json!(
+                "product_id,variant_id,sku,name,on_hand,reorder_level,low,value_at_cost,value_at_cost_formatted\n\
+                 0b8c3f6e-…,,COF,Coffee,48,10,false,2880,28.80\n"
+            ),
+        ),
+        ("get", "/suppliers") => (None, json!([supplier()])),
+        ("post", "/suppliers") => (
+            Some(json!({"name": "Bean Co", "contact": "Sam", "email": "orders@bean.example"})),
+            supplier(),
+        ),
+        ("put", "/suppliers/{id}") => (
+            Some(json!({"name": "Bean Co", "phone": "+33 1 23 45 67 89"})),
+            supplier(),
+        ),
+        ("get", "/purchase-orders") => (None, json!([purchase_order()])),
+        ("post", "/purchase-orders") => (
+            Some(json!({
+                "supplier_id": SUPPLIER_ID, "expected_on": "2026-11-28",
+                "lines": [{"product_id": PRODUCT_ID, "qty": 10, "unit_cost": 60}]
+            })),
+            {
+                let mut po = purchase_order();
+                po["status"] = json!("draft");
+                po["deliveries"] = json!([]);
+                po["received_value"] = json!(0);
+                po["lines"][0]["received"] = json!(0);
+                po["lines"][0]["outstanding"] = json!(0);
+                po
+            },
+        ),
+        ("get", "/purchase-orders/{id}") => (None, purchase_order()),
+        ("patch", "/purchase-orders/{id}") => (Some(json!({"status": "sent"})), purchase_order()),
+        ("post", "/purchase-orders/{id}/deliveries") => (
+            Some(json!({
+                "note_number": "DN-1",
+                "lines": [{"product_id": PRODUCT_ID, "qty": 4, "unit_cost": 65}]
+            })),
+            delivery(),
+        ),
+        ("get", "/shifts") => (None, json!([shift(true)])),
+        ("post", "/shifts") => (Some(json!({"float": 10000})), {
+            let mut s = shift(false);
+            for k in ["sales", "cash_sales", "card_sales", "cash_refunds", "pay_ins", "pay_outs"] {
+                s[k] = json!(0);
+            }
+            s["expected"] = json!(10000);
+            s["moves"] = json!([]);
+            s
+        }),
+        ("get", "/shifts/current") => (None, shift(false)),
+        ("post", "/shifts/current/cash") => (
+            Some(json!({"kind": "pay_out", "amount": 2000, "reason": "window cleaner"})),
+            shift(false),
+        ),
+        ("post", "/shifts/current/close") => (
+            Some(json!({"counted": 9350, "note": "short 50 cents"})),
+            shift(true),
+        ),
+        ("get", "/shifts/{id}") => (None, shift(true)),
+        ("get", "/refunds") => (None, json!([refund()])),
+        ("post", "/refunds") => (
+            Some(json!({
+                "lines": [{"product_id": PRODUCT_ID, "qty": 2}], "refund_method": "card",
+                "reason": "no receipt"
+            })),
+            refund(),
+        ),
+        ("get", "/tickets") => (None, json!([ticket()])),
+        ("post", "/tickets") => (
+            Some(json!({"name": "Table 4", "lines": [{"product_id": PRODUCT_ID, "qty": 2}]})),
+            ticket(),
+        ),
+        ("get", "/tickets/{id}") => (None, ticket()),
+        ("put", "/tickets/{id}") => (
+            Some(json!({"name": "Table 4", "lines": [{"product_id": PRODUCT_ID, "qty": 3}]})),
+            ticket(),
+        ),
+        ("post", "/tickets/{id}/discard") => (None, {
+            let mut t = ticket();
+            t["status"] = json!("discarded");
+            t
+        }),
+        ("get", "/reports/profit") => (None, json!([day_profit()])),
+        ("get", "/reports/profit/products") => (
+            None,
+            json!([{
+                "product_id": PRODUCT_ID, "sku": "COF", "name": "Coffee", "qty": 31,
+                "revenue": 7294, "cost": 1860, "profit": 5434
+            }]),
+        ),
+        ("get", "/sales/{id}/profit") => (
+            None,
+            json!({
+                "sale_id": SALE_ID, "receipt": "T1-000042", "revenue": 471, "cost": 120,
+                "profit": 351, "line_costs": [120]
+            }),
+        ),
+        ("get", "/reports/low-stock") => (
+            None,
+            json!([{
+                "product_id": PRODUCT_ID, "variant_id": null, "sku": "COF", "name": "Coffee",
+                "on_hand": 4, "on_order": 6, "reorder_level": 10, "covered": false
+            }]),
+        ),
+        ("get", "/periods") => (None, json!([period()])),
+        ("post", "/periods") => (Some(json!({"through": "2026-10-31"})), period()),
+        ("get", "/export/profit.csv") => (
+            None,
+            json!(
+                "day,currency,revenue,cost,profit,shrinkage,closed,adjustment_revenue,adjustment_cost,revenue_formatted,cost_formatted,profit_formatted\n\
+                 2026-11-22,EUR,15664,6120,9544,0,false,0,0,156.64,61.20,95.44\n"
+            ),
+        ),
+        ("get", "/export/shifts.csv") => (
+            None,
+            json!(
+                "shift_id,device,opened_at,closed_at,currency,float,sales,cash_sales,card_sales,other_sales,cash_refunds,pay_ins,pay_outs,expected,counted,difference,expected_formatted,counted_formatted,difference_formatted,note\n\
+                 e5f1e200-…,0123456789abcdef,2026-11-22T08:00:00Z,2026-11-22T16:00:00Z,EUR,10000,2,1200,3000,0,300,500,2000,9400,9350,-50,94.00,93.50,-0.50,\n"
+            ),
+        ),
+        ("post", "/invites") => (Some(json!({"role": "till", "name": "Till 2"})), {
+            let mut i = invite();
+            i["qr_svg"] = json!("<svg xmlns=\"http://www.w3.org/2000/svg\" …</svg>");
+            i
+        }),
+        ("get", "/peers") => (
+            None,
+            json!([{
+                "peer_id": PEER_ID, "name": "Till 2", "role": "till", "device_id": "fedcba9876543210",
+                "found_by": "mdns", "connected": true, "rtt_ms": 1.8, "last_contact": TIME,
+                "addrs": [format!("/ip4/192.168.1.23/tcp/7879/p2p/{PEER_ID}")], "we_lacked": 0,
+                "rejected": 0, "last_sync": TIME
+            }]),
+        ),
+        ("post", "/peers") => (
+            Some(json!({"addr": format!("/ip4/192.168.1.23/tcp/7879/p2p/{PEER_ID}")})),
+            Value::Null,
+        ),
+        ("get", "/mesh") => (
+            None,
+            json!({
+                "running": true, "mdns": true, "peer_id": PEER_ID,
+                "addrs": [format!("/ip4/192.168.1.20/tcp/7879/p2p/{PEER_ID}")]
+            }),
+        ),
+        ("get", "/events") => (
+            None,
+            json!({"type": "sale_recorded", "sale_id": SALE_ID, "receipt": "T1-000042", "total": 560}),
+        ),
+        _ => return None,
+    };
+    Some((ex.0, Some(ex.1).filter(|v| !v.is_null())))
+}
+
+/// The error code an error status carries in the examples.
+fn error_example(status: &str) -> Option<Value> {
+    let (code, message, field) = match status {
+        "400" => ("invalid", "must be at least 1", Some("lines[0].qty")),
+        "401" => ("unauthorized", "not logged in", None),
+        "403" => ("forbidden", "only managers and owners may do this", None),
+        "404" => ("not_found", "no such product", None),
+        "409" => ("conflict", "the SKU COF is already used", None),
+        "413" => ("too_large", "the request body is too large", None),
+        "429" => ("rate_limited", "too many attempts; try again in 60 s", None),
+        "502" => ("unreachable", "the inviting device did not answer", None),
+        _ => return None,
+    };
+    Some(json!({"error": {"code": code, "message": message, "field": field}}))
+}
+
+/// Adds the examples to a generated OpenAPI document (as JSON).
+pub(crate) fn add_examples(doc: &mut Value) {
+    let Some(paths) = doc.get_mut("paths").and_then(Value::as_object_mut) else {
+        return;
+    };
+    for (path, item) in paths.iter_mut() {
+        let Some(item) = item.as_object_mut() else {
+            continue;
+        };
+        for (method, op) in item.iter_mut() {
+            let found = examples(method, path);
+            if let Some(contents) = op
+                .pointer_mut("/requestBody/content")
+                .and_then(Value::as_object_mut)
+                && let Some((Some(request), _)) = &found
+            {
+                for media in contents.values_mut() {
+                    if media.get("example").is_none() {
+                        media["example"] = request.clone();
+                    }
+                }
+            }
+            let Some(responses) = op.get_mut("responses").and_then(Value::as_object_mut) else {
+                continue;
+            };
+            for (status, response) in responses.iter_mut() {
+                let example = if status.starts_with('2') {
+                    found.as_ref().and_then(|(_, answer)| answer.clone())
+                } else {
+                    error_example(status)
+                };
+                let (Some(example), Some(contents)) = (
+                    example,
+                    response.get_mut("content").and_then(Value::as_object_mut),
+                ) else {
+                    continue;
+                };
+                for (media_type, media) in contents.iter_mut() {
+                    if media_type == "application/octet-stream" {
+                        // `Vec<u8>` is documented as a list of integers; the bytes are raw.
+                        media["schema"] = json!({"type": "string", "format": "binary"});
+                    }
+                    if media.get("example").is_none() {
+                        media["example"] = example.clone();
+                    }
+                }
+            }
+        }
+    }
+}
