@@ -832,3 +832,126 @@ async fn closed_period_freezes_and_late_entries_adjust() {
     drop(s.h);
     s.node.shutdown().await;
 }
+
+/// Three tills, cut off from each other for a while, each sell, receive, refund and run a
+/// shift; once healed and converged every books report is byte-identical on all three.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn books_are_byte_identical_on_three_converged_tills() {
+    let three = Three::start(30).await;
+    let p = three.product;
+    let (h, o) = (&three.h, &three.owners);
+    let sup = supplier(&h[0], &o[0]).await;
+    let po = h[0]
+        .create_purchase_order(
+            &o[0],
+            NewPurchaseOrder {
+                supplier_id: sup.id,
+                lines: vec![po_line(p, 50, 90)],
+                expected_on: None,
+                note: None,
+            },
+        )
+        .await
+        .unwrap();
+    h[0].update_purchase_order(
+        &o[0],
+        po.id,
+        PurchaseOrderPatch {
+            status: Some(PoStatus::Sent),
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    assert!(three.converged(T).await);
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        three.cut(i, j).await;
+    }
+    // Cut off: each till runs a shift and sells; two of them receive the same delivery note,
+    // the third another one; one refunds without a receipt.
+    for i in 0..3 {
+        h[i].open_shift(&o[i], OpenShift { float: 5_000 })
+            .await
+            .unwrap();
+        for qty in [1, 2, 3] {
+            h[i].record_sale(&o[i], sale_paid(p, qty, vec![cash(2_000)]))
+                .await
+                .unwrap();
+        }
+    }
+    for (i, note, qty) in [(0, "DN-1", 20), (1, "DN-1", 20), (2, "DN-2", 10)] {
+        h[i].receive_delivery(
+            &o[i],
+            po.id,
+            NewDelivery {
+                note_number: note.into(),
+                lines: vec![delivered(p, qty, 95)],
+                note: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    h[2].refund(
+        &o[2],
+        NewRefund {
+            lines: vec![NewRefundLine {
+                product_id: p,
+                variant_id: None,
+                qty: 1,
+                amount: None,
+            }],
+            refund_method: None,
+            reason: "no receipt".into(),
+            restock: None,
+        },
+    )
+    .await
+    .unwrap();
+    for i in 0..3 {
+        h[i].record_sale(&o[i], sale_of(p, 4)).await.unwrap();
+        h[i].close_shift(
+            &o[i],
+            CloseShift {
+                counted: 5_000 + 1_800 * (i as i64 + 1),
+                note: None,
+            },
+        )
+        .await
+        .unwrap();
+    }
+    for (i, j) in [(0, 1), (0, 2), (1, 2)] {
+        three.heal(i, j).await;
+    }
+    assert!(three.converged(T).await);
+    let day = h[0].sales(0, i64::MAX).unwrap()[0].day.clone();
+    let books = |x: &NodeHandle| -> Vec<Vec<u8>> {
+        vec![
+            serde_json::to_vec(&x.profit_days("2000-01-01", "2100-01-01").unwrap()).unwrap(),
+            serde_json::to_vec(&x.profit_by_product(&day, &day).unwrap()).unwrap(),
+            serde_json::to_vec(&x.low_stock().unwrap()).unwrap(),
+            serde_json::to_vec(&x.purchase_orders(false).unwrap()).unwrap(),
+            serde_json::to_vec(&x.shifts(0, i64::MAX).unwrap()).unwrap(),
+            serde_json::to_vec(&x.refunds(0, i64::MAX).unwrap()).unwrap(),
+            serde_json::to_vec(&x.stock().unwrap()).unwrap(),
+            serde_json::to_vec(&x.daily_sales("2000-01-01", "2100-01-01").unwrap()).unwrap(),
+        ]
+    };
+    assert!(
+        wait_for(
+            || books(&h[1]) == books(&h[0]) && books(&h[2]) == books(&h[0]),
+            T
+        )
+        .await,
+        "the same books on every till"
+    );
+    // And they add up: 30 + 20 (DN-1 once) + 10 (DN-2) − 3 × (1 + 2 + 3 + 4) + 1 refunded.
+    assert_eq!(on_hand(&h[0], p), 30 + 20 + 10 - 30 + 1);
+    let shifts = h[0].shifts(0, i64::MAX).unwrap();
+    assert_eq!(shifts.len(), 3);
+    assert!(shifts.iter().all(|s| s.counted.is_some()));
+    let po = h[0].purchase_order(po.id).unwrap();
+    assert_eq!(po.deliveries.len(), 2);
+    assert_eq!(po.lines[0].received, 30);
+    three.shutdown().await;
+}

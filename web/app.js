@@ -193,7 +193,7 @@ function startEvents() {
     } catch {
       data = { type };
     }
-    if (type === "shop_changed") app.refreshShop().catch(() => {});
+    if (type === "shop_changed" && data.doc !== "orders") app.refreshShop().catch(() => {});
     for (const fn of app.listeners) {
       try {
         fn(data);

@@ -369,7 +369,14 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
         ("get", "/shifts") => (None, json!([shift(true)])),
         ("post", "/shifts") => (Some(json!({"float": 10000})), {
             let mut s = shift(false);
-            for k in ["sales", "cash_sales", "card_sales", "cash_refunds", "pay_ins", "pay_outs"] {
+            for k in [
+                "sales",
+                "cash_sales",
+                "card_sales",
+                "cash_refunds",
+                "pay_ins",
+                "pay_outs",
+            ] {
                 s[k] = json!(0);
             }
             s["expected"] = json!(10000);
