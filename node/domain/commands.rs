@@ -436,6 +436,22 @@ pub(crate) fn check_item(product: &Product, variant_id: Option<Uuid>, field: &st
     }
 }
 
+/// The product of line `i` of a request (field `lines[i].product_id` / `.variant_id`): it exists
+/// and the variant fits it.
+pub(crate) fn line_product(
+    ctx: &Ctx<'_>,
+    i: usize,
+    product_id: Uuid,
+    variant_id: Option<Uuid>,
+) -> Result<Product> {
+    let product = load_product(ctx, product_id).map_err(|e| match e {
+        Error::NotFound(m) => Error::invalid(format!("lines[{i}].product_id"), m),
+        e => e,
+    })?;
+    check_item(&product, variant_id, &format!("lines[{i}].variant_id"))?;
+    Ok(product)
+}
+
 pub(crate) fn check_qty(field: &str, qty: i64) -> Result<i64> {
     if !(1..=MAX_QTY).contains(&qty) {
         return Err(Error::invalid(
@@ -895,11 +911,7 @@ pub fn refund(ctx: &mut Ctx<'_>, by: &Principal, r: NewRefund) -> Result<Refund>
     let mut lines = Vec::new();
     for (i, l) in r.lines.iter().enumerate() {
         let f = |x: &str| format!("lines[{i}].{x}");
-        let product = load_product(ctx, l.product_id).map_err(|e| match e {
-            Error::NotFound(m) => Error::invalid(f("product_id"), m),
-            e => e,
-        })?;
-        check_item(&product, l.variant_id, &f("variant_id"))?;
+        let product = line_product(ctx, i, l.product_id, l.variant_id)?;
         let qty = check_qty(&f("qty"), l.qty)?;
         let variant = l
             .variant_id

@@ -244,20 +244,29 @@ pub fn flush(tx: &WriteTransaction, budget: Option<u64>) -> Result<bool> {
     Ok(all)
 }
 
+/// The last checkpoint of `product` before `from`: its key and the state's bytes.
+fn checkpoint_before(
+    tx: &WriteTransaction,
+    product: u128,
+    from: Key,
+) -> Result<Option<(Key, Vec<u8>)>> {
+    let t = tx.open_table(FIFO_STATE)?;
+    let last = t
+        .range((product, i64::MIN, 0, 0)..(product, from.0, from.1, from.2))?
+        .next_back()
+        .transpose()?;
+    Ok(last.map(|(k, v)| {
+        let (_, a, b, c) = k.value();
+        ((a, b, c), v.value().to_vec())
+    }))
+}
+
 /// How many movements a recomputation of `product` from `from` would replay (counting stops
 /// past `limit`).
 fn replay_len(tx: &WriteTransaction, product: u128, from: Key, limit: u64) -> Result<u64> {
-    let start = {
-        let t = tx.open_table(FIFO_STATE)?;
-        let last = t
-            .range((product, i64::MIN, 0, 0)..(product, from.0, from.1, from.2))?
-            .next_back()
-            .transpose()?
-            .map(|(k, _)| k.value());
-        match last {
-            Some((_, a, b, c)) => std::ops::Bound::Excluded((product, a, b, c)),
-            None => std::ops::Bound::Included((product, i64::MIN, 0, 0)),
-        }
+    let start = match checkpoint_before(tx, product, from)? {
+        Some(((a, b, c), _)) => std::ops::Bound::Excluded((product, a, b, c)),
+        None => std::ops::Bound::Included((product, i64::MIN, 0, 0)),
     };
     let end = std::ops::Bound::Included((product, i64::MAX, u128::MAX, u32::MAX));
     let t = tx.open_table(MOVEMENTS)?;
@@ -296,23 +305,11 @@ fn sale_line_cost(
 }
 
 fn recompute(tx: &WriteTransaction, product: u128, from: Key) -> Result<()> {
-    let (mut state, after): (ProductState, Option<Key>) = {
-        let t = tx.open_table(FIFO_STATE)?;
-        let last = t
-            .range((product, i64::MIN, 0, 0)..(product, from.0, from.1, from.2))?
-            .next_back();
-        match last {
-            Some(row) => {
-                let (k, v) = row?;
-                let (_, a, b, c) = k.value();
-                (
-                    postcard::from_bytes(v.value()).map_err(internal)?,
-                    Some((a, b, c)),
-                )
-            }
+    let (mut state, after): (ProductState, Option<Key>) =
+        match checkpoint_before(tx, product, from)? {
+            Some((key, bytes)) => (postcard::from_bytes(&bytes).map_err(internal)?, Some(key)),
             None => (ProductState::default(), None),
-        }
-    };
+        };
     {
         let mut t = tx.open_table(FIFO_STATE)?;
         let stale: Vec<(u128, i64, u128, u32)> = t
@@ -386,32 +383,26 @@ fn recompute(tx: &WriteTransaction, product: u128, from: Key) -> Result<()> {
                         }),
                     _ => None,
                 };
-                let back = match source {
-                    Some((skey, sold)) => match sale_line_cost(tx, &state, product, skey)? {
-                        Some(cost) => {
-                            let before = state.returned.get(&skey).copied().unwrap_or(0);
-                            state.returned.insert(skey, before + m.qty);
-                            share(cost, before + m.qty, sold) - share(cost, before, sold)
-                        }
-                        None => {
-                            m.qty
-                                * state
-                                    .variants
-                                    .entry(vid)
-                                    .or_default()
-                                    .last_unit
-                                    .unwrap_or(0)
-                        }
-                    },
-                    None => {
-                        m.qty
-                            * state
-                                .variants
-                                .entry(vid)
-                                .or_default()
-                                .last_unit
-                                .unwrap_or(0)
+                // Without its sale (a refund, or the sale not here yet): the last lot's cost.
+                let fallback = m.qty
+                    * state
+                        .variants
+                        .get(&vid)
+                        .and_then(|v| v.last_unit)
+                        .unwrap_or(0);
+                let sold_at = match source {
+                    Some((skey, sold)) => {
+                        sale_line_cost(tx, &state, product, skey)?.map(|cost| (skey, sold, cost))
                     }
+                    None => None,
+                };
+                let back = match sold_at {
+                    Some((skey, sold, cost)) => {
+                        let before = state.returned.get(&skey).copied().unwrap_or(0);
+                        state.returned.insert(skey, before + m.qty);
+                        share(cost, before + m.qty, sold) - share(cost, before, sold)
+                    }
+                    None => fallback,
                 };
                 set_row(
                     tx,

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::commands::{
-    check_item, check_money, check_qty, hlc_now, load_product, person_key, require, stock_entry,
+    check_money, check_qty, hlc_now, line_product, person_key, require, stock_entry,
 };
 use super::ledger::{DeliveryLine, EntryBody, LedgerEntry};
 use super::model::*;
@@ -271,11 +271,7 @@ fn check_lines(ctx: &Ctx<'_>, lines: &[PoLine]) -> Result<Vec<StoredPoLine>> {
     let mut out: Vec<StoredPoLine> = Vec::new();
     for (i, l) in lines.iter().enumerate() {
         let f = |x: &str| format!("lines[{i}].{x}");
-        let product = load_product(ctx, l.product_id).map_err(|e| match e {
-            Error::NotFound(m) => Error::invalid(f("product_id"), m),
-            e => e,
-        })?;
-        check_item(&product, l.variant_id, &f("variant_id"))?;
+        let product = line_product(ctx, i, l.product_id, l.variant_id)?;
         if out
             .iter()
             .any(|o| o.product_id == l.product_id && o.variant_id == l.variant_id)

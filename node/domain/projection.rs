@@ -397,16 +397,7 @@ pub fn project_entry(
             let json = serde_json::to_string(&per_line).map_err(internal)?;
             tx.open_table(RETURNS)?
                 .insert((sale_id.as_u128(), e.id.as_u128()), json.as_str())?;
-            add_day(tx, doc_day, |d| {
-                d.total -= refund;
-                d.tax -= tax;
-                d.refunds += refund;
-            })?;
-            if let Some(shift) = shift_id
-                && *refund_method == PaymentMethod::Cash
-            {
-                shifts::on_cash_back(tx, *shift, &e.device, *refund)?;
-            }
+            money_back(tx, doc_day, e, *refund, *tax, *refund_method, *shift_id)?;
             for l in lines {
                 moves.push(Move {
                     sale: Some((*sale_id, l.line as u32)),
@@ -451,16 +442,7 @@ pub fn project_entry(
                 .insert(e.id.as_u128(), json.as_str())?;
             tx.open_table(REFUNDS_BY_TIME)?
                 .insert((e.time, e.id.as_u128()), ())?;
-            add_day(tx, doc_day, |d| {
-                d.total -= refund;
-                d.tax -= tax;
-                d.refunds += refund;
-            })?;
-            if let Some(shift) = shift_id
-                && *refund_method == PaymentMethod::Cash
-            {
-                shifts::on_cash_back(tx, *shift, &e.device, *refund)?;
-            }
+            money_back(tx, doc_day, e, *refund, *tax, *refund_method, *shift_id)?;
             for l in lines {
                 if *restock {
                     moves.push(Move::new(
@@ -547,6 +529,30 @@ pub fn project_entry(
         });
     }
     Ok(events)
+}
+
+/// Money refunded (a return or a refund): off the day's totals, and out of the drawer of the
+/// shift it was paid from if it was cash.
+fn money_back(
+    tx: &WriteTransaction,
+    day: &str,
+    e: &LedgerEntry,
+    refund: i64,
+    tax: i64,
+    method: PaymentMethod,
+    shift: Option<Uuid>,
+) -> Result<()> {
+    add_day(tx, day, |d| {
+        d.total -= refund;
+        d.tax -= tax;
+        d.refunds += refund;
+    })?;
+    match shift {
+        Some(shift) if method == PaymentMethod::Cash => {
+            shifts::on_cash_back(tx, shift, &e.device, refund)
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Revenue without tax of each voided line: carried by the void, else read from the sale

@@ -11,7 +11,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::commands::{check_item, check_money, check_qty, load_product, stock_entry};
+use super::commands::{check_money, check_qty, line_product, stock_entry};
 use super::ledger::{EntryBody, LedgerEntry};
 use super::model::*;
 use super::shop::non_empty;
@@ -138,11 +138,7 @@ pub fn park(ctx: &mut Ctx<'_>, by: &Principal, id: Option<Uuid>, p: ParkTicket) 
     let mut lines = Vec::new();
     for (i, l) in p.lines.iter().enumerate() {
         let f = |x: &str| format!("lines[{i}].{x}");
-        let product = load_product(ctx, l.product_id).map_err(|e| match e {
-            Error::NotFound(m) => Error::invalid(f("product_id"), m),
-            e => e,
-        })?;
-        check_item(&product, l.variant_id, &f("variant_id"))?;
+        line_product(ctx, i, l.product_id, l.variant_id)?;
         lines.push(TicketLine {
             product_id: l.product_id,
             variant_id: l.variant_id,
