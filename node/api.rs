@@ -29,6 +29,7 @@ mod extract;
 mod mesh;
 mod products;
 mod range;
+mod reports;
 mod sales;
 mod shop;
 mod sse;
@@ -246,6 +247,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(sales::void_sale))
         .routes(routes!(sales::return_sale))
         .routes(routes!(sales::daily_report))
+        .routes(routes!(reports::sales_report))
+        .routes(routes!(reports::top_sellers))
+        .routes(routes!(reports::staff_report))
+        .routes(routes!(reports::tax_report))
+        .routes(routes!(reports::payments_report))
+        .routes(routes!(reports::inventory_report))
+        .routes(routes!(reports::movement_trend))
         .routes(routes!(documents::list_documents))
         .routes(routes!(documents::get_document))
         .routes(routes!(export::sales_csv))

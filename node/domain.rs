@@ -8,4 +8,5 @@ pub mod model;
 pub mod money;
 pub mod projection;
 pub mod queries;
+pub mod reports;
 pub mod shop;

@@ -1031,6 +1031,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
     tx.delete_table(RETURNS)?;
     tx.delete_table(DAILY)?;
     tx.delete_table(RECEIPTS)?;
+    crate::domain::reports::delete_tables(tx)?;
     crate::store::migrations::create_tables(tx)?;
     let mut report = ReindexReport::default();
     let ids: Vec<String> = {

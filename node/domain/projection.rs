@@ -14,6 +14,7 @@ use uuid::Uuid;
 use super::catalog;
 use super::ledger::{EntryBody, LedgerEntry};
 use super::model::*;
+use super::reports;
 use crate::docs::trust::Signer;
 use crate::docs::{DocId, am};
 use crate::engine::Ctx;
@@ -191,6 +192,7 @@ pub fn project_entry(
                 .insert(e.id.as_u128(), json.as_str())?;
             tx.open_table(SALES_BY_TIME)?
                 .insert((e.time, e.id.as_u128()), ())?;
+            reports::sale_projected(tx, &sale)?;
             add_day(tx, doc_day, |d| {
                 d.count += 1;
                 d.total += total;
@@ -289,6 +291,7 @@ pub fn project_entry(
                 None => {
                     voids.insert(sale_id.as_u128(), e.id.as_u128())?;
                     drop(voids);
+                    reports::void_projected(tx, *sale_id)?;
                     add_day(tx, sale_day, |d| {
                         d.count -= 1;
                         d.total -= sale_total;
@@ -319,6 +322,7 @@ pub fn project_entry(
             let json = serde_json::to_string(&per_line).map_err(internal)?;
             tx.open_table(RETURNS)?
                 .insert((sale_id.as_u128(), e.id.as_u128()), json.as_str())?;
+            reports::return_projected(tx, doc_day, e)?;
             add_day(tx, doc_day, |d| {
                 d.total -= refund;
                 d.tax -= tax;
@@ -360,6 +364,7 @@ pub fn project_entry(
             device: e.device.clone(),
             person: e.person,
         };
+        reports::add_movement(tx, doc_day, line as u32, &m)?;
         let json = serde_json::to_string(&m).map_err(internal)?;
         movements.insert(
             (product_id.as_u128(), e.time, e.id.as_u128(), line as u32),

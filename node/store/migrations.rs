@@ -11,7 +11,12 @@ type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 
 /// In order; the index + 1 is the version a migration brings the store to. 3: pending invites
 /// (`create_tables` creates the tables a version adds).
-const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2, create_tables];
+const MIGRATIONS: &[Migration] = &[
+    create_tables_v1,
+    sync_digests_v2,
+    create_tables,
+    report_tables_v4,
+];
 
 /// 1: create every table, so readers never meet a missing one.
 fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
@@ -31,6 +36,11 @@ fn sync_digests_v2(tx: &redb::WriteTransaction) -> Result<()> {
         crate::store::xor_digest(&mut buckets, &crate::store::bucket_of(doc), v.value())?;
     }
     Ok(())
+}
+
+/// 4: the report aggregates (`domain::reports`), filled from the stored documents by a reindex.
+fn report_tables_v4(tx: &redb::WriteTransaction) -> Result<()> {
+    crate::engine::reindex_in(tx).map(|_| ())
 }
 
 /// Opens (creating) every table of the current layout.
@@ -56,6 +66,14 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(RETURNS)?;
     tx.open_table(DAILY)?;
     tx.open_table(RECEIPTS)?;
+    tx.open_table(REPORT_DAYS)?;
+    tx.open_table(REPORT_ITEMS)?;
+    tx.open_table(REPORT_TAX)?;
+    tx.open_table(REPORT_STAFF)?;
+    tx.open_table(REPORT_TILLS)?;
+    tx.open_table(REPORT_PAYMENTS)?;
+    tx.open_table(REPORT_MOVES)?;
+    tx.open_table(REPORT_LOTS)?;
     Ok(())
 }
 
