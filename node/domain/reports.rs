@@ -407,8 +407,11 @@ pub fn delete_tables(tx: &WriteTransaction) -> Result<()> {
 
 /// Parses a shop-local day `YYYY-MM-DD`; a bad one is an error on `field`.
 pub fn parse_day(raw: &str, field: &str) -> Result<NaiveDate> {
-    NaiveDate::parse_from_str(raw.trim(), "%Y-%m-%d")
-        .map_err(|_| Error::invalid(field, format!("`{raw}` is not a day (YYYY-MM-DD)")))
+    let s = raw.trim();
+    NaiveDate::parse_from_str(s, "%Y-%m-%d")
+        .ok()
+        .filter(|d| day_string(*d) == s)
+        .ok_or_else(|| Error::invalid(field, format!("`{raw}` is not a day (YYYY-MM-DD)")))
 }
 
 /// A range of shop-local days, both ends included.
