@@ -711,3 +711,75 @@ async fn three_converged_tills_give_byte_identical_reports() {
     }
     a.shutdown().await;
 }
+
+/// Long windows of top sellers read whole months from the month sums: the same numbers as the
+/// days, voids taken out of both.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn top_sellers_over_whole_months_count_what_the_days_count() {
+    let s = shop().await;
+    let h = &s.h;
+    let a = h
+        .create_product(&s.owner, item("A", "Apple juice", 1000, 2000, "Food"))
+        .await
+        .unwrap();
+    let b = h
+        .create_product(&s.owner, item("B", "Bread", 250, 550, "Food"))
+        .await
+        .unwrap();
+    let today = h.shop_today();
+    let ago = |n: u64| today.checked_sub_days(Days::new(n)).unwrap();
+    let mut sales = Vec::new();
+    for (days_ago, p, qty) in [(40, a.id, 1), (70, a.id, 2), (100, b.id, 5), (200, a.id, 3)] {
+        let sale = h
+            .record_sale_at(&s.owner, sale_of(p, qty), paris_noon(ago(days_ago)))
+            .await
+            .unwrap();
+        sales.push(sale);
+    }
+    h.void_sale(&s.owner, sales[1].id, VoidSale::default())
+        .await
+        .unwrap();
+    let qty_of = |t: &TopSellers| -> Vec<(String, i64, i64)> {
+        t.by_qty
+            .iter()
+            .map(|x| (x.sku.clone(), x.qty, x.revenue))
+            .collect()
+    };
+    let year = h
+        .top_sellers(DayRange::last_days(today, 366, MAX_TOP_DAYS).unwrap(), 10)
+        .unwrap();
+    assert_eq!(
+        qty_of(&year),
+        vec![("B".into(), 5, 1250), ("A".into(), 4, 4000)]
+    );
+    // 50 to 109 days ago: the voided sale and B's.
+    let mid = h
+        .top_sellers(DayRange::last_days(ago(50), 60, MAX_TOP_DAYS).unwrap(), 10)
+        .unwrap();
+    assert_eq!(qty_of(&mid), vec![("B".into(), 5, 1250)]);
+    // Every window ending today, one day longer each time, agrees with the sales themselves.
+    for days in [1, 39, 41, 69, 71, 99, 101, 199, 201, 366] {
+        let t = h
+            .top_sellers(DayRange::last_days(today, days, MAX_TOP_DAYS).unwrap(), 10)
+            .unwrap();
+        let mut want: Vec<(String, i64, i64)> = Vec::new();
+        for (i, sale) in sales.iter().enumerate() {
+            let age =
+                (today - NaiveDate::parse_from_str(&sale.day, "%Y-%m-%d").unwrap()).num_days();
+            if i == 1 || age >= days {
+                continue;
+            }
+            let l = &sale.lines[0];
+            match want.iter_mut().find(|w| w.0 == l.sku) {
+                Some(w) => {
+                    w.1 += l.qty;
+                    w.2 += l.total;
+                }
+                None => want.push((l.sku.clone(), l.qty, l.total)),
+            }
+        }
+        want.sort_by(|x, y| y.1.cmp(&x.1).then(y.2.cmp(&x.2)));
+        assert_eq!(qty_of(&t), want, "{days} days");
+    }
+    s.node.shutdown().await;
+}

@@ -229,12 +229,7 @@ pub fn add_sale(tx: &WriteTransaction, day: &str, s: &SaleFacts, sign: i64) -> R
         scaled(sign, [1, gross, tax, discount, 0, 0, 0, s.rounding])
     );
     for l in &s.lines {
-        bump!(
-            tx,
-            REPORT_ITEMS,
-            (d, l.product_id.as_u128(), vid(l.variant_id)),
-            scaled(sign, [l.qty, l.total, l.tax])
-        );
+        add_item(tx, d, l, sign)?;
         bump!(
             tx,
             REPORT_TAX,
@@ -282,12 +277,7 @@ pub fn add_refund(tx: &WriteTransaction, day: &str, r: &RefundFacts, sign: i64) 
         scaled(sign, [0, 0, 0, 0, r.amount, r.tax, 1, 0])
     );
     for l in &r.lines {
-        bump!(
-            tx,
-            REPORT_ITEMS,
-            (d, l.product_id.as_u128(), vid(l.variant_id)),
-            scaled(-sign, [l.qty, l.total, l.tax])
-        );
+        add_item(tx, d, l, -sign)?;
         bump!(
             tx,
             REPORT_TAX,
@@ -339,6 +329,25 @@ pub fn add_movement(tx: &WriteTransaction, day: &str, line: u32, m: &Movement) -
         )?;
     }
     Ok(())
+}
+
+/// Adds a line to its product's sums of the day and of the month.
+fn add_item(tx: &WriteTransaction, day: i32, l: &LineFacts, sign: i64) -> Result<()> {
+    let delta = scaled(sign, [l.qty, l.total, l.tax]);
+    let (p, v) = (l.product_id.as_u128(), vid(l.variant_id));
+    bump!(tx, REPORT_ITEMS, (day, p, v), delta);
+    bump!(
+        tx,
+        REPORT_ITEMS_MONTHS,
+        (month_number(day_of_number(day)), p, v),
+        delta
+    );
+    Ok(())
+}
+
+/// The month number of a day: year × 12 + month − 1.
+fn month_number(d: NaiveDate) -> i32 {
+    d.year() * 12 + d.month0() as i32
 }
 
 fn vid(v: Option<Uuid>) -> u128 {
@@ -394,6 +403,7 @@ pub fn return_projected(tx: &WriteTransaction, day: &str, e: &LedgerEntry) -> Re
 pub fn delete_tables(tx: &WriteTransaction) -> Result<()> {
     tx.delete_table(REPORT_DAYS)?;
     tx.delete_table(REPORT_ITEMS)?;
+    tx.delete_table(REPORT_ITEMS_MONTHS)?;
     tx.delete_table(REPORT_TAX)?;
     tx.delete_table(REPORT_STAFF)?;
     tx.delete_table(REPORT_TILLS)?;
@@ -664,18 +674,34 @@ pub fn top_sellers(tx: &ReadTransaction, range: DayRange, limit: usize) -> Resul
             format!("between 1 and {MAX_TOP_LIMIT}"),
         ));
     }
-    let (a, b) = range.numbers();
     let mut sums: HashMap<(u128, u128), (i64, i64)> = HashMap::new();
-    for row in tx
-        .open_table(REPORT_ITEMS)?
-        .range((a, 0, 0)..=(b, u128::MAX, u128::MAX))?
-    {
-        let (k, v) = row?;
+    let mut add = |row: std::result::Result<_, redb::StorageError>| -> Result<()> {
+        let (k, v): (
+            redb::AccessGuard<(i32, u128, u128)>,
+            redb::AccessGuard<[i64; 3]>,
+        ) = row?;
         let (_, p, var) = k.value();
         let [qty, revenue, _] = v.value();
         let e = sums.entry((p, var)).or_default();
         e.0 += qty;
         e.1 += revenue;
+        Ok(())
+    };
+    let days = tx.open_table(REPORT_ITEMS)?;
+    let months = tx.open_table(REPORT_ITEMS_MONTHS)?;
+    for span in month_spans(range) {
+        match span {
+            Span::Days(a, b) => {
+                for row in days.range((a, 0, 0)..=(b, u128::MAX, u128::MAX))? {
+                    add(row)?;
+                }
+            }
+            Span::Month(m) => {
+                for row in months.range((m, 0, 0)..=(m, u128::MAX, u128::MAX))? {
+                    add(row)?;
+                }
+            }
+        }
     }
     let items: Vec<((u128, u128), (i64, i64))> = sums
         .into_iter()
@@ -730,6 +756,39 @@ pub fn top_sellers(tx: &ReadTransaction, range: DayRange, limit: usize) -> Resul
             .map(&mut view)
             .collect::<Result<_>>()?,
     })
+}
+
+/// A piece of a range: some days of a month, or a whole month.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Span {
+    /// Day numbers, both included.
+    Days(i32, i32),
+    /// A month number (see [`month_number`]).
+    Month(i32),
+}
+
+/// `range` cut into whole months and the days around them.
+fn month_spans(range: DayRange) -> Vec<Span> {
+    let mut out = Vec::new();
+    let mut d = range.from;
+    while d <= range.to {
+        let first = d.with_day(1).expect("every month has a first day");
+        let next = first
+            .checked_add_months(chrono::Months::new(1))
+            .unwrap_or(NaiveDate::MAX);
+        let last = next.pred_opt().unwrap_or(next);
+        if d == first && last <= range.to {
+            out.push(Span::Month(month_number(d)));
+        } else {
+            let end = last.min(range.to);
+            out.push(Span::Days(d.num_days_from_ce(), end.num_days_from_ce()));
+        }
+        match last.succ_opt() {
+            Some(n) => d = n,
+            None => break,
+        }
+    }
+    out
 }
 
 // --- staff and tills -------------------------------------------------------------------------
@@ -1246,6 +1305,29 @@ mod tests {
         assert_eq!(
             field(DayRange::last_days(d("2026-03-01"), 367, 366).unwrap_err()),
             "days"
+        );
+    }
+
+    #[test]
+    fn whole_months_and_the_days_around_them() {
+        let d = |s: &str| NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap();
+        let n = |s: &str| d(s).num_days_from_ce();
+        let r = DayRange::new(d("2026-01-20"), d("2026-04-03")).unwrap();
+        assert_eq!(
+            month_spans(r),
+            vec![
+                Span::Days(n("2026-01-20"), n("2026-01-31")),
+                Span::Month(2026 * 12 + 1),
+                Span::Month(2026 * 12 + 2),
+                Span::Days(n("2026-04-01"), n("2026-04-03")),
+            ]
+        );
+        let r = DayRange::new(d("2026-02-01"), d("2026-02-28")).unwrap();
+        assert_eq!(month_spans(r), vec![Span::Month(2026 * 12 + 1)]);
+        let r = DayRange::new(d("2026-02-01"), d("2026-02-27")).unwrap();
+        assert_eq!(
+            month_spans(r),
+            vec![Span::Days(n("2026-02-01"), n("2026-02-27"))]
         );
     }
 

@@ -68,6 +68,7 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(RECEIPTS)?;
     tx.open_table(REPORT_DAYS)?;
     tx.open_table(REPORT_ITEMS)?;
+    tx.open_table(REPORT_ITEMS_MONTHS)?;
     tx.open_table(REPORT_TAX)?;
     tx.open_table(REPORT_STAFF)?;
     tx.open_table(REPORT_TILLS)?;

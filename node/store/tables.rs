@@ -79,6 +79,10 @@ pub const REPORT_DAYS: TableDefinition<i32, [i64; 8]> = TableDefinition::new("re
 /// (day, product id, variant id) → [quantity, revenue (tax included), tax], sales minus returns.
 pub const REPORT_ITEMS: TableDefinition<(i32, u128, u128), [i64; 3]> =
     TableDefinition::new("report-items-1");
+/// (month as year × 12 + month − 1, product id, variant id) → the sums of [`REPORT_ITEMS`] over
+/// the month, so a long window of top sellers reads whole months instead of their days.
+pub const REPORT_ITEMS_MONTHS: TableDefinition<(i32, u128, u128), [i64; 3]> =
+    TableDefinition::new("report-items-months-1");
 /// (day, tax rate in basis points) → [gross (tax included), tax], sales minus returns.
 pub const REPORT_TAX: TableDefinition<(i32, u32), [i64; 2]> = TableDefinition::new("report-tax-1");
 /// (day, person id or 0) → [sales, total, refunds]: sales the person rang up, refunds they gave.
