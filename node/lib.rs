@@ -38,7 +38,9 @@
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
 //! - [`config`]: flags, `TILLMESH_*` variables and the TOML file.
 //! - [`engine`]: the single writer thread (group commit) and the one apply path.
-//! - [`domain`]: the data model, commands, money arithmetic, projections and queries.
+//! - [`domain`]: the data model, commands, money arithmetic, projections and queries;
+//!   [`domain::reports`] keeps day-keyed sums (sales, items, tax, staff, tills, payments,
+//!   movements, lots) in the projection's transaction and reads every report from them.
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI, SSE, and the web UI (`web/`, compiled in: first start, login, sell, stock,
 //!   products, reports, people & devices, sync).

@@ -675,17 +675,10 @@ pub fn top_sellers(tx: &ReadTransaction, range: DayRange, limit: usize) -> Resul
         ));
     }
     let mut sums: HashMap<(u128, u128), (i64, i64)> = HashMap::new();
-    let mut add = |row: std::result::Result<_, redb::StorageError>| -> Result<()> {
-        let (k, v): (
-            redb::AccessGuard<(i32, u128, u128)>,
-            redb::AccessGuard<[i64; 3]>,
-        ) = row?;
-        let (_, p, var) = k.value();
-        let [qty, revenue, _] = v.value();
+    let mut add = |(p, var): (u128, u128), [qty, revenue, _]: [i64; 3]| {
         let e = sums.entry((p, var)).or_default();
         e.0 += qty;
         e.1 += revenue;
-        Ok(())
     };
     let days = tx.open_table(REPORT_ITEMS)?;
     let months = tx.open_table(REPORT_ITEMS_MONTHS)?;
@@ -693,12 +686,16 @@ pub fn top_sellers(tx: &ReadTransaction, range: DayRange, limit: usize) -> Resul
         match span {
             Span::Days(a, b) => {
                 for row in days.range((a, 0, 0)..=(b, u128::MAX, u128::MAX))? {
-                    add(row)?;
+                    let (k, v) = row?;
+                    let (_, p, var) = k.value();
+                    add((p, var), v.value());
                 }
             }
             Span::Month(m) => {
                 for row in months.range((m, 0, 0)..=(m, u128::MAX, u128::MAX))? {
-                    add(row)?;
+                    let (k, v) = row?;
+                    let (_, p, var) = k.value();
+                    add((p, var), v.value());
                 }
             }
         }
