@@ -587,6 +587,23 @@ async fn a_void_before_its_sale_and_a_reindex_give_the_same_reports() {
     let a = Node::builder().data_dir(dir.path()).start().await.unwrap();
     assert_eq!(all_reports(&a.handle(), range), expected);
     a.shutdown().await;
+
+    // A store from before the reports (version 3, no report tables) gets them filled when it
+    // opens (migration 4).
+    {
+        use tillmesh::store::tables::*;
+        let db = redb::Database::open(dir.path().join(tillmesh::node::STORE_FILE)).unwrap();
+        let tx = db.begin_write().unwrap();
+        tillmesh::domain::reports::delete_tables(&tx).unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert("schema_version", 3u64.to_le_bytes().as_slice())
+            .unwrap();
+        tx.commit().unwrap();
+    }
+    let a = Node::builder().data_dir(dir.path()).start().await.unwrap();
+    assert_eq!(all_reports(&a.handle(), range), expected, "after migration 4");
+    a.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
