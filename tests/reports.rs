@@ -602,7 +602,11 @@ async fn a_void_before_its_sale_and_a_reindex_give_the_same_reports() {
         tx.commit().unwrap();
     }
     let a = Node::builder().data_dir(dir.path()).start().await.unwrap();
-    assert_eq!(all_reports(&a.handle(), range), expected, "after migration 4");
+    assert_eq!(
+        all_reports(&a.handle(), range),
+        expected,
+        "after migration 4"
+    );
     a.shutdown().await;
 }
 

@@ -73,6 +73,9 @@ export async function render(main, app) {
     },
   );
 
+  rankSeg.el.id = "top-rank";
+  groupSeg.el.id = "sales-group";
+
   /// The panels below the controls. `url(q)` is what to fetch for the current range (null: not
   /// range-bound); `draw(el, data, width)` fills the panel's body.
   const panels = [
@@ -86,7 +89,7 @@ export async function render(main, app) {
       id: "chart-top",
       title: (q, d) => `Top sellers — ${d ? rangeText(d) : ""}`,
       url: (q) => `/reports/top-sellers?to=${q.to}&days=${Math.min(366, spanDays(q))}&limit=10`,
-      head: rankSeg,
+      head: rankSeg.el,
       draw: drawTop,
     },
     { id: "report-staff", title: (q) => `Sales per person and till — ${rangeText(q)}`, url: (q) => `/reports/staff?from=${q.from}&to=${q.to}`, draw: drawStaff },
