@@ -10,7 +10,9 @@
 //!   if the sale is here; a void that arrives before its sale does nothing, and the sale is then
 //!   not counted when it arrives (see [`sale_projected`]). Either order ends with the sale not
 //!   counted, and a second void of the same sale is ignored (the projection keeps one);
-//! - [`return_projected`] — a return counts on the day it was recorded, as a refund;
+//! - [`return_projected`] — a return counts on the day it was recorded, as a refund (a sale both
+//!   voided and returned on two tills cut off from each other has both taken off, the same on
+//!   every replica; that conflict is for an alert, not for the sums to hide);
 //! - [`add_movement`] — every stock movement the projection writes, for the movement trend; a
 //!   positive movement with a unit cost is also a lot (for the value of stock at cost).
 //!
