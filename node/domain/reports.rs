@@ -1103,13 +1103,13 @@ pub fn value_at_cost(
         let [qty, cost] = row?.1.value();
         newest_cost.get_or_insert(cost);
         let take = qty.min(left);
-        value += take * cost;
+        value = value.saturating_add(take.saturating_mul(cost));
         left -= take;
         if left == 0 {
             break;
         }
     }
-    Ok(value + left * newest_cost.unwrap_or(fallback_cost))
+    Ok(value.saturating_add(left.saturating_mul(newest_cost.unwrap_or(fallback_cost))))
 }
 
 /// What the stock on hand is worth, at cost and at shelf price.
@@ -1146,15 +1146,16 @@ pub fn inventory(tx: &ReadTransaction) -> Result<InventoryValue> {
                 continue;
             }
             let at_cost = value_at_cost(tx, p.id, variant, on_hand, p.cost)?;
-            let at_retail = on_hand * price;
+            // Saturating: a million units of a 10^15 price must not wrap around.
+            let at_retail = on_hand.saturating_mul(price);
             out.items += 1;
             out.on_hand += on_hand;
-            out.at_cost += at_cost;
-            out.at_retail += at_retail;
+            out.at_cost = out.at_cost.saturating_add(at_cost);
+            out.at_retail = out.at_retail.saturating_add(at_retail);
             let c = categories.entry(p.category.clone()).or_default();
             c.0 += on_hand;
-            c.1 += at_cost;
-            c.2 += at_retail;
+            c.1 = c.1.saturating_add(at_cost);
+            c.2 = c.2.saturating_add(at_retail);
         }
     }
     out.categories = categories
