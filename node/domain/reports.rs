@@ -1059,7 +1059,7 @@ pub struct CategoryValue {
 /// What the stock on hand is worth (`GET /api/v1/reports/inventory`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InventoryValue {
-    /// At cost: the lots still on the shelf (see [`value_at_cost`]).
+    /// At cost: the lots still on the shelf (see [`CostBasis::value`]).
     pub at_cost: i64,
     /// At shelf price (the variant's price if it has its own), tax as the prices have it.
     pub at_retail: i64,
@@ -1073,43 +1073,76 @@ pub struct InventoryValue {
     pub categories: Vec<CategoryValue>,
 }
 
-/// The value at cost of `on_hand` units of a product or variant: the single place stock is
-/// valued, so a FIFO module can replace it.
-///
-/// Units leave oldest first, so what is on the shelf is what came in last: the newest lots
-/// ([`REPORT_LOTS`]) are walked back until they cover `on_hand`. Units beyond every known lot
-/// (counted up, returned) take the newest lot's cost, or `fallback_cost` when no lot is known.
-/// This reads a handful of lots per item, where replaying every movement (`queries::fifo_value`)
-/// would read the product's whole history; both agree while stock only comes in as lots.
-pub fn value_at_cost(
-    tx: &ReadTransaction,
-    product: Uuid,
-    variant: Option<Uuid>,
-    on_hand: i64,
-    fallback_cost: i64,
-) -> Result<i64> {
-    if on_hand <= 0 {
-        return Ok(0);
-    }
-    let (p, v) = (product.as_u128(), vid(variant));
-    let lots = tx.open_table(REPORT_LOTS)?;
-    let mut left = on_hand;
-    let mut value = 0i64;
-    let mut newest_cost = None;
-    for row in lots
-        .range((p, v, i64::MIN, 0, 0)..=(p, v, i64::MAX, u128::MAX, u32::MAX))?
-        .rev()
-    {
-        let [qty, cost] = row?.1.value();
-        newest_cost.get_or_insert(cost);
-        let take = qty.min(left);
-        value = value.saturating_add(take.saturating_mul(cost));
-        left -= take;
-        if left == 0 {
-            break;
+/// What stock is valued at: every lot received ([`REPORT_LOTS`]), read in one pass. The single
+/// place stock is valued at cost, so a FIFO module can replace it.
+pub struct CostBasis {
+    /// (product, variant) → lots as (quantity, unit cost), oldest first.
+    lots: HashMap<(u128, u128), Vec<[i64; 2]>>,
+}
+
+impl CostBasis {
+    /// Reads every lot.
+    pub fn load(tx: &ReadTransaction) -> Result<CostBasis> {
+        let mut lots: HashMap<(u128, u128), Vec<[i64; 2]>> = HashMap::new();
+        for row in tx.open_table(REPORT_LOTS)?.iter()? {
+            let (k, v) = row?;
+            let (p, var, ..) = k.value();
+            lots.entry((p, var)).or_default().push(v.value());
         }
+        Ok(CostBasis { lots })
     }
-    Ok(value.saturating_add(left.saturating_mul(newest_cost.unwrap_or(fallback_cost))))
+
+    /// The value at cost of `on_hand` units of a product or variant.
+    ///
+    /// Units leave oldest first, so what is on the shelf is what came in last: the newest lots
+    /// are walked back until they cover `on_hand`. Units beyond every known lot (counted up,
+    /// returned) take the newest lot's cost, or `fallback_cost` when no lot is known. This reads
+    /// a handful of lots per item, where replaying every movement (`queries::fifo_value`) would
+    /// read the product's whole history; both agree while stock only comes in as lots.
+    pub fn value(
+        &self,
+        product: Uuid,
+        variant: Option<Uuid>,
+        on_hand: i64,
+        fallback_cost: i64,
+    ) -> i64 {
+        if on_hand <= 0 {
+            return 0;
+        }
+        let lots = self
+            .lots
+            .get(&(product.as_u128(), vid(variant)))
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        let mut left = on_hand;
+        let mut value = 0i64;
+        for [qty, cost] in lots.iter().rev() {
+            let take = (*qty).min(left);
+            value = value.saturating_add(take.saturating_mul(*cost));
+            left -= take;
+            if left == 0 {
+                break;
+            }
+        }
+        let newest_cost = lots.last().map(|[_, c]| *c).unwrap_or(fallback_cost);
+        value.saturating_add(left.saturating_mul(newest_cost))
+    }
+}
+
+/// The fields of a product that value its stock (the rest of the JSON is skipped).
+#[derive(Deserialize)]
+struct PricedProduct {
+    id: Uuid,
+    price: i64,
+    cost: i64,
+    category: Option<String>,
+    variants: Vec<PricedVariant>,
+}
+
+#[derive(Deserialize)]
+struct PricedVariant {
+    id: Uuid,
+    price: Option<i64>,
 }
 
 /// What the stock on hand is worth, at cost and at shelf price.
@@ -1124,8 +1157,9 @@ pub fn inventory(tx: &ReadTransaction) -> Result<InventoryValue> {
         categories: Vec::new(),
     };
     let mut categories: BTreeMap<Option<String>, (i64, i64, i64)> = BTreeMap::new();
+    let basis = CostBasis::load(tx)?;
     for row in tx.open_table(PRODUCTS)?.iter()? {
-        let p: Product = serde_json::from_str(row?.1.value()).map_err(internal)?;
+        let p: PricedProduct = serde_json::from_str(row?.1.value()).map_err(internal)?;
         let items: Vec<(Option<Uuid>, i64)> = if p.variants.is_empty() {
             vec![(None, p.price)]
         } else {
@@ -1145,7 +1179,7 @@ pub fn inventory(tx: &ReadTransaction) -> Result<InventoryValue> {
             if on_hand <= 0 {
                 continue;
             }
-            let at_cost = value_at_cost(tx, p.id, variant, on_hand, p.cost)?;
+            let at_cost = basis.value(p.id, variant, on_hand, p.cost);
             // Saturating: a million units of a 10^15 price must not wrap around.
             let at_retail = on_hand.saturating_mul(price);
             out.items += 1;
