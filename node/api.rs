@@ -33,6 +33,7 @@ mod mesh;
 mod metrics;
 mod products;
 mod range;
+mod reports;
 mod sales;
 mod shop;
 mod sse;
@@ -283,6 +284,13 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(books::sale_profit))
         .routes(routes!(books::low_stock))
         .routes(routes!(books::list_periods, books::close_period))
+        .routes(routes!(reports::sales_report))
+        .routes(routes!(reports::top_sellers))
+        .routes(routes!(reports::staff_report))
+        .routes(routes!(reports::tax_report))
+        .routes(routes!(reports::payments_report))
+        .routes(routes!(reports::inventory_report))
+        .routes(routes!(reports::movement_trend))
         .routes(routes!(documents::list_documents))
         .routes(routes!(documents::get_document))
         .routes(routes!(export::sales_csv))

@@ -12,6 +12,7 @@ pub mod orders;
 pub mod profit;
 pub mod projection;
 pub mod queries;
+pub mod reports;
 pub mod shifts;
 pub mod shop;
 pub mod tickets;

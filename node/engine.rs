@@ -1082,6 +1082,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
     tx.delete_table(PRODUCT_DAYS)?;
     tx.delete_table(DAY_COSTS)?;
     tx.delete_table(PERIODS)?;
+    crate::domain::reports::delete_tables(tx)?;
     crate::store::migrations::create_tables(tx)?;
     let mut report = ReindexReport::default();
     let ids: Vec<String> = {

@@ -131,7 +131,9 @@
 //!   derived ids), [`domain::shifts`] (cash drawer), [`domain::tickets`] (parked carts,
 //!   earliest close wins), [`domain::fifo`] (deterministic FIFO cost, replayed per product
 //!   from checkpoints before each commit) and [`domain::profit`] (profit, closed periods, low
-//!   stock counting open orders).
+//!   stock counting open orders);
+//!   [`domain::reports`] keeps day-keyed sums (sales, items, tax, staff, tills, payments,
+//!   movements, lots) in the projection's transaction and reads every report from them.
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI (generated from the handlers, with examples), SSE, `GET /metrics`, the Automerge
 //!   documents for integrators, and the web UI (`web/`, compiled in: first start, login,

@@ -1167,6 +1167,13 @@ async fn openapi_document_describes_the_routes() {
         "/api/v1/documents/{id}",
         "/api/v1/events",
         "/api/v1/health",
+        "/api/v1/reports/sales",
+        "/api/v1/reports/top-sellers",
+        "/api/v1/reports/staff",
+        "/api/v1/reports/tax",
+        "/api/v1/reports/payments",
+        "/api/v1/reports/inventory",
+        "/api/v1/reports/movements",
     ] {
         assert!(paths.contains_key(path), "{path} in the OpenAPI document");
     }
@@ -1182,6 +1189,13 @@ async fn openapi_document_describes_the_routes() {
         "Sale",
         "StockIn",
         "Movement",
+        "SalesReport",
+        "TopSellers",
+        "StaffReport",
+        "TaxReport",
+        "PaymentsReport",
+        "InventoryValue",
+        "MovementTrend",
     ] {
         assert!(
             doc["components"]["schemas"].get(schema).is_some(),
@@ -1335,6 +1349,18 @@ async fn role_matrix() {
             ("GET", "/api/v1/documents".into(), None, [F, O, O]),
             ("GET", "/api/v1/documents/catalog".into(), None, [F, O, O]),
             ("GET", "/api/v1/reports/daily".into(), None, [F, O, O]),
+            ("GET", "/api/v1/reports/sales".into(), None, [F, O, O]),
+            (
+                "GET",
+                "/api/v1/reports/top-sellers?days=7".into(),
+                None,
+                [F, O, O],
+            ),
+            ("GET", "/api/v1/reports/staff".into(), None, [F, O, O]),
+            ("GET", "/api/v1/reports/tax".into(), None, [F, O, O]),
+            ("GET", "/api/v1/reports/payments".into(), None, [F, O, O]),
+            ("GET", "/api/v1/reports/inventory".into(), None, [F, O, O]),
+            ("GET", "/api/v1/reports/movements".into(), None, [F, O, O]),
             ("GET", "/api/v1/export/sales.csv".into(), None, [F, O, O]),
             ("GET", "/api/v1/export/stock.csv".into(), None, [F, O, O]),
             ("GET", "/api/v1/export/profit.csv".into(), None, [F, O, O]),
@@ -2337,5 +2363,89 @@ async fn books_routes_refuse_bad_input_and_change_nothing() {
         envelopes,
         "nothing was written"
     );
+    app.stop().await;
+}
+
+/// The reports answer managers and owners with JSON in minor units, and refuse bad days, a
+/// `from` after `to`, too long ranges and bad numbers with `400` naming the field.
+#[tokio::test]
+async fn reports_answer_in_minor_units_and_refuse_bad_ranges_with_the_field() {
+    let app = start_default().await;
+    let owner = app.login_owner().await;
+    let t = owner.token.as_str();
+    let product = app.product(t, "REP-1", 1250).await;
+    app.post(
+        "/api/v1/stock/in",
+        t,
+        &json!({"product_id": product["id"], "qty": 10, "unit_cost": 500}),
+    )
+    .await
+    .expect(201);
+    app.post("/api/v1/sales", t, &sale_of(&product["id"], 2))
+        .await
+        .expect(201);
+
+    let sales = app
+        .get("/api/v1/reports/sales?group=week", t)
+        .await
+        .expect(200);
+    assert_eq!(sales.body["group"], "week");
+    assert_eq!(sales.body["totals"]["count"], 1);
+    assert_eq!(sales.body["totals"]["gross"], 2500);
+    let day = sales.body["to"].as_str().unwrap().to_string();
+    let top = app
+        .get(
+            &format!("/api/v1/reports/top-sellers?to={day}&days=1&limit=5"),
+            t,
+        )
+        .await
+        .expect(200);
+    assert_eq!(top.body["by_qty"][0]["sku"], "REP-1");
+    assert_eq!(top.body["by_qty"][0]["qty"], 2);
+    assert_eq!(top.body["by_revenue"][0]["revenue"], 2500);
+    let pay = app.get("/api/v1/reports/payments", t).await.expect(200);
+    assert_eq!(pay.body["methods"][0]["method"], "cash");
+    assert_eq!(pay.body["methods"][0]["received"], 2500);
+    let inv = app.get("/api/v1/reports/inventory", t).await.expect(200);
+    assert_eq!(inv.body["at_cost"], 8 * 500);
+    assert_eq!(inv.body["at_retail"], 8 * 1250);
+    let moves = app.get("/api/v1/reports/movements", t).await.expect(200);
+    assert_eq!(moves.body["days"].as_array().unwrap().len(), 7);
+    assert_eq!(moves.body["days"][6]["qty_in"], 10);
+    assert_eq!(moves.body["days"][6]["qty_out"], 2);
+    for path in ["/api/v1/reports/staff", "/api/v1/reports/tax"] {
+        let r = app.get(path, t).await.expect(200);
+        assert_eq!(r.body["to"], day, "{path}");
+    }
+
+    for (path, field) in [
+        ("/api/v1/reports/sales?from=yesterday", "from"),
+        ("/api/v1/reports/sales?to=2026-02-30", "to"),
+        (
+            "/api/v1/reports/sales?from=2026-02-10&to=2026-02-01",
+            "from",
+        ),
+        (
+            "/api/v1/reports/sales?from=2020-01-01&to=2026-01-01",
+            "from",
+        ),
+        ("/api/v1/reports/sales?group=year", "group"),
+        ("/api/v1/reports/tax?from=2026-02-10&to=2026-02-01", "from"),
+        (
+            "/api/v1/reports/staff?from=2020-01-01&to=2026-01-01",
+            "from",
+        ),
+        ("/api/v1/reports/payments?to=tomorrow", "to"),
+        ("/api/v1/reports/top-sellers?days=0", "days"),
+        ("/api/v1/reports/top-sellers?days=400", "days"),
+        ("/api/v1/reports/top-sellers?days=ten", "days"),
+        ("/api/v1/reports/top-sellers?limit=101", "limit"),
+        ("/api/v1/reports/top-sellers?to=2026-1-1", "to"),
+        ("/api/v1/reports/movements?days=-1", "days"),
+    ] {
+        let res = app.get(path, t).await;
+        assert_error(&res, 400, "invalid");
+        assert_eq!(res.body["error"]["field"], field, "{path}: {}", res.text());
+    }
     app.stop().await;
 }

@@ -20,6 +20,8 @@ struct Snapshot {
     stock: Vec<StockLevel>,
     sales: Vec<Sale>,
     daily: Vec<DailySales>,
+    /// Every report of the last 30 days, as JSON.
+    reports: Vec<String>,
 }
 
 fn snapshot(h: &NodeHandle) -> Snapshot {
@@ -40,7 +42,25 @@ fn snapshot(h: &NodeHandle) -> Snapshot {
         stock: h.stock().unwrap(),
         sales: h.sales(0, i64::MAX).unwrap(),
         daily: h.daily_sales("0000-00-00", "9999-99-99").unwrap(),
+        reports: reports(h),
     }
+}
+
+fn reports(h: &NodeHandle) -> Vec<String> {
+    use tillmesh::domain::reports::{DayRange, MAX_TOP_DAYS, Period};
+    let range = DayRange::last_days(h.shop_today(), 30, MAX_TOP_DAYS).unwrap();
+    let json = |v: serde_json::Result<String>| v.unwrap();
+    vec![
+        json(serde_json::to_string(
+            &h.sales_report(range, Period::Day).unwrap(),
+        )),
+        json(serde_json::to_string(&h.top_sellers(range, 100).unwrap())),
+        json(serde_json::to_string(&h.staff_report(range).unwrap())),
+        json(serde_json::to_string(&h.tax_report(range).unwrap())),
+        json(serde_json::to_string(&h.payments_report(range).unwrap())),
+        json(serde_json::to_string(&h.inventory_value().unwrap())),
+        json(serde_json::to_string(&h.movement_trend(range).unwrap())),
+    ]
 }
 
 struct History {

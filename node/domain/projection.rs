@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::ledger::{EntryBody, LedgerEntry};
 use super::model::*;
-use super::{catalog, fifo, orders, profit, shifts, tickets};
+use super::{catalog, fifo, orders, profit, reports, shifts, tickets};
 use crate::docs::trust::Signer;
 use crate::docs::{DocId, am};
 use crate::engine::Ctx;
@@ -248,6 +248,7 @@ pub fn project_entry(
                 .insert(e.id.as_u128(), json.as_str())?;
             tx.open_table(SALES_BY_TIME)?
                 .insert((e.time, e.id.as_u128()), ())?;
+            reports::sale_projected(tx, &sale)?;
             add_day(tx, doc_day, |d| {
                 d.count += 1;
                 d.total += total;
@@ -362,6 +363,7 @@ pub fn project_entry(
                 None => {
                     voids.insert(sale_id.as_u128(), e.id.as_u128())?;
                     drop(voids);
+                    reports::void_projected(tx, *sale_id)?;
                     add_day(tx, sale_day, |d| {
                         d.count -= 1;
                         d.total -= sale_total;
@@ -397,6 +399,7 @@ pub fn project_entry(
             let json = serde_json::to_string(&per_line).map_err(internal)?;
             tx.open_table(RETURNS)?
                 .insert((sale_id.as_u128(), e.id.as_u128()), json.as_str())?;
+            reports::return_projected(tx, doc_day, e)?;
             money_back(tx, doc_day, e, *refund, *tax, *refund_method, *shift_id)?;
             for l in lines {
                 moves.push(Move {
@@ -442,6 +445,7 @@ pub fn project_entry(
                 .insert(e.id.as_u128(), json.as_str())?;
             tx.open_table(REFUNDS_BY_TIME)?
                 .insert((e.time, e.id.as_u128()), ())?;
+            reports::refund_projected(tx, doc_day, e)?;
             money_back(tx, doc_day, e, *refund, *tax, *refund_method, *shift_id)?;
             for l in lines {
                 if *restock {
@@ -508,6 +512,7 @@ pub fn project_entry(
             sale_id: mv.sale.map(|s| s.0),
             sale_line: mv.sale.map(|s| s.1),
         };
+        reports::add_movement(tx, doc_day, &m, 1)?;
         let json = serde_json::to_string(&m).map_err(internal)?;
         movements.insert(
             (mv.product_id.as_u128(), e.time, e.id.as_u128(), line as u32),
@@ -598,6 +603,7 @@ fn remove_moves(tx: &WriteTransaction, time: i64, entry: u128) -> Result<Vec<Eve
         let key = (product, vid(m.variant_id));
         let on_hand = stock.get(key)?.map(|v| v.value()).unwrap_or(0) - m.qty;
         stock.insert(key, on_hand)?;
+        reports::add_movement(tx, &m.day, &m, -1)?;
         fifo::remove_row(tx, product, (time, entry, line))?;
         fifo::mark_dirty(tx, product, (time, entry, line))?;
         events.push(Event::StockChanged {

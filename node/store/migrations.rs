@@ -11,9 +11,14 @@ type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 
 /// In order; the index + 1 is the version a migration brings the store to. 3: pending invites
 /// (`create_tables` creates the tables a version adds).
-/// 4: the books (orders, deliveries, shifts, tickets, refunds, FIFO cost), projected from the
-/// documents already stored.
-const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2, create_tables, books_v4];
+/// 4: the books (orders, deliveries, shifts, tickets, refunds, FIFO cost) and the report
+/// aggregates (`domain::reports`), projected from the documents already stored.
+const MIGRATIONS: &[Migration] = &[
+    create_tables_v1,
+    sync_digests_v2,
+    create_tables,
+    books_and_reports_v4,
+];
 
 /// 1: create every table, so readers never meet a missing one.
 fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
@@ -36,10 +41,9 @@ fn sync_digests_v2(tx: &redb::WriteTransaction) -> Result<()> {
 }
 
 /// 4: new projection tables, filled by a reindex.
-fn books_v4(tx: &redb::WriteTransaction) -> Result<()> {
+fn books_and_reports_v4(tx: &redb::WriteTransaction) -> Result<()> {
     create_tables(tx)?;
-    crate::engine::reindex_in(tx)?;
-    Ok(())
+    crate::engine::reindex_in(tx).map(|_| ())
 }
 
 /// Opens (creating) every table of the current layout.
@@ -80,6 +84,14 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(PRODUCT_DAYS)?;
     tx.open_table(DAY_COSTS)?;
     tx.open_table(PERIODS)?;
+    tx.open_table(REPORT_DAYS)?;
+    tx.open_table(REPORT_ITEMS)?;
+    tx.open_table(REPORT_ITEMS_MONTHS)?;
+    tx.open_table(REPORT_TAX)?;
+    tx.open_table(REPORT_STAFF)?;
+    tx.open_table(REPORT_TILLS)?;
+    tx.open_table(REPORT_PAYMENTS)?;
+    tx.open_table(REPORT_MOVES)?;
     Ok(())
 }
 

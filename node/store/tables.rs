@@ -114,3 +114,34 @@ pub const PRODUCT_DAYS: TableDefinition<(&str, u128), &[u8]> =
 pub const DAY_COSTS: TableDefinition<&str, &[u8]> = TableDefinition::new("day-costs-1");
 /// last day of a closed period → JSON `PeriodClose` (from the `settings` document).
 pub const PERIODS: TableDefinition<&str, &str> = TableDefinition::new("periods-1");
+
+// --- report aggregates (domain::reports; rebuilt by `reindex`) ---------------------------
+//
+// Days are numbers here: days since 0001-01-01 (chrono's `num_days_from_ce`) of the shop-local
+// day, so a range of days is one range scan. Every value is an array of sums; a row whose sums
+// are all zero is deleted (absent and zero mean the same).
+
+/// day → [sales, gross, tax, discounts, refunds, refund tax, returns, cash rounding]: a sale
+/// counts on its own day (a void takes it out there), a return on the day it was recorded.
+pub const REPORT_DAYS: TableDefinition<i32, [i64; 8]> = TableDefinition::new("report-days-1");
+/// (day, product id, variant id) → [quantity, revenue (tax included), tax], sales minus returns.
+pub const REPORT_ITEMS: TableDefinition<(i32, u128, u128), [i64; 3]> =
+    TableDefinition::new("report-items-1");
+/// (month as year × 12 + month − 1, product id, variant id) → the sums of [`REPORT_ITEMS`] over
+/// the month, so a long window of top sellers reads whole months instead of their days.
+pub const REPORT_ITEMS_MONTHS: TableDefinition<(i32, u128, u128), [i64; 3]> =
+    TableDefinition::new("report-items-months-1");
+/// (day, tax rate in basis points) → [gross (tax included), tax], sales minus returns.
+pub const REPORT_TAX: TableDefinition<(i32, u32), [i64; 2]> = TableDefinition::new("report-tax-1");
+/// (day, person id or 0) → [sales, total, refunds]: sales the person rang up, refunds they gave.
+pub const REPORT_STAFF: TableDefinition<(i32, u128), [i64; 3]> =
+    TableDefinition::new("report-staff-1");
+/// (day, device id) → [sales, total, refunds] per till.
+pub const REPORT_TILLS: TableDefinition<(i32, &str), [i64; 3]> =
+    TableDefinition::new("report-tills-1");
+/// (day, payment method as in JSON) → [received net of change, refunded].
+pub const REPORT_PAYMENTS: TableDefinition<(i32, &str), [i64; 2]> =
+    TableDefinition::new("report-payments-1");
+/// (day, movement kind as in JSON) → [quantity in, quantity out].
+pub const REPORT_MOVES: TableDefinition<(i32, &str), [i64; 2]> =
+    TableDefinition::new("report-moves-1");

@@ -93,3 +93,54 @@ export function barList(data, { format = String, title = "", width = 720 } = {})
     rows,
   );
 }
+
+/// Side-by-side bars per slot with a legend: data = [{label, values: [a, b, …]}], series =
+/// [{name, cls}] (one per value; `cls` is the bar's class, e.g. "bar in").
+export function groupedColumns(data, series, { format = String, title = "", height = 240, width = 720 } = {}) {
+  width = Math.max(280, Math.round(width));
+  const left = 56;
+  const bottom = 34;
+  const top = 30;
+  const plotH = height - top - bottom;
+  const plotW = width - left - 12;
+  const max = niceMax(Math.max(0, ...data.flatMap((d) => d.values)));
+  const slot = plotW / Math.max(1, data.length);
+  const groupW = Math.min(72, slot * 0.72);
+  const barW = groupW / Math.max(1, series.length);
+  const every = Math.max(1, Math.ceil(58 / slot));
+  const grid = [0, 0.5, 1].map((f) => {
+    const y = top + plotH - f * plotH;
+    return [
+      s("line", { x1: left, x2: width - 8, y1: y, y2: y, class: "grid-line" }),
+      s("text", { x: left - 8, y: y + 4, "text-anchor": "end" }, format(max * f)),
+    ];
+  });
+  const legend = series.map((ser, i) => [
+    s("rect", { x: left + i * 110, y: 4, width: 12, height: 12, rx: 2, class: ser.cls }),
+    s("text", { x: left + i * 110 + 18, y: 15 }, ser.name),
+  ]);
+  const bars = data.map((d, i) => {
+    const x0 = left + i * slot + (slot - groupW) / 2;
+    return [
+      d.values.map((v, j) => {
+        const bh = max ? (v / max) * plotH : 0;
+        return s(
+          "rect",
+          { x: x0 + j * barW, y: top + plotH - bh, width: Math.max(1, barW - 2), height: Math.max(0, bh), rx: 2, class: series[j].cls },
+          s("title", null, `${d.label} · ${series[j].name}: ${format(v)}`),
+        );
+      }),
+      (data.length - 1 - i) % every === 0
+        ? s("text", { x: x0 + groupW / 2, y: height - bottom + 18, "text-anchor": "middle" }, d.label)
+        : null,
+    ];
+  });
+  return s(
+    "svg",
+    { viewBox: `0 0 ${width} ${height}`, class: "chart", role: "img", "aria-label": title },
+    s("title", null, title),
+    grid,
+    legend,
+    bars,
+  );
+}
