@@ -332,6 +332,34 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
                  0b8c3f6e-…,,COF,Coffee,48,10,false,2880,28.80\n"
             ),
         ),
+        ("get", "/reports/sales") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"from": "2026-11-20", "to": "2026-11-21", "group": "day", "periods": [{"period": "2026-11-20", "from": "2026-11-20", "to": "2026-11-20", "count": 9, "gross": 21902, "discounts": 0, "refunds": 0, "returns": 0, "tax": 3248, "net": 18654, "rounding": 0}], "totals": {"count": 17, "gross": 34435, "discounts": 0, "refunds": 0, "returns": 0, "tax": 4918, "net": 29517, "rounding": 0}}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/reports/top-sellers") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"from": "2026-10-24", "to": "2026-11-22", "by_qty": [{"product_id": "428d86a8-8a9c-45c1-9fe2-97964aa5a8fb", "variant_id": null, "sku": "CAN-SOY", "name": "Soy candle", "qty": 19, "revenue": 35150}], "by_revenue": [{"product_id": "428d86a8-8a9c-45c1-9fe2-97964aa5a8fb", "variant_id": null, "sku": "CAN-SOY", "name": "Soy candle", "qty": 19, "revenue": 35150}]}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/reports/staff") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"from": "2026-11-21", "to": "2026-11-21", "people": [{"person_id": "3dd91b66-e197-4512-896f-cd790f19d442", "name": "Demo Owner", "count": 8, "total": 12533, "refunds": 0}], "tills": [{"device": "3936cfa3a45fe36c", "name": "Till 1", "count": 8, "total": 12533, "refunds": 0}]}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/reports/tax") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"from": "2026-11-21", "to": "2026-11-21", "rates": [{"tax_rate": 550, "net": 3463, "tax": 190, "gross": 3653}, {"tax_rate": 2000, "net": 7400, "tax": 1480, "gross": 8880}], "totals": {"tax_rate": 0, "net": 10863, "tax": 1670, "gross": 12533}}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/reports/payments") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"from": "2026-11-21", "to": "2026-11-21", "methods": [{"method": "cash", "received": 6956, "refunded": 0, "net": 6956}, {"method": "card", "received": 5577, "refunded": 0, "net": 5577}, {"method": "other", "received": 0, "refunded": 0, "net": 0}], "received": 12533, "refunded": 0, "net": 12533}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/reports/inventory") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"at_cost": 157405, "at_retail": 410493, "on_hand": 673, "items": 10, "negative": 0, "categories": [{"category": "Grocery", "on_hand": 287, "at_cost": 64280, "at_retail": 128443}, {"category": "Home", "on_hand": 125, "at_cost": 62200, "at_retail": 189650}]}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/reports/movements") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"from": "2026-11-21", "to": "2026-11-22", "kinds": ["delivery", "sale", "stock_in"], "days": [{"day": "2026-11-21", "qty_in": 0, "qty_out": 22, "kinds": [{"kind": "delivery", "qty_in": 0, "qty_out": 0}, {"kind": "sale", "qty_in": 0, "qty_out": 22}, {"kind": "stock_in", "qty_in": 0, "qty_out": 0}]}, {"day": "2026-11-22", "qty_in": 824, "qty_out": 5, "kinds": [{"kind": "delivery", "qty_in": 24, "qty_out": 0}, {"kind": "sale", "qty_in": 0, "qty_out": 5}, {"kind": "stock_in", "qty_in": 800, "qty_out": 0}]}]}"#).unwrap_or(Value::Null),
+        ),
         ("get", "/suppliers") => (None, json!([supplier()])),
         ("post", "/suppliers") => (
             Some(json!({"name": "Bean Co", "contact": "Sam", "email": "orders@bean.example"})),
