@@ -9,3 +9,7 @@ pub mod money;
 pub mod projection;
 pub mod queries;
 pub mod shop;
+// Alerts, the audit trail and products CSV (issue 5).
+pub mod alerts;
+pub mod audit;
+pub mod products_csv;

@@ -167,7 +167,7 @@ fn ledger_doc_for(ctx: &mut Ctx<'_>, day: &str, new_entries: u64) -> Result<DocI
 }
 
 /// Writes entries into this device's ledger, signed by `key`.
-fn append_entry(
+pub(crate) fn append_entry(
     ctx: &mut Ctx<'_>,
     key: &SigningKey,
     settings: &Settings,
@@ -223,7 +223,7 @@ fn check_sku_free(ctx: &Ctx<'_>, field: &str, sku: &str, except: Option<Uuid>) -
     Ok(())
 }
 
-fn check_money(field: &str, v: i64) -> Result<i64> {
+pub(crate) fn check_money(field: &str, v: i64) -> Result<i64> {
     if !(0..=MAX_AMOUNT).contains(&v) {
         return Err(Error::invalid(
             field,
@@ -233,7 +233,7 @@ fn check_money(field: &str, v: i64) -> Result<i64> {
     Ok(v)
 }
 
-fn check_code(field: &str, v: &str) -> Result<String> {
+pub(crate) fn check_code(field: &str, v: &str) -> Result<String> {
     let v = non_empty(field, v, 64)?;
     if v.chars().any(char::is_whitespace) {
         return Err(Error::invalid(field, "must not contain spaces"));
@@ -241,7 +241,7 @@ fn check_code(field: &str, v: &str) -> Result<String> {
     Ok(v)
 }
 
-fn check_tax_rate(field: &str, v: u32) -> Result<u32> {
+pub(crate) fn check_tax_rate(field: &str, v: u32) -> Result<u32> {
     if v > 10_000 {
         return Err(Error::invalid(
             field,

@@ -10,8 +10,22 @@ use crate::error::{Error, Result};
 type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 
 /// In order; the index + 1 is the version a migration brings the store to. 3: pending invites
-/// (`create_tables` creates the tables a version adds).
-const MIGRATIONS: &[Migration] = &[create_tables_v1, sync_digests_v2, create_tables];
+/// (`create_tables` creates the tables a version adds). 4: alerts, dismissals, product times, stock
+/// episodes and the audit index, filled from what is stored.
+const MIGRATIONS: &[Migration] = &[
+    create_tables_v1,
+    sync_digests_v2,
+    create_tables,
+    audit_index_v4,
+];
+
+/// 4: the tables of alerts and the audit index, filled from the stored envelopes.
+fn audit_index_v4(tx: &redb::WriteTransaction) -> Result<()> {
+    create_tables(tx)?;
+    crate::domain::audit::rebuild(tx)?;
+    crate::domain::alerts::rebuild_episodes(tx)?;
+    Ok(())
+}
 
 /// 1: create every table, so readers never meet a missing one.
 fn create_tables_v1(tx: &redb::WriteTransaction) -> Result<()> {
@@ -56,6 +70,12 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(RETURNS)?;
     tx.open_table(DAILY)?;
     tx.open_table(RECEIPTS)?;
+    tx.open_table(ALERTS)?;
+    tx.open_table(ALERTS_UNSENT)?;
+    tx.open_table(ALERT_DISMISSALS)?;
+    tx.open_table(PRODUCT_TIMES)?;
+    tx.open_table(AUDIT)?;
+    tx.open_table(STOCK_EPISODES)?;
     Ok(())
 }
 
