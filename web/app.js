@@ -14,6 +14,8 @@ import * as productsScreen from "./screens/products.js";
 import * as reportsScreen from "./screens/reports.js";
 import * as peopleScreen from "./screens/people.js";
 import * as syncScreen from "./screens/sync.js";
+import * as auditScreen from "./screens/audit.js";
+import { startAlerts, stopAlerts, alertEvent } from "./lib/alerts.js";
 
 const RANK = { staff: 0, manager: 1, owner: 2 };
 
@@ -32,6 +34,7 @@ const SCREENS = [
     module: peopleScreen,
   },
   { route: "sync", label: "Sync", icon: "sync", role: "staff", module: syncScreen },
+  { route: "audit", label: "Audit", icon: "history", role: "manager", module: auditScreen },
 ];
 
 /// What every screen shares.
@@ -86,6 +89,7 @@ export const app = {
     this.me = session.person;
     await this.refreshShop();
     startEvents();
+    startAlerts(this);
     const wanted = routeOf();
     this.go(screenFor(wanted) ? wanted : "sell");
   },
@@ -103,6 +107,7 @@ function endSession() {
   app.me = null;
   setCsrf(null);
   stopEvents();
+  stopAlerts();
   drawTopbar();
   if (location.hash !== "#/login") location.hash = "#/login";
   else render();
@@ -190,6 +195,9 @@ function startEvents() {
       data = { type };
     }
     if (type === "shop_changed") app.refreshShop().catch(() => {});
+    if (type === "alert" || type === "lagged" || (type === "change_applied" && data.doc === "catalog")) {
+      alertEvent(data, type === "alert");
+    }
     for (const fn of app.listeners) {
       try {
         fn(data);
@@ -206,6 +214,7 @@ function startEvents() {
     "changes_dropped",
     "shop_changed",
     "lagged",
+    "alert",
   ]) {
     source.addEventListener(type, relay(type));
   }

@@ -20,8 +20,8 @@
 //! inside the signed change bytes. (Changes made before this existed carry time 0 and no device.)
 //!
 //! **Checkpoints.** Once per shop-local day each device writes a ledger entry of kind
-//! `checkpoint` ([`write_checkpoint`], run by the node's timer a minute after start and then
-//! every minute until the day has one) holding the heads of every document whose heads moved
+//! `checkpoint` ([`write_checkpoint`], run by the node's timer ten minutes after start and
+//! then every ten minutes until the day has one) holding the heads of every document whose heads moved
 //! since its previous checkpoint (every document in its first one; `vault` left out). Heads
 //! name their whole history by hash, so a chain of checkpoints covers every change the device
 //! had seen — and it is signed by the device key like any ledger entry.
