@@ -388,7 +388,9 @@ fn audit_verify(file: &std::path::Path) -> anyhow::Result<()> {
         r.checkpointing_devices.len()
     );
     if r.ok() {
-        println!("OK: every signature and hash verifies, no change is missing, every checkpoint is consistent");
+        println!(
+            "OK: every signature and hash verifies, no change is missing, every checkpoint is consistent"
+        );
         return Ok(());
     }
     for p in &r.problems {

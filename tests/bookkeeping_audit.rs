@@ -137,7 +137,10 @@ async fn products_csv_round_trips_and_bad_rows_import_nothing() {
         ),
         "{exported}"
     );
-    assert!(exported.contains("RT-1,\"Milk, \"\"organic\"\" 1 l\",2.50,"), "{exported}");
+    assert!(
+        exported.contains("RT-1,\"Milk, \"\"organic\"\" 1 l\",2.50,"),
+        "{exported}"
+    );
     assert!(exported.contains(",5.5,,true,EUR"), "{exported}");
 
     // Re-importing the export into the same shop changes nothing.
@@ -162,7 +165,10 @@ async fn products_csv_round_trips_and_bad_rows_import_nothing() {
     assert_eq!(report["dry_run"], true);
     assert_eq!(report["imported"], false);
     assert_eq!(report["created"], 2, "{report}");
-    assert!(bh.products().unwrap().is_empty(), "a dry run writes nothing");
+    assert!(
+        bh.products().unwrap().is_empty(),
+        "a dry run writes nothing"
+    );
     let (status, report) = api_b
         .post("/api/v1/products/import", "text/csv", exported.clone())
         .await;
@@ -182,15 +188,26 @@ async fn products_csv_round_trips_and_bad_rows_import_nothing() {
         .post("/api/v1/products/import", "text/csv", csv.into())
         .await;
     assert_eq!(status, 200, "{report}");
-    assert_eq!((report["created"].as_i64(), report["updated"].as_i64()), (Some(1), Some(1)));
-    assert_eq!(report["plan"][0]["fields"], json!(["name", "price"]), "{report}");
+    assert_eq!(
+        (report["created"].as_i64(), report["updated"].as_i64()),
+        (Some(1), Some(1))
+    );
+    assert_eq!(
+        report["plan"][0]["fields"],
+        json!(["name", "price"]),
+        "{report}"
+    );
     let rt1 = ah
         .products()
         .unwrap()
         .into_iter()
         .find(|p| p.sku == "RT-1")
         .unwrap();
-    assert_eq!((rt1.name.as_str(), rt1.price, rt1.category.as_deref()), ("Milk 1 l", 275, Some("Dairy")), "columns left out keep their values");
+    assert_eq!(
+        (rt1.name.as_str(), rt1.price, rt1.category.as_deref()),
+        ("Milk 1 l", 275, Some("Dairy")),
+        "columns left out keep their values"
+    );
 
     // Malformed rows: each reported with its row number and column; nothing imported.
     let before = ah.products().unwrap();
@@ -254,12 +271,20 @@ async fn products_csv_round_trips_and_bad_rows_import_nothing() {
     }
     assert_eq!(ah.products().unwrap(), before, "nothing half-imported");
     let (status, body) = api_a
-        .post("/api/v1/products/import", "text/csv", "name,price\nx,1\n".into())
+        .post(
+            "/api/v1/products/import",
+            "text/csv",
+            "name,price\nx,1\n".into(),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["report"]["errors"][0]["column"], "sku", "{body}");
     let (status, body) = api_a
-        .post("/api/v1/products/import", "text/csv", "sku,name,price,colour\n".into())
+        .post(
+            "/api/v1/products/import",
+            "text/csv",
+            "sku,name,price,colour\n".into(),
+        )
         .await;
     assert_eq!(status, 400, "{body}");
     assert_eq!(body["report"]["errors"][0]["row"], 1, "{body}");
@@ -267,11 +292,13 @@ async fn products_csv_round_trips_and_bad_rows_import_nothing() {
     // 10,000 rows in one request, all-or-nothing, one commit.
     let mut big = String::from("sku,name,price,cost,tax_rate,reorder_level\n");
     for i in 0..10_000 {
-        big.push_str(&format!("BULK-{i:05},Bulk item {i},{}.{:02},0.40,20,2\n", i % 50, i % 100));
+        big.push_str(&format!(
+            "BULK-{i:05},Bulk item {i},{}.{:02},0.40,20,2\n",
+            i % 50,
+            i % 100
+        ));
     }
-    let (status, report) = api_b
-        .post("/api/v1/products/import", "text/csv", big)
-        .await;
+    let (status, report) = api_b.post("/api/v1/products/import", "text/csv", big).await;
     assert_eq!(status, 200, "{report}");
     assert_eq!(report["created"], 10_000);
     assert_eq!(bh.products().unwrap().len(), 10_002);
@@ -417,7 +444,10 @@ async fn alerts_are_identical_on_converged_tills_and_dismissals_sync() {
         .await
         .unwrap();
     }
-    assert!(by_kind(&alerts_of(&ah), "oversold").is_empty(), "A alone is fine");
+    assert!(
+        by_kind(&alerts_of(&ah), "oversold").is_empty(),
+        "A alone is fine"
+    );
 
     // Heal: both converge to the same changes and the same alerts.
     ah.unblock_peer(&bh.peer_id()).await.unwrap();
@@ -466,26 +496,46 @@ async fn alerts_are_identical_on_converged_tills_and_dismissals_sync() {
     let id = oversold[0].id.clone();
     let enc = id.replace(':', "%3A");
     let (status, body) = api_a
-        .post(&format!("/api/v1/alerts/{enc}/dismiss"), "application/json", String::new())
+        .post(
+            &format!("/api/v1/alerts/{enc}/dismiss"),
+            "application/json",
+            String::new(),
+        )
         .await;
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["dismissed"], true);
     let (status, _) = api_a
-        .post(&format!("/api/v1/alerts/{enc}/dismiss"), "application/json", String::new())
+        .post(
+            &format!("/api/v1/alerts/{enc}/dismiss"),
+            "application/json",
+            String::new(),
+        )
         .await;
     assert_eq!(status, 409, "dismissing twice");
     let (status, _) = api_a
-        .post("/api/v1/alerts/nope/dismiss", "application/json", String::new())
+        .post(
+            "/api/v1/alerts/nope/dismiss",
+            "application/json",
+            String::new(),
+        )
         .await;
     assert_eq!(status, 404);
     let listed = api_a.get_json("/api/v1/alerts").await;
     assert!(
-        !listed.as_array().unwrap().iter().any(|a| a["id"] == id.as_str()),
+        !listed
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["id"] == id.as_str()),
         "dismissed alerts are left out by default"
     );
     assert!(
         wait_for(
-            || bh.alerts(true).unwrap().iter().any(|a| a.id == id && a.dismissed),
+            || bh
+                .alerts(true)
+                .unwrap()
+                .iter()
+                .any(|a| a.id == id && a.dismissed),
             T
         )
         .await,
@@ -626,8 +676,14 @@ async fn audit_trail_filters_and_its_export_verifies_offline() {
     let created = &created["entries"][0];
     assert_eq!(created["person"], owner.person_id.to_string());
     assert_eq!(created["doc"], "catalog");
-    assert_eq!(created["device"], h.device_id(), "the change names its device");
-    let joined = api.get_json("/api/v1/audit?kind=person_add,shop_create").await;
+    assert_eq!(
+        created["device"],
+        h.device_id(),
+        "the change names its device"
+    );
+    let joined = api
+        .get_json("/api/v1/audit?kind=person_add,shop_create")
+        .await;
     assert_eq!(joined["entries"].as_array().unwrap().len(), 3);
     let paged = api.get_json("/api/v1/audit?limit=2").await;
     assert_eq!(paged["entries"].as_array().unwrap().len(), 2);
@@ -659,7 +715,10 @@ async fn audit_trail_filters_and_its_export_verifies_offline() {
         .collect();
     assert_eq!(lines[0]["type"], "header");
     assert_eq!(lines.last().unwrap()["type"], "end");
-    assert!(lines.iter().all(|l| l["doc"] != "vault"), "the vault is never exported");
+    assert!(
+        lines.iter().all(|l| l["doc"] != "vault"),
+        "the vault is never exported"
+    );
     let cp = lines
         .iter()
         .find(|l| l["type"] == "checkpoint")
@@ -760,7 +819,10 @@ async fn reindex_keeps_the_audit_trail_and_alerts() {
         limit: 1000,
         ..Default::default()
     };
-    let before = (h.audit(&owner, &all).unwrap().entries, h.alerts(true).unwrap());
+    let before = (
+        h.audit(&owner, &all).unwrap().entries,
+        h.alerts(true).unwrap(),
+    );
     assert!(before.0.iter().any(|e| e.kind == "alert_dismiss"));
     assert!(before.0.iter().any(|e| e.kind == "checkpoint"));
     drop(h);
@@ -768,12 +830,18 @@ async fn reindex_keeps_the_audit_trail_and_alerts() {
 
     let store = tillmesh::store::Store::open(&dir.path().join(tillmesh::node::STORE_FILE)).unwrap();
     let report = tillmesh::engine::reindex(&store).unwrap();
-    assert_eq!(report.entries, 2, "the checkpoint is not counted as a stock or sales entry");
+    assert_eq!(
+        report.entries, 2,
+        "the checkpoint is not counted as a stock or sales entry"
+    );
     drop(store);
     let node = Node::builder().data_dir(dir.path()).start().await.unwrap();
     let h = node.handle();
     let owner = h.login_password("olivia", OWNER_PW).await.unwrap();
-    let after = (h.audit(&owner, &all).unwrap().entries, h.alerts(true).unwrap());
+    let after = (
+        h.audit(&owner, &all).unwrap().entries,
+        h.alerts(true).unwrap(),
+    );
     assert_eq!(after, before);
     drop(h);
     node.shutdown().await;

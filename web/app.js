@@ -165,7 +165,7 @@ function drawTopbar() {
         h(
           "span",
           { class: sc.short ? "label-long" : null },
-          sc.short && window.innerWidth < 1240 ? sc.short : sc.label,
+          sc.short && window.innerWidth < 1400 ? sc.short : sc.label,
         ),
       ),
     );

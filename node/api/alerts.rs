@@ -68,5 +68,7 @@ pub(crate) async fn dismiss_alert(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Alert>, ApiError> {
     require_manager(&auth.principal)?;
-    Ok(Json(state.handle.dismiss_alert(&auth.principal, &id).await?))
+    Ok(Json(
+        state.handle.dismiss_alert(&auth.principal, &id).await?,
+    ))
 }

@@ -15,6 +15,9 @@
 //! | `clock_skew` | `clock_skew:<device id>:<shop-local day>` | raised when a peer's ledger entry arrives |
 //! | `double_closed_ticket` … | chosen by the projection that calls [`raise`] | raised (persisted in `ALERTS`) |
 //!
+//! Low stock is raised only for items received at least once (a product never stocked is not
+//! "running low"); oversold whenever on hand is below zero.
+//!
 //! The **episode** of a stock alert is the number of inbound movements (stock-ins, returns,
 //! voids, positive counts, deliveries) the product has had — a count over the set of entries,
 //! so the same on every replica. A restock starts a new episode: a dismissed low-stock alert
@@ -88,9 +91,7 @@ pub mod kinds {
 }
 
 /// How urgent an alert is.
-#[derive(
-    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum Severity {
     /// Good to know.
@@ -519,9 +520,11 @@ pub(crate) fn entry_projected(
             continue;
         }
         let level = product.reorder_level.unwrap_or(low_default);
-        let crossed_oversold = on_hand < 0 && before >= 0;
-        let crossed_low = on_hand <= level && before > level && on_hand >= 0;
-        if crossed_oversold || crossed_low {
+        // Announce an alert when it appears: the level was crossed, or an inbound movement
+        // started a new episode (a new id) that is still low or below zero.
+        let new_oversold = on_hand < 0 && (before >= 0 || inbound > 0);
+        let new_low = (0..=level).contains(&on_hand) && (before > level || inbound > 0);
+        if new_oversold || new_low {
             let tx = ctx.tx;
             if let Some(a) = stock_alert(tx, &product, vid, on_hand, level)? {
                 out.push(a.event());
@@ -598,6 +601,10 @@ fn build_stock_alert(
     }
     let pid = p.id.as_u128();
     let episode = eps.get((pid, vid))?.map(|v| v.value()).unwrap_or(0);
+    if on_hand >= 0 && episode == 0 {
+        // Never received: not stocked yet, rather than running low.
+        return Ok(None);
+    }
     let (sku, name) = match p.variants.iter().find(|v| v.id.as_u128() == vid) {
         Some(v) => (v.sku.clone(), format!("{} {}", p.name, v.name)),
         None => (p.sku.clone(), p.name.clone()),
@@ -607,7 +614,10 @@ fn build_stock_alert(
     let mut time = 0;
     let mut sales = Vec::new();
     let mut after = on_hand;
-    for row in moves.range((pid, i64::MIN, 0, 0)..=(pid, i64::MAX, u128::MAX, u32::MAX))?.rev() {
+    for row in moves
+        .range((pid, i64::MIN, 0, 0)..=(pid, i64::MAX, u128::MAX, u32::MAX))?
+        .rev()
+    {
         let m: Movement = serde_json::from_str(row?.1.value()).map_err(internal)?;
         if m.variant_id.map(|v| v.as_u128()).unwrap_or(0) != vid {
             continue;
@@ -678,9 +688,7 @@ fn conflict_alert(p: &Product, time: i64, exponent: u8) -> Option<Alert> {
         let shown: Vec<String> = values
             .iter()
             .map(|v| match (field.as_str(), v.as_i64()) {
-                ("price" | "cost", Some(n)) => {
-                    super::products_csv::format_major(n, exponent)
-                }
+                ("price" | "cost", Some(n)) => super::products_csv::format_major(n, exponent),
                 _ => match v {
                     serde_json::Value::String(s) => s.clone(),
                     other => other.to_string(),
@@ -688,7 +696,10 @@ fn conflict_alert(p: &Product, time: i64, exponent: u8) -> Option<Alert> {
             })
             .collect();
         parts.push(format!("{field}: {}", shown.join(" or ")));
-        key.push(format!("{field}={}", serde_json::Value::from(values.clone())));
+        key.push(format!(
+            "{field}={}",
+            serde_json::Value::from(values.clone())
+        ));
     }
     let key: Vec<&str> = key.iter().map(String::as_str).collect();
     Some(Alert {

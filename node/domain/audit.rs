@@ -205,7 +205,10 @@ pub fn row_of(doc: &DocId, id: &str, change: &Change, signer: &Signer) -> Option
                 }
             }
             if kinds.is_empty() {
-                ("ledger_change".to_string(), "ledger document created".into())
+                (
+                    "ledger_change".to_string(),
+                    "ledger document created".into(),
+                )
             } else {
                 (kinds.join("+"), parts.join("; "))
             }
@@ -322,7 +325,10 @@ fn entry_summary(kind: &str, v: &serde_json::Value) -> String {
             v["total"]
         ),
         "stock_in" | "removal" => format!("{kind} of {} × {}", v["qty"], v["product_id"]),
-        "adjustment" => format!("count {} (Δ {}) of {}", v["counted"], v["delta"], v["product_id"]),
+        "adjustment" => format!(
+            "count {} (Δ {}) of {}",
+            v["counted"], v["delta"], v["product_id"]
+        ),
         "void" | "return" => format!("{kind} of sale {}", v["sale_id"]),
         "checkpoint" => format!(
             "checkpoint of {} document(s)",
@@ -770,12 +776,15 @@ pub fn verify_export(input: impl BufRead) -> Result<VerifyReport> {
         }
     }
     let mut by_doc: HashMap<String, HashSet<[u8; 32]>> = HashMap::new();
-    let mut deps: Vec<(usize, String, [u8; 32], Vec<[u8; 32]>)> = Vec::new();
+    // (line, document, change, its dependencies)
+    type Deps = (usize, String, [u8; 32], Vec<[u8; 32]>);
+    // (line, entry id, device, heads)
+    type Listed = (usize, Uuid, String, BTreeMap<String, Vec<String>>);
+    let mut deps: Vec<Deps> = Vec::new();
     let mut signers = HashSet::new();
     let mut found_checkpoints: HashMap<Uuid, (String, BTreeMap<String, Vec<String>>)> =
         HashMap::new();
-    let mut listed_checkpoints: Vec<(usize, Uuid, String, BTreeMap<String, Vec<String>>)> =
-        Vec::new();
+    let mut listed_checkpoints: Vec<Listed> = Vec::new();
     let mut end: Option<(u64, u64)> = None;
     let mut header = false;
     let mut lines_seen = 0u64;
@@ -880,7 +889,12 @@ pub fn verify_export(input: impl BufRead) -> Result<VerifyReport> {
                     problem(&mut r, format!("line {n}: change {hash} appears twice"));
                 }
                 signers.insert(env.signer);
-                deps.push((n, doc.clone(), h.0, change.deps().iter().map(|d| d.0).collect()));
+                deps.push((
+                    n,
+                    doc.clone(),
+                    h.0,
+                    change.deps().iter().map(|d| d.0).collect(),
+                ));
                 if doc.starts_with("ledger/") {
                     for e in checkpoints_in(&change) {
                         let signer_device = crate::identity::device_id(

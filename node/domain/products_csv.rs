@@ -151,7 +151,11 @@ pub fn parse_major(s: &str, exponent: u8) -> std::result::Result<i64, String> {
     let int: i64 = int.parse().map_err(|_| bad())?;
     let mut frac_v: i64 = 0;
     for i in 0..exponent as usize {
-        let d = frac.as_bytes().get(i).map(|b| (b - b'0') as i64).unwrap_or(0);
+        let d = frac
+            .as_bytes()
+            .get(i)
+            .map(|b| (b - b'0') as i64)
+            .unwrap_or(0);
         frac_v = frac_v * 10 + d;
     }
     int.checked_mul(10i64.pow(exponent as u32))
@@ -448,9 +452,10 @@ pub fn import_products(
                 }
             }
             if let Some(v) = cell("price") {
-                match parse_major(&v, exp).map_err(|m| m.to_string()).and_then(|m| {
-                    check_money("price", m).map_err(|e| e.to_string())
-                }) {
+                match parse_major(&v, exp)
+                    .map_err(|m| m.to_string())
+                    .and_then(|m| check_money("price", m).map_err(|e| e.to_string()))
+                {
                     Ok(v) => p.price = v,
                     Err(e) => err("price", e),
                 }

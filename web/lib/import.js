@@ -97,7 +97,7 @@ export function importProductsDialog(done) {
 
   function showReport(report, extra) {
     const errors = report.errors || [];
-    result.replaceChildren(
+    const parts = [
       errors.length
         ? alertBox(
             "error",
@@ -122,7 +122,8 @@ export function importProductsDialog(done) {
             ),
           )
         : null,
-    );
+    ];
+    result.replaceChildren(...parts.filter(Boolean));
     return errors.length === 0;
   }
 
