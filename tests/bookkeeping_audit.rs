@@ -584,6 +584,23 @@ async fn alerts_are_identical_on_converged_tills_and_dismissals_sync() {
     assert!(!low.dismissed);
     assert!(wait_for(|| converged(&ah, &bh), T).await);
     assert_eq!(alerts_of(&ah), alerts_of(&bh));
+
+    // A till whose clock runs 10 minutes ahead: A notices when its entry arrives (a local
+    // observation, so only A lists it).
+    let ahead = chrono::Utc::now().timestamp_millis() + 10 * 60 * 1000;
+    let future = bh
+        .record_sale_at(&owner_b, sale_of(priced.id, 1), ahead)
+        .await
+        .unwrap();
+    assert!(wait_for(|| ah.sale(future.id).is_ok(), T).await);
+    let skew = by_kind(&alerts_of(&ah), "clock_skew")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(skew.len(), 1, "{skew:#?}");
+    assert_eq!(skew[0].refs.devices, vec![bh.device_id().to_string()]);
+    assert_eq!(skew[0].refs.entries, vec![future.id]);
+    assert!(by_kind(&alerts_of(&bh), "clock_skew").is_empty());
     drop((ah, bh));
     a.shutdown().await;
     b.shutdown().await;
@@ -776,6 +793,63 @@ async fn audit_trail_filters_and_its_export_verifies_offline() {
         assert!(!out.status.success(), "{name} must not verify");
         assert!(stderr.contains(expect), "{name}: {stderr}");
     }
+    // The CLI against the running node: `audit export` writes a file that verifies, and
+    // `export` writes every CSV, products and sale lines included.
+    let cli_export = dir.path().join("cli-audit.jsonl");
+    let csv_dir = dir.path().join("csv");
+    let (token, base) = (api.token.clone(), url.clone());
+    let (exp, verify, csvs) = {
+        let (cli_export, csv_dir) = (cli_export.clone(), csv_dir.clone());
+        tokio::task::spawn_blocking(move || {
+            let exp = tillmesh_bin()
+                .args([
+                    "audit", "export", "--api", &base, "--token", &token, "--out",
+                ])
+                .arg(&cli_export)
+                .output()
+                .unwrap();
+            let verify = tillmesh_bin()
+                .args(["audit", "verify"])
+                .arg(&cli_export)
+                .output()
+                .unwrap();
+            let csvs = tillmesh_bin()
+                .args(["export", "--api", &base, "--token", &token, "--out"])
+                .arg(&csv_dir)
+                .output()
+                .unwrap();
+            (exp, verify, csvs)
+        })
+        .await
+        .unwrap()
+    };
+    assert!(
+        exp.status.success(),
+        "{}",
+        String::from_utf8_lossy(&exp.stderr)
+    );
+    assert!(
+        verify.status.success(),
+        "{}",
+        String::from_utf8_lossy(&verify.stdout)
+    );
+    assert!(
+        csvs.status.success(),
+        "{}",
+        String::from_utf8_lossy(&csvs.stderr)
+    );
+    let products_csv = std::fs::read_to_string(csv_dir.join("products.csv")).unwrap();
+    assert!(
+        products_csv.contains("AU-1,Product AU-1,4.00,"),
+        "{products_csv}"
+    );
+    let sale_lines = std::fs::read_to_string(csv_dir.join("sale-lines.csv")).unwrap();
+    assert_eq!(
+        sale_lines.trim_end().split("\r\n").count(),
+        3,
+        "{sale_lines}"
+    );
+
     let junk = dir.path().join("junk.jsonl");
     std::fs::write(&junk, "hello\n").unwrap();
     let out = tillmesh_bin()
