@@ -779,8 +779,8 @@ impl Ctx<'_> {
         }
         // The audit row and the alerts of this change (domain::audit, domain::alerts).
         let audited = crate::domain::audit::record(self.tx, &doc_id, &id, &change, &signer)
-            .and_then(|_| {
-                crate::domain::alerts::after_apply(self, &doc_id, &change, origin == Origin::Local)
+            .and_then(|first| {
+                crate::domain::alerts::after_apply(self, &doc_id, first, origin == Origin::Local)
             });
         if let Err(e) = audited {
             self.poisoned = Some(e.to_string());

@@ -211,55 +211,48 @@ fn vid_str(v: u128) -> String {
 
 // --- hooks called while a change is applied ------------------------------------------------
 
-/// After every applied change (engine): notices a peer's clock running ahead, and streams the
-/// alerts raised in this change.
+/// After every applied change (engine): notices a peer's clock running ahead (from the first
+/// entry of a peer's ledger change), and streams the alerts raised in this change.
 pub(crate) fn after_apply(
     ctx: &mut Ctx<'_>,
     doc: &crate::docs::DocId,
-    change: &Change,
+    first_entry: Option<(i64, Uuid)>,
     local: bool,
 ) -> Result<()> {
-    if !local && let crate::docs::DocId::Ledger { device, .. } = doc {
+    if !local
+        && let crate::docs::DocId::Ledger { device, .. } = doc
+        && let Some((time, entry_id)) = first_entry
+    {
         let now = chrono::Utc::now().timestamp_millis();
-        for (key, value) in am::root_puts(change) {
-            let (true, automerge::ScalarValue::Str(json)) = (key.starts_with("entry:"), value)
-            else {
-                continue;
-            };
-            let Ok(entry) = serde_json::from_str::<LedgerEntry>(&json) else {
-                continue;
-            };
-            if entry.time > now + CLOCK_SKEW_MS {
-                let settings = ctx.shop().settings.clone();
-                let day = settings
-                    .as_ref()
-                    .map(|s| super::commands::shop_day(s, entry.time))
-                    .unwrap_or_default();
-                let ahead = (entry.time - now) / 1000;
-                let name = device_name(ctx, device);
-                raise(
-                    ctx.tx,
-                    &Alert {
-                        id: format!("{}:{device}:{day}", kinds::CLOCK_SKEW),
-                        kind: kinds::CLOCK_SKEW.into(),
-                        severity: Severity::Warning,
-                        time: entry.time,
-                        title: format!("{name}'s clock is {ahead} s ahead"),
-                        detail: format!(
-                            "An entry from {name} arrived stamped {ahead} seconds ahead of this \
-                             device's clock (more than 2 minutes). Check the date and time \
-                             settings of both devices: sales are ordered by their time."
-                        ),
-                        refs: AlertRefs {
-                            entries: vec![entry.id],
-                            devices: vec![device.clone()],
-                            ..Default::default()
-                        },
-                        dismissed: false,
+        if time > now + CLOCK_SKEW_MS {
+            let settings = ctx.shop().settings.clone();
+            let day = settings
+                .as_ref()
+                .map(|s| super::commands::shop_day(s, time))
+                .unwrap_or_default();
+            let ahead = (time - now) / 1000;
+            let name = device_name(ctx, device);
+            raise(
+                ctx.tx,
+                &Alert {
+                    id: format!("{}:{device}:{day}", kinds::CLOCK_SKEW),
+                    kind: kinds::CLOCK_SKEW.into(),
+                    severity: Severity::Warning,
+                    time,
+                    title: format!("{name}'s clock is {ahead} s ahead"),
+                    detail: format!(
+                        "An entry from {name} arrived stamped {ahead} seconds ahead of this \
+                         device's clock (more than 2 minutes). Check the date and time \
+                         settings of both devices: sales are ordered by their time."
+                    ),
+                    refs: AlertRefs {
+                        entries: vec![entry_id],
+                        devices: vec![device.clone()],
+                        ..Default::default()
                     },
-                )?;
-                break;
-            }
+                    dismissed: false,
+                },
+            )?;
         }
     }
     let ids: Vec<String> = {

@@ -338,20 +338,25 @@ fn entry_summary(kind: &str, v: &serde_json::Value) -> String {
     }
 }
 
-/// Writes the row of an applied change (engine apply path).
+/// Writes the row of an applied change (engine apply path). Returns, for a ledger change, the
+/// time and id of its first entry (the alerts' clock check reads it).
 pub(crate) fn record(
     tx: &WriteTransaction,
     doc: &DocId,
     id: &str,
     change: &Change,
     signer: &Signer,
-) -> Result<()> {
-    if let Some((time, row)) = row_of(doc, id, change, signer) {
-        let bytes = postcard::to_allocvec(&row).map_err(internal)?;
-        tx.open_table(AUDIT)?
-            .insert((time, &change.hash().0), bytes.as_slice())?;
-    }
-    Ok(())
+) -> Result<Option<(i64, Uuid)>> {
+    let Some((time, row)) = row_of(doc, id, change, signer) else {
+        return Ok(None);
+    };
+    let bytes = postcard::to_allocvec(&row).map_err(internal)?;
+    tx.open_table(AUDIT)?
+        .insert((time, &change.hash().0), bytes.as_slice())?;
+    Ok(match (doc, row.entries.first()) {
+        (DocId::Ledger { .. }, Some(e)) => Some((time, *e)),
+        _ => None,
+    })
 }
 
 /// Rebuilds the audit index from every stored envelope (`reindex`, migration 4).
