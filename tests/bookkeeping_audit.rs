@@ -601,6 +601,16 @@ async fn alerts_are_identical_on_converged_tills_and_dismissals_sync() {
     assert_eq!(skew[0].refs.devices, vec![bh.device_id().to_string()]);
     assert_eq!(skew[0].refs.entries, vec![future.id]);
     assert!(by_kind(&alerts_of(&bh), "clock_skew").is_empty());
+
+    // Revoking B raises `device_revoked`, once, naming B.
+    ah.revoke_member(&owner_a, bh.device_id()).await.unwrap();
+    let revoked = by_kind(&alerts_of(&ah), "device_revoked")
+        .into_iter()
+        .cloned()
+        .collect::<Vec<_>>();
+    assert_eq!(revoked.len(), 1, "{revoked:#?}");
+    assert_eq!(revoked[0].refs.devices, vec![bh.device_id().to_string()]);
+    assert_eq!(revoked[0].id, format!("device_revoked:{}", bh.device_id()));
     drop((ah, bh));
     a.shutdown().await;
     b.shutdown().await;
