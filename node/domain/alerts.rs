@@ -761,6 +761,44 @@ fn duplicate_sku_alert(
     }))
 }
 
+/// Whether a product (its projection's JSON) certainly has no alert, decided without parsing
+/// it: no conflicts, no variants, not archived, and stock above its reorder level (or never
+/// received and not below zero). Most products of a shop are that, and parsing every one was
+/// most of the cost of listing alerts. The JSON is the compact serde output of [`Product`]: a
+/// `"key":` pattern cannot occur inside a string value (quotes there are escaped).
+fn no_alert_without_parsing(
+    json: &str,
+    pid: u128,
+    stock: &impl ReadableTable<(u128, u128), i64>,
+    eps: &impl ReadableTable<(u128, u128), u64>,
+    low_default: i64,
+) -> Result<bool> {
+    if !(json.contains("\"conflicts\":{}")
+        && json.contains("\"variants\":[]")
+        && json.contains("\"archived\":false"))
+    {
+        return Ok(false);
+    }
+    let Some(at) = json.find("\"reorder_level\":") else {
+        return Ok(false);
+    };
+    let rest = &json[at + "\"reorder_level\":".len()..];
+    let end = rest.find([',', '}']).unwrap_or(rest.len());
+    let level = match &rest[..end] {
+        "null" => low_default,
+        n => match n.parse::<i64>() {
+            Ok(n) => n,
+            Err(_) => return Ok(false),
+        },
+    };
+    let on_hand = stock.get((pid, 0))?.map(|v| v.value()).unwrap_or(0);
+    if on_hand > level {
+        return Ok(true);
+    }
+    let episode = eps.get((pid, 0))?.map(|v| v.value()).unwrap_or(0);
+    Ok(on_hand >= 0 && episode == 0)
+}
+
 /// Every alert, newest first (then by id), dismissed ones included only if asked. Computed
 /// from the projections: the same on every replica holding the same changes.
 pub fn list(
@@ -778,6 +816,9 @@ pub fn list(
     let mut out = Vec::new();
     for row in products_t.iter()? {
         let (k, v) = row?;
+        if no_alert_without_parsing(v.value(), k.value(), &stock, &eps, low_default)? {
+            continue;
+        }
         let p: Product = serde_json::from_str(v.value()).map_err(internal)?;
         let time = times.get(k.value())?.map(|v| v.value()).unwrap_or(0);
         if let Some(a) = conflict_alert(&p, time, exp) {
@@ -857,4 +898,40 @@ pub fn dismiss(
     })?;
     alert.dismissed = true;
     Ok(alert)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `no_alert_without_parsing` reads these patterns from the compact JSON of a product.
+    #[test]
+    fn product_json_has_the_patterns_the_fast_path_reads() {
+        let p = Product {
+            id: Uuid::new_v4(),
+            sku: "\"reorder_level\":1,".into(),
+            barcode: None,
+            name: "x \"conflicts\":{} y".into(),
+            category: None,
+            unit: "pcs".into(),
+            price: 1,
+            cost: 0,
+            tax_rate: 0,
+            reorder_level: Some(5),
+            variants: vec![],
+            archived: false,
+            conflicts: Default::default(),
+        };
+        let json = serde_json::to_string(&p).unwrap();
+        for pat in [
+            "\"conflicts\":{}",
+            "\"variants\":[]",
+            "\"archived\":false",
+            "\"reorder_level\":5,",
+        ] {
+            assert!(json.contains(pat), "{pat} in {json}");
+        }
+        // A pattern inside a string value is escaped, so it is never matched there.
+        assert_eq!(json.matches("\"reorder_level\":").count(), 1, "{json}");
+    }
 }
