@@ -22,8 +22,11 @@
 //! Security headers (`nosniff`, `DENY` framing, no referrer, a strict Content-Security-Policy)
 //! are set on every response; API responses are also `Cache-Control: no-store`.
 
+mod alerts;
+mod audit;
 mod auth;
 mod books;
+mod catalog_csv;
 mod documents;
 mod error;
 mod examples;
@@ -301,7 +304,14 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mesh::create_invite))
         .routes(routes!(mesh::list_peers, mesh::add_peer))
         .routes(routes!(mesh::mesh_info))
-        .routes(routes!(sse::events));
+        .routes(routes!(sse::events))
+        .routes(routes!(alerts::list_alerts))
+        .routes(routes!(alerts::dismiss_alert))
+        .routes(routes!(audit::audit))
+        .routes(routes!(audit::audit_export))
+        .routes(routes!(catalog_csv::import_products))
+        .routes(routes!(catalog_csv::products_csv))
+        .routes(routes!(catalog_csv::sale_lines_csv));
     OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
 }
 

@@ -16,3 +16,7 @@ pub mod reports;
 pub mod shifts;
 pub mod shop;
 pub mod tickets;
+// Alerts, the audit trail and products CSV (issue 5).
+pub mod alerts;
+pub mod audit;
+pub mod products_csv;

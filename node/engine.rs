@@ -637,7 +637,12 @@ impl Ctx<'_> {
             }
             return Err(e);
         }
-        if am.commit().is_none() {
+        // The change carries its time and the device that made it (signed with it): the audit
+        // trail reads both (domain::audit).
+        let options = automerge::transaction::CommitOptions::default()
+            .with_time(chrono::Utc::now().timestamp_millis())
+            .with_message(format!("{{\"device\":\"{}\"}}", self.engine.device_id));
+        if am.commit_with(options).is_none() {
             return Err(Error::Internal(format!("an edit of {id} changed nothing")));
         }
         let change = am
@@ -807,6 +812,15 @@ impl Ctx<'_> {
                 self.poisoned = Some(e.to_string());
                 return Err(e);
             }
+        }
+        // The audit row and the alerts of this change (domain::audit, domain::alerts).
+        let audited = crate::domain::audit::record(self.tx, &doc_id, &id, &change, &signer)
+            .and_then(|first| {
+                crate::domain::alerts::after_apply(self, &doc_id, first, origin == Origin::Local)
+            });
+        if let Err(e) = audited {
+            self.poisoned = Some(e.to_string());
+            return Err(e);
         }
         if matches!(doc_id, DocId::Members | DocId::Settings | DocId::Vault) {
             self.shop_changed = true;
@@ -1083,6 +1097,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
     tx.delete_table(DAY_COSTS)?;
     tx.delete_table(PERIODS)?;
     crate::domain::reports::delete_tables(tx)?;
+    tx.delete_table(ALERT_DISMISSALS)?;
     crate::store::migrations::create_tables(tx)?;
     let mut report = ReindexReport::default();
     let ids: Vec<String> = {
@@ -1109,6 +1124,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
                     load_doc(&docs, &chunks, &id)?
                 };
                 if let Some(doc) = doc {
+                    crate::domain::alerts::rebuild_dismissals(tx, &doc)?;
                     for key in crate::docs::am::keys(&doc, &ROOT, None) {
                         if let Some(p) = key
                             .strip_prefix("product:")
@@ -1178,7 +1194,12 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
                             && let Ok(entry) = serde_json::from_str::<LedgerEntry>(&json)
                         {
                             projection::project_entry(tx, &id, &day, &entry, signer)?;
-                            report.entries += 1;
+                            if !matches!(
+                                entry.body,
+                                crate::domain::ledger::EntryBody::Checkpoint { .. }
+                            ) {
+                                report.entries += 1;
+                            }
                         }
                     }
                 }
@@ -1186,6 +1207,8 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
             _ => {}
         }
     }
+    crate::domain::alerts::rebuild_episodes(tx)?;
+    crate::domain::audit::rebuild(tx)?;
     crate::domain::fifo::flush(tx, None)?;
     Ok(report)
 }

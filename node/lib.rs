@@ -103,8 +103,9 @@
 //!         │    the same verify-and-apply path takes envelopes from elsewhere
 //!         │    (engine::Ctx::apply_envelope, NodeHandle::import_envelopes)
 //!         ▼
-//! store (redb): one write transaction holds the envelope, the document chunk and the
-//!         projections (domain::projection); the writer thread groups concurrent commands
+//! store (redb): one write transaction holds the envelope, the document chunk, the
+//!         projections (domain::projection), the audit row (domain::audit) and any alert
+//!         raised (domain::alerts); the writer thread groups concurrent commands
 //!         into one durable commit and answers each only after it (batches holding only
 //!         peers' changes commit unsynced and are synced within 500 ms)
 //!         ▼
@@ -133,11 +134,16 @@
 //!   from checkpoints before each commit) and [`domain::profit`] (profit, closed periods, low
 //!   stock counting open orders);
 //!   [`domain::reports`] keeps day-keyed sums (sales, items, tax, staff, tills, payments,
-//!   movements, lots) in the projection's transaction and reads every report from them.
+//!   movements, lots) in the projection's transaction and reads every report from them;
+//!   [`domain::alerts`] (deterministic alert ids, computed from projections or raised by them,
+//!   dismissals synced through `catalog`), [`domain::audit`] (one audit row per applied
+//!   envelope, written in the apply path; daily signed checkpoints; the export and its offline
+//!   verification), [`domain::products_csv`] (all-or-nothing CSV import of products).
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI (generated from the handlers, with examples), SSE, `GET /metrics`, the Automerge
 //!   documents for integrators, and the web UI (`web/`, compiled in: first start, login,
-//!   sell, stock, products, reports, people & devices, sync).
+//!   sell, stock, products, orders, reports, books, people & devices, sync, audit, the alerts
+//!   bell).
 //! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
 //!   documents, change hashes, batched envelope fetches; invite redemption and `join`.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,

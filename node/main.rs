@@ -147,7 +147,8 @@ enum Command {
     },
     /// Show the running node's shop, device and store.
     Status(ApiArgs),
-    /// Write sales.csv, movements.csv, stock.csv, profit.csv and shifts.csv from the running node.
+    /// Write sales.csv, movements.csv, stock.csv, profit.csv, shifts.csv, products.csv and
+    /// sale-lines.csv from the running node.
     Export {
         /// Directory to write into (created).
         #[arg(long)]
@@ -169,6 +170,28 @@ enum Command {
         reference: bool,
         #[command(flatten)]
         run: RunArgs,
+    },
+    /// The audit trail: export it from the running node, or verify an export offline.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Write the running node's audit export (JSON lines with every signed change and the
+    /// daily checkpoints) to a file.
+    Export {
+        /// File to write.
+        #[arg(long)]
+        out: PathBuf,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Check an audit export offline: every signature and hash, the chain of changes, and the
+    /// checkpoints. Exits non-zero if anything is wrong.
+    Verify {
+        /// The export (from `tillmesh audit export` or GET /api/v1/audit/export).
+        file: PathBuf,
     },
 }
 
@@ -293,6 +316,8 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 ("stock.csv", ""),
                 ("profit.csv", "?from=1970-01-01"),
                 ("shifts.csv", "?from=0"),
+                ("products.csv", ""),
+                ("sale-lines.csv", "?from=0"),
             ] {
                 let body = client
                     .get_text(&format!("/api/v1/export/{name}{query}"))
@@ -327,6 +352,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             })
         }
         Some(Command::Config { .. }) => unreachable!("answered before logging starts"),
+        Some(Command::Audit(AuditCommand::Verify { file })) => audit_verify(&file),
+        Some(Command::Audit(AuditCommand::Export { out, api })) => rt.block_on(async {
+            let client = ApiClient::connect(&cfg, api).await?;
+            let mut resp = client.get("/api/v1/audit/export").await?;
+            let mut f = std::fs::File::create(&out)
+                .with_context(|| format!("cannot create {}", out.display()))?;
+            let mut bytes = 0usize;
+            while let Some(chunk) = resp.chunk().await? {
+                use std::io::Write;
+                f.write_all(&chunk)
+                    .with_context(|| format!("cannot write {}", out.display()))?;
+                bytes += chunk.len();
+            }
+            println!("wrote {} ({bytes} bytes)", out.display());
+            anyhow::Ok(())
+        }),
         Some(Command::Reindex { data_dir }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             let path = dir.join(node::STORE_FILE);
@@ -342,6 +383,48 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `tillmesh audit verify FILE`: prints a summary; an error (non-zero exit) if anything is wrong.
+fn audit_verify(file: &std::path::Path) -> anyhow::Result<()> {
+    let f = std::fs::File::open(file).with_context(|| format!("cannot open {}", file.display()))?;
+    let r = tillmesh::domain::audit::verify_export(std::io::BufReader::new(f))
+        .with_context(|| format!("cannot verify {}", file.display()))?;
+    let when = |ms: i64| {
+        chrono::DateTime::<chrono::Utc>::from_timestamp_millis(ms)
+            .map(|t| t.format("%Y-%m-%d %H:%M UTC").to_string())
+            .unwrap_or_default()
+    };
+    println!(
+        "audit export of {}",
+        r.shop_name.as_deref().unwrap_or("(unnamed shop)")
+    );
+    println!(
+        "  {} changes in {} documents, signed by {} keys, {} to {}",
+        r.changes,
+        r.documents,
+        r.signers,
+        when(r.first_time),
+        when(r.last_time)
+    );
+    println!(
+        "  {} checkpoints by {} device(s)",
+        r.checkpoints,
+        r.checkpointing_devices.len()
+    );
+    if r.ok() {
+        println!(
+            "OK: every signature and hash verifies, no change is missing, every checkpoint is consistent"
+        );
+        return Ok(());
+    }
+    for p in &r.problems {
+        eprintln!("  problem: {p}");
+    }
+    bail!(
+        "{} problem(s): the export does not verify (altered, removed or truncated)",
+        r.problems.len()
+    )
 }
 
 fn apply(mut cfg: Config, args: &RunArgs) -> Config {

@@ -21,6 +21,9 @@ use crate::error::{Error, Result};
 use crate::identity;
 use crate::store::Store;
 
+mod bookkeeping;
+pub use bookkeeping::CHECKPOINT_TICK;
+
 /// Builds a [`Node`]: where it keeps its data, whether it syncs and how it finds peers,
 /// whether it serves HTTP.
 ///
@@ -232,6 +235,7 @@ impl NodeBuilder {
                 }
             }));
         }
+        let checkpoint_task = bookkeeping::spawn_checkpoints(handle.clone(), stop_rx.clone());
         let mut mesh_task = None;
         if !listen.is_empty() {
             let cfg = crate::mesh::MeshConfig {
@@ -249,6 +253,7 @@ impl NodeBuilder {
         Ok(Node {
             handle,
             sync_task: Some(sync_task),
+            checkpoint_task: Some(checkpoint_task),
             mesh_task,
             http_addr,
             http_task,
@@ -279,6 +284,7 @@ pub const DEVICE_KEY_FILE: &str = "device.key";
 pub struct Node {
     handle: NodeHandle,
     sync_task: Option<tokio::task::JoinHandle<()>>,
+    checkpoint_task: Option<tokio::task::JoinHandle<()>>,
     mesh_task: Option<tokio::task::JoinHandle<()>>,
     http_addr: Option<SocketAddr>,
     http_task: Option<tokio::task::JoinHandle<()>>,
@@ -310,6 +316,9 @@ impl Node {
             let _ = t.await;
         }
         if let Some(t) = self.sync_task.take() {
+            let _ = t.await;
+        }
+        if let Some(t) = self.checkpoint_task.take() {
             let _ = t.await;
         }
         self.handle.inner.writer.close().await;

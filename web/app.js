@@ -16,6 +16,8 @@ import * as ordersScreen from "./screens/orders.js";
 import * as booksScreen from "./screens/books.js";
 import * as peopleScreen from "./screens/people.js";
 import * as syncScreen from "./screens/sync.js";
+import * as auditScreen from "./screens/audit.js";
+import { startAlerts, stopAlerts, alertEvent } from "./lib/alerts.js";
 
 const RANK = { staff: 0, manager: 1, owner: 2 };
 
@@ -36,6 +38,7 @@ const SCREENS = [
     module: peopleScreen,
   },
   { route: "sync", label: "Sync", icon: "sync", role: "staff", module: syncScreen },
+  { route: "audit", label: "Audit", icon: "history", role: "manager", module: auditScreen },
 ];
 
 /// What every screen shares.
@@ -90,6 +93,7 @@ export const app = {
     this.me = session.person;
     await this.refreshShop();
     startEvents();
+    startAlerts(this);
     const wanted = routeOf();
     this.go(screenFor(wanted) ? wanted : "sell");
   },
@@ -107,6 +111,7 @@ function endSession() {
   app.me = null;
   setCsrf(null);
   stopEvents();
+  stopAlerts();
   drawTopbar();
   if (location.hash !== "#/login") location.hash = "#/login";
   else render();
@@ -194,6 +199,9 @@ function startEvents() {
       data = { type };
     }
     if (type === "shop_changed" && data.doc !== "orders") app.refreshShop().catch(() => {});
+    if (type === "alert" || type === "lagged" || (type === "change_applied" && data.doc === "catalog")) {
+      alertEvent(data, type === "alert");
+    }
     for (const fn of app.listeners) {
       try {
         fn(data);
@@ -212,6 +220,7 @@ function startEvents() {
     "ticket_changed",
     "ticket_double_closed",
     "lagged",
+    "alert",
   ]) {
     source.addEventListener(type, relay(type));
   }

@@ -24,22 +24,22 @@ use crate::error::Error;
 use crate::node::NodeHandle;
 
 /// One CSV cell.
-enum Cell {
+pub(super) enum Cell {
     /// A number or a value the API produced itself (ids, times): written as is.
     Plain(String),
     /// Text people typed: escaped and defused.
     Text(String),
 }
 
-fn plain(v: impl ToString) -> Cell {
+pub(super) fn plain(v: impl ToString) -> Cell {
     Cell::Plain(v.to_string())
 }
 
-fn text(v: impl Into<String>) -> Cell {
+pub(super) fn text(v: impl Into<String>) -> Cell {
     Cell::Text(v.into())
 }
 
-fn opt_plain<T: ToString>(v: Option<T>) -> Cell {
+pub(super) fn opt_plain<T: ToString>(v: Option<T>) -> Cell {
     Cell::Plain(v.map(|v| v.to_string()).unwrap_or_default())
 }
 
@@ -52,16 +52,16 @@ fn serde_name<T: Serialize>(v: &T) -> String {
 }
 
 /// Builds a CSV document.
-struct Csv(String);
+pub(super) struct Csv(pub(super) String);
 
 impl Csv {
-    fn new(header: &[&str]) -> Csv {
+    pub(super) fn new(header: &[&str]) -> Csv {
         let mut csv = Csv(String::new());
         csv.row(header.iter().map(plain));
         csv
     }
 
-    fn row(&mut self, cells: impl IntoIterator<Item = Cell>) {
+    pub(super) fn row(&mut self, cells: impl IntoIterator<Item = Cell>) {
         for (i, cell) in cells.into_iter().enumerate() {
             if i > 0 {
                 self.0.push(',');
@@ -80,7 +80,7 @@ impl Csv {
         self.0.push_str("\r\n");
     }
 
-    fn into_response(self, file_name: &str) -> Response {
+    pub(super) fn into_response(self, file_name: &str) -> Response {
         (
             [
                 (header::CONTENT_TYPE, "text/csv; charset=utf-8".to_owned()),
@@ -107,7 +107,7 @@ fn escape_into(out: &mut String, field: &str) {
 }
 
 /// Runs a (possibly long) export off the async workers.
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -116,7 +116,7 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// The currency exponent of the shop.
-fn exponent(handle: &NodeHandle) -> Result<u8, ApiError> {
+pub(super) fn exponent(handle: &NodeHandle) -> Result<u8, ApiError> {
     Ok(handle.settings()?.currency_exponent)
 }
 

@@ -93,6 +93,9 @@ const ASSETS: &[Asset] = &[
     asset!("/screens/till.js", JS, "screens/till.js"),
     asset!("/screens/people.js", JS, "screens/people.js"),
     asset!("/screens/sync.js", JS, "screens/sync.js"),
+    asset!("/screens/audit.js", JS, "screens/audit.js"),
+    asset!("/lib/alerts.js", JS, "lib/alerts.js"),
+    asset!("/lib/import.js", JS, "lib/import.js"),
 ];
 
 impl Asset {

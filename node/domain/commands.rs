@@ -241,7 +241,7 @@ pub(crate) fn check_code(field: &str, v: &str) -> Result<String> {
     Ok(v)
 }
 
-fn check_tax_rate(field: &str, v: u32) -> Result<u32> {
+pub(crate) fn check_tax_rate(field: &str, v: u32) -> Result<u32> {
     if v > 10_000 {
         return Err(Error::invalid(
             field,

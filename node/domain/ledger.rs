@@ -218,6 +218,16 @@ pub enum EntryBody {
         /// Ticket id.
         ticket_id: Uuid,
     },
+    /// A device's signed daily checkpoint of the document heads it holds (see
+    /// `domain::audit`): an audit export shows that nothing checkpointed was later altered or
+    /// removed. Stock, sales and every other projection ignore it.
+    Checkpoint {
+        /// The shop-local day it was written for.
+        day: String,
+        /// Document id → its heads (hex change hashes): every document whose heads moved since
+        /// the device's previous checkpoint (all of them in its first one). `vault` is left out.
+        heads: std::collections::BTreeMap<String, Vec<String>>,
+    },
 }
 
 /// One delivered line.

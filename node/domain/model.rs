@@ -852,6 +852,17 @@ pub enum Event {
         /// Sales to void or refund.
         to_refund: Vec<Uuid>,
     },
+    /// An alert was raised (see `GET /api/v1/alerts` for the full list).
+    Alert {
+        /// Alert id (the same on every replica).
+        id: String,
+        /// Kind, e.g. `low_stock`, `oversold`, `device_joined`.
+        kind: String,
+        /// `info`, `warning` or `critical`.
+        severity: String,
+        /// One line for people.
+        title: String,
+    },
 }
 
 /// Asking for an invite for a new device.

@@ -52,6 +52,7 @@ pub fn project(
                 match serde_json::from_str::<LedgerEntry>(&json) {
                     Ok(entry) => {
                         let events = project_entry(ctx.tx, id, day, &entry, signer)?;
+                        super::alerts::entry_projected(ctx, &entry, &events)?;
                         for e in events {
                             ctx.emit(e);
                         }
@@ -66,7 +67,7 @@ pub fn project(
                 .expect("the catalog was just applied, so it is loaded");
             let keys = am::root_keys_changed(am_doc, before, after);
             let mut products = Vec::new();
-            for key in keys {
+            for key in keys.iter() {
                 if let Some(pid) = key
                     .strip_prefix("product:")
                     .and_then(|s| Uuid::parse_str(s).ok())
@@ -79,8 +80,16 @@ pub fn project(
                 put_product(ctx.tx, &p)?;
                 ctx.emit(Event::ProductChanged { product_id: p.id });
             }
+            super::alerts::catalog_changed(ctx, &keys, change)?;
         }
         DocId::Members | DocId::Settings => {
+            if *doc == DocId::Members {
+                let tx = ctx.tx;
+                let members = ctx
+                    .doc(id)?
+                    .expect("members was just applied, so it is loaded");
+                super::alerts::members_changed(tx, members, change, before, after)?;
+            }
             if *doc == DocId::Settings {
                 let am_doc = ctx
                     .doc(id)?
@@ -487,6 +496,8 @@ pub fn project_entry(
         EntryBody::TicketPark { .. } | EntryBody::TicketDiscard { .. } => {
             events.extend(tickets::project(tx, e)?)
         }
+        // Audit only (domain::audit): no stock, no money.
+        EntryBody::Checkpoint { .. } => {}
     }
 
     let mut stock = tx.open_table(STOCK)?;

@@ -226,6 +226,39 @@ pub fn on_close(tx: &WriteTransaction, ticket: Uuid, sale: &LedgerEntry) -> Resu
     save(tx, &s)?;
     let mut events = vec![Event::TicketChanged { ticket_id: ticket }];
     if s.closes.len() > 1 {
+        let name = s
+            .park
+            .as_ref()
+            .map(|p| p.name.as_str())
+            .unwrap_or("a ticket");
+        let kept = Uuid::from_u128(s.closes[0].1);
+        // One alert per later sale; the earliest close never gets one (closes only grow, so
+        // a sale that was once later stays later): the same alerts on every replica.
+        for &(time, later) in &s.closes[1..] {
+            let later = Uuid::from_u128(later);
+            super::alerts::raise(
+                tx,
+                &super::alerts::Alert {
+                    id: format!(
+                        "{}:{ticket}:{later}",
+                        super::alerts::kinds::DOUBLE_CLOSED_TICKET
+                    ),
+                    kind: super::alerts::kinds::DOUBLE_CLOSED_TICKET.into(),
+                    severity: super::alerts::Severity::Critical,
+                    time,
+                    title: format!("Ticket {name:?} was paid twice"),
+                    detail: format!(
+                        "Two tills cut off from each other both took payment for {name:?}. The \
+                         earlier sale counts; void or refund sale {later}."
+                    ),
+                    refs: super::alerts::AlertRefs {
+                        entries: vec![kept, later],
+                        ..Default::default()
+                    },
+                    dismissed: false,
+                },
+            )?;
+        }
         events.push(Event::TicketDoubleClosed {
             ticket_id: ticket,
             kept: Uuid::from_u128(s.closes[0].1),

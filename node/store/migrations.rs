@@ -13,6 +13,7 @@ type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 /// (`create_tables` creates the tables a version adds).
 /// 4: the books (orders, deliveries, shifts, tickets, refunds, FIFO cost) and the report
 /// aggregates (`domain::reports`), projected from the documents already stored.
+/// It also fills alerts, dismissals, product times, stock episodes and the audit index.
 const MIGRATIONS: &[Migration] = &[
     create_tables_v1,
     sync_digests_v2,
@@ -92,6 +93,12 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(REPORT_TILLS)?;
     tx.open_table(REPORT_PAYMENTS)?;
     tx.open_table(REPORT_MOVES)?;
+    tx.open_table(ALERTS)?;
+    tx.open_table(ALERTS_UNSENT)?;
+    tx.open_table(ALERT_DISMISSALS)?;
+    tx.open_table(PRODUCT_TIMES)?;
+    tx.open_table(AUDIT)?;
+    tx.open_table(STOCK_EPISODES)?;
     Ok(())
 }
 

@@ -145,3 +145,23 @@ pub const REPORT_PAYMENTS: TableDefinition<(i32, &str), [i64; 2]> =
 /// (day, movement kind as in JSON) → [quantity in, quantity out].
 pub const REPORT_MOVES: TableDefinition<(i32, &str), [i64; 2]> =
     TableDefinition::new("report-moves-1");
+
+// --- alerts and audit (see `domain::alerts`, `domain::audit`) -----------------------------
+
+/// alert id → JSON [`crate::domain::alerts::Alert`]: alerts raised by projections (a device
+/// joined or was revoked, a clock far off, a ticket closed twice …). Kept by `reindex`.
+pub const ALERTS: TableDefinition<&str, &str> = TableDefinition::new("alerts-1");
+/// alert id → (): alerts raised in this write transaction and not yet streamed as events.
+pub const ALERTS_UNSENT: TableDefinition<&str, ()> = TableDefinition::new("alerts-unsent-1");
+/// alert id → JSON `Dismissal` (from the `catalog` document's `alert-dismissed:<id>` keys).
+pub const ALERT_DISMISSALS: TableDefinition<&str, &str> =
+    TableDefinition::new("alert-dismissals-1");
+/// product id → latest change time (ms) of the catalog changes that touched it (max-merged,
+/// so the same on every replica). Kept by `reindex`.
+pub const PRODUCT_TIMES: TableDefinition<u128, i64> = TableDefinition::new("product-times-1");
+/// (time, change hash) → postcard `AuditRow`: one row per applied envelope, by time.
+pub const AUDIT: TableDefinition<(i64, &[u8; 32]), &[u8]> = TableDefinition::new("audit-1");
+/// (product id, variant id) → inbound movements so far (stock-ins, returns, voids, positive
+/// counts): a stock alert's episode (see `domain::alerts`). Rebuilt by `reindex`.
+pub const STOCK_EPISODES: TableDefinition<(u128, u128), u64> =
+    TableDefinition::new("stock-episodes-1");

@@ -22,6 +22,11 @@ export function setCsrf(token) {
   csrfToken = token;
 }
 
+/// The session's CSRF token, for requests made without `api()` (uploads with progress).
+export function csrf() {
+  return csrfToken;
+}
+
 /// Called when a request finds the session gone (expired, revoked, logged out elsewhere).
 export function whenSessionEnds(fn) {
   onSessionEnded = fn;

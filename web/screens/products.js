@@ -4,6 +4,7 @@
 import { get, post, patch, humanError } from "../lib/api.js";
 import { h, add, icon, field, busy, toast, alertBox, openDialog, showFormError, debounce, table } from "../lib/dom.js";
 import { money, parseMoney, decimal, percent } from "../lib/format.js";
+import { importProductsDialog } from "../lib/import.js";
 
 const FIELD_LABEL = {
   sku: "SKU",
@@ -49,6 +50,31 @@ export async function render(main, app) {
       h("span", { class: "spacer" }),
       h("div", { class: "search" }, icon("search"), search),
       h("label", { class: "check", for: "show-archived" }, archivedToggle, "Show archived"),
+      canEdit
+        ? h(
+            "a",
+            { class: "btn", id: "export-products", href: "/api/v1/export/products.csv", download: "products.csv" },
+            icon("download", 18),
+            "Export CSV",
+          )
+        : null,
+      canEdit
+        ? h(
+            "button",
+            {
+              type: "button",
+              class: "btn",
+              id: "import-products",
+              onclick: () =>
+                importProductsDialog((report) => {
+                  toast(`Imported: ${report.created} created, ${report.updated} updated`, "ok");
+                  load();
+                }),
+            },
+            icon("box_in", 18),
+            "Import CSV",
+          )
+        : null,
       canEdit
         ? h(
             "button",

@@ -175,6 +175,7 @@ export async function render(main, app) {
         ["sales", "Sales"],
         ["movements", "Stock movements"],
         ["stock", "Stock on hand"],
+        ["sale-lines", "Sale lines"],
       ].map(([file, label]) =>
         h(
           "a",
