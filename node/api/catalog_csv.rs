@@ -9,6 +9,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use serde_json::json;
 use utoipa::{IntoParams, ToSchema};
 
 use super::AppState;
@@ -30,7 +31,7 @@ pub const IMPORT_LIMIT: usize = 16 * 1024 * 1024;
     path = "/export/products.csv",
     tag = "export",
     responses(
-        (status = 200, description = "sku, name, price, barcode, category, unit, cost, tax_rate (percent), reorder_level, archived, currency", content_type = "text/csv", body = String),
+        (status = 200, description = "sku, name, price, barcode, category, unit, cost, tax_rate, reorder_level, archived, currency", content_type = "text/csv", body = String),
         (status = 403, description = "Not allowed", body = ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = []))
@@ -173,10 +174,16 @@ pub(crate) struct ImportRefused {
     path = "/products/import",
     tag = "products",
     params(ImportQuery),
-    request_body(content = String, content_type = "text/csv"),
+    request_body(
+        content = String,
+        content_type = "text/csv",
+        example = json!("sku,name,price,barcode,category,unit,cost,tax_rate,reorder_level\nTEA-GRN,Green tea 20 bags,3.49,,Grocery,pcs,1.50,5.5,5\n")
+    ),
     responses(
-        (status = 200, description = "What was (or would be) created and updated", body = ImportReport),
-        (status = 400, description = "Rows with errors: nothing imported", body = ImportRefused),
+        (status = 200, description = "What was (or would be) created and updated", body = ImportReport,
+            example = json!({"dry_run": true, "imported": false, "rows": 1, "created": 1, "updated": 0, "unchanged": 0, "errors": [], "plan": [{"row": 2, "sku": "NEW-1", "action": "create", "fields": [], "product_id": null}]})),
+        (status = 400, description = "Rows with errors: nothing imported", body = ImportRefused,
+            example = json!({"error": {"code": "invalid", "message": "2 error(s) in the file — nothing was imported. Row 2: must not be empty", "field": "row 2.name"}, "report": {"dry_run": false, "imported": false, "rows": 1, "created": 0, "updated": 0, "unchanged": 0, "errors": [{"row": 2, "column": "name", "message": "must not be empty"}, {"row": 2, "column": "price", "message": "\"abc\" is not an amount with at most 2 decimals, like 2.50"}], "plan": []}})),
         (status = 403, description = "Not allowed", body = ErrorBody),
         (status = 413, description = "Larger than 16 MiB", body = ErrorBody),
     ),

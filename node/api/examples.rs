@@ -360,6 +360,21 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
             None,
             serde_json::from_str::<Value>(r#"{"from": "2026-11-21", "to": "2026-11-22", "kinds": ["delivery", "sale", "stock_in"], "days": [{"day": "2026-11-21", "qty_in": 0, "qty_out": 22, "kinds": [{"kind": "delivery", "qty_in": 0, "qty_out": 0}, {"kind": "sale", "qty_in": 0, "qty_out": 22}, {"kind": "stock_in", "qty_in": 0, "qty_out": 0}]}, {"day": "2026-11-22", "qty_in": 824, "qty_out": 5, "kinds": [{"kind": "delivery", "qty_in": 24, "qty_out": 0}, {"kind": "sale", "qty_in": 0, "qty_out": 5}, {"kind": "stock_in", "qty_in": 800, "qty_out": 0}]}]}"#).unwrap_or(Value::Null),
         ),
+        ("get", "/alerts") => (
+            None,
+            serde_json::from_str::<Value>(r#"[{"id": "oversold:0b8c3f6e-6a39-4a8e-9f43-2f1d5c0e7a11:-:3", "kind": "oversold", "severity": "critical", "time": 1795338000000, "title": "Coffee is oversold: 2 below zero", "detail": "Two tills sold the last units while cut off from each other.", "refs": {"entries": ["5d0c2b7a-0f4e-4c55-9a3b-61d2e8f0a9c4"], "products": ["0b8c3f6e-6a39-4a8e-9f43-2f1d5c0e7a11"], "devices": []}, "dismissed": false}]"#).unwrap_or(Value::Null),
+        ),
+        ("post", "/alerts/{id}/dismiss") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"id": "oversold:0b8c3f6e-6a39-4a8e-9f43-2f1d5c0e7a11:-:3", "kind": "oversold", "severity": "critical", "time": 1795338000000, "title": "Coffee is oversold: 2 below zero", "detail": "Two tills sold the last units while cut off from each other.", "refs": {"entries": ["5d0c2b7a-0f4e-4c55-9a3b-61d2e8f0a9c4"], "products": ["0b8c3f6e-6a39-4a8e-9f43-2f1d5c0e7a11"], "devices": []}, "dismissed": true}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/audit") => (
+            None,
+            serde_json::from_str::<Value>(r#"{"entries": [{"time": 1795345162826, "doc": "ledger/2026-11-22/f7b48f364b477c9d/0", "kind": "cash_move", "summary": "cash_move", "device": "f7b48f364b477c9d", "device_name": "Till 1", "person": "cdc784cd-95d4-4ef0-aece-0ae2a4127d72", "person_name": "Demo Owner", "hash": "bc5addbcaa77fd17c4098fca663b5249ad7ff390de5e0d1c73fd5ed7c15240b1", "signer": "f7b48f364b477c9d135351bb4a4c014cbc43c4d398a0a7b236793f6c8846d6e9", "signer_role": "device", "signature": "61fcf6e172a0248ff745a33e44225668f43bf769344dc7043fbe2545e41e87d1c43595b5f7d9793cfcffba63c9e0623c20af6d2b70d81a9dc7b2e7afa7300e09", "entries": ["85071687-2623-4d9c-82c3-ed0bfeda6ada"]}], "next_cursor": "1795345162826:bc5addbcaa77fd17c4098fca663b5249ad7ff390de5e0d1c73fd5ed7c15240b1"}"#).unwrap_or(Value::Null),
+        ),
+        ("get", "/audit/export") => (None, json!("{\"type\":\"header\",\"format\":\"tillmesh-audit/1\",\"shop_id\":\"30a574f8-b416-4770-960c-ab221bbeb940\",\"shop_name\":\"Demo Corner Shop\",\"exported_at\":1795345164050,\"exported_by\":\"f7b48f364b477c9d\"}\n")),
+        ("get", "/export/products.csv") => (None, json!("sku,name,price,barcode,category,unit,cost,tax_rate,reorder_level,archived,currency\nBRD-SD,Sourdough loaf,4.50,,Bakery,pcs,1.80,5.5,5,false,EUR\nCAN-SOY,Soy candle,18.50,,Home,pcs,6.00,20,5,false,EUR\n")),
+        ("get", "/export/sale-lines.csv") => (None, json!("sale_id,receipt,time,day,device,person,line,product_id,variant_id,sku,name,qty,unit_price,discount,tax_rate,tax,total,currency,returned_qty,voided\n5199b703-803f-49e1-9af2-c1eb9041a006,T1-000001,2026-11-15T19:59:22.313Z,2026-11-15,f7b48f364b477c9d,cdc784cd-95d4-4ef0-aece-0ae2a4127d72,0,4e73bbf2-220f-4507-97e1-5d7222eff006,,TEA-GRN,Green tea 20 bags,1,3.49,0.00,5.5,0.18,3.49,EUR,0,false\n")),
         ("get", "/suppliers") => (None, json!([supplier()])),
         ("post", "/suppliers") => (
             Some(json!({"name": "Bean Co", "contact": "Sam", "email": "orders@bean.example"})),
