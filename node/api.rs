@@ -22,6 +22,7 @@
 //! are set on every response; API responses are also `Cache-Control: no-store`.
 
 mod auth;
+mod backup;
 mod documents;
 mod error;
 mod export;
@@ -254,7 +255,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(mesh::create_invite))
         .routes(routes!(mesh::list_peers, mesh::add_peer))
         .routes(routes!(mesh::mesh_info))
-        .routes(routes!(sse::events));
+        .routes(routes!(sse::events))
+        .routes(routes!(backup::backup));
     OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
 }
 

@@ -52,8 +52,12 @@
 //!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
 //!   queries shared by the API, the CLI, embedders and tests).
+//! - [`backup`]: one self-checking backup file from one read transaction (`GET
+//!   /api/v1/backup`, `tillmesh backup`), `verify`, and `restore` into a new data dir through
+//!   the same verify-and-apply path, as a new device that rejoins with an invite.
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod discovery;
 pub mod docs;

@@ -742,7 +742,10 @@ pub(crate) async fn join_with(
     ticket: &crate::docs::admission::Ticket,
     mdns_interfaces: Option<&[String]>,
 ) -> Result<(Joined, Multiaddr)> {
-    if h.status()?.has_shop {
+    // A data dir restored from a backup (or a join cut short) has the shop's data but this
+    // device is not a member: it may join — the same shop only, as `sync::join` pins the
+    // invite's genesis.
+    if h.status()?.device.is_some() {
         return Err(Error::NoShop(
             "this device already belongs to a shop".into(),
         ));

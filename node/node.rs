@@ -800,6 +800,28 @@ impl NodeHandle {
         Ok(out)
     }
 
+    /// Writes a backup of this node (see [`crate::backup`]) to `out`, from one read
+    /// transaction; `on_header` runs before the first byte is written.
+    pub fn write_backup(
+        &self,
+        out: impl std::io::Write,
+        on_header: impl FnOnce(&crate::backup::BackupHeader),
+    ) -> Result<crate::backup::BackupHeader> {
+        let v = self.view();
+        let source = crate::backup::Source {
+            shop_id: v.shop_id,
+            shop_name: v.settings.as_ref().map(|s| s.shop_name.clone()),
+            device_id: self.inner.device_id.clone(),
+        };
+        crate::backup::write(&self.read()?, source, out, on_header)
+    }
+
+    /// Envelopes held, waiting for their dependencies or their signer's admission.
+    pub fn held_count(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        Ok(self.read()?.open_table(crate::store::tables::HELD)?.len()?)
+    }
+
     /// Creates an invite for a new device (owner; managers: tills).
     pub async fn create_invite(&self, by: &Principal, req: NewInvite) -> Result<InviteCreated> {
         let by = by.clone();
