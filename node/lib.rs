@@ -68,6 +68,7 @@ pub mod identity;
 pub mod mesh;
 pub mod net;
 pub mod node;
+pub mod relay;
 pub mod store;
 pub mod sync;
 

@@ -184,6 +184,36 @@ enum Command {
         #[command(flatten)]
         mdns: MdnsArgs,
     },
+    /// Run a relay: a replica of every shop that enrolled it, synced with each shop's devices
+    /// (`relay enroll INVITE` enrolls it in a shop).
+    #[command(args_conflicts_with_subcommands = true)]
+    Relay {
+        #[command(subcommand)]
+        action: Option<RelayAction>,
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Listen address (multiaddr, repeatable; default /ip4/0.0.0.0/tcp/7879).
+        #[arg(long, env = "TILLMESH_LISTEN")]
+        listen: Vec<String>,
+        /// Requests of one shop served at once.
+        #[arg(long, default_value_t = 8)]
+        max_requests_per_shop: usize,
+        /// Changes one shop's replica may hold before the relay refuses more.
+        #[arg(long, default_value_t = 20_000_000)]
+        max_changes_per_shop: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum RelayAction {
+    /// Enroll this relay in a shop with an invite of role relay (made by an owner:
+    /// `tillmesh invite --role relay --name NAME`). The relay may be running.
+    Enroll {
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The full invite string.
+        invite: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -360,6 +390,65 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             mdns.apply(&mut cfg);
             let mdns = cfg.mdns.then_some(cfg.mdns_interfaces);
             rt.block_on(restore_from_file(&file, &dir, invite, mdns))
+        }
+        Some(Command::Relay {
+            action: Some(RelayAction::Enroll { data_dir, invite }),
+            ..
+        }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir);
+            rt.block_on(async {
+                let joined = tillmesh::relay::enroll(&dir, &invite).await?;
+                println!(
+                    "This relay now serves shop {:?} ({}) as {:?}.",
+                    joined.shop_name, joined.shop_id, joined.device_name
+                );
+                println!(
+                    "Give the shop's devices its address: tillmesh run --peer <relay multiaddr>"
+                );
+                anyhow::Ok(())
+            })
+        }
+        Some(Command::Relay {
+            action: None,
+            data_dir,
+            listen,
+            max_requests_per_shop,
+            max_changes_per_shop,
+        }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+            let listen = if listen.is_empty() {
+                vec![cfg.listen.clone()]
+            } else {
+                listen
+            };
+            let listen = listen
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("--listen {a:?} is not a multiaddr"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut rcfg = tillmesh::relay::RelayConfig::new(&dir, listen);
+            rcfg.max_requests_per_shop = max_requests_per_shop.max(1);
+            rcfg.max_changes_per_shop = max_changes_per_shop;
+            rt.block_on(async {
+                let relay = tillmesh::relay::Relay::start(rcfg)
+                    .await
+                    .with_context(|| format!("cannot start the relay in {}", dir.display()))?;
+                println!(
+                    "tillmesh {} relay serving {} shops",
+                    env!("CARGO_PKG_VERSION"),
+                    relay.shops().len()
+                );
+                for a in relay.addrs() {
+                    println!("relay listening on {a}");
+                }
+                println!("data dir: {}", dir.display());
+                shutdown_signal().await;
+                eprintln!("shutting down…");
+                relay.shutdown().await;
+                anyhow::Ok(())
+            })
         }
         Some(Command::Reindex { data_dir }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir);

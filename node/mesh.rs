@@ -129,6 +129,13 @@ pub struct NetPeer {
     peer: PeerId,
 }
 
+impl NetPeer {
+    /// `peer`, reached through `net`.
+    pub fn new(net: NetHandle, peer: PeerId) -> NetPeer {
+        NetPeer { net, peer }
+    }
+}
+
 impl SyncPeer for NetPeer {
     async fn request(&self, req: SyncRequest) -> Result<SyncResponse> {
         let bytes = self
@@ -451,8 +458,19 @@ async fn event_loop(
                             }
                             answer
                         }
-                        Ok(req @ SyncRequest::Offer(_)) if allowed => {
-                            sync::serve_async(&node, req).await
+                        Ok(SyncRequest::Offer(envs)) if allowed => {
+                            // A joining device offers its admission here: pass it on to the
+                            // relays, which are in no gossip topic (they drop duplicates).
+                            let pass_on = (!is_relay(&node, &peer)).then(|| {
+                                envs.iter().map(|b| Arc::new(b.clone())).collect::<Vec<_>>()
+                            });
+                            let answer = sync::serve_async(&node, SyncRequest::Offer(envs)).await;
+                            if let (Some(batch), SyncResponse::Accepted(n)) = (pass_on, &answer)
+                                && *n > 0
+                            {
+                                offer_to_relays(&node, &net, &batch).await;
+                            }
+                            answer
                         }
                         Ok(req) if allowed => {
                             let n = node.clone();
@@ -567,16 +585,70 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
 async fn publish_loop(node: NodeHandle, net: NetHandle) {
     let mut outbox = node.outbox();
     loop {
-        match outbox.recv().await {
-            Ok(bytes) => {
-                if let Err(e) = net.publish(bytes.to_vec()).await {
-                    tracing::debug!("publish failed (anti-entropy will carry it): {e}");
-                }
-            }
+        let mut batch = match outbox.recv().await {
+            Ok(bytes) => vec![bytes],
             // Missed some: peers get them by anti-entropy.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        while batch.len() < sync::ENVELOPE_BATCH {
+            match outbox.try_recv() {
+                Ok(bytes) => batch.push(bytes),
+                Err(_) => break,
+            }
         }
+        for bytes in &batch {
+            if let Err(e) = net.publish(bytes.to_vec()).await {
+                tracing::debug!("publish failed (anti-entropy will carry it): {e}");
+            }
+        }
+        offer_to_relays(&node, &net, &batch).await;
+    }
+}
+
+/// Whether `peer` is a relay the shop enrolled (a member device with the `relay` role).
+fn is_relay(node: &NodeHandle, peer: &PeerId) -> bool {
+    let Some(pk) = net::public_key_of(peer) else {
+        return false;
+    };
+    let pk = hex::encode(pk);
+    node.devices().unwrap_or_default().iter().any(|d| {
+        d.public_key == pk && d.role == crate::domain::model::DeviceRole::Relay && !d.revoked
+    })
+}
+
+/// A relay is in no gossip topic: what this node commits is offered to every connected relay
+/// by request-response (the relay forwards it to the shop's other devices). Failures are left
+/// to anti-entropy (the relay pulls on connect and every 10 s).
+async fn offer_to_relays(node: &NodeHandle, net: &NetHandle, batch: &[Arc<Vec<u8>>]) {
+    let relays: Vec<PeerId> = net
+        .peers()
+        .await
+        .into_iter()
+        .filter(|p| p.connected && is_relay(node, &p.peer))
+        .map(|p| p.peer)
+        .collect();
+    if relays.is_empty() {
+        return;
+    }
+    let msg = SyncRequest::Offer(batch.iter().map(|b| b.to_vec()).collect()).to_bytes();
+    for peer in relays {
+        let net = net.clone();
+        let msg = msg.clone();
+        tokio::spawn(async move {
+            match net
+                .request(peer, msg)
+                .await
+                .map(|b| SyncResponse::from_bytes(&b))
+            {
+                Ok(Ok(SyncResponse::Accepted(_))) => {}
+                Ok(Ok(other)) => {
+                    tracing::debug!(%peer, "the relay did not take our changes: {other:?}")
+                }
+                Ok(Err(e)) => tracing::debug!(%peer, "bad answer from the relay: {e}"),
+                Err(e) => tracing::debug!(%peer, "offering to the relay failed: {e}"),
+            }
+        });
     }
 }
 
@@ -720,6 +792,24 @@ pub async fn join(
     result
 }
 
+/// [`join`] with a full invite string that must be for a device of `role` (a relay enrolling
+/// refuses a till invite before it is admitted). Does not remember the inviting node.
+pub async fn join_as(
+    data_dir: &std::path::Path,
+    invite: &str,
+    role: crate::domain::model::DeviceRole,
+) -> Result<Joined> {
+    let ticket = crate::docs::admission::Ticket::parse(invite)?;
+    let node = crate::Node::builder().data_dir(data_dir).start().await?;
+    let h = node.handle();
+    let result = join_with_role(&h, &ticket, None, Some(role))
+        .await
+        .map(|(j, _)| j);
+    drop(h);
+    node.shutdown().await;
+    result
+}
+
 /// Adds `addr` to the data dir's [`PEERS_FILE`] (once).
 pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()> {
     let path = data_dir.join(PEERS_FILE);
@@ -741,6 +831,15 @@ pub(crate) async fn join_with(
     h: &NodeHandle,
     ticket: &crate::docs::admission::Ticket,
     mdns_interfaces: Option<&[String]>,
+) -> Result<(Joined, Multiaddr)> {
+    join_with_role(h, ticket, mdns_interfaces, None).await
+}
+
+pub(crate) async fn join_with_role(
+    h: &NodeHandle,
+    ticket: &crate::docs::admission::Ticket,
+    mdns_interfaces: Option<&[String]>,
+    role: Option<crate::domain::model::DeviceRole>,
 ) -> Result<(Joined, Multiaddr)> {
     // A data dir restored from a backup (or a join cut short) has the shop's data but this
     // device is not a member: it may join — the same shop only, as `sync::join` pins the
@@ -821,7 +920,7 @@ pub(crate) async fn join_with(
             net: net.clone(),
             peer,
         };
-        let answer = sync::join(h, &remote, &ticket.code).await;
+        let answer = sync::join_as(h, &remote, &ticket.code, role).await;
         if matches!(&answer, Ok(_) | Err(Error::Invalid { .. })) {
             asked.insert(peer);
         }

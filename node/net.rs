@@ -60,7 +60,8 @@ pub struct NetConfig {
     pub device_secret: [u8; 32],
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/0`; tests use `/ip4/127.0.0.1/tcp/0`.
     pub listen: Vec<Multiaddr>,
-    /// Gossipsub topic name (the core passes a hex hash of shop id + shop secret).
+    /// Gossipsub topic name (the core passes a hex hash of shop id + shop secret). Empty: join
+    /// no topic (a relay, which syncs by request-response only).
     pub topic: String,
     /// Addresses to dial at start and keep dialing with backoff. An address may end in
     /// `/p2p/<peer id>`; without it, whoever answers at the address is accepted.
