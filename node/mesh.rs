@@ -8,6 +8,9 @@
 //!   disconnected.
 //! - **Pull**: on connect and periodically, anti-entropy ([`crate::sync::pull`]) with each
 //!   member peer fetches what this node lacks.
+//! - **Relays** (member devices with the `relay` role, see [`crate::relay`]) are in no gossip
+//!   topic: every committed envelope is also offered to each connected relay by
+//!   request-response, and so is an admission a joining device offers here.
 //! - **Who may talk**: requests from peers that are not member devices are answered only for
 //!   `Redeem` (joining with an invite).
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far

@@ -832,6 +832,7 @@ impl NodeHandle {
             .write(move |ctx| commands::create_invite(ctx, &by, req.role, &req.name, ttl))
             .await?;
         let shop_hash = crate::docs::admission::shop_hash(invite.cert.shop_id);
+        self.refresh_addrs().await;
         let ticket = crate::docs::admission::Ticket {
             code: code.clone(),
             addrs: self.addrs(),
@@ -950,8 +951,28 @@ impl NodeHandle {
         Ok((mesh, peer))
     }
 
+    /// Re-reads the addresses the mesh listens on: a wildcard listen address (`0.0.0.0`) is
+    /// bound on every interface one by one, and the mesh starts once the first is known.
+    async fn refresh_addrs(&self) {
+        let Some(mesh) = self.inner.mesh.read().await.clone() else {
+            return;
+        };
+        let me = mesh.net().local_peer_id();
+        let addrs: Vec<String> = mesh
+            .net()
+            .listen_addrs()
+            .await
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string())
+            .collect();
+        if !addrs.is_empty() {
+            self.set_addrs(addrs);
+        }
+    }
+
     /// Whether the mesh runs, with mDNS or not, and the addresses peers can add this node by.
     pub async fn mesh_info(&self) -> crate::mesh::MeshInfo {
+        self.refresh_addrs().await;
         let addrs = self.addrs();
         match self.inner.mesh.read().await.clone() {
             Some(m) => crate::mesh::MeshInfo {

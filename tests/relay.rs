@@ -384,3 +384,334 @@ async fn a_relay_refuses_a_till_invite() {
     drop(h1);
     t1.shutdown().await;
 }
+
+/// Named network namespaces made for one test, deleted when dropped (after the processes in
+/// them, which are declared later and so dropped first).
+struct Namespaces(Vec<String>);
+
+impl Drop for Namespaces {
+    fn drop(&mut self) {
+        for ns in &self.0 {
+            let _ = std::process::Command::new("ip")
+                .args(["netns", "del", ns])
+                .status();
+        }
+    }
+}
+
+fn ip(args: &[&str]) {
+    let out = std::process::Command::new("ip")
+        .args(args)
+        .output()
+        .expect("iproute2 `ip` runs");
+    assert!(
+        out.status.success(),
+        "ip {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A veth pair between namespaces `a` and `b` (`None`: this one), addresses `a_ip`/`b_ip` in
+/// a /24.
+fn link(name: &str, a: Option<&str>, a_ip: &str, b: &str, b_ip: &str) {
+    let peer = format!("{name}b");
+    let mut add = vec!["link", "add", name];
+    if let Some(a) = a {
+        add.extend(["netns", a]);
+    }
+    add.extend(["type", "veth", "peer", "name", &peer, "netns", b]);
+    ip(&add);
+    let a_cidr = format!("{a_ip}/24");
+    let b_cidr = format!("{b_ip}/24");
+    match a {
+        Some(a) => {
+            ip(&["-n", a, "addr", "add", &a_cidr, "dev", name]);
+            ip(&["-n", a, "link", "set", name, "up"]);
+        }
+        None => {
+            ip(&["addr", "add", &a_cidr, "dev", name]);
+            ip(&["link", "set", name, "up"]);
+        }
+    }
+    ip(&["-n", b, "addr", "add", &b_cidr, "dev", &peer]);
+    ip(&["-n", b, "link", "set", &peer, "up"]);
+}
+
+#[test]
+fn shop_lan_home_and_cloud_namespaces() {
+    common::in_private_netns("shop_lan_home_and_cloud_namespaces", || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(shop_home_cloud());
+    });
+}
+
+/// Inside a private namespace (the test's own, where it reaches every node's HTTP), three
+/// namespaces: "shop" (two tills), "home" (the owner's laptop) and "cloud" (the relay). The
+/// shop and home each have a link to the cloud and one to the test's namespace, none of which
+/// forwards: the shop and home reach only the cloud, never each other.
+async fn shop_home_cloud() {
+    use procs::*;
+    let id = std::process::id() % 100_000;
+    let (shop, home, cloud) = (
+        format!("tm-shop-{id}"),
+        format!("tm-home-{id}"),
+        format!("tm-cloud-{id}"),
+    );
+    let _namespaces = Namespaces(vec![shop.clone(), home.clone(), cloud.clone()]);
+    for ns in [&shop, &home, &cloud] {
+        ip(&["netns", "add", ns]);
+        ip(&["-n", ns, "link", "set", "lo", "up"]);
+    }
+    link(&format!("ts{id}"), None, "10.77.1.1", &shop, "10.77.1.2");
+    link(&format!("th{id}"), None, "10.77.2.1", &home, "10.77.2.2");
+    link(
+        &format!("sc{id}"),
+        Some(&shop),
+        "10.77.3.2",
+        &cloud,
+        "10.77.3.1",
+    );
+    link(
+        &format!("hc{id}"),
+        Some(&home),
+        "10.77.4.2",
+        &cloud,
+        "10.77.4.1",
+    );
+
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = |n: &str| {
+        let d = tmp.path().join(n);
+        std::fs::create_dir_all(&d).unwrap();
+        d
+    };
+    let mesh = ["--listen", "/ip4/0.0.0.0/tcp/0", "--no-mdns"];
+
+    // Till 1 creates the shop.
+    let data1 = init(&dir("till1"));
+    let (till1, addr1) = run_in(
+        &shop,
+        &data1,
+        &dir("till1").join("run.log"),
+        "10.77.1.2",
+        &mesh,
+    );
+    let a1 = Api::new(addr1);
+    a1.wait_healthy(&till1).await;
+    let a1 = a1.login(OWNER, OWNER_PASSWORD).await;
+    let product = a1.create_product("NS1", 400).await;
+    a1.stock_in(&product, 100).await;
+
+    // The relay runs in the cloud and is enrolled with an invite of role relay.
+    let relay_home = dir("relay");
+    let relay_data = relay_home.join("data");
+    let mut cmd = tillmesh_in(&cloud, &relay_home);
+    cmd.arg("relay")
+        .arg("--data-dir")
+        .arg(&relay_data)
+        .args(["--listen", "/ip4/0.0.0.0/tcp/7979"]);
+    let find_peer = |l: &str| {
+        l.strip_prefix("relay listening on ")
+            .and_then(|a| a.rsplit('/').next())
+            .map(String::from)
+    };
+    let (relay, relay_id) = spawn_until(cmd, &relay_home.join("relay1.log"), find_peer);
+    let invite = a1.invite("relay", "Cloud relay").await;
+    let o = finish(
+        tillmesh_in(&cloud, &relay_home),
+        &relay_home,
+        "enroll",
+        &[
+            "relay",
+            "enroll",
+            "--data-dir",
+            relay_data.to_str().unwrap(),
+            &invite,
+        ],
+    );
+    assert!(o.status.success(), "enroll: {}\n{}", o.stdout, o.stderr);
+    assert!(o.stdout.contains("now serves shop"), "{}", o.stdout);
+    let relay_from_shop = format!("/ip4/10.77.3.1/tcp/7979/p2p/{relay_id}");
+    let relay_from_home = format!("/ip4/10.77.4.1/tcp/7979/p2p/{relay_id}");
+    let (status, body) = a1
+        .post(
+            "/api/v1/peers",
+            serde_json::json!({"addr": relay_from_shop}),
+        )
+        .await;
+    assert!(status < 300, "POST /peers: {body}");
+
+    // Till 2 joins on the LAN; the laptop joins while in the shop, then goes home.
+    let data2 = dir("till2").join("data");
+    let inv2 = a1.invite("till", "Till 2").await;
+    let o = finish(
+        tillmesh_in(&shop, &dir("till2")),
+        &dir("till2"),
+        "join",
+        &[
+            "join",
+            "--data-dir",
+            data2.to_str().unwrap(),
+            "--no-mdns",
+            &inv2,
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "join till 2: {}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    let data_l = dir("laptop").join("data");
+    let inv_l = a1.invite("till", "Laptop").await;
+    let o = finish(
+        tillmesh_in(&shop, &dir("laptop")),
+        &dir("laptop"),
+        "join",
+        &[
+            "join",
+            "--data-dir",
+            data_l.to_str().unwrap(),
+            "--no-mdns",
+            &inv_l,
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "join laptop: {}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    let mut flags2 = mesh.to_vec();
+    flags2.extend(["--peer", &relay_from_shop]);
+    let (till2, addr2) = run_in(
+        &shop,
+        &data2,
+        &dir("till2").join("run.log"),
+        "10.77.1.2",
+        &flags2,
+    );
+    let mut flags_l = mesh.to_vec();
+    flags_l.extend(["--peer", &relay_from_home]);
+    let (laptop, addr_l) = run_in(
+        &home,
+        &data_l,
+        &dir("laptop").join("run.log"),
+        "10.77.2.2",
+        &flags_l,
+    );
+    let a2 = Api::new(addr2);
+    a2.wait_healthy(&till2).await;
+    let a2 = a2.login(OWNER, OWNER_PASSWORD).await;
+    let al = Api::new(addr_l);
+    al.wait_healthy(&laptop).await;
+    let al = al.login(OWNER, OWNER_PASSWORD).await;
+
+    // Everyone is connected to the relay; the laptop to nothing else.
+    let connected = |api: Api| async move {
+        let peers = api.ok("/api/v1/peers").await;
+        peers
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|p| p["connected"] == true)
+            .map(|p| {
+                (
+                    p["peer_id"].as_str().unwrap().to_string(),
+                    p["role"].clone(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    for (name, api) in [("till 1", &a1), ("till 2", &a2), ("laptop", &al)] {
+        wait_for("connected to the relay", START_TIMEOUT, || async {
+            connected(api.clone())
+                .await
+                .iter()
+                .any(|(p, role)| *p == relay_id && role == "relay")
+                .then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+
+    // A price set on the laptop at home reaches both tills in the shop.
+    let (status, p) = al
+        .patch(
+            &format!("/api/v1/products/{product}"),
+            serde_json::json!({"price": 450}),
+        )
+        .await;
+    assert_eq!(status, 200, "{p}");
+    for (name, api) in [("till 1", &a1), ("till 2", &a2)] {
+        wait_for("the new price", START_TIMEOUT, || async {
+            (api.ok(&format!("/api/v1/products/{product}")).await["price"] == 450).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{name}: {e}"));
+    }
+    // A sale on till 2 reaches the laptop.
+    let sold = a2.sell(&product, 2).await;
+    let sale_id = sold["id"].as_str().unwrap().to_string();
+    wait_for("the sale reaches the laptop", START_TIMEOUT, || async {
+        (al.get(&format!("/api/v1/sales/{sale_id}")).await.0 == 200).then_some(())
+    })
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", laptop.log_tail()));
+    assert_eq!(
+        connected(al.clone()).await.len(),
+        1,
+        "the laptop reaches only the relay"
+    );
+    let laptop_peer = al.ok("/api/v1/mesh").await["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    for api in [&a1, &a2] {
+        assert!(
+            !connected(api.clone())
+                .await
+                .iter()
+                .any(|(p, _)| *p == laptop_peer)
+        );
+    }
+
+    // The relay goes down; the shop sells on; the laptop cannot see it until the relay is back.
+    relay.stop();
+    let mut offline = Vec::new();
+    for _ in 0..3 {
+        offline.push(
+            a1.sell(&product, 1).await["id"]
+                .as_str()
+                .unwrap()
+                .to_string(),
+        );
+    }
+    assert_eq!(
+        al.get(&format!("/api/v1/sales/{}", offline[0])).await.0,
+        404
+    );
+    let mut cmd = tillmesh_in(&cloud, &relay_home);
+    cmd.arg("relay")
+        .arg("--data-dir")
+        .arg(&relay_data)
+        .args(["--listen", "/ip4/0.0.0.0/tcp/7979"]);
+    let (relay, again) = spawn_until(cmd, &relay_home.join("relay2.log"), find_peer);
+    assert_eq!(again, relay_id, "the relay keeps its key");
+    for id in &offline {
+        wait_for(
+            "the relay catches up and the laptop gets it",
+            Duration::from_secs(120),
+            || async { (al.get(&format!("/api/v1/sales/{id}")).await.0 == 200).then_some(()) },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}\nrelay:\n{}", relay.log_tail()));
+    }
+    let stock = al.ok("/api/v1/stock").await;
+    assert_eq!(stock.as_array().unwrap()[0]["on_hand"], 100 - 2 - 3);
+    drop((till1, till2, laptop, relay));
+}

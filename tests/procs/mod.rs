@@ -101,9 +101,14 @@ pub struct Output {
 
 /// Runs `tillmesh ARGS` in `home` to the end (output to files, so no pipe can fill).
 pub fn tillmesh_cmd(home: &Path, name: &str, args: &[&str]) -> Output {
+    finish(tillmesh(home), home, name, args)
+}
+
+/// Runs `cmd ARGS` to the end, its output in files `home/name.{out,err}`.
+pub fn finish(mut cmd: Command, home: &Path, name: &str, args: &[&str]) -> Output {
     let out = home.join(format!("{name}.out"));
     let err = home.join(format!("{name}.err"));
-    let child = tillmesh(home)
+    let child = cmd
         .args(args)
         .stdout(std::fs::File::create(&out).unwrap())
         .stderr(std::fs::File::create(&err).unwrap())
@@ -346,4 +351,80 @@ where
         }
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
+}
+
+/// `tillmesh` inside the named network namespace `ns` (`ip netns exec`, which execs, so the
+/// child's pid is tillmesh's), with the same clean environment as [`tillmesh`].
+pub fn tillmesh_in(ns: &str, home: &Path) -> Command {
+    let mut cmd = Command::new("ip");
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("TILLMESH_") {
+            cmd.env_remove(k);
+        }
+    }
+    cmd.args(["netns", "exec", ns, BIN])
+        .env("HOME", home)
+        .env("XDG_CONFIG_HOME", home.join(".config"))
+        .env("XDG_DATA_HOME", home.join(".local/share"))
+        .stdin(Stdio::null());
+    cmd
+}
+
+/// Spawns `cmd` (stdout piped, stderr to `log`) and waits for the first stdout line `find`
+/// picks something out of.
+pub fn spawn_until(
+    mut cmd: Command,
+    log: &Path,
+    find: fn(&str) -> Option<String>,
+) -> (Proc, String) {
+    let child = cmd
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .expect("the command starts");
+    let mut p = Proc {
+        child,
+        log: log.to_path_buf(),
+    };
+    let stdout = p.child.stdout.take().expect("piped stdout");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let mut sent = false;
+        for line in BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if !sent && let Some(found) = find(&line) {
+                let _ = tx.send(found);
+                sent = true;
+            }
+        }
+    });
+    match rx.recv_timeout(START_TIMEOUT) {
+        Ok(found) => (p, found),
+        Err(e) => {
+            let status = p.child.try_wait().ok().flatten();
+            panic!(
+                "the process printed nothing expected ({e:?}; {status:?}):\n{}",
+                p.log_tail()
+            )
+        }
+    }
+}
+
+/// `tillmesh run` in network namespace `ns`, HTTP on `http_ip`: the process and its address.
+pub fn run_in(
+    ns: &str,
+    data: &Path,
+    log: &Path,
+    http_ip: &str,
+    flags: &[&str],
+) -> (Proc, SocketAddr) {
+    let home = data.parent().expect("the data dir is in the test's dir");
+    let mut cmd = tillmesh_in(ns, home);
+    cmd.arg("run")
+        .arg("--data-dir")
+        .arg(data)
+        .args(["--http", &format!("{http_ip}:0")])
+        .args(flags);
+    let (p, addr) = spawn_until(cmd, log, |l| http_addr_in(l).map(|a| a.to_string()));
+    (p, addr.parse().unwrap())
 }
