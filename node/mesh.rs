@@ -75,6 +75,14 @@ pub struct PeerView {
     pub we_lacked: u64,
     /// Invalid messages received from it.
     pub rejected: u64,
+    /// When the last pull (anti-entropy) from it completed (ms since the Unix epoch).
+    pub last_pull: Option<i64>,
+    /// Why the last pull from it failed, if it did.
+    pub pull_error: Option<String>,
+    /// Relays: when it last took the changes this node offered it (ms since the Unix epoch).
+    pub last_push: Option<i64>,
+    /// Relays: why the last offer failed, if it did.
+    pub push_error: Option<String>,
 }
 
 /// How this node takes part in the mesh, as `GET /api/v1/mesh` shows it (the Sync screen).
@@ -114,6 +122,10 @@ struct PeerEntry {
     strikes: u32,
     /// When a pull was last started because of a gap in this peer's gossip.
     gap_pull: Option<std::time::Instant>,
+    last_pull: Option<SystemTime>,
+    pull_error: Option<String>,
+    last_push: Option<SystemTime>,
+    push_error: Option<String>,
 }
 
 type Peers = Arc<Mutex<HashMap<PeerId, PeerEntry>>>;
@@ -204,7 +216,7 @@ impl Mesh {
         }
         let mut tasks = vec![
             tokio::spawn(event_loop(node.clone(), net.clone(), peers.clone(), events)),
-            tokio::spawn(publish_loop(node.clone(), net.clone())),
+            tokio::spawn(publish_loop(node.clone(), net.clone(), peers.clone())),
             tokio::spawn(revocation_loop(node.clone(), net.clone())),
             tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())),
         ];
@@ -330,6 +342,10 @@ fn view(
         },
         we_lacked: e.map(|e| e.we_lacked).unwrap_or(0),
         rejected: e.map(|e| e.rejected).unwrap_or(0),
+        last_pull: e.and_then(|e| e.last_pull).and_then(ms),
+        pull_error: e.and_then(|e| e.pull_error.clone()),
+        last_push: e.and_then(|e| e.last_push).and_then(ms),
+        push_error: e.and_then(|e| e.push_error.clone()),
     }
 }
 
@@ -471,7 +487,7 @@ async fn event_loop(
                             if let (Some(batch), SyncResponse::Accepted(n)) = (pass_on, &answer)
                                 && *n > 0
                             {
-                                offer_to_relays(&node, &net, &batch).await;
+                                offer_to_relays(&node, &net, &peers, &batch).await;
                             }
                             answer
                         }
@@ -571,6 +587,8 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     let e = t.entry(peer).or_default();
                     e.we_lacked = r.fetched as u64;
                     e.last_contact = Some(SystemTime::now());
+                    e.last_pull = e.last_contact;
+                    e.pull_error = None;
                     e.rejected += r.rejected as u64;
                 }
                 if r.rejected > 0 {
@@ -580,12 +598,20 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     tracing::info!(%peer, applied = r.applied, held = r.held, "caught up");
                 }
             }
-            Err(e) => tracing::debug!(%peer, "pull failed: {e}"),
+            Err(e) => {
+                tracing::debug!(%peer, "pull failed: {e}");
+                peers
+                    .lock()
+                    .expect("peers lock")
+                    .entry(peer)
+                    .or_default()
+                    .pull_error = Some(e.to_string());
+            }
         }
     });
 }
 
-async fn publish_loop(node: NodeHandle, net: NetHandle) {
+async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
     let mut outbox = node.outbox();
     loop {
         let mut batch = match outbox.recv().await {
@@ -605,7 +631,7 @@ async fn publish_loop(node: NodeHandle, net: NetHandle) {
                 tracing::debug!("publish failed (anti-entropy will carry it): {e}");
             }
         }
-        offer_to_relays(&node, &net, &batch).await;
+        offer_to_relays(&node, &net, &peers, &batch).await;
     }
 }
 
@@ -623,7 +649,12 @@ fn is_relay(node: &NodeHandle, peer: &PeerId) -> bool {
 /// A relay is in no gossip topic: what this node commits is offered to every connected relay
 /// by request-response (the relay forwards it to the shop's other devices). Failures are left
 /// to anti-entropy (the relay pulls on connect and every 10 s).
-async fn offer_to_relays(node: &NodeHandle, net: &NetHandle, batch: &[Arc<Vec<u8>>]) {
+async fn offer_to_relays(
+    node: &NodeHandle,
+    net: &NetHandle,
+    peers: &Peers,
+    batch: &[Arc<Vec<u8>>],
+) {
     let relays: Vec<PeerId> = net
         .peers()
         .await
@@ -638,19 +669,29 @@ async fn offer_to_relays(node: &NodeHandle, net: &NetHandle, batch: &[Arc<Vec<u8
     for peer in relays {
         let net = net.clone();
         let msg = msg.clone();
+        let peers = peers.clone();
         tokio::spawn(async move {
-            match net
+            let failed = match net
                 .request(peer, msg)
                 .await
                 .map(|b| SyncResponse::from_bytes(&b))
             {
-                Ok(Ok(SyncResponse::Accepted(_))) => {}
-                Ok(Ok(other)) => {
-                    tracing::debug!(%peer, "the relay did not take our changes: {other:?}")
-                }
-                Ok(Err(e)) => tracing::debug!(%peer, "bad answer from the relay: {e}"),
-                Err(e) => tracing::debug!(%peer, "offering to the relay failed: {e}"),
+                Ok(Ok(SyncResponse::Accepted(_))) => None,
+                Ok(Ok(SyncResponse::Error(e))) => Some(format!("the relay refused: {e}")),
+                Ok(Ok(_)) => Some("the relay answered something else".to_string()),
+                Ok(Err(e)) => Some(format!("bad answer from the relay: {e}")),
+                Err(e) => Some(format!("offering to the relay failed: {e}")),
+            };
+            if let Some(why) = &failed {
+                tracing::debug!(%peer, "{why} (anti-entropy will carry the changes)");
             }
+            let mut t = peers.lock().expect("peers lock");
+            let e = t.entry(peer).or_default();
+            if failed.is_none() {
+                e.last_push = Some(SystemTime::now());
+                e.last_contact = e.last_push;
+            }
+            e.push_error = failed;
         });
     }
 }

@@ -143,6 +143,12 @@ async fn a_shop_and_a_laptop_sync_only_through_the_relay() {
         );
     }
     let relay_peer = relay.peer_id().to_string();
+    for _ in 0..600 {
+        if connected(&hl).await == vec![relay_peer.clone()] {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     assert_eq!(connected(&hl).await, vec![relay_peer.clone()]);
     assert!(!connected(&h1).await.contains(&hl.peer_id()));
     assert!(!connected(&h2).await.contains(&hl.peer_id()));
@@ -173,6 +179,27 @@ async fn a_shop_and_a_laptop_sync_only_through_the_relay() {
     let seen = peers.iter().find(|v| v.peer_id == relay_peer).unwrap();
     assert_eq!(seen.role.as_deref(), Some("relay"), "{seen:?}");
     assert_eq!(seen.name.as_deref(), Some("Cloud"));
+    // GET /peers shows the sync state with the relay: pulled from, pushed to, no errors.
+    let relay_state = || async {
+        h2.peers()
+            .await
+            .into_iter()
+            .find(|v| v.peer_id == relay_peer)
+            .unwrap()
+    };
+    let mut state = relay_state().await;
+    for _ in 0..300 {
+        if state.last_pull.is_some() && state.last_push.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        state = relay_state().await;
+    }
+    assert!(
+        state.connected && state.last_pull.is_some() && state.last_push.is_some(),
+        "{state:?}"
+    );
+    assert_eq!((state.pull_error, state.push_error), (None, None));
 
     // The relay goes down; the shop sells on; the relay comes back and catches up.
     relay.shutdown().await;
@@ -199,7 +226,11 @@ async fn a_shop_and_a_laptop_sync_only_through_the_relay() {
         );
     }
     assert!(wait_for(|| on_hand(&hl, p.id) == 92, T).await);
-    assert_eq!(connected(&hl).await, vec![relay_peer]);
+    assert_eq!(
+        connected(&hl).await,
+        vec![relay_peer],
+        "the laptop reaches only the relay"
+    );
 
     drop((h1, h2, hl, replica));
     for n in [t1, t2, laptop] {
