@@ -614,17 +614,17 @@ async fn import(
             rejected[0]
         )));
     }
+    let restored: std::collections::HashMap<String, Vec<String>> = h
+        .documents()?
+        .into_iter()
+        .map(|x| {
+            let mut heads = x.heads;
+            heads.sort();
+            (x.id, heads)
+        })
+        .collect();
     for d in &verified.documents {
-        let have = h
-            .documents()?
-            .into_iter()
-            .find(|x| x.id == d.id)
-            .map(|x| {
-                let mut heads: Vec<String> = x.heads;
-                heads.sort();
-                heads
-            })
-            .unwrap_or_default();
+        let have = restored.get(&d.id).cloned().unwrap_or_default();
         let want: Vec<String> = d.heads.iter().map(hex::encode).collect();
         if have != want {
             return Err(Error::Store(format!(
