@@ -177,6 +177,7 @@ pub fn net_config(
         sync_protocol: "/tillmesh/sync/1",
         max_request_bytes: sync::MAX_MESSAGE_BYTES,
         max_gossip_bytes: 1024 * 1024,
+        relay_server: None,
     }
 }
 

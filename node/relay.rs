@@ -29,9 +29,15 @@
 //!   [`RelayConfig::max_changes_per_shop`] changes is refused further offers — one shop cannot
 //!   exhaust the relay for the others.
 //!
-//! Not here yet (issue 6): the relay's own web UI, scheduled encrypted snapshots, and libp2p's
-//! circuit-relay v2 server and dcutr (live connections through NAT); store-and-forward through
-//! the replica does not need them.
+//! - **Circuit relay**: the relay also runs a libp2p circuit-relay v2 server for live
+//!   connections between devices behind NAT, open only to devices of the shops it serves
+//!   (reservations and circuits from anyone else are denied), with the per-circuit limits
+//!   raised from libp2p's 2 minutes / 128 KiB to [`CIRCUIT_DURATION`] / [`CIRCUIT_BYTES`].
+//!   tillmesh's own nodes do not dial through it yet: their sync goes through the replica,
+//!   which needs no live connection.
+//!
+//! Not here yet (issue 6): the relay's own web UI, scheduled encrypted snapshots, tillmesh nodes
+//! using circuits (a relay client transport) and dcutr hole punching.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -57,6 +63,12 @@ pub const RELAY_KEY_FILE: &str = "relay.key";
 pub const RESCAN: Duration = Duration::from_secs(2);
 /// How often the relay pulls from every connected device of each shop.
 pub const PULL_INTERVAL: Duration = crate::mesh::PULL_INTERVAL;
+/// Longest a circuit of the circuit-relay v2 server lasts (libp2p's default: 2 minutes).
+pub const CIRCUIT_DURATION: Duration = Duration::from_secs(60 * 60);
+/// Most bytes a circuit carries each way (libp2p's default: 128 KiB).
+pub const CIRCUIT_BYTES: u64 = 64 * 1024 * 1024;
+/// Reservations (and circuits) the circuit-relay server holds at once.
+pub const CIRCUIT_SLOTS: usize = 1024;
 /// The one answer to a peer that is not a device of a shop served here, whatever the reason.
 pub const NOT_SERVED: &str = "not a device of any shop this relay serves";
 
@@ -183,6 +195,13 @@ impl Relay {
         scan_shops(&cfg, &shops, &mut known).await?;
         let mut ncfg = NetConfig::new(key.to_bytes(), "");
         ncfg.listen = cfg.listen.clone();
+        let members = shops.clone();
+        ncfg.relay_server = Some(net::RelayServer {
+            max_circuit_duration: CIRCUIT_DURATION,
+            max_circuit_bytes: CIRCUIT_BYTES,
+            max_reservations: CIRCUIT_SLOTS,
+            allowed: Arc::new(move |peer| !shops_of(&members, peer).is_empty()),
+        });
         ncfg.max_request_bytes = sync::MAX_MESSAGE_BYTES;
         let (net, events) = net::start(ncfg)
             .await

@@ -746,3 +746,152 @@ async fn shop_home_cloud() {
     assert_eq!(stock.as_array().unwrap()[0]["on_hand"], 100 - 2 - 3);
     drop((till1, till2, laptop, relay));
 }
+
+mod circuit {
+    //! A minimal libp2p circuit-relay v2 client, as a device behind NAT would run.
+    use libp2p::swarm::NetworkBehaviour;
+    use libp2p::{SwarmBuilder, identity::Keypair, noise, ping, relay, tcp, yamux};
+
+    #[derive(NetworkBehaviour)]
+    pub struct Client {
+        pub relay: relay::client::Behaviour,
+        pub ping: ping::Behaviour,
+    }
+
+    pub fn client(secret: [u8; 32]) -> libp2p::Swarm<Client> {
+        SwarmBuilder::with_existing_identity(Keypair::ed25519_from_bytes(secret).unwrap())
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default(),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .unwrap()
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .unwrap()
+            .with_behaviour(|_, relay| Client {
+                relay,
+                ping: ping::Behaviour::default(),
+            })
+            .unwrap()
+            .with_swarm_config(|c| c.with_idle_connection_timeout(super::Duration::from_secs(60)))
+            .build()
+    }
+}
+
+/// The relay's circuit-relay v2 server: a device of a shop it serves reserves a slot and
+/// another device of the shop reaches it through a circuit; a stranger is denied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_circuit_relay_serves_only_the_shops_devices() {
+    use futures::StreamExt;
+    use libp2p::multiaddr::Protocol;
+    use libp2p::swarm::SwarmEvent;
+
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let relay = start_relay(&d("relay"), free_port()).await;
+    let (t1, h1, owner, _) = first_till(&d("t1")).await;
+    let shop = tillmesh::relay::enroll(&d("relay"), &relay_invite(&h1, &owner, "Cloud").await)
+        .await
+        .unwrap()
+        .shop_id;
+    assert!(wait_for(|| relay.shops() == vec![shop], T).await);
+    h1.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
+    for name in ["X", "Y"] {
+        let inv = till_invite(&h1, &owner, name).await;
+        tillmesh::mesh::join(&d(name), &inv.invite, None)
+            .await
+            .unwrap();
+    }
+    let replica = relay.replica(shop).unwrap();
+    assert!(
+        wait_for(|| replica.devices().unwrap().len() == 4, T).await,
+        "the relay knows X and Y"
+    );
+    let relay_addr = relay.addrs()[0].clone();
+    let circuit_addr = relay_addr.clone().with(Protocol::P2pCircuit);
+
+    // X, a device of the shop behind NAT, reserves a slot on the relay.
+    let mut x = circuit::client(key_of(&d("X")));
+    let x_id = *x.local_peer_id();
+    x.listen_on(circuit_addr.clone()).unwrap();
+    tokio::time::timeout(T, async {
+        loop {
+            if let SwarmEvent::Behaviour(circuit::ClientEvent::Relay(
+                libp2p::relay::client::Event::ReservationReqAccepted { .. },
+            )) = x.select_next_some().await
+            {
+                return;
+            }
+        }
+    })
+    .await
+    .expect("a device of the shop gets a reservation");
+    let (seen_tx, mut seen_rx) = tokio::sync::mpsc::unbounded_channel();
+    let x_task = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::ConnectionEstablished { peer_id, .. } = x.select_next_some().await {
+                let _ = seen_tx.send(peer_id);
+            }
+        }
+    });
+
+    // Y, another device of the shop, reaches X through the relay.
+    let mut y = circuit::client(key_of(&d("Y")));
+    let y_id = *y.local_peer_id();
+    y.dial(circuit_addr.clone().with(Protocol::P2p(x_id)))
+        .unwrap();
+    tokio::time::timeout(T, async {
+        loop {
+            if let SwarmEvent::ConnectionEstablished {
+                peer_id, endpoint, ..
+            } = y.select_next_some().await
+                && peer_id == x_id
+            {
+                assert!(
+                    endpoint.is_relayed(),
+                    "the connection goes through the relay"
+                );
+                return;
+            }
+        }
+    })
+    .await
+    .expect("Y reaches X through a circuit");
+    let by = tokio::time::timeout(T, async {
+        loop {
+            match seen_rx.recv().await {
+                Some(p) if p == y_id => return p,
+                Some(_) => continue,
+                None => panic!("X stopped"),
+            }
+        }
+    })
+    .await
+    .unwrap();
+    assert_eq!(by, y_id);
+    x_task.abort();
+
+    // A stranger's reservation is denied.
+    let mut s = circuit::client([42; 32]);
+    s.listen_on(circuit_addr).unwrap();
+    let denied = tokio::time::timeout(T, async {
+        loop {
+            match s.select_next_some().await {
+                SwarmEvent::Behaviour(circuit::ClientEvent::Relay(
+                    libp2p::relay::client::Event::ReservationReqAccepted { .. },
+                )) => return false,
+                SwarmEvent::ListenerClosed { reason: Err(_), .. }
+                | SwarmEvent::ListenerError { .. } => return true,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the stranger gets an answer");
+    assert!(denied, "a stranger may not use the circuit relay");
+
+    drop((h1, replica));
+    t1.shutdown().await;
+    relay.shutdown().await;
+}

@@ -439,6 +439,10 @@ impl EventLoop {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                if self.swarm.behaviour().relay.is_enabled() {
+                    // The circuit relay tells clients where it is reachable.
+                    self.swarm.add_external_address(address.clone());
+                }
                 if !self.listen_addrs.contains(&address) {
                     self.listen_addrs.push(address);
                 }
@@ -567,6 +571,7 @@ impl EventLoop {
             }) => debug!(%peer, error = %e, "ping failed"),
             NodeBehaviourEvent::Gossipsub(event) => self.on_gossip_event(event),
             NodeBehaviourEvent::Sync(event) => self.on_sync_event(event),
+            NodeBehaviourEvent::Relay(event) => debug!(?event, "circuit relay"),
         }
     }
 
