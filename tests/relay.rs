@@ -9,6 +9,8 @@
 //!   nothing of shop B; what it offers of shop B is refused and lands nowhere; a stranger, a
 //!   revoked device and an unknown shop all get the same answer.
 //! - `a_relay_refuses_a_till_invite`: enrolling with an invite for a till admits nothing.
+//! - `the_circuit_relay_serves_only_the_shops_devices`: with a libp2p relay client, a device of
+//!   the shop reserves a slot and another reaches it through a circuit; a stranger is denied.
 //! - `shop_lan_home_and_cloud_namespaces` (processes, root): the same story in three network
 //!   namespaces joined by veth pairs through which the shop and home reach only the cloud.
 
