@@ -220,7 +220,11 @@ impl Relay {
                 cfg.max_changes_per_shop,
                 events,
             )),
-            tokio::spawn(pull_loop(net.clone(), shops.clone())),
+            tokio::spawn(pull_loop(
+                net.clone(),
+                shops.clone(),
+                cfg.max_changes_per_shop,
+            )),
             tokio::spawn({
                 let shops = shops.clone();
                 async move {
@@ -331,7 +335,7 @@ async fn event_loop(
             }
             NetEvent::Connected { peer, .. } | NetEvent::Resync { peer } => {
                 for (shop, r) in shops_of(&shops, &peer) {
-                    spawn_pull(net.clone(), shop, r.handle.clone(), peer);
+                    spawn_pull(net.clone(), shop, r.handle.clone(), peer, max_changes);
                 }
             }
             NetEvent::Disconnected { .. } => {}
@@ -447,8 +451,12 @@ async fn offer(
     SyncResponse::Accepted(accepted)
 }
 
-fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId) {
+fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_changes: u64) {
     tokio::spawn(async move {
+        if h.status().is_ok_and(|s| s.envelopes >= max_changes) {
+            tracing::warn!(%shop, "this shop's replica is full; not pulling");
+            return;
+        }
         let remote = crate::mesh::NetPeer::new(net, peer);
         match sync::pull(&h, &remote).await {
             Ok(r) if r.fetched > 0 => {
@@ -460,13 +468,13 @@ fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId) {
     });
 }
 
-async fn pull_loop(net: NetHandle, shops: Shops) {
+async fn pull_loop(net: NetHandle, shops: Shops, max_changes: u64) {
     let mut tick = tokio::time::interval(PULL_INTERVAL);
     loop {
         tick.tick().await;
         for p in net.peers().await.into_iter().filter(|p| p.connected) {
             for (shop, r) in shops_of(&shops, &p.peer) {
-                spawn_pull(net.clone(), shop, r.handle.clone(), p.peer);
+                spawn_pull(net.clone(), shop, r.handle.clone(), p.peer, max_changes);
             }
         }
     }

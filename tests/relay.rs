@@ -9,6 +9,7 @@
 //!   nothing of shop B; what it offers of shop B is refused and lands nowhere; a stranger, a
 //!   revoked device and an unknown shop all get the same answer.
 //! - `a_relay_refuses_a_till_invite`: enrolling with an invite for a till admits nothing.
+//! - `a_full_replica_refuses_more_changes`: the per-shop change limit refuses offers and pulls.
 //! - `the_circuit_relay_serves_only_the_shops_devices`: with a libp2p relay client, a device of
 //!   the shop reserves a slot and another reaches it through a circuit; a stranger is denied.
 //! - `shop_lan_home_and_cloud_namespaces` (processes, root): the same story in three network
@@ -893,6 +894,85 @@ async fn the_circuit_relay_serves_only_the_shops_devices() {
     .expect("the stranger gets an answer");
     assert!(denied, "a stranger may not use the circuit relay");
 
+    drop((h1, replica));
+    t1.shutdown().await;
+    relay.shutdown().await;
+}
+
+/// A shop whose replica is full is refused further changes (offered or pulled), with a clear
+/// answer; the relay keeps serving reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_replica_refuses_more_changes() {
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let (t1, h1, owner, _) = first_till(&d("t1")).await;
+    let shop = tillmesh::relay::enroll(&d("relay"), &relay_invite(&h1, &owner, "Cloud").await)
+        .await
+        .unwrap()
+        .shop_id;
+    // The limit is what the replica holds after enrolling (the shop and the relay's admission).
+    let mut cfg = RelayConfig::new(
+        d("relay"),
+        vec![
+            format!("/ip4/127.0.0.1/tcp/{}", free_port())
+                .parse()
+                .unwrap(),
+        ],
+    );
+    cfg.max_changes_per_shop = 1;
+    let relay = Relay::start(cfg).await.unwrap();
+    let replica = relay.replica(shop).unwrap();
+    let held = replica.status().unwrap().envelopes;
+    let relay_addr = relay.addrs()[0].to_string();
+    let inv = till_invite(&h1, &owner, "X").await;
+    tillmesh::mesh::join(&d("X"), &inv.invite, None)
+        .await
+        .unwrap();
+    let p = h1
+        .create_product(&owner, product("FULL", 100, 0))
+        .await
+        .unwrap();
+    let offered: Vec<Vec<u8>> = h1
+        .envelopes()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.doc == "catalog")
+        .map(|e| e.to_bytes())
+        .collect();
+    // Till 1 is a member the replica knows: its offer is refused for space.
+    let answer = ask_as(key_of(&d("t1")), &relay_addr, SyncRequest::Offer(offered)).await;
+    assert_eq!(
+        answer,
+        SyncResponse::Error("this shop's space on the relay is full".into())
+    );
+    // Reads still work.
+    let SyncResponse::Buckets(_) =
+        ask_as(key_of(&d("t1")), &relay_addr, SyncRequest::Buckets).await
+    else {
+        panic!("reads are served")
+    };
+    // Till 1 dials the relay: the relay does not pull the new product either.
+    h1.add_peer(&relay_addr).await.unwrap();
+    // Once till 1 has pulled from the relay, the relay's own pull on that connection has run.
+    let relay_peer = relay.peer_id().to_string();
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let pulled = h1
+            .peers()
+            .await
+            .iter()
+            .any(|v| v.peer_id == relay_peer && v.last_pull.is_some());
+        if pulled {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "till 1 pulled from the relay"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(replica.product(p.id).is_err());
+    assert_eq!(replica.status().unwrap().envelopes, held);
     drop((h1, replica));
     t1.shutdown().await;
     relay.shutdown().await;
