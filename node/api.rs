@@ -25,6 +25,7 @@
 mod alerts;
 mod audit;
 mod auth;
+mod backup;
 mod books;
 mod catalog_csv;
 mod documents;
@@ -311,7 +312,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(audit::audit_export))
         .routes(routes!(catalog_csv::import_products))
         .routes(routes!(catalog_csv::products_csv))
-        .routes(routes!(catalog_csv::sale_lines_csv));
+        .routes(routes!(catalog_csv::sale_lines_csv))
+        .routes(routes!(backup::backup));
     OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
 }
 

@@ -115,6 +115,7 @@
 //!
 //! peers' gossip ─► mesh ─► the same verify-and-apply path ─► forward only if it verified
 //! anti-entropy (sync::pull over /tillmesh/sync/1) ─► missing envelopes ─► the same path
+//! relays (in no gossip topic) ◄─ Offer of each committed envelope; pulls both ways
 //! ```
 //!
 //! ## The parts
@@ -154,12 +155,20 @@
 //!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
 //!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]).
+//! - [`relay`]: `tillmesh relay` — one swarm in no gossip topic, a replica store per enrolled
+//!   shop, store-and-forward over `/tillmesh/sync/1` (devices offer and pull; the relay
+//!   forwards what is new to the shop's other devices), each request served from the one shop
+//!   the requesting device belongs to.
+//! - [`backup`]: one self-checking backup file from one read transaction (`GET
+//!   /api/v1/backup`, `tillmesh backup`), `verify`, and `restore` into a new data dir through
+//!   the same verify-and-apply path, as a new device that rejoins with an invite.
 //! - [`metrics`]: the node's counters and histograms (commits, changes applied and rejected,
 //!   sync lag, HTTP latency), served in the Prometheus format at `GET /metrics`.
 
 #![deny(missing_docs)]
 
 pub mod api;
+pub mod backup;
 pub mod config;
 pub mod discovery;
 pub mod docs;
@@ -171,6 +180,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod relay;
 pub mod store;
 pub mod sync;
 

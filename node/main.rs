@@ -174,6 +174,61 @@ enum Command {
     /// The audit trail: export it from the running node, or verify an export offline.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Back up the running node into one file (owner or manager login); `backup verify FILE`
+    /// checks a backup file offline.
+    #[command(args_conflicts_with_subcommands = true)]
+    Backup {
+        #[command(subcommand)]
+        action: Option<BackupAction>,
+        /// File to write (must not exist yet).
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[command(flatten)]
+        api: ApiArgs,
+    },
+    /// Rebuild a data dir from a backup file (node stopped; the data dir new or empty). The
+    /// device gets a new key and must be admitted again: pass `--invite`, or run `join` later.
+    Restore {
+        /// The backup file.
+        file: PathBuf,
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// An invite from a device of the shop (owner or manager): rejoin right after restoring.
+        #[arg(long)]
+        invite: Option<String>,
+        #[command(flatten)]
+        mdns: MdnsArgs,
+    },
+    /// Run a relay: a replica of every shop that enrolled it, synced with each shop's devices
+    /// (`relay enroll INVITE` enrolls it in a shop).
+    #[command(args_conflicts_with_subcommands = true)]
+    Relay {
+        #[command(subcommand)]
+        action: Option<RelayAction>,
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Listen address (multiaddr, repeatable; default /ip4/0.0.0.0/tcp/7879).
+        #[arg(long, env = "TILLMESH_LISTEN")]
+        listen: Vec<String>,
+        /// Requests of one shop served at once.
+        #[arg(long, default_value_t = 8)]
+        max_requests_per_shop: usize,
+        /// Changes one shop's replica may hold before the relay refuses more.
+        #[arg(long, default_value_t = 20_000_000)]
+        max_changes_per_shop: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum RelayAction {
+    /// Enroll this relay in a shop with an invite of role relay (made by an owner:
+    /// `tillmesh invite --role relay --name NAME`). The relay may be running.
+    Enroll {
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// The full invite string.
+        invite: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -191,6 +246,15 @@ enum AuditCommand {
     /// checkpoints. Exits non-zero if anything is wrong.
     Verify {
         /// The export (from `tillmesh audit export` or GET /api/v1/audit/export).
+        file: PathBuf,
+    },
+}
+
+#[derive(Subcommand)]
+enum BackupAction {
+    /// Check a backup file offline: structure, every record and the checksum.
+    Verify {
+        /// The backup file.
         file: PathBuf,
     },
 }
@@ -368,6 +432,94 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             println!("wrote {} ({bytes} bytes)", out.display());
             anyhow::Ok(())
         }),
+        Some(Command::Backup {
+            action: Some(BackupAction::Verify { file }),
+            ..
+        }) => {
+            let v = tillmesh::backup::verify(&file)
+                .with_context(|| format!("{} is not a usable backup", file.display()))?;
+            print_backup_summary(&file, &v);
+            Ok(())
+        }
+        Some(Command::Backup {
+            action: None,
+            out,
+            api,
+        }) => {
+            let out = out.context("say where to write the backup: tillmesh backup --out FILE")?;
+            rt.block_on(backup_to_file(&cfg, api, &out))
+        }
+        Some(Command::Restore {
+            file,
+            data_dir,
+            invite,
+            mdns,
+        }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+            let mut cfg = cfg;
+            mdns.apply(&mut cfg);
+            let mdns = cfg.mdns.then_some(cfg.mdns_interfaces);
+            rt.block_on(restore_from_file(&file, &dir, invite, mdns))
+        }
+        Some(Command::Relay {
+            action: Some(RelayAction::Enroll { data_dir, invite }),
+            ..
+        }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir);
+            rt.block_on(async {
+                let joined = tillmesh::relay::enroll(&dir, &invite).await?;
+                println!(
+                    "This relay now serves shop {:?} ({}) as {:?}.",
+                    joined.shop_name, joined.shop_id, joined.device_name
+                );
+                println!(
+                    "Give the shop's devices its address: tillmesh run --peer <relay multiaddr>"
+                );
+                anyhow::Ok(())
+            })
+        }
+        Some(Command::Relay {
+            action: None,
+            data_dir,
+            listen,
+            max_requests_per_shop,
+            max_changes_per_shop,
+        }) => {
+            let dir = data_dir.unwrap_or(cfg.data_dir.clone());
+            let listen = if listen.is_empty() {
+                vec![cfg.listen.clone()]
+            } else {
+                listen
+            };
+            let listen = listen
+                .iter()
+                .map(|a| {
+                    a.parse()
+                        .with_context(|| format!("--listen {a:?} is not a multiaddr"))
+                })
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            let mut rcfg = tillmesh::relay::RelayConfig::new(&dir, listen);
+            rcfg.max_requests_per_shop = max_requests_per_shop.max(1);
+            rcfg.max_changes_per_shop = max_changes_per_shop;
+            rt.block_on(async {
+                let relay = tillmesh::relay::Relay::start(rcfg)
+                    .await
+                    .with_context(|| format!("cannot start the relay in {}", dir.display()))?;
+                println!(
+                    "tillmesh {} relay serving {} shops",
+                    env!("CARGO_PKG_VERSION"),
+                    relay.shops().len()
+                );
+                for a in relay.addrs() {
+                    println!("relay listening on {a}");
+                }
+                println!("data dir: {}", dir.display());
+                shutdown_signal().await;
+                eprintln!("shutting down…");
+                relay.shutdown().await;
+                anyhow::Ok(())
+            })
+        }
         Some(Command::Reindex { data_dir }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             let path = dir.join(node::STORE_FILE);
@@ -425,6 +577,146 @@ fn audit_verify(file: &std::path::Path) -> anyhow::Result<()> {
         "{} problem(s): the export does not verify (altered, removed or truncated)",
         r.problems.len()
     )
+}
+
+/// `tillmesh backup --out FILE`: streams `GET /api/v1/backup` into `FILE.partial`, verifies
+/// it, and only then names it `FILE`.
+async fn backup_to_file(cfg: &Config, api: ApiArgs, out: &std::path::Path) -> anyhow::Result<()> {
+    use std::io::Write;
+    if out.exists() {
+        bail!("{} already exists: choose a new file name", out.display());
+    }
+    let client = ApiClient::connect(cfg, api).await?;
+    let started = std::time::Instant::now();
+    let partial = PathBuf::from(format!("{}.partial", out.display()));
+    let result = async {
+        let mut resp = client.get("/api/v1/backup").await?;
+        let mut f = std::fs::File::create(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
+        while let Some(chunk) = resp
+            .chunk()
+            .await
+            .context("the node stopped sending the backup")?
+        {
+            f.write_all(&chunk)
+                .with_context(|| format!("cannot write {}", partial.display()))?;
+        }
+        f.sync_all()?;
+        let v = tillmesh::backup::verify(&partial)
+            .context("the backup the node sent does not verify")?;
+        std::fs::rename(&partial, out)
+            .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
+        anyhow::Ok(v)
+    }
+    .await;
+    let v = match result {
+        Ok(v) => v,
+        Err(e) => {
+            let _ = std::fs::remove_file(&partial);
+            return Err(e);
+        }
+    };
+    print_backup_summary(out, &v);
+    println!("took {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+fn print_backup_summary(file: &std::path::Path, v: &tillmesh::backup::Verified) {
+    let h = &v.header;
+    let when = chrono::DateTime::from_timestamp_millis(h.created_at)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    println!(
+        "{}: OK — backup of shop {:?} ({}) made {when} on device {} by tillmesh {}",
+        file.display(),
+        h.shop_name.as_deref().unwrap_or("?"),
+        h.shop_id.map(|s| s.to_string()).unwrap_or_default(),
+        h.device_id,
+        h.tillmesh_version
+    );
+    println!(
+        "  {} documents, {} changes, {} held; {} bytes, SHA-256 {}",
+        h.records("documents"),
+        h.records("envelopes"),
+        h.records("held"),
+        v.bytes,
+        v.sha256
+    );
+}
+
+/// Draws restore progress: a bar on a terminal, a line every 10 % otherwise.
+fn restore_progress() -> impl FnMut(tillmesh::backup::Progress) + Send {
+    let tty = std::io::stderr().is_terminal();
+    let mut last_step = None;
+    move |p: tillmesh::backup::Progress| {
+        use std::io::Write;
+        let pct = (p.done * 100).checked_div(p.total).unwrap_or(100);
+        if tty {
+            let filled = (pct / 4) as usize;
+            eprint!(
+                "\r[{}{}] {pct:3}% {}/{} changes",
+                "#".repeat(filled),
+                " ".repeat(25 - filled),
+                p.done,
+                p.total
+            );
+            if p.done >= p.total {
+                eprintln!();
+            }
+            let _ = std::io::stderr().flush();
+        } else if last_step != Some(pct / 10) {
+            last_step = Some(pct / 10);
+            eprintln!("restored {} of {} changes ({pct}%)", p.done, p.total);
+        }
+    }
+}
+
+/// `tillmesh restore FILE --data-dir D [--invite I]`.
+async fn restore_from_file(
+    file: &std::path::Path,
+    dir: &std::path::Path,
+    invite: Option<String>,
+    mdns: Option<Vec<String>>,
+) -> anyhow::Result<()> {
+    if let Some(i) = &invite {
+        tillmesh::docs::admission::Ticket::parse(i)?;
+    }
+    let started = std::time::Instant::now();
+    let r = tillmesh::backup::restore(file, dir, restore_progress())
+        .await
+        .with_context(|| format!("cannot restore {}", file.display()))?;
+    println!(
+        "Restored shop {:?} into {}: {} documents, {} changes applied, {} held ({:.1} s).",
+        r.shop_name.as_deref().unwrap_or("?"),
+        dir.display(),
+        r.documents,
+        r.applied,
+        r.held,
+        started.elapsed().as_secs_f64()
+    );
+    println!("This device has a new key (device {}).", r.device_id);
+    match invite {
+        Some(invite) => {
+            let joined = tillmesh::mesh::join(dir, &invite, mdns).await.context(
+                "restored, but rejoining the shop failed (run `tillmesh join` with a new invite)",
+            )?;
+            println!(
+                "Rejoined shop {:?} as {:?} (receipt prefix {}).",
+                joined.shop_name, joined.device_name, joined.receipt_prefix
+            );
+            println!(
+                "Start the node with: tillmesh run --data-dir {}",
+                dir.display()
+            );
+        }
+        None => {
+            println!(
+                "It is not a member of the shop yet: ask an owner or manager for an invite, then run"
+            );
+            println!("  tillmesh join --data-dir {} INVITE", dir.display());
+        }
+    }
+    Ok(())
 }
 
 fn apply(mut cfg: Config, args: &RunArgs) -> Config {

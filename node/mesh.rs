@@ -8,6 +8,9 @@
 //!   disconnected.
 //! - **Pull**: on connect and periodically, anti-entropy ([`crate::sync::pull`]) with each
 //!   member peer fetches what this node lacks.
+//! - **Relays** (member devices with the `relay` role, see [`crate::relay`]) are in no gossip
+//!   topic: every committed envelope is also offered to each connected relay by
+//!   request-response, and so is an admission a joining device offers here.
 //! - **Who may talk**: requests from peers that are not member devices are answered only for
 //!   `Redeem` (joining with an invite).
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
@@ -72,9 +75,14 @@ pub struct PeerView {
     pub we_lacked: u64,
     /// Invalid messages received from it.
     pub rejected: u64,
-    /// When a pull from it last completed (ms since the Unix epoch): both stores agreed on
-    /// what it had then.
-    pub last_sync: Option<i64>,
+    /// When the last pull (anti-entropy) from it completed (ms since the Unix epoch).
+    pub last_pull: Option<i64>,
+    /// Why the last pull from it failed, if it did.
+    pub pull_error: Option<String>,
+    /// Relays: when it last took the changes this node offered it (ms since the Unix epoch).
+    pub last_push: Option<i64>,
+    /// Relays: why the last offer failed, if it did.
+    pub push_error: Option<String>,
 }
 
 /// How this node takes part in the mesh, as `GET /api/v1/mesh` shows it (the Sync screen).
@@ -111,11 +119,13 @@ struct PeerEntry {
     addrs: Vec<String>,
     we_lacked: u64,
     rejected: u64,
-    /// When a pull from it last completed.
-    last_sync: Option<SystemTime>,
     strikes: u32,
     /// When a pull was last started because of a gap in this peer's gossip.
     gap_pull: Option<std::time::Instant>,
+    last_pull: Option<SystemTime>,
+    pull_error: Option<String>,
+    last_push: Option<SystemTime>,
+    push_error: Option<String>,
 }
 
 type Peers = Arc<Mutex<HashMap<PeerId, PeerEntry>>>;
@@ -132,6 +142,13 @@ pub struct Mesh {
 pub struct NetPeer {
     net: NetHandle,
     peer: PeerId,
+}
+
+impl NetPeer {
+    /// `peer`, reached through `net`.
+    pub fn new(net: NetHandle, peer: PeerId) -> NetPeer {
+        NetPeer { net, peer }
+    }
 }
 
 impl SyncPeer for NetPeer {
@@ -160,6 +177,7 @@ pub fn net_config(
         sync_protocol: "/tillmesh/sync/1",
         max_request_bytes: sync::MAX_MESSAGE_BYTES,
         max_gossip_bytes: 1024 * 1024,
+        relay_server: None,
     }
 }
 
@@ -199,7 +217,7 @@ impl Mesh {
         }
         let mut tasks = vec![
             tokio::spawn(event_loop(node.clone(), net.clone(), peers.clone(), events)),
-            tokio::spawn(publish_loop(node.clone(), net.clone())),
+            tokio::spawn(publish_loop(node.clone(), net.clone(), peers.clone())),
             tokio::spawn(revocation_loop(node.clone(), net.clone())),
             tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())),
         ];
@@ -325,7 +343,10 @@ fn view(
         },
         we_lacked: e.map(|e| e.we_lacked).unwrap_or(0),
         rejected: e.map(|e| e.rejected).unwrap_or(0),
-        last_sync: e.and_then(|e| e.last_sync).and_then(ms),
+        last_pull: e.and_then(|e| e.last_pull).and_then(ms),
+        pull_error: e.and_then(|e| e.pull_error.clone()),
+        last_push: e.and_then(|e| e.last_push).and_then(ms),
+        push_error: e.and_then(|e| e.push_error.clone()),
     }
 }
 
@@ -458,8 +479,19 @@ async fn event_loop(
                             }
                             answer
                         }
-                        Ok(req @ SyncRequest::Offer(_)) if allowed => {
-                            sync::serve_async(&node, req).await
+                        Ok(SyncRequest::Offer(envs)) if allowed => {
+                            // A joining device offers its admission here: pass it on to the
+                            // relays, which are in no gossip topic (they drop duplicates).
+                            let pass_on = (!is_relay(&node, &peer)).then(|| {
+                                envs.iter().map(|b| Arc::new(b.clone())).collect::<Vec<_>>()
+                            });
+                            let answer = sync::serve_async(&node, SyncRequest::Offer(envs)).await;
+                            if let (Some(batch), SyncResponse::Accepted(n)) = (pass_on, &answer)
+                                && *n > 0
+                            {
+                                offer_to_relays(&node, &net, &peers, &batch).await;
+                            }
+                            answer
                         }
                         Ok(req) if allowed => {
                             let n = node.clone();
@@ -557,7 +589,8 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     let e = t.entry(peer).or_default();
                     e.we_lacked = r.fetched as u64;
                     e.last_contact = Some(SystemTime::now());
-                    e.last_sync = e.last_contact;
+                    e.last_pull = e.last_contact;
+                    e.pull_error = None;
                     e.rejected += r.rejected as u64;
                 }
                 if r.rejected > 0 {
@@ -567,24 +600,101 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     tracing::info!(%peer, applied = r.applied, held = r.held, "caught up");
                 }
             }
-            Err(e) => tracing::debug!(%peer, "pull failed: {e}"),
+            Err(e) => {
+                tracing::debug!(%peer, "pull failed: {e}");
+                peers
+                    .lock()
+                    .expect("peers lock")
+                    .entry(peer)
+                    .or_default()
+                    .pull_error = Some(e.to_string());
+            }
         }
     });
 }
 
-async fn publish_loop(node: NodeHandle, net: NetHandle) {
+async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
     let mut outbox = node.outbox();
     loop {
-        match outbox.recv().await {
-            Ok(bytes) => {
-                if let Err(e) = net.publish(bytes.to_vec()).await {
-                    tracing::debug!("publish failed (anti-entropy will carry it): {e}");
-                }
-            }
+        let mut batch = match outbox.recv().await {
+            Ok(bytes) => vec![bytes],
             // Missed some: peers get them by anti-entropy.
             Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+        };
+        while batch.len() < sync::ENVELOPE_BATCH {
+            match outbox.try_recv() {
+                Ok(bytes) => batch.push(bytes),
+                Err(_) => break,
+            }
         }
+        for bytes in &batch {
+            if let Err(e) = net.publish(bytes.to_vec()).await {
+                tracing::debug!("publish failed (anti-entropy will carry it): {e}");
+            }
+        }
+        offer_to_relays(&node, &net, &peers, &batch).await;
+    }
+}
+
+/// Whether `peer` is a relay the shop enrolled (a member device with the `relay` role).
+fn is_relay(node: &NodeHandle, peer: &PeerId) -> bool {
+    let Some(pk) = net::public_key_of(peer) else {
+        return false;
+    };
+    let pk = hex::encode(pk);
+    node.devices().unwrap_or_default().iter().any(|d| {
+        d.public_key == pk && d.role == crate::domain::model::DeviceRole::Relay && !d.revoked
+    })
+}
+
+/// A relay is in no gossip topic: what this node commits is offered to every connected relay
+/// by request-response (the relay forwards it to the shop's other devices). Failures are left
+/// to anti-entropy (the relay pulls on connect and every 10 s).
+async fn offer_to_relays(
+    node: &NodeHandle,
+    net: &NetHandle,
+    peers: &Peers,
+    batch: &[Arc<Vec<u8>>],
+) {
+    let relays: Vec<PeerId> = net
+        .peers()
+        .await
+        .into_iter()
+        .filter(|p| p.connected && is_relay(node, &p.peer))
+        .map(|p| p.peer)
+        .collect();
+    if relays.is_empty() {
+        return;
+    }
+    let msg = SyncRequest::Offer(batch.iter().map(|b| b.to_vec()).collect()).to_bytes();
+    for peer in relays {
+        let net = net.clone();
+        let msg = msg.clone();
+        let peers = peers.clone();
+        tokio::spawn(async move {
+            let failed = match net
+                .request(peer, msg)
+                .await
+                .map(|b| SyncResponse::from_bytes(&b))
+            {
+                Ok(Ok(SyncResponse::Accepted(_))) => None,
+                Ok(Ok(SyncResponse::Error(e))) => Some(format!("the relay refused: {e}")),
+                Ok(Ok(_)) => Some("the relay answered something else".to_string()),
+                Ok(Err(e)) => Some(format!("bad answer from the relay: {e}")),
+                Err(e) => Some(format!("offering to the relay failed: {e}")),
+            };
+            if let Some(why) = &failed {
+                tracing::debug!(%peer, "{why} (anti-entropy will carry the changes)");
+            }
+            let mut t = peers.lock().expect("peers lock");
+            let e = t.entry(peer).or_default();
+            if failed.is_none() {
+                e.last_push = Some(SystemTime::now());
+                e.last_contact = e.last_push;
+            }
+            e.push_error = failed;
+        });
     }
 }
 
@@ -728,6 +838,24 @@ pub async fn join(
     result
 }
 
+/// [`join`] with a full invite string that must be for a device of `role` (a relay enrolling
+/// refuses a till invite before it is admitted). Does not remember the inviting node.
+pub async fn join_as(
+    data_dir: &std::path::Path,
+    invite: &str,
+    role: crate::domain::model::DeviceRole,
+) -> Result<Joined> {
+    let ticket = crate::docs::admission::Ticket::parse(invite)?;
+    let node = crate::Node::builder().data_dir(data_dir).start().await?;
+    let h = node.handle();
+    let result = join_with_role(&h, &ticket, None, Some(role))
+        .await
+        .map(|(j, _)| j);
+    drop(h);
+    node.shutdown().await;
+    result
+}
+
 /// Adds `addr` to the data dir's [`PEERS_FILE`] (once).
 pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()> {
     let path = data_dir.join(PEERS_FILE);
@@ -750,7 +878,19 @@ pub(crate) async fn join_with(
     ticket: &crate::docs::admission::Ticket,
     mdns_interfaces: Option<&[String]>,
 ) -> Result<(Joined, Multiaddr)> {
-    if h.status()?.has_shop {
+    join_with_role(h, ticket, mdns_interfaces, None).await
+}
+
+pub(crate) async fn join_with_role(
+    h: &NodeHandle,
+    ticket: &crate::docs::admission::Ticket,
+    mdns_interfaces: Option<&[String]>,
+    role: Option<crate::domain::model::DeviceRole>,
+) -> Result<(Joined, Multiaddr)> {
+    // A data dir restored from a backup (or a join cut short) has the shop's data but this
+    // device is not a member: it may join — the same shop only, as `sync::join` pins the
+    // invite's genesis.
+    if h.status()?.device.is_some() {
         return Err(Error::NoShop(
             "this device already belongs to a shop".into(),
         ));
@@ -826,7 +966,7 @@ pub(crate) async fn join_with(
             net: net.clone(),
             peer,
         };
-        let answer = sync::join(h, &remote, &ticket.code).await;
+        let answer = sync::join_as(h, &remote, &ticket.code, role).await;
         if matches!(&answer, Ok(_) | Err(Error::Invalid { .. })) {
             asked.insert(peer);
         }

@@ -19,6 +19,8 @@
 //!   devices on one LAN.
 //! - request-response on the sync protocol (`/tillmesh/sync/1`): opaque length-prefixed bytes
 //!   (`codec`), both ways bounded by [`NetConfig::max_request_bytes`], 30 s timeout.
+//! - optionally ([`NetConfig::relay_server`], the relay) a libp2p circuit-relay v2 server, its
+//!   2 min / 128 KiB per-circuit defaults raised, open only to the peers the core allows.
 //! - static peers (configured, or added through [`NetHandle::dial`]) are redialed with
 //!   exponential backoff (1 s → 30 s) while away.
 //!
@@ -60,7 +62,8 @@ pub struct NetConfig {
     pub device_secret: [u8; 32],
     /// Addresses to listen on, e.g. `/ip4/0.0.0.0/tcp/0`; tests use `/ip4/127.0.0.1/tcp/0`.
     pub listen: Vec<Multiaddr>,
-    /// Gossipsub topic name (the core passes a hex hash of shop id + shop secret).
+    /// Gossipsub topic name (the core passes a hex hash of shop id + shop secret). Empty: join
+    /// no topic (a relay, which syncs by request-response only).
     pub topic: String,
     /// Addresses to dial at start and keep dialing with backoff. An address may end in
     /// `/p2p/<peer id>`; without it, whoever answers at the address is accepted.
@@ -71,6 +74,31 @@ pub struct NetConfig {
     pub max_request_bytes: usize,
     /// Max bytes of one gossip message's payload; default [`MAX_GOSSIP_BYTES`] (1 MiB).
     pub max_gossip_bytes: usize,
+    /// Offer a libp2p circuit-relay v2 server (a relay does); default none.
+    pub relay_server: Option<RelayServer>,
+}
+
+/// A circuit-relay v2 server's limits and who may use it.
+#[derive(Clone)]
+pub struct RelayServer {
+    /// Longest a relayed connection lasts (libp2p's default is 2 minutes).
+    pub max_circuit_duration: Duration,
+    /// Most bytes a relayed connection carries each way (libp2p's default is 128 KiB).
+    pub max_circuit_bytes: u64,
+    /// Reservations and circuits at once.
+    pub max_reservations: usize,
+    /// Whether a peer may reserve a slot or open a circuit (a relay: devices of its shops).
+    pub allowed: std::sync::Arc<dyn Fn(&PeerId) -> bool + Send + Sync>,
+}
+
+impl std::fmt::Debug for RelayServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RelayServer")
+            .field("max_circuit_duration", &self.max_circuit_duration)
+            .field("max_circuit_bytes", &self.max_circuit_bytes)
+            .field("max_reservations", &self.max_reservations)
+            .finish()
+    }
 }
 
 impl NetConfig {
@@ -85,6 +113,7 @@ impl NetConfig {
             sync_protocol: SYNC_PROTOCOL,
             max_request_bytes: MAX_REQUEST_BYTES,
             max_gossip_bytes: MAX_GOSSIP_BYTES,
+            relay_server: None,
         }
     }
 }
@@ -99,6 +128,7 @@ impl std::fmt::Debug for NetConfig {
             .field("sync_protocol", &self.sync_protocol)
             .field("max_request_bytes", &self.max_request_bytes)
             .field("max_gossip_bytes", &self.max_gossip_bytes)
+            .field("relay_server", &self.relay_server)
             .finish()
     }
 }

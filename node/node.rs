@@ -1022,6 +1022,28 @@ impl NodeHandle {
         Ok(out)
     }
 
+    /// Writes a backup of this node (see [`crate::backup`]) to `out`, from one read
+    /// transaction; `on_header` runs before the first byte is written.
+    pub fn write_backup(
+        &self,
+        out: impl std::io::Write,
+        on_header: impl FnOnce(&crate::backup::BackupHeader),
+    ) -> Result<crate::backup::BackupHeader> {
+        let v = self.view();
+        let source = crate::backup::Source {
+            shop_id: v.shop_id,
+            shop_name: v.settings.as_ref().map(|s| s.shop_name.clone()),
+            device_id: self.inner.device_id.clone(),
+        };
+        crate::backup::write(&self.read()?, source, out, on_header)
+    }
+
+    /// Envelopes held, waiting for their dependencies or their signer's admission.
+    pub fn held_count(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        Ok(self.read()?.open_table(crate::store::tables::HELD)?.len()?)
+    }
+
     /// Creates an invite for a new device (owner; managers: tills).
     pub async fn create_invite(&self, by: &Principal, req: NewInvite) -> Result<InviteCreated> {
         let by = by.clone();
@@ -1032,6 +1054,7 @@ impl NodeHandle {
             .write(move |ctx| commands::create_invite(ctx, &by, req.role, &req.name, ttl))
             .await?;
         let shop_hash = crate::docs::admission::shop_hash(invite.cert.shop_id);
+        self.refresh_addrs().await;
         let ticket = crate::docs::admission::Ticket {
             code: code.clone(),
             addrs: self.addrs(),
@@ -1150,8 +1173,28 @@ impl NodeHandle {
         Ok((mesh, peer))
     }
 
+    /// Re-reads the addresses the mesh listens on: a wildcard listen address (`0.0.0.0`) is
+    /// bound on every interface one by one, and the mesh starts once the first is known.
+    async fn refresh_addrs(&self) {
+        let Some(mesh) = self.inner.mesh.read().await.clone() else {
+            return;
+        };
+        let me = mesh.net().local_peer_id();
+        let addrs: Vec<String> = mesh
+            .net()
+            .listen_addrs()
+            .await
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string())
+            .collect();
+        if !addrs.is_empty() {
+            self.set_addrs(addrs);
+        }
+    }
+
     /// Whether the mesh runs, with mDNS or not, and the addresses peers can add this node by.
     pub async fn mesh_info(&self) -> crate::mesh::MeshInfo {
+        self.refresh_addrs().await;
         let addrs = self.addrs();
         match self.inner.mesh.read().await.clone() {
             Some(m) => crate::mesh::MeshInfo {
@@ -1356,7 +1399,7 @@ impl NodeHandle {
             .iter()
             .filter(|p| p.connected && p.device_id.is_some())
             .map(
-                |p| match p.last_sync.and_then(|ms| u64::try_from(ms).ok()) {
+                |p| match p.last_pull.and_then(|ms| u64::try_from(ms).ok()) {
                     Some(ms) => now
                         .duration_since(
                             std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms),

@@ -154,6 +154,16 @@ pub async fn join(
     peer: &impl SyncPeer,
     code: &str,
 ) -> Result<crate::docs::admission::Invite> {
+    join_as(node, peer, code, None).await
+}
+
+/// [`join`], refusing (before this device is admitted) an invite for another role than `role`.
+pub async fn join_as(
+    node: &NodeHandle,
+    peer: &impl SyncPeer,
+    code: &str,
+    role: Option<crate::domain::model::DeviceRole>,
+) -> Result<crate::docs::admission::Invite> {
     let invite: crate::docs::admission::Invite =
         match peer.request(SyncRequest::Redeem(code.to_string())).await? {
             SyncResponse::Invite(bytes) => postcard::from_bytes(&bytes)
@@ -161,6 +171,19 @@ pub async fn join(
             SyncResponse::Error(e) => return Err(Error::invalid("invite", e)),
             other => return Err(unexpected(other)),
         };
+    if let Some(role) = role
+        && invite.cert.role != role
+    {
+        return Err(Error::invalid(
+            "invite",
+            format!(
+                "this invite is for a {:?} device, not a {role:?}: ask an owner for the right \
+                 invite (this one is used up, nothing was admitted)",
+                invite.cert.role
+            )
+            .to_lowercase(),
+        ));
+    }
     node.import_envelopes(Some(automerge::ChangeHash(invite.genesis)), vec![])
         .await?;
     pull(node, peer).await?;

@@ -13,6 +13,7 @@
 //!   part, a shift with a float, a cash sale, a pay-out, a refund without a receipt and a count
 //!   at close; both tills' Books screens show the same profit, low stock and shifts, and the
 //!   CSV files download.
+//! - A shop with a relay: the Sync screen shows the relay, connected, and when it last synced.
 //!
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
 //! Without Chromium these tests fail and say how to install it.
@@ -851,4 +852,72 @@ async fn an_owner_runs_the_books_on_two_synced_tills() {
     drop(browser);
     b.shutdown().await;
     a.shutdown().await;
+}
+
+/// A shop with a relay: the Sync screen shows the relay, connected, and when it last synced
+/// each way.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sync_screen_shows_the_relay_and_its_sync_state() {
+    let _serial = browser::one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let (a, url) = listening(Node::builder().data_dir(dir.path().join("till"))).await;
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    mesh_addr(&ah).await;
+    let relay_dir = dir.path().join("relay");
+    let relay = tillmesh::relay::Relay::start(tillmesh::relay::RelayConfig::new(
+        &relay_dir,
+        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+    ))
+    .await
+    .unwrap();
+    let inv = ah
+        .create_invite(
+            &owner,
+            NewInvite {
+                role: DeviceRole::Relay,
+                name: "Cloud relay".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    tillmesh::relay::enroll(&relay_dir, &inv.invite)
+        .await
+        .unwrap();
+    assert!(wait_for(|| relay.shops().len() == 1, Duration::from_secs(30)).await);
+    ah.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
+    let p = ah
+        .create_product(&owner, product("RLY", 300, 2000))
+        .await
+        .unwrap();
+    let replica = relay.replica(relay.shops()[0]).unwrap();
+    assert!(wait_for(|| replica.product(p.id).is_ok(), Duration::from_secs(30)).await);
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url}/")).await;
+    log_in(&page, "olivia", OWNER_PW, false).await;
+    page.goto(&format!("{url}/#/sync")).await;
+    page.wait_visible("#relay-panel").await;
+    page.wait_for(
+        "(t => t.includes('Cloud relay') && t.includes('Connected'))(document.querySelector('#relay-panel').textContent)",
+        "the Sync screen shows the relay, connected",
+    )
+    .await;
+    page.wait_for(
+        "/last change sent just now/.test(document.querySelector('#relay-panel .relay-sync')?.textContent || '')",
+        "the Sync screen says when a change was last sent to the relay",
+    )
+    .await;
+    shots(&page, "32-sync-relay", DESKTOP).await;
+    page.assert_no_errors().await;
+
+    drop(browser);
+    drop((ah, replica));
+    a.shutdown().await;
+    relay.shutdown().await;
 }

@@ -311,6 +311,7 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
             ]),
         ),
         ("get", "/documents/{id}") => (None, json!("<Automerge document bytes>")),
+        ("get", "/backup") => (None, json!("<backup file bytes: header line, records, checksum>")),
         ("get", "/export/sales.csv") => (
             None,
             json!(
@@ -508,7 +509,8 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
                 "peer_id": PEER_ID, "name": "Till 2", "role": "till", "device_id": "fedcba9876543210",
                 "found_by": "mdns", "connected": true, "rtt_ms": 1.8, "last_contact": TIME,
                 "addrs": [format!("/ip4/192.168.1.23/tcp/7879/p2p/{PEER_ID}")], "we_lacked": 0,
-                "rejected": 0, "last_sync": TIME
+                "rejected": 0, "last_pull": TIME, "pull_error": null,
+                "last_push": null, "push_error": null
             }]),
         ),
         ("post", "/peers") => (

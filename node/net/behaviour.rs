@@ -8,7 +8,8 @@ use libp2p::allow_block_list::{self, BlockedPeers};
 use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
-use libp2p::{StreamProtocol, Swarm, identify, noise, ping, request_response, tcp, yamux};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::{StreamProtocol, Swarm, identify, noise, ping, relay, request_response, tcp, yamux};
 use sha2::{Digest, Sha256};
 
 use super::codec::FrameCodec;
@@ -41,6 +42,8 @@ pub(crate) struct NodeBehaviour {
     pub(crate) ping: ping::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
+    /// A circuit-relay v2 server, on a relay only.
+    pub(crate) relay: Toggle<relay::Behaviour>,
 }
 
 /// The message id: the SHA-256 of the payload, so the same envelope published by two peers
@@ -76,6 +79,7 @@ pub(crate) fn build_swarm(
     let gossip_config = gossipsub_config(cfg.max_gossip_bytes)?;
     let sync_protocol = StreamProtocol::new(cfg.sync_protocol);
     let max_request_bytes = cfg.max_request_bytes;
+    let relay_server = cfg.relay_server.clone();
     let swarm = libp2p::SwarmBuilder::with_existing_identity(keypair)
         .with_tokio()
         .with_tcp(
@@ -103,11 +107,32 @@ pub(crate) fn build_swarm(
                         [(sync_protocol, request_response::ProtocolSupport::Full)],
                         request_response::Config::default().with_request_timeout(REQUEST_TIMEOUT),
                     ),
+                    relay: Toggle::from(relay_server.map(|rs| {
+                        let mut c = relay::Config {
+                            max_circuit_duration: rs.max_circuit_duration,
+                            max_circuit_bytes: rs.max_circuit_bytes,
+                            max_reservations: rs.max_reservations,
+                            max_circuits: rs.max_reservations,
+                            ..Default::default()
+                        };
+                        let (a, b) = (rs.allowed.clone(), rs.allowed);
+                        c.reservation_rate_limiters
+                            .push(Box::new(move |peer, _: &_, _| a(&peer)));
+                        c.circuit_src_rate_limiters
+                            .push(Box::new(move |peer, _: &_, _| b(&peer)));
+                        relay::Behaviour::new(key.public().to_peer_id(), c)
+                    })),
                 })
             },
         )
         .map_err(|e| NetError::Setup(format!("behaviour: {e}")))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(IDLE_CONNECTION_TIMEOUT))
         .build();
+    let mut swarm = swarm;
+    if let Some(server) = swarm.behaviour_mut().relay.as_mut() {
+        // A relay is on a public address by definition: advertise the hop protocol at once
+        // rather than after an external address is confirmed (nothing here confirms one).
+        server.set_status(Some(relay::Status::Enable));
+    }
     Ok(swarm)
 }

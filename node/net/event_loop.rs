@@ -122,11 +122,14 @@ impl EventLoop {
         events: mpsc::Sender<NetEvent>,
     ) -> Result<Self, NetError> {
         let topic = IdentTopic::new(cfg.topic.clone());
-        swarm
-            .behaviour_mut()
-            .gossipsub
-            .subscribe(&topic)
-            .map_err(|e| NetError::Setup(format!("subscribing to the topic: {e}")))?;
+        // An empty topic joins none (a relay: it syncs by request-response only).
+        if !cfg.topic.is_empty() {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&topic)
+                .map_err(|e| NetError::Setup(format!("subscribing to the topic: {e}")))?;
+        }
         let mut listeners = Vec::new();
         for addr in &cfg.listen {
             let id = swarm
@@ -436,6 +439,10 @@ impl EventLoop {
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(%address, "listening");
+                if self.swarm.behaviour().relay.is_enabled() {
+                    // The circuit relay tells clients where it is reachable.
+                    self.swarm.add_external_address(address.clone());
+                }
                 if !self.listen_addrs.contains(&address) {
                     self.listen_addrs.push(address);
                 }
@@ -564,6 +571,7 @@ impl EventLoop {
             }) => debug!(%peer, error = %e, "ping failed"),
             NodeBehaviourEvent::Gossipsub(event) => self.on_gossip_event(event),
             NodeBehaviourEvent::Sync(event) => self.on_sync_event(event),
+            NodeBehaviourEvent::Relay(event) => debug!(?event, "circuit relay"),
         }
     }
 
@@ -719,6 +727,9 @@ impl EventLoop {
     /// peer wakes the surviving connection, which then opens its own stream and drains the
     /// queue. Peers are all explicit, so there is no mesh to rebuild.
     fn reannounce_subscription(&mut self, peer: PeerId) {
+        if self.topic.hash().as_str().is_empty() {
+            return;
+        }
         let behaviour = self.swarm.behaviour_mut();
         behaviour.gossipsub.unsubscribe(&self.topic);
         if let Err(e) = behaviour.gossipsub.subscribe(&self.topic) {

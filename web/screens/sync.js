@@ -43,6 +43,7 @@ export async function render(main, app) {
   const healthLine = h("div", { class: "health", id: "sync-health" });
   const hints = h("div", { class: "stack", id: "sync-hints" });
   const tbody = h("tbody", { id: "peer-rows" });
+  const relayPanel = h("section", { class: "panel stack", id: "relay-panel", hidden: true });
   const own = h("div", { id: "own-addrs" });
   const checked = h("p", { class: "muted small" });
 
@@ -50,6 +51,7 @@ export async function render(main, app) {
     main,
     h("div", { class: "screen-head" }, h("h1", null, "Sync"), h("span", { class: "spacer" }), checked),
     h("section", { class: "panel stack" }, healthLine, hints),
+    relayPanel,
     h(
       "section",
       { class: "panel" },
@@ -165,6 +167,8 @@ export async function render(main, app) {
     }
     hints.replaceChildren(...tips);
 
+    renderRelays(devices, peers);
+
     const rows = [];
     for (const p of peers) {
       const name = p.name || (p.device_id ? app.deviceName(p.device_id) : "Unknown device");
@@ -235,6 +239,46 @@ export async function render(main, app) {
             ),
           )
         : h("p", { class: "muted" }, "Not listening on the network."),
+    );
+  }
+
+  // The shop's relays: a replica in the cloud that this device pushes its changes to and
+  // pulls from; shown with when it last synced each way.
+  function renderRelays(devices, peers) {
+    const relays = devices.filter((d) => d.role === "relay" && !d.revoked);
+    relayPanel.hidden = !relays.length;
+    if (!relays.length) return;
+    const items = relays.map((d) => {
+      const p = peers.find((x) => x.device_id === d.id);
+      const up = p && p.connected;
+      const problem = p && (p.push_error || p.pull_error);
+      return h(
+        "div",
+        { class: "stack", dataset: { relay: d.id } },
+        h(
+          "div",
+          { class: "row" },
+          h("span", { class: `sync-dot ${up ? "ok" : "bad"}` }),
+          h("strong", null, d.name),
+          h("span", { class: "muted" }, up ? "Connected" : p ? "Not connected" : "Not reached yet — add its address below"),
+        ),
+        h(
+          "p",
+          { class: "muted small relay-sync" },
+          `Last synced ${ago(p && p.last_pull)} · last change sent ${ago(p && p.last_push)}`,
+          p && p.we_lacked ? ` · ${p.we_lacked} changes fetched from it at the last sync` : "",
+        ),
+        problem ? alertBox("warn", problem) : null,
+      );
+    });
+    relayPanel.replaceChildren(
+      h("h2", null, relays.length > 1 ? "Relays" : "Relay"),
+      h(
+        "p",
+        { class: "muted" },
+        "A copy of the shop in the cloud: this device sends it every change and fetches what other devices sent, so devices that cannot reach each other (the owner's laptop at home) stay in sync.",
+      ),
+      ...items,
     );
   }
 

@@ -1,0 +1,522 @@
+//! The relay (DESIGN §6): one node on a public address that keeps a verified replica of every
+//! shop that enrolled it and syncs each with that shop's devices — the tills in the shop, an
+//! owner's laptop at home — so they reach each other without opening a port.
+//!
+//! - **One swarm, one store per shop.** The relay has one key (`DATA_DIR/relay.key`, its libp2p
+//!   identity) and one libp2p swarm; each enrolled shop has its own data dir
+//!   `DATA_DIR/shops/<shop id>/` (store and writer, the relay's key as its device key), opened
+//!   as an ordinary [`Node`] without HTTP or mesh. Nothing of one shop is in another's store.
+//! - **Enrollment** ([`enroll`], `tillmesh relay enroll --data-dir D INVITE`): an owner invites a
+//!   device with role `relay`; the relay joins like any device (redeems the invite with the
+//!   inviting node, pulls the shop, admits itself with the certificate) into a fresh directory
+//!   that is renamed to `shops/<shop id>` once complete. A running relay picks new shops up
+//!   within [`RESCAN`].
+//! - **Store-and-forward, request-response only.** The relay joins no gossipsub topic. Shop
+//!   devices speak the ordinary `/tillmesh/sync/1` with it: they pull from it (anti-entropy, on
+//!   connect and every 10 s) and push each change they commit to it (`Offer`); the relay
+//!   verifies and applies what it is offered through the shop's verify-and-apply path, and
+//!   forwards what was new to the shop's other connected devices (`Offer`), so a price set on a
+//!   laptop at home reaches the tills at once. The relay pulls from every connected device of a
+//!   shop on connect and every [`PULL_INTERVAL`], so it catches up after being down.
+//! - **Authorized per shop, isolated.** A request is served from the shop in which the
+//!   requesting peer's key is an admitted, unrevoked device — the only shop it may see. Anyone
+//!   else (an unknown key, a revoked device, a device of a shop not served here) gets the same
+//!   answer, [`NOT_SERVED`], so a stranger cannot tell which shops the relay serves. Requests
+//!   name no shop, so a device of shop A has no way to even ask for shop B. The relay never
+//!   writes shop data on its own account (its only change is its own admission).
+//! - **Per-shop limits**: at most [`RelayConfig::max_requests_per_shop`] requests of one shop are
+//!   served at once (more get "busy"), and a shop whose replica holds
+//!   [`RelayConfig::max_changes_per_shop`] changes is refused further offers — one shop cannot
+//!   exhaust the relay for the others.
+//!
+//! - **Circuit relay**: the relay also runs a libp2p circuit-relay v2 server for live
+//!   connections between devices behind NAT, open only to devices of the shops it serves
+//!   (reservations and circuits from anyone else are denied), with the per-circuit limits
+//!   raised from libp2p's 2 minutes / 128 KiB to [`CIRCUIT_DURATION`] / [`CIRCUIT_BYTES`].
+//!   tillmesh's own nodes do not dial through it yet: their sync goes through the replica,
+//!   which needs no live connection.
+//!
+//! Not here yet (issue 6): the relay's own web UI, scheduled encrypted snapshots, tillmesh nodes
+//! using circuits (a relay client transport) and dcutr hole punching.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinHandle;
+use uuid::Uuid;
+
+use crate::docs::Envelope;
+use crate::engine::Applied;
+use crate::error::{Error, Result};
+use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use crate::sync::{self, SyncRequest, SyncResponse};
+use crate::{Node, NodeHandle};
+
+/// Directory of the shop replicas inside the relay's data dir.
+pub const SHOPS_DIR: &str = "shops";
+/// The relay's key inside its data dir (also each replica's device key).
+pub const RELAY_KEY_FILE: &str = "relay.key";
+/// How often the relay looks for newly enrolled shops.
+pub const RESCAN: Duration = Duration::from_secs(2);
+/// How often the relay pulls from every connected device of each shop.
+pub const PULL_INTERVAL: Duration = crate::mesh::PULL_INTERVAL;
+/// Longest a circuit of the circuit-relay v2 server lasts (libp2p's default: 2 minutes).
+pub const CIRCUIT_DURATION: Duration = Duration::from_secs(60 * 60);
+/// Most bytes a circuit carries each way (libp2p's default: 128 KiB).
+pub const CIRCUIT_BYTES: u64 = 64 * 1024 * 1024;
+/// Reservations (and circuits) the circuit-relay server holds at once.
+pub const CIRCUIT_SLOTS: usize = 1024;
+/// The one answer to a peer that is not a device of a shop served here, whatever the reason.
+pub const NOT_SERVED: &str = "not a device of any shop this relay serves";
+
+/// How to run a relay.
+#[derive(Debug, Clone)]
+pub struct RelayConfig {
+    /// Where the key and the shop replicas live.
+    pub data_dir: PathBuf,
+    /// Listen addresses (a public address in production; tests use `127.0.0.1`).
+    pub listen: Vec<Multiaddr>,
+    /// Requests of one shop served at once (default 8).
+    pub max_requests_per_shop: usize,
+    /// Changes one shop's replica may hold before offers are refused (default 20 million).
+    pub max_changes_per_shop: u64,
+}
+
+impl RelayConfig {
+    /// The defaults for a data dir and listen addresses.
+    pub fn new(data_dir: impl Into<PathBuf>, listen: Vec<Multiaddr>) -> RelayConfig {
+        RelayConfig {
+            data_dir: data_dir.into(),
+            listen,
+            max_requests_per_shop: 8,
+            max_changes_per_shop: 20_000_000,
+        }
+    }
+}
+
+/// One shop's replica.
+struct Replica {
+    /// The node owning the replica's store (taken at shutdown).
+    node: tokio::sync::Mutex<Option<Node>>,
+    handle: NodeHandle,
+    busy: Arc<Semaphore>,
+}
+
+type Shops = Arc<RwLock<HashMap<Uuid, Arc<Replica>>>>;
+
+/// A running relay.
+#[must_use = "a relay stops when dropped; call shutdown().await"]
+pub struct Relay {
+    net: NetHandle,
+    shops: Shops,
+    tasks: Vec<JoinHandle<()>>,
+    addrs: Vec<Multiaddr>,
+}
+
+fn shops_dir(data_dir: &Path) -> PathBuf {
+    data_dir.join(SHOPS_DIR)
+}
+
+fn relay_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey> {
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        Error::Store(format!(
+            "cannot create data dir {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    crate::identity::load_or_create_device_key(&data_dir.join(RELAY_KEY_FILE))
+}
+
+/// Opens the replica in `dir` (a `shops/<uuid>` directory), if this relay was admitted there.
+async fn open_replica(dir: &Path, cfg: &RelayConfig) -> Result<Option<(Uuid, Replica)>> {
+    let node = Node::builder().data_dir(dir).start().await?;
+    let handle = node.handle();
+    let status = handle.status()?;
+    let admitted = status
+        .device
+        .as_ref()
+        .is_some_and(|d| d.role == crate::domain::model::DeviceRole::Relay && !d.revoked);
+    let Some(shop) = status.shop_id.filter(|_| admitted) else {
+        tracing::warn!(dir = %dir.display(), "not an admitted relay replica; skipped");
+        drop(handle);
+        node.shutdown().await;
+        return Ok(None);
+    };
+    Ok(Some((
+        shop,
+        Replica {
+            node: tokio::sync::Mutex::new(Some(node)),
+            handle,
+            busy: Arc::new(Semaphore::new(cfg.max_requests_per_shop)),
+        },
+    )))
+}
+
+/// Opens every replica in `shops/` not open yet.
+async fn scan_shops(cfg: &RelayConfig, shops: &Shops, known: &mut Vec<PathBuf>) -> Result<()> {
+    let dir = shops_dir(&cfg.data_dir);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return Ok(());
+    };
+    for e in entries.flatten() {
+        let path = e.path();
+        let is_shop = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| Uuid::parse_str(n).is_ok());
+        if !is_shop || !path.is_dir() || known.contains(&path) {
+            continue;
+        }
+        known.push(path.clone());
+        match open_replica(&path, cfg).await {
+            Ok(Some((id, replica))) => {
+                tracing::info!(shop = %id, "serving shop");
+                shops
+                    .write()
+                    .expect("shops lock")
+                    .insert(id, Arc::new(replica));
+            }
+            Ok(None) => {}
+            Err(e) => tracing::error!(dir = %path.display(), "cannot open a shop replica: {e}"),
+        }
+    }
+    Ok(())
+}
+
+impl Relay {
+    /// Opens every enrolled shop and starts the network.
+    pub async fn start(cfg: RelayConfig) -> Result<Relay> {
+        let key = relay_key(&cfg.data_dir)?;
+        let shops: Shops = Default::default();
+        let mut known = Vec::new();
+        scan_shops(&cfg, &shops, &mut known).await?;
+        let mut ncfg = NetConfig::new(key.to_bytes(), "");
+        ncfg.listen = cfg.listen.clone();
+        let members = shops.clone();
+        ncfg.relay_server = Some(net::RelayServer {
+            max_circuit_duration: CIRCUIT_DURATION,
+            max_circuit_bytes: CIRCUIT_BYTES,
+            max_reservations: CIRCUIT_SLOTS,
+            allowed: Arc::new(move |peer| !shops_of(&members, peer).is_empty()),
+        });
+        ncfg.max_request_bytes = sync::MAX_MESSAGE_BYTES;
+        let (net, events) = net::start(ncfg)
+            .await
+            .map_err(|e| Error::Internal(format!("network: {e}")))?;
+        let me = net.local_peer_id();
+        let addrs: Vec<Multiaddr> = net
+            .listen_addrs()
+            .await
+            .into_iter()
+            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)))
+            .collect();
+        let tasks = vec![
+            tokio::spawn(event_loop(
+                net.clone(),
+                shops.clone(),
+                cfg.max_changes_per_shop,
+                events,
+            )),
+            tokio::spawn(pull_loop(
+                net.clone(),
+                shops.clone(),
+                cfg.max_changes_per_shop,
+            )),
+            tokio::spawn({
+                let shops = shops.clone();
+                async move {
+                    let mut tick = tokio::time::interval(RESCAN);
+                    loop {
+                        tick.tick().await;
+                        if let Err(e) = scan_shops(&cfg, &shops, &mut known).await {
+                            tracing::warn!("looking for new shops failed: {e}");
+                        }
+                    }
+                }
+            }),
+        ];
+        Ok(Relay {
+            net,
+            shops,
+            tasks,
+            addrs,
+        })
+    }
+
+    /// The relay's peer id.
+    pub fn peer_id(&self) -> PeerId {
+        self.net.local_peer_id()
+    }
+
+    /// Where shop devices reach it (`/ip4/…/tcp/…/p2p/<peer id>`).
+    pub fn addrs(&self) -> &[Multiaddr] {
+        &self.addrs
+    }
+
+    /// The shops it serves.
+    pub fn shops(&self) -> Vec<Uuid> {
+        let mut v: Vec<Uuid> = self
+            .shops
+            .read()
+            .expect("shops lock")
+            .keys()
+            .copied()
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// The replica of a shop (tests and operators read it; nothing writes through it).
+    pub fn replica(&self, shop: Uuid) -> Option<NodeHandle> {
+        self.shops
+            .read()
+            .expect("shops lock")
+            .get(&shop)
+            .map(|r| r.handle.clone())
+    }
+
+    /// Stops the network and closes every replica.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        self.net.shutdown().await;
+        let replicas: Vec<Arc<Replica>> = self
+            .shops
+            .write()
+            .expect("shops lock")
+            .drain()
+            .map(|(_, r)| r)
+            .collect();
+        for r in replicas {
+            if let Some(node) = r.node.lock().await.take() {
+                node.shutdown().await;
+            }
+        }
+    }
+}
+
+/// The shops in which `peer` is an admitted, unrevoked device.
+fn shops_of(shops: &Shops, peer: &PeerId) -> Vec<(Uuid, Arc<Replica>)> {
+    let Some(pk) = net::public_key_of(peer) else {
+        return Vec::new();
+    };
+    shops
+        .read()
+        .expect("shops lock")
+        .iter()
+        .filter(|(_, r)| r.handle.is_member_device(&pk) && r.handle.device_public_key() != pk)
+        .map(|(id, r)| (*id, r.clone()))
+        .collect()
+}
+
+async fn event_loop(
+    net: NetHandle,
+    shops: Shops,
+    max_changes: u64,
+    mut events: tokio::sync::mpsc::Receiver<NetEvent>,
+) {
+    while let Some(ev) = events.recv().await {
+        match ev {
+            // Subscribed to nothing: gossip is not for the relay.
+            NetEvent::Gossip { id, source, .. } => {
+                net.report(id, source, Acceptance::Ignore).await;
+            }
+            NetEvent::Request { peer, data, reply } => {
+                let net = net.clone();
+                let shops = shops.clone();
+                tokio::spawn(async move {
+                    let answer = answer(&net, &shops, max_changes, peer, &data).await;
+                    let _ = reply.send(answer.to_bytes());
+                });
+            }
+            NetEvent::Connected { peer, .. } | NetEvent::Resync { peer } => {
+                for (shop, r) in shops_of(&shops, &peer) {
+                    spawn_pull(net.clone(), shop, r.handle.clone(), peer, max_changes);
+                }
+            }
+            NetEvent::Disconnected { .. } => {}
+        }
+    }
+}
+
+/// Answers one request of `peer`, from the one shop it belongs to.
+async fn answer(
+    net: &NetHandle,
+    shops: &Shops,
+    max_changes: u64,
+    peer: PeerId,
+    data: &[u8],
+) -> SyncResponse {
+    let req = match SyncRequest::from_bytes(data) {
+        Ok(r) => r,
+        Err(e) => return SyncResponse::Error(e.to_string()),
+    };
+    let mine = shops_of(shops, &peer);
+    let (shop, replica) = match mine.as_slice() {
+        [one] => one.clone(),
+        // A key admitted by several shops' owners: requests name no shop, so refuse rather
+        // than guess.
+        [_, _, ..] => {
+            return SyncResponse::Error(
+                "this device is admitted in several shops served here; use one key per shop".into(),
+            );
+        }
+        [] => return SyncResponse::Error(NOT_SERVED.into()),
+    };
+    let Ok(_permit) = replica.busy.clone().try_acquire_owned() else {
+        tracing::debug!(%shop, %peer, "per-shop request limit reached");
+        return SyncResponse::Error("the relay is busy with this shop; try again soon".into());
+    };
+    let h = replica.handle.clone();
+    match req {
+        SyncRequest::Redeem(_) => SyncResponse::Error(NOT_SERVED.into()),
+        SyncRequest::Offer(envs) if envs.len() <= sync::ENVELOPE_BATCH => {
+            offer(net, shops, max_changes, shop, &h, peer, envs).await
+        }
+        other => tokio::task::spawn_blocking(move || sync::serve(&h, other))
+            .await
+            .unwrap_or_else(|e| SyncResponse::Error(e.to_string())),
+    }
+}
+
+/// Applies what a shop device offers, and forwards what was new to the shop's other devices.
+async fn offer(
+    net: &NetHandle,
+    shops: &Shops,
+    limit: u64,
+    shop: Uuid,
+    h: &NodeHandle,
+    from: PeerId,
+    envs: Vec<Vec<u8>>,
+) -> SyncResponse {
+    match h.status() {
+        Ok(s) if s.envelopes >= limit => {
+            return SyncResponse::Error("this shop's space on the relay is full".into());
+        }
+        Err(e) => return SyncResponse::Error(e.to_string()),
+        _ => {}
+    }
+    let mut decoded = Vec::with_capacity(envs.len());
+    let mut bytes = Vec::with_capacity(envs.len());
+    for b in envs {
+        if let Ok(e) = Envelope::from_bytes(&b) {
+            decoded.push(e);
+            bytes.push(b);
+        }
+    }
+    let results = match h.import_envelopes(None, decoded).await {
+        Ok(r) => r,
+        Err(e) => return SyncResponse::Error(e.to_string()),
+    };
+    let mut accepted = 0u32;
+    let mut fresh = Vec::new();
+    for (r, b) in results.iter().zip(bytes) {
+        match r {
+            Ok(Applied::New(_)) => {
+                accepted += 1;
+                fresh.push(b);
+            }
+            Ok(Applied::Duplicate(_)) => accepted += 1,
+            _ => {}
+        }
+    }
+    if !fresh.is_empty() {
+        let net = net.clone();
+        let shops = shops.clone();
+        tokio::spawn(async move {
+            let targets: Vec<PeerId> = net
+                .peers()
+                .await
+                .into_iter()
+                .filter(|p| p.connected && p.peer != from)
+                .map(|p| p.peer)
+                .filter(|p| shops_of(&shops, p).iter().any(|(s, _)| *s == shop))
+                .collect();
+            let msg = SyncRequest::Offer(fresh).to_bytes();
+            for peer in targets {
+                let net = net.clone();
+                let msg = msg.clone();
+                tokio::spawn(async move {
+                    if let Err(e) = net.request(peer, msg).await {
+                        tracing::debug!(%peer, "forwarding to a shop device failed: {e}");
+                    }
+                });
+            }
+        });
+    }
+    SyncResponse::Accepted(accepted)
+}
+
+fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_changes: u64) {
+    tokio::spawn(async move {
+        if h.status().is_ok_and(|s| s.envelopes >= max_changes) {
+            tracing::warn!(%shop, "this shop's replica is full; not pulling");
+            return;
+        }
+        let remote = crate::mesh::NetPeer::new(net, peer);
+        match sync::pull(&h, &remote).await {
+            Ok(r) if r.fetched > 0 => {
+                tracing::info!(%shop, %peer, applied = r.applied, held = r.held, "caught up from a shop device")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::debug!(%shop, %peer, "pull failed: {e}"),
+        }
+    });
+}
+
+async fn pull_loop(net: NetHandle, shops: Shops, max_changes: u64) {
+    let mut tick = tokio::time::interval(PULL_INTERVAL);
+    loop {
+        tick.tick().await;
+        for p in net.peers().await.into_iter().filter(|p| p.connected) {
+            for (shop, r) in shops_of(&shops, &p.peer) {
+                spawn_pull(net.clone(), shop, r.handle.clone(), p.peer, max_changes);
+            }
+        }
+    }
+}
+
+/// `tillmesh relay enroll`: joins the shop of `invite` (an invite with role `relay`) as this
+/// relay, into `DATA_DIR/shops/<shop id>`. The relay may be running: it opens the new shop
+/// within [`RESCAN`].
+pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined> {
+    crate::docs::admission::Ticket::parse(invite)?;
+    relay_key(data_dir)?;
+    let dir = shops_dir(data_dir);
+    std::fs::create_dir_all(&dir)
+        .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+    let tmp = dir.join(format!(
+        ".enrolling-{}",
+        hex::encode(crate::identity::random_bytes::<6>())
+    ));
+    std::fs::create_dir_all(&tmp)
+        .map_err(|e| Error::Store(format!("cannot create {}: {e}", tmp.display())))?;
+    let joined = async {
+        std::fs::copy(
+            data_dir.join(RELAY_KEY_FILE),
+            tmp.join(crate::node::DEVICE_KEY_FILE),
+        )
+        .map_err(|e| Error::Store(format!("cannot copy the relay key: {e}")))?;
+        let joined =
+            crate::mesh::join_as(&tmp, invite, crate::domain::model::DeviceRole::Relay).await?;
+        let target = dir.join(joined.shop_id.to_string());
+        if target.exists() {
+            return Err(Error::Conflict(format!(
+                "this relay already serves shop {}",
+                joined.shop_id
+            )));
+        }
+        std::fs::rename(&tmp, &target)
+            .map_err(|e| Error::Store(format!("cannot move the new shop in place: {e}")))?;
+        Ok(joined)
+    }
+    .await;
+    if joined.is_err() {
+        let _ = std::fs::remove_dir_all(&tmp);
+    }
+    joined
+}
