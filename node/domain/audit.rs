@@ -350,18 +350,55 @@ pub(crate) fn record(
     let Some((time, row)) = row_of(doc, id, change, signer) else {
         return Ok(None);
     };
-    let bytes = postcard::to_allocvec(&row).map_err(internal)?;
-    tx.open_table(AUDIT)?
-        .insert((time, &change.hash().0), bytes.as_slice())?;
+    insert_row(tx, time, &change.hash().0, &row)?;
     Ok(match (doc, row.entries.first()) {
         (DocId::Ledger { .. }, Some(e)) => Some((time, *e)),
         _ => None,
     })
 }
 
+/// Stores one audit row and its entries in the person and kind indexes.
+fn insert_row(tx: &WriteTransaction, time: i64, hash: &[u8; 32], row: &AuditRow) -> Result<()> {
+    let bytes = postcard::to_allocvec(row).map_err(internal)?;
+    tx.open_table(AUDIT)?
+        .insert((time, hash), bytes.as_slice())?;
+    index_row(tx, time, hash, row)
+}
+
+/// The person and kind index entries of one row.
+fn index_row(tx: &WriteTransaction, time: i64, hash: &[u8; 32], row: &AuditRow) -> Result<()> {
+    if let Some(p) = row.person {
+        tx.open_table(AUDIT_BY_PERSON)?
+            .insert((p.as_u128(), time, hash), ())?;
+    }
+    let mut by_kind = tx.open_table(AUDIT_BY_KIND)?;
+    for kind in row.kind.split('+') {
+        by_kind.insert((kind, time, hash), ())?;
+    }
+    Ok(())
+}
+
+/// Fills the person and kind indexes from the stored rows (migration 5). Returns the rows seen.
+pub fn index_rows(tx: &WriteTransaction) -> Result<usize> {
+    tx.delete_table(AUDIT_BY_PERSON)?;
+    tx.delete_table(AUDIT_BY_KIND)?;
+    let audit = tx.open_table(AUDIT)?;
+    let mut n = 0;
+    for row in audit.iter()? {
+        let (k, v) = row?;
+        let (time, hash) = k.value();
+        let r: AuditRow = postcard::from_bytes(v.value()).map_err(internal)?;
+        index_row(tx, time, hash, &r)?;
+        n += 1;
+    }
+    Ok(n)
+}
+
 /// Rebuilds the audit index from every stored envelope (`reindex`, migration 4).
 pub fn rebuild(tx: &WriteTransaction) -> Result<usize> {
     tx.delete_table(AUDIT)?;
+    tx.delete_table(AUDIT_BY_PERSON)?;
+    tx.delete_table(AUDIT_BY_KIND)?;
     let members = {
         let docs = tx.open_table(DOCS)?;
         let chunks = tx.open_table(DOC_CHUNKS)?;
@@ -383,7 +420,6 @@ pub fn rebuild(tx: &WriteTransaction) -> Result<usize> {
     };
     let mut n = 0;
     let envs = tx.open_table(ENVELOPES)?;
-    let mut audit = tx.open_table(AUDIT)?;
     for (doc, h) in changes {
         let Ok(doc_id) = DocId::parse(&doc) else {
             continue;
@@ -415,15 +451,15 @@ pub fn rebuild(tx: &WriteTransaction) -> Result<usize> {
             }
         };
         if let Some((time, row)) = row_of(&doc_id, &doc, &change, &signer) {
-            let bytes = postcard::to_allocvec(&row).map_err(internal)?;
-            audit.insert((time, &h), bytes.as_slice())?;
+            insert_row(tx, time, &h, &row)?;
             n += 1;
         }
     }
     Ok(n)
 }
 
-/// A page of the audit trail, newest first.
+/// A page of the audit trail, newest first. A person filter reads the person index, a kind
+/// filter the kind index (one range per kind, merged); other filters scan the date range.
 pub fn query(
     tx: &redb::ReadTransaction,
     shop: &super::shop::ShopView,
@@ -435,42 +471,75 @@ pub fn query(
         Some((t, h)) => (t, h),
         None => (f.to, [0u8; 32]),
     };
-    let mut entries = Vec::new();
-    let mut next = None;
     let lo = [0u8; 32];
-    for row in audit.range((f.from, &lo)..(upper.0, &upper.1))?.rev() {
-        let (k, v) = row?;
-        let (time, hash) = k.value();
-        if time >= f.to {
-            continue;
+    // Up to limit + 1 matching rows, newest first (one more than a page tells if there is more).
+    let mut found: Vec<(i64, [u8; 32], AuditRow)> = Vec::new();
+    let take = |found: &mut Vec<_>, time: i64, hash: [u8; 32], r: AuditRow| -> bool {
+        if time < f.to && matches(f, &r) {
+            found.push((time, hash, r));
         }
-        let r: AuditRow = postcard::from_bytes(v.value()).map_err(internal)?;
-        if f.person.is_some() && r.person != f.person {
-            continue;
+        found.len() > f.limit
+    };
+    let row = |time: i64, hash: &[u8; 32]| -> Result<Option<AuditRow>> {
+        match audit.get((time, hash))? {
+            Some(v) => Ok(Some(postcard::from_bytes(v.value()).map_err(internal)?)),
+            None => Ok(None),
         }
-        if !f.kinds.is_empty() && !r.kind.split('+').any(|k| f.kinds.iter().any(|x| x == k)) {
-            continue;
-        }
-        if f.device.is_some() && r.device != f.device {
-            continue;
-        }
-        if let Some(d) = &f.doc {
-            let hit = if d.ends_with('/') {
-                r.doc.starts_with(d.as_str())
-            } else {
-                &r.doc == d
-            };
-            if !hit {
-                continue;
+    };
+    if let Some(p) = f.person {
+        let p = p.as_u128();
+        let idx = tx.open_table(AUDIT_BY_PERSON)?;
+        for k in idx.range((p, f.from, &lo)..(p, upper.0, &upper.1))?.rev() {
+            let k = k?.0;
+            let (_, time, hash) = k.value();
+            let hash = *hash;
+            if let Some(r) = row(time, &hash)?
+                && take(&mut found, time, hash, r)
+            {
+                break;
             }
         }
-        if entries.len() == f.limit {
-            next = entries
-                .last()
-                .map(|e: &AuditEntry| format!("{}:{}", e.time, e.hash));
-            break;
+    } else if !f.kinds.is_empty() {
+        let idx = tx.open_table(AUDIT_BY_KIND)?;
+        let kinds: BTreeSet<&str> = f.kinds.iter().map(String::as_str).collect();
+        for kind in kinds {
+            let mut of_kind = Vec::new();
+            for k in idx
+                .range((kind, f.from, &lo)..(kind, upper.0, &upper.1))?
+                .rev()
+            {
+                let k = k?.0;
+                let (_, time, hash) = k.value();
+                let hash = *hash;
+                if let Some(r) = row(time, &hash)?
+                    && take(&mut of_kind, time, hash, r)
+                {
+                    break;
+                }
+            }
+            found.extend(of_kind);
         }
-        let env = match envs.get(hash)? {
+        // A `sale+void` row is in two kinds' ranges.
+        found.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
+        found.truncate(f.limit + 1);
+    } else {
+        for k in audit.range((f.from, &lo)..(upper.0, &upper.1))?.rev() {
+            let (k, v) = k?;
+            let (time, hash) = k.value();
+            let r: AuditRow = postcard::from_bytes(v.value()).map_err(internal)?;
+            if take(&mut found, time, *hash, r) {
+                break;
+            }
+        }
+    }
+    let next = (found.len() > f.limit)
+        .then(|| found.get(f.limit.wrapping_sub(1)))
+        .flatten()
+        .map(|(t, h, _)| format!("{t}:{}", hex::encode(h)));
+    let mut entries = Vec::new();
+    for (time, hash, r) in found.into_iter().take(f.limit) {
+        let env = match envs.get(&hash)? {
             Some(v) => Envelope::from_bytes(v.value())?,
             None => continue,
         };
@@ -501,6 +570,24 @@ pub fn query(
         entries,
         next_cursor: next,
     })
+}
+
+/// Whether a row passes every filter of `f` (the time range is the caller's).
+fn matches(f: &AuditFilter, r: &AuditRow) -> bool {
+    if f.person.is_some() && r.person != f.person {
+        return false;
+    }
+    if !f.kinds.is_empty() && !r.kind.split('+').any(|k| f.kinds.iter().any(|x| x == k)) {
+        return false;
+    }
+    if f.device.is_some() && r.device != f.device {
+        return false;
+    }
+    match &f.doc {
+        Some(d) if d.ends_with('/') => r.doc.starts_with(d.as_str()),
+        Some(d) => &r.doc == d,
+        None => true,
+    }
 }
 
 /// Parses a cursor `time:hash`.

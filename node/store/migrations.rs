@@ -14,11 +14,13 @@ type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 /// 4: the books (orders, deliveries, shifts, tickets, refunds, FIFO cost) and the report
 /// aggregates (`domain::reports`), projected from the documents already stored.
 /// It also fills alerts, dismissals, product times, stock episodes and the audit index.
+/// 5: the audit index by person and by kind, filled from the audit rows.
 const MIGRATIONS: &[Migration] = &[
     create_tables_v1,
     sync_digests_v2,
     create_tables,
     books_and_reports_v4,
+    audit_indexes_v5,
 ];
 
 /// 1: create every table, so readers never meet a missing one.
@@ -45,6 +47,12 @@ fn sync_digests_v2(tx: &redb::WriteTransaction) -> Result<()> {
 fn books_and_reports_v4(tx: &redb::WriteTransaction) -> Result<()> {
     create_tables(tx)?;
     crate::engine::reindex_in(tx).map(|_| ())
+}
+
+/// 5: secondary audit indexes, filled from `AUDIT`.
+fn audit_indexes_v5(tx: &redb::WriteTransaction) -> Result<()> {
+    create_tables(tx)?;
+    crate::domain::audit::index_rows(tx).map(|_| ())
 }
 
 /// Opens (creating) every table of the current layout.
@@ -98,6 +106,8 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(ALERT_DISMISSALS)?;
     tx.open_table(PRODUCT_TIMES)?;
     tx.open_table(AUDIT)?;
+    tx.open_table(AUDIT_BY_PERSON)?;
+    tx.open_table(AUDIT_BY_KIND)?;
     tx.open_table(STOCK_EPISODES)?;
     Ok(())
 }

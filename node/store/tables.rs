@@ -161,6 +161,13 @@ pub const ALERT_DISMISSALS: TableDefinition<&str, &str> =
 pub const PRODUCT_TIMES: TableDefinition<u128, i64> = TableDefinition::new("product-times-1");
 /// (time, change hash) → postcard `AuditRow`: one row per applied envelope, by time.
 pub const AUDIT: TableDefinition<(i64, &[u8; 32]), &[u8]> = TableDefinition::new("audit-1");
+/// (person id, time, change hash) → (): the audit rows of one person, by time (the `person`
+/// filter of `GET /audit` reads it instead of scanning every row of the range).
+pub const AUDIT_BY_PERSON: TableDefinition<(u128, i64, &[u8; 32]), ()> =
+    TableDefinition::new("audit-by-person-1");
+/// (kind, time, change hash) → (): the audit rows of one kind (each part of `sale+void`), by time.
+pub const AUDIT_BY_KIND: TableDefinition<(&str, i64, &[u8; 32]), ()> =
+    TableDefinition::new("audit-by-kind-1");
 /// (product id, variant id) → inbound movements so far (stock-ins, returns, voids, positive
 /// counts): a stock alert's episode (see `domain::alerts`). Rebuilt by `reindex`.
 pub const STOCK_EPISODES: TableDefinition<(u128, u128), u64> =
