@@ -520,7 +520,7 @@ pub fn query(
             found.extend(of_kind);
         }
         // A `sale+void` row is in two kinds' ranges.
-        found.sort_by(|a, b| (b.0, b.1).cmp(&(a.0, a.1)));
+        found.sort_by_key(|r| std::cmp::Reverse((r.0, r.1)));
         found.dedup_by(|a, b| a.0 == b.0 && a.1 == b.1);
         found.truncate(f.limit + 1);
     } else {
