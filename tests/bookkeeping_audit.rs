@@ -728,7 +728,8 @@ async fn audit_trail_filters_and_its_export_verifies_offline() {
         .clone();
     let staff_id = staff.person_id.to_string();
     let device = h.device_id().to_string();
-    let cases: Vec<(String, Box<dyn Fn(&Value) -> bool>)> = vec![
+    type Keep<'a> = Box<dyn Fn(&Value) -> bool + 'a>;
+    let cases: Vec<(String, Keep)> = vec![
         (
             format!("person={staff_id}"),
             Box::new(|e: &Value| e["person"] == staff_id.as_str()),
