@@ -7,7 +7,7 @@
 //! change or card + cash; rung up by the owner or two staff. One sale in a hundred is voided
 //! and one in two hundred partly returned (those entries are recorded on the day the data was
 //! made). Sales go through the real path — `NodeHandle::record_sale_at` (validation, signing,
-//! the ledger documents, the projections), 32 at a time so the writer commits them in groups —
+//! the ledger documents, the projections), 128 at a time so the writer commits them in groups —
 //! day after day in order, so each day's ledger documents roll over as on a real till.
 //!
 //! The data dir is made once and kept under `target/bench-data/reports-<sales>-<products>/`
@@ -233,7 +233,7 @@ async fn generate(dir: &Path, sales: usize, n_products: usize) -> (NaiveDate, Na
                 fate,
             ));
         }
-        for chunk in batch.chunks(32) {
+        for chunk in batch.chunks(128) {
             let tasks: Vec<_> = chunk
                 .iter()
                 .cloned()

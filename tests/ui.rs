@@ -13,6 +13,8 @@
 //!   part, a shift with a float, a cash sale, a pay-out, a refund without a receipt and a count
 //!   at close; both tills' Books screens show the same profit, low stock and shifts, and the
 //!   CSV files download.
+//! - Tickets, order closes and a period close: a cart parked on Till 1 is paid on Till 2; an
+//!   order cancelled, another closed short; the books closed through yesterday on both tills.
 //! - A shop with a relay: the Sync screen shows the relay, connected, and when it last synced.
 //!
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
@@ -850,6 +852,194 @@ async fn an_owner_runs_the_books_on_two_synced_tills() {
     page_b.assert_no_errors().await;
 
     drop(browser);
+    b.shutdown().await;
+    a.shutdown().await;
+}
+
+/// The rest of the books in the browser: a cart parked on Till 1 is picked up and paid on
+/// Till 2 (the ticket closes everywhere); an order is cancelled, another closed short after a
+/// partial delivery; an owner closes the period through yesterday and Till 2 knows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tickets_order_closes_and_a_period_close_in_the_browser() {
+    const WAIT: Duration = Duration::from_secs(30);
+    let _serial = browser::one_at_a_time().await;
+    let (a, url_a) = listening(Node::builder().memory()).await;
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let addr_a = mesh_addr(&ah).await;
+    ah.create_product(&owner, product("TK1", 300, 2000))
+        .await
+        .unwrap();
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let dir_b = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    let (b, url_b) = listening(Node::builder().data_dir(dir_b.path()).peer(&addr_a)).await;
+    let bh = b.handle();
+    assert!(
+        wait_for(|| bh.products().is_ok_and(|p| p.len() == 1), WAIT).await,
+        "Till 2 has the catalog"
+    );
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url_a}/")).await;
+    log_in(&page, "olivia", OWNER_PW, false).await;
+
+    // Till 1 parks a cart of two.
+    page.goto(&format!("{url_a}/#/sell")).await;
+    page.wait_visible("#sell-tiles .tile").await;
+    for _ in 0..2 {
+        page.fill("#sell-search", "40000TK1").await;
+        page.press("Enter").await;
+    }
+    page.wait_text("#cart-total", "€6.00").await;
+    page.click("#cart-park").await;
+    page.fill("#ticket-name", "Table 4").await;
+    page.click("#ticket-save").await;
+    page.wait_for(
+        "!document.querySelector('dialog[open]') && !/6\\.00/.test(document.querySelector('#cart-total').textContent)",
+        "the cart is parked and emptied",
+    )
+    .await;
+    assert_eq!(ah.tickets(true).unwrap().len(), 1);
+
+    // Till 2 picks it up and takes the payment.
+    let page_b = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page_b.goto(&format!("{url_b}/")).await;
+    log_in(&page_b, "olivia", OWNER_PW, false).await;
+    page_b.goto(&format!("{url_b}/#/sell")).await;
+    page_b.wait_visible("#sell-tiles .tile").await;
+    page_b.click("#tickets-open").await;
+    page_b
+        .wait_for(
+            "[...document.querySelectorAll('#ticket-list .ticket-row')].some(r => r.textContent.includes('Table 4'))",
+            "Till 2 lists the ticket parked on Till 1",
+        )
+        .await;
+    page_b
+        .eval("document.querySelector('#ticket-list .ticket-row .btn-primary').click()")
+        .await;
+    page_b.wait_text("#cart-total", "€6.00").await;
+    page_b.click("#pay").await;
+    page_b.click("#complete-sale").await;
+    page_b.wait_visible("#receipt").await;
+    page_b.click("#new-sale").await;
+    assert!(
+        wait_for(|| ah.tickets(true).is_ok_and(|t| t.is_empty()), WAIT).await,
+        "the ticket is closed on Till 1 too"
+    );
+    let sold = ah.sales(0, i64::MAX).unwrap();
+    assert_eq!(sold.len(), 1);
+    assert_eq!(sold[0].device, bh.device_id(), "paid on Till 2");
+    page_b.assert_no_errors().await;
+
+    // Orders: one cancelled as a draft, one closed short after 4 of 10 arrived.
+    page.goto(&format!("{url_a}/#/orders")).await;
+    page.click("#suppliers-open").await;
+    page.fill("#sup-name", "Tea Ltd").await;
+    page.click("#sup-save").await;
+    page.wait_for(
+        "document.querySelector('#sup-list').textContent.includes('Tea Ltd')",
+        "the supplier is listed",
+    )
+    .await;
+    page.press("Escape").await;
+    for _ in 0..2 {
+        page.click("#po-new").await;
+        page.fill(".po-qty", "10").await;
+        page.click("#po-save").await;
+        page.wait_visible("#po-detail[data-status=draft]").await;
+        page.press("Escape").await;
+    }
+    let orders = ah.purchase_orders(false).unwrap();
+    assert_eq!(orders.len(), 2);
+    let open = |n: &str| format!("#po-rows tr[data-number=\"{n}\"] button");
+    // Drafts are not waiting for goods: list all orders.
+    page.eval(
+        "[...document.querySelectorAll('.seg button')].find(b => b.textContent === 'All').click()",
+    )
+    .await;
+    page.wait_visible(&open(&orders[0].number)).await;
+    page.click(&open(&orders[0].number)).await;
+    page.wait_visible("#po-cancelled").await;
+    page.click("#po-cancelled").await;
+    page.wait_visible("#po-detail[data-status=cancelled]").await;
+    page.press("Escape").await;
+    page.wait_visible(&open(&orders[1].number)).await;
+    page.click(&open(&orders[1].number)).await;
+    page.wait_visible("#po-sent").await;
+    page.click("#po-sent").await;
+    page.wait_visible("#po-receive").await;
+    page.click("#po-receive").await;
+    page.fill("#dn-number", "DN-7").await;
+    page.fill(".dn-qty", "4").await;
+    page.click("#dn-save").await;
+    page.wait_text("#po-detail-lines tr[data-sku=\"TK1\"] .outstanding", "6")
+        .await;
+    page.wait_visible("#po-received").await;
+    page.click("#po-received").await;
+    page.wait_visible("#po-detail[data-status=received]").await;
+    page.press("Escape").await;
+    let status = |h: &NodeHandle| {
+        let mut s: Vec<String> = h
+            .purchase_orders(false)
+            .unwrap()
+            .iter()
+            .map(|o| format!("{:?}", o.status))
+            .collect();
+        s.sort();
+        s
+    };
+    assert_eq!(status(&ah), ["Cancelled", "Received"]);
+    assert!(
+        wait_for(
+            || bh.purchase_orders(false).is_ok() && status(&bh) == status(&ah),
+            WAIT
+        )
+        .await,
+        "Till 2 has both orders' states"
+    );
+    page.assert_no_errors().await;
+
+    // The owner closes the books through yesterday; both tills know.
+    page.goto(&format!("{url_a}/#/books")).await;
+    page.wait_visible("#period-close").await;
+    page.click("#period-close").await;
+    let through = page
+        .eval("document.querySelector('#period-through').value")
+        .await
+        .as_str()
+        .unwrap()
+        .to_owned();
+    page.click("#period-save").await;
+    page.wait_for(
+        &format!(
+            "document.querySelector('#closed-through').textContent.includes({})",
+            browser::js_str(&format!("closed through {through}"))
+        ),
+        "the Books screen says the period is closed",
+    )
+    .await;
+    shots(&page, "53-period-closed", DESKTOP).await;
+    assert!(
+        wait_for(
+            || bh
+                .periods()
+                .is_ok_and(|p| p.last().is_some_and(|c| c.through == through)),
+            WAIT
+        )
+        .await,
+        "Till 2 has the close"
+    );
+    page.assert_no_errors().await;
+
+    drop(browser);
+    drop(bh);
     b.shutdown().await;
     a.shutdown().await;
 }

@@ -14,7 +14,7 @@ use utoipa::{IntoParams, ToSchema};
 use super::AppState;
 use super::auth::{Auth, require_manager};
 use super::error::{ApiError, ErrorBody, ErrorDetail};
-use super::export::{Csv, blocking, exponent, opt_plain, plain, text};
+use super::export::{Csv, csv_export, exponent, opt_plain, plain, text};
 use super::extract::ApiQuery;
 use super::range::{rfc3339, time_range};
 use super::sales::TimeRangeQuery;
@@ -39,9 +39,7 @@ pub(crate) async fn products_csv(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let handle = state.handle.clone();
-    let csv = blocking(move || {
+    csv_export(&state, &auth, "products.csv", move |handle| {
         let settings = handle.settings()?;
         let exp = settings.currency_exponent;
         let mut products = handle.products()?;
@@ -64,8 +62,7 @@ pub(crate) async fn products_csv(
         }
         Ok(csv)
     })
-    .await?;
-    Ok(csv.into_response("products.csv"))
+    .await
 }
 
 /// Sale lines in a time range, one row per line, amounts in major units (managers and owners).
@@ -86,11 +83,9 @@ pub(crate) async fn sale_lines_csv(
     auth: Auth,
     ApiQuery(range): ApiQuery<TimeRangeQuery>,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let handle = state.handle.clone();
-    let csv = blocking(move || {
-        let (from, to) = time_range(&handle, range.from.as_deref(), range.to.as_deref())?;
-        let exp = exponent(&handle)?;
+    csv_export(&state, &auth, "sale-lines.csv", move |handle| {
+        let (from, to) = time_range(handle, range.from.as_deref(), range.to.as_deref())?;
+        let exp = exponent(handle)?;
         let currency = handle.settings()?.currency;
         let mut csv = Csv::new(&[
             "sale_id",
@@ -142,8 +137,7 @@ pub(crate) async fn sale_lines_csv(
         }
         Ok(csv)
     })
-    .await?;
-    Ok(csv.into_response("sale-lines.csv"))
+    .await
 }
 
 /// `POST /products/import` query.

@@ -106,6 +106,20 @@ fn escape_into(out: &mut String, field: &str) {
     }
 }
 
+/// What every CSV export does: managers and owners only; the file is built off the async
+/// workers (`build` reads the node's projections) and sent as an attachment named `file`.
+pub(super) async fn csv_export(
+    state: &AppState,
+    auth: &Auth,
+    file: &'static str,
+    build: impl FnOnce(&NodeHandle) -> Result<Csv, ApiError> + Send + 'static,
+) -> Result<Response, ApiError> {
+    require_manager(&auth.principal)?;
+    let handle = state.handle.clone();
+    let csv = blocking(move || build(&handle)).await?;
+    Ok(csv.into_response(file))
+}
+
 /// Runs a (possibly long) export off the async workers.
 pub(super) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
@@ -138,11 +152,9 @@ pub(crate) async fn sales_csv(
     auth: Auth,
     ApiQuery(range): ApiQuery<TimeRangeQuery>,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let handle = state.handle.clone();
-    let csv = blocking(move || {
-        let (from, to) = time_range(&handle, range.from.as_deref(), range.to.as_deref())?;
-        let exp = exponent(&handle)?;
+    csv_export(&state, &auth, "sales.csv", move |handle| {
+        let (from, to) = time_range(handle, range.from.as_deref(), range.to.as_deref())?;
+        let exp = exponent(handle)?;
         let mut csv = Csv::new(&[
             "sale_id",
             "receipt",
@@ -187,8 +199,7 @@ pub(crate) async fn sales_csv(
         }
         Ok(csv)
     })
-    .await?;
-    Ok(csv.into_response("sales.csv"))
+    .await
 }
 
 /// Stock movements in a time range, one row per movement (managers and owners).
@@ -209,11 +220,9 @@ pub(crate) async fn movements_csv(
     auth: Auth,
     ApiQuery(range): ApiQuery<TimeRangeQuery>,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let handle = state.handle.clone();
-    let csv = blocking(move || {
-        let (from, to) = time_range(&handle, range.from.as_deref(), range.to.as_deref())?;
-        let exp = exponent(&handle)?;
+    csv_export(&state, &auth, "movements.csv", move |handle| {
+        let (from, to) = time_range(handle, range.from.as_deref(), range.to.as_deref())?;
+        let exp = exponent(handle)?;
         // SKU and name of every product and variant.
         let mut names: HashMap<(Uuid, Option<Uuid>), (String, String)> = HashMap::new();
         for p in handle.products()? {
@@ -266,8 +275,7 @@ pub(crate) async fn movements_csv(
         }
         Ok(csv)
     })
-    .await?;
-    Ok(csv.into_response("movements.csv"))
+    .await
 }
 
 /// Stock on hand now, one row per product or variant (managers and owners).
@@ -285,10 +293,8 @@ pub(crate) async fn stock_csv(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let handle = state.handle.clone();
-    let csv = blocking(move || {
-        let exp = exponent(&handle)?;
+    csv_export(&state, &auth, "stock.csv", move |handle| {
+        let exp = exponent(handle)?;
         let mut csv = Csv::new(&[
             "product_id",
             "variant_id",
@@ -315,8 +321,7 @@ pub(crate) async fn stock_csv(
         }
         Ok(csv)
     })
-    .await?;
-    Ok(csv.into_response("stock.csv"))
+    .await
 }
 
 /// Profit per shop-local day (managers and owners): revenue without tax, FIFO cost, profit,
@@ -339,10 +344,8 @@ pub(crate) async fn profit_csv(
     auth: Auth,
     ApiQuery(days): ApiQuery<DayRangeQuery>,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let handle = state.handle.clone();
-    let csv = blocking(move || {
-        let (from, to) = days.days(&handle)?;
+    csv_export(&state, &auth, "profit.csv", move |handle| {
+        let (from, to) = days.days(handle)?;
         let settings = handle.settings()?;
         let exp = settings.currency_exponent;
         let mut csv = Csv::new(&[
@@ -377,8 +380,7 @@ pub(crate) async fn profit_csv(
         }
         Ok(csv)
     })
-    .await?;
-    Ok(csv.into_response("profit.csv"))
+    .await
 }
 
 /// Cash-drawer shifts opened in a time range, one row per shift (managers and owners).
@@ -399,10 +401,8 @@ pub(crate) async fn shifts_csv(
     auth: Auth,
     ApiQuery(range): ApiQuery<TimeRangeQuery>,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let handle = state.handle.clone();
-    let csv = blocking(move || {
-        let (from, to) = time_range(&handle, range.from.as_deref(), range.to.as_deref())?;
+    csv_export(&state, &auth, "shifts.csv", move |handle| {
+        let (from, to) = time_range(handle, range.from.as_deref(), range.to.as_deref())?;
         let settings = handle.settings()?;
         let exp = settings.currency_exponent;
         let mut csv = Csv::new(&[
@@ -455,8 +455,7 @@ pub(crate) async fn shifts_csv(
         }
         Ok(csv)
     })
-    .await?;
-    Ok(csv.into_response("shifts.csv"))
+    .await
 }
 
 #[cfg(test)]
