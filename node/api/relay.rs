@@ -204,13 +204,14 @@ pub fn relay_router(shops: ShopList, opts: ApiOptions) -> Router {
         post(move || async move { ApiError::Node(Error::Forbidden(what.into())) })
             .fallback(dispatch)
     };
+    let body_limit = relay.opts.body_limit;
     Router::new()
         .route("/api/v1/login", post(login))
         .route("/api/v1/logout", post(logout))
         .route("/api/v1/server", get(relay_info))
         .route("/api/v1/health", get(health))
         .route("/health", get(health))
-        .route("/api/v1/openapi.json", get(openapi))
+        .route("/api/v1/openapi.json", get(openapi_document))
         .route(
             "/api/v1/setup",
             refused("the relay has no shop of its own: shops enroll it with `tillmesh relay enroll`"),
@@ -231,6 +232,7 @@ pub fn relay_router(shops: ShopList, opts: ApiOptions) -> Router {
         )
         .fallback(dispatch)
         .with_state(relay)
+        .layer(axum::extract::DefaultBodyLimit::max(body_limit))
         .layer(security_header(
             header::STRICT_TRANSPORT_SECURITY,
             "max-age=31536000",
@@ -273,7 +275,7 @@ async fn health() -> Response {
     no_store(Json(serde_json::json!({"status": "ok", "has_shop": false})).into_response())
 }
 
-async fn openapi(State(relay): State<Relay>) -> Response {
+async fn openapi_document(State(relay): State<Relay>) -> Response {
     (
         [(header::CONTENT_TYPE, "application/json")],
         relay.openapi.to_string(),
