@@ -529,7 +529,13 @@ async fn offer(
 }
 
 /// Offers envelopes to every connected device of `shop` but `except` (in the background).
-fn forward(net: &NetHandle, shops: &Shops, shop: Uuid, fresh: Vec<Vec<u8>>, except: Option<PeerId>) {
+fn forward(
+    net: &NetHandle,
+    shops: &Shops,
+    shop: Uuid,
+    fresh: Vec<Vec<u8>>,
+    except: Option<PeerId>,
+) {
     let net = net.clone();
     let shops = shops.clone();
     tokio::spawn(async move {

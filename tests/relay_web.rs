@@ -77,7 +77,11 @@ async fn enroll(relay_dir: &std::path::Path, h: &NodeHandle, by: &Principal) -> 
 /// An https client that trusts exactly the relay's certificate.
 fn client(relay: &Relay) -> reqwest::Client {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let pem = relay.tls().expect("the relay serves https").cert_pem.clone();
+    let pem = relay
+        .tls()
+        .expect("the relay serves https")
+        .cert_pem
+        .clone();
     reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(pem.as_bytes()).unwrap()])
         .timeout(T)
@@ -262,16 +266,18 @@ async fn an_owner_changes_a_price_through_the_relay() {
 
     // A sale through the relay is refused clearly and writes nothing.
     let before = ra.status().unwrap().envelopes;
-    let (s, body) = answer(as_a(
-        http.post(format!("{base}/sales"))
-            .json(&json!({"lines": [{"product_id": pa.id, "qty": 1}], "payments": [{"method": "cash"}]})),
-    ))
+    let (s, body) = answer(as_a(http.post(format!("{base}/sales")).json(
+        &json!({"lines": [{"product_id": pa.id, "qty": 1}], "payments": [{"method": "cash"}]}),
+    )))
     .await;
     assert_eq!(s, 403, "{body}");
     let err = json_of(&body);
     assert_eq!(err["error"]["code"], "forbidden");
     assert!(
-        err["error"]["message"].as_str().unwrap().contains("on a till"),
+        err["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("on a till"),
         "{body}"
     );
     let (s, body) = answer(as_a(
@@ -311,7 +317,11 @@ async fn an_owner_changes_a_price_through_the_relay() {
             .unwrap();
         let mut buf = Vec::new();
         let _ = tokio::time::timeout(T, s.read_to_end(&mut buf)).await;
-        assert!(!buf.starts_with(b"HTTP/"), "{}", String::from_utf8_lossy(&buf));
+        assert!(
+            !buf.starts_with(b"HTTP/"),
+            "{}",
+            String::from_utf8_lossy(&buf)
+        );
     }
 
     drop((ra, rb, ha, hb));

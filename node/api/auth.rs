@@ -587,7 +587,12 @@ pub(crate) async fn login(
         ),
     };
     let principal = match result {
-        Ok(_) if req.shop.as_deref().is_some_and(|shop| !names_shop(&state, shop)) => {
+        Ok(_)
+            if req
+                .shop
+                .as_deref()
+                .is_some_and(|shop| !names_shop(&state, shop)) =>
+        {
             tracing::warn!(username = %req.username, %ip, "login failed: another shop named");
             drop(attempt);
             return Err(unauthorized(wrong));
@@ -622,7 +627,9 @@ pub(crate) fn names_shop(state: &AppState, shop: &str) -> bool {
         return false;
     };
     let shop = shop.trim();
-    status.shop_id.is_some_and(|id| id.to_string() == shop.to_lowercase())
+    status
+        .shop_id
+        .is_some_and(|id| id.to_string() == shop.to_lowercase())
         || status
             .shop_name
             .is_some_and(|name| name.trim().to_lowercase() == shop.to_lowercase())

@@ -26,8 +26,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{self, HeaderValue};
 use axum::http::StatusCode;
+use axum::http::header::{self, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde::{Deserialize, Serialize};
@@ -137,9 +137,10 @@ impl RelayFront {
             .into_iter()
             .filter(|(id, h)| {
                 id.to_string() == name
-                    || h.status().ok().and_then(|s| s.shop_name).is_some_and(|n| {
-                        n.trim().to_lowercase() == name
-                    })
+                    || h.status()
+                        .ok()
+                        .and_then(|s| s.shop_name)
+                        .is_some_and(|n| n.trim().to_lowercase() == name)
             })
             .collect()
     }
@@ -162,8 +163,8 @@ impl RelayFront {
             .await;
         if let Ok(sealed) = sealed {
             let sealed = sealed.clone();
-            let _ = tokio::task::spawn_blocking(move || identity::unseal_key(&sealed, &password))
-                .await;
+            let _ =
+                tokio::task::spawn_blocking(move || identity::unseal_key(&sealed, &password)).await;
         }
     }
 
@@ -214,7 +215,9 @@ pub fn relay_router(shops: ShopList, opts: ApiOptions) -> Router {
         .route("/api/v1/openapi.json", get(openapi_document))
         .route(
             "/api/v1/setup",
-            refused("the relay has no shop of its own: shops enroll it with `tillmesh relay enroll`"),
+            refused(
+                "the relay has no shop of its own: shops enroll it with `tillmesh relay enroll`",
+            ),
         )
         .route(
             "/api/v1/join",
@@ -410,5 +413,4 @@ mod tests {
             serde_json::json!("node")
         );
     }
-
 }

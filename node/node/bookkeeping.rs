@@ -73,7 +73,12 @@ impl NodeHandle {
     pub async fn checkpoint_if_due(&self) -> Result<Vec<Uuid>> {
         // A relay signs nothing on its own account, checkpoints included (DESIGN §6).
         let relay = crate::domain::model::DeviceRole::Relay;
-        if self.view().this_device.as_ref().is_none_or(|d| d.role == relay) {
+        if self
+            .view()
+            .this_device
+            .as_ref()
+            .is_none_or(|d| d.role == relay)
+        {
             return Ok(Vec::new());
         }
         self.inner

@@ -87,7 +87,8 @@ pub fn load_or_generate(
         }
     };
     let read = |p: &Path| {
-        std::fs::read(p).map_err(|e| Error::invalid("tls", format!("cannot read {}: {e}", p.display())))
+        std::fs::read(p)
+            .map_err(|e| Error::invalid("tls", format!("cannot read {}: {e}", p.display())))
     };
     let cert_bytes = read(&cert_path)?;
     let key_bytes = read(&key_path)?;
