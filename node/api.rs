@@ -37,6 +37,7 @@ mod mesh;
 mod metrics;
 mod products;
 mod range;
+mod relay;
 mod reports;
 mod sales;
 mod shop;
@@ -65,6 +66,7 @@ use utoipa_axum::routes;
 use crate::node::NodeHandle;
 
 pub use error::ApiError;
+pub use relay::{ShopList, relay_router};
 
 /// The name of the session cookie set by `POST /api/v1/login`.
 pub const SESSION_COOKIE: &str = "tillmesh_session";
@@ -133,8 +135,12 @@ pub(crate) struct ShutdownSignal(pub(crate) watch::Receiver<bool>);
 /// request counts as coming from `0.0.0.0`, or from the address a
 /// [`MockConnectInfo`](axum::extract::connect_info::MockConnectInfo) layer provides.
 pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
-    let body_limit = opts.body_limit;
-    let state = AppState {
+    shop_router(app_state(handle, opts))
+}
+
+/// The state of one node's router (the relay keeps one per shop replica).
+pub(crate) fn app_state(handle: NodeHandle, opts: ApiOptions) -> AppState {
+    AppState {
         handle,
         sessions: Arc::new(auth::Sessions::new(opts.session_idle)),
         limiter: Arc::new(auth::LoginLimiter::new(
@@ -143,10 +149,12 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
             opts.login_window,
         )),
         opts: Arc::new(opts),
-    };
+    }
+}
 
-    let (api, openapi) = api_routes().split_for_parts();
-    let openapi_json: Arc<str> = match serde_json::to_value(&openapi) {
+/// The OpenAPI document (with its examples) as JSON.
+fn openapi_text(openapi: &OpenApi) -> Arc<str> {
+    match serde_json::to_value(openapi) {
         Ok(mut doc) => {
             examples::add_examples(&mut doc);
             doc.to_string().into()
@@ -155,7 +163,14 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
             tracing::error!(error = %e, "could not serialize the OpenAPI document");
             "{}".into()
         }
-    };
+    }
+}
+
+/// [`router`] over a state made by [`app_state`].
+pub(crate) fn shop_router(state: AppState) -> Router {
+    let body_limit = state.opts.body_limit;
+    let (api, openapi) = api_routes().split_for_parts();
+    let openapi_json = openapi_text(&openapi);
 
     let api = api
         // Document ids contain `/`: `{id}` takes them URL-encoded in one segment (the route in
@@ -236,6 +251,13 @@ pub async fn serve(
     .await
 }
 
+/// `router` with the signal that ends its open event streams (for servers other than
+/// [`serve`], e.g. the relay's HTTPS): send `true` when shutting down.
+pub(crate) fn with_shutdown_signal(router: Router) -> (Router, watch::Sender<bool>) {
+    let (tx, rx) = watch::channel(false);
+    (router.layer(axum::Extension(ShutdownSignal(rx))), tx)
+}
+
 /// The routes of `/api/v1` with their OpenAPI descriptions.
 fn api_routes() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::<AppState>::default()
@@ -313,7 +335,8 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(catalog_csv::import_products))
         .routes(routes!(catalog_csv::products_csv))
         .routes(routes!(catalog_csv::sale_lines_csv))
-        .routes(routes!(backup::backup));
+        .routes(routes!(backup::backup))
+        .routes(routes!(relay::server_info));
     OpenApiRouter::with_openapi(base_document()).nest("/api/v1", v1)
 }
 

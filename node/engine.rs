@@ -115,6 +115,10 @@ impl Writer {
     }
 }
 
+/// Why a relay's replica refuses a change signed on the device's own account.
+pub const RELAY_REFUSES: &str = "this is the relay, which never writes shop data on its own \
+     account: sell, count stock, take deliveries and run shifts on a till in the shop";
+
 /// Everything the writer thread owns.
 pub struct Engine {
     store: Store,
@@ -611,6 +615,17 @@ impl Ctx<'_> {
                  count. Ask an owner to invite it again."
                     .into(),
             ));
+        }
+        if key.verifying_key() == self.engine.device_key.verifying_key()
+            && self
+                .shop()
+                .this_device
+                .as_ref()
+                .is_some_and(|d| d.role == crate::domain::model::DeviceRole::Relay)
+        {
+            // Only tills write on a device's own account (DESIGN §6): a relay's replica takes
+            // changes signed by a person's key, never its own.
+            return Err(Error::Forbidden(RELAY_REFUSES.into()));
         }
         let id = doc.to_string();
         let members_heads = match self.doc("members")? {

@@ -158,7 +158,10 @@
 //! - [`relay`]: `tillmesh relay` — one swarm in no gossip topic, a replica store per enrolled
 //!   shop, store-and-forward over `/tillmesh/sync/1` (devices offer and pull; the relay
 //!   forwards what is new to the shop's other devices), each request served from the one shop
-//!   the requesting device belongs to.
+//!   the requesting device belongs to; its web UI and API over TLS only (`relay::tls`,
+//!   `api::relay_router`), where the login names the shop, a session is dispatched to that
+//!   shop's router only, and an owner's changes are made on the replica with their person key
+//!   and forwarded to the shop's devices like what the relay applies.
 //! - [`backup`]: one self-checking backup file from one read transaction (`GET
 //!   /api/v1/backup`, `tillmesh backup`), `verify`, and `restore` into a new data dir through
 //!   the same verify-and-apply path, as a new device that rejoins with an invite.

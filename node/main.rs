@@ -216,6 +216,20 @@ enum Command {
         /// Changes one shop's replica may hold before the relay refuses more.
         #[arg(long, default_value_t = 20_000_000)]
         max_changes_per_shop: u64,
+        /// Where the web UI and API listen, over TLS only (owners and managers log in naming
+        /// their shop).
+        #[arg(long, default_value = "0.0.0.0:8443", conflicts_with = "no_http")]
+        http: std::net::SocketAddr,
+        /// Serve no web UI or API.
+        #[arg(long)]
+        no_http: bool,
+        /// The TLS certificate (PEM, with its chain); without it the relay makes a
+        /// self-signed one in DATA_DIR/tls/ on first start.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The private key (PEM) of --tls-cert.
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
 }
 
@@ -484,6 +498,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             listen,
             max_requests_per_shop,
             max_changes_per_shop,
+            http,
+            no_http,
+            tls_cert,
+            tls_key,
         }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir.clone());
             let listen = if listen.is_empty() {
@@ -501,6 +519,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let mut rcfg = tillmesh::relay::RelayConfig::new(&dir, listen);
             rcfg.max_requests_per_shop = max_requests_per_shop.max(1);
             rcfg.max_changes_per_shop = max_changes_per_shop;
+            rcfg.http = (!no_http).then_some(http);
+            rcfg.tls_cert = tls_cert;
+            rcfg.tls_key = tls_key;
             rt.block_on(async {
                 let relay = tillmesh::relay::Relay::start(rcfg)
                     .await
@@ -512,6 +533,19 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 );
                 for a in relay.addrs() {
                     println!("relay listening on {a}");
+                }
+                if let (Some(addr), Some(tls)) = (relay.https_addr(), relay.tls()) {
+                    println!("web UI and API: https://{addr}/ (TLS only)");
+                    println!(
+                        "TLS certificate {}{}",
+                        tls.cert_path.display(),
+                        if tls.generated {
+                            " (self-signed, made now)"
+                        } else {
+                            ""
+                        }
+                    );
+                    println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
                 }
                 println!("data dir: {}", dir.display());
                 shutdown_signal().await;

@@ -36,12 +36,26 @@
 //!   tillmesh's own nodes do not dial through it yet: their sync goes through the replica,
 //!   which needs no live connection.
 //!
-//! Not here yet (issue 6): the relay's own web UI, scheduled encrypted snapshots, tillmesh nodes
-//! using circuits (a relay client transport) and dcutr hole punching.
+//! - **Web UI and API over TLS only** ([`RelayConfig::http`], `tillmesh relay --http ADDR`):
+//!   the node's web UI and `/api/v1`, where the login names the shop and a session covers that
+//!   one shop ([`crate::api::relay_router`]). An owner or manager logged in there works on the
+//!   shop's replica like on a till: their changes are signed with their person key (unlocked
+//!   by their password from the synced `vault`) and forwarded at once to the shop's connected
+//!   devices (`Offer`, like what the relay applies from devices); devices that connect later
+//!   pull them. What a device would sign on its own account (sales, stock in, shifts …) the
+//!   replica refuses. The certificate is the operator's (`--tls-cert`, `--tls-key`) or a
+//!   self-signed one made on first start in `DATA_DIR/tls/` ([`tls`]); its SHA-256
+//!   fingerprint is printed at start so owners can check it.
+//!
+//! Not here yet (issue 6): scheduled encrypted snapshots, tillmesh nodes using circuits (a relay
+//! client transport) and dcutr hole punching.
+
+pub mod tls;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -83,6 +97,16 @@ pub struct RelayConfig {
     pub max_requests_per_shop: usize,
     /// Changes one shop's replica may hold before offers are refused (default 20 million).
     pub max_changes_per_shop: u64,
+    /// Where the web UI and API listen, over TLS only (`None`: no web UI, the default here;
+    /// the CLI serves `0.0.0.0:8443` unless `--no-http`). Port 0 picks a free port.
+    pub http: Option<SocketAddr>,
+    /// The operator's certificate (PEM) and its key; without them the relay makes a
+    /// self-signed certificate in `DATA_DIR/tls/` on first start and keeps it.
+    pub tls_cert: Option<PathBuf>,
+    /// The private key (PEM) of `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Sessions and login limits of the web UI and API.
+    pub api: crate::api::ApiOptions,
 }
 
 impl RelayConfig {
@@ -93,6 +117,10 @@ impl RelayConfig {
             listen,
             max_requests_per_shop: 8,
             max_changes_per_shop: 20_000_000,
+            http: None,
+            tls_cert: None,
+            tls_key: None,
+            api: crate::api::ApiOptions::default(),
         }
     }
 }
@@ -113,7 +141,21 @@ pub struct Relay {
     net: NetHandle,
     shops: Shops,
     tasks: Vec<JoinHandle<()>>,
+    /// Per-replica tasks forwarding what is committed on the replica (web UI changes).
+    forwarders: Forwarders,
     addrs: Vec<Multiaddr>,
+    web: Option<Web>,
+}
+
+type Forwarders = Arc<Mutex<Vec<JoinHandle<()>>>>;
+
+/// The running HTTPS server.
+struct Web {
+    addr: SocketAddr,
+    tls: tls::TlsIdentity,
+    handle: axum_server::Handle<SocketAddr>,
+    stop: tokio::sync::watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 fn shops_dir(data_dir: &Path) -> PathBuf {
@@ -156,10 +198,15 @@ async fn open_replica(dir: &Path, cfg: &RelayConfig) -> Result<Option<(Uuid, Rep
 }
 
 /// Opens every replica in `shops/` not open yet.
-async fn scan_shops(cfg: &RelayConfig, shops: &Shops, known: &mut Vec<PathBuf>) -> Result<()> {
+async fn scan_shops(
+    cfg: &RelayConfig,
+    shops: &Shops,
+    known: &mut Vec<PathBuf>,
+) -> Result<Vec<(Uuid, Arc<Replica>)>> {
     let dir = shops_dir(&cfg.data_dir);
+    let mut opened = Vec::new();
     let Ok(entries) = std::fs::read_dir(&dir) else {
-        return Ok(());
+        return Ok(opened);
     };
     for e in entries.flatten() {
         let path = e.path();
@@ -174,25 +221,35 @@ async fn scan_shops(cfg: &RelayConfig, shops: &Shops, known: &mut Vec<PathBuf>) 
         match open_replica(&path, cfg).await {
             Ok(Some((id, replica))) => {
                 tracing::info!(shop = %id, "serving shop");
+                let replica = Arc::new(replica);
                 shops
                     .write()
                     .expect("shops lock")
-                    .insert(id, Arc::new(replica));
+                    .insert(id, replica.clone());
+                opened.push((id, replica));
             }
             Ok(None) => {}
             Err(e) => tracing::error!(dir = %path.display(), "cannot open a shop replica: {e}"),
         }
     }
-    Ok(())
+    Ok(opened)
 }
 
 impl Relay {
     /// Opens every enrolled shop and starts the network.
     pub async fn start(cfg: RelayConfig) -> Result<Relay> {
         let key = relay_key(&cfg.data_dir)?;
+        let tls = match cfg.http {
+            Some(_) => Some(tls::load_or_generate(
+                &cfg.data_dir,
+                cfg.tls_cert.as_deref(),
+                cfg.tls_key.as_deref(),
+            )?),
+            None => None,
+        };
         let shops: Shops = Default::default();
         let mut known = Vec::new();
-        scan_shops(&cfg, &shops, &mut known).await?;
+        let opened = scan_shops(&cfg, &shops, &mut known).await?;
         let mut ncfg = NetConfig::new(key.to_bytes(), "");
         ncfg.listen = cfg.listen.clone();
         let members = shops.clone();
@@ -213,6 +270,14 @@ impl Relay {
             .into_iter()
             .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)))
             .collect();
+        let forwarders: Forwarders = Default::default();
+        for (shop, r) in opened {
+            spawn_forwarder(&forwarders, &net, &shops, shop, &r);
+        }
+        let web = match (cfg.http, tls) {
+            (Some(addr), Some(tls)) => Some(serve_web(addr, tls, shops.clone(), cfg.api.clone())?),
+            _ => None,
+        };
         let tasks = vec![
             tokio::spawn(event_loop(
                 net.clone(),
@@ -227,12 +292,19 @@ impl Relay {
             )),
             tokio::spawn({
                 let shops = shops.clone();
+                let net = net.clone();
+                let forwarders = forwarders.clone();
                 async move {
                     let mut tick = tokio::time::interval(RESCAN);
                     loop {
                         tick.tick().await;
-                        if let Err(e) = scan_shops(&cfg, &shops, &mut known).await {
-                            tracing::warn!("looking for new shops failed: {e}");
+                        match scan_shops(&cfg, &shops, &mut known).await {
+                            Ok(opened) => {
+                                for (shop, r) in opened {
+                                    spawn_forwarder(&forwarders, &net, &shops, shop, &r);
+                                }
+                            }
+                            Err(e) => tracing::warn!("looking for new shops failed: {e}"),
                         }
                     }
                 }
@@ -242,8 +314,20 @@ impl Relay {
             net,
             shops,
             tasks,
+            forwarders,
             addrs,
+            web,
         })
+    }
+
+    /// Where the web UI and API answer (HTTPS), if they were asked for.
+    pub fn https_addr(&self) -> Option<SocketAddr> {
+        self.web.as_ref().map(|w| w.addr)
+    }
+
+    /// The certificate the web UI serves (its fingerprint, its PEM), if it runs.
+    pub fn tls(&self) -> Option<&tls::TlsIdentity> {
+        self.web.as_ref().map(|w| &w.tls)
     }
 
     /// The relay's peer id.
@@ -269,7 +353,8 @@ impl Relay {
         v
     }
 
-    /// The replica of a shop (tests and operators read it; nothing writes through it).
+    /// The replica of a shop (tests and operators read it; owners and managers write through
+    /// the web UI, with their person key).
     pub fn replica(&self, shop: Uuid) -> Option<NodeHandle> {
         self.shops
             .read()
@@ -280,7 +365,20 @@ impl Relay {
 
     /// Stops the network and closes every replica.
     pub async fn shutdown(self) {
+        if let Some(web) = self.web {
+            let _ = web.stop.send(true);
+            web.handle.graceful_shutdown(Some(Duration::from_secs(10)));
+            let _ = web.task.await;
+        }
         for t in &self.tasks {
+            t.abort();
+        }
+        for t in self
+            .forwarders
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .drain(..)
+        {
             t.abort();
         }
         self.net.shutdown().await;
@@ -425,30 +523,124 @@ async fn offer(
         }
     }
     if !fresh.is_empty() {
-        let net = net.clone();
-        let shops = shops.clone();
-        tokio::spawn(async move {
-            let targets: Vec<PeerId> = net
-                .peers()
-                .await
-                .into_iter()
-                .filter(|p| p.connected && p.peer != from)
-                .map(|p| p.peer)
-                .filter(|p| shops_of(&shops, p).iter().any(|(s, _)| *s == shop))
-                .collect();
-            let msg = SyncRequest::Offer(fresh).to_bytes();
-            for peer in targets {
-                let net = net.clone();
-                let msg = msg.clone();
-                tokio::spawn(async move {
-                    if let Err(e) = net.request(peer, msg).await {
-                        tracing::debug!(%peer, "forwarding to a shop device failed: {e}");
-                    }
-                });
-            }
-        });
+        forward(net, shops, shop, fresh, Some(from));
     }
     SyncResponse::Accepted(accepted)
+}
+
+/// Offers envelopes to every connected device of `shop` but `except` (in the background).
+fn forward(
+    net: &NetHandle,
+    shops: &Shops,
+    shop: Uuid,
+    fresh: Vec<Vec<u8>>,
+    except: Option<PeerId>,
+) {
+    let net = net.clone();
+    let shops = shops.clone();
+    tokio::spawn(async move {
+        let targets: Vec<PeerId> = net
+            .peers()
+            .await
+            .into_iter()
+            .filter(|p| p.connected && Some(p.peer) != except)
+            .map(|p| p.peer)
+            .filter(|p| shops_of(&shops, p).iter().any(|(s, _)| *s == shop))
+            .collect();
+        let msg = SyncRequest::Offer(fresh).to_bytes();
+        for peer in targets {
+            let net = net.clone();
+            let msg = msg.clone();
+            tokio::spawn(async move {
+                if let Err(e) = net.request(peer, msg).await {
+                    tracing::debug!(%peer, "forwarding to a shop device failed: {e}");
+                }
+            });
+        }
+    });
+}
+
+/// Forwards what is committed on a replica itself (an owner's change made in the web UI) to
+/// the shop's connected devices, as it is committed. Devices not connected pull it later.
+fn spawn_forwarder(
+    forwarders: &Forwarders,
+    net: &NetHandle,
+    shops: &Shops,
+    shop: Uuid,
+    replica: &Replica,
+) {
+    let mut outbox = replica.handle.outbox();
+    let (net, shops) = (net.clone(), shops.clone());
+    let task = tokio::spawn(async move {
+        use tokio::sync::broadcast::error::{RecvError, TryRecvError};
+        loop {
+            let first = match outbox.recv().await {
+                Ok(env) => env,
+                Err(RecvError::Lagged(n)) => {
+                    tracing::warn!(%shop, skipped = n, "forwarding fell behind; devices pull the rest");
+                    continue;
+                }
+                Err(RecvError::Closed) => return,
+            };
+            let mut batch = vec![first.as_ref().clone()];
+            while batch.len() < sync::ENVELOPE_BATCH {
+                match outbox.try_recv() {
+                    Ok(env) => batch.push(env.as_ref().clone()),
+                    Err(TryRecvError::Lagged(_)) => continue,
+                    Err(_) => break,
+                }
+            }
+            forward(&net, &shops, shop, batch, None);
+        }
+    });
+    forwarders
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .push(task);
+}
+
+/// Starts the HTTPS server of the web UI and API on `addr`.
+fn serve_web(
+    addr: SocketAddr,
+    tls: tls::TlsIdentity,
+    shops: Shops,
+    opts: crate::api::ApiOptions,
+) -> Result<Web> {
+    let listener = std::net::TcpListener::bind(addr)
+        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+        .map_err(|e| Error::Unreachable(format!("cannot listen on {addr} for HTTPS: {e}")))?;
+    let addr = listener
+        .local_addr()
+        .map_err(|e| Error::Internal(format!("the HTTPS listener has no address: {e}")))?;
+    let list: crate::api::ShopList = Arc::new(move || {
+        shops
+            .read()
+            .expect("shops lock")
+            .iter()
+            .map(|(id, r)| (*id, r.handle.clone()))
+            .collect()
+    });
+    let (router, stop) = crate::api::with_shutdown_signal(crate::api::relay_router(list, opts));
+    let handle = axum_server::Handle::new();
+    let server = axum_server::from_tcp_rustls(
+        listener,
+        axum_server::tls_rustls::RustlsConfig::from_config(tls.config.clone()),
+    )
+    .map_err(|e| Error::Internal(format!("HTTPS: {e}")))?
+    .handle(handle.clone());
+    let task = tokio::spawn(async move {
+        let service = router.into_make_service_with_connect_info::<SocketAddr>();
+        if let Err(e) = server.serve(service).await {
+            tracing::error!("the relay's HTTPS server stopped: {e}");
+        }
+    });
+    Ok(Web {
+        addr,
+        tls,
+        handle,
+        stop,
+        task,
+    })
 }
 
 fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_changes: u64) {

@@ -16,6 +16,8 @@
 //! - Tickets, order closes and a period close: a cart parked on Till 1 is paid on Till 2; an
 //!   order cancelled, another closed short; the books closed through yesterday on both tills.
 //! - A shop with a relay: the Sync screen shows the relay, connected, and when it last synced.
+//! - The relay's web UI over HTTPS (self-signed): the owner logs in naming the shop, changes a
+//!   price on the Products screen, and the till in the shop gets it.
 //!
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
 //! Without Chromium these tests fail and say how to install it.
@@ -1110,4 +1112,98 @@ async fn the_sync_screen_shows_the_relay_and_its_sync_state() {
     drop((ah, replica));
     a.shutdown().await;
     relay.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_changes_a_price_on_the_relay_web_ui() {
+    let _serial = browser::one_at_a_time().await;
+    let dir = tempfile::tempdir().unwrap();
+    let till = Node::builder()
+        .data_dir(dir.path().join("till"))
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .start()
+        .await
+        .unwrap();
+    let th = till.handle();
+    th.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = th.login_password("olivia", OWNER_PW).await.unwrap();
+    mesh_addr(&th).await;
+    let p = th
+        .create_product(&owner, product("TEA", 300, 2000))
+        .await
+        .unwrap();
+    let relay_dir = dir.path().join("relay");
+    let mut cfg = tillmesh::relay::RelayConfig::new(
+        &relay_dir,
+        vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
+    );
+    cfg.http = Some("127.0.0.1:0".parse().unwrap());
+    let relay = tillmesh::relay::Relay::start(cfg).await.unwrap();
+    let inv = th
+        .create_invite(
+            &owner,
+            NewInvite {
+                role: DeviceRole::Relay,
+                name: "Cloud relay".into(),
+                ttl_minutes: None,
+            },
+        )
+        .await
+        .unwrap();
+    tillmesh::relay::enroll(&relay_dir, &inv.invite)
+        .await
+        .unwrap();
+    assert!(wait_for(|| relay.shops().len() == 1, Duration::from_secs(30)).await);
+    th.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
+    let replica = relay.replica(relay.shops()[0]).unwrap();
+    assert!(wait_for(|| replica.product(p.id).is_ok(), Duration::from_secs(30)).await);
+    let url = format!("https://{}", relay.https_addr().unwrap());
+
+    let browser = Browser::launch_accepting_self_signed().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url}/")).await;
+    // The relay's login asks for the shop; it lists nobody.
+    page.wait_visible("#login-shop").await;
+    assert!(!page.exists(".person-btn").await);
+    shots(&page, "33-relay-login", DESKTOP).await;
+    page.fill("#login-shop", "Corner Shop").await;
+    page.fill("#login-username", "olivia").await;
+    page.fill("#login-password", "not the password").await;
+    page.press("Enter").await;
+    page.wait_for(
+        "document.querySelector('#main').textContent.toLowerCase().includes('wrong shop, username or password')",
+        "the relay says the login failed",
+    )
+    .await;
+    page.fill("#login-password", OWNER_PW).await;
+    page.press("Enter").await;
+    page.wait_visible("#sell-search").await;
+    page.wait_text("#shop-name", "Corner Shop").await;
+
+    page.goto(&format!("{url}/#/products")).await;
+    page.click(&format!(
+        "#product-rows tr[data-id=\"{}\"] [data-action=edit]",
+        p.id
+    ))
+    .await;
+    page.wait_visible("#p-price").await;
+    page.fill("#p-price", "4.50").await;
+    page.click("#save-product").await;
+    // The owner's change, made on the relay, reaches the till in the shop.
+    assert!(
+        wait_for(
+            || th.product(p.id).is_ok_and(|p| p.price == 450),
+            Duration::from_secs(30)
+        )
+        .await,
+        "the till has the price set on the relay"
+    );
+    page.assert_no_errors().await;
+
+    drop(browser);
+    drop((th, replica));
+    relay.shutdown().await;
+    till.shutdown().await;
 }

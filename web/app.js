@@ -43,6 +43,8 @@ const SCREENS = [
 
 /// What every screen shares.
 export const app = {
+  /// "node" (a device of one shop) or "relay" (many shops: the login names the shop).
+  server: "node",
   status: null,
   settings: null,
   me: null,
@@ -289,7 +291,10 @@ async function render() {
 
   let module;
   let route = routeOf();
-  if (!app.status || !app.status.has_shop) {
+  if (app.server === "relay" && !app.me) {
+    module = loginScreen;
+    route = "login";
+  } else if (!app.status || !app.status.has_shop) {
     module = setupScreen;
     route = "setup";
   } else if (!app.me) {
@@ -332,6 +337,20 @@ window.addEventListener("resize", () => {
 
 async function boot() {
   const main = document.getElementById("main");
+  // Nodes older than GET /server answer 404: they are nodes.
+  app.server = (await get("/server").catch(() => ({ kind: "node" }))).kind;
+  if (app.server === "relay") {
+    // A relay answers nothing about a shop before the login names it.
+    try {
+      const me = await get("/me");
+      await app.loggedIn(me);
+      return;
+    } catch (err) {
+      if (!(err instanceof ApiError) || err.status !== 401) toast(humanError(err), "error");
+    }
+    render();
+    return;
+  }
   try {
     app.status = await get("/status");
   } catch (err) {

@@ -428,13 +428,18 @@ fn remove_one(q: &mut VecDeque<Instant>, at: Instant) {
 #[serde(deny_unknown_fields)]
 pub(crate) struct LoginRequest {
     /// Login name.
-    username: String,
+    pub(crate) username: String,
     /// Password (owners and managers).
     #[serde(default)]
-    password: Option<String>,
+    pub(crate) password: Option<String>,
     /// PIN (staff).
     #[serde(default)]
-    pin: Option<String>,
+    pub(crate) pin: Option<String>,
+    /// The shop's name or id. Required on a relay (`GET /api/v1/server` says `relay`), which
+    /// serves many shops; a node checks it names its own shop (a wrong shop answers like a
+    /// wrong password).
+    #[serde(default)]
+    pub(crate) shop: Option<String>,
 }
 
 /// The person of a session.
@@ -582,6 +587,16 @@ pub(crate) async fn login(
         ),
     };
     let principal = match result {
+        Ok(_)
+            if req
+                .shop
+                .as_deref()
+                .is_some_and(|shop| !names_shop(&state, shop)) =>
+        {
+            tracing::warn!(username = %req.username, %ip, "login failed: another shop named");
+            drop(attempt);
+            return Err(unauthorized(wrong));
+        }
         Ok(principal) => {
             state.limiter.succeeded(attempt);
             principal
@@ -603,6 +618,28 @@ pub(crate) async fn login(
         }
     };
 
+    Ok(open_session(&state, principal)?.1)
+}
+
+/// Whether `shop` (a name, any case, or an id) names this node's shop.
+pub(crate) fn names_shop(state: &AppState, shop: &str) -> bool {
+    let Ok(status) = state.handle.status() else {
+        return false;
+    };
+    let shop = shop.trim();
+    status
+        .shop_id
+        .is_some_and(|id| id.to_string() == shop.to_lowercase())
+        || status
+            .shop_name
+            .is_some_and(|name| name.trim().to_lowercase() == shop.to_lowercase())
+}
+
+/// Opens a session for `principal`: its token, and the login answer (body and cookie).
+pub(crate) fn open_session(
+    state: &AppState,
+    principal: Principal,
+) -> Result<(String, Response), ApiError> {
     let (token, session) = state.sessions.create(principal)?;
     let idle = state.opts.session_idle;
     let body = LoginResponse {
@@ -613,7 +650,23 @@ pub(crate) async fn login(
     };
     tracing::info!(username = %session.principal.username, role = session.principal.role.as_str(), "logged in");
     let cookie = session_cookie(&token, idle, state.opts.secure_cookies);
-    Ok(([(header::SET_COOKIE, cookie)], Json(body)).into_response())
+    Ok((
+        token,
+        ([(header::SET_COOKIE, cookie)], Json(body)).into_response(),
+    ))
+}
+
+/// The session token a request carries (bearer first, then the cookie), if any.
+pub(crate) fn token_of(headers: &HeaderMap) -> Option<String> {
+    match request_token(headers) {
+        Ok(Some(TokenSource::Bearer(t) | TokenSource::Cookie(t))) => Some(t),
+        _ => None,
+    }
+}
+
+/// `Set-Cookie` that removes the session cookie.
+pub(crate) fn logged_out_cookie(secure: bool) -> HeaderValue {
+    clear_cookie(secure)
 }
 
 /// End the caller's session and clear the session cookie.

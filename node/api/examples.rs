@@ -212,6 +212,7 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
                 "person": session_person()
             }),
         ),
+        ("get", "/server") => (None, json!({"kind": "relay"})),
         ("get", "/login/people") => (
             None,
             json!([{"id": PERSON_ID, "name": "Sam", "username": "sam", "role": "staff"}]),

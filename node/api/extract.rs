@@ -22,10 +22,10 @@ use super::error::ApiError;
 /// As `Option<ApiJson<T>>` an empty body (with or without a content type) is `None`.
 pub(crate) struct ApiJson<T>(pub(crate) T);
 
-impl<T: DeserializeOwned> FromRequest<AppState> for ApiJson<T> {
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for ApiJson<T> {
     type Rejection = ApiError;
 
-    async fn from_request(req: Request, state: &AppState) -> Result<Self, ApiError> {
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
         let is_json = json_content_type(req.headers());
         let bytes = Bytes::from_request(req, state).await?;
         if !is_json {

@@ -14,8 +14,6 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-use super::AppState;
-
 /// One compiled-in file of the UI.
 struct Asset {
     /// Where it is served.
@@ -112,7 +110,7 @@ impl Asset {
 }
 
 /// The routes of the UI's files.
-pub(crate) fn routes() -> Router<AppState> {
+pub(crate) fn routes<S: Clone + Send + Sync + 'static>() -> Router<S> {
     ASSETS.iter().fold(Router::new(), |router, asset| {
         router.route(asset.path, get(move || async move { asset.response() }))
     })

@@ -71,7 +71,14 @@ impl NodeHandle {
 
     /// Writes today's checkpoint if this device has not yet (the timer calls it).
     pub async fn checkpoint_if_due(&self) -> Result<Vec<Uuid>> {
-        if self.view().this_device.is_none() {
+        // A relay signs nothing on its own account, checkpoints included (DESIGN §6).
+        let relay = crate::domain::model::DeviceRole::Relay;
+        if self
+            .view()
+            .this_device
+            .as_ref()
+            .is_none_or(|d| d.role == relay)
+        {
             return Ok(Vec::new());
         }
         self.inner

@@ -68,6 +68,16 @@ fn chromium_path() -> PathBuf {
 impl Browser {
     /// Starts Chromium headless with a fresh profile and connects to it.
     pub async fn launch() -> Browser {
+        Browser::launch_with(&[]).await
+    }
+
+    /// [`Browser::launch`] that also accepts self-signed TLS certificates (a relay's).
+    pub async fn launch_accepting_self_signed() -> Browser {
+        Browser::launch_with(&["--ignore-certificate-errors"]).await
+    }
+
+    /// Starts Chromium headless with a fresh profile and `extra` flags, and connects to it.
+    pub async fn launch_with(extra: &[&str]) -> Browser {
         let exe = chromium_path();
         let profile = tempfile::tempdir().expect("a temp dir for the Chromium profile");
         let child = Command::new(&exe)
@@ -88,6 +98,7 @@ impl Browser {
                 "--remote-debugging-port=0",
                 "--window-size=1280,800",
             ])
+            .args(extra)
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg("about:blank")
             .stdin(Stdio::null())

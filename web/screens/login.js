@@ -1,5 +1,6 @@
 // Login: pick your name; staff type their PIN on a pad, owners and managers their password.
-// Shows which shop and which device this is.
+// Shows which shop and which device this is. On a relay (many shops, reached from anywhere)
+// owners and managers type the shop's name, their username and their password instead.
 
 import { get, post } from "../lib/api.js";
 import { h, add, icon, field, busy, alertBox } from "../lib/dom.js";
@@ -8,6 +9,7 @@ import { initials } from "../lib/format.js";
 const ROLE_LABEL = { staff: "Staff · PIN", manager: "Manager · password", owner: "Owner · password" };
 
 export async function render(main, app) {
+  if (app.server === "relay") return relayLogin(main, app);
   app.people = await get("/login/people").catch(() => app.people);
   const device = app.thisDevice();
   const wrap = h("div", { class: "login-wrap" });
@@ -176,4 +178,53 @@ export async function render(main, app) {
     clearInterval(poll);
     if (keyHandler) document.removeEventListener("keydown", keyHandler);
   };
+}
+
+/// The relay's login: it serves many shops and lists no names, so the shop is typed.
+function relayLogin(main, app) {
+  const input = (attrs) => h("input", { type: "text", autocapitalize: "off", spellcheck: "false", ...attrs });
+  const shop = input({ name: "shop", id: "login-shop", autocomplete: "organization" });
+  const username = input({ name: "username", id: "login-username", autocomplete: "username" });
+  const pw = h("input", { type: "password", name: "password", id: "login-password", autocomplete: "current-password" });
+  shop.value = localStorage.getItem("tillmesh.relay.shop") || "";
+  const submit = h("button", { type: "submit", class: "btn btn-primary btn-block", id: "login-submit" }, "Log in");
+  const form = h(
+    "form",
+    { class: "stack pin-box", novalidate: true },
+    field("Shop", shop, "The shop's name, as its owner set it up"),
+    field("Username", username),
+    field("Password", pw),
+    submit,
+  );
+  form.addEventListener("submit", (e) => {
+    e.preventDefault();
+    busy(submit, form, async () => {
+      const session = await post("/login", { shop: shop.value, username: username.value, password: pw.value });
+      localStorage.setItem("tillmesh.relay.shop", shop.value.trim());
+      await app.loggedIn(session);
+    }).then(() => {
+      if (!app.me) pw.select();
+    });
+  });
+  add(
+    main,
+    h(
+      "div",
+      { class: "login-wrap" },
+      h(
+        "div",
+        { class: "login-shop" },
+        h("h1", null, "tillmesh relay"),
+        h("p", { class: "muted" }, "Owners and managers: reach your shop from anywhere."),
+      ),
+      h(
+        "section",
+        { class: "panel" },
+        h("h2", null, "Log in to your shop"),
+        alertBox("info", "Staff log in with their PIN on a till in the shop. Sales are recorded on the tills."),
+        form,
+      ),
+    ),
+  );
+  setTimeout(() => (shop.value ? username : shop).focus(), 0);
 }
