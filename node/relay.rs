@@ -36,12 +36,20 @@
 //!   tillmesh's own nodes do not dial through it yet: their sync goes through the replica,
 //!   which needs no live connection.
 //!
-//! Not here yet (issue 6): the relay's own web UI, scheduled encrypted snapshots, tillmesh nodes
-//! using circuits (a relay client transport) and dcutr hole punching.
+//! - **Scheduled encrypted snapshots** ([`crate::snapshot`]): every
+//!   [`SnapshotConfig::every`](crate::snapshot::SnapshotConfig) (1 h) each shop that changed
+//!   since its last snapshot gets one — a backup encrypted to the shop's owners and recovery
+//!   key — in `DATA_DIR/snapshots` or S3-compatible storage, with hourly/daily retention. Taken
+//!   on blocking threads, one shop at a time per shop, so sync is served meanwhile. A shop
+//!   device asks `SnapshotStatus` after each pull and shows the time (`last_snapshot`).
+//!
+//! Not here yet (issue 6): the relay's own web UI, tillmesh nodes using circuits (a relay
+//! client transport) and dcutr hole punching.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
@@ -52,11 +60,14 @@ use crate::docs::Envelope;
 use crate::engine::Applied;
 use crate::error::{Error, Result};
 use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use crate::snapshot::{SnapshotConfig, Snapshots, TickOutcome};
 use crate::sync::{self, SyncRequest, SyncResponse};
 use crate::{Node, NodeHandle};
 
 /// Directory of the shop replicas inside the relay's data dir.
 pub const SHOPS_DIR: &str = "shops";
+/// Default snapshot directory inside the relay's data dir.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
 /// The relay's key inside its data dir (also each replica's device key).
 pub const RELAY_KEY_FILE: &str = "relay.key";
 /// How often the relay looks for newly enrolled shops.
@@ -83,13 +94,18 @@ pub struct RelayConfig {
     pub max_requests_per_shop: usize,
     /// Changes one shop's replica may hold before offers are refused (default 20 million).
     pub max_changes_per_shop: u64,
+    /// Scheduled encrypted snapshots (default: hourly into `DATA_DIR/snapshots`, 24 hourly and
+    /// 31 daily kept); `None`: no snapshots.
+    pub snapshots: Option<SnapshotConfig>,
 }
 
 impl RelayConfig {
     /// The defaults for a data dir and listen addresses.
     pub fn new(data_dir: impl Into<PathBuf>, listen: Vec<Multiaddr>) -> RelayConfig {
+        let data_dir = data_dir.into();
         RelayConfig {
-            data_dir: data_dir.into(),
+            snapshots: Some(SnapshotConfig::local(data_dir.join(SNAPSHOTS_DIR))),
+            data_dir,
             listen,
             max_requests_per_shop: 8,
             max_changes_per_shop: 20_000_000,
@@ -103,6 +119,12 @@ struct Replica {
     node: tokio::sync::Mutex<Option<Node>>,
     handle: NodeHandle,
     busy: Arc<Semaphore>,
+    /// The replica's data dir (holds the snapshot state file).
+    dir: PathBuf,
+    /// A snapshot of this shop is being taken.
+    snapshotting: AtomicBool,
+    /// When the last snapshot was taken (ms).
+    last_snapshot: Mutex<Option<i64>>,
 }
 
 type Shops = Arc<RwLock<HashMap<Uuid, Arc<Replica>>>>;
@@ -114,6 +136,9 @@ pub struct Relay {
     shops: Shops,
     tasks: Vec<JoinHandle<()>>,
     addrs: Vec<Multiaddr>,
+    /// Stops the snapshot loop, which lets snapshots under way finish.
+    snapshot_stop: tokio::sync::watch::Sender<bool>,
+    snapshot_task: Option<JoinHandle<()>>,
 }
 
 fn shops_dir(data_dir: &Path) -> PathBuf {
@@ -131,7 +156,11 @@ fn relay_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey> {
 }
 
 /// Opens the replica in `dir` (a `shops/<uuid>` directory), if this relay was admitted there.
-async fn open_replica(dir: &Path, cfg: &RelayConfig) -> Result<Option<(Uuid, Replica)>> {
+async fn open_replica(
+    dir: &Path,
+    cfg: &RelayConfig,
+    snapshots: Option<&Snapshots>,
+) -> Result<Option<(Uuid, Replica)>> {
     let node = Node::builder().data_dir(dir).start().await?;
     let handle = node.handle();
     let status = handle.status()?;
@@ -151,12 +180,20 @@ async fn open_replica(dir: &Path, cfg: &RelayConfig) -> Result<Option<(Uuid, Rep
             node: tokio::sync::Mutex::new(Some(node)),
             handle,
             busy: Arc::new(Semaphore::new(cfg.max_requests_per_shop)),
+            dir: dir.to_path_buf(),
+            snapshotting: AtomicBool::new(false),
+            last_snapshot: Mutex::new(snapshots.and_then(|s| s.last_snapshot(dir))),
         },
     )))
 }
 
 /// Opens every replica in `shops/` not open yet.
-async fn scan_shops(cfg: &RelayConfig, shops: &Shops, known: &mut Vec<PathBuf>) -> Result<()> {
+async fn scan_shops(
+    cfg: &RelayConfig,
+    snapshots: Option<&Snapshots>,
+    shops: &Shops,
+    known: &mut Vec<PathBuf>,
+) -> Result<()> {
     let dir = shops_dir(&cfg.data_dir);
     let Ok(entries) = std::fs::read_dir(&dir) else {
         return Ok(());
@@ -171,7 +208,7 @@ async fn scan_shops(cfg: &RelayConfig, shops: &Shops, known: &mut Vec<PathBuf>) 
             continue;
         }
         known.push(path.clone());
-        match open_replica(&path, cfg).await {
+        match open_replica(&path, cfg, snapshots).await {
             Ok(Some((id, replica))) => {
                 tracing::info!(shop = %id, "serving shop");
                 shops
@@ -190,9 +227,10 @@ impl Relay {
     /// Opens every enrolled shop and starts the network.
     pub async fn start(cfg: RelayConfig) -> Result<Relay> {
         let key = relay_key(&cfg.data_dir)?;
+        let snapshots = cfg.snapshots.clone().map(Snapshots::open).transpose()?;
         let shops: Shops = Default::default();
         let mut known = Vec::new();
-        scan_shops(&cfg, &shops, &mut known).await?;
+        scan_shops(&cfg, snapshots.as_ref(), &shops, &mut known).await?;
         let mut ncfg = NetConfig::new(key.to_bytes(), "");
         ncfg.listen = cfg.listen.clone();
         let members = shops.clone();
@@ -227,22 +265,32 @@ impl Relay {
             )),
             tokio::spawn({
                 let shops = shops.clone();
+                let snapshots = snapshots.clone();
                 async move {
                     let mut tick = tokio::time::interval(RESCAN);
                     loop {
                         tick.tick().await;
-                        if let Err(e) = scan_shops(&cfg, &shops, &mut known).await {
+                        if let Err(e) =
+                            scan_shops(&cfg, snapshots.as_ref(), &shops, &mut known).await
+                        {
                             tracing::warn!("looking for new shops failed: {e}");
                         }
                     }
                 }
             }),
         ];
+        let (snapshot_stop, stop) = tokio::sync::watch::channel(false);
+        let snapshot_task = snapshots.map(|s| {
+            tracing::info!(to = %s.store().target(), every = ?s.config().every, "taking snapshots");
+            tokio::spawn(snapshot_loop(s, shops.clone(), stop))
+        });
         Ok(Relay {
             net,
             shops,
             tasks,
             addrs,
+            snapshot_stop,
+            snapshot_task,
         })
     }
 
@@ -278,10 +326,20 @@ impl Relay {
             .map(|r| r.handle.clone())
     }
 
-    /// Stops the network and closes every replica.
-    pub async fn shutdown(self) {
+    /// When the last snapshot of a shop was taken (ms since the Unix epoch).
+    pub fn last_snapshot(&self, shop: Uuid) -> Option<i64> {
+        let r = self.shops.read().expect("shops lock").get(&shop).cloned()?;
+        *r.last_snapshot.lock().expect("snapshot lock")
+    }
+
+    /// Stops the network and closes every replica (snapshots under way finish first).
+    pub async fn shutdown(mut self) {
         for t in &self.tasks {
             t.abort();
+        }
+        let _ = self.snapshot_stop.send(true);
+        if let Some(t) = self.snapshot_task.take() {
+            let _ = t.await;
         }
         self.net.shutdown().await;
         let replicas: Vec<Arc<Replica>> = self
@@ -374,6 +432,9 @@ async fn answer(
     let h = replica.handle.clone();
     match req {
         SyncRequest::Redeem(_) => SyncResponse::Error(NOT_SERVED.into()),
+        SyncRequest::SnapshotStatus => {
+            SyncResponse::SnapshotStatus(*replica.last_snapshot.lock().expect("snapshot lock"))
+        }
         SyncRequest::Offer(envs) if envs.len() <= sync::ENVELOPE_BATCH => {
             offer(net, shops, max_changes, shop, &h, peer, envs).await
         }
@@ -519,4 +580,48 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
         let _ = std::fs::remove_dir_all(&tmp);
     }
     joined
+}
+
+/// Every [`SnapshotConfig::every`], looks at each served shop and takes a snapshot of those
+/// that changed (each shop in its own task; a shop still being snapshotted is skipped). On
+/// stop, waits for the snapshots under way.
+async fn snapshot_loop(
+    snapshots: Snapshots,
+    shops: Shops,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(snapshots.config().every);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running = tokio::task::JoinSet::new();
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        while running.try_join_next().is_some() {}
+        let replicas: Vec<(Uuid, Arc<Replica>)> = shops
+            .read()
+            .expect("shops lock")
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect();
+        for (shop, r) in replicas {
+            if r.snapshotting.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            let snapshots = snapshots.clone();
+            running.spawn(async move {
+                match snapshots.tick(&r.handle, &r.dir).await {
+                    Ok(TickOutcome::Taken { taken, pruned }) => {
+                        tracing::info!(%shop, name = %taken.name, bytes = taken.bytes, recipients = taken.recipients, pruned = pruned.len(), "snapshot taken");
+                        *r.last_snapshot.lock().expect("snapshot lock") = Some(taken.created_at);
+                    }
+                    Ok(TickOutcome::Unchanged) => {}
+                    Err(e) => tracing::error!(%shop, "snapshot failed: {e}"),
+                }
+                r.snapshotting.store(false, Ordering::SeqCst);
+            });
+        }
+    }
+    while running.join_next().await.is_some() {}
 }
