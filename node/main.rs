@@ -292,8 +292,13 @@ enum SnapshotCommand {
     /// Decrypt a snapshot file into a backup file (checked, then named OUT) with the shop's
     /// recovery key or an owner's password.
     Decrypt {
-        /// The snapshot file (`<shop id>/<time>.tmsnap`).
+        /// The snapshot file (with `--url`: its name in the store, `<shop id>/<time>.tmsnap`,
+        /// as `snapshot list` prints it).
         file: PathBuf,
+        /// Fetch it from S3-compatible storage, `s3://bucket/prefix` (AWS_* environment
+        /// variables).
+        #[arg(long)]
+        url: Option<String>,
         /// The backup file to write (must not exist yet).
         #[arg(long)]
         out: PathBuf,
@@ -665,11 +670,39 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Snapshot(SnapshotCommand::Decrypt {
             file,
+            url,
             out,
             recovery_key_file,
             recovery_key,
             password_file,
-        })) => snapshot_decrypt(&file, &out, recovery_key_file, recovery_key, password_file),
+        })) => {
+            let Some(url) = url else {
+                return snapshot_decrypt(
+                    &file,
+                    &out,
+                    recovery_key_file,
+                    recovery_key,
+                    password_file,
+                );
+            };
+            // Fetched next to OUT, decrypted, and removed whatever happens.
+            let local = PathBuf::from(format!("{}.tmsnap", out.display()));
+            let name = file.to_string_lossy().to_string();
+            let fetched = rt.block_on(async {
+                let store =
+                    tillmesh::snapshot::SnapshotStore::open(&SnapshotTarget::Url(url.clone()))?;
+                store.download(&name, &local).await
+            });
+            if let Err(e) = fetched {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot fetch {name} from {url}"))
+                );
+            }
+            let result =
+                snapshot_decrypt(&local, &out, recovery_key_file, recovery_key, password_file);
+            let _ = std::fs::remove_file(&local);
+            result
+        }
         Some(Command::Reindex { data_dir }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir);
             let path = dir.join(node::STORE_FILE);

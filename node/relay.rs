@@ -68,6 +68,8 @@ use crate::{Node, NodeHandle};
 pub const SHOPS_DIR: &str = "shops";
 /// Default snapshot directory inside the relay's data dir.
 pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Shops snapshotted at the same time.
+pub const SNAPSHOTS_AT_ONCE: usize = 2;
 /// The relay's key inside its data dir (also each replica's device key).
 pub const RELAY_KEY_FILE: &str = "relay.key";
 /// How often the relay looks for newly enrolled shops.
@@ -583,8 +585,9 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
 }
 
 /// Every [`SnapshotConfig::every`], looks at each served shop and takes a snapshot of those
-/// that changed (each shop in its own task; a shop still being snapshotted is skipped). On
-/// stop, waits for the snapshots under way.
+/// that changed (each shop in its own task, at most [`SNAPSHOTS_AT_ONCE`] at a time so the
+/// relay keeps CPU for sync; a shop still being snapshotted is skipped). On stop, waits for
+/// the snapshots under way.
 async fn snapshot_loop(
     snapshots: Snapshots,
     shops: Shops,
@@ -593,6 +596,7 @@ async fn snapshot_loop(
     let mut tick = tokio::time::interval(snapshots.config().every);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running = tokio::task::JoinSet::new();
+    let slots = Arc::new(Semaphore::new(SNAPSHOTS_AT_ONCE));
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -610,7 +614,9 @@ async fn snapshot_loop(
                 continue;
             }
             let snapshots = snapshots.clone();
+            let slots = slots.clone();
             running.spawn(async move {
+                let _slot = slots.acquire_owned().await;
                 match snapshots.tick(&r.handle, &r.dir).await {
                     Ok(TickOutcome::Taken { taken, pruned }) => {
                         tracing::info!(%shop, name = %taken.name, bytes = taken.bytes, recipients = taken.recipients, pruned = pruned.len(), "snapshot taken");

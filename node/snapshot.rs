@@ -845,6 +845,43 @@ impl SnapshotStore {
         Ok(got.bytes().await.map_err(store_err)?.to_vec())
     }
 
+    /// Copies a snapshot from the store into the local file `path` (which must not exist):
+    /// written to `path.partial` and renamed once complete. Returns its size.
+    pub async fn download(&self, name: &str, path: &Path) -> Result<u64> {
+        if path.exists() {
+            return Err(Error::invalid(
+                "out",
+                format!("{} already exists", path.display()),
+            ));
+        }
+        let partial = PathBuf::from(format!("{}.partial", path.display()));
+        let result = async {
+            let io =
+                |e: io::Error| Error::Store(format!("cannot write {}: {e}", partial.display()));
+            let mut f = std::fs::File::create(&partial).map_err(io)?;
+            let got = self
+                .inner
+                .get(&ObjectPath::from(name))
+                .await
+                .map_err(store_err)?;
+            let mut stream = got.into_stream();
+            let mut n = 0u64;
+            while let Some(chunk) = stream.next().await {
+                let chunk = chunk.map_err(store_err)?;
+                f.write_all(&chunk).map_err(io)?;
+                n += chunk.len() as u64;
+            }
+            f.sync_all().map_err(io)?;
+            std::fs::rename(&partial, path).map_err(io)?;
+            Ok(n)
+        }
+        .await;
+        if result.is_err() {
+            let _ = std::fs::remove_file(&partial);
+        }
+        result
+    }
+
     /// Deletes one snapshot.
     pub async fn delete(&self, name: &str) -> Result<()> {
         self.inner
