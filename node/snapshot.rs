@@ -831,7 +831,7 @@ impl SnapshotStore {
                 });
             }
         }
-        out.sort_by(|a, b| (a.shop_id, a.created_at).cmp(&(b.shop_id, b.created_at)));
+        out.sort_by_key(|s| (s.shop_id, s.created_at));
         Ok(out)
     }
 
