@@ -36,11 +36,12 @@
 //!   tillmesh's own nodes do not dial through it yet: their sync goes through the replica,
 //!   which needs no live connection.
 //!
-//! - **Scheduled encrypted snapshots** ([`crate::snapshot`]): every
-//!   [`SnapshotConfig::every`](crate::snapshot::SnapshotConfig) (1 h) each shop that changed
-//!   since its last snapshot gets one — a backup encrypted to the shop's owners and recovery
+//! - **Scheduled encrypted snapshots** ([`crate::snapshot`]): as soon as a shop is served and
+//!   then every [`SnapshotConfig::every`](crate::snapshot::SnapshotConfig) (1 h), a shop that
+//!   changed since its last snapshot gets one — a backup encrypted to the shop's owners and recovery
 //!   key — in `DATA_DIR/snapshots` or S3-compatible storage, with hourly/daily retention. Taken
-//!   on blocking threads, one shop at a time per shop, so sync is served meanwhile. A shop
+//!   on blocking threads, at most [`SNAPSHOTS_AT_ONCE`] shops at a time, so sync is served
+//!   meanwhile. A shop
 //!   device asks `SnapshotStatus` after each pull and shows the time (`last_snapshot`).
 //!
 //! Not here yet (issue 6): the relay's own web UI, tillmesh nodes using circuits (a relay
@@ -127,6 +128,8 @@ struct Replica {
     snapshotting: AtomicBool,
     /// When the last snapshot was taken (ms).
     last_snapshot: Mutex<Option<i64>>,
+    /// When the snapshot loop last looked at this shop (a newly served shop: never).
+    snapshot_checked: Mutex<Option<std::time::Instant>>,
 }
 
 type Shops = Arc<RwLock<HashMap<Uuid, Arc<Replica>>>>;
@@ -185,6 +188,7 @@ async fn open_replica(
             dir: dir.to_path_buf(),
             snapshotting: AtomicBool::new(false),
             last_snapshot: Mutex::new(snapshots.and_then(|s| s.last_snapshot(dir))),
+            snapshot_checked: Mutex::new(None),
         },
     )))
 }
@@ -584,16 +588,18 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
     joined
 }
 
-/// Every [`SnapshotConfig::every`], looks at each served shop and takes a snapshot of those
-/// that changed (each shop in its own task, at most [`SNAPSHOTS_AT_ONCE`] at a time so the
-/// relay keeps CPU for sync; a shop still being snapshotted is skipped). On stop, waits for
-/// the snapshots under way.
+/// Looks at each served shop as soon as it is served and then every
+/// [`SnapshotConfig::every`], and takes a snapshot if it changed (each shop in its own task, at
+/// most [`SNAPSHOTS_AT_ONCE`] at a time so the relay keeps CPU for sync; a shop still being
+/// snapshotted is skipped). On stop, waits for the snapshots under way.
 async fn snapshot_loop(
     snapshots: Snapshots,
     shops: Shops,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
-    let mut tick = tokio::time::interval(snapshots.config().every);
+    let every = snapshots.config().every;
+    // Often enough to pick a newly enrolled shop up soon (the rescan runs every 2 s).
+    let mut tick = tokio::time::interval(every.min(Duration::from_secs(5)));
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut running = tokio::task::JoinSet::new();
     let slots = Arc::new(Semaphore::new(SNAPSHOTS_AT_ONCE));
@@ -610,6 +616,13 @@ async fn snapshot_loop(
             .map(|(id, r)| (*id, r.clone()))
             .collect();
         for (shop, r) in replicas {
+            {
+                let mut checked = r.snapshot_checked.lock().expect("snapshot lock");
+                if checked.is_some_and(|t| t.elapsed() < every) {
+                    continue;
+                }
+                *checked = Some(std::time::Instant::now());
+            }
             if r.snapshotting.swap(true, Ordering::SeqCst) {
                 continue;
             }
