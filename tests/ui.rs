@@ -13,7 +13,8 @@
 //!   part, a shift with a float, a cash sale, a pay-out, a refund without a receipt and a count
 //!   at close; both tills' Books screens show the same profit, low stock and shifts, and the
 //!   CSV files download.
-//! - A shop with a relay: the Sync screen shows the relay, connected, and when it last synced.
+//! - A shop with a relay: the Sync screen shows the relay, connected, when it last synced and
+//!   when it took its last encrypted snapshot.
 //!
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
 //! Without Chromium these tests fail and say how to install it.
@@ -911,6 +912,13 @@ async fn the_sync_screen_shows_the_relay_and_its_sync_state() {
     page.wait_for(
         "/last change sent just now/.test(document.querySelector('#relay-panel .relay-sync')?.textContent || '')",
         "the Sync screen says when a change was last sent to the relay",
+    )
+    .await;
+    // The relay takes an encrypted snapshot of a shop as soon as it serves it; the till asks
+    // after each pull and the screen says when.
+    page.wait_for(
+        "/Last encrypted snapshot (just now|\\d+ min ago)/.test(document.querySelector('#relay-panel .relay-snapshot')?.textContent || '')",
+        "the Sync screen says when the relay took its last snapshot",
     )
     .await;
     shots(&page, "32-sync-relay", DESKTOP).await;
