@@ -38,11 +38,11 @@
 //!
 //! - **Scheduled encrypted snapshots** ([`crate::snapshot`]): as soon as a shop is served and
 //!   then every [`SnapshotConfig::every`](crate::snapshot::SnapshotConfig) (1 h), a shop that
-//!   changed since its last snapshot gets one — a backup encrypted to the shop's owners and recovery
-//!   key — in `DATA_DIR/snapshots` or S3-compatible storage, with hourly/daily retention. Taken
-//!   on blocking threads, at most [`SNAPSHOTS_AT_ONCE`] shops at a time, so sync is served
-//!   meanwhile. A shop
-//!   device asks `SnapshotStatus` after each pull and shows the time (`last_snapshot`).
+//!   changed since its last snapshot gets one — a backup encrypted to the shop's owners and
+//!   recovery key — in `DATA_DIR/snapshots` or S3-compatible storage, with hourly/daily
+//!   retention. Taken on blocking threads, at most [`SNAPSHOTS_AT_ONCE`] shops at a time, so
+//!   sync is served meanwhile. A shop device asks `SnapshotStatus` after each pull and shows
+//!   the time (`last_snapshot` in `GET /api/v1/peers`, the Sync screen).
 //!
 //! Not here yet (issue 6): the relay's own web UI, tillmesh nodes using circuits (a relay
 //! client transport) and dcutr hole punching.
