@@ -8,6 +8,11 @@
 //!    100,000) sales spread over a year; then `BENCH_RUNS` (default 3) times each: a backup
 //!    written to a file (one read transaction), `backup::verify` of it, and `backup::restore`
 //!    into a fresh data dir (verify + import of every change through the verify-and-apply path).
+//! 3. **Encrypted snapshots of that shop** (`node/snapshot.rs`), `BENCH_RUNS` times each: a
+//!    snapshot taken as the relay takes it (backup from one read transaction, encrypted to the
+//!    owner and recovery key, streamed into a local snapshot directory through `object_store`),
+//!    and its decryption with the owner's key into a backup file (without the backup verify,
+//!    measured above).
 //!
 //! `cargo bench --bench relay_backup`.
 
@@ -168,8 +173,59 @@ async fn backup_restore(sales: usize, runs: usize) {
         pct(&v, 0.5),
         pct(&r, 0.5)
     );
+    snapshots(&th, &owner, tmp.path(), runs).await;
     drop(th);
     till.shutdown().await;
+}
+
+async fn snapshots(
+    th: &tillmesh::NodeHandle,
+    owner: &Principal,
+    tmp: &std::path::Path,
+    runs: usize,
+) {
+    use tillmesh::snapshot::{self, SnapshotStore, SnapshotTarget, Unlock};
+    let dir = tmp.join("snapshots");
+    let store = SnapshotStore::open(&SnapshotTarget::Dir(dir.clone())).unwrap();
+    let unlock = Unlock::Key(owner.key.clone().expect("the owner's key is unlocked"));
+    println!("| run | snapshot + encrypt s | snapshot MB | decrypt s |");
+    println!("|---:|---:|---:|---:|");
+    let (mut e, mut d) = (Vec::new(), Vec::new());
+    for run in 1..=runs {
+        let t = Instant::now();
+        let taken = snapshot::take(&store, th, chrono::Utc::now().timestamp_millis())
+            .await
+            .unwrap();
+        let enc = t.elapsed().as_secs_f64();
+        let file = dir.join(&taken.name);
+        let out = tmp.join(format!("d{run}"));
+        let t = Instant::now();
+        let (f, o, u) = (file.clone(), out.clone(), unlock.clone());
+        tokio::task::spawn_blocking(move || {
+            let input = std::io::BufReader::new(std::fs::File::open(&f).unwrap());
+            let output = std::io::BufWriter::new(std::fs::File::create(&o).unwrap());
+            snapshot::decrypt(input, &u, output).unwrap()
+        })
+        .await
+        .unwrap();
+        let dec = t.elapsed().as_secs_f64();
+        println!(
+            "| {run} | {enc:.2} | {:.1} | {dec:.2} |",
+            taken.bytes as f64 / 1e6
+        );
+        e.push(enc);
+        d.push(dec);
+        std::fs::remove_file(&file).unwrap();
+        std::fs::remove_file(&out).unwrap();
+    }
+    for x in [&mut e, &mut d] {
+        x.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    }
+    println!(
+        "| **median** | {:.2} | | {:.2} |",
+        pct(&e, 0.5),
+        pct(&d, 0.5)
+    );
 }
 
 fn main() {

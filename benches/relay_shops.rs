@@ -65,7 +65,13 @@ fn mb(kb: u64) -> f64 {
 /// Starts `tillmesh relay` on loopback; its process and multiaddr.
 fn start_relay(dir: &Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_tillmesh"))
-        .args(["relay", "--listen", "/ip4/127.0.0.1/tcp/0", "--data-dir"])
+        .args([
+            "relay",
+            "--no-http",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--data-dir",
+        ])
         .arg(dir)
         .env("RUST_LOG", "warn")
         .stdin(Stdio::null())

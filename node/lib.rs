@@ -165,6 +165,10 @@
 //! - [`backup`]: one self-checking backup file from one read transaction (`GET
 //!   /api/v1/backup`, `tillmesh backup`), `verify`, and `restore` into a new data dir through
 //!   the same verify-and-apply path, as a new device that rejoins with an invite.
+//! - [`snapshot`]: the relay's scheduled snapshots — a backup of a shop's replica encrypted to
+//!   its owners' keys and recovery key (X25519 + XChaCha20-Poly1305 in chunks), taken only
+//!   when the shop changed, to a directory or S3 (`object_store`), with hourly/daily
+//!   retention; `tillmesh snapshot list/decrypt` turn one back into a backup file.
 //! - [`metrics`]: the node's counters and histograms (commits, changes applied and rejected,
 //!   sync lag, HTTP latency), served in the Prometheus format at `GET /metrics`.
 
@@ -184,6 +188,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod relay;
+pub mod snapshot;
 pub mod store;
 pub mod sync;
 

@@ -8,6 +8,7 @@ use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
 use tillmesh::config::{self, Config};
 use tillmesh::domain::model::{NewShop, TaxMode};
+use tillmesh::snapshot::{SnapshotConfig, SnapshotTarget};
 use tillmesh::{Node, node};
 
 #[derive(Parser)]
@@ -230,6 +231,100 @@ enum Command {
         /// The private key (PEM) of --tls-cert.
         #[arg(long, requires = "tls_cert")]
         tls_key: Option<PathBuf>,
+        #[command(flatten)]
+        snapshots: SnapshotArgs,
+    },
+    /// Encrypted snapshots a relay takes of its shops: list them, or decrypt one into a backup
+    /// file (then `backup verify` / `restore` it).
+    #[command(subcommand)]
+    Snapshot(SnapshotCommand),
+}
+
+/// The relay's snapshot flags.
+#[derive(Args, Clone)]
+struct SnapshotArgs {
+    /// Directory for snapshots (default DATA_DIR/snapshots).
+    #[arg(long, conflicts_with = "snapshot_url")]
+    snapshot_dir: Option<PathBuf>,
+    /// S3-compatible storage instead, `s3://bucket/prefix`; credentials and endpoint from the
+    /// AWS_* environment variables (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_REGION,
+    /// AWS_ENDPOINT_URL, AWS_ALLOW_HTTP=true for a plain-HTTP test endpoint).
+    #[arg(long)]
+    snapshot_url: Option<String>,
+    /// How often each shop is looked at; a snapshot is taken only if it changed (30s, 15m, 1h …).
+    #[arg(long, default_value = "1h")]
+    snapshot_every: String,
+    /// Hours that keep their newest snapshot.
+    #[arg(long, default_value_t = 24)]
+    keep_hourly: u32,
+    /// Days that keep their newest snapshot.
+    #[arg(long, default_value_t = 31)]
+    keep_daily: u32,
+    /// Take no snapshots.
+    #[arg(long, conflicts_with_all = ["snapshot_dir", "snapshot_url"])]
+    no_snapshots: bool,
+}
+
+impl SnapshotArgs {
+    fn config(&self, data_dir: &std::path::Path) -> anyhow::Result<Option<SnapshotConfig>> {
+        if self.no_snapshots {
+            return Ok(None);
+        }
+        let every =
+            tillmesh::snapshot::parse_duration(&self.snapshot_every).context("--snapshot-every")?;
+        let target = match (&self.snapshot_url, &self.snapshot_dir) {
+            (Some(url), _) => SnapshotTarget::Url(url.clone()),
+            (None, Some(dir)) => SnapshotTarget::Dir(dir.clone()),
+            (None, None) => SnapshotTarget::Dir(data_dir.join(tillmesh::relay::SNAPSHOTS_DIR)),
+        };
+        Ok(Some(SnapshotConfig {
+            target,
+            every,
+            keep_hourly: self.keep_hourly,
+            keep_daily: self.keep_daily,
+        }))
+    }
+}
+
+#[derive(Subcommand)]
+enum SnapshotCommand {
+    /// List snapshots (shop, time, size) without decrypting them.
+    List {
+        /// Snapshot directory (default DATA_DIR/snapshots).
+        #[arg(long, conflicts_with = "url")]
+        dir: Option<PathBuf>,
+        /// Or S3-compatible storage, `s3://bucket/prefix` (AWS_* environment variables).
+        #[arg(long)]
+        url: Option<String>,
+        /// The relay's data dir (for the default directory).
+        #[arg(long, env = "TILLMESH_DATA_DIR")]
+        data_dir: Option<PathBuf>,
+        /// Only this shop.
+        #[arg(long)]
+        shop: Option<uuid::Uuid>,
+    },
+    /// Decrypt a snapshot file into a backup file (checked, then named OUT) with the shop's
+    /// recovery key or an owner's password.
+    Decrypt {
+        /// The snapshot file (with `--url`: its name in the store, `<shop id>/<time>.tmsnap`,
+        /// as `snapshot list` prints it).
+        file: PathBuf,
+        /// Fetch it from S3-compatible storage, `s3://bucket/prefix` (AWS_* environment
+        /// variables).
+        #[arg(long)]
+        url: Option<String>,
+        /// The backup file to write (must not exist yet).
+        #[arg(long)]
+        out: PathBuf,
+        /// File holding the recovery key as `init` printed it.
+        #[arg(long, conflicts_with = "password_file")]
+        recovery_key_file: Option<PathBuf>,
+        /// The recovery key itself (prefer a file or the environment to the command line).
+        #[arg(long, env = "TILLMESH_RECOVERY_KEY", hide_env_values = true)]
+        recovery_key: Option<String>,
+        /// File holding an owner's password (opens that owner's key carried in the snapshot).
+        #[arg(long)]
+        password_file: Option<PathBuf>,
     },
 }
 
@@ -502,6 +597,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             no_http,
             tls_cert,
             tls_key,
+            snapshots,
         }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir.clone());
             let listen = if listen.is_empty() {
@@ -522,6 +618,17 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             rcfg.http = (!no_http).then_some(http);
             rcfg.tls_cert = tls_cert;
             rcfg.tls_key = tls_key;
+            rcfg.snapshots = snapshots.config(&dir)?;
+            let snapshot_note = match &rcfg.snapshots {
+                Some(s) => format!(
+                    "snapshots: every {} s into {} (keeping {} hourly, {} daily)",
+                    s.every.as_secs(),
+                    s.target,
+                    s.keep_hourly,
+                    s.keep_daily
+                ),
+                None => "snapshots: off".to_string(),
+            };
             rt.block_on(async {
                 let relay = tillmesh::relay::Relay::start(rcfg)
                     .await
@@ -548,11 +655,87 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     println!("TLS certificate SHA-256 fingerprint: {}", tls.fingerprint);
                 }
                 println!("data dir: {}", dir.display());
+                println!("{snapshot_note}");
                 shutdown_signal().await;
                 eprintln!("shutting down…");
                 relay.shutdown().await;
                 anyhow::Ok(())
             })
+        }
+        Some(Command::Snapshot(SnapshotCommand::List {
+            dir,
+            url,
+            data_dir,
+            shop,
+        })) => {
+            let target = match (url, dir) {
+                (Some(url), _) => SnapshotTarget::Url(url),
+                (None, Some(dir)) => SnapshotTarget::Dir(dir),
+                (None, None) => SnapshotTarget::Dir(
+                    data_dir
+                        .unwrap_or(cfg.data_dir)
+                        .join(tillmesh::relay::SNAPSHOTS_DIR),
+                ),
+            };
+            if let SnapshotTarget::Dir(d) = &target
+                && !d.is_dir()
+            {
+                bail!("{} is not a directory", d.display());
+            }
+            rt.block_on(async {
+                let store = tillmesh::snapshot::SnapshotStore::open(&target)?;
+                let all = store.list(shop).await?;
+                println!(
+                    "{:<36}  {:<24}  {:>12}  name",
+                    "shop", "taken (UTC)", "bytes"
+                );
+                for s in &all {
+                    let when = chrono::DateTime::from_timestamp_millis(s.created_at)
+                        .map(|t| t.format("%Y-%m-%d %H:%M:%S").to_string())
+                        .unwrap_or_default();
+                    println!(
+                        "{:<36}  {:<24}  {:>12}  {}",
+                        s.shop_id, when, s.size, s.name
+                    );
+                }
+                println!("{} snapshot(s) in {target}", all.len());
+                anyhow::Ok(())
+            })
+        }
+        Some(Command::Snapshot(SnapshotCommand::Decrypt {
+            file,
+            url,
+            out,
+            recovery_key_file,
+            recovery_key,
+            password_file,
+        })) => {
+            let Some(url) = url else {
+                return snapshot_decrypt(
+                    &file,
+                    &out,
+                    recovery_key_file,
+                    recovery_key,
+                    password_file,
+                );
+            };
+            // Fetched next to OUT, decrypted, and removed whatever happens.
+            let local = PathBuf::from(format!("{}.tmsnap", out.display()));
+            let name = file.to_string_lossy().to_string();
+            let fetched = rt.block_on(async {
+                let store =
+                    tillmesh::snapshot::SnapshotStore::open(&SnapshotTarget::Url(url.clone()))?;
+                store.download(&name, &local).await
+            });
+            if let Err(e) = fetched {
+                return Err(
+                    anyhow::Error::new(e).context(format!("cannot fetch {name} from {url}"))
+                );
+            }
+            let result =
+                snapshot_decrypt(&local, &out, recovery_key_file, recovery_key, password_file);
+            let _ = std::fs::remove_file(&local);
+            result
         }
         Some(Command::Reindex { data_dir }) => {
             let dir = data_dir.unwrap_or(cfg.data_dir);
@@ -569,6 +752,49 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// `tillmesh snapshot decrypt FILE --out BACKUP`: with the recovery key (a file, or the
+/// environment) or an owner's password; the backup is verified before it is named `BACKUP`.
+fn snapshot_decrypt(
+    file: &std::path::Path,
+    out: &std::path::Path,
+    recovery_key_file: Option<PathBuf>,
+    recovery_key: Option<String>,
+    password_file: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    use tillmesh::snapshot::Unlock;
+    let read = |p: &PathBuf| {
+        std::fs::read_to_string(p)
+            .with_context(|| format!("cannot read {}", p.display()))
+            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+    };
+    let unlock = match (recovery_key_file, password_file, recovery_key) {
+        (Some(f), _, _) => Unlock::Key(tillmesh::identity::parse_recovery_key(&read(&f)?)?),
+        (None, Some(f), _) => Unlock::Password(read(&f)?),
+        (None, None, Some(k)) => Unlock::Key(tillmesh::identity::parse_recovery_key(&k)?),
+        (None, None, None) => bail!(
+            "say how to open the snapshot: --recovery-key-file F (or TILLMESH_RECOVERY_KEY) or --password-file F"
+        ),
+    };
+    let started = std::time::Instant::now();
+    let d = tillmesh::snapshot::decrypt_file(file, &unlock, out)
+        .with_context(|| format!("cannot decrypt {}", file.display()))?;
+    let when = chrono::DateTime::from_timestamp_millis(d.header.created_at)
+        .map(|t| t.to_rfc3339())
+        .unwrap_or_default();
+    println!(
+        "decrypted the snapshot of shop {} taken {when} ({} recipients)",
+        d.header.shop_id,
+        d.header.recipients.len()
+    );
+    print_backup_summary(out, &d.backup);
+    println!(
+        "took {:.1} s; restore it with: tillmesh restore {} --data-dir DIR",
+        started.elapsed().as_secs_f64(),
+        out.display()
+    );
+    Ok(())
 }
 
 /// `tillmesh audit verify FILE`: prints a summary; an error (non-zero exit) if anything is wrong.

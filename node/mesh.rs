@@ -83,6 +83,10 @@ pub struct PeerView {
     pub last_push: Option<i64>,
     /// Relays: why the last offer failed, if it did.
     pub push_error: Option<String>,
+    /// Relays: when it last took an encrypted snapshot of the shop (ms since the Unix epoch;
+    /// null while unknown or if it takes none).
+    #[serde(default)]
+    pub last_snapshot: Option<i64>,
 }
 
 /// How this node takes part in the mesh, as `GET /api/v1/mesh` shows it (the Sync screen).
@@ -126,6 +130,8 @@ struct PeerEntry {
     pull_error: Option<String>,
     last_push: Option<SystemTime>,
     push_error: Option<String>,
+    /// Relays: their last snapshot of the shop (ms), as they said at the last pull.
+    last_snapshot: Option<i64>,
 }
 
 type Peers = Arc<Mutex<HashMap<PeerId, PeerEntry>>>;
@@ -347,6 +353,7 @@ fn view(
         pull_error: e.and_then(|e| e.pull_error.clone()),
         last_push: e.and_then(|e| e.last_push).and_then(ms),
         push_error: e.and_then(|e| e.push_error.clone()),
+        last_snapshot: e.and_then(|e| e.last_snapshot),
     }
 }
 
@@ -599,6 +606,9 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                 if r.fetched > 0 {
                     tracing::info!(%peer, applied = r.applied, held = r.held, "caught up");
                 }
+                if is_relay(&node, &peer) {
+                    ask_snapshot_status(&net, &peers, peer).await;
+                }
             }
             Err(e) => {
                 tracing::debug!(%peer, "pull failed: {e}");
@@ -634,6 +644,24 @@ async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
             }
         }
         offer_to_relays(&node, &net, &peers, &batch).await;
+    }
+}
+
+/// Asks a relay when it last took a snapshot of the shop, for the peers table (an older relay
+/// that does not know the question leaves it unknown).
+async fn ask_snapshot_status(net: &NetHandle, peers: &Peers, peer: PeerId) {
+    let answer = net
+        .request(peer, SyncRequest::SnapshotStatus.to_bytes())
+        .await
+        .ok()
+        .and_then(|b| SyncResponse::from_bytes(&b).ok());
+    if let Some(SyncResponse::SnapshotStatus(at)) = answer {
+        peers
+            .lock()
+            .expect("peers lock")
+            .entry(peer)
+            .or_default()
+            .last_snapshot = at;
     }
 }
 

@@ -426,6 +426,11 @@ impl NodeHandle {
             .clone()
     }
 
+    /// `members`, `settings` and `vault` as of the last commit (snapshot recipients).
+    pub(crate) fn shop_view(&self) -> Arc<shop::ShopView> {
+        self.view()
+    }
+
     fn read(&self) -> Result<redb::ReadTransaction> {
         self.inner.store.read()
     }

@@ -47,14 +47,23 @@
 //!   self-signed one made on first start in `DATA_DIR/tls/` ([`tls`]); its SHA-256
 //!   fingerprint is printed at start so owners can check it.
 //!
-//! Not here yet (issue 6): scheduled encrypted snapshots, tillmesh nodes using circuits (a relay
-//! client transport) and dcutr hole punching.
+//! - **Scheduled encrypted snapshots** ([`crate::snapshot`]): as soon as a shop is served and
+//!   then every [`SnapshotConfig::every`](crate::snapshot::SnapshotConfig) (1 h), a shop that
+//!   changed since its last snapshot gets one — a backup encrypted to the shop's owners and
+//!   recovery key — in `DATA_DIR/snapshots` or S3-compatible storage, with hourly/daily
+//!   retention. Taken on blocking threads, at most [`SNAPSHOTS_AT_ONCE`] shops at a time, so
+//!   sync is served meanwhile. A shop device asks `SnapshotStatus` after each pull and shows
+//!   the time (`last_snapshot` in `GET /api/v1/peers`, the Sync screen).
+//!
+//! Not here yet (issue 6): tillmesh nodes using circuits (a relay client transport) and
+//! dcutr hole punching.
 
 pub mod tls;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
@@ -66,11 +75,16 @@ use crate::docs::Envelope;
 use crate::engine::Applied;
 use crate::error::{Error, Result};
 use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use crate::snapshot::{SnapshotConfig, Snapshots, TickOutcome};
 use crate::sync::{self, SyncRequest, SyncResponse};
 use crate::{Node, NodeHandle};
 
 /// Directory of the shop replicas inside the relay's data dir.
 pub const SHOPS_DIR: &str = "shops";
+/// Default snapshot directory inside the relay's data dir.
+pub const SNAPSHOTS_DIR: &str = "snapshots";
+/// Shops snapshotted at the same time.
+pub const SNAPSHOTS_AT_ONCE: usize = 2;
 /// The relay's key inside its data dir (also each replica's device key).
 pub const RELAY_KEY_FILE: &str = "relay.key";
 /// How often the relay looks for newly enrolled shops.
@@ -107,13 +121,18 @@ pub struct RelayConfig {
     pub tls_key: Option<PathBuf>,
     /// Sessions and login limits of the web UI and API.
     pub api: crate::api::ApiOptions,
+    /// Scheduled encrypted snapshots (default: hourly into `DATA_DIR/snapshots`, 24 hourly and
+    /// 31 daily kept); `None`: no snapshots.
+    pub snapshots: Option<SnapshotConfig>,
 }
 
 impl RelayConfig {
     /// The defaults for a data dir and listen addresses.
     pub fn new(data_dir: impl Into<PathBuf>, listen: Vec<Multiaddr>) -> RelayConfig {
+        let data_dir = data_dir.into();
         RelayConfig {
-            data_dir: data_dir.into(),
+            snapshots: Some(SnapshotConfig::local(data_dir.join(SNAPSHOTS_DIR))),
+            data_dir,
             listen,
             max_requests_per_shop: 8,
             max_changes_per_shop: 20_000_000,
@@ -131,6 +150,14 @@ struct Replica {
     node: tokio::sync::Mutex<Option<Node>>,
     handle: NodeHandle,
     busy: Arc<Semaphore>,
+    /// The replica's data dir (holds the snapshot state file).
+    dir: PathBuf,
+    /// A snapshot of this shop is being taken.
+    snapshotting: AtomicBool,
+    /// When the last snapshot was taken (ms).
+    last_snapshot: Mutex<Option<i64>>,
+    /// When the snapshot loop last looked at this shop (a newly served shop: never).
+    snapshot_checked: Mutex<Option<std::time::Instant>>,
 }
 
 type Shops = Arc<RwLock<HashMap<Uuid, Arc<Replica>>>>;
@@ -145,6 +172,9 @@ pub struct Relay {
     forwarders: Forwarders,
     addrs: Vec<Multiaddr>,
     web: Option<Web>,
+    /// Stops the snapshot loop, which lets snapshots under way finish.
+    snapshot_stop: tokio::sync::watch::Sender<bool>,
+    snapshot_task: Option<JoinHandle<()>>,
 }
 
 type Forwarders = Arc<Mutex<Vec<JoinHandle<()>>>>;
@@ -173,7 +203,11 @@ fn relay_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey> {
 }
 
 /// Opens the replica in `dir` (a `shops/<uuid>` directory), if this relay was admitted there.
-async fn open_replica(dir: &Path, cfg: &RelayConfig) -> Result<Option<(Uuid, Replica)>> {
+async fn open_replica(
+    dir: &Path,
+    cfg: &RelayConfig,
+    snapshots: Option<&Snapshots>,
+) -> Result<Option<(Uuid, Replica)>> {
     let node = Node::builder().data_dir(dir).start().await?;
     let handle = node.handle();
     let status = handle.status()?;
@@ -193,6 +227,10 @@ async fn open_replica(dir: &Path, cfg: &RelayConfig) -> Result<Option<(Uuid, Rep
             node: tokio::sync::Mutex::new(Some(node)),
             handle,
             busy: Arc::new(Semaphore::new(cfg.max_requests_per_shop)),
+            dir: dir.to_path_buf(),
+            snapshotting: AtomicBool::new(false),
+            last_snapshot: Mutex::new(snapshots.and_then(|s| s.last_snapshot(dir))),
+            snapshot_checked: Mutex::new(None),
         },
     )))
 }
@@ -200,6 +238,7 @@ async fn open_replica(dir: &Path, cfg: &RelayConfig) -> Result<Option<(Uuid, Rep
 /// Opens every replica in `shops/` not open yet.
 async fn scan_shops(
     cfg: &RelayConfig,
+    snapshots: Option<&Snapshots>,
     shops: &Shops,
     known: &mut Vec<PathBuf>,
 ) -> Result<Vec<(Uuid, Arc<Replica>)>> {
@@ -218,7 +257,7 @@ async fn scan_shops(
             continue;
         }
         known.push(path.clone());
-        match open_replica(&path, cfg).await {
+        match open_replica(&path, cfg, snapshots).await {
             Ok(Some((id, replica))) => {
                 tracing::info!(shop = %id, "serving shop");
                 let replica = Arc::new(replica);
@@ -247,9 +286,10 @@ impl Relay {
             )?),
             None => None,
         };
+        let snapshots = cfg.snapshots.clone().map(Snapshots::open).transpose()?;
         let shops: Shops = Default::default();
         let mut known = Vec::new();
-        let opened = scan_shops(&cfg, &shops, &mut known).await?;
+        let opened = scan_shops(&cfg, snapshots.as_ref(), &shops, &mut known).await?;
         let mut ncfg = NetConfig::new(key.to_bytes(), "");
         ncfg.listen = cfg.listen.clone();
         let members = shops.clone();
@@ -294,11 +334,12 @@ impl Relay {
                 let shops = shops.clone();
                 let net = net.clone();
                 let forwarders = forwarders.clone();
+                let snapshots = snapshots.clone();
                 async move {
                     let mut tick = tokio::time::interval(RESCAN);
                     loop {
                         tick.tick().await;
-                        match scan_shops(&cfg, &shops, &mut known).await {
+                        match scan_shops(&cfg, snapshots.as_ref(), &shops, &mut known).await {
                             Ok(opened) => {
                                 for (shop, r) in opened {
                                     spawn_forwarder(&forwarders, &net, &shops, shop, &r);
@@ -310,6 +351,11 @@ impl Relay {
                 }
             }),
         ];
+        let (snapshot_stop, stop) = tokio::sync::watch::channel(false);
+        let snapshot_task = snapshots.map(|s| {
+            tracing::info!(to = %s.store().target(), every = ?s.config().every, "taking snapshots");
+            tokio::spawn(snapshot_loop(s, shops.clone(), stop))
+        });
         Ok(Relay {
             net,
             shops,
@@ -317,6 +363,8 @@ impl Relay {
             forwarders,
             addrs,
             web,
+            snapshot_stop,
+            snapshot_task,
         })
     }
 
@@ -363,9 +411,15 @@ impl Relay {
             .map(|r| r.handle.clone())
     }
 
-    /// Stops the network and closes every replica.
-    pub async fn shutdown(self) {
-        if let Some(web) = self.web {
+    /// When the last snapshot of a shop was taken (ms since the Unix epoch).
+    pub fn last_snapshot(&self, shop: Uuid) -> Option<i64> {
+        let r = self.shops.read().expect("shops lock").get(&shop).cloned()?;
+        *r.last_snapshot.lock().expect("snapshot lock")
+    }
+
+    /// Stops the network and closes every replica (snapshots under way finish first).
+    pub async fn shutdown(mut self) {
+        if let Some(web) = self.web.take() {
             let _ = web.stop.send(true);
             web.handle.graceful_shutdown(Some(Duration::from_secs(10)));
             let _ = web.task.await;
@@ -380,6 +434,10 @@ impl Relay {
             .drain(..)
         {
             t.abort();
+        }
+        let _ = self.snapshot_stop.send(true);
+        if let Some(t) = self.snapshot_task.take() {
+            let _ = t.await;
         }
         self.net.shutdown().await;
         let replicas: Vec<Arc<Replica>> = self
@@ -472,6 +530,9 @@ async fn answer(
     let h = replica.handle.clone();
     match req {
         SyncRequest::Redeem(_) => SyncResponse::Error(NOT_SERVED.into()),
+        SyncRequest::SnapshotStatus => {
+            SyncResponse::SnapshotStatus(*replica.last_snapshot.lock().expect("snapshot lock"))
+        }
         SyncRequest::Offer(envs) if envs.len() <= sync::ENVELOPE_BATCH => {
             offer(net, shops, max_changes, shop, &h, peer, envs).await
         }
@@ -711,4 +772,61 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
         let _ = std::fs::remove_dir_all(&tmp);
     }
     joined
+}
+
+/// Looks at each served shop as soon as it is served and then every
+/// [`SnapshotConfig::every`], and takes a snapshot if it changed (each shop in its own task, at
+/// most [`SNAPSHOTS_AT_ONCE`] at a time so the relay keeps CPU for sync; a shop still being
+/// snapshotted is skipped). On stop, waits for the snapshots under way.
+async fn snapshot_loop(
+    snapshots: Snapshots,
+    shops: Shops,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let every = snapshots.config().every;
+    // Often enough to pick a newly enrolled shop up soon (the rescan runs every 2 s).
+    let mut tick = tokio::time::interval(every.min(Duration::from_secs(5)));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut running = tokio::task::JoinSet::new();
+    let slots = Arc::new(Semaphore::new(SNAPSHOTS_AT_ONCE));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = stop.changed() => break,
+        }
+        while running.try_join_next().is_some() {}
+        let replicas: Vec<(Uuid, Arc<Replica>)> = shops
+            .read()
+            .expect("shops lock")
+            .iter()
+            .map(|(id, r)| (*id, r.clone()))
+            .collect();
+        for (shop, r) in replicas {
+            {
+                let mut checked = r.snapshot_checked.lock().expect("snapshot lock");
+                if checked.is_some_and(|t| t.elapsed() < every) {
+                    continue;
+                }
+                *checked = Some(std::time::Instant::now());
+            }
+            if r.snapshotting.swap(true, Ordering::SeqCst) {
+                continue;
+            }
+            let snapshots = snapshots.clone();
+            let slots = slots.clone();
+            running.spawn(async move {
+                let _slot = slots.acquire_owned().await;
+                match snapshots.tick(&r.handle, &r.dir).await {
+                    Ok(TickOutcome::Taken { taken, pruned }) => {
+                        tracing::info!(%shop, name = %taken.name, bytes = taken.bytes, recipients = taken.recipients, pruned = pruned.len(), "snapshot taken");
+                        *r.last_snapshot.lock().expect("snapshot lock") = Some(taken.created_at);
+                    }
+                    Ok(TickOutcome::Unchanged) => {}
+                    Err(e) => tracing::error!(%shop, "snapshot failed: {e}"),
+                }
+                r.snapshotting.store(false, Ordering::SeqCst);
+            });
+        }
+    }
+    while running.join_next().await.is_some() {}
 }

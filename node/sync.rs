@@ -41,6 +41,9 @@ pub enum SyncRequest {
     /// Envelopes the sender made and wants this node to have (at most [`ENVELOPE_BATCH`]); a
     /// newly admitted device offers its admission this way. Verified like everything else.
     Offer(Vec<Vec<u8>>),
+    /// A relay's last snapshot of the sender's shop (answered by relays only, see
+    /// [`crate::snapshot`]).
+    SnapshotStatus,
 }
 
 /// The answer.
@@ -60,6 +63,9 @@ pub enum SyncResponse {
     Accepted(u32),
     /// The request was refused.
     Error(String),
+    /// When the relay last took a snapshot of the shop (ms since the Unix epoch; `None`: not
+    /// yet, or snapshots are off).
+    SnapshotStatus(Option<i64>),
 }
 
 impl SyncRequest {
@@ -107,6 +113,7 @@ pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
         SyncRequest::Redeem(_) | SyncRequest::Offer(_) => {
             Err(Error::Rejected("answered by serve_async".into()))
         }
+        SyncRequest::SnapshotStatus => Err(Error::Rejected("only a relay takes snapshots".into())),
         _ => Err(Error::Rejected("request over its size limit".into())),
     };
     answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
@@ -242,6 +249,7 @@ fn kind(r: &SyncResponse) -> &'static str {
         SyncResponse::Invite(_) => "invite",
         SyncResponse::Accepted(_) => "accepted",
         SyncResponse::Error(_) => "error",
+        SyncResponse::SnapshotStatus(_) => "snapshot status",
     }
 }
 

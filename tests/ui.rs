@@ -15,7 +15,8 @@
 //!   CSV files download.
 //! - Tickets, order closes and a period close: a cart parked on Till 1 is paid on Till 2; an
 //!   order cancelled, another closed short; the books closed through yesterday on both tills.
-//! - A shop with a relay: the Sync screen shows the relay, connected, and when it last synced.
+//! - A shop with a relay: the Sync screen shows the relay, connected, when it last synced and
+//!   when it took its last encrypted snapshot.
 //! - The relay's web UI over HTTPS (self-signed): the owner logs in naming the shop, changes a
 //!   price on the Products screen, and the till in the shop gets it.
 //!
@@ -1103,6 +1104,13 @@ async fn the_sync_screen_shows_the_relay_and_its_sync_state() {
     page.wait_for(
         "/last change sent just now/.test(document.querySelector('#relay-panel .relay-sync')?.textContent || '')",
         "the Sync screen says when a change was last sent to the relay",
+    )
+    .await;
+    // The relay takes an encrypted snapshot of a shop as soon as it serves it; the till asks
+    // after each pull and the screen says when.
+    page.wait_for(
+        "/Last encrypted snapshot (just now|\\d+ min ago)/.test(document.querySelector('#relay-panel .relay-snapshot')?.textContent || '')",
+        "the Sync screen says when the relay took its last snapshot",
     )
     .await;
     shots(&page, "32-sync-relay", DESKTOP).await;

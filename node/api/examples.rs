@@ -511,7 +511,14 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
                 "found_by": "mdns", "connected": true, "rtt_ms": 1.8, "last_contact": TIME,
                 "addrs": [format!("/ip4/192.168.1.23/tcp/7879/p2p/{PEER_ID}")], "we_lacked": 0,
                 "rejected": 0, "last_pull": TIME, "pull_error": null,
-                "last_push": null, "push_error": null
+                "last_push": null, "push_error": null, "last_snapshot": null
+            }, {
+                "peer_id": "12D3KooWJbYtRZrjEgFZHyAV2gDVQHdNvpCUnPnpG2fWbcRWvnth", "name": "Cloud relay",
+                "role": "relay", "device_id": "0a1b2c3d4e5f6071", "found_by": "static", "connected": true,
+                "rtt_ms": 24.5, "last_contact": TIME,
+                "addrs": ["/dns4/relay.example.com/tcp/7879/p2p/12D3KooWJbYtRZrjEgFZHyAV2gDVQHdNvpCUnPnpG2fWbcRWvnth"],
+                "we_lacked": 0, "rejected": 0, "last_pull": TIME, "pull_error": null,
+                "last_push": TIME, "push_error": null, "last_snapshot": TIME
             }]),
         ),
         ("post", "/peers") => (

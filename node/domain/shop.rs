@@ -41,6 +41,8 @@ pub struct ShopView {
     pub vault: HashMap<Uuid, SealedKey>,
     /// The shop secret (from `vault`): names the gossip topic.
     pub shop_secret: Option<String>,
+    /// The recovery key's public half (hex, from `members`): a recipient of every snapshot.
+    pub recovery_public: Option<String>,
 }
 
 impl ShopView {
@@ -55,6 +57,7 @@ impl ShopView {
         if let Some(m) = members {
             v.shop_id =
                 am::string(m, &ROOT, "shop_id", None).and_then(|s| Uuid::parse_str(&s).ok());
+            v.recovery_public = am::string(m, &ROOT, "recovery", None);
             for key in m.keys(ROOT) {
                 let Some(obj) = am::map(m, &ROOT, &key, None) else {
                     continue;

@@ -243,7 +243,7 @@ export async function render(main, app) {
   }
 
   // The shop's relays: a replica in the cloud that this device pushes its changes to and
-  // pulls from; shown with when it last synced each way.
+  // pulls from; shown with when it last synced each way and took its last encrypted snapshot.
   function renderRelays(devices, peers) {
     const relays = devices.filter((d) => d.role === "relay" && !d.revoked);
     relayPanel.hidden = !relays.length;
@@ -267,6 +267,13 @@ export async function render(main, app) {
           { class: "muted small relay-sync" },
           `Last synced ${ago(p && p.last_pull)} · last change sent ${ago(p && p.last_push)}`,
           p && p.we_lacked ? ` · ${p.we_lacked} changes fetched from it at the last sync` : "",
+        ),
+        h(
+          "p",
+          { class: "muted small relay-snapshot" },
+          p && p.last_snapshot
+            ? `Last encrypted snapshot ${ago(p.last_snapshot)}`
+            : "Last encrypted snapshot: none known yet",
         ),
         problem ? alertBox("warn", problem) : null,
       );
