@@ -138,8 +138,8 @@
 //!   movements, lots) in the projection's transaction and reads every report from them;
 //!   [`domain::alerts`] (deterministic alert ids, computed from projections or raised by them,
 //!   dismissals synced through `catalog`), [`domain::audit`] (one audit row per applied
-//!   envelope, written in the apply path; daily signed checkpoints; the export and its offline
-//!   verification), [`domain::products_csv`] (all-or-nothing CSV import of products).
+//!   envelope, written in the apply path, indexed by time, person and kind; daily signed
+//!   checkpoints; the export and its offline verification), [`domain::products_csv`] (all-or-nothing CSV import of products).
 //! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
 //!   OpenAPI (generated from the handlers, with examples), SSE, `GET /metrics`, the Automerge
 //!   documents for integrators, and the web UI (`web/`, compiled in: first start, login,
