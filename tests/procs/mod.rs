@@ -166,42 +166,13 @@ pub fn init(dir: &Path) -> PathBuf {
 /// Starts `tillmesh run` with these extra flags and returns it with the address it printed.
 pub fn run_with(data: &Path, log: &Path, flags: &[&str]) -> (Proc, SocketAddr) {
     let home = data.parent().expect("the data dir is in the test's dir");
-    let child = tillmesh(home)
-        .arg("run")
+    let mut cmd = tillmesh(home);
+    cmd.arg("run")
         .arg("--data-dir")
         .arg(data)
         .args(["--http", "127.0.0.1:0"])
-        .args(flags)
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("tillmesh run starts");
-    let mut p = Proc {
-        child,
-        log: log.to_path_buf(),
-    };
-    let stdout = p.child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent && let Some(addr) = http_addr_in(&line) {
-                let _ = tx.send(addr);
-                sent = true;
-            }
-        }
-    });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(addr) => (p, addr),
-        Err(e) => {
-            let status = p.child.try_wait().ok().flatten();
-            panic!(
-                "tillmesh run printed no address ({e:?}; {status:?}):\n{}",
-                p.log_tail()
-            )
-        }
-    }
+        .args(flags);
+    spawn_until(cmd, log, http_addr_in)
 }
 
 fn http_addr_in(line: &str) -> Option<SocketAddr> {
@@ -372,11 +343,11 @@ pub fn tillmesh_in(ns: &str, home: &Path) -> Command {
 
 /// Spawns `cmd` (stdout piped, stderr to `log`) and waits for the first stdout line `find`
 /// picks something out of.
-pub fn spawn_until(
+pub fn spawn_until<T: Send + 'static>(
     mut cmd: Command,
     log: &Path,
-    find: fn(&str) -> Option<String>,
-) -> (Proc, String) {
+    find: fn(&str) -> Option<T>,
+) -> (Proc, T) {
     let child = cmd
         .stdout(Stdio::piped())
         .stderr(std::fs::File::create(log).unwrap())
