@@ -11,7 +11,8 @@
 //! day after day in order, so each day's ledger documents roll over as on a real till.
 //!
 //! The data dir is made once and kept under `target/bench-data/reports-<sales>-<products>/`
-//! (delete it to make it again); a `ready.json` in it names the first and last day.
+//! (delete it to make it again); a `ready.json` in it names the first and last day. Making it
+//! can be stopped and started again: it resumes from `progress.json`.
 //!
 //! Measure: the node starts on that data dir with HTTP on 127.0.0.1, an owner logs in over HTTP,
 //! then each report route is asked `BENCH_REQUESTS` times (default 300, after 20 warm-up
@@ -63,13 +64,239 @@ fn day(d: NaiveDate) -> String {
     d.format("%Y-%m-%d").to_string()
 }
 
-/// Makes the year of data in `dir`; returns (first day, last day).
+/// How far the generation got, saved in `progress.json` after every group of sales, so that a
+/// stopped generation resumes where it was (`BENCH_SALES=500000` takes about half an hour).
+/// The day's sales are drawn again from the generator's state at the start of that day, and the
+/// groups already recorded are skipped; a group cut off in the middle may leave up to 127 of its
+/// sales recorded twice, which the final count (read back from the node) includes.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct Progress {
+    /// The first and last day, `YYYY-MM-DD`.
+    first: String,
+    last: String,
+    /// (id, price) of every product, in SKU order.
+    products: Vec<(uuid::Uuid, i64)>,
+    /// The generator's state at the start of `day`.
+    rng: u64,
+    /// The day being recorded (0..365; 365 once every day is done).
+    day: u64,
+    /// Groups of 128 sales of `day` already recorded.
+    groups: usize,
+    voids: Vec<uuid::Uuid>,
+    returns: Vec<uuid::Uuid>,
+    /// Voids and returns already recorded.
+    voids_done: usize,
+    returns_done: usize,
+}
+
+impl Progress {
+    fn load(dir: &Path) -> Option<Progress> {
+        serde_json::from_slice(&std::fs::read(dir.join("progress.json")).ok()?).ok()
+    }
+    fn save(&self, dir: &Path) {
+        let tmp = dir.join("progress.json.tmp");
+        std::fs::write(&tmp, serde_json::to_vec(self).unwrap()).unwrap();
+        std::fs::rename(tmp, dir.join("progress.json")).unwrap();
+    }
+}
+
+/// Makes the year of data in `dir`, or goes on where a stopped run left it; returns
+/// (first day, last day).
 async fn generate(dir: &Path, sales: usize, n_products: usize) -> (NaiveDate, NaiveDate) {
-    let _ = std::fs::remove_dir_all(dir);
-    std::fs::create_dir_all(dir).unwrap();
     let t0 = Instant::now();
+    let resumed = Progress::load(dir);
+    // Where a resumed run was stopped: in the voids, or in the returns (see below).
+    let stopped_in = resumed
+        .as_ref()
+        .filter(|p| p.day == 365)
+        .map(|p| p.voids_done < p.voids.len());
+    if resumed.is_none() {
+        let _ = std::fs::remove_dir_all(dir);
+        std::fs::create_dir_all(dir).unwrap();
+    }
     let node = Node::builder().data_dir(dir).start().await.unwrap();
     let h = node.handle();
+    let mut p = match resumed {
+        Some(p) => {
+            eprintln!(
+                "  resuming at day {} group {}, {} voids and {} returns done",
+                p.day, p.groups, p.voids_done, p.returns_done
+            );
+            p
+        }
+        None => setup(&h, dir, sales, n_products).await,
+    };
+    let owner = h.login_password("owner", PASSWORD).await.unwrap();
+    let mut clerks = vec![owner.clone()];
+    for name in ["sam", "kim"] {
+        clerks.push(h.login_pin(name, STAFF_PIN).await.unwrap());
+    }
+
+    let parse = |d: &str| NaiveDate::parse_from_str(d, "%Y-%m-%d").unwrap();
+    let (first, last) = (parse(&p.first), parse(&p.last));
+    let per_day = sales.div_ceil(365);
+    let t1 = Instant::now();
+    let mut made_now = 0usize;
+    while p.day < 365 {
+        let date = first.checked_add_days(Days::new(p.day)).unwrap();
+        let open = chrono::Utc
+            .from_utc_datetime(&date.and_hms_opt(8, 0, 0).unwrap())
+            .timestamp_millis();
+        let mut rng = Rng(p.rng);
+        let n = per_day.min(sales.saturating_sub(p.day as usize * per_day));
+        let mut batch = Vec::with_capacity(n);
+        for i in 0..n {
+            let lines = (0..1 + rng.below(3))
+                .map(|_| {
+                    let u = rng.unit();
+                    let (id, price) =
+                        p.products[((u * u) * n_products as f64) as usize % n_products];
+                    let qty = 1 + rng.below(3) as i64;
+                    NewSaleLine {
+                        product_id: id,
+                        variant_id: None,
+                        qty,
+                        discount: (rng.below(10) == 0).then_some(price * qty / 10),
+                    }
+                })
+                .collect();
+            let payments = match rng.below(3) {
+                0 => vec![NewPayment {
+                    method: PaymentMethod::Card,
+                    amount: None,
+                }],
+                1 => vec![NewPayment {
+                    method: PaymentMethod::Cash,
+                    amount: Some(50_000),
+                }],
+                _ => vec![
+                    NewPayment {
+                        method: PaymentMethod::Card,
+                        amount: Some(10),
+                    },
+                    NewPayment {
+                        method: PaymentMethod::Cash,
+                        amount: None,
+                    },
+                ],
+            };
+            let clerk = clerks[rng.below(3) as usize].clone();
+            // Twelve opening hours.
+            let time = open + (i as i64 * 12 * 3600 * 1000) / n as i64;
+            let fate = rng.below(200);
+            batch.push((
+                clerk,
+                NewSale {
+                    lines,
+                    payments,
+                    note: None,
+                    ticket_id: None,
+                },
+                time,
+                fate,
+            ));
+        }
+        for chunk in batch.chunks(128).skip(p.groups) {
+            let tasks: Vec<_> = chunk
+                .iter()
+                .cloned()
+                .map(|(clerk, sale, time, fate)| {
+                    let h = h.clone();
+                    tokio::spawn(async move {
+                        (h.record_sale_at(&clerk, sale, time).await.unwrap(), fate)
+                    })
+                })
+                .collect();
+            for t in tasks {
+                let (sale, fate) = t.await.unwrap();
+                match fate {
+                    0 | 1 => p.voids.push(sale.id),
+                    2 => p.returns.push(sale.id),
+                    _ => {}
+                }
+            }
+            made_now += chunk.len();
+            p.groups += 1;
+            p.save(dir);
+        }
+        p.day += 1;
+        p.groups = 0;
+        p.rng = rng.0;
+        p.save(dir);
+        if p.day % 30 == 0 {
+            eprintln!(
+                "  {made_now} sales in this run, up to {} in {:.0} s ({:.0}/s)",
+                day(date),
+                t1.elapsed().as_secs_f64(),
+                made_now as f64 / t1.elapsed().as_secs_f64()
+            );
+        }
+    }
+    // Voids and returns, 32 at a time. A group cut off in the middle is recorded again on
+    // resume, and its entries already recorded are refused (already voided / nothing left to
+    // return): those refusals are allowed only in the first group after a resume.
+    let mut tolerate = stopped_in == Some(true);
+    while p.voids_done < p.voids.len() {
+        let end = (p.voids_done + 32).min(p.voids.len());
+        let tasks: Vec<_> = p.voids[p.voids_done..end]
+            .iter()
+            .map(|&id| {
+                let (h, o) = (h.clone(), owner.clone());
+                tokio::spawn(async move { h.void_sale(&o, id, VoidSale::default()).await })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert!(tolerate || r.is_ok(), "void: {r:?}");
+        }
+        tolerate = false;
+        p.voids_done = end;
+        p.save(dir);
+    }
+    let mut tolerate = stopped_in == Some(false);
+    while p.returns_done < p.returns.len() {
+        let end = (p.returns_done + 32).min(p.returns.len());
+        let tasks: Vec<_> = p.returns[p.returns_done..end]
+            .iter()
+            .map(|&id| {
+                let (h, o) = (h.clone(), owner.clone());
+                tokio::spawn(async move {
+                    let cmd = NewReturn {
+                        lines: vec![ReturnLine { line: 0, qty: 1 }],
+                        refund_method: Some(PaymentMethod::Card),
+                        reason: None,
+                    };
+                    h.return_sale(&o, id, cmd).await
+                })
+            })
+            .collect();
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert!(tolerate || r.is_ok(), "return: {r:?}");
+        }
+        tolerate = false;
+        p.returns_done = end;
+        p.save(dir);
+    }
+    eprintln!(
+        "  done: {} voids, {} returns; this run took {:.0} s",
+        p.voids.len(),
+        p.returns.len(),
+        t0.elapsed().as_secs_f64()
+    );
+    drop(h);
+    node.shutdown().await;
+    std::fs::write(
+        dir.join("ready.json"),
+        json!({"first": p.first, "last": p.last}).to_string(),
+    )
+    .unwrap();
+    (first, last)
+}
+
+/// The shop, its people, products and stock; saves and returns the first progress.
+async fn setup(h: &NodeHandle, dir: &Path, sales: usize, n_products: usize) -> Progress {
+    let t0 = Instant::now();
     h.create_shop(NewShop {
         shop_name: "Bench".into(),
         owner_name: "Owner".into(),
@@ -92,7 +319,6 @@ async fn generate(dir: &Path, sales: usize, n_products: usize) -> (NaiveDate, Na
     )
     .await
     .unwrap();
-    let mut clerks = vec![owner.clone()];
     for name in ["sam", "kim"] {
         h.add_person(
             &owner,
@@ -106,7 +332,6 @@ async fn generate(dir: &Path, sales: usize, n_products: usize) -> (NaiveDate, Na
         )
         .await
         .unwrap();
-        clerks.push(h.login_pin(name, STAFF_PIN).await.unwrap());
     }
 
     let mut rng = Rng(0x5eed_1234_abcd_ef01);
@@ -168,146 +393,22 @@ async fn generate(dir: &Path, sales: usize, n_products: usize) -> (NaiveDate, Na
             t.await.unwrap();
         }
     }
-
     let last = h.shop_today().checked_sub_days(Days::new(1)).unwrap();
     let first = last.checked_sub_days(Days::new(364)).unwrap();
-    let per_day = sales.div_ceil(365);
-    let mut made = 0usize;
-    let mut voids = Vec::new();
-    let mut returns = Vec::new();
-    let t1 = Instant::now();
-    for d in 0..365u64 {
-        let date = first.checked_add_days(Days::new(d)).unwrap();
-        let open = chrono::Utc
-            .from_utc_datetime(&date.and_hms_opt(8, 0, 0).unwrap())
-            .timestamp_millis();
-        let n = per_day.min(sales - made);
-        let mut batch = Vec::with_capacity(n);
-        for i in 0..n {
-            let lines = (0..1 + rng.below(3))
-                .map(|_| {
-                    let u = rng.unit();
-                    let p = &products[((u * u) * n_products as f64) as usize % n_products];
-                    let qty = 1 + rng.below(3) as i64;
-                    NewSaleLine {
-                        product_id: p.id,
-                        variant_id: None,
-                        qty,
-                        discount: (rng.below(10) == 0).then_some(p.price * qty / 10),
-                    }
-                })
-                .collect();
-            let payments = match rng.below(3) {
-                0 => vec![NewPayment {
-                    method: PaymentMethod::Card,
-                    amount: None,
-                }],
-                1 => vec![NewPayment {
-                    method: PaymentMethod::Cash,
-                    amount: Some(50_000),
-                }],
-                _ => vec![
-                    NewPayment {
-                        method: PaymentMethod::Card,
-                        amount: Some(10),
-                    },
-                    NewPayment {
-                        method: PaymentMethod::Cash,
-                        amount: None,
-                    },
-                ],
-            };
-            let clerk = clerks[rng.below(3) as usize].clone();
-            // Twelve opening hours.
-            let time = open + (i as i64 * 12 * 3600 * 1000) / n as i64;
-            let fate = rng.below(200);
-            batch.push((
-                clerk,
-                NewSale {
-                    lines,
-                    payments,
-                    note: None,
-                    ticket_id: None,
-                },
-                time,
-                fate,
-            ));
-        }
-        for chunk in batch.chunks(128) {
-            let tasks: Vec<_> = chunk
-                .iter()
-                .cloned()
-                .map(|(clerk, sale, time, fate)| {
-                    let h = h.clone();
-                    tokio::spawn(async move {
-                        (h.record_sale_at(&clerk, sale, time).await.unwrap(), fate)
-                    })
-                })
-                .collect();
-            for t in tasks {
-                let (sale, fate) = t.await.unwrap();
-                match fate {
-                    0 | 1 => voids.push(sale.id),
-                    2 => returns.push(sale.id),
-                    _ => {}
-                }
-            }
-        }
-        made += n;
-        if d % 30 == 29 {
-            eprintln!(
-                "  {made} sales up to {} in {:.0} s ({:.0}/s)",
-                day(date),
-                t1.elapsed().as_secs_f64(),
-                made as f64 / t1.elapsed().as_secs_f64()
-            );
-        }
-    }
-    for chunk in voids.chunks(32) {
-        let tasks: Vec<_> = chunk
-            .iter()
-            .map(|&id| {
-                let (h, o) = (h.clone(), owner.clone());
-                tokio::spawn(async move { h.void_sale(&o, id, VoidSale::default()).await.unwrap() })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    }
-    for chunk in returns.chunks(32) {
-        let tasks: Vec<_> = chunk
-            .iter()
-            .map(|&id| {
-                let (h, o) = (h.clone(), owner.clone());
-                tokio::spawn(async move {
-                    let cmd = NewReturn {
-                        lines: vec![ReturnLine { line: 0, qty: 1 }],
-                        refund_method: Some(PaymentMethod::Card),
-                        reason: None,
-                    };
-                    h.return_sale(&o, id, cmd).await.unwrap()
-                })
-            })
-            .collect();
-        for t in tasks {
-            t.await.unwrap();
-        }
-    }
-    eprintln!(
-        "  {made} sales, {} voids, {} returns in {:.0} s",
-        voids.len(),
-        returns.len(),
-        t0.elapsed().as_secs_f64()
-    );
-    drop(h);
-    node.shutdown().await;
-    std::fs::write(
-        dir.join("ready.json"),
-        json!({"first": day(first), "last": day(last), "sales": made}).to_string(),
-    )
-    .unwrap();
-    (first, last)
+    let p = Progress {
+        first: day(first),
+        last: day(last),
+        products: products.iter().map(|p| (p.id, p.price)).collect(),
+        rng: rng.0,
+        day: 0,
+        groups: 0,
+        voids: Vec::new(),
+        returns: Vec::new(),
+        voids_done: 0,
+        returns_done: 0,
+    };
+    p.save(dir);
+    p
 }
 
 /// The data dir of this size, made if missing.
@@ -319,7 +420,7 @@ async fn year(sales: usize, products: usize) -> (PathBuf, NaiveDate, NaiveDate) 
         eprintln!("reusing {}", dir.display());
         return (dir, d("first"), d("last"));
     }
-    eprintln!("making {} (once)", dir.display());
+    eprintln!("making {} (once; resumable)", dir.display());
     let (first, last) = generate(&dir, sales, products).await;
     (dir, first, last)
 }
