@@ -148,10 +148,12 @@
 //! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
 //!   documents, change hashes, batched envelope fetches; invite redemption and `join`.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
-//!   request-response) behind a cloneable [`net::NetHandle`].
+//!   request-response, circuit-relay client and — on a relay — server, dcutr) behind a
+//!   cloneable [`net::NetHandle`].
 //! - [`discovery`]: mDNS (`_tillmesh._udp.local.`) on chosen interfaces.
 //! - [`mesh`]: ties net and discovery to the node — push, verify-then-forward, pull (one at a
-//!   time), member-only requests, the peers table, blocking revoked devices, joining a shop
+//!   time), member-only requests, the peers table, blocking revoked devices, listening through
+//!   a connected relay and dialing the shop's devices through it, joining a shop
 //!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
 //!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]).

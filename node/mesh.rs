@@ -87,6 +87,10 @@ pub struct PeerView {
     /// null while unknown or if it takes none).
     #[serde(default)]
     pub last_snapshot: Option<i64>,
+    /// Connected only through a relay's circuit (a device elsewhere, reached live through the
+    /// relay), not directly.
+    #[serde(default)]
+    pub via_relay: bool,
 }
 
 /// How this node takes part in the mesh, as `GET /api/v1/mesh` shows it (the Sync screen).
@@ -207,7 +211,7 @@ impl Mesh {
             .listen_addrs()
             .await
             .into_iter()
-            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string())
+            .map(|a| own_addr(a, me))
             .collect();
         node.set_addrs(addrs.clone());
         let peers: Peers = Default::default();
@@ -226,6 +230,7 @@ impl Mesh {
             tokio::spawn(publish_loop(node.clone(), net.clone(), peers.clone())),
             tokio::spawn(revocation_loop(node.clone(), net.clone())),
             tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())),
+            tokio::spawn(circuit_loop(node.clone(), net.clone())),
         ];
         let mut discovery = None;
         if let Some(interfaces) = cfg.mdns {
@@ -354,15 +359,28 @@ fn view(
         last_push: e.and_then(|e| e.last_push).and_then(ms),
         push_error: e.and_then(|e| e.push_error.clone()),
         last_snapshot: e.and_then(|e| e.last_snapshot),
+        via_relay: s.is_some_and(|s| s.relayed),
     }
 }
 
-/// The peer id at the end of a multiaddr (`…/p2p/<id>`), if any.
+/// The peer id at the end of a multiaddr (`…/p2p/<id>`), if any: the last one, which for a
+/// circuit (`…/p2p/<relay>/p2p-circuit/p2p/<id>`) is the device beyond the relay.
 fn peer_of(a: &Multiaddr) -> Option<PeerId> {
-    a.iter().find_map(|p| match p {
-        libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-        _ => None,
-    })
+    a.iter()
+        .filter_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .last()
+}
+
+/// How others reach this node (`me`) at listen address `a`: `a/p2p/<me>`. A circuit's listen
+/// address already ends in it.
+pub(crate) fn own_addr(a: Multiaddr, me: PeerId) -> String {
+    match a.iter().last() {
+        Some(libp2p::multiaddr::Protocol::P2p(_)) => a.to_string(),
+        _ => a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string(),
+    }
 }
 
 fn is_member(node: &NodeHandle, peer: &PeerId) -> bool {
@@ -533,6 +551,20 @@ async fn event_loop(
                 if is_member(&node, &peer) {
                     spawn_pull(node.clone(), net.clone(), peers.clone(), peer);
                 }
+                if is_relay(&node, &peer) && !is_circuit(&addr) {
+                    // Reachable through the relay from now on: devices elsewhere (and new ones
+                    // joining from elsewhere with an invite made here) dial this node there.
+                    let net = net.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = net.listen_via_relay(peer).await {
+                            tracing::debug!(%peer, "not listening through the relay: {e}");
+                        }
+                    });
+                }
+            }
+            NetEvent::ListenAddrs(addrs) => {
+                let me = net.local_peer_id();
+                node.set_addrs(addrs.into_iter().map(|a| own_addr(a, me)).collect());
             }
             // Gossip in flight on a closed duplicate connection is lost: fetch it now rather
             // than at the next periodic pull.
@@ -739,6 +771,83 @@ async fn pull_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
             .collect();
         for peer in connected {
             spawn_pull(node.clone(), net.clone(), peers.clone(), peer);
+        }
+    }
+}
+
+fn is_circuit(a: &Multiaddr) -> bool {
+    a.iter()
+        .any(|p| matches!(p, libp2p::multiaddr::Protocol::P2pCircuit))
+}
+
+/// Live connections through a relay: every [`PULL_INTERVAL`], each device of the shop that is
+/// not connected (not this node, not a relay, not revoked) is dialed through a connected relay,
+/// at `<relay address>/p2p/<relay>/p2p-circuit/p2p/<device>` — where a device that is connected to the same relay
+/// listens. Of two devices only the one with the lower peer id dials, as with mDNS, so they do
+/// not open two circuits at once. Gossip then flows between them as on a LAN, and dcutr tries
+/// to punch a direct connection, which replaces the circuit if it succeeds.
+async fn circuit_loop(node: NodeHandle, net: NetHandle) {
+    use crate::domain::model::DeviceRole;
+    let me = net.local_peer_id();
+    let mut tick = tokio::time::interval(PULL_INTERVAL);
+    loop {
+        tick.tick().await;
+        let status = net.peers().await;
+        let relays: Vec<&net::PeerStatus> = status
+            .iter()
+            .filter(|p| p.connected && !p.relayed && is_relay(&node, &p.peer))
+            .collect();
+        // Listening through each (again, if a reservation failed or lapsed; a relay already
+        // listened through is left as it is).
+        for r in &relays {
+            if let Err(e) = net.listen_via_relay(r.peer).await {
+                tracing::debug!(peer = %r.peer, "not listening through the relay: {e}");
+            }
+        }
+        // A relay this node dialed: the address of that connection (first) is the relay's.
+        let Some(via) = relays.first().and_then(|p| {
+            let at: Multiaddr = p
+                .addrs
+                .first()?
+                .iter()
+                .filter(|x| !matches!(x, libp2p::multiaddr::Protocol::P2p(_)))
+                .collect();
+            Some(
+                at.with(libp2p::multiaddr::Protocol::P2p(p.peer))
+                    .with(libp2p::multiaddr::Protocol::P2pCircuit),
+            )
+        }) else {
+            continue;
+        };
+        let connected: std::collections::HashSet<PeerId> = status
+            .iter()
+            .filter(|p| p.connected)
+            .map(|p| p.peer)
+            .collect();
+        let devices = node.devices().unwrap_or_default();
+        let targets = devices
+            .iter()
+            .filter(|d| !d.revoked && d.role != DeviceRole::Relay);
+        for d in targets {
+            let Some(peer) = <[u8; 32]>::try_from(hex::decode(&d.public_key).unwrap_or_default())
+                .ok()
+                .and_then(|pk| net::peer_id_from_public_key(&pk))
+            else {
+                continue;
+            };
+            if peer == me
+                || connected.contains(&peer)
+                || !crate::discovery::should_dial(&me.to_string(), &peer.to_string())
+            {
+                continue;
+            }
+            let addr = via.clone().with(libp2p::multiaddr::Protocol::P2p(peer));
+            let net = net.clone();
+            tokio::spawn(async move {
+                if let Err(e) = net.connect(addr).await {
+                    tracing::debug!(%peer, "no circuit to the device: {e}");
+                }
+            });
         }
     }
 }

@@ -87,7 +87,9 @@ pub struct RelayServer {
     pub max_circuit_bytes: u64,
     /// Reservations and circuits at once.
     pub max_reservations: usize,
-    /// Whether a peer may reserve a slot or open a circuit (a relay: devices of its shops).
+    /// Whether a peer may reserve a slot (a relay: devices of its shops). Circuits lead only to
+    /// peers holding a reservation; anyone may open one, within libp2p's per-peer and per-IP
+    /// rate limits, so a device joining from elsewhere reaches the device that invited it.
     pub allowed: std::sync::Arc<dyn Fn(&PeerId) -> bool + Send + Sync>,
 }
 
@@ -186,6 +188,9 @@ pub enum NetEvent {
         /// The peer.
         peer: PeerId,
     },
+    /// The addresses this node listens on changed (a relay reservation was accepted or lost);
+    /// all of them, as [`NetHandle::listen_addrs`] would answer.
+    ListenAddrs(Vec<Multiaddr>),
 }
 
 /// What the network knows about one peer, for the Sync screen.
@@ -203,6 +208,8 @@ pub struct PeerStatus {
     pub last_seen: Option<SystemTime>,
     /// Reached through a static address (configuration or [`NetHandle::dial`]).
     pub is_static: bool,
+    /// Connected only through a relay's circuit (no direct connection).
+    pub relayed: bool,
 }
 
 /// Why a network operation failed.
@@ -304,6 +311,22 @@ impl NetHandle {
     /// a static peer and redialed with backoff whenever the peer is away.
     pub async fn dial(&self, addr: Multiaddr) -> Result<(), NetError> {
         self.ask(|reply| Command::Dial { addr, reply }).await?
+    }
+
+    /// Dials `addr` once and waits until connected (or failed), without remembering it: for
+    /// addresses worth trying now, such as a circuit through a relay to a device of the shop.
+    pub async fn connect(&self, addr: Multiaddr) -> Result<(), NetError> {
+        self.ask(|reply| Command::Connect { addr, reply }).await?
+    }
+
+    /// Listens through the connected relay `relay`: reserves a slot there, so that peers reach
+    /// this node at `<relay address>/p2p/<relay>/p2p-circuit/p2p/<this node>` (reported by
+    /// [`NetEvent::ListenAddrs`] once the relay accepts). Needs a connection to the relay
+    /// that this node dialed (its address is the one others can dial too). Listening through a
+    /// relay already listened through does nothing; the listener closes with the connection.
+    pub async fn listen_via_relay(&self, relay: PeerId) -> Result<(), NetError> {
+        self.ask(|reply| Command::ListenViaRelay { relay, reply })
+            .await?
     }
 
     /// Reports the core's verdict on a gossip message (`source` as given in the event).

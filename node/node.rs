@@ -1190,7 +1190,7 @@ impl NodeHandle {
             .listen_addrs()
             .await
             .into_iter()
-            .map(|a| a.with(libp2p::multiaddr::Protocol::P2p(me)).to_string())
+            .map(|a| crate::mesh::own_addr(a, me))
             .collect();
         if !addrs.is_empty() {
             self.set_addrs(addrs);

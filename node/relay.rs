@@ -30,11 +30,15 @@
 //!   exhaust the relay for the others.
 //!
 //! - **Circuit relay**: the relay also runs a libp2p circuit-relay v2 server for live
-//!   connections between devices behind NAT, open only to devices of the shops it serves
-//!   (reservations and circuits from anyone else are denied), with the per-circuit limits
-//!   raised from libp2p's 2 minutes / 128 KiB to [`CIRCUIT_DURATION`] / [`CIRCUIT_BYTES`].
-//!   tillmesh's own nodes do not dial through it yet: their sync goes through the replica,
-//!   which needs no live connection.
+//!   connections between devices behind NAT, with the per-circuit limits raised from libp2p's
+//!   2 minutes / 128 KiB to [`CIRCUIT_DURATION`] / [`CIRCUIT_BYTES`]. Only devices of the shops
+//!   it serves may reserve a slot (listen through the relay), so circuits lead only to them;
+//!   anyone may open a circuit (within libp2p's per-peer and per-IP rates), so that a device
+//!   joining from elsewhere reaches the device whose invite it holds — which, like on a LAN,
+//!   answers a stranger nothing but the invite. Shop devices listen through the relay as soon
+//!   as they connect to it, put that address in the invites they make, and dial the shop's
+//!   other devices through it (see `mesh`): gossip then flows live between a till and a laptop
+//!   at home, and dcutr tries to upgrade the circuit to a direct connection.
 //!
 //! - **Web UI and API over TLS only** ([`RelayConfig::http`], `tillmesh relay --http ADDR`):
 //!   the node's web UI and `/api/v1`, where the login names the shop and a session covers that
@@ -54,9 +58,6 @@
 //!   retention. Taken on blocking threads, at most [`SNAPSHOTS_AT_ONCE`] shops at a time, so
 //!   sync is served meanwhile. A shop device asks `SnapshotStatus` after each pull and shows
 //!   the time (`last_snapshot` in `GET /api/v1/peers`, the Sync screen).
-//!
-//! Not here yet (issue 6): tillmesh nodes using circuits (a relay client transport) and
-//! dcutr hole punching.
 
 pub mod tls;
 
@@ -494,7 +495,7 @@ async fn event_loop(
                     spawn_pull(net.clone(), shop, r.handle.clone(), peer, max_changes);
                 }
             }
-            NetEvent::Disconnected { .. } => {}
+            NetEvent::Disconnected { .. } | NetEvent::ListenAddrs(_) => {}
         }
     }
 }

@@ -483,6 +483,16 @@ fn shop_lan_home_and_cloud_namespaces() {
     });
 }
 
+/// The addresses a node says it can be reached at (`GET /api/v1/mesh`).
+async fn mesh_addrs(api: &procs::Api) -> Vec<String> {
+    api.ok("/api/v1/mesh").await["addrs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a.as_str().unwrap().to_string())
+        .collect()
+}
+
 /// Inside a private namespace (the test's own, where it reaches every node's HTTP), three
 /// namespaces: "shop" (two tills), "home" (the owner's laptop) and "cloud" (the relay). The
 /// shop and home each have a link to the cloud and one to the test's namespace, none of which
@@ -645,7 +655,7 @@ async fn shop_home_cloud() {
     al.wait_healthy(&laptop).await;
     let al = al.login(OWNER, OWNER_PASSWORD).await;
 
-    // Everyone is connected to the relay; the laptop to nothing else.
+    // Everyone is connected to the relay; the laptop to the tills only through it.
     let connected = |api: Api| async move {
         let peers = api.ok("/api/v1/peers").await;
         peers
@@ -657,6 +667,7 @@ async fn shop_home_cloud() {
                 (
                     p["peer_id"].as_str().unwrap().to_string(),
                     p["role"].clone(),
+                    p["via_relay"] == true,
                 )
             })
             .collect::<Vec<_>>()
@@ -666,7 +677,7 @@ async fn shop_home_cloud() {
             connected(api.clone())
                 .await
                 .iter()
-                .any(|(p, role)| *p == relay_id && role == "relay")
+                .any(|(p, role, via)| *p == relay_id && role == "relay" && !via)
                 .then_some(())
         })
         .await
@@ -696,23 +707,116 @@ async fn shop_home_cloud() {
     })
     .await
     .unwrap_or_else(|e| panic!("{e}\n{}", laptop.log_tail()));
-    assert_eq!(
-        connected(al.clone()).await.len(),
-        1,
-        "the laptop reaches only the relay"
-    );
     let laptop_peer = al.ok("/api/v1/mesh").await["peer_id"]
         .as_str()
         .unwrap()
         .to_string();
+    let peer_of = |api: &Api| {
+        let api = api.clone();
+        async move {
+            api.ok("/api/v1/mesh").await["peer_id"]
+                .as_str()
+                .unwrap()
+                .to_string()
+        }
+    };
+    let (till1_peer, till2_peer) = (peer_of(&a1).await, peer_of(&a2).await);
+    // The laptop reaches the tills live, through circuits on the relay (the shop and home have
+    // no route to each other): every connection but the relay's is relayed, on both sides.
+    wait_for(
+        "live circuits between the laptop and the tills",
+        START_TIMEOUT,
+        || async {
+            let c = connected(al.clone()).await;
+            [&till1_peer, &till2_peer]
+                .iter()
+                .all(|t| c.iter().any(|(p, _, via)| p == *t && *via))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| {
+        panic!(
+            "{e}\nlaptop:\n{}\nrelay:\n{}\ntill 1:\n{}",
+            laptop.log_tail(),
+            relay.log_tail(),
+            till1.log_tail()
+        )
+    });
+    for (p, _, via) in connected(al.clone()).await {
+        assert!(via || p == relay_id, "the laptop reaches {p} directly");
+    }
     for api in [&a1, &a2] {
-        assert!(
-            !connected(api.clone())
+        for (p, _, via) in connected(api.clone()).await {
+            assert!(
+                via || p != laptop_peer,
+                "a till reaches the laptop directly"
+            );
+        }
+    }
+
+    // A new device at home joins with an invite made on till 1: the invite carries till 1's
+    // address on the relay, the only way from home to the shop.
+    wait_for(
+        "till 1 listens through the relay",
+        START_TIMEOUT,
+        || async {
+            mesh_addrs(&a1)
                 .await
                 .iter()
-                .any(|(p, _)| *p == laptop_peer)
-        );
-    }
+                .any(|a| a.contains("/p2p-circuit/"))
+                .then_some(())
+        },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}: {:?}", till1.log_tail()));
+    let data_pc = dir("homepc").join("data");
+    let inv_pc = a1.invite("till", "Home PC").await;
+    let o = finish(
+        tillmesh_in(&home, &dir("homepc")),
+        &dir("homepc"),
+        "join",
+        &[
+            "join",
+            "--data-dir",
+            data_pc.to_str().unwrap(),
+            "--no-mdns",
+            &inv_pc,
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "join from home through the relay: {}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    let (homepc, addr_pc) = run_in(
+        &home,
+        &data_pc,
+        &dir("homepc").join("run.log"),
+        "10.77.2.2",
+        &flags_l,
+    );
+    let apc = Api::new(addr_pc);
+    apc.wait_healthy(&homepc).await;
+    let apc = apc.login(OWNER, OWNER_PASSWORD).await;
+    wait_for(
+        "the home PC has the shop's products",
+        START_TIMEOUT,
+        || async { (apc.get(&format!("/api/v1/products/{product}")).await.0 == 200).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", homepc.log_tail()));
+    let sold = a1.sell(&product, 1).await;
+    let sale_pc = sold["id"].as_str().unwrap().to_string();
+    wait_for(
+        "a sale on till 1 reaches the home PC",
+        START_TIMEOUT,
+        || async { (apc.get(&format!("/api/v1/sales/{sale_pc}")).await.0 == 200).then_some(()) },
+    )
+    .await
+    .unwrap_or_else(|e| panic!("{e}\n{}", homepc.log_tail()));
+    drop(homepc);
 
     // The relay goes down; the shop sells on; the laptop cannot see it until the relay is back.
     relay.stop();
@@ -746,7 +850,7 @@ async fn shop_home_cloud() {
         .unwrap_or_else(|e| panic!("{e}\nrelay:\n{}", relay.log_tail()));
     }
     let stock = al.ok("/api/v1/stock").await;
-    assert_eq!(stock.as_array().unwrap()[0]["on_hand"], 100 - 2 - 3);
+    assert_eq!(stock.as_array().unwrap()[0]["on_hand"], 100 - 2 - 1 - 3);
     drop((till1, till2, laptop, relay));
 }
 

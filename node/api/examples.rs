@@ -511,14 +511,21 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
                 "found_by": "mdns", "connected": true, "rtt_ms": 1.8, "last_contact": TIME,
                 "addrs": [format!("/ip4/192.168.1.23/tcp/7879/p2p/{PEER_ID}")], "we_lacked": 0,
                 "rejected": 0, "last_pull": TIME, "pull_error": null,
-                "last_push": null, "push_error": null, "last_snapshot": null
+                "last_push": null, "push_error": null, "last_snapshot": null, "via_relay": false
+            }, {
+                "peer_id": "12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo", "name": "Owner's laptop",
+                "role": "till", "device_id": "5e6f708192a3b4c5", "found_by": "inbound", "connected": true,
+                "rtt_ms": 51.2, "last_contact": TIME,
+                "addrs": ["/dns4/relay.example.com/tcp/7879/p2p/12D3KooWJbYtRZrjEgFZHyAV2gDVQHdNvpCUnPnpG2fWbcRWvnth/p2p-circuit/p2p/12D3KooWQYhTNQdmr3ArTeUHRYzFg94BKyTkoWBDWez9kSCVe2Xo"],
+                "we_lacked": 0, "rejected": 0, "last_pull": TIME, "pull_error": null,
+                "last_push": null, "push_error": null, "last_snapshot": null, "via_relay": true
             }, {
                 "peer_id": "12D3KooWJbYtRZrjEgFZHyAV2gDVQHdNvpCUnPnpG2fWbcRWvnth", "name": "Cloud relay",
                 "role": "relay", "device_id": "0a1b2c3d4e5f6071", "found_by": "static", "connected": true,
                 "rtt_ms": 24.5, "last_contact": TIME,
                 "addrs": ["/dns4/relay.example.com/tcp/7879/p2p/12D3KooWJbYtRZrjEgFZHyAV2gDVQHdNvpCUnPnpG2fWbcRWvnth"],
                 "we_lacked": 0, "rejected": 0, "last_pull": TIME, "pull_error": null,
-                "last_push": TIME, "push_error": null, "last_snapshot": TIME
+                "last_push": TIME, "push_error": null, "last_snapshot": TIME, "via_relay": false
             }]),
         ),
         ("post", "/peers") => (
@@ -529,7 +536,10 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
             None,
             json!({
                 "running": true, "mdns": true, "peer_id": PEER_ID,
-                "addrs": [format!("/ip4/192.168.1.20/tcp/7879/p2p/{PEER_ID}")]
+                "addrs": [
+                    format!("/ip4/192.168.1.20/tcp/7879/p2p/{PEER_ID}"),
+                    format!("/dns4/relay.example.com/tcp/7879/p2p/12D3KooWJbYtRZrjEgFZHyAV2gDVQHdNvpCUnPnpG2fWbcRWvnth/p2p-circuit/p2p/{PEER_ID}")
+                ]
             }),
         ),
         ("get", "/events") => (

@@ -1,6 +1,8 @@
 //! The libp2p protocols a tillmesh node speaks, composed into one `NetworkBehaviour`, and the
-//! `Swarm` built around them: TCP + Noise + Yamux, identify, ping, gossipsub tuned for a LAN,
-//! and the sync request-response protocol.
+//! `Swarm` built around them: TCP + Noise + Yamux (and circuits through a relay, as a
+//! circuit-relay v2 client), identify, ping, gossipsub tuned for a LAN, the sync
+//! request-response protocol, dcutr (hole punching to upgrade a relayed connection to a direct
+//! one) and, on a relay, the circuit-relay v2 server.
 
 use std::time::Duration;
 
@@ -9,7 +11,9 @@ use libp2p::gossipsub::{self, MessageAuthenticity, MessageId, ValidationMode};
 use libp2p::identity::Keypair;
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{StreamProtocol, Swarm, identify, noise, ping, relay, request_response, tcp, yamux};
+use libp2p::{
+    StreamProtocol, Swarm, dcutr, identify, noise, ping, relay, request_response, tcp, yamux,
+};
 use sha2::{Digest, Sha256};
 
 use super::codec::FrameCodec;
@@ -44,6 +48,10 @@ pub(crate) struct NodeBehaviour {
     pub(crate) sync: request_response::Behaviour<FrameCodec>,
     /// A circuit-relay v2 server, on a relay only.
     pub(crate) relay: Toggle<relay::Behaviour>,
+    /// The circuit-relay v2 client: reservations on a relay, circuits through it.
+    pub(crate) relay_client: relay::client::Behaviour,
+    /// Direct connection upgrade through relay (hole punching).
+    pub(crate) dcutr: dcutr::Behaviour,
 }
 
 /// The message id: the SHA-256 of the payload, so the same envelope published by two peers
@@ -88,8 +96,12 @@ pub(crate) fn build_swarm(
             yamux::Config::default,
         )
         .map_err(|e| NetError::Setup(format!("noise: {e}")))?
+        .with_relay_client(noise::Config::new, yamux::Config::default)
+        .map_err(|e| NetError::Setup(format!("noise: {e}")))?
         .with_behaviour(
-            |key| -> Result<NodeBehaviour, Box<dyn std::error::Error + Send + Sync>> {
+            |key,
+             relay_client|
+             -> Result<NodeBehaviour, Box<dyn std::error::Error + Send + Sync>> {
                 let gossipsub = gossipsub::Behaviour::new(
                     MessageAuthenticity::Signed(key.clone()),
                     gossip_config,
@@ -115,13 +127,17 @@ pub(crate) fn build_swarm(
                             max_circuits: rs.max_reservations,
                             ..Default::default()
                         };
-                        let (a, b) = (rs.allowed.clone(), rs.allowed);
+                        // Only the allowed may reserve a slot, so circuits lead only to them;
+                        // anyone may open one (within libp2p's per-peer and per-IP rates), so
+                        // that a device joining from elsewhere reaches the device that invited
+                        // it (which accepts nothing but the invite from a stranger).
+                        let allowed = rs.allowed;
                         c.reservation_rate_limiters
-                            .push(Box::new(move |peer, _: &_, _| a(&peer)));
-                        c.circuit_src_rate_limiters
-                            .push(Box::new(move |peer, _: &_, _| b(&peer)));
+                            .push(Box::new(move |peer, _: &_, _| allowed(&peer)));
                         relay::Behaviour::new(key.public().to_peer_id(), c)
                     })),
+                    relay_client,
+                    dcutr: dcutr::Behaviour::new(key.public().to_peer_id()),
                 })
             },
         )

@@ -56,6 +56,14 @@ pub(crate) enum Command {
         addr: Multiaddr,
         reply: DialReply,
     },
+    Connect {
+        addr: Multiaddr,
+        reply: DialReply,
+    },
+    ListenViaRelay {
+        relay: PeerId,
+        reply: oneshot::Sender<Result<(), NetError>>,
+    },
     Report {
         id: MessageId,
         source: PeerId,
@@ -98,6 +106,8 @@ pub(crate) struct EventLoop {
     /// Events the core has not taken yet, oldest first.
     outbox: VecDeque<NetEvent>,
     listeners: Vec<ListenerId>,
+    /// Listeners through a relay (circuit-relay reservations), by relay.
+    relay_listeners: HashMap<PeerId, ListenerId>,
     listen_addrs: Vec<Multiaddr>,
     listen_waiters: Vec<oneshot::Sender<Vec<Multiaddr>>>,
     /// `NetHandle::dial` calls waiting for their connection, by its id.
@@ -157,6 +167,7 @@ impl EventLoop {
             events,
             outbox: VecDeque::new(),
             listeners,
+            relay_listeners: HashMap::new(),
             listen_addrs: Vec::new(),
             listen_waiters: Vec::new(),
             pending_dials: HashMap::new(),
@@ -212,6 +223,9 @@ impl EventLoop {
         for id in std::mem::take(&mut self.listeners) {
             self.swarm.remove_listener(id);
         }
+        for (_, id) in std::mem::take(&mut self.relay_listeners) {
+            self.swarm.remove_listener(id);
+        }
         let connected: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
         for peer in connected {
             let _ = self.swarm.disconnect_peer_id(peer);
@@ -254,6 +268,34 @@ impl EventLoop {
                 }
             }
             Command::Dial { addr, reply } => self.dial_command(addr, reply),
+            Command::Connect { addr, reply } => {
+                let opts = match addr.iter().last() {
+                    Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
+                        .addresses(vec![addr.clone()])
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build(),
+                    _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
+                };
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        debug!(%addr, "connecting");
+                        self.pending_dials.insert(id, (addr, reply));
+                    }
+                    Err(DialError::DialPeerConditionFalse(_)) => {
+                        let _ = reply.send(Ok(()));
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NetError::Dial {
+                            addr,
+                            reason: e.to_string(),
+                        }));
+                    }
+                }
+            }
+            Command::ListenViaRelay { relay, reply } => {
+                let _ = reply.send(self.listen_via_relay(relay));
+            }
             Command::Report {
                 id,
                 source,
@@ -371,6 +413,34 @@ impl EventLoop {
         }
     }
 
+    fn listen_via_relay(&mut self, relay: PeerId) -> Result<(), NetError> {
+        if self.relay_listeners.contains_key(&relay) {
+            return Ok(());
+        }
+        let Some(dialed) = self.peers.dialed_addr(&relay) else {
+            return Err(NetError::Listen {
+                addr: Multiaddr::empty().with(Protocol::P2p(relay)),
+                reason: "no direct connection to it that this node dialed".into(),
+            });
+        };
+        let mut addr: Multiaddr = dialed
+            .iter()
+            .filter(|p| !matches!(p, Protocol::P2p(_)))
+            .collect();
+        addr = addr.with(Protocol::P2p(relay)).with(Protocol::P2pCircuit);
+        match self.swarm.listen_on(addr.clone()) {
+            Ok(id) => {
+                info!(%addr, "reserving a slot on the relay");
+                self.relay_listeners.insert(relay, id);
+                Ok(())
+            }
+            Err(e) => Err(NetError::Listen {
+                addr,
+                reason: e.to_string(),
+            }),
+        }
+    }
+
     /// Dials `addr`, remembering the attempt in the peer book. Ok(None) when the peer named by
     /// the address is already connected.
     fn start_dial(
@@ -445,22 +515,34 @@ impl EventLoop {
                 }
                 if !self.listen_addrs.contains(&address) {
                     self.listen_addrs.push(address);
+                    self.emit(NetEvent::ListenAddrs(self.listen_addrs.clone()));
                 }
                 for waiter in self.listen_waiters.drain(..) {
                     let _ = waiter.send(self.listen_addrs.clone());
                 }
             }
             SwarmEvent::ExpiredListenAddr { address, .. } => {
-                self.listen_addrs.retain(|a| a != &address);
+                self.forget_listen_addrs(&[address]);
             }
             SwarmEvent::ListenerClosed {
                 listener_id,
                 reason,
-                ..
+                addresses,
             } => {
-                if let Err(e) = reason {
-                    warn!(error = %e, "listener closed");
+                let through = self
+                    .relay_listeners
+                    .iter()
+                    .find(|(_, l)| **l == listener_id)
+                    .map(|(r, _)| *r);
+                match (reason, through) {
+                    (Err(e), Some(relay)) => {
+                        info!(%relay, error = %e, "no longer listening through the relay")
+                    }
+                    (Err(e), None) => warn!(error = %e, "listener closed"),
+                    (Ok(()), _) => {}
                 }
+                self.forget_listen_addrs(&addresses);
+                self.relay_listeners.retain(|_, l| *l != listener_id);
                 self.listeners.retain(|l| *l != listener_id);
                 if self.listeners.is_empty() {
                     for waiter in self.listen_waiters.drain(..) {
@@ -482,6 +564,7 @@ impl EventLoop {
                     connection_id,
                     endpoint.is_dialer(),
                     remote_addr.clone(),
+                    endpoint.is_relayed(),
                 );
                 if let Some((_, reply)) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok(()));
@@ -549,6 +632,14 @@ impl EventLoop {
         }
     }
 
+    fn forget_listen_addrs(&mut self, gone: &[Multiaddr]) {
+        let before = self.listen_addrs.len();
+        self.listen_addrs.retain(|a| !gone.contains(a));
+        if self.listen_addrs.len() != before {
+            self.emit(NetEvent::ListenAddrs(self.listen_addrs.clone()));
+        }
+    }
+
     fn on_behaviour_event(&mut self, event: NodeBehaviourEvent) {
         match event {
             NodeBehaviourEvent::Blocked(never) => match never {},
@@ -572,6 +663,13 @@ impl EventLoop {
             NodeBehaviourEvent::Gossipsub(event) => self.on_gossip_event(event),
             NodeBehaviourEvent::Sync(event) => self.on_sync_event(event),
             NodeBehaviourEvent::Relay(event) => debug!(?event, "circuit relay"),
+            NodeBehaviourEvent::RelayClient(event) => debug!(?event, "circuit relay client"),
+            NodeBehaviourEvent::Dcutr(event) => match event.result {
+                Ok(connection) => {
+                    info!(peer = %event.remote_peer_id, %connection, "hole punched: direct connection")
+                }
+                Err(e) => debug!(peer = %event.remote_peer_id, error = %e, "hole punch failed"),
+            },
         }
     }
 

@@ -27,6 +27,15 @@ struct Link {
     /// Whether this side dialed it: decides which of two duplicate connections survives.
     dialed_by_us: bool,
     remote_addr: Multiaddr,
+    /// Through a relay's circuit (either way: dialed through one, or accepted on a listener
+    /// through one).
+    relayed: bool,
+}
+
+impl Link {
+    fn relayed(&self) -> bool {
+        self.relayed
+    }
 }
 
 #[derive(Debug, Default)]
@@ -141,6 +150,7 @@ impl PeerBook {
         id: ConnectionId,
         dialed_by_us: bool,
         remote_addr: Multiaddr,
+        relayed: bool,
     ) -> Established {
         for s in self.statics.iter_mut().filter(|s| s.dialing == Some(id)) {
             // The address may now belong to a different peer (a device that got a new key).
@@ -154,6 +164,7 @@ impl PeerBook {
             id,
             dialed_by_us,
             remote_addr,
+            relayed,
         });
         Established {
             first: entry.links.len() == 1,
@@ -182,6 +193,16 @@ impl PeerBook {
             }
         }
         last
+    }
+
+    /// The address of a direct connection to `peer` that this side dialed, if any.
+    pub(crate) fn dialed_addr(&self, peer: &PeerId) -> Option<Multiaddr> {
+        self.peers
+            .get(peer)?
+            .links
+            .iter()
+            .find(|l| l.dialed_by_us && !l.relayed())
+            .map(|l| l.remote_addr.clone())
     }
 
     pub(crate) fn is_connected(&self, peer: &PeerId) -> bool {
@@ -244,6 +265,7 @@ impl PeerBook {
                     rtt: e.rtt,
                     last_seen: e.last_seen,
                     is_static: self.static_addrs_of(peer).next().is_some(),
+                    relayed: !e.links.is_empty() && e.links.iter().all(Link::relayed),
                 }
             })
             .collect();
@@ -259,6 +281,7 @@ impl PeerBook {
                     rtt: None,
                     last_seen: None,
                     is_static: true,
+                    relayed: false,
                 });
             }
         }
@@ -285,6 +308,15 @@ impl PeerBook {
 fn duplicates_to_close(local: &PeerId, remote: &PeerId, links: &[Link]) -> Vec<ConnectionId> {
     if links.len() < 2 {
         return Vec::new();
+    }
+    // A direct connection beats one through a relay's circuit (dcutr's hole punch, or a
+    // device met on the LAN): both sides close their relayed ones.
+    if links.iter().any(|l| !l.relayed()) && links.iter().any(Link::relayed) {
+        let direct: Vec<Link> = links.iter().filter(|l| !l.relayed()).cloned().collect();
+        let mut close: Vec<ConnectionId> =
+            links.iter().filter(|l| l.relayed()).map(|l| l.id).collect();
+        close.extend(duplicates_to_close(local, remote, &direct));
+        return close;
     }
     let we_are_lower = local < remote;
     let dialed_by_lower = |l: &Link| l.dialed_by_us == we_are_lower;
@@ -341,7 +373,7 @@ mod tests {
 
         let id = ConnectionId::new_unchecked(100);
         book.dial_started(&addr(1), id);
-        let est = book.connection_established(&local, remote, id, true, addr(1));
+        let est = book.connection_established(&local, remote, id, true, addr(1), false);
         assert!(est.first);
         assert!(
             book.due_dials(now + MAX_BACKOFF, |_| false).is_empty(),
@@ -367,6 +399,7 @@ mod tests {
             id: ConnectionId::new_unchecked(id),
             dialed_by_us,
             remote_addr: addr(id as u16),
+            relayed: false,
         }
     }
 
@@ -398,5 +431,49 @@ mod tests {
         assert!(duplicates_to_close(&lo, &hi, &on_lo).is_empty());
 
         assert!(duplicates_to_close(&lo, &hi, &[link(5, true)]).is_empty());
+    }
+
+    #[test]
+    fn a_direct_connection_replaces_a_relayed_one_on_both_sides() {
+        let (mut lo, mut hi) = (PeerId::random(), PeerId::random());
+        if lo > hi {
+            std::mem::swap(&mut lo, &mut hi);
+        }
+        let relayed = |id: usize, dialed_by_us: bool| Link {
+            id: ConnectionId::new_unchecked(id),
+            dialed_by_us,
+            remote_addr: format!("/p2p/{}", PeerId::random()).parse().unwrap(),
+            relayed: true,
+        };
+        assert!(relayed(1, true).relayed() && !link(2, true).relayed());
+        // Circuit 1 dialed by `hi`, then a direct connection 2 dialed by `lo` (a hole punch):
+        // both close the circuit, whoever dialed it.
+        let on_lo = [relayed(1, false), link(2, true)];
+        let on_hi = [relayed(1, true), link(2, false)];
+        assert_eq!(
+            duplicates_to_close(&lo, &hi, &on_lo),
+            vec![ConnectionId::new_unchecked(1)]
+        );
+        assert_eq!(
+            duplicates_to_close(&hi, &lo, &on_hi),
+            vec![ConnectionId::new_unchecked(1)]
+        );
+        // Two circuits and a direct connection: both circuits go, the direct one stays.
+        let on_lo = [relayed(3, true), relayed(4, false), link(5, false)];
+        let mut closed = duplicates_to_close(&lo, &hi, &on_lo);
+        closed.sort();
+        assert_eq!(
+            closed,
+            vec![
+                ConnectionId::new_unchecked(3),
+                ConnectionId::new_unchecked(4)
+            ]
+        );
+        // Circuits only: the ordinary rule (the one dialed by the lower id survives).
+        let on_lo = [relayed(6, false), relayed(7, true)];
+        assert_eq!(
+            duplicates_to_close(&lo, &hi, &on_lo),
+            vec![ConnectionId::new_unchecked(6)]
+        );
     }
 }

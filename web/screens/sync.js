@@ -192,7 +192,7 @@ export async function render(main, app) {
             "td",
             null,
             p.connected
-              ? h("span", { class: "conn" }, h("span", { class: "sync-dot ok" }), "Connected")
+              ? h("span", { class: "conn" }, h("span", { class: "sync-dot ok" }), p.via_relay ? "Connected through the relay" : "Connected")
               : h("span", { class: "conn" }, h("span", { class: "sync-dot bad" }), "Not connected"),
           ),
           h("td", { class: "hide-narrow" }, FOUND_BY[p.found_by] || p.found_by),
