@@ -111,7 +111,7 @@
 //!         ▼
 //! events (broadcast) ─► SSE `/api/v1/events` and embedders (NodeHandle::events)
 //! metrics: commit latency, changes applied/rejected, HTTP latency ─► GET /metrics
-//! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic
+//! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic (sealed: members only)
 //!
 //! peers' gossip ─► mesh ─► the same verify-and-apply path ─► forward only if it verified
 //! anti-entropy (sync::pull over /tillmesh/sync/1) ─► missing envelopes ─► the same path

@@ -1,7 +1,9 @@
 //! The shop mesh: ties the network ([`crate::net`]) and discovery ([`crate::discovery`]) to
 //! the node.
 //!
-//! - **Push**: every envelope this node commits is published on the shop's gossip topic.
+//! - **Push**: every envelope this node commits is published on the shop's gossip topic, sealed
+//!   with a key only member devices hold (`seal`): a stranger that connects and subscribes
+//!   reads nothing.
 //! - **Receive**: a gossip message is decoded and goes through the node's verify-and-apply path;
 //!   only then is gossipsub told to forward it (validation mode). Invalid data is rejected,
 //!   logged and counted against the peer that sent it; a peer that keeps sending it is
@@ -186,7 +188,7 @@ pub fn net_config(
         static_peers: peers,
         sync_protocol: "/tillmesh/sync/1",
         max_request_bytes: sync::MAX_MESSAGE_BYTES,
-        max_gossip_bytes: 1024 * 1024,
+        max_gossip_bytes: 1024 * 1024 + GOSSIP_SEAL_BYTES,
         relay_server: None,
     }
 }
@@ -446,7 +448,11 @@ async fn event_loop(
     while let Some(ev) = events.recv().await {
         match ev {
             NetEvent::Gossip { id, source, data } => {
-                let verdict = match Envelope::from_bytes(&data) {
+                let opened = node
+                    .gossip_key()
+                    .ok_or_else(|| Error::NoShop("no shop".into()))
+                    .and_then(|key| unseal(&key, &data));
+                let verdict = match opened.and_then(|data| Envelope::from_bytes(&data)) {
                     Ok(env) => match node.import_envelopes(None, vec![env]).await {
                         Ok(mut r) => match r.pop() {
                             Some(Ok(Applied::New(_))) | Some(Ok(Applied::Duplicate(_))) => {
@@ -670,13 +676,60 @@ async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
                 Err(_) => break,
             }
         }
+        let Some(key) = node.gossip_key() else {
+            continue;
+        };
         for bytes in &batch {
-            if let Err(e) = net.publish(bytes.to_vec()).await {
+            if let Err(e) = net.publish(seal(&key, bytes)).await {
                 tracing::debug!("publish failed (anti-entropy will carry it): {e}");
             }
         }
         offer_to_relays(&node, &net, &peers, &batch).await;
     }
+}
+
+/// Bytes a sealed gossip message adds to the envelope: the nonce and the tag.
+pub const GOSSIP_SEAL_BYTES: usize = 24 + 16;
+
+/// Seals an envelope for the shop's gossip: XChaCha20-Poly1305 under the shop's gossip key
+/// (from the shop secret, which only member devices hold), so a peer that connects without
+/// being a member — on the LAN, or through a relay's circuit — and subscribes to the topic
+/// reads nothing. The nonce is derived from the key and the envelope, so the same envelope
+/// published by two devices is the same message (gossipsub's message id is its hash).
+fn seal(key: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"tillmesh/gossip-nonce/")
+        .chain_update(key)
+        .chain_update(envelope)
+        .finalize();
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&digest[..24]);
+    let sealed = chacha20poly1305::XChaCha20Poly1305::new(key.into())
+        .encrypt(&nonce.into(), envelope)
+        .expect("sealing in memory does not fail");
+    let mut out = Vec::with_capacity(nonce.len() + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Opens a sealed gossip message (see [`seal`]); an error if it was not sealed with this
+/// shop's key or was altered.
+fn unseal(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    if data.len() < GOSSIP_SEAL_BYTES {
+        return Err(Error::invalid(
+            "gossip",
+            "too short to be a sealed envelope",
+        ));
+    }
+    let (nonce, sealed) = data.split_at(24);
+    let nonce: [u8; 24] = nonce.try_into().expect("24 bytes");
+    chacha20poly1305::XChaCha20Poly1305::new(key.into())
+        .decrypt(&nonce.into(), sealed)
+        .map_err(|_| Error::invalid("gossip", "not sealed with this shop's key"))
 }
 
 /// Asks a relay when it last took a snapshot of the shop, for the peers table (an older relay
@@ -1204,4 +1257,35 @@ async fn discover_for_join(net: &NetHandle, interfaces: &[String]) -> Result<Vec
         ));
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sealed_gossip_opens_only_with_the_shop_key_and_is_deterministic() {
+        let (key, other) = ([7u8; 32], [8u8; 32]);
+        let envelope = b"an encoded envelope".to_vec();
+        let sealed = seal(&key, &envelope);
+        assert_eq!(sealed.len(), envelope.len() + GOSSIP_SEAL_BYTES);
+        assert!(
+            !sealed
+                .windows(envelope.len())
+                .any(|w| w == envelope.as_slice()),
+            "the envelope is not readable in the message"
+        );
+        assert_eq!(unseal(&key, &sealed).unwrap(), envelope);
+        // The same envelope sealed twice is the same message (one gossipsub message id).
+        assert_eq!(seal(&key, &envelope), sealed);
+        assert_ne!(seal(&key, b"another envelope"), sealed);
+        // Another shop's key, a flipped bit, a cut message, nothing at all: refused.
+        assert!(unseal(&other, &sealed).is_err());
+        let mut flipped = sealed.clone();
+        flipped[30] ^= 1;
+        assert!(unseal(&key, &flipped).is_err());
+        assert!(unseal(&key, &sealed[..sealed.len() - 1]).is_err());
+        assert!(unseal(&key, &[]).is_err());
+        assert!(unseal(&key, &envelope).is_err(), "an unsealed envelope");
+    }
 }

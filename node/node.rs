@@ -1244,6 +1244,11 @@ impl NodeHandle {
         self.view().topic()
     }
 
+    /// The key the shop's gossip is sealed with, once the node belongs to a shop.
+    pub(crate) fn gossip_key(&self) -> Option<[u8; 32]> {
+        self.view().gossip_key()
+    }
+
     /// Whether `public_key` is a device of the shop that is not revoked.
     pub fn is_member_device(&self, public_key: &[u8; 32]) -> bool {
         self.device_revoked(public_key) == Some(false)

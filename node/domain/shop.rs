@@ -142,6 +142,14 @@ impl ShopView {
         Some(hex::encode(&h[..16]))
     }
 
+    /// The key the shop's gossip is sealed with (see `mesh`): a hash of the shop id and the
+    /// shop secret, which only member devices hold.
+    pub fn gossip_key(&self) -> Option<[u8; 32]> {
+        use sha2::Digest;
+        let (id, secret) = (self.shop_id?, self.shop_secret.as_ref()?);
+        Some(sha2::Sha256::digest(format!("tillmesh/gossip-key/{id}/{secret}")).into())
+    }
+
     /// A person by id.
     pub fn person(&self, id: Uuid) -> Option<&PersonRecord> {
         self.people.iter().find(|p| p.person.id == id)
