@@ -62,7 +62,7 @@ fn main() {
                 serde_json::json!({"product_id": id, "qty": qty, "unit_cost": 100}),
             )
             .unwrap();
-            h.stock_in(&owner, cmd).await.unwrap();
+            h.stock_in_at(&owner, cmd, before_history()).await.unwrap();
         }
         let t = Instant::now();
         let day_ms = 86_400_000i64;

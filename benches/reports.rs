@@ -1,7 +1,7 @@
 //! Report API latency on a year of data.
 //!
 //! Data: a shop of `BENCH_PRODUCTS` products (default 2,000; tax rates 0 / 5.5 / 10 / 20 %, ten
-//! categories, three stock-in lots each) and `BENCH_SALES` sales (default 500,000) spread over
+//! categories, three stock-in lots each, received the morning before the first day) and `BENCH_SALES` sales (default 500,000) spread over
 //! the 365 days before the day the data was made: 1–3 lines per sale, popular products sold
 //! more (a squared uniform draw), quantities 1–3, one line in ten discounted, card, cash with
 //! change or card + cash; rung up by the owner or two staff. One sale in a hundred is voided
@@ -380,21 +380,26 @@ async fn setup(h: &NodeHandle, dir: &Path, sales: usize, n_products: usize) -> P
             });
         }
     }
+    // Received the morning before the first day's sales, as in a shop (see
+    // `common::before_history`).
+    let last = h.shop_today().checked_sub_days(Days::new(1)).unwrap();
+    let first = last.checked_sub_days(Days::new(364)).unwrap();
+    let received = chrono::Utc
+        .from_utc_datetime(&first.and_hms_opt(7, 0, 0).unwrap())
+        .timestamp_millis();
     for chunk in lots.chunks(64) {
         let tasks: Vec<_> = chunk
             .iter()
             .cloned()
             .map(|cmd| {
                 let (h, o) = (h.clone(), owner.clone());
-                tokio::spawn(async move { h.stock_in(&o, cmd).await.unwrap() })
+                tokio::spawn(async move { h.stock_in_at(&o, cmd, received).await.unwrap() })
             })
             .collect();
         for t in tasks {
             t.await.unwrap();
         }
     }
-    let last = h.shop_today().checked_sub_days(Days::new(1)).unwrap();
-    let first = last.checked_sub_days(Days::new(364)).unwrap();
     let p = Progress {
         first: day(first),
         last: day(last),

@@ -773,7 +773,18 @@ impl NodeHandle {
         let by = by.clone();
         self.inner
             .writer
-            .write(move |ctx| commands::stock_in(ctx, &by, cmd))
+            .write(move |ctx| commands::stock_in(ctx, &by, cmd, None))
+            .await
+    }
+
+    /// Receives stock at a given time (demo data and benchmarks that need history, like
+    /// [`Self::record_sale_at`]). Not part of the API.
+    #[doc(hidden)]
+    pub async fn stock_in_at(&self, by: &Principal, cmd: StockIn, time: i64) -> Result<Movement> {
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| commands::stock_in(ctx, &by, cmd, Some(time)))
             .await
     }
 

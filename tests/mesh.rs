@@ -434,6 +434,68 @@ async fn a_hostile_peer_is_rejected_and_disconnected() {
     a.shutdown().await;
 }
 
+/// A stranger that connects to a till and subscribes to the shop's topic (gossipsub tells every
+/// connected peer its name) receives the shop's gossip sealed: no envelope, no plaintext.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stranger_on_the_topic_reads_nothing() {
+    use tillmesh::docs::Envelope;
+    use tillmesh::net::{self, NetConfig, NetEvent};
+
+    let (a, ah, owner, addr_a) = first_till().await;
+    let addr_a: net::Multiaddr = addr_a.parse().unwrap();
+    let p = ah
+        .create_product(&owner, product("SECRET-SKU-42", 700, 0))
+        .await
+        .unwrap();
+    let stranger = tillmesh::identity::new_signing_key();
+    let mut cfg = NetConfig::new(stranger.to_bytes(), ah.topic().unwrap());
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let (net, mut events) = net::start(cfg).await.unwrap();
+    net.dial(addr_a.clone()).await.unwrap();
+    let a_peer = addr_a
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .unwrap();
+    assert!(wait_for_async(|| async { net.topic_peers().await.contains(&a_peer) }, T).await);
+
+    // A new product and a sale, published while the stranger listens.
+    ah.create_product(&owner, product("SECRET-SKU-43", 900, 0))
+        .await
+        .unwrap();
+    let sale = ah.record_sale(&owner, sale_of(p.id, 1)).await.unwrap();
+    let mut heard = Vec::new();
+    tokio::time::timeout(T, async {
+        while heard.len() < 2 {
+            match events.recv().await {
+                Some(NetEvent::Gossip { data, .. }) => heard.push(data),
+                Some(_) => continue,
+                None => panic!("the stranger's network stopped"),
+            }
+        }
+    })
+    .await
+    .expect("the till's gossip reaches a subscribed peer");
+    for data in &heard {
+        assert!(
+            Envelope::from_bytes(data).is_err(),
+            "an envelope in the clear"
+        );
+        for secret in [b"SECRET-SKU-43".as_slice(), sale.receipt.as_bytes()] {
+            assert!(
+                !data.windows(secret.len()).any(|w| w == secret),
+                "{:?} readable in the gossip",
+                String::from_utf8_lossy(secret)
+            );
+        }
+    }
+    net.shutdown().await;
+    drop(ah);
+    a.shutdown().await;
+}
+
 /// Partition and heal: A is cut from B and C (and, at first, B from C); every side sells —
 /// B and C each make their first sale of the day while cut off from each other — and once
 /// healed every till has every sale exactly once and the same stock.

@@ -503,7 +503,12 @@ pub(crate) fn movement_of(ctx: &Ctx<'_>, entry: &LedgerEntry) -> Result<Movement
 }
 
 /// Receives stock (anyone logged in; signed by the device).
-pub fn stock_in(ctx: &mut Ctx<'_>, by: &Principal, c: StockIn) -> Result<Movement> {
+pub fn stock_in(
+    ctx: &mut Ctx<'_>,
+    by: &Principal,
+    c: StockIn,
+    at: Option<i64>,
+) -> Result<Movement> {
     let product = load_product(ctx, c.product_id)?;
     if product.archived {
         return Err(Error::invalid("product_id", "this product is archived"));
@@ -521,7 +526,21 @@ pub fn stock_in(ctx: &mut Ctx<'_>, by: &Principal, c: StockIn) -> Result<Movemen
             .transpose()?,
     };
     let key = ctx.device_key().clone();
-    let e = stock_entry(ctx, by, &key, body)?;
+    let e = match at {
+        None => stock_entry(ctx, by, &key, body)?,
+        Some(time) => {
+            let settings = ctx.shop().settings()?.clone();
+            let entry = LedgerEntry {
+                id: Uuid::new_v4(),
+                time,
+                device: ctx.device_id().to_string(),
+                person: Some(by.person_id),
+                body,
+            };
+            append_entry(ctx, &key, &settings, &entry)?;
+            entry
+        }
+    };
     movement_of(ctx, &e)
 }
 
