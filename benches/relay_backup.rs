@@ -64,7 +64,7 @@ async fn relay_latency(sales: usize) -> Vec<f64> {
     // Store and forward only: on loopback the laptop would otherwise reach the till through a
     // circuit on the relay, which dcutr upgrades to a direct connection at once (see the module
     // doc).
-    lh.block_peer(&th.peer_id()).await.unwrap();
+    block_when_meshed(&lh, &th.peer_id()).await;
     let product = stocked_product(&th, &owner, 1_000_000).await;
     wait_until(
         "the laptop has the product",

@@ -142,8 +142,14 @@ async fn a_shop_and_a_laptop_sync_only_through_the_relay() {
     // Store and forward only: on one machine the laptop would reach the tills live through a
     // circuit on the relay (hole-punched to a direct connection at once); the three-namespace
     // test below covers circuits.
-    hl.block_peer(&h1.peer_id()).await.unwrap();
-    hl.block_peer(&h2.peer_id()).await.unwrap();
+    for peer in [h1.peer_id(), h2.peer_id()] {
+        // The laptop's mesh starts once it sees its own admission.
+        let deadline = std::time::Instant::now() + T;
+        while let Err(e) = hl.block_peer(&peer).await {
+            assert!(std::time::Instant::now() < deadline, "no mesh: {e}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
     for h in [&h1, &h2, &hl] {
         assert!(
             wait_for(|| h.devices().unwrap().len() == 4, T).await,

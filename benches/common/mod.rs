@@ -98,6 +98,16 @@ pub async fn join(first: &NodeHandle, owner: &Principal, dir: &Path, name: &str)
 }
 
 /// Starts a joined till on `dir`, dialing `peers` (no mesh at all when `peers` is None).
+/// Blocks `peer` on `h` as soon as `h`'s mesh runs (it starts once the node sees its own
+/// admission).
+pub async fn block_when_meshed(h: &NodeHandle, peer: &str) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while let Err(e) = h.block_peer(peer).await {
+        assert!(Instant::now() < deadline, "the mesh never started: {e}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn start_till(dir: &Path, peers: Option<&[String]>) -> Node {
     let mut b = Node::builder().data_dir(dir);
     if let Some(peers) = peers {
@@ -109,7 +119,6 @@ pub async fn start_till(dir: &Path, peers: Option<&[String]>) -> Node {
     b.start().await.unwrap()
 }
 
-/// A product with plenty of stock; its id.
 /// A time before any bench's history (two years ago, ms): stock that a bench's past sales
 /// sell from is received then, as in a shop, where goods arrive before they are sold. (Stock
 /// received *after* a year of sales would leave every sale waiting for it in the FIFO
@@ -118,6 +127,7 @@ pub fn before_history() -> i64 {
     chrono::Utc::now().timestamp_millis() - 2 * 365 * 86_400_000
 }
 
+/// A product with plenty of stock; its id.
 pub async fn stocked_product(h: &NodeHandle, owner: &Principal, qty: i64) -> uuid::Uuid {
     let p: NewProduct =
         serde_json::from_value(serde_json::json!({"sku": "B1", "name": "Bench", "price": 100}))
