@@ -835,9 +835,9 @@ fn is_circuit(a: &Multiaddr) -> bool {
 
 /// Live connections through a relay: every [`PULL_INTERVAL`], each device of the shop that is
 /// not connected (not this node, not a relay, not revoked) is dialed through a connected relay,
-/// at `<relay address>/p2p/<relay>/p2p-circuit/p2p/<device>` — where a device that is connected to the same relay
-/// listens. Of two devices only the one with the lower peer id dials, as with mDNS, so they do
-/// not open two circuits at once. Gossip then flows between them as on a LAN, and dcutr tries
+/// at `<relay address>/p2p/<relay>/p2p-circuit/p2p/<device>`, where a device connected to the
+/// same relay listens. Of two devices only the one with the lower peer id dials, as with mDNS,
+/// so they do not open two circuits at once. Gossip then flows between them as on a LAN, and dcutr tries
 /// to punch a direct connection, which replaces the circuit if it succeeds.
 async fn circuit_loop(node: NodeHandle, net: NetHandle) {
     use crate::domain::model::DeviceRole;
