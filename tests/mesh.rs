@@ -342,30 +342,16 @@ async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_peer_is_rejected_and_disconnected() {
     use tillmesh::docs::Envelope;
-    use tillmesh::net::{self, NetConfig};
     use tillmesh::sync::{SyncRequest, SyncResponse};
 
     let (a, ah, owner, addr_a) = first_till().await;
-    let addr_a: net::Multiaddr = addr_a.parse().unwrap();
     let p = ah
         .create_product(&owner, product("X1", 100, 0))
         .await
         .unwrap();
     let before = (ah.products().unwrap(), ah.envelopes().unwrap().len());
 
-    let evil_key = tillmesh::identity::new_signing_key();
-    let mut cfg = NetConfig::new(evil_key.to_bytes(), ah.topic().unwrap());
-    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-    let (evil, _events) = net::start(cfg).await.unwrap();
-    evil.dial(addr_a.clone()).await.unwrap();
-    let a_peer = addr_a
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-            _ => None,
-        })
-        .unwrap();
-    assert!(wait_for_async(|| async { evil.topic_peers().await.contains(&a_peer) }, T).await);
+    let (evil_key, evil, _events, a_peer) = outsider_on_topic(&ah, &addr_a).await;
 
     // Not a member: sync requests are refused.
     let answer = evil
@@ -439,27 +425,14 @@ async fn a_hostile_peer_is_rejected_and_disconnected() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stranger_on_the_topic_reads_nothing() {
     use tillmesh::docs::Envelope;
-    use tillmesh::net::{self, NetConfig, NetEvent};
+    use tillmesh::net::NetEvent;
 
     let (a, ah, owner, addr_a) = first_till().await;
-    let addr_a: net::Multiaddr = addr_a.parse().unwrap();
     let p = ah
         .create_product(&owner, product("SECRET-SKU-42", 700, 0))
         .await
         .unwrap();
-    let stranger = tillmesh::identity::new_signing_key();
-    let mut cfg = NetConfig::new(stranger.to_bytes(), ah.topic().unwrap());
-    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
-    let (net, mut events) = net::start(cfg).await.unwrap();
-    net.dial(addr_a.clone()).await.unwrap();
-    let a_peer = addr_a
-        .iter()
-        .find_map(|p| match p {
-            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
-            _ => None,
-        })
-        .unwrap();
-    assert!(wait_for_async(|| async { net.topic_peers().await.contains(&a_peer) }, T).await);
+    let (_, net, mut events, _) = outsider_on_topic(&ah, &addr_a).await;
 
     // A new product and a sale, published while the stranger listens.
     ah.create_product(&owner, product("SECRET-SKU-43", 900, 0))

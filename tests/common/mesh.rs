@@ -47,6 +47,39 @@ pub async fn wait_addr(h: &NodeHandle) -> String {
     h.addrs()[0].clone()
 }
 
+/// A node that is no member of the shop but knows its topic (gossipsub tells every connected
+/// peer its name), connected to the till at `addr` and subscribed with it: its key, network,
+/// events and the till's peer id.
+pub async fn outsider_on_topic(
+    h: &NodeHandle,
+    addr: &str,
+) -> (
+    ed25519_dalek::SigningKey,
+    tillmesh::net::NetHandle,
+    tokio::sync::mpsc::Receiver<tillmesh::net::NetEvent>,
+    tillmesh::net::PeerId,
+) {
+    use tillmesh::net::{self, NetConfig};
+    let addr: net::Multiaddr = addr.parse().unwrap();
+    let key = tillmesh::identity::new_signing_key();
+    let mut cfg = NetConfig::new(key.to_bytes(), h.topic().unwrap());
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let (outsider, events) = net::start(cfg).await.unwrap();
+    outsider.dial(addr.clone()).await.unwrap();
+    let till = addr
+        .iter()
+        .find_map(|p| match p {
+            libp2p::multiaddr::Protocol::P2p(id) => Some(id),
+            _ => None,
+        })
+        .unwrap();
+    assert!(
+        wait_for_async(|| async { outsider.topic_peers().await.contains(&till) }, T).await,
+        "the outsider is on the till's topic"
+    );
+    (key, outsider, events, till)
+}
+
 pub async fn wait_for_async<F, Fut>(mut cond: F, timeout: Duration) -> bool
 where
     F: FnMut() -> Fut,
