@@ -494,6 +494,30 @@ fn shop_lan_home_and_cloud_namespaces() {
     });
 }
 
+/// `tillmesh join --no-mdns INVITE` in namespace `ns`, into `home/data`; that data dir.
+fn join_in(ns: &str, home: &std::path::Path, invite: &str) -> std::path::PathBuf {
+    let data = home.join("data");
+    let o = procs::finish(
+        procs::tillmesh_in(ns, home),
+        home,
+        "join",
+        &[
+            "join",
+            "--data-dir",
+            data.to_str().unwrap(),
+            "--no-mdns",
+            invite,
+        ],
+    );
+    assert!(
+        o.status.success(),
+        "join in {ns}: {}\n{}",
+        o.stdout,
+        o.stderr
+    );
+    data
+}
+
 /// The addresses a node says it can be reached at (`GET /api/v1/mesh`).
 async fn mesh_addrs(api: &procs::Api) -> Vec<String> {
     api.ok("/api/v1/mesh").await["addrs"]
@@ -601,46 +625,8 @@ async fn shop_home_cloud() {
     assert!(status < 300, "POST /peers: {body}");
 
     // Till 2 joins on the LAN; the laptop joins while in the shop, then goes home.
-    let data2 = dir("till2").join("data");
-    let inv2 = a1.invite("till", "Till 2").await;
-    let o = finish(
-        tillmesh_in(&shop, &dir("till2")),
-        &dir("till2"),
-        "join",
-        &[
-            "join",
-            "--data-dir",
-            data2.to_str().unwrap(),
-            "--no-mdns",
-            &inv2,
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "join till 2: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
-    let data_l = dir("laptop").join("data");
-    let inv_l = a1.invite("till", "Laptop").await;
-    let o = finish(
-        tillmesh_in(&shop, &dir("laptop")),
-        &dir("laptop"),
-        "join",
-        &[
-            "join",
-            "--data-dir",
-            data_l.to_str().unwrap(),
-            "--no-mdns",
-            &inv_l,
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "join laptop: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
+    let data2 = join_in(&shop, &dir("till2"), &a1.invite("till", "Till 2").await);
+    let data_l = join_in(&shop, &dir("laptop"), &a1.invite("till", "Laptop").await);
     let mut flags2 = mesh.to_vec();
     flags2.extend(["--peer", &relay_from_shop]);
     let (till2, addr2) = run_in(
@@ -781,26 +767,7 @@ async fn shop_home_cloud() {
     )
     .await
     .unwrap_or_else(|e| panic!("{e}: {:?}", till1.log_tail()));
-    let data_pc = dir("homepc").join("data");
-    let inv_pc = a1.invite("till", "Home PC").await;
-    let o = finish(
-        tillmesh_in(&home, &dir("homepc")),
-        &dir("homepc"),
-        "join",
-        &[
-            "join",
-            "--data-dir",
-            data_pc.to_str().unwrap(),
-            "--no-mdns",
-            &inv_pc,
-        ],
-    );
-    assert!(
-        o.status.success(),
-        "join from home through the relay: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
+    let data_pc = join_in(&home, &dir("homepc"), &a1.invite("till", "Home PC").await);
     let (homepc, addr_pc) = run_in(
         &home,
         &data_pc,
