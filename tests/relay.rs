@@ -20,6 +20,7 @@ mod procs;
 
 use std::time::Duration;
 
+use common::mesh::relay_invite;
 use common::*;
 use tillmesh::domain::model::*;
 use tillmesh::net::{self, NetConfig};
@@ -60,20 +61,6 @@ async fn first_till(dir: &std::path::Path) -> (Node, NodeHandle, Principal, Stri
     assert!(wait_for(|| !h.addrs().is_empty(), T).await);
     let addr = h.addrs()[0].clone();
     (n, h, owner, addr)
-}
-
-async fn relay_invite(h: &NodeHandle, by: &Principal, name: &str) -> String {
-    h.create_invite(
-        by,
-        NewInvite {
-            role: DeviceRole::Relay,
-            name: name.into(),
-            ttl_minutes: None,
-        },
-    )
-    .await
-    .expect("an owner may invite a relay")
-    .invite
 }
 
 /// Joins a device through `h` (as `tillmesh join`), forgets the inviting node's address, and

@@ -12,6 +12,7 @@ mod common;
 
 use std::time::Duration;
 
+use common::mesh::enroll_relay;
 use common::*;
 use serde_json::{Value, json};
 use tillmesh::domain::model::*;
@@ -53,25 +54,6 @@ async fn first_till(
     .unwrap();
     let owner = h.login_password(username, password).await.unwrap();
     (n, h, owner)
-}
-
-async fn enroll(relay_dir: &std::path::Path, h: &NodeHandle, by: &Principal) -> uuid::Uuid {
-    let invite = h
-        .create_invite(
-            by,
-            NewInvite {
-                role: DeviceRole::Relay,
-                name: "Cloud".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap()
-        .invite;
-    tillmesh::relay::enroll(relay_dir, &invite)
-        .await
-        .unwrap()
-        .shop_id
 }
 
 /// An https client that trusts exactly the relay's certificate.
@@ -140,8 +122,8 @@ async fn an_owner_changes_a_price_through_the_relay() {
     )
     .await
     .unwrap();
-    let shop_a = enroll(&d("relay"), &ha, &owner_a).await;
-    let shop_b = enroll(&d("relay"), &hb, &owner_b).await;
+    let shop_a = enroll_relay(&d("relay"), &ha, &owner_a, "Cloud").await;
+    let shop_b = enroll_relay(&d("relay"), &hb, &owner_b, "Cloud").await;
     assert!(wait_for(|| relay.shops().len() == 2, T).await);
     ha.add_peer(&relay_addr).await.unwrap();
     hb.add_peer(&relay_addr).await.unwrap();

@@ -24,6 +24,7 @@ mod procs;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use common::mesh::enroll_relay;
 use common::*;
 use tillmesh::domain::model::*;
 use tillmesh::relay::{Relay, RelayConfig};
@@ -131,19 +132,7 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
     let mut cfg = RelayConfig::new(&relay_dir, vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()]);
     cfg.snapshots = Some(every_second(&snaps));
     let relay = Relay::start(cfg).await.unwrap();
-    let invite = h
-        .create_invite(
-            &owner,
-            NewInvite {
-                role: DeviceRole::Relay,
-                name: "Cloud relay".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap()
-        .invite;
-    tillmesh::relay::enroll(&relay_dir, &invite).await.unwrap();
+    enroll_relay(&relay_dir, &h, &owner, "Cloud relay").await;
     assert!(wait_for(|| relay.shops().len() == 1, T).await);
     let shop = relay.shops()[0];
     h.add_peer(&relay.addrs()[0].to_string()).await.unwrap();

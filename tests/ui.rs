@@ -1067,20 +1067,7 @@ async fn the_sync_screen_shows_the_relay_and_its_sync_state() {
     ))
     .await
     .unwrap();
-    let inv = ah
-        .create_invite(
-            &owner,
-            NewInvite {
-                role: DeviceRole::Relay,
-                name: "Cloud relay".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
-    tillmesh::relay::enroll(&relay_dir, &inv.invite)
-        .await
-        .unwrap();
+    common::mesh::enroll_relay(&relay_dir, &ah, &owner, "Cloud relay").await;
     assert!(wait_for(|| relay.shops().len() == 1, Duration::from_secs(30)).await);
     ah.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
     let p = ah
@@ -1149,20 +1136,7 @@ async fn an_owner_changes_a_price_on_the_relay_web_ui() {
     );
     cfg.http = Some("127.0.0.1:0".parse().unwrap());
     let relay = tillmesh::relay::Relay::start(cfg).await.unwrap();
-    let inv = th
-        .create_invite(
-            &owner,
-            NewInvite {
-                role: DeviceRole::Relay,
-                name: "Cloud relay".into(),
-                ttl_minutes: None,
-            },
-        )
-        .await
-        .unwrap();
-    tillmesh::relay::enroll(&relay_dir, &inv.invite)
-        .await
-        .unwrap();
+    common::mesh::enroll_relay(&relay_dir, &th, &owner, "Cloud relay").await;
     assert!(wait_for(|| relay.shops().len() == 1, Duration::from_secs(30)).await);
     th.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
     let replica = relay.replica(relay.shops()[0]).unwrap();

@@ -47,6 +47,35 @@ pub async fn wait_addr(h: &NodeHandle) -> String {
     h.addrs()[0].clone()
 }
 
+/// An invite of role `relay` named `name`, made by `by` on `h`.
+pub async fn relay_invite(h: &NodeHandle, by: &Principal, name: &str) -> String {
+    h.create_invite(
+        by,
+        NewInvite {
+            role: DeviceRole::Relay,
+            name: name.into(),
+            ttl_minutes: None,
+        },
+    )
+    .await
+    .expect("an owner may invite a relay")
+    .invite
+}
+
+/// Enrolls the relay whose data dir is `relay_dir` with an invite named `name` made by `by` on
+/// `h` (as `tillmesh relay enroll`); the shop's id.
+pub async fn enroll_relay(
+    relay_dir: &std::path::Path,
+    h: &NodeHandle,
+    by: &Principal,
+    name: &str,
+) -> uuid::Uuid {
+    tillmesh::relay::enroll(relay_dir, &relay_invite(h, by, name).await)
+        .await
+        .expect("the relay enrolls")
+        .shop_id
+}
+
 /// A node that is no member of the shop but knows its topic (gossipsub tells every connected
 /// peer its name), connected to the till at `addr` and subscribed with it: its key, network,
 /// events and the till's peer id.
