@@ -126,12 +126,7 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
     // A backup through the running node, verified offline.
     let file = home.join("shop.backup");
     let o = backup_cmd(home, "backup", &owner, &file);
-    assert!(
-        o.status.success(),
-        "backup failed: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
+    o.assert_ok("backup");
     assert!(o.stdout.contains("OK"), "{}", o.stdout);
     assert!(!home.join("shop.backup.partial").exists());
     let o = tillmesh_cmd(
@@ -139,12 +134,7 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
         "verify",
         &["backup", "verify", file.to_str().unwrap()],
     );
-    assert!(
-        o.status.success(),
-        "verify failed: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
+    o.assert_ok("verify");
     assert!(o.stdout.contains("Backup Shop"), "{}", o.stdout);
     // A second backup to the same name is refused, the first file untouched.
     let before = std::fs::read(&file).unwrap();
@@ -244,12 +234,7 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
             data.to_str().unwrap(),
         ],
     );
-    assert!(
-        o.status.success(),
-        "restore failed: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
+    o.assert_ok("restore");
     assert!(o.stdout.contains("Restored shop"), "{}", o.stdout);
     assert!(
         o.stdout.contains("tillmesh join"),
@@ -309,7 +294,7 @@ async fn a_restored_till_rejoins_without_duplicating_a_sale() {
             &invite,
         ],
     );
-    assert!(o.status.success(), "join: {}\n{}", o.stdout, o.stderr);
+    o.assert_ok("join");
     let (mut proc_b, addr_b) = run_with(&data_b, &dir_b.join("run.log"), &LOOPBACK_NO_MDNS);
     let b = Api::new(addr_b);
     b.wait_healthy(&proc_b).await;
@@ -343,7 +328,7 @@ async fn a_restored_till_rejoins_without_duplicating_a_sale() {
     // Till 2 is backed up, sells once more (a sale only it had), and is lost. Till 1 sells on.
     let file = dir_b.join("till2.backup");
     let o = backup_cmd(&dir_b, "backup", &b, &file);
-    assert!(o.status.success(), "backup: {}\n{}", o.stdout, o.stderr);
+    o.assert_ok("backup");
     let last = b.sell(&product, 1).await;
     let last_id = last["id"].as_str().unwrap().to_string();
     wait_for("till 1 has till 2's last sale", START_TIMEOUT, || async {
@@ -372,7 +357,7 @@ async fn a_restored_till_rejoins_without_duplicating_a_sale() {
             "--no-mdns",
         ],
     );
-    assert!(o.status.success(), "restore: {}\n{}", o.stdout, o.stderr);
+    o.assert_ok("restore");
     assert!(o.stdout.contains("Rejoined shop"), "{}", o.stdout);
     let (proc_b2, addr_b2) = run_with(&data_b2, &dir_b.join("run2.log"), &LOOPBACK_NO_MDNS);
     let b2 = Api::new(addr_b2);

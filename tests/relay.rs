@@ -496,12 +496,7 @@ fn join_in(ns: &str, home: &std::path::Path, invite: &str) -> std::path::PathBuf
             invite,
         ],
     );
-    assert!(
-        o.status.success(),
-        "join in {ns}: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
+    o.assert_ok(&format!("join in {ns}"));
     data
 }
 
@@ -599,7 +594,7 @@ async fn shop_home_cloud() {
             &invite,
         ],
     );
-    assert!(o.status.success(), "enroll: {}\n{}", o.stdout, o.stderr);
+    o.assert_ok("enroll");
     assert!(o.stdout.contains("now serves shop"), "{}", o.stdout);
     let relay_from_shop = format!("/ip4/10.77.3.1/tcp/7979/p2p/{relay_id}");
     let relay_from_home = format!("/ip4/10.77.4.1/tcp/7979/p2p/{relay_id}");

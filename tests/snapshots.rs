@@ -408,7 +408,7 @@ async fn shop_and_relay(tmp: &Path, relay_flags: &[&str], env: &[(&str, String)]
             &invite,
         ],
     );
-    assert!(o.status.success(), "enroll: {}\n{}", o.stdout, o.stderr);
+    o.assert_ok("enroll");
     let mut cmd = procs::tillmesh(&relay_home);
     cmd.arg("relay")
         .arg("--data-dir")
@@ -464,12 +464,7 @@ impl ShopAndRelay {
         let mut all = vec!["snapshot", "list"];
         all.extend_from_slice(args);
         let o = procs::finish(cmd, &self.relay_home, "list", &all);
-        assert!(
-            o.status.success(),
-            "snapshot list: {}\n{}",
-            o.stdout,
-            o.stderr
-        );
+        o.assert_ok("snapshot list");
         let line = o
             .stdout
             .lines()
@@ -500,23 +495,13 @@ impl ShopAndRelay {
                 key_file.to_str().unwrap(),
             ],
         );
-        assert!(
-            o.status.success(),
-            "snapshot decrypt: {}\n{}",
-            o.stdout,
-            o.stderr
-        );
+        o.assert_ok("snapshot decrypt");
         let o = procs::tillmesh_cmd(
             &self.relay_home,
             "verify",
             &["backup", "verify", out.to_str().unwrap()],
         );
-        assert!(
-            o.status.success(),
-            "backup verify: {}\n{}",
-            o.stdout,
-            o.stderr
-        );
+        o.assert_ok("backup verify");
         assert!(o.stdout.contains("OK"), "{}", o.stdout);
     }
 }
@@ -671,12 +656,7 @@ async fn the_relay_writes_snapshots_to_s3_compatible_storage() {
             key_file.to_str().unwrap(),
         ],
     );
-    assert!(
-        o.status.success(),
-        "snapshot decrypt --url: {}\n{}",
-        o.stdout,
-        o.stderr
-    );
+    o.assert_ok("snapshot decrypt --url");
     assert!(o.stdout.contains("OK"), "{}", o.stdout);
     tillmesh::backup::verify(&backup).unwrap();
     assert!(

@@ -99,6 +99,19 @@ pub struct Output {
     pub stderr: String,
 }
 
+impl Output {
+    /// Fails the test, showing both outputs, unless the command succeeded; `what` names it.
+    pub fn assert_ok(&self, what: &str) -> &Self {
+        assert!(
+            self.status.success(),
+            "{what} failed: {}\n{}",
+            self.stdout,
+            self.stderr
+        );
+        self
+    }
+}
+
 /// Runs `tillmesh ARGS` in `home` to the end (output to files, so no pipe can fill).
 pub fn tillmesh_cmd(home: &Path, name: &str, args: &[&str]) -> Output {
     finish(tillmesh(home), home, name, args)
