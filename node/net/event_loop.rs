@@ -269,13 +269,7 @@ impl EventLoop {
             }
             Command::Dial { addr, reply } => self.dial_command(addr, reply),
             Command::Connect { addr, reply } => {
-                let opts = match addr.iter().last() {
-                    Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
-                        .addresses(vec![addr.clone()])
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build(),
-                    _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
-                };
+                let opts = dial_opts(&addr, PeerCondition::DisconnectedAndNotDialing);
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {
                     Ok(()) => {
@@ -448,13 +442,7 @@ impl EventLoop {
         addr: &Multiaddr,
         now: Instant,
     ) -> Result<Option<ConnectionId>, String> {
-        let opts = match addr.iter().last() {
-            Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
-                .addresses(vec![addr.clone()])
-                .condition(PeerCondition::Disconnected)
-                .build(),
-            _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
-        };
+        let opts = dial_opts(addr, PeerCondition::Disconnected);
         let id = opts.connection_id();
         self.peers.dial_started(addr, id);
         match self.swarm.dial(opts) {
@@ -867,5 +855,17 @@ impl EventLoop {
             return;
         }
         self.outbox.push_back(event);
+    }
+}
+
+/// How to dial `addr`: the peer it names (its last `/p2p/`) under `condition`, or whoever
+/// answers there.
+fn dial_opts(addr: &Multiaddr, condition: PeerCondition) -> DialOpts {
+    match addr.iter().last() {
+        Some(Protocol::P2p(peer)) => DialOpts::peer_id(peer)
+            .addresses(vec![addr.clone()])
+            .condition(condition)
+            .build(),
+        _ => DialOpts::unknown_peer_id().address(addr.clone()).build(),
     }
 }
