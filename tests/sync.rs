@@ -105,13 +105,19 @@ async fn garbage_requests_get_errors_not_crashes() {
     assert_eq!(unknown, SyncResponse::Envelopes(vec![]));
 }
 
-/// A peer that also redeems invites (as the mesh's request handler does).
-struct Joinable(NodeHandle);
+/// A peer that also redeems invites (as the mesh's request handler does) for the joining
+/// device `.1` (the mesh takes its key from the authenticated connection).
+struct Joinable(NodeHandle, NodeHandle);
 
 impl SyncPeer for Joinable {
     async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
         let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        SyncResponse::from_bytes(&sync::serve_async(&self.0, req).await.to_bytes())
+        let from = self.1.device_public_key();
+        SyncResponse::from_bytes(
+            &sync::serve_async(&self.0, Some(&from), req)
+                .await
+                .to_bytes(),
+        )
     }
 }
 
@@ -128,21 +134,25 @@ async fn invite_join_sell_and_sync_back() {
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
     // A wrong code is refused clearly and changes nothing.
-    let err = sync::join(&bh, &Joinable(a.h.clone()), "AAAAA-BBBBB")
+    let err = sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), "AAAAA-BBBBB")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unknown invite"), "{err}");
     assert!(!bh.status().unwrap().has_shop);
 
-    let invite = sync::join(&bh, &Joinable(a.h.clone()), &inv.code.to_lowercase())
-        .await
-        .unwrap();
-    assert_eq!(invite.cert.name, "Till 2");
+    let invite = sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        &inv.code.to_lowercase(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(invite.cert().name, "Till 2");
     let me = bh.status().unwrap().device.expect("B is a member now");
     assert_eq!(me.receipt_prefix, "T2");
     // The same code again: used.
     let c = Node::builder().memory().start().await.unwrap();
-    let err = sync::join(&c.handle(), &Joinable(a.h.clone()), &inv.code)
+    let err = sync::join(&c.handle(), &Joinable(a.h.clone(), c.handle()), &inv.code)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
@@ -163,28 +173,51 @@ async fn invite_join_sell_and_sync_back() {
 async fn a_forged_admission_is_refused() {
     use tillmesh::domain::model::*;
     let a = shop().await;
-    let inv = till_invite(&a.h, &a.owner, "T").await;
-    let mut invite = a.h.redeem_invite(&inv.code).await.unwrap();
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    bh.import_envelopes(Some(automerge::ChangeHash(invite.genesis)), vec![])
+    let inv = till_invite(&a.h, &a.owner, "T").await;
+    // A redeemed for another key (someone who saw the code first, say).
+    let elsewhere = tillmesh::identity::new_signing_key()
+        .verifying_key()
+        .to_bytes();
+    let for_other = a.h.redeem_invite(&inv.code, elsewhere).await.unwrap();
+    bh.adopt_shop(automerge::ChangeHash(for_other.genesis), vec![])
         .await
         .unwrap();
     sync::pull(&bh, &Direct(a.h.clone())).await.unwrap();
-    // Claiming the relay role with a till's certificate breaks the issuer's signature.
+    // Claiming it for B's key: the countersignature names the other key.
+    let mut stolen = for_other.clone();
+    stolen.admitted.device = bh.device_public_key();
+    assert!(matches!(
+        bh.admit_self(stolen).await,
+        Err(tillmesh::Error::Rejected(_))
+    ));
+    // B's own invite, with the relay role claimed: breaks the issuer's signature.
+    let inv = till_invite(&a.h, &a.owner, "T").await;
+    let invite =
+        a.h.redeem_invite(&inv.code, bh.device_public_key())
+            .await
+            .unwrap();
     let mut forged = invite.clone();
-    forged.cert.role = DeviceRole::Relay;
+    forged.admitted.cert.role = DeviceRole::Relay;
     assert!(matches!(
         bh.admit_self(forged).await,
         Err(tillmesh::Error::Rejected(_))
     ));
-    // The wrong secret.
-    invite.secret = vec![0; 32];
+    // Countersigned by a device the certificate does not name (B itself).
+    let mut self_signed = invite.clone();
+    self_signed.admitted = invite.cert().countersign(
+        &bh.device_public_key(),
+        &tillmesh::identity::new_signing_key(),
+    );
     assert!(matches!(
-        bh.admit_self(invite).await,
+        bh.admit_self(self_signed).await,
         Err(tillmesh::Error::Rejected(_))
     ));
     assert!(bh.status().unwrap().device.is_none());
+    // The genuine one admits B.
+    bh.admit_self(invite).await.unwrap();
+    assert!(bh.status().unwrap().device.is_some());
 }
 
 #[tokio::test]
@@ -201,7 +234,7 @@ async fn revocation_drops_later_changes_everywhere() {
     let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
+    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
         .await
         .unwrap();
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
@@ -258,7 +291,7 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
     sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
+    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
         .await
         .unwrap();
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
