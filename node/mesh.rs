@@ -1117,12 +1117,13 @@ pub(crate) async fn join_with_role(
         .map_err(|e| Error::Internal(format!("network: {e}")))?;
     // Nobody is a member here yet: refuse requests, note connections.
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
+    let joiner = h.clone();
     let drain = tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             match ev {
                 NetEvent::Request { reply, .. } => {
                     let answer = SyncResponse::Error("joining".into());
-                    let _ = reply.send(sync::encode_response(None, &answer));
+                    let _ = reply.send(sync::encode_response(shop_of(&joiner), &answer));
                 }
                 NetEvent::Connected { peer, .. } => {
                     let _ = conn_tx.send(peer);

@@ -409,6 +409,17 @@ impl Relay {
         v
     }
 
+    /// The shops in which `peer` counts as a device (those the relay serves it and pulls from
+    /// it).
+    pub fn shops_of_peer(&self, peer: &PeerId) -> Vec<Uuid> {
+        let mut v: Vec<Uuid> = shops_of(&self.shops, peer)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The replica of a shop (tests and operators read it; owners and managers write through
     /// the web UI, with their person key).
     pub fn replica(&self, shop: Uuid) -> Option<NodeHandle> {
