@@ -444,6 +444,26 @@ async fn revocation_loop(node: NodeHandle, net: NetHandle) {
     }
 }
 
+/// How long a peer that is not a member may stay connected: long enough to redeem an invite
+/// (then it may stay for [`JOINING_WINDOW`]); after that it is disconnected, so a stranger on
+/// the Wi-Fi, another shop's device or a revoked device holds no connection to the shop.
+pub const STRANGER_GRACE: Duration = Duration::from_secs(15);
+
+/// Offers a revoked device the `members` changes that prove its revocation (signed by an
+/// owner; it verifies them like any change, so a rogue peer cannot fake them).
+async fn tell_revoked(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
+    let Ok(proof) = node.doc_envelopes("members") else {
+        return;
+    };
+    for chunk in proof.chunks(sync::ENVELOPE_BATCH) {
+        let req = SyncRequest::Offer(chunk.to_vec());
+        if let Err(e) = ask(net, node, peer, &req).await {
+            tracing::debug!(%peer, "could not tell a revoked device: {e}");
+            return;
+        }
+    }
+}
+
 /// How long a device that redeemed an invite may pull the shop before it is a member.
 const JOINING_WINDOW: Duration = Duration::from_secs(10 * 60);
 
@@ -464,6 +484,12 @@ async fn event_loop(
     let joining: Joining = Default::default();
     while let Some(ev) = events.recv().await {
         match ev {
+            NetEvent::Gossip { id, source, .. } if !is_member(&node, &source) => {
+                // Gossip comes from members only (a stranger is disconnected after identify,
+                // but may still be connected during its grace period).
+                tracing::debug!(peer = %source, "gossip from a peer that is not a member");
+                net.report(id, source, Acceptance::Reject).await;
+            }
             NetEvent::Gossip { id, source, data } => {
                 let opened = node
                     .gossip_key()
@@ -555,9 +581,26 @@ async fn event_loop(
             }
             NetEvent::Connected { peer, addr } => {
                 if is_revoked(&node, &peer) {
+                    // It may have been switched off when it was revoked: hand it the owners'
+                    // signed proof (the `members` changes), so it learns it and says so,
+                    // then refuse it.
                     tracing::info!(%peer, "refused a connection from a revoked device");
-                    net.block(peer).await;
+                    let (node, net) = (node.clone(), net.clone());
+                    tokio::spawn(async move {
+                        tell_revoked(&node, &net, peer).await;
+                        net.block(peer).await;
+                    });
                     continue;
+                }
+                if !is_member(&node, &peer) {
+                    let (node, net, joining) = (node.clone(), net.clone(), joining.clone());
+                    tokio::spawn(async move {
+                        tokio::time::sleep(STRANGER_GRACE).await;
+                        if !is_member(&node, &peer) && !is_joining(&joining, &peer) {
+                            tracing::info!(%peer, "disconnecting a peer that is not a member");
+                            net.disconnect(peer).await;
+                        }
+                    });
                 }
                 {
                     let mut t = peers.lock().expect("peers lock");

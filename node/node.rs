@@ -1038,6 +1038,20 @@ impl NodeHandle {
         Ok(out)
     }
 
+    /// The stored envelopes of one document (encoded), in applied order.
+    pub fn doc_envelopes(&self, doc: &str) -> Result<Vec<Vec<u8>>> {
+        use crate::store::tables::{DOC_CHANGES, ENVELOPES};
+        let tx = self.read()?;
+        let (changes, envs) = (tx.open_table(DOC_CHANGES)?, tx.open_table(ENVELOPES)?);
+        let mut out = Vec::new();
+        for row in changes.range((doc, 0)..=(doc, u64::MAX))? {
+            if let Some(e) = envs.get(row?.1.value())? {
+                out.push(e.value().to_vec());
+            }
+        }
+        Ok(out)
+    }
+
     /// Writes a backup of this node (see [`crate::backup`]) to `out`, from one read
     /// transaction; `on_header` runs before the first byte is written.
     pub fn write_backup(

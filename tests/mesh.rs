@@ -464,8 +464,66 @@ async fn a_stranger_on_the_topic_reads_nothing() {
             );
         }
     }
+    // It is not a member and redeemed no invite: the till disconnects it.
+    let stranger = net.local_peer_id().to_string();
+    assert!(
+        wait_for_async(
+            || async {
+                !ah.peers()
+                    .await
+                    .iter()
+                    .any(|p| p.peer_id == stranger && p.connected)
+            },
+            tillmesh::mesh::STRANGER_GRACE + T
+        )
+        .await,
+        "the stranger is disconnected"
+    );
     net.shutdown().await;
     drop(ah);
+    a.shutdown().await;
+}
+
+/// A till revoked while it was switched off learns it when it comes back: the till it reaches
+/// hands it the owners' signed revocation (the `members` changes), then refuses it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_till_revoked_while_off_learns_it_when_it_comes_back() {
+    let (a, ah, owner, addr_a) = first_till().await;
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let dir = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    let b = start_member(dir.path(), &addr_a).await;
+    let bh = b.handle();
+    let b_id = bh.device_id().to_string();
+    assert!(wait_for(|| ah.devices().unwrap().iter().any(|d| d.id == b_id), T).await);
+    drop(bh);
+    b.shutdown().await;
+
+    ah.revoke_member(&owner, &b_id).await.unwrap();
+    let b = start_member(dir.path(), &addr_a).await;
+    let bh = b.handle();
+    assert!(
+        wait_for(|| bh.is_revoked(), T).await,
+        "B learns it was revoked"
+    );
+    let b_peer = bh.peer_id();
+    assert!(
+        wait_for_async(
+            || async {
+                !ah.peers()
+                    .await
+                    .iter()
+                    .any(|p| p.peer_id == b_peer && p.connected)
+            },
+            T
+        )
+        .await,
+        "and is refused"
+    );
+    drop((ah, bh));
+    b.shutdown().await;
     a.shutdown().await;
 }
 
