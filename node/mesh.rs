@@ -489,6 +489,7 @@ async fn event_loop(
                 // but may still be connected during its grace period).
                 tracing::debug!(peer = %source, "gossip from a peer that is not a member");
                 net.report(id, source, Acceptance::Reject).await;
+                strike_peer(&net, &peers, source).await;
             }
             NetEvent::Gossip { id, source, data } => {
                 let opened = node
@@ -771,6 +772,18 @@ fn seal(key: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
 
 /// Opens a sealed gossip message (see [`seal`]); an error if it was not sealed with this
 /// shop's key or was altered.
+/// Seals an encoded envelope for the shop's gossip (see `seal`; for the decoders' tests).
+#[cfg(test)]
+pub(crate) fn seal_gossip(key: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
+    seal(key, envelope)
+}
+
+/// Opens a sealed gossip message (see `unseal`; for the decoders' tests).
+#[cfg(test)]
+pub(crate) fn open_gossip(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
+    unseal(key, data)
+}
+
 fn unseal(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
     use chacha20poly1305::aead::{Aead, KeyInit};
     if data.len() < GOSSIP_SEAL_BYTES {

@@ -353,13 +353,17 @@ async fn a_hostile_peer_is_rejected_and_disconnected() {
 
     let (evil_key, evil, _events, a_peer) = outsider_on_topic(&ah, &addr_a).await;
 
-    // Not a member: sync requests are refused.
+    // Not a member: sync requests about the shop are refused.
+    let shop = ah.genesis().unwrap().map(|g| g.0);
     let answer = evil
-        .request(a_peer, SyncRequest::Buckets.to_bytes())
+        .request(
+            a_peer,
+            tillmesh::sync::encode_request(shop, &SyncRequest::Buckets),
+        )
         .await
         .unwrap();
     assert!(matches!(
-        SyncResponse::from_bytes(&answer).unwrap(),
+        tillmesh::sync::decode_response(&answer, shop).unwrap(),
         SyncResponse::Error(_)
     ));
 
