@@ -239,7 +239,7 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
     // The recovery key and the owner's password open it.
     let d = snapshot::decrypt_file(&file, &recovery, &out).unwrap();
     assert_eq!(d.backup.header.shop_id, Some(shop));
-    tillmesh::backup::verify(&out).unwrap();
+    tillmesh::backup::verify(&out, None).unwrap();
     let out2 = tmp.path().join("by-password.backup");
     snapshot::decrypt_file(&file, &Unlock::Password(OWNER_PW.into()), &out2).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
@@ -254,7 +254,7 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
 
     // Restored, it is the shop.
     let restored_dir = tmp.path().join("restored");
-    tillmesh::backup::restore(&out, &restored_dir, |_| {})
+    tillmesh::backup::restore(&out, None, &restored_dir, |_| {})
         .await
         .unwrap();
     let r = Node::builder()
@@ -658,7 +658,7 @@ async fn the_relay_writes_snapshots_to_s3_compatible_storage() {
     );
     o.assert_ok("snapshot decrypt --url");
     assert!(o.stdout.contains("OK"), "{}", o.stdout);
-    tillmesh::backup::verify(&backup).unwrap();
+    tillmesh::backup::verify(&backup, None).unwrap();
     assert!(
         !PathBuf::from(format!("{}.tmsnap", backup.display())).exists(),
         "the fetched snapshot is removed"
