@@ -537,7 +537,7 @@ type FileReader = io::Chain<io::Cursor<Vec<u8>>, io::BufReader<std::fs::File>>;
 
 enum Opened {
     Plain(FileReader),
-    Sealed(sealed::Opened<FileReader>),
+    Sealed(Box<sealed::Opened<FileReader>>),
 }
 
 /// Opens `path` and tells a plain backup from an encrypted one by its first bytes.
@@ -572,7 +572,11 @@ fn open_with(path: &Path, unlock: Option<&Unlock>) -> Result<Opened> {
             kind.noun()
         ))
     })?;
-    Ok(Opened::Sealed(sealed::open(r, unlock, Kind::Backup)?))
+    Ok(Opened::Sealed(Box::new(sealed::open(
+        r,
+        unlock,
+        Kind::Backup,
+    )?)))
 }
 
 fn verify_records(input: impl Read) -> Result<Verified> {
@@ -853,4 +857,30 @@ async fn import(
     report.shop_name = status.shop_name;
     report.opened_by = verified.sealed.as_ref().map(|s| s.opened_by);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Random bytes, also behind the magic and a format number: an error, never a panic
+        /// (nor an allocation beyond the record limits).
+        #[test]
+        fn random_plain_files_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+                                          prefix in 0usize..3) {
+            let mut input = Vec::new();
+            if prefix >= 1 {
+                input.extend_from_slice(MAGIC);
+            }
+            if prefix >= 2 {
+                input.extend_from_slice(&FORMAT.to_le_bytes());
+            }
+            input.extend_from_slice(&bytes);
+            prop_assert!(verify_records(input.as_slice()).is_err());
+        }
+    }
 }

@@ -999,6 +999,53 @@ mod tests {
         assert!(!intact.checksummed);
     }
 
+    mod arbitrary_bytes {
+        use super::*;
+        use proptest::prelude::*;
+
+        fn sample() -> (SigningKey, Vec<u8>) {
+            let (k, r) = owner(RecipientKind::Recovery);
+            let plain: Vec<u8> = (0..(CHUNK + 300)).map(|i| (i % 253) as u8).collect();
+            (k, encrypt(Kind::Backup, &plain, std::slice::from_ref(&r)))
+        }
+
+        proptest! {
+            #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+            /// Random input, also behind a valid magic: an error, never a panic.
+            #[test]
+            fn random_bytes_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..4096),
+                                        magic in any::<bool>()) {
+                let mut input = if magic { Kind::Backup.magic().to_vec() } else { Vec::new() };
+                input.extend_from_slice(&bytes);
+                let key = identity::new_signing_key();
+                prop_assert!(decrypt_vec(&input, &Unlock::Key(key)).is_err());
+                prop_assert!(check(input.as_slice(), Kind::Backup).is_err());
+            }
+
+            /// A valid file with bytes changed, cut or added: never opens, never panics.
+            #[test]
+            fn mutated_files_are_refused(edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..4),
+                                         cut in proptest::option::of(any::<usize>()),
+                                         extra in proptest::collection::vec(any::<u8>(), 0..3)) {
+                let (k, file) = sample();
+                let mut bad = file.clone();
+                for (at, x) in &edits {
+                    let at = at % bad.len();
+                    bad[at] ^= x | 1;
+                }
+                if let Some(c) = cut {
+                    bad.truncate(c % bad.len());
+                }
+                bad.extend_from_slice(&extra);
+                // Two edits of one byte may cancel out.
+                prop_assume!(bad != file);
+                prop_assert!(decrypt_vec(&bad, &Unlock::Key(k)).is_err());
+                prop_assert!(check(bad.as_slice(), Kind::Backup).is_err());
+            }
+        }
+    }
+
     #[test]
     fn no_recipient_no_file() {
         let mut out = Vec::new();
