@@ -818,7 +818,7 @@ fn snapshot_decrypt(
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
     println!(
-        "decrypted the snapshot of shop {} taken {when} ({} recipients)",
+        "decrypted the encrypted file of shop {} made {when} ({} recipients)",
         d.header.shop_id,
         d.header.recipients.len()
     );

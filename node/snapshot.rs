@@ -1,7 +1,7 @@
 //! Scheduled, encrypted snapshots of the shops a relay serves (DESIGN §6).
 //!
-//! A snapshot is an ordinary [backup](crate::backup) of one shop's replica — one read
-//! transaction, every document and envelope — encrypted so that a leaked file reveals nothing
+//! A snapshot is an ordinary encrypted [backup](crate::backup) of one shop's replica — one read
+//! transaction, every document and envelope, the same [sealed](crate::sealed) format — so that a leaked file reveals nothing
 //! but its size, the shop id and when it was taken. It is readable by the shop's **owners**
 //! (their person keys, the `person:<id>` entries of `members` with role owner) and by the
 //! shop's **recovery key** (the `recovery` entry of `members`, printed once by `init`). Owners
@@ -29,9 +29,11 @@
 //! owners' password-sealed keys are described there.
 //!
 //! [`decrypt`] / [`decrypt_file`] (`tillmesh snapshot decrypt FILE --out BACKUP`) turn a
-//! snapshot back into the backup file, which `tillmesh backup verify` and `tillmesh restore`
-//! take as usual; a wrong key, a flipped byte or a truncated file is an error, and
-//! [`decrypt_file`] writes to `BACKUP.partial` and names it `BACKUP` only once it verifies.
+//! snapshot (or an encrypted backup) back into the plain backup file, which `tillmesh backup
+//! verify` and `tillmesh restore` take as usual; a wrong key, a flipped byte or a truncated file
+//! is an error, and [`decrypt_file`] writes to `BACKUP.partial` (mode 0600: it holds the vault)
+//! and names it `BACKUP` only once it verifies. `tillmesh restore` also opens a snapshot
+//! directly, with the same keys, leaving no plaintext copy.
 
 use std::collections::BTreeSet;
 use std::io::{self, Write};
