@@ -6,7 +6,8 @@
 //!   and the owner's password both decrypt it into a backup that verifies and restores into a
 //!   data dir with the same products, sales, stock and documents as the shop's till; a wrong
 //!   key, a wrong password, a flipped byte and a truncated file are errors that write nothing;
-//!   the till's `/peers` entry for the relay shows `last_snapshot`.
+//!   the till's `/peers` entry for the relay shows `last_snapshot`; `backup::restore` opens the
+//!   snapshot itself with the recovery key (a wrong password restores nothing).
 //! - `a_snapshot_is_taken_only_when_the_shop_changed` (the scheduler's tick, in-memory shop):
 //!   unchanged → no snapshot, also after a restart; changed → a snapshot, and retention
 //!   deletes the older one of the same hour; an owner added later is a recipient of later
@@ -269,6 +270,23 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
         format!("{:?}", h.documents().unwrap())
     );
     assert!(rh.products().unwrap().iter().any(|p| p.sku == SKU));
+    // `restore` opens the snapshot itself too (no plain copy on disk), with the same keys only.
+    let direct = tmp.path().join("restored-direct");
+    let err = tillmesh::backup::restore(
+        &file,
+        Some(&Unlock::Password("not the owner's password".into())),
+        &direct,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("opens none"), "{err}");
+    assert!(!direct.exists());
+    let r2 = tillmesh::backup::restore(&file, Some(&recovery), &direct, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(r2.opened_by, Some(RecipientKind::Recovery));
+    assert_eq!(r2.applied, d.backup.header.records("envelopes"));
 
     drop((rh, replica, h));
     r.shutdown().await;
