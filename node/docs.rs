@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod am;
 pub mod envelope;
+pub mod members;
 pub mod trust;
 
 pub use envelope::Envelope;

@@ -15,6 +15,7 @@ use ed25519_dalek::SigningKey;
 use redb::{ReadableTable, WriteTransaction};
 use tokio::sync::{broadcast, mpsc, oneshot};
 
+use crate::docs::members::Anchor;
 use crate::docs::trust::{Signer, Trust, Verdict, VerifyContext, verify};
 use crate::docs::{DocId, Envelope, SCHEMA_VERSION};
 use crate::domain::model::Event;
@@ -134,7 +135,8 @@ pub struct Engine {
     /// are applied together, once per batch (or as soon as anything reads the document).
     pending: HashMap<String, Pending>,
     trust_cache: HashMap<Vec<ChangeHash>, Arc<Trust>>,
-    genesis: Option<ChangeHash>,
+    /// What this node pinned about its shop (genesis, devices admitted before protocol 2).
+    anchor: Anchor,
     stopping: bool,
     /// When the oldest commit not yet synced to disk was made.
     unsynced_since: Option<std::time::Instant>,
@@ -163,10 +165,10 @@ impl Engine {
     /// An engine over `store` for the device with `device_key`; a fresh Automerge actor for
     /// this session (reusing an actor after data loss would break Automerge).
     pub fn new(store: Store, shared: Arc<Shared>, device_key: SigningKey) -> Result<Engine> {
-        let genesis = store
-            .meta(meta::GENESIS)?
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .map(ChangeHash);
+        let anchor = Anchor::from_meta(
+            store.meta(meta::GENESIS)?.as_deref(),
+            store.meta(meta::LEGACY_DEVICES)?.as_deref(),
+        );
         Ok(Engine {
             device_id: crate::identity::device_id(&device_key.verifying_key()),
             store,
@@ -176,7 +178,7 @@ impl Engine {
             docs: HashMap::new(),
             pending: HashMap::new(),
             trust_cache: HashMap::new(),
-            genesis,
+            anchor,
             stopping: false,
             unsynced_since: None,
             last_relaxed: None,
@@ -376,6 +378,7 @@ impl Engine {
             self.docs.get("settings"),
             self.docs.get("vault"),
             &self.device_id,
+            &self.anchor,
         );
         *self
             .shared
@@ -512,17 +515,37 @@ impl Ctx<'_> {
     /// Pins the shop's genesis (first `members` change) before applying it.
     pub fn set_genesis(&mut self, hash: ChangeHash) -> Result<()> {
         self.set_meta(meta::GENESIS, &hash.0)?;
-        self.engine.genesis = Some(hash);
+        self.engine.anchor.genesis = Some(hash);
+        self.engine.trust_cache.clear();
         Ok(())
     }
 
-    /// Pins the genesis of a shop this node is joining (refuses a different shop).
-    pub fn adopt_genesis(&mut self, hash: ChangeHash) -> Result<()> {
-        match self.engine.genesis {
-            Some(g) if g == hash => Ok(()),
-            Some(_) => Err(Error::Conflict("this node belongs to another shop".into())),
-            None => self.set_genesis(hash),
+    /// Pins the genesis of a shop this node is joining (refuses a different shop), and, when
+    /// the inviting device (or the backup) says which, the devices admitted before protocol 2.
+    pub fn adopt_genesis(
+        &mut self,
+        hash: ChangeHash,
+        legacy_devices: Option<&[[u8; 32]]>,
+    ) -> Result<()> {
+        match self.engine.anchor.genesis {
+            Some(g) if g == hash => {}
+            Some(_) => return Err(Error::Conflict("this node belongs to another shop".into())),
+            None => self.set_genesis(hash)?,
         }
+        if let Some(legacy) = legacy_devices
+            && self.meta(meta::LEGACY_DEVICES)?.is_none()
+        {
+            let bytes = postcard::to_allocvec(&legacy.to_vec()).expect("a list of keys serializes");
+            self.set_meta(meta::LEGACY_DEVICES, &bytes)?;
+            self.engine.anchor.legacy_devices = legacy.iter().copied().collect();
+            self.engine.trust_cache.clear();
+        }
+        Ok(())
+    }
+
+    /// What this node pinned about its shop.
+    pub fn anchor(&self) -> &Anchor {
+        &self.engine.anchor
     }
 
     /// Applies held envelopes whose dependencies or signers may have arrived — those of the
@@ -664,7 +687,7 @@ impl Ctx<'_> {
             .get_last_local_change()
             .expect("a change was just committed");
         self.touched.insert(id.clone());
-        if fresh && *doc == DocId::Members && self.engine.genesis.is_none() {
+        if fresh && *doc == DocId::Members && self.engine.anchor.genesis.is_none() {
             // The shop's first change: pin it as the genesis that vouches for itself.
             self.set_genesis(change.hash())?;
         }
@@ -706,7 +729,7 @@ impl Ctx<'_> {
         let id = env.doc.clone();
 
         // 1. verify, against `members` as this node has it.
-        let Some(genesis) = self.engine.genesis else {
+        let Some(genesis) = self.engine.anchor.genesis else {
             return Err(Error::NoShop("this node has no shop yet".into()));
         };
         self.load(&id)?;
@@ -749,6 +772,7 @@ impl Ctx<'_> {
             let members = self.engine.docs.get_mut("members").unwrap_or(&mut scratch);
             let mut vctx = VerifyContext {
                 members,
+                anchor: &self.engine.anchor,
                 genesis,
                 cache: &mut self.engine.trust_cache,
             };
@@ -877,7 +901,11 @@ impl Ctx<'_> {
         if revoked.is_empty() {
             return Ok(());
         }
-        let trust = Trust::read(self.engine.docs.get("members").expect("loaded"), None);
+        let trust = Trust::read(
+            self.engine.docs.get("members").expect("loaded"),
+            None,
+            &self.engine.anchor,
+        );
         let mut invalid: HashMap<String, HashSet<[u8; 32]>> = HashMap::new();
         for row in self.tx.open_table(ENVELOPES)?.iter()? {
             let (h, v) = row?;
@@ -1128,6 +1156,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
         let chunks = tx.open_table(DOC_CHUNKS)?;
         load_doc(&docs, &chunks, "members")?.unwrap_or_default()
     };
+    let anchor = Anchor::in_tx(&tx.open_table(META)?)?;
     let mut trust: HashMap<Vec<ChangeHash>, Arc<Trust>> = HashMap::new();
     for id in ids {
         report.documents += 1;
@@ -1198,7 +1227,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
                     heads.sort();
                     let t = trust
                         .entry(heads.clone())
-                        .or_insert_with(|| Arc::new(Trust::read(&members, Some(&heads))))
+                        .or_insert_with(|| Arc::new(Trust::read(&members, Some(&heads), &anchor)))
                         .clone();
                     let Some((signer, _)) = t.signer(&env.signer) else {
                         continue;

@@ -33,6 +33,11 @@ pub enum Error {
     /// Too many attempts; retry after this many seconds.
     #[error("too many attempts; try again in {0} s")]
     RateLimited(u64),
+    /// A peer spoke about another shop than this node's (a typed refusal, not misbehaviour:
+    /// another tenant of a relay must not be able to make the relay and a till drop each
+    /// other).
+    #[error("{0}")]
+    OtherShop(String),
     /// A signed change failed verification (bad signature, signer not allowed …).
     #[error("change refused: {0}")]
     Rejected(String),
@@ -64,6 +69,7 @@ impl Error {
             Error::NoShop(_) => "no_shop",
             Error::Unreachable(_) => "unreachable",
             Error::RateLimited(_) => "rate_limited",
+            Error::OtherShop(_) => "other_shop",
             Error::Rejected(_) => "rejected",
             Error::Store(_) => "store",
             Error::Internal(_) => "internal",

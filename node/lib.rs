@@ -114,7 +114,7 @@
 //! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic (sealed: members only)
 //!
 //! peers' gossip ─► mesh ─► the same verify-and-apply path ─► forward only if it verified
-//! anti-entropy (sync::pull over /tillmesh/sync/1) ─► missing envelopes ─► the same path
+//! anti-entropy (sync::pull over /tillmesh/sync/2) ─► missing envelopes ─► the same path
 //! relays (in no gossip topic) ◄─ Offer of each committed envelope; pulls both ways
 //! ```
 //!
@@ -158,7 +158,7 @@
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
 //!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]).
 //! - [`relay`]: `tillmesh relay` — one swarm in no gossip topic, a replica store per enrolled
-//!   shop, store-and-forward over `/tillmesh/sync/1` (devices offer and pull; the relay
+//!   shop, store-and-forward over `/tillmesh/sync/2` (devices offer and pull; the relay
 //!   forwards what is new to the shop's other devices), each request served from the one shop
 //!   the requesting device belongs to; its web UI and API over TLS only (`relay::tls`,
 //!   `api::relay_router`), where the login names the shop, a session is dispatched to that

@@ -150,27 +150,44 @@ pub struct Mesh {
     discovery: Mutex<Option<crate::discovery::Discovery>>,
 }
 
-/// A peer reached over the network's request-response protocol.
+/// A peer reached over the network's request-response protocol, asked about the shop of
+/// `node` (read at each request: a joining node learns its shop's genesis mid-conversation).
 pub struct NetPeer {
     net: NetHandle,
     peer: PeerId,
+    node: NodeHandle,
 }
 
 impl NetPeer {
-    /// `peer`, reached through `net`.
-    pub fn new(net: NetHandle, peer: PeerId) -> NetPeer {
-        NetPeer { net, peer }
+    /// `peer`, reached through `net`, asked about `node`'s shop.
+    pub fn new(net: NetHandle, peer: PeerId, node: NodeHandle) -> NetPeer {
+        NetPeer { net, peer, node }
     }
+}
+
+/// The genesis of `node`'s shop, as the sync protocol names the shop.
+pub(crate) fn shop_of(node: &NodeHandle) -> Option<sync::Hash32> {
+    node.genesis().ok().flatten().map(|g| g.0)
+}
+
+/// Sends one framed request about `node`'s shop to `peer` and decodes the answer.
+pub(crate) async fn ask(
+    net: &NetHandle,
+    node: &NodeHandle,
+    peer: PeerId,
+    req: &SyncRequest,
+) -> Result<SyncResponse> {
+    let shop = shop_of(node);
+    let bytes = net
+        .request(peer, sync::encode_request(shop, req))
+        .await
+        .map_err(|e| Error::Internal(format!("request to {peer} failed: {e}")))?;
+    sync::decode_response(&bytes, shop)
 }
 
 impl SyncPeer for NetPeer {
     async fn request(&self, req: SyncRequest) -> Result<SyncResponse> {
-        let bytes = self
-            .net
-            .request(self.peer, req.to_bytes())
-            .await
-            .map_err(|e| Error::Internal(format!("request to {} failed: {e}", self.peer)))?;
-        SyncResponse::from_bytes(&bytes)
+        ask(&self.net, &self.node, self.peer, &req).await
     }
 }
 
@@ -186,7 +203,7 @@ pub fn net_config(
         listen,
         topic,
         static_peers: peers,
-        sync_protocol: "/tillmesh/sync/1",
+        sync_protocol: sync::PROTOCOL,
         max_request_bytes: sync::MAX_MESSAGE_BYTES,
         max_gossip_bytes: 1024 * 1024 + GOSSIP_SEAL_BYTES,
         relay_server: None,
@@ -498,45 +515,42 @@ async fn event_loop(
                 let joining = joining.clone();
                 tokio::spawn(async move {
                     let allowed = is_member(&node, &peer) || is_joining(&joining, &peer);
-                    let answer = match SyncRequest::from_bytes(&data) {
-                        Ok(SyncRequest::Redeem(code)) => {
-                            let answer = sync::serve_async(&node, SyncRequest::Redeem(code)).await;
-                            if matches!(answer, SyncResponse::Invite(_)) {
-                                // It may pull the shop and offer its admission for a while.
-                                joining
-                                    .lock()
-                                    .expect("joining lock")
-                                    .insert(peer, std::time::Instant::now());
-                            }
-                            answer
+                    let ours = shop_of(&node);
+                    let Some(from) = net::public_key_of(&peer) else {
+                        return;
+                    };
+                    let offered = match sync::decode_request(&data) {
+                        // A joining device offers its admission here: pass it on to the
+                        // relays, which are in no gossip topic (they drop duplicates).
+                        Ok((shop, SyncRequest::Offer(envs)))
+                            if allowed && shop == ours && !is_relay(&node, &peer) =>
+                        {
+                            Some(envs.iter().map(|b| Arc::new(b.clone())).collect::<Vec<_>>())
                         }
-                        Ok(SyncRequest::Offer(envs)) if allowed => {
-                            // A joining device offers its admission here: pass it on to the
-                            // relays, which are in no gossip topic (they drop duplicates).
-                            let pass_on = (!is_relay(&node, &peer)).then(|| {
-                                envs.iter().map(|b| Arc::new(b.clone())).collect::<Vec<_>>()
-                            });
-                            let answer = sync::serve_async(&node, SyncRequest::Offer(envs)).await;
-                            if let (Some(batch), SyncResponse::Accepted(n)) = (pass_on, &answer)
-                                && *n > 0
-                            {
-                                offer_to_relays(&node, &net, &peers, &batch).await;
-                            }
-                            answer
-                        }
-                        Ok(req) if allowed => {
-                            let n = node.clone();
-                            tokio::task::spawn_blocking(move || sync::serve(&n, req))
-                                .await
-                                .unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
-                        }
-                        Ok(_) => SyncResponse::Error("not a member of this shop".into()),
+                        _ => None,
+                    };
+                    let answer = match sync::answer_framed(&node, ours, &from, allowed, &data).await
+                    {
+                        Ok(answer) => answer,
                         Err(e) => {
                             strike_peer(&net, &peers, peer).await;
                             SyncResponse::Error(e.to_string())
                         }
                     };
-                    let _ = reply.send(answer.to_bytes());
+                    match (&answer, offered) {
+                        (SyncResponse::Invite(_), _) => {
+                            // It may pull the shop and offer its admission for a while.
+                            joining
+                                .lock()
+                                .expect("joining lock")
+                                .insert(peer, std::time::Instant::now());
+                        }
+                        (SyncResponse::Accepted(n), Some(batch)) if *n > 0 => {
+                            offer_to_relays(&node, &net, &peers, &batch).await;
+                        }
+                        _ => {}
+                    }
+                    let _ = reply.send(sync::encode_response(ours, &answer));
                 });
             }
             NetEvent::Connected { peer, addr } => {
@@ -623,10 +637,7 @@ async fn strike_peer(net: &NetHandle, peers: &Peers, peer: PeerId) {
 
 fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
     tokio::spawn(async move {
-        let remote = NetPeer {
-            net: net.clone(),
-            peer,
-        };
+        let remote = NetPeer::new(net.clone(), peer, node.clone());
         match sync::pull(&node, &remote).await {
             Ok(r) => {
                 {
@@ -645,7 +656,7 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     tracing::info!(%peer, applied = r.applied, held = r.held, "caught up");
                 }
                 if is_relay(&node, &peer) {
-                    ask_snapshot_status(&net, &peers, peer).await;
+                    ask_snapshot_status(&node, &net, &peers, peer).await;
                 }
             }
             Err(e) => {
@@ -734,13 +745,9 @@ fn unseal(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
 
 /// Asks a relay when it last took a snapshot of the shop, for the peers table (an older relay
 /// that does not know the question leaves it unknown).
-async fn ask_snapshot_status(net: &NetHandle, peers: &Peers, peer: PeerId) {
-    let answer = net
-        .request(peer, SyncRequest::SnapshotStatus.to_bytes())
-        .await
-        .ok()
-        .and_then(|b| SyncResponse::from_bytes(&b).ok());
-    if let Some(SyncResponse::SnapshotStatus(at)) = answer {
+async fn ask_snapshot_status(node: &NodeHandle, net: &NetHandle, peers: &Peers, peer: PeerId) {
+    let answer = ask(net, node, peer, &SyncRequest::SnapshotStatus).await;
+    if let Ok(SyncResponse::SnapshotStatus(at)) = answer {
         peers
             .lock()
             .expect("peers lock")
@@ -780,7 +787,11 @@ async fn offer_to_relays(
     if relays.is_empty() {
         return;
     }
-    let msg = SyncRequest::Offer(batch.iter().map(|b| b.to_vec()).collect()).to_bytes();
+    let shop = shop_of(node);
+    let msg = sync::encode_request(
+        shop,
+        &SyncRequest::Offer(batch.iter().map(|b| b.to_vec()).collect()),
+    );
     for peer in relays {
         let net = net.clone();
         let msg = msg.clone();
@@ -789,7 +800,7 @@ async fn offer_to_relays(
             let failed = match net
                 .request(peer, msg)
                 .await
-                .map(|b| SyncResponse::from_bytes(&b))
+                .map(|b| sync::decode_response(&b, shop))
             {
                 Ok(Ok(SyncResponse::Accepted(_))) => None,
                 Ok(Ok(SyncResponse::Error(e))) => Some(format!("the relay refused: {e}")),
@@ -1106,11 +1117,13 @@ pub(crate) async fn join_with_role(
         .map_err(|e| Error::Internal(format!("network: {e}")))?;
     // Nobody is a member here yet: refuse requests, note connections.
     let (conn_tx, mut conn_rx) = tokio::sync::mpsc::unbounded_channel();
+    let joiner = h.clone();
     let drain = tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
             match ev {
                 NetEvent::Request { reply, .. } => {
-                    let _ = reply.send(SyncResponse::Error("joining".into()).to_bytes());
+                    let answer = SyncResponse::Error("joining".into());
+                    let _ = reply.send(sync::encode_response(shop_of(&joiner), &answer));
                 }
                 NetEvent::Connected { peer, .. } => {
                     let _ = conn_tx.send(peer);
@@ -1152,10 +1165,7 @@ pub(crate) async fn join_with_role(
         if !connected {
             continue;
         }
-        let remote = NetPeer {
-            net: net.clone(),
-            peer,
-        };
+        let remote = NetPeer::new(net.clone(), peer, h.clone());
         let answer = sync::join_as(h, &remote, &ticket.code, role).await;
         if matches!(&answer, Ok(_) | Err(Error::Invalid { .. })) {
             asked.insert(peer);
@@ -1171,8 +1181,8 @@ pub(crate) async fn join_with_role(
                         shop_id: status.shop_id.unwrap_or_default(),
                         shop_name: status.shop_name.unwrap_or_default(),
                         device_id: h.device_id().to_string(),
-                        device_name: invite.cert.name.clone(),
-                        receipt_prefix: invite.cert.receipt_prefix.clone(),
+                        device_name: invite.cert().name.clone(),
+                        receipt_prefix: invite.cert().receipt_prefix.clone(),
                     },
                     addr,
                 ));

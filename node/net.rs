@@ -17,7 +17,7 @@
 //!   connected peer is a gossipsub *explicit* peer, so publishing and forwarding reach every
 //!   subscribed neighbour at once — no mesh to wait for, which suits a shop's handful of
 //!   devices on one LAN.
-//! - request-response on the sync protocol (`/tillmesh/sync/1`): opaque length-prefixed bytes
+//! - request-response on the sync protocol (`/tillmesh/sync/2`): opaque length-prefixed bytes
 //!   (`codec`), both ways bounded by [`NetConfig::max_request_bytes`], 30 s timeout.
 //! - optionally ([`NetConfig::relay_server`], the relay) a libp2p circuit-relay v2 server, its
 //!   2 min / 128 KiB per-circuit defaults raised, open only to the peers the core allows.
@@ -44,7 +44,7 @@ pub use libp2p::{Multiaddr, PeerId};
 use event_loop::{Command, EventLoop};
 
 /// The request-response protocol the sync layer speaks.
-pub const SYNC_PROTOCOL: &str = "/tillmesh/sync/1";
+pub const SYNC_PROTOCOL: &str = crate::sync::PROTOCOL;
 /// Default bound on one sync request or response.
 pub const MAX_REQUEST_BYTES: usize = 8 * 1024 * 1024;
 /// Default bound on one gossip message's payload.

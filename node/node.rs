@@ -1081,12 +1081,12 @@ impl NodeHandle {
     pub async fn create_invite(&self, by: &Principal, req: NewInvite) -> Result<InviteCreated> {
         let by = by.clone();
         let ttl = i64::from(req.ttl_minutes.unwrap_or(15)) * 60_000;
-        let (code, invite) = self
+        let (code, cert) = self
             .inner
             .writer
             .write(move |ctx| commands::create_invite(ctx, &by, req.role, &req.name, ttl))
             .await?;
-        let shop_hash = crate::docs::admission::shop_hash(invite.cert.shop_id);
+        let shop_hash = crate::docs::admission::shop_hash(cert.shop_id);
         self.refresh_addrs().await;
         let ticket = crate::docs::admission::Ticket {
             code: code.clone(),
@@ -1096,19 +1096,24 @@ impl NodeHandle {
         Ok(InviteCreated {
             code,
             invite: ticket.encode(),
-            expires_at: invite.cert.expires_at,
-            role: invite.cert.role,
-            name: invite.cert.name.clone(),
-            receipt_prefix: invite.cert.receipt_prefix.clone(),
+            expires_at: cert.expires_at,
+            role: cert.role,
+            name: cert.name.clone(),
+            receipt_prefix: cert.receipt_prefix.clone(),
         })
     }
 
-    /// Redeems an invite code this node issued (single use).
-    pub async fn redeem_invite(&self, code: &str) -> Result<crate::docs::admission::Invite> {
+    /// Redeems an invite code this node issued (single use) for the device with key `device`
+    /// (as its connection authenticated it): countersigns the certificate for that key.
+    pub async fn redeem_invite(
+        &self,
+        code: &str,
+        device: [u8; 32],
+    ) -> Result<crate::docs::admission::Invite> {
         let code = code.to_string();
         self.inner
             .writer
-            .write(move |ctx| commands::redeem_invite(ctx, &code))
+            .write(move |ctx| commands::redeem_invite(ctx, &code, &device))
             .await
     }
 
@@ -1400,7 +1405,7 @@ impl NodeHandle {
             .writer
             .write(move |ctx| {
                 match genesis {
-                    Some(g) => ctx.adopt_genesis(g)?,
+                    Some(g) => ctx.adopt_genesis(g, None)?,
                     None => ctx.relaxed(),
                 }
                 let results: Vec<Result<Applied>> = envelopes
@@ -1421,6 +1426,28 @@ impl NodeHandle {
                     }
                 }
             })
+    }
+
+    /// Pins the shop this node is joining or restoring: its genesis and, from the inviting
+    /// device or the backup, the devices admitted before protocol 2 (see
+    /// [`crate::docs::members::Anchor`]). Refuses another shop's genesis.
+    pub async fn adopt_shop(
+        &self,
+        genesis: automerge::ChangeHash,
+        legacy_devices: Vec<[u8; 32]>,
+    ) -> Result<()> {
+        self.inner
+            .writer
+            .write(move |ctx| ctx.adopt_genesis(genesis, Some(&legacy_devices)))
+            .await
+    }
+
+    /// What this node pinned about its shop (genesis; devices admitted before protocol 2).
+    pub async fn anchor(&self) -> Result<crate::docs::members::Anchor> {
+        self.inner
+            .writer
+            .write(move |ctx| Ok(ctx.anchor().clone()))
+            .await
     }
 
     /// This node's counters and histograms (what `GET /metrics` serves).
@@ -1575,15 +1602,18 @@ mod tests {
                 let mut t = ctx.tx.open_table(INVITES)?;
                 let mut p: commands::PendingInvite =
                     postcard::from_bytes(t.get(c.as_str())?.unwrap().value()).unwrap();
-                p.invite.cert.expires_at = chrono::Utc::now().timestamp_millis() - 1;
+                p.cert.expires_at = chrono::Utc::now().timestamp_millis() - 1;
                 t.insert(c.as_str(), postcard::to_allocvec(&p).unwrap().as_slice())?;
                 Ok(())
             })
             .await
             .unwrap();
-        let err = h.redeem_invite(&inv.code).await.unwrap_err();
+        let joiner = crate::identity::new_signing_key()
+            .verifying_key()
+            .to_bytes();
+        let err = h.redeem_invite(&inv.code, joiner).await.unwrap_err();
         assert!(err.to_string().contains("expired"), "{err}");
-        let err = h.redeem_invite(&inv.code).await.unwrap_err();
+        let err = h.redeem_invite(&inv.code, joiner).await.unwrap_err();
         assert!(err.to_string().contains("expired"), "still unused: {err}");
         drop(h);
         node.shutdown().await;

@@ -12,17 +12,20 @@
 //!   that is renamed to `shops/<shop id>` once complete. A running relay picks new shops up
 //!   within [`RESCAN`].
 //! - **Store-and-forward, request-response only.** The relay joins no gossipsub topic. Shop
-//!   devices speak the ordinary `/tillmesh/sync/1` with it: they pull from it (anti-entropy, on
+//!   devices speak the ordinary `/tillmesh/sync/2` with it: they pull from it (anti-entropy, on
 //!   connect and every 10 s) and push each change they commit to it (`Offer`); the relay
 //!   verifies and applies what it is offered through the shop's verify-and-apply path, and
 //!   forwards what was new to the shop's other connected devices (`Offer`), so a price set on a
 //!   laptop at home reaches the tills at once. The relay pulls from every connected device of a
 //!   shop on connect and every [`PULL_INTERVAL`], so it catches up after being down.
-//! - **Authorized per shop, isolated.** A request is served from the shop in which the
-//!   requesting peer's key is an admitted, unrevoked device — the only shop it may see. Anyone
-//!   else (an unknown key, a revoked device, a device of a shop not served here) gets the same
-//!   answer, [`NOT_SERVED`], so a stranger cannot tell which shops the relay serves. Requests
-//!   name no shop, so a device of shop A has no way to even ask for shop B. The relay never
+//! - **Authorized per shop, isolated.** Every request names its shop (its genesis, see
+//!   [`crate::sync::Frame`]) and is served only if the requesting peer's key is an admitted,
+//!   unrevoked device of that shop — admitted by the one membership rule
+//!   ([`crate::docs::members`]): an owner of shop B who lists a device key of shop A in B's
+//!   `members` admits nobody, so the relay neither serves B to A's device nor pulls "B" from
+//!   it (and A's device would answer only about A, [`SyncResponse::OtherShop`]). Anyone else
+//!   (an unknown key, a revoked device, a device of another shop) gets the same answer,
+//!   [`NOT_SERVED`], so a stranger cannot tell which shops the relay serves. The relay never
 //!   writes shop data on its own account (its only change is its own admission).
 //! - **Per-shop limits**: at most [`RelayConfig::max_requests_per_shop`] requests of one shop are
 //!   served at once (more get "busy"), and a shop whose replica holds
@@ -150,6 +153,8 @@ struct Replica {
     /// The node owning the replica's store (taken at shutdown).
     node: tokio::sync::Mutex<Option<Node>>,
     handle: NodeHandle,
+    /// The shop's genesis: what every sync exchange about this shop names.
+    genesis: sync::Hash32,
     busy: Arc<Semaphore>,
     /// The replica's data dir (holds the snapshot state file).
     dir: PathBuf,
@@ -216,7 +221,8 @@ async fn open_replica(
         .device
         .as_ref()
         .is_some_and(|d| d.role == crate::domain::model::DeviceRole::Relay && !d.revoked);
-    let Some(shop) = status.shop_id.filter(|_| admitted) else {
+    let genesis = handle.genesis()?.map(|g| g.0);
+    let (Some(shop), Some(genesis)) = (status.shop_id.filter(|_| admitted), genesis) else {
         tracing::warn!(dir = %dir.display(), "not an admitted relay replica; skipped");
         drop(handle);
         node.shutdown().await;
@@ -227,6 +233,7 @@ async fn open_replica(
         Replica {
             node: tokio::sync::Mutex::new(Some(node)),
             handle,
+            genesis,
             busy: Arc::new(Semaphore::new(cfg.max_requests_per_shop)),
             dir: dir.to_path_buf(),
             snapshotting: AtomicBool::new(false),
@@ -402,6 +409,17 @@ impl Relay {
         v
     }
 
+    /// The shops in which `peer` counts as a device (those the relay serves it and pulls from
+    /// it).
+    pub fn shops_of_peer(&self, peer: &PeerId) -> Vec<Uuid> {
+        let mut v: Vec<Uuid> = shops_of(&self.shops, peer)
+            .into_iter()
+            .map(|(s, _)| s)
+            .collect();
+        v.sort();
+        v
+    }
+
     /// The replica of a shop (tests and operators read it; owners and managers write through
     /// the web UI, with their person key).
     pub fn replica(&self, shop: Uuid) -> Option<NodeHandle> {
@@ -456,7 +474,8 @@ impl Relay {
     }
 }
 
-/// The shops in which `peer` is an admitted, unrevoked device.
+/// The shops in which `peer` is an admitted, unrevoked device (by the one membership rule,
+/// `docs::members`: a key some owner merely listed is a member of nothing).
 fn shops_of(shops: &Shops, peer: &PeerId) -> Vec<(Uuid, Arc<Replica>)> {
     let Some(pk) = net::public_key_of(peer) else {
         return Vec::new();
@@ -486,8 +505,8 @@ async fn event_loop(
                 let net = net.clone();
                 let shops = shops.clone();
                 tokio::spawn(async move {
-                    let answer = answer(&net, &shops, max_changes, peer, &data).await;
-                    let _ = reply.send(answer.to_bytes());
+                    let (shop, answer) = answer(&net, &shops, max_changes, peer, &data).await;
+                    let _ = reply.send(sync::encode_response(shop, &answer));
                 });
             }
             NetEvent::Connected { peer, .. } | NetEvent::Resync { peer } => {
@@ -500,36 +519,34 @@ async fn event_loop(
     }
 }
 
-/// Answers one request of `peer`, from the one shop it belongs to.
+/// Answers one request of `peer` about the shop it names, if `peer` is a device of it; returns
+/// the shop named (the answer names it back) and the answer.
 async fn answer(
     net: &NetHandle,
     shops: &Shops,
     max_changes: u64,
     peer: PeerId,
     data: &[u8],
-) -> SyncResponse {
-    let req = match SyncRequest::from_bytes(data) {
+) -> (Option<sync::Hash32>, SyncResponse) {
+    let (named, req) = match sync::decode_request(data) {
         Ok(r) => r,
-        Err(e) => return SyncResponse::Error(e.to_string()),
+        Err(e) => return (None, SyncResponse::Error(e.to_string())),
     };
-    let mine = shops_of(shops, &peer);
-    let (shop, replica) = match mine.as_slice() {
-        [one] => one.clone(),
-        // A key admitted by several shops' owners: requests name no shop, so refuse rather
-        // than guess.
-        [_, _, ..] => {
-            return SyncResponse::Error(
-                "this device is admitted in several shops served here; use one key per shop".into(),
-            );
-        }
-        [] => return SyncResponse::Error(NOT_SERVED.into()),
+    // The request names its shop: served only if the peer is a device of that shop. A device
+    // of another shop served here, a stranger and a revoked device all get the same answer.
+    let Some((shop, replica)) = shops_of(shops, &peer)
+        .into_iter()
+        .find(|(_, r)| Some(r.genesis) == named)
+    else {
+        return (named, SyncResponse::Error(NOT_SERVED.into()));
     };
     let Ok(_permit) = replica.busy.clone().try_acquire_owned() else {
         tracing::debug!(%shop, %peer, "per-shop request limit reached");
-        return SyncResponse::Error("the relay is busy with this shop; try again soon".into());
+        let busy = SyncResponse::Error("the relay is busy with this shop; try again soon".into());
+        return (named, busy);
     };
     let h = replica.handle.clone();
-    match req {
+    let answer = match req {
         SyncRequest::Redeem(_) => SyncResponse::Error(NOT_SERVED.into()),
         SyncRequest::SnapshotStatus => {
             SyncResponse::SnapshotStatus(*replica.last_snapshot.lock().expect("snapshot lock"))
@@ -540,7 +557,8 @@ async fn answer(
         other => tokio::task::spawn_blocking(move || sync::serve(&h, other))
             .await
             .unwrap_or_else(|e| SyncResponse::Error(e.to_string())),
-    }
+    };
+    (named, answer)
 }
 
 /// Applies what a shop device offers, and forwards what was new to the shop's other devices.
@@ -609,7 +627,12 @@ fn forward(
             .map(|p| p.peer)
             .filter(|p| shops_of(&shops, p).iter().any(|(s, _)| *s == shop))
             .collect();
-        let msg = SyncRequest::Offer(fresh).to_bytes();
+        let genesis = shops
+            .read()
+            .expect("shops lock")
+            .get(&shop)
+            .map(|r| r.genesis);
+        let msg = sync::encode_request(genesis, &SyncRequest::Offer(fresh));
         for peer in targets {
             let net = net.clone();
             let msg = msg.clone();
@@ -711,7 +734,7 @@ fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_chang
             tracing::warn!(%shop, "this shop's replica is full; not pulling");
             return;
         }
-        let remote = crate::mesh::NetPeer::new(net, peer);
+        let remote = crate::mesh::NetPeer::new(net, peer, h.clone());
         match sync::pull(&h, &remote).await {
             Ok(r) if r.fetched > 0 => {
                 tracing::info!(%shop, %peer, applied = r.applied, held = r.held, "caught up from a shop device")

@@ -30,6 +30,9 @@ pub mod meta {
     pub const LEDGER_CURSOR: &str = "ledger_cursor";
     /// u64 LE: this device's last receipt number.
     pub const RECEIPT_COUNTER: &str = "receipt_counter";
+    /// postcard `Vec<[u8; 32]>`: device keys admitted before protocol 2, pinned at the upgrade,
+    /// at join (from the inviting device) or at restore (see `docs::members::Anchor`).
+    pub const LEGACY_DEVICES: &str = "legacy_devices";
 }
 
 /// What the store knows about one document.

@@ -1,5 +1,11 @@
-//! Anti-entropy (`/tillmesh/sync/1`): find and fetch the signed envelopes another replica has
+//! Anti-entropy (`/tillmesh/sync/2`): find and fetch the signed envelopes another replica has
 //! and this one lacks, without trusting anything it sends.
+//!
+//! **Every exchange is about one shop.** On the wire each request and each answer is a
+//! [`Frame`] naming the shop's genesis (the hash of its first `members` change): a node answers
+//! only about its own shop ([`SyncResponse::OtherShop`], a typed refusal that is not counted
+//! against the asker), and a puller refuses an answer that names another shop before it looks
+//! at anything in it. Only `Redeem` (a device that has no shop yet) names none.
 //!
 //! Replicas compare set digests (XOR of change hashes) top-down: sync buckets (one per
 //! document; one per month of ledger documents), then the documents of differing buckets, then
@@ -14,6 +20,13 @@ use serde::{Deserialize, Serialize};
 use crate::NodeHandle;
 use crate::docs::Envelope;
 use crate::error::{Error, Result};
+
+/// The sync protocol's version: in its libp2p protocol name and in every [`Frame`]. Version 2
+/// (this one) frames every message with the shop's genesis and admits devices by
+/// countersigned certificates; a node of version 1 and one of version 2 do not talk.
+pub const PROTOCOL_VERSION: u16 = 2;
+/// The libp2p protocol name.
+pub const PROTOCOL: &str = "/tillmesh/sync/2";
 
 /// Largest encoded request or response.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
@@ -66,6 +79,108 @@ pub enum SyncResponse {
     /// When the relay last took a snapshot of the shop (ms since the Unix epoch; `None`: not
     /// yet, or snapshots are off).
     SnapshotStatus(Option<i64>),
+    /// The request named another shop than the answering node's: nothing is answered about
+    /// it. Not a strike against the asker.
+    OtherShop,
+}
+
+/// One message on the wire: the protocol version, the shop (its genesis) it is about, and the
+/// request or answer.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Frame<T> {
+    /// [`PROTOCOL_VERSION`].
+    pub version: u16,
+    /// The shop's genesis; `None` only for a `Redeem` by a device with no shop yet.
+    pub shop: Option<Hash32>,
+    /// The request or the answer.
+    pub body: T,
+}
+
+/// Encodes a request about `shop`.
+pub fn encode_request(shop: Option<Hash32>, req: &SyncRequest) -> Vec<u8> {
+    postcard::to_allocvec(&Frame {
+        version: PROTOCOL_VERSION,
+        shop,
+        body: req,
+    })
+    .expect("a sync request serializes")
+}
+
+/// Encodes an answer about `shop`.
+pub fn encode_response(shop: Option<Hash32>, resp: &SyncResponse) -> Vec<u8> {
+    postcard::to_allocvec(&Frame {
+        version: PROTOCOL_VERSION,
+        shop,
+        body: resp,
+    })
+    .expect("a sync response serializes")
+}
+
+fn decode_frame<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<Frame<T>> {
+    if b.len() > MAX_MESSAGE_BYTES {
+        return Err(Error::Rejected(format!("sync {what} too large")));
+    }
+    let frame: Frame<T> =
+        postcard::from_bytes(b).map_err(|e| Error::Rejected(format!("bad sync {what}: {e}")))?;
+    if frame.version != PROTOCOL_VERSION {
+        return Err(Error::Rejected(format!(
+            "sync {what} of protocol version {} (this node speaks {PROTOCOL_VERSION})",
+            frame.version
+        )));
+    }
+    Ok(frame)
+}
+
+/// Decodes a request: the shop it names, and the request.
+pub fn decode_request(b: &[u8]) -> Result<(Option<Hash32>, SyncRequest)> {
+    decode_frame(b, "request").map(|f| (f.shop, f.body))
+}
+
+/// Decodes the answer to a request about `shop`: an answer about any other shop, or a
+/// refusal because the peer belongs to another shop, is an [`Error::OtherShop`] and nothing of
+/// it is used.
+pub fn decode_response(b: &[u8], shop: Option<Hash32>) -> Result<SyncResponse> {
+    let frame: Frame<SyncResponse> = decode_frame(b, "response")?;
+    match (frame.body, shop) {
+        (SyncResponse::OtherShop, _) => Err(other_shop()),
+        (body, Some(ours)) if frame.shop != Some(ours) => {
+            tracing::warn!("a peer answered about another shop; ignored");
+            let _ = body;
+            Err(other_shop())
+        }
+        (body, _) => Ok(body),
+    }
+}
+
+fn other_shop() -> Error {
+    Error::OtherShop("that device belongs to another shop".into())
+}
+
+/// Answers a framed request from the wire about this node's shop (`ours`): a request about
+/// another shop gets [`SyncResponse::OtherShop`]; `Redeem` may name none. Undecodable bytes are
+/// an error (the caller strikes the sender).
+pub async fn answer_framed(
+    node: &NodeHandle,
+    ours: Option<Hash32>,
+    from: &[u8; 32],
+    member: bool,
+    data: &[u8],
+) -> Result<SyncResponse> {
+    let (shop, req) = decode_request(data)?;
+    Ok(match req {
+        SyncRequest::Redeem(_) if shop.is_none() || shop == ours => {
+            serve_async(node, Some(from), req).await
+        }
+        _ if shop.is_none() || shop != ours => SyncResponse::OtherShop,
+        SyncRequest::Offer(_) if member => serve_async(node, Some(from), req).await,
+        req if member => {
+            let n = node.clone();
+            tokio::task::spawn_blocking(move || serve(&n, req))
+                .await
+                .unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
+        }
+        _ => SyncResponse::Error("not a member of this shop".into()),
+    })
 }
 
 impl SyncRequest {
@@ -119,10 +234,21 @@ pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
     answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
 }
 
-/// Answers any request, redeeming invites through the writer.
-pub async fn serve_async(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
+/// Answers any request, redeeming invites through the writer for the device `from` (its key
+/// as the transport authenticated it; without one, no invite is redeemed).
+pub async fn serve_async(
+    node: &NodeHandle,
+    from: Option<&[u8; 32]>,
+    req: SyncRequest,
+) -> SyncResponse {
     match req {
-        SyncRequest::Redeem(code) => match node.redeem_invite(&code).await {
+        SyncRequest::Redeem(_) if from.is_none() => {
+            SyncResponse::Error("an invite is redeemed for an authenticated device".into())
+        }
+        SyncRequest::Redeem(code) => match node
+            .redeem_invite(&code, *from.expect("checked above"))
+            .await
+        {
             Ok(invite) => {
                 SyncResponse::Invite(postcard::to_allocvec(&invite).expect("an invite serializes"))
             }
@@ -178,21 +304,34 @@ pub async fn join_as(
             SyncResponse::Error(e) => return Err(Error::invalid("invite", e)),
             other => return Err(unexpected(other)),
         };
+    if invite.cert().genesis != invite.genesis {
+        return Err(Error::Rejected(
+            "the inviting device sent a certificate of another shop".into(),
+        ));
+    }
+    if invite.admitted.device != node.device_public_key() {
+        return Err(Error::Rejected(
+            "the inviting device countersigned another key".into(),
+        ));
+    }
     if let Some(role) = role
-        && invite.cert.role != role
+        && invite.cert().role != role
     {
         return Err(Error::invalid(
             "invite",
             format!(
                 "this invite is for a {:?} device, not a {role:?}: ask an owner for the right \
                  invite (this one is used up, nothing was admitted)",
-                invite.cert.role
+                invite.cert().role
             )
             .to_lowercase(),
         ));
     }
-    node.import_envelopes(Some(automerge::ChangeHash(invite.genesis)), vec![])
-        .await?;
+    node.adopt_shop(
+        automerge::ChangeHash(invite.genesis),
+        invite.legacy_devices.clone(),
+    )
+    .await?;
     pull(node, peer).await?;
     node.admit_self(invite.clone()).await?;
     // Hand the admission to the inviting node, so it accepts this device from now on.
@@ -250,6 +389,7 @@ fn kind(r: &SyncResponse) -> &'static str {
         SyncResponse::Accepted(_) => "accepted",
         SyncResponse::Error(_) => "error",
         SyncResponse::SnapshotStatus(_) => "snapshot status",
+        SyncResponse::OtherShop => "other shop",
     }
 }
 

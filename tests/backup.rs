@@ -936,6 +936,7 @@ async fn a_managers_backup_is_sealed_to_the_owners_and_the_recovery_key() {
         Some(&doc("settings")),
         Some(&doc("vault")),
         "",
+        &tillmesh::docs::members::Anchor::default(),
     );
     let shop_secret = view
         .shop_secret

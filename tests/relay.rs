@@ -240,17 +240,61 @@ async fn a_shop_and_a_laptop_sync_only_through_the_relay() {
     relay.shutdown().await;
 }
 
-/// Sends one raw sync request to the relay as the device whose key is in `key_file`.
-async fn ask_as(secret: [u8; 32], relay_addr: &str, req: SyncRequest) -> SyncResponse {
+/// Sends one raw sync request about `shop` (a genesis) to the relay as the device with the
+/// key `secret`.
+async fn ask_as(
+    secret: [u8; 32],
+    relay_addr: &str,
+    shop: Option<[u8; 32]>,
+    req: SyncRequest,
+) -> SyncResponse {
     let (net, mut events) = net::start(NetConfig::new(secret, "probe")).await.unwrap();
     let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
     let addr: net::Multiaddr = relay_addr.parse().unwrap();
     net.dial(addr).await.unwrap();
     let relay = relay_addr.rsplit('/').next().unwrap().parse().unwrap();
-    let answer = net.request(relay, req.to_bytes()).await.unwrap();
+    let answer = net
+        .request(relay, tillmesh::sync::encode_request(shop, &req))
+        .await
+        .unwrap();
     net.shutdown().await;
     drain.abort();
-    SyncResponse::from_bytes(&answer).unwrap()
+    tillmesh::sync::decode_response(&answer, None).unwrap()
+}
+
+/// Shop B's owner lists `device` (a key of another shop: peer ids are public) as a till in B's
+/// `members`, signed with their own person key — a change B's devices accept, as an owner may
+/// write `members`.
+async fn owner_lists_foreign_device(h: &NodeHandle, owner: &Principal, device: [u8; 32]) {
+    use automerge::transaction::Transactable;
+    let bytes = h.document_bytes(owner, "members").unwrap();
+    let mut doc = automerge::AutoCommit::load(&bytes).unwrap();
+    let key = owner.key.clone().unwrap();
+    doc.set_author(Some(automerge::Author::from(
+        key.verifying_key().to_bytes().to_vec(),
+    )));
+    let heads = doc.get_heads();
+    let id =
+        tillmesh::identity::device_id(&ed25519_dalek::VerifyingKey::from_bytes(&device).unwrap());
+    let obj = doc
+        .put_object(
+            automerge::ROOT,
+            format!("device:{id}"),
+            automerge::ObjType::Map,
+        )
+        .unwrap();
+    doc.put(&obj, "name", "Borrowed till").unwrap();
+    doc.put(&obj, "role", "till").unwrap();
+    doc.put(&obj, "public_key", hex::encode(device)).unwrap();
+    doc.put(&obj, "receipt_prefix", "T9").unwrap();
+    doc.commit();
+    let change = doc.get_last_local_change().unwrap();
+    let env = tillmesh::docs::Envelope::sign(&key, "members", &change, 1, &heads);
+    let r = h.import_envelopes(None, vec![env]).await.unwrap();
+    assert!(
+        matches!(r[0], Ok(tillmesh::engine::Applied::New(_))),
+        "an owner may write members: {r:?}"
+    );
 }
 
 fn key_of(dir: &std::path::Path) -> [u8; 32] {
@@ -302,9 +346,12 @@ async fn two_shops_on_one_relay_are_isolated() {
         "the relay knows Till A2"
     );
     let key_a2 = key_of(&d("a2"));
+    let genesis_a = ha.genesis().unwrap().map(|g| g.0);
+    let genesis_b = hb.genesis().unwrap().map(|g| g.0);
 
     // Shop A's device reads shop A's replica, and only it.
-    let SyncResponse::Buckets(buckets) = ask_as(key_a2, &relay_addr, SyncRequest::Buckets).await
+    let SyncResponse::Buckets(buckets) =
+        ask_as(key_a2, &relay_addr, genesis_a, SyncRequest::Buckets).await
     else {
         panic!("a member is served")
     };
@@ -316,6 +363,7 @@ async fn two_shops_on_one_relay_are_isolated() {
     let SyncResponse::Hashes(h) = ask_as(
         key_a2,
         &relay_addr,
+        genesis_a,
         SyncRequest::Hashes(vec!["catalog".into()]),
     )
     .await
@@ -329,8 +377,13 @@ async fn two_shops_on_one_relay_are_isolated() {
         "nothing of shop B"
     );
     // Asking for shop B's envelopes by hash gives nothing.
-    let SyncResponse::Envelopes(e) =
-        ask_as(key_a2, &relay_addr, SyncRequest::Envelopes(theirs.clone())).await
+    let SyncResponse::Envelopes(e) = ask_as(
+        key_a2,
+        &relay_addr,
+        genesis_a,
+        SyncRequest::Envelopes(theirs.clone()),
+    )
+    .await
     else {
         panic!()
     };
@@ -346,7 +399,8 @@ async fn two_shops_on_one_relay_are_isolated() {
         .collect();
     let before_a = ra.status().unwrap().envelopes;
     let before_b = rb.status().unwrap().envelopes;
-    let SyncResponse::Accepted(n) = ask_as(key_a2, &relay_addr, SyncRequest::Offer(b_envs)).await
+    let SyncResponse::Accepted(n) =
+        ask_as(key_a2, &relay_addr, genesis_a, SyncRequest::Offer(b_envs)).await
     else {
         panic!()
     };
@@ -355,11 +409,60 @@ async fn two_shops_on_one_relay_are_isolated() {
     assert_eq!(rb.status().unwrap().envelopes, before_b);
     assert!(ra.product(pb.id).is_err() && rb.product(pa.id).is_err());
 
+    // Shop B's owner lists shop A's till in B's members (its key is public: its peer id).
+    // Nobody counts it as a device of B: the relay does not serve it B, nor pull "B" from it
+    // (which A's till would answer with all of A, as the relay is a member of A).
+    let key_a1 = ha.device_public_key();
+    owner_lists_foreign_device(&hb, &owner_b, key_a1).await;
+    let listed = hb.envelopes().unwrap().len();
+    assert!(
+        wait_for(|| rb.envelopes().unwrap().len() == listed, T).await,
+        "the relay has shop B's change"
+    );
+    assert!(!hb.is_member_device(&key_a1) && !rb.is_member_device(&key_a1));
+    assert!(
+        rb.devices()
+            .unwrap()
+            .iter()
+            .all(|d| d.public_key != hex::encode(key_a1))
+    );
+    // A new sale on A's till reaches the relay's replica of A (the relay pulls from it and A's
+    // till still syncs with the relay) …
+    let sale = ha.record_sale(&owner_a, sale_of(pa.id, 1)).await.unwrap();
+    assert!(wait_for(|| ra.sale(sale.id).is_ok(), T).await);
+    // … the relay counts A's till a device of shop A only (so it pulls only A from it) …
+    let a1_peer = tillmesh::net::peer_id_from_public_key(&key_a1).unwrap();
+    assert_eq!(relay.shops_of_peer(&a1_peer), vec![shop_a]);
+    // … and nothing of shop A is in the relay's replica of B.
+    let a_hashes: std::collections::HashSet<Vec<u8>> = ha
+        .envelopes()
+        .unwrap()
+        .iter()
+        .map(|e| e.to_bytes())
+        .collect();
+    assert!(
+        rb.envelopes()
+            .unwrap()
+            .iter()
+            .all(|e| !a_hashes.contains(&e.to_bytes())),
+        "none of shop A's envelopes in shop B's replica"
+    );
+    assert!(rb.sale(sale.id).is_err() && rb.product(pa.id).is_err());
+
     // A stranger, a revoked device and a redeem attempt get one and the same answer.
-    let stranger = ask_as([7; 32], &relay_addr, SyncRequest::Buckets).await;
+    let stranger = ask_as([7; 32], &relay_addr, genesis_a, SyncRequest::Buckets).await;
     assert_eq!(
         stranger,
         SyncResponse::Error(tillmesh::relay::NOT_SERVED.into())
+    );
+    // A device of shop A asking about shop B (or about no shop) is a stranger there too.
+    assert_eq!(
+        ask_as(key_a2, &relay_addr, genesis_b, SyncRequest::Buckets).await,
+        stranger
+    );
+    assert_eq!(
+        ask_as(key_a2, &relay_addr, None, SyncRequest::Buckets).await,
+        stranger
     );
     let a2_id = ha
         .devices()
@@ -381,7 +484,7 @@ async fn two_shops_on_one_relay_are_isolated() {
         .await
     );
     assert_eq!(
-        ask_as(key_a2, &relay_addr, SyncRequest::Buckets).await,
+        ask_as(key_a2, &relay_addr, genesis_a, SyncRequest::Buckets).await,
         stranger,
         "a revoked device is a stranger"
     );
@@ -389,6 +492,7 @@ async fn two_shops_on_one_relay_are_isolated() {
         ask_as(
             [9; 32],
             &relay_addr,
+            None,
             SyncRequest::Redeem("AAAAA-BBBBB".into())
         )
         .await,
@@ -1004,14 +1108,26 @@ async fn a_full_replica_refuses_more_changes() {
         .map(|e| e.to_bytes())
         .collect();
     // Till 1 is a member the replica knows: its offer is refused for space.
-    let answer = ask_as(key_of(&d("t1")), &relay_addr, SyncRequest::Offer(offered)).await;
+    let shop_genesis = h1.genesis().unwrap().map(|g| g.0);
+    let answer = ask_as(
+        key_of(&d("t1")),
+        &relay_addr,
+        shop_genesis,
+        SyncRequest::Offer(offered),
+    )
+    .await;
     assert_eq!(
         answer,
         SyncResponse::Error("this shop's space on the relay is full".into())
     );
     // Reads still work.
-    let SyncResponse::Buckets(_) =
-        ask_as(key_of(&d("t1")), &relay_addr, SyncRequest::Buckets).await
+    let SyncResponse::Buckets(_) = ask_as(
+        key_of(&d("t1")),
+        &relay_addr,
+        shop_genesis,
+        SyncRequest::Buckets,
+    )
+    .await
     else {
         panic!("reads are served")
     };

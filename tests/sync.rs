@@ -105,13 +105,19 @@ async fn garbage_requests_get_errors_not_crashes() {
     assert_eq!(unknown, SyncResponse::Envelopes(vec![]));
 }
 
-/// A peer that also redeems invites (as the mesh's request handler does).
-struct Joinable(NodeHandle);
+/// A peer that also redeems invites (as the mesh's request handler does) for the joining
+/// device `.1` (the mesh takes its key from the authenticated connection).
+struct Joinable(NodeHandle, NodeHandle);
 
 impl SyncPeer for Joinable {
     async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
         let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        SyncResponse::from_bytes(&sync::serve_async(&self.0, req).await.to_bytes())
+        let from = self.1.device_public_key();
+        SyncResponse::from_bytes(
+            &sync::serve_async(&self.0, Some(&from), req)
+                .await
+                .to_bytes(),
+        )
     }
 }
 
@@ -128,21 +134,25 @@ async fn invite_join_sell_and_sync_back() {
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
     // A wrong code is refused clearly and changes nothing.
-    let err = sync::join(&bh, &Joinable(a.h.clone()), "AAAAA-BBBBB")
+    let err = sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), "AAAAA-BBBBB")
         .await
         .unwrap_err();
     assert!(err.to_string().contains("unknown invite"), "{err}");
     assert!(!bh.status().unwrap().has_shop);
 
-    let invite = sync::join(&bh, &Joinable(a.h.clone()), &inv.code.to_lowercase())
-        .await
-        .unwrap();
-    assert_eq!(invite.cert.name, "Till 2");
+    let invite = sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        &inv.code.to_lowercase(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(invite.cert().name, "Till 2");
     let me = bh.status().unwrap().device.expect("B is a member now");
     assert_eq!(me.receipt_prefix, "T2");
     // The same code again: used.
     let c = Node::builder().memory().start().await.unwrap();
-    let err = sync::join(&c.handle(), &Joinable(a.h.clone()), &inv.code)
+    let err = sync::join(&c.handle(), &Joinable(a.h.clone(), c.handle()), &inv.code)
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
@@ -163,28 +173,51 @@ async fn invite_join_sell_and_sync_back() {
 async fn a_forged_admission_is_refused() {
     use tillmesh::domain::model::*;
     let a = shop().await;
-    let inv = till_invite(&a.h, &a.owner, "T").await;
-    let mut invite = a.h.redeem_invite(&inv.code).await.unwrap();
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    bh.import_envelopes(Some(automerge::ChangeHash(invite.genesis)), vec![])
+    let inv = till_invite(&a.h, &a.owner, "T").await;
+    // A redeemed for another key (someone who saw the code first, say).
+    let elsewhere = tillmesh::identity::new_signing_key()
+        .verifying_key()
+        .to_bytes();
+    let for_other = a.h.redeem_invite(&inv.code, elsewhere).await.unwrap();
+    bh.adopt_shop(automerge::ChangeHash(for_other.genesis), vec![])
         .await
         .unwrap();
     sync::pull(&bh, &Direct(a.h.clone())).await.unwrap();
-    // Claiming the relay role with a till's certificate breaks the issuer's signature.
+    // Claiming it for B's key: the countersignature names the other key.
+    let mut stolen = for_other.clone();
+    stolen.admitted.device = bh.device_public_key();
+    assert!(matches!(
+        bh.admit_self(stolen).await,
+        Err(tillmesh::Error::Rejected(_))
+    ));
+    // B's own invite, with the relay role claimed: breaks the issuer's signature.
+    let inv = till_invite(&a.h, &a.owner, "T").await;
+    let invite =
+        a.h.redeem_invite(&inv.code, bh.device_public_key())
+            .await
+            .unwrap();
     let mut forged = invite.clone();
-    forged.cert.role = DeviceRole::Relay;
+    forged.admitted.cert.role = DeviceRole::Relay;
     assert!(matches!(
         bh.admit_self(forged).await,
         Err(tillmesh::Error::Rejected(_))
     ));
-    // The wrong secret.
-    invite.secret = vec![0; 32];
+    // Countersigned by a device the certificate does not name (B itself).
+    let mut self_signed = invite.clone();
+    self_signed.admitted = invite.cert().countersign(
+        &bh.device_public_key(),
+        &tillmesh::identity::new_signing_key(),
+    );
     assert!(matches!(
-        bh.admit_self(invite).await,
+        bh.admit_self(self_signed).await,
         Err(tillmesh::Error::Rejected(_))
     ));
     assert!(bh.status().unwrap().device.is_none());
+    // The genuine one admits B.
+    bh.admit_self(invite).await.unwrap();
+    assert!(bh.status().unwrap().device.is_some());
 }
 
 #[tokio::test]
@@ -201,7 +234,7 @@ async fn revocation_drops_later_changes_everywhere() {
     let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
+    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
         .await
         .unwrap();
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
@@ -258,7 +291,7 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
     sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(a.h.clone()), &inv.code)
+    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
         .await
         .unwrap();
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
@@ -282,4 +315,213 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
         .collect();
     ch.import_envelopes(None, members).await.unwrap();
     assert_eq!(ch.sale(sale.id).unwrap().receipt, "T2-000001");
+}
+
+/// A members change made on `members` at `at`, signed by `key` as its author.
+fn craft(
+    members: &mut automerge::AutoCommit,
+    at: &[automerge::ChangeHash],
+    key: &ed25519_dalek::SigningKey,
+    edit: impl FnOnce(&mut automerge::AutoCommit),
+) -> tillmesh::docs::Envelope {
+    let mut fork = members.fork_at(at).unwrap();
+    fork.set_author(Some(automerge::Author::from(
+        key.verifying_key().to_bytes().to_vec(),
+    )));
+    edit(&mut fork);
+    fork.commit();
+    let change = fork.get_last_local_change().unwrap();
+    tillmesh::docs::Envelope::sign(key, "members", &change, 1, at)
+}
+
+/// A device entry as an admission writes it.
+fn put_device(
+    doc: &mut automerge::AutoCommit,
+    key: &[u8; 32],
+    certificate: Option<&str>,
+) -> String {
+    use automerge::transaction::Transactable;
+    let id = tillmesh::identity::device_id(&ed25519_dalek::VerifyingKey::from_bytes(key).unwrap());
+    let obj = doc
+        .put_object(
+            automerge::ROOT,
+            format!("device:{id}"),
+            automerge::ObjType::Map,
+        )
+        .unwrap();
+    doc.put(&obj, "name", "Replayed").unwrap();
+    doc.put(&obj, "role", "till").unwrap();
+    doc.put(&obj, "public_key", hex::encode(key)).unwrap();
+    doc.put(&obj, "receipt_prefix", "T2").unwrap();
+    if let Some(c) = certificate {
+        doc.put(&obj, "certificate", c).unwrap();
+    }
+    id
+}
+
+fn refused_everywhere(results: &[Vec<tillmesh::Result<tillmesh::engine::Applied>>]) {
+    for r in results {
+        assert!(
+            matches!(r.as_slice(), [Err(tillmesh::Error::Rejected(_))]),
+            "{r:?}"
+        );
+    }
+}
+
+/// Issue 14 (2): what a copied disk or backup holds (`members` with every device's admission)
+/// admits nobody: a certificate countersigned for one key cannot admit another, a revoked
+/// device cannot re-admit itself on a branch from before its admission, a protocol-1 record
+/// (it carried the invite's secret) admits no new key, and nobody but a device itself (or an
+/// owner) can touch its entry — so a live till cannot be locked out. Checked on two replicas.
+#[tokio::test]
+async fn replayed_admissions_are_refused_everywhere() {
+    use automerge::transaction::Transactable;
+    let a = shop().await;
+    let p =
+        a.h.create_product(&a.owner, product("R1", 100, 0))
+            .await
+            .unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Node::builder()
+        .data_dir(tmp.path().join("b"))
+        .start()
+        .await
+        .unwrap();
+    let bh = b.handle();
+    let inv = till_invite(&a.h, &a.owner, "Till 2").await;
+    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
+        .await
+        .unwrap();
+    let d = Node::builder().memory().start().await.unwrap();
+    let dh = d.handle();
+    let inv = till_invite(&a.h, &a.owner, "Till 3").await;
+    sync::join(&dh, &Joinable(a.h.clone(), dh.clone()), &inv.code)
+        .await
+        .unwrap();
+    // C: another replica with everything.
+    let c = Node::builder().memory().start().await.unwrap();
+    let ch = c.handle();
+    ch.adopt_shop(a.h.genesis().unwrap().unwrap(), vec![])
+        .await
+        .unwrap();
+    sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
+    assert_eq!(ch.devices().unwrap().len(), 3);
+
+    let b_key = ed25519_dalek::SigningKey::from_bytes(
+        &std::fs::read(tmp.path().join("b").join(tillmesh::node::DEVICE_KEY_FILE))
+            .unwrap()
+            .try_into()
+            .unwrap(),
+    );
+    let b_pk = b_key.verifying_key().to_bytes();
+    let b_id = tillmesh::identity::device_id(&b_key.verifying_key());
+    let mut members =
+        automerge::AutoCommit::load(&a.h.document_bytes(&a.owner, "members").unwrap()).unwrap();
+    let certificate = {
+        let obj =
+            tillmesh::docs::am::map(&members, &automerge::ROOT, &format!("device:{b_id}"), None)
+                .unwrap();
+        tillmesh::docs::am::string(&members, &obj, "certificate", None).unwrap()
+    };
+    let now = members.get_heads();
+    let import = |env: tillmesh::docs::Envelope| {
+        let (a, c) = (a.h.clone(), ch.clone());
+        async move {
+            vec![
+                a.import_envelopes(None, vec![env.clone()]).await.unwrap(),
+                c.import_envelopes(None, vec![env]).await.unwrap(),
+            ]
+        }
+    };
+
+    // 1. A fresh key with B's certificate (copied from members).
+    let fresh = tillmesh::identity::new_signing_key();
+    let fresh_pk = fresh.verifying_key().to_bytes();
+    let env = craft(&mut members, &now, &fresh, |doc| {
+        put_device(doc, &fresh_pk, Some(&certificate));
+    });
+    refused_everywhere(&import(env).await);
+
+    // 2. A protocol-1 record (certificate and secret in `admission:<id>`) for a fresh key.
+    let env = craft(&mut members, &now, &fresh, |doc| {
+        let id = put_device(doc, &fresh_pk, None);
+        let obj =
+            tillmesh::docs::am::map(doc, &automerge::ROOT, &format!("device:{id}"), None).unwrap();
+        let cert_id = uuid::Uuid::new_v4().to_string();
+        doc.put(&obj, "admission", cert_id.as_str()).unwrap();
+        doc.put(
+            automerge::ROOT,
+            format!("admission:{cert_id}"),
+            r#"{"secret":"00","device_id":"x"}"#,
+        )
+        .unwrap();
+    });
+    refused_everywhere(&import(env).await);
+
+    // 3. B is revoked; with its own key (its disk) it re-admits itself on a branch from
+    //    before its admission.
+    a.h.revoke_member(&a.owner, &b_id).await.unwrap();
+    sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
+    let admission =
+        a.h.envelopes()
+            .unwrap()
+            .into_iter()
+            .find(|e| e.doc == "members" && e.signer == b_pk)
+            .unwrap();
+    let before = automerge::Change::from_bytes(admission.change.clone())
+        .unwrap()
+        .deps()
+        .to_vec();
+    let env = craft(&mut members, &before, &b_key, |doc| {
+        put_device(doc, &b_pk, Some(&certificate));
+    });
+    refused_everywhere(&import(env).await);
+    for h in [&a.h, &ch] {
+        let b = h
+            .devices()
+            .unwrap()
+            .into_iter()
+            .find(|x| x.id == b_id)
+            .unwrap();
+        assert!(b.revoked, "B stays revoked");
+    }
+
+    // 4. B (revoked, with its key) marks the live Till 3 revoked, or replaces its entry.
+    let d_id = dh.device_id().to_string();
+    let env = craft(&mut members, &now, &b_key, |doc| {
+        let obj = tillmesh::docs::am::map(doc, &automerge::ROOT, &format!("device:{d_id}"), None)
+            .unwrap();
+        doc.put(&obj, "revoked", true).unwrap();
+    });
+    refused_everywhere(&import(env).await);
+    let env = craft(&mut members, &now, &b_key, |doc| {
+        let k = tillmesh::identity::new_signing_key()
+            .verifying_key()
+            .to_bytes();
+        let obj = doc
+            .put_object(
+                automerge::ROOT,
+                format!("device:{d_id}"),
+                automerge::ObjType::Map,
+            )
+            .unwrap();
+        doc.put(&obj, "public_key", hex::encode(k)).unwrap();
+    });
+    refused_everywhere(&import(env).await);
+    // Till 3 still sells, and its sale is accepted everywhere.
+    sync::pull(&dh, &Direct(a.h.clone())).await.unwrap();
+    let owner_d = dh.login_password("olivia", OWNER_PW).await.unwrap();
+    let sale = dh.record_sale(&owner_d, sale_of(p.id, 1)).await.unwrap();
+    for h in [&a.h, &ch] {
+        let r = sync::pull(h, &Direct(dh.clone())).await.unwrap();
+        assert_eq!(r.rejected, 0, "{r:?}");
+        assert!(h.sale(sale.id).is_ok());
+        assert!(
+            h.devices()
+                .unwrap()
+                .iter()
+                .any(|x| x.id == d_id && !x.revoked)
+        );
+    }
+    assert_eq!(a.h.devices().unwrap().len(), 3, "nobody new was admitted");
 }

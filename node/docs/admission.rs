@@ -1,15 +1,23 @@
-//! Joining a shop: admission certificates and invites.
+//! Joining a shop: admission certificates and invites (protocol 2).
 //!
 //! An owner or manager (logged in) creates an invite: an [`AdmissionCert`] signed by their
-//! person key (shop, device role — managers admit tills only —, name, receipt prefix, expiry,
-//! hash of a one-time secret), kept as a pending invite on the node that made it and shown as a
-//! short code (for typing) and a full invite string (for a QR: the code plus addresses).
-//! The new device redeems the code with that node (single use, before expiry), receives the
-//! certificate and the secret, pulls the shop, and admits itself: one `members` change signed by
-//! its own device key that adds `device:<id>` and `admission:<cert id>` (the certificate and the
-//! secret). Every peer checks that change (see `trust::verify`): the certificate's signature,
-//! its issuer's role at the named heads, the secret, that the change touches nothing else and
-//! that the certificate was not used before.
+//! person key (shop and its genesis, device role — managers admit tills only —, name, receipt
+//! prefix, expiry, and the device that will countersign it: the one the invite is made on),
+//! kept as a pending invite on that device only and shown as a short code (for typing) and a
+//! full invite string (for a QR: the code plus addresses).
+//!
+//! The new device redeems the code with that device (single use, before expiry — judged by
+//! the inviting device's clock only), which **countersigns** the new device's key (the one its
+//! libp2p connection is authenticated with) and the shop's genesis. The new device pulls the
+//! shop and admits itself: one `members` change signed by its own key that adds only its
+//! `device:<id>` entry, carrying the [`AdmittedCertificate`] (certificate + countersignature).
+//! Every peer checks that change (`trust::verify`): the certificate's signature and its issuer's
+//! role at the named heads, the countersigning device a member at those heads, the
+//! countersignature binding exactly the signer's key and this shop's genesis, and that the
+//! change touches nothing else. No secret ever enters a shared document, and a certificate
+//! admits only the one key it was countersigned for: a copy of `members` (a disk, a backup)
+//! admits nobody new, and an owner of another shop who lists this shop's device keys admits
+//! nobody (see [`super::members`]).
 
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -21,20 +29,22 @@ use crate::error::{Error, Result};
 /// A signed permission for one device to join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AdmissionCert {
-    /// Certificate id (single use).
+    /// Certificate id.
     pub id: Uuid,
     /// The shop.
     pub shop_id: Uuid,
+    /// Hash of the shop's first `members` change: a certificate is for one shop only.
+    pub genesis: [u8; 32],
     /// Role the device gets.
     pub role: DeviceRole,
     /// Device name.
     pub name: String,
     /// Receipt prefix the device gets (`T2` …).
     pub receipt_prefix: String,
-    /// Last moment to redeem it (ms since epoch; checked by the issuing node).
+    /// Last moment to redeem it (ms since epoch; judged by the countersigning device only).
     pub expires_at: i64,
-    /// SHA-256 of the one-time secret.
-    pub secret_hash: [u8; 32],
+    /// The device that countersigns the new device's key (where the invite was made).
+    pub countersigner: [u8; 32],
     /// Issuer's person key.
     pub issuer: [u8; 32],
     /// Issuer's signature over the fields above.
@@ -46,7 +56,7 @@ impl AdmissionCert {
         let mut c = self.clone();
         c.signature = Vec::new();
         let mut h = Sha256::new();
-        h.update(b"tillmesh/admission/1\0");
+        h.update(b"tillmesh/admission/2\0");
         h.update(postcard::to_allocvec(&c).expect("a certificate serializes"));
         h.finalize().to_vec()
     }
@@ -61,44 +71,99 @@ impl AdmissionCert {
 
     /// Checks the issuer's signature (not the issuer's rights).
     pub fn verify_signature(&self) -> bool {
-        let (Ok(key), Ok(sig)) = (
-            ed25519_dalek::VerifyingKey::from_bytes(&self.issuer),
-            <[u8; 64]>::try_from(self.signature.as_slice()),
-        ) else {
-            return false;
-        };
-        key.verify_strict(&self.message(), &ed25519_dalek::Signature::from_bytes(&sig))
-            .is_ok()
+        verify_with(&self.issuer, &self.message(), &self.signature)
+    }
+
+    /// What the countersigning device signs to admit `device`.
+    fn countersign_message(&self, device: &[u8; 32]) -> Vec<u8> {
+        let mut h = Sha256::new();
+        h.update(b"tillmesh/countersign/2\0");
+        h.update(self.message());
+        h.update(device);
+        h.update(self.genesis);
+        h.finalize().to_vec()
+    }
+
+    /// The countersignature admitting `device` (made by the device named in the certificate).
+    pub fn countersign(
+        &self,
+        device: &[u8; 32],
+        key: &ed25519_dalek::SigningKey,
+    ) -> AdmittedCertificate {
+        use ed25519_dalek::Signer;
+        AdmittedCertificate {
+            cert: self.clone(),
+            device: *device,
+            countersignature: key
+                .sign(&self.countersign_message(device))
+                .to_bytes()
+                .to_vec(),
+        }
     }
 }
 
-/// SHA-256 of a secret.
-pub fn secret_hash(secret: &[u8]) -> [u8; 32] {
-    Sha256::digest(secret).into()
+fn verify_with(key: &[u8; 32], message: &[u8], signature: &[u8]) -> bool {
+    let (Ok(key), Ok(sig)) = (
+        ed25519_dalek::VerifyingKey::from_bytes(key),
+        <[u8; 64]>::try_from(signature),
+    ) else {
+        return false;
+    };
+    key.verify_strict(message, &ed25519_dalek::Signature::from_bytes(&sig))
+        .is_ok()
+}
+
+/// A certificate countersigned for one device: what an admitted device writes into its
+/// `device:<id>` entry (field `certificate`, JSON) and what peers check.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AdmittedCertificate {
+    /// The certificate.
+    pub cert: AdmissionCert,
+    /// The admitted device's key.
+    pub device: [u8; 32],
+    /// The countersigning device's signature over the certificate, the key and the genesis.
+    pub countersignature: Vec<u8>,
+}
+
+impl AdmittedCertificate {
+    /// Whether this admits `device` into the shop with `genesis` (and `shop_id`, when known):
+    /// both signatures hold and everything is bound. The issuer's and countersigner's rights
+    /// are checked by `trust::verify` against `members` at the admission's heads.
+    pub fn admits(
+        &self,
+        device: &[u8; 32],
+        genesis: automerge::ChangeHash,
+        shop_id: Option<Uuid>,
+    ) -> bool {
+        &self.device == device
+            && self.cert.genesis == genesis.0
+            && shop_id.is_none_or(|s| s == self.cert.shop_id)
+            && self.cert.verify_signature()
+            && verify_with(
+                &self.cert.countersigner,
+                &self.cert.countersign_message(device),
+                &self.countersignature,
+            )
+    }
 }
 
 /// What a redeemed invite gives the new device.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Invite {
-    /// The certificate.
-    pub cert: AdmissionCert,
-    /// The one-time secret (its hash is in the certificate).
-    pub secret: Vec<u8>,
+    /// The certificate, countersigned for the redeeming device.
+    pub admitted: AdmittedCertificate,
     /// Hash of the shop's first `members` change.
     pub genesis: [u8; 32],
+    /// The devices admitted before protocol 2 that the inviting device pinned (see
+    /// [`super::members::Anchor`]).
+    pub legacy_devices: Vec<[u8; 32]>,
 }
 
-/// What the new device writes into `members` next to its `device:<id>` entry.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AdmissionRecord {
+impl Invite {
     /// The certificate.
-    pub cert: AdmissionCert,
-    /// The secret, revealed (the certificate is used up).
-    pub secret: String,
-    /// The admitted device's id.
-    pub device_id: String,
-    /// Its public key (hex).
-    pub public_key: String,
+    pub fn cert(&self) -> &AdmissionCert {
+        &self.admitted.cert
+    }
 }
 
 /// The full invite string (for a QR code): the short code and where to redeem it.
@@ -189,14 +254,16 @@ mod tests {
     #[test]
     fn certificate_signature_binds_every_field() {
         let key = crate::identity::new_signing_key();
+        let till = crate::identity::new_signing_key();
         let cert = AdmissionCert {
             id: Uuid::new_v4(),
             shop_id: Uuid::new_v4(),
             role: DeviceRole::Till,
             name: "Till 2".into(),
             receipt_prefix: "T2".into(),
+            genesis: [3; 32],
             expires_at: 1,
-            secret_hash: secret_hash(b"s"),
+            countersigner: till.verifying_key().to_bytes(),
             issuer: [0; 32],
             signature: vec![],
         }
@@ -205,6 +272,35 @@ mod tests {
         let mut forged = cert.clone();
         forged.role = DeviceRole::Relay;
         assert!(!forged.verify_signature());
+
+        // The countersignature binds the device key and the genesis.
+        let new = crate::identity::new_signing_key()
+            .verifying_key()
+            .to_bytes();
+        let other = crate::identity::new_signing_key()
+            .verifying_key()
+            .to_bytes();
+        let genesis = automerge::ChangeHash([3; 32]);
+        let admitted = cert.countersign(&new, &till);
+        assert!(admitted.admits(&new, genesis, Some(cert.shop_id)));
+        assert!(!admitted.admits(&other, genesis, None), "another key");
+        assert!(
+            !admitted.admits(&new, automerge::ChangeHash([4; 32]), None),
+            "another shop"
+        );
+        assert!(
+            !admitted.admits(&new, genesis, Some(Uuid::new_v4())),
+            "another shop id"
+        );
+        let mut moved = admitted.clone();
+        moved.device = other;
+        assert!(
+            !moved.admits(&other, genesis, None),
+            "countersigned for another key"
+        );
+        // Only the device the certificate names can countersign.
+        let rogue = cert.countersign(&new, &key);
+        assert!(!rogue.admits(&new, genesis, None));
     }
 
     #[test]

@@ -1,20 +1,17 @@
-//! Who may write what: the `members` document read at given heads, and [`verify`], the one
-//! check every envelope passes before it is applied — local changes and (later) peers' alike.
-//!
-//! `members` layout (all at the root, so no container is ever created on two devices):
-//! - `schema`: 1, `shop_id`: uuid string, `recovery`: the recovery key (hex, acts as owner);
-//! - `device:<id>` → map `{public_key, name, role: "till"|"relay", receipt_prefix, revoked}`;
-//! - `person:<uuid>` → map `{name, username, role, public_key?, pin_hash?, revoked}`;
-//! - `revocation:<public key hex>` → JSON string `{accepted: [change hash hex], by, time}`:
-//!   changes by that key outside `accepted` are invalid everywhere.
+//! Who may write what: the `members` document read at given heads (through the one reader,
+//! [`super::members`]), and [`verify`], the one check every envelope passes before it is applied
+//! — local changes and peers' alike.
 
 use std::collections::{HashMap, HashSet};
 
 use automerge::{AutoCommit, Change, ChangeHash, ROOT};
 use uuid::Uuid;
 
+use super::members::{Anchor, Members};
 use super::{DocId, Envelope, am};
 use crate::domain::model::{DeviceRole, Role};
+
+pub use super::members::RevocationRecord;
 
 /// Who signed a change, as `members` knew them at the envelope's heads.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -58,72 +55,31 @@ pub struct Trust {
 }
 
 impl Trust {
-    /// Reads `members` at `heads` (current state if `None`).
-    pub fn read(doc: &AutoCommit, heads: Option<&[ChangeHash]>) -> Trust {
+    /// Reads `members` at `heads` (current state if `None`), through [`Members::read`].
+    pub fn read(doc: &AutoCommit, heads: Option<&[ChangeHash]>, anchor: &Anchor) -> Trust {
+        let m = Members::read(doc, heads, anchor);
         let mut t = Trust::default();
-        for key in am::keys(doc, &ROOT, heads) {
-            if key == "recovery" {
-                if let Some(pk) = am::string(doc, &ROOT, &key, heads).and_then(|s| parse_key(&s)) {
-                    t.signers.insert(pk, (Signer::Recovery, false));
-                }
-            } else if let Some(id) = key.strip_prefix("device:") {
-                let Some(obj) = am::map(doc, &ROOT, &key, heads) else {
-                    continue;
+        if let Some(pk) = m.recovery {
+            t.signers.insert(pk, (Signer::Recovery, false));
+        }
+        for d in m.devices {
+            let signer = Signer::Device {
+                id: d.id,
+                role: d.role,
+            };
+            t.signers.insert(d.public_key, (signer, d.revoked));
+        }
+        for p in m.people {
+            // Staff have no key.
+            if let (Some(pk), true) = (p.public_key, p.role != Role::Staff) {
+                let signer = Signer::Person {
+                    id: p.id,
+                    role: p.role,
                 };
-                let pk = am::string(doc, &obj, "public_key", heads).and_then(|s| parse_key(&s));
-                let role = match am::string(doc, &obj, "role", heads).as_deref() {
-                    Some("till") => DeviceRole::Till,
-                    Some("relay") => DeviceRole::Relay,
-                    _ => continue,
-                };
-                // A self-admitted device counts only if its certificate's record names it (two
-                // devices racing on one certificate: Automerge's winner decides, everywhere).
-                if let Some(cert) = am::string(doc, &obj, "admission", heads) {
-                    let named = am::string(doc, &ROOT, &format!("admission:{cert}"), heads)
-                        .and_then(|j| {
-                            serde_json::from_str::<super::admission::AdmissionRecord>(&j).ok()
-                        })
-                        .is_some_and(|r| r.device_id == id);
-                    if !named {
-                        continue;
-                    }
-                }
-                if let Some(pk) = pk {
-                    let revoked = am::flag(doc, &obj, "revoked", heads);
-                    let signer = Signer::Device {
-                        id: id.to_string(),
-                        role,
-                    };
-                    t.signers.insert(pk, (signer, revoked));
-                }
-            } else if let Some(id) = key.strip_prefix("person:") {
-                let Ok(id) = Uuid::parse_str(id) else {
-                    continue;
-                };
-                let Some(obj) = am::map(doc, &ROOT, &key, heads) else {
-                    continue;
-                };
-                let Some(role) = am::string(doc, &obj, "role", heads).and_then(|r| Role::parse(&r))
-                else {
-                    continue;
-                };
-                if role == Role::Staff {
-                    continue; // staff have no key
-                }
-                if let Some(pk) =
-                    am::string(doc, &obj, "public_key", heads).and_then(|s| parse_key(&s))
-                {
-                    let revoked = am::flag(doc, &obj, "revoked", heads);
-                    t.signers.insert(pk, (Signer::Person { id, role }, revoked));
-                }
-            } else if let Some(pk) = key.strip_prefix("revocation:").and_then(parse_key) {
-                let accepted = am::string(doc, &ROOT, &key, heads)
-                    .and_then(|s| serde_json::from_str::<RevocationRecord>(&s).ok())
-                    .map(|r| r.accepted.iter().filter_map(|h| parse_key(h)).collect())
-                    .unwrap_or_default();
-                t.revocations.insert(pk, accepted);
+                t.signers.insert(pk, (signer, p.revoked));
             }
         }
+        t.revocations = m.revocations;
         t
     }
 
@@ -137,21 +93,6 @@ impl Trust {
     pub fn signer(&self, key: &[u8; 32]) -> Option<&(Signer, bool)> {
         self.signers.get(key)
     }
-}
-
-/// What a revocation records (stored as a JSON string in `members`).
-#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-pub struct RevocationRecord {
-    /// Changes accepted from the key before it was revoked (hex hashes).
-    pub accepted: Vec<String>,
-    /// Who revoked it (person id or `recovery`).
-    pub by: String,
-    /// When (ms).
-    pub time: i64,
-}
-
-fn parse_key(s: &str) -> Option<[u8; 32]> {
-    hex::decode(s).ok()?.try_into().ok()
 }
 
 /// The outcome of [`verify`].
@@ -170,7 +111,10 @@ pub enum Verdict {
 pub struct VerifyContext<'a> {
     /// The `members` document as this node has it.
     pub members: &'a mut AutoCommit,
-    /// The hash of the shop's first `members` change (pinned locally at init or join).
+    /// What this node pinned about its shop: the genesis (the hash of the shop's first
+    /// `members` change) and the devices admitted before protocol 2.
+    pub anchor: &'a Anchor,
+    /// The genesis (the anchor's, which a shop node always has).
     pub genesis: ChangeHash,
     /// Cache of `Trust` by members heads (most envelopes name the current heads).
     pub cache: &'a mut HashMap<Vec<ChangeHash>, std::sync::Arc<Trust>>,
@@ -221,10 +165,20 @@ pub fn verify(
     {
         return Verdict::Hold("names members heads this node does not have yet".into());
     }
-    let trust = trust_at(ctx.cache, ctx.members, heads);
+    let trust = trust_at(ctx.cache, ctx.members, ctx.anchor, heads);
+    // Revoked since: only the changes the revocation accepted stay valid — whatever path the
+    // change would otherwise be accepted by (a revoked device replaying its own admission on a
+    // branch from before it was admitted included).
+    let current = ctx.members.get_heads();
+    let now = trust_at(ctx.cache, ctx.members, ctx.anchor, current);
+    if let Some(accepted) = now.revocations.get(&env.signer)
+        && !accepted.contains(&hash.0)
+    {
+        return Verdict::Reject("signer has been revoked".into());
+    }
     let Some((signer, revoked_then)) = trust.signer(&env.signer).cloned() else {
         if doc == DocId::Members {
-            return match self_admission(&env.signer, change, ctx.members, &trust) {
+            return match self_admission(&env.signer, change, ctx, &trust) {
                 Ok(signer) => Verdict::Accept(signer),
                 Err(why) => {
                     Verdict::Reject(format!("not a member, and not a valid admission: {why}"))
@@ -235,14 +189,6 @@ pub fn verify(
     };
     if revoked_then {
         return Verdict::Reject("signer was revoked at the heads it names".into());
-    }
-    // Revoked since: only the changes the revocation accepted stay valid.
-    let current = ctx.members.get_heads();
-    let now = trust_at(ctx.cache, ctx.members, current);
-    if let Some(accepted) = now.revocations.get(&env.signer)
-        && !accepted.contains(&hash.0)
-    {
-        return Verdict::Reject("signer has been revoked".into());
     }
     if let Some((_, true)) = now.signer(&env.signer)
         && !now.revocations.contains_key(&env.signer)
@@ -271,18 +217,24 @@ pub fn verify(
     }
 }
 
-/// A device admitting itself with a certificate: the change may add only its own
-/// `device:<id>` entry and one unused `admission:<cert id>` record, whose certificate was signed
-/// by an owner (or a manager, for a till) as `members` stood at the envelope's heads.
+/// A device admitting itself: the change may add only its own `device:<id>` entry (id and key
+/// its own, not there before), carrying a certificate for this shop's genesis whose issuer was
+/// an owner (or a manager, for a till) and whose countersigner a member device, unrevoked, as
+/// `members` stood at the envelope's heads, countersigned for exactly the signer's key.
+///
+/// Admissions made before protocol 2 (an `admission:<cert id>` record holding the invite's
+/// secret) are accepted only from the devices pinned as admitted then
+/// ([`Anchor::legacy_devices`]): such a record, readable by anyone with a copy of `members`,
+/// admits no new key.
 fn self_admission(
     signer_pk: &[u8; 32],
     change: &Change,
-    members: &mut AutoCommit,
+    ctx: &mut VerifyContext<'_>,
     trust: &Trust,
 ) -> Result<Signer, String> {
-    use super::admission::{AdmissionRecord, secret_hash};
     let deps = change.deps().to_vec();
-    let mut fork = members
+    let mut fork = ctx
+        .members
         .fork_at(&deps)
         .map_err(|e| format!("unknown dependencies: {e}"))?;
     fork.apply_changes([change.clone()])
@@ -293,38 +245,52 @@ fn self_admission(
         ed25519_dalek::VerifyingKey::from_bytes(signer_pk).map_err(|_| "bad key".to_string())?;
     let device_id = crate::identity::device_id(&key);
     let device_key = format!("device:{device_id}");
-    let admissions: Vec<&String> = touched
-        .iter()
-        .filter(|k| k.starts_with("admission:"))
-        .collect();
-    if touched.len() != 2 || !touched.contains(&device_key) || admissions.len() != 1 {
-        return Err("an admission may add only the device and its admission record".into());
-    }
-    let adm_key = admissions[0];
-    if am::string(&fork, &ROOT, adm_key, Some(&deps)).is_some() {
-        return Err("the invite was already used".into());
-    }
     if am::map(&fork, &ROOT, &device_key, Some(&deps)).is_some() {
         return Err("the device is already a member".into());
     }
-    let rec: AdmissionRecord = am::string(&fork, &ROOT, adm_key, None)
+    let obj = am::map(&fork, &ROOT, &device_key, None).ok_or("no device entry")?;
+    let field = |k: &str| am::string(&fork, &obj, k, None);
+    let role = match field("role").as_deref() {
+        Some("till") => DeviceRole::Till,
+        Some("relay") => DeviceRole::Relay,
+        _ => return Err("the device entry has no role".into()),
+    };
+    if field("public_key").as_deref() != Some(hex::encode(signer_pk).as_str()) {
+        return Err("the device entry names another key".into());
+    }
+    let legacy = touched.len() == 2
+        && touched.contains(&device_key)
+        && touched.iter().any(|k| k.starts_with("admission:"));
+    if legacy {
+        return if ctx.anchor.legacy_devices.contains(signer_pk) {
+            Ok(Signer::Device {
+                id: device_id,
+                role,
+            })
+        } else {
+            Err(
+                "an invite made before protocol 2 can no longer admit a device: ask for a new \
+                 invite"
+                    .into(),
+            )
+        };
+    }
+    if touched.len() != 1 || !touched.contains(&device_key) {
+        return Err("an admission may add only the device's own entry".into());
+    }
+    let admitted: super::admission::AdmittedCertificate = field("certificate")
         .and_then(|j| serde_json::from_str(&j).ok())
-        .ok_or("unreadable admission record")?;
-    let cert = &rec.cert;
-    if *adm_key != format!("admission:{}", cert.id) || !cert.verify_signature() {
-        return Err("bad certificate".into());
+        .ok_or("no readable certificate")?;
+    let shop = am::string(&fork, &ROOT, "shop_id", None).and_then(|s| Uuid::parse_str(&s).ok());
+    if !admitted.admits(signer_pk, ctx.genesis, shop) {
+        return Err("the certificate is not countersigned for this device and this shop".into());
     }
-    let secret = hex::decode(&rec.secret).map_err(|_| "bad secret".to_string())?;
-    if secret_hash(&secret) != cert.secret_hash {
-        return Err("wrong invite secret".into());
-    }
-    let shop = am::string(&fork, &ROOT, "shop_id", None);
-    if shop.as_deref() != Some(cert.shop_id.to_string().as_str()) {
-        return Err("certificate for another shop".into());
-    }
-    let pk_hex = hex::encode(signer_pk);
-    if rec.device_id != device_id || rec.public_key != pk_hex {
-        return Err("the record names another device".into());
+    let cert = &admitted.cert;
+    if cert.role != role
+        || field("receipt_prefix").as_deref() != Some(cert.receipt_prefix.as_str())
+        || field("admission").as_deref() != Some(cert.id.to_string().as_str())
+    {
+        return Err("the device entry does not match the certificate".into());
     }
     match trust.signer(&cert.issuer) {
         Some((s, false)) => match s.person_role() {
@@ -334,18 +300,15 @@ fn self_admission(
         },
         _ => return Err("the issuer is not an owner or manager".into()),
     }
-    let obj = am::map(&fork, &ROOT, &device_key, None).ok_or("no device entry")?;
-    let field = |k: &str| am::string(&fork, &obj, k, None);
-    let role_name = match cert.role {
-        DeviceRole::Till => "till",
-        DeviceRole::Relay => "relay",
-    };
-    if field("public_key").as_deref() != Some(pk_hex.as_str())
-        || field("role").as_deref() != Some(role_name)
-        || field("receipt_prefix").as_deref() != Some(cert.receipt_prefix.as_str())
-        || field("admission").as_deref() != Some(cert.id.to_string().as_str())
-    {
-        return Err("the device entry does not match the certificate".into());
+    match trust.signer(&cert.countersigner) {
+        Some((
+            Signer::Device {
+                role: DeviceRole::Till,
+                ..
+            },
+            false,
+        )) => {}
+        _ => return Err("the countersigning device is not a device of the shop".into()),
     }
     Ok(Signer::Device {
         id: device_id,
@@ -357,6 +320,7 @@ fn self_admission(
 fn trust_at(
     cache: &mut HashMap<Vec<ChangeHash>, std::sync::Arc<Trust>>,
     members: &AutoCommit,
+    anchor: &Anchor,
     mut heads: Vec<ChangeHash>,
 ) -> std::sync::Arc<Trust> {
     heads.sort();
@@ -366,7 +330,7 @@ fn trust_at(
     if cache.len() > 256 {
         cache.clear();
     }
-    let t = std::sync::Arc::new(Trust::read(members, Some(&heads)));
+    let t = std::sync::Arc::new(Trust::read(members, Some(&heads), anchor));
     cache.insert(heads, t.clone());
     t
 }

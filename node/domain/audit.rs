@@ -408,6 +408,7 @@ pub fn rebuild(tx: &WriteTransaction) -> Result<usize> {
         .open_table(META)?
         .get(crate::store::meta::GENESIS)?
         .and_then(|v| <[u8; 32]>::try_from(v.value()).ok());
+    let anchor = crate::docs::members::Anchor::in_tx(&tx.open_table(META)?)?;
     let mut trust: HashMap<Vec<ChangeHash>, Trust> = HashMap::new();
     let changes: Vec<(String, [u8; 32])> = {
         let t = tx.open_table(DOC_CHANGES)?;
@@ -437,7 +438,7 @@ pub fn rebuild(tx: &WriteTransaction) -> Result<usize> {
             heads.sort();
             let t = trust
                 .entry(heads.clone())
-                .or_insert_with(|| Trust::read(&members, Some(&heads)));
+                .or_insert_with(|| Trust::read(&members, Some(&heads), &anchor));
             match t.signer(&env.signer) {
                 Some((s, _)) => s.clone(),
                 // A device admitting itself is not in `members` before its own change.

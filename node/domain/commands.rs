@@ -1121,7 +1121,7 @@ pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> 
                     accepted.push(hex::encode(h.value()));
                 }
             }
-            Some(crate::docs::trust::RevocationRecord {
+            Some(crate::docs::members::RevocationRecord {
                 accepted,
                 by: by.person_id.to_string(),
                 time: hlc_now(ctx)?,
@@ -1142,11 +1142,12 @@ pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> 
 
 // --- invites and admission -----------------------------------------------------------------
 
-/// An invite this node issued, waiting to be redeemed.
+/// An invite this node issued, waiting to be redeemed. It stays on this device: the
+/// certificate is countersigned here, for the key of the device that redeems it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingInvite {
-    /// What redeeming it hands out.
-    pub invite: crate::docs::admission::Invite,
+    /// The certificate (signed by the person who made the invite).
+    pub cert: crate::docs::admission::AdmissionCert,
     /// Redeemed already (single use).
     pub used: bool,
 }
@@ -1154,15 +1155,16 @@ pub struct PendingInvite {
 /// Default lifetime of an invite.
 pub const INVITE_TTL_MS: i64 = 15 * 60 * 1000;
 
-/// Creates an invite (owner: any device role; manager: tills).
+/// Creates an invite (owner: any device role; manager: tills). This device will countersign
+/// the redeeming device's key.
 pub fn create_invite(
     ctx: &mut Ctx<'_>,
     by: &Principal,
     role: DeviceRole,
     name: &str,
     ttl_ms: i64,
-) -> Result<(String, crate::docs::admission::Invite)> {
-    use crate::docs::admission::{AdmissionCert, Invite, new_code, secret_hash};
+) -> Result<(String, crate::docs::admission::AdmissionCert)> {
+    use crate::docs::admission::{AdmissionCert, new_code};
     require(by, Role::Manager, "inviting a device")?;
     if by.role == Role::Manager && role != DeviceRole::Till {
         return Err(Error::Forbidden("managers may invite tills only".into()));
@@ -1176,6 +1178,11 @@ pub fn create_invite(
     let shop_id = shop
         .shop_id
         .ok_or_else(|| Error::NoShop("no shop".into()))?;
+    if shop.this_device.as_ref().is_none_or(|d| d.revoked) {
+        return Err(Error::Forbidden(
+            "this device is not an admitted device of the shop: make the invite on another".into(),
+        ));
+    }
     // Receipt prefixes: T1, T2 … — one past every prefix in use or promised.
     let mut highest = shop
         .devices
@@ -1186,7 +1193,6 @@ pub fn create_invite(
     for row in ctx.tx.open_table(INVITES)?.iter()? {
         if let Ok(p) = postcard::from_bytes::<PendingInvite>(row?.1.value())
             && let Some(n) = p
-                .invite
                 .cert
                 .receipt_prefix
                 .strip_prefix('T')
@@ -1195,32 +1201,27 @@ pub fn create_invite(
             highest = highest.max(n);
         }
     }
-    let secret = crate::identity::random_bytes::<32>().to_vec();
+    let genesis: [u8; 32] = ctx
+        .meta(meta::GENESIS)?
+        .and_then(|b| b.try_into().ok())
+        .ok_or_else(|| Error::NoShop("no shop".into()))?;
     let now = chrono::Utc::now().timestamp_millis();
     let cert = AdmissionCert {
         id: Uuid::new_v4(),
         shop_id,
+        genesis,
         role,
         name,
         receipt_prefix: format!("T{}", highest + 1),
         expires_at: now + ttl_ms,
-        secret_hash: secret_hash(&secret),
+        countersigner: ctx.device_key().verifying_key().to_bytes(),
         issuer: [0; 32],
         signature: Vec::new(),
     }
     .sign(&key);
-    let genesis = ctx
-        .meta(meta::GENESIS)?
-        .and_then(|b| b.try_into().ok())
-        .ok_or_else(|| Error::NoShop("no shop".into()))?;
-    let invite = Invite {
-        cert,
-        secret,
-        genesis,
-    };
     let code = new_code();
     let pending = PendingInvite {
-        invite: invite.clone(),
+        cert: cert.clone(),
         used: false,
     };
     ctx.tx.open_table(INVITES)?.insert(
@@ -1229,19 +1230,24 @@ pub fn create_invite(
             .map_err(|e| Error::Internal(e.to_string()))?
             .as_slice(),
     )?;
-    Ok((code, invite))
+    Ok((code, cert))
 }
 
 /// What a device answers for a code it did not issue (a short code is tried on every device of
 /// the shop found on the LAN until the one that made it answers).
 pub const UNKNOWN_INVITE: &str = "unknown invite code (check it, or ask for a new invite)";
 
-/// Redeems a short code: single use, before it expires.
-pub fn redeem_invite(ctx: &mut Ctx<'_>, code: &str) -> Result<crate::docs::admission::Invite> {
+/// Redeems a short code for the device with key `device` (the key its connection is
+/// authenticated with): single use, before it expires by this device's clock; countersigns
+/// the certificate for that key.
+pub fn redeem_invite(
+    ctx: &mut Ctx<'_>,
+    code: &str,
+    device: &[u8; 32],
+) -> Result<crate::docs::admission::Invite> {
     let code = crate::docs::admission::normalize_code(code)?;
-    let mut t = ctx.tx.open_table(INVITES)?;
     let unknown = || Error::NotFound(UNKNOWN_INVITE.into());
-    let mut pending: PendingInvite = match t.get(code.as_str())? {
+    let mut pending: PendingInvite = match ctx.tx.open_table(INVITES)?.get(code.as_str())? {
         Some(v) => postcard::from_bytes(v.value()).map_err(|_| unknown())?,
         None => return Err(unknown()),
     };
@@ -1250,24 +1256,48 @@ pub fn redeem_invite(ctx: &mut Ctx<'_>, code: &str) -> Result<crate::docs::admis
             "this invite was already used; ask for a new one".into(),
         ));
     }
-    if chrono::Utc::now().timestamp_millis() > pending.invite.cert.expires_at {
+    if chrono::Utc::now().timestamp_millis() > pending.cert.expires_at {
         return Err(Error::Conflict(
             "this invite has expired; ask for a new one".into(),
         ));
     }
+    let shop = ctx.shop();
+    if shop
+        .devices
+        .iter()
+        .any(|d| d.public_key == hex::encode(device))
+    {
+        return Err(Error::Conflict(
+            "that device is already a device of the shop".into(),
+        ));
+    }
+    if shop.this_device.as_ref().is_none_or(|d| d.revoked) {
+        return Err(Error::Forbidden(
+            "this device was revoked: it can no longer admit devices".into(),
+        ));
+    }
+    let genesis = pending.cert.genesis;
+    let legacy_devices = ctx
+        .meta(meta::LEGACY_DEVICES)?
+        .and_then(|b| postcard::from_bytes::<Vec<[u8; 32]>>(&b).ok())
+        .unwrap_or_default();
+    let admitted = pending.cert.countersign(device, ctx.device_key());
     pending.used = true;
-    t.insert(
+    ctx.tx.open_table(INVITES)?.insert(
         code.as_str(),
         postcard::to_allocvec(&pending)
             .map_err(|e| Error::Internal(e.to_string()))?
             .as_slice(),
     )?;
-    Ok(pending.invite)
+    Ok(crate::docs::admission::Invite {
+        admitted,
+        genesis,
+        legacy_devices,
+    })
 }
 
 /// Admits this device into the shop with a redeemed invite (after pulling `members`).
 pub fn admit_self(ctx: &mut Ctx<'_>, invite: &crate::docs::admission::Invite) -> Result<()> {
-    use crate::docs::admission::AdmissionRecord;
     if ctx.shop().this_device.is_some() {
         return Err(Error::Conflict("this device is already a member".into()));
     }
@@ -1279,14 +1309,15 @@ pub fn admit_self(ctx: &mut Ctx<'_>, invite: &crate::docs::admission::Invite) ->
     let key = ctx.device_key().clone();
     let device_id = ctx.device_id().to_string();
     let public_key = hex::encode(key.verifying_key().as_bytes());
-    let cert = invite.cert.clone();
-    let record = AdmissionRecord {
-        cert: cert.clone(),
-        secret: hex::encode(&invite.secret),
-        device_id: device_id.clone(),
-        public_key: public_key.clone(),
-    };
-    let json = serde_json::to_string(&record).map_err(|e| Error::Internal(e.to_string()))?;
+    if invite.admitted.device != key.verifying_key().to_bytes() {
+        return Err(Error::invalid(
+            "invite",
+            "the invite was countersigned for another device",
+        ));
+    }
+    let cert = invite.cert().clone();
+    let json =
+        serde_json::to_string(&invite.admitted).map_err(|e| Error::Internal(e.to_string()))?;
     ctx.change(&DocId::Members, &key, |doc| {
         shop::put_device(
             doc,
@@ -1302,7 +1333,7 @@ pub fn admit_self(ctx: &mut Ctx<'_>, invite: &crate::docs::admission::Invite) ->
         let obj = crate::docs::am::map(doc, &ROOT, &format!("device:{device_id}"), None)
             .expect("the device entry was just written");
         doc.put(&obj, "admission", cert.id.to_string())?;
-        doc.put(ROOT, format!("admission:{}", cert.id), json.as_str())?;
+        doc.put(&obj, "certificate", json.as_str())?;
         Ok(())
     })?;
     ctx.set_meta(meta::SHOP_ID, cert.shop_id.to_string().as_bytes())?;

@@ -46,58 +46,47 @@ pub struct ShopView {
 }
 
 impl ShopView {
-    /// Reads the documents (any may be missing).
+    /// Reads the documents (any may be missing); `members` through the one reader
+    /// ([`crate::docs::members::Members`]), so only admitted devices are listed.
     pub fn read(
         members: Option<&AutoCommit>,
         settings: Option<&AutoCommit>,
         vault: Option<&AutoCommit>,
         device_id: &str,
+        anchor: &crate::docs::members::Anchor,
     ) -> ShopView {
         let mut v = ShopView::default();
         if let Some(m) = members {
-            v.shop_id =
-                am::string(m, &ROOT, "shop_id", None).and_then(|s| Uuid::parse_str(&s).ok());
-            v.recovery_public = am::string(m, &ROOT, "recovery", None);
-            for key in m.keys(ROOT) {
-                let Some(obj) = am::map(m, &ROOT, &key, None) else {
-                    continue;
-                };
-                let s = |f: &str| am::string(m, &obj, f, None);
-                if let Some(id) = key.strip_prefix("person:") {
-                    let (Ok(id), Some(role)) =
-                        (Uuid::parse_str(id), s("role").and_then(|r| Role::parse(&r)))
-                    else {
-                        continue;
-                    };
-                    v.people.push(PersonRecord {
-                        person: Person {
-                            id,
-                            name: s("name").unwrap_or_default(),
-                            username: s("username").unwrap_or_default(),
-                            role,
-                            public_key: s("public_key"),
-                            revoked: am::flag(m, &obj, "revoked", None),
-                        },
-                        pin_hash: s("pin_hash"),
-                    });
-                } else if let Some(id) = key.strip_prefix("device:") {
-                    let role = match s("role").as_deref() {
-                        Some("relay") => DeviceRole::Relay,
-                        _ => DeviceRole::Till,
-                    };
-                    v.devices.push(Device {
-                        id: id.to_string(),
-                        name: s("name").unwrap_or_default(),
-                        role,
-                        public_key: s("public_key").unwrap_or_default(),
-                        receipt_prefix: s("receipt_prefix").unwrap_or_default(),
-                        revoked: am::flag(m, &obj, "revoked", None),
-                    });
-                }
-            }
-            v.people
-                .sort_by(|a, b| a.person.username.cmp(&b.person.username));
-            v.devices.sort_by(|a, b| a.id.cmp(&b.id));
+            let read = crate::docs::members::Members::read(m, None, anchor);
+            v.shop_id = read.shop_id;
+            v.recovery_public = read.recovery.map(hex::encode);
+            v.people = read
+                .people
+                .into_iter()
+                .map(|p| PersonRecord {
+                    person: Person {
+                        id: p.id,
+                        name: p.name,
+                        username: p.username,
+                        role: p.role,
+                        public_key: p.public_key.map(hex::encode),
+                        revoked: p.revoked,
+                    },
+                    pin_hash: p.pin_hash,
+                })
+                .collect();
+            v.devices = read
+                .devices
+                .into_iter()
+                .map(|d| Device {
+                    id: d.id,
+                    name: d.name,
+                    role: d.role,
+                    public_key: hex::encode(d.public_key),
+                    receipt_prefix: d.receipt_prefix,
+                    revoked: d.revoked,
+                })
+                .collect();
             v.this_device = v.devices.iter().find(|d| d.id == device_id).cloned();
         }
         if let Some(s) = settings {

@@ -21,6 +21,7 @@ const MIGRATIONS: &[Migration] = &[
     create_tables,
     books_and_reports_v4,
     audit_indexes_v5,
+    legacy_devices_v6,
 ];
 
 /// 1: create every table, so readers never meet a missing one.
@@ -53,6 +54,26 @@ fn books_and_reports_v4(tx: &redb::WriteTransaction) -> Result<()> {
 fn audit_indexes_v5(tx: &redb::WriteTransaction) -> Result<()> {
     create_tables(tx)?;
     crate::domain::audit::index_rows(tx).map(|_| ())
+}
+
+/// 6: protocol 2 — pin the devices this store's shop admitted so far (under protocol 1's
+/// secret-bearing admission records, which admit nobody new from now on), and drop the pending
+/// invites of protocol 1 (their certificates carry no countersigner).
+fn legacy_devices_v6(tx: &redb::WriteTransaction) -> Result<()> {
+    create_tables(tx)?;
+    let members = {
+        let docs = tx.open_table(DOCS)?;
+        let chunks = tx.open_table(DOC_CHUNKS)?;
+        crate::store::load_doc(&docs, &chunks, "members")?
+    };
+    if let Some(members) = members {
+        let keys = crate::docs::members::listed_device_keys(&members);
+        let bytes = postcard::to_allocvec(&keys).expect("a list of keys serializes");
+        tx.open_table(META)?
+            .insert(meta::LEGACY_DEVICES, bytes.as_slice())?;
+    }
+    tx.delete_table(INVITES_V1)?;
+    Ok(())
 }
 
 /// Opens (creating) every table of the current layout.

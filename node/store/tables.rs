@@ -34,7 +34,9 @@ pub const BUCKET_DIGESTS: TableDefinition<&str, &[u8; 32]> =
 pub const HELD: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-1");
 
 /// short invite code → postcard `PendingInvite`: invites this node issued and redeems.
-pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites-1");
+pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites-2");
+/// Protocol 1's pending invites (deleted by migration 6).
+pub const INVITES_V1: TableDefinition<&str, &[u8]> = TableDefinition::new("invites-1");
 
 // --- projections (rebuilt by `reindex`) --------------------------------------------------
 
