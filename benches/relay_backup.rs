@@ -9,8 +9,10 @@
 //!    connection, which `mesh_latency` measures already.
 //! 2. **Backup and restore of a large shop**: one till with `BENCH_BACKUP_SALES` (default
 //!    100,000) sales spread over a year; then `BENCH_RUNS` (default 3) times each: a backup
-//!    written to a file (one read transaction), `backup::verify` of it, and `backup::restore`
-//!    into a fresh data dir (verify + import of every change through the verify-and-apply path).
+//!    written to a file (one read transaction, encrypted to the owner and the recovery key as
+//!    every backup is), `backup::verify` of it with the owner's key (decrypt + check), and
+//!    `backup::restore` with that key into a fresh data dir (verify + import of every change
+//!    through the verify-and-apply path).
 //! 3. **Encrypted snapshots of that shop** (`node/snapshot.rs`), `BENCH_RUNS` times each: a
 //!    snapshot taken as the relay takes it (backup from one read transaction, encrypted to the
 //!    owner and recovery key, streamed into a local snapshot directory through `object_store`),
@@ -133,6 +135,8 @@ async fn backup_restore(sales: usize, runs: usize) {
     println!("| run | backup s | file MB | verify s | restore s | restored changes/s |");
     println!("|---:|---:|---:|---:|---:|---:|");
     let (mut b, mut v, mut r) = (Vec::new(), Vec::new(), Vec::new());
+    let unlock =
+        tillmesh::sealed::Unlock::Key(owner.key.clone().expect("the owner's key is unlocked"));
     for run in 1..=runs {
         let file = tmp.path().join(format!("b{run}"));
         let t = Instant::now();
@@ -149,20 +153,26 @@ async fn backup_restore(sales: usize, runs: usize) {
         .unwrap();
         let backup = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let f2 = file.clone();
-        let verified = tokio::task::spawn_blocking(move || tillmesh::backup::verify(&f2).unwrap())
-            .await
-            .unwrap();
+        let (f2, u2) = (file.clone(), unlock.clone());
+        let verified =
+            tokio::task::spawn_blocking(move || tillmesh::backup::verify(&f2, Some(&u2)).unwrap())
+                .await
+                .unwrap();
         let verify = t.elapsed().as_secs_f64();
         let t = Instant::now();
-        let report = tillmesh::backup::restore(&file, &tmp.path().join(format!("r{run}")), |_| {})
-            .await
-            .unwrap();
+        let report = tillmesh::backup::restore(
+            &file,
+            Some(&unlock),
+            &tmp.path().join(format!("r{run}")),
+            |_| {},
+        )
+        .await
+        .unwrap();
         let restore = t.elapsed().as_secs_f64();
         assert_eq!(report.applied, verified.header.records("envelopes"));
         println!(
             "| {run} | {backup:.2} | {:.1} | {verify:.2} | {restore:.2} | {:.0} |",
-            verified.bytes as f64 / 1e6,
+            verified.sealed.as_ref().map_or(verified.bytes, |s| s.bytes) as f64 / 1e6,
             report.applied as f64 / restore
         );
         b.push(backup);

@@ -17,7 +17,25 @@
 //! afterwards). Rejoining duplicates nothing: envelopes are keyed by change hash and ledger
 //! entries by UUID, so receiving again what the restored device already has is a no-op.
 //!
-//! ## The file (format 1)
+//! ## Encryption: backups are the owners' secrets
+//! A backup holds the `vault` (owners' and managers' person keys sealed under their
+//! passwords, and the shop secret) and `members` (staff PIN hashes). So every backup this
+//! build writes ([`write_sealed`]; `NodeHandle::write_backup`, behind `GET /api/v1/backup` and
+//! `tillmesh backup`) is the plain file below [sealed](crate::sealed) — encrypted as the relay's
+//! snapshots are, with the magic `tillmesh-seal\n` — to the shop's unrevoked owners and its
+//! recovery key. A manager may make a backup (to hand to an owner) but cannot open it: their
+//! key is not a recipient and their sealed key is not in the header. Opening one takes the
+//! recovery key or an owner's password ([`Unlock`]); an owner's password works alone because
+//! the owners' password-sealed keys travel in the header, so a leaked file allows offline
+//! guessing of an owner's password at argon2id's cost per guess (and nothing else).
+//!
+//! - [`verify`] with a key decrypts and checks everything; [`inspect`] without one checks an
+//!   encrypted file's layout and checksum (a cut or flipped byte shows) but cannot tell that
+//!   the content is what the shop wrote, and says so.
+//! - [`restore`] takes the key too; a plain file (format 1, as tillmesh wrote before backups
+//!   were encrypted, or a decrypted snapshot) is still read, and the report says it was plain.
+//!
+//! ## The plain file inside (format 1)
 //! ```text
 //! "tillmesh-backup\n"     16 bytes
 //! format                  u32 LE (1)
@@ -27,12 +45,12 @@
 //! section "documents"     records: postcard DocRecord (document id, heads, change count)
 //! section "envelopes"     records: stored envelopes, document by document (members, settings,
 //!                         vault, catalog, orders, then the ledger), each in applied order
-//! section "held"          records: envelopes still waiting for dependencies or admissions
+//! section "held"          records: envelopes still waiting for dependencies or admissions;
+//!                         written empty (what is held was never verified and must not travel),
+//!                         still read from older files
 //! "END!" + SHA-256        the hash of every byte before "END!"
 //! ```
-//! A record is a `u32 LE` length and that many bytes. The vault (owners' and managers' keys,
-//! sealed under their passwords, and the shop secret) is part of a backup: keep backup files as
-//! safe as the shop's devices.
+//! A record is a `u32 LE` length and that many bytes.
 
 use std::io::{self, Read, Write};
 use std::path::Path;
@@ -44,6 +62,8 @@ use sha2::{Digest, Sha256};
 use crate::docs::Envelope;
 use crate::engine::Applied;
 use crate::error::{Error, Result};
+pub use crate::sealed::Unlock;
+use crate::sealed::{self, Kind, Recipient, RecipientKind, SealedHeader};
 use crate::store::tables::*;
 use crate::store::{meta, read_doc_meta};
 
@@ -128,6 +148,39 @@ pub struct Verified {
     pub bytes: u64,
     /// Hex SHA-256 of the content (as in the trailer).
     pub sha256: String,
+    /// How the file was encrypted and who opened it; `None` for a plain (old) file.
+    pub sealed: Option<SealedInfo>,
+}
+
+/// An encrypted backup that was opened.
+#[derive(Debug, Clone)]
+pub struct SealedInfo {
+    /// Its header (shop, time, recipients).
+    pub header: SealedHeader,
+    /// Whose key opened it.
+    pub opened_by: RecipientKind,
+    /// Size of the encrypted file in bytes.
+    pub bytes: u64,
+}
+
+/// What [`inspect`] found without a key.
+#[derive(Debug, Clone)]
+pub enum Inspection {
+    /// A plain (old, unencrypted) backup: checked completely.
+    Plain(Verified),
+    /// An encrypted backup: its layout and checksum are sound; its content was not checked.
+    Sealed(sealed::Intact),
+}
+
+/// What [`write_sealed`] wrote.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// The header of the backup inside.
+    pub header: BackupHeader,
+    /// Bytes of the encrypted file.
+    pub bytes: u64,
+    /// Keys it is encrypted to.
+    pub recipients: usize,
 }
 
 /// Facts about the node a backup is made on.
@@ -202,7 +255,6 @@ pub fn write(
     let docs_t = rtx.open_table(DOCS)?;
     let changes_t = rtx.open_table(DOC_CHANGES)?;
     let envs_t = rtx.open_table(ENVELOPES)?;
-    let held_t = rtx.open_table(HELD)?;
     let genesis = rtx
         .open_table(META)?
         .get(meta::GENESIS)?
@@ -243,11 +295,8 @@ pub fn write(
             env_bytes += 4 + env.value().len() as u64;
         }
     }
-    let (mut held_records, mut held_bytes) = (0u64, 0u64);
-    for row in held_t.iter()? {
-        held_records += 1;
-        held_bytes += 4 + row?.1.value().len() as u64;
-    }
+    // Held envelopes are left out: nothing unverified travels in a backup.
+    let (held_records, held_bytes) = (0u64, 0u64);
     let header = BackupHeader {
         format: FORMAT,
         shop_id: source.shop_id,
@@ -298,9 +347,6 @@ pub fn write(
             put_record(&mut w, env.value())?;
         }
     }
-    for row in held_t.iter()? {
-        put_record(&mut w, row?.1.value())?;
-    }
     let digest = w.hasher.finalize_reset();
     let mut out = w.inner;
     out.write_all(TRAILER).map_err(io_err)?;
@@ -309,12 +355,58 @@ pub fn write(
     Ok(header)
 }
 
+/// Writes a backup of the store seen by `rtx`, encrypted to `to` (see [`crate::sealed`]) as a
+/// file of `kind` made at `created_at`. Fails before writing anything if the node has no shop
+/// or there is no recipient.
+#[allow(clippy::too_many_arguments)]
+pub fn write_sealed(
+    rtx: &ReadTransaction,
+    source: Source,
+    to: &[Recipient],
+    kind: Kind,
+    created_at: i64,
+    out: impl Write,
+    on_header: impl FnOnce(&BackupHeader),
+) -> Result<Written> {
+    let shop = source
+        .shop_id
+        .ok_or_else(|| Error::NoShop("this node has no shop to back up".into()))?;
+    let mut enc = sealed::Encryptor::new(kind, out, shop, created_at, to)?;
+    let header = write(rtx, source, &mut enc, on_header)?;
+    let (_, bytes) = enc.finish()?;
+    Ok(Written {
+        header,
+        bytes,
+        recipients: to.len(),
+    })
+}
+
+/// Creates (or truncates) a file only its owner may read: decrypted backups hold the vault.
+pub fn create_private(path: &Path) -> Result<std::fs::File> {
+    let mut opts = std::fs::OpenOptions::new();
+    opts.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
+    let f = opts
+        .open(path)
+        .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .map_err(|e| Error::Store(format!("cannot protect {}: {e}", path.display())))?;
+    }
+    Ok(f)
+}
+
 /// Reads a backup front to back, checking as it goes, and hands every record to `visit`
 /// (section index into [`SECTIONS`], bytes). Returns once the trailer's checksum matched.
 struct Scanner<R> {
     inner: R,
     hasher: Sha256,
     bytes: u64,
+    /// The input failed (not ended): an encrypted file's chunk did not authenticate.
+    read_failed: bool,
 }
 
 impl<R: Read> Scanner<R> {
@@ -331,7 +423,12 @@ impl<R: Read> Scanner<R> {
                 }
                 Ok(n) => got += n,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(invalid(format!("cannot read the backup file: {e}"))),
+                Err(e) => {
+                    self.read_failed = true;
+                    return Err(sealed::from_io(e, |e| {
+                        invalid(format!("cannot read the backup file: {e}"))
+                    }));
+                }
             }
         }
         self.bytes += buf.len() as u64;
@@ -365,10 +462,14 @@ fn scan(
         inner: io::BufReader::with_capacity(256 * 1024, input),
         hasher: Sha256::new(),
         bytes: 0,
+        read_failed: false,
     };
     let mut magic = [0u8; 16];
-    if s.exact(&mut magic, "the first bytes").is_err() || &magic != MAGIC {
-        return Err(invalid("this is not a tillmesh backup file"));
+    match s.exact(&mut magic, "the first bytes") {
+        Ok(()) if &magic == MAGIC => {}
+        // An encrypted file whose first chunk does not open: say so, not "not a backup".
+        Err(e) if s.read_failed => return Err(e),
+        _ => return Err(invalid("this is not a tillmesh backup file")),
     }
     s.hasher.update(magic);
     let mut format = [0u8; 4];
@@ -417,21 +518,71 @@ fn scan(
             hex::encode(digest)
         )));
     }
+    // Read to the very end: an encrypted file's last chunk and checksum are checked there.
     let mut extra = [0u8; 1];
-    if matches!(s.inner.read(&mut extra), Ok(n) if n > 0) {
-        return Err(corrupted("bytes follow the checksum"));
+    match s.inner.read(&mut extra) {
+        Ok(0) => {}
+        Ok(_) => return Err(corrupted("bytes follow the checksum")),
+        Err(e) => {
+            return Err(sealed::from_io(e, |e| {
+                invalid(format!("cannot read the backup file: {e}"))
+            }));
+        }
     }
     Ok((header, s.bytes, hex::encode(digest)))
 }
 
-/// Checks a backup file offline: its structure, every record, and the checksum over the whole
-/// content. A damaged or truncated file gives an [`Error::Invalid`] saying so.
-pub fn verify(path: &Path) -> Result<Verified> {
+/// A backup file opened for reading: plain, or encrypted and opened with a key.
+type FileReader = io::Chain<io::Cursor<Vec<u8>>, io::BufReader<std::fs::File>>;
+
+enum Opened {
+    Plain(FileReader),
+    Sealed(Box<sealed::Opened<FileReader>>),
+}
+
+/// Opens `path` and tells a plain backup from an encrypted one by its first bytes.
+fn open(path: &Path) -> Result<(FileReader, Option<Kind>)> {
     let file = std::fs::File::open(path)
         .map_err(|e| invalid(format!("cannot open {}: {e}", path.display())))?;
+    let mut r = io::BufReader::with_capacity(256 * 1024, file);
+    let mut peek = Vec::with_capacity(sealed::MAGIC_LEN);
+    (&mut r)
+        .take(sealed::MAGIC_LEN as u64)
+        .read_to_end(&mut peek)
+        .map_err(|e| invalid(format!("cannot read {}: {e}", path.display())))?;
+    let kind = Kind::from_magic(&peek);
+    Ok((io::Cursor::new(peek).chain(r), kind))
+}
+
+/// Whether `path` is an encrypted file (and of which kind), by its first bytes.
+pub fn sealed_kind(path: &Path) -> Result<Option<Kind>> {
+    Ok(open(path)?.1)
+}
+
+/// Opens `path` for reading its backup: an encrypted file needs `unlock`.
+fn open_with(path: &Path, unlock: Option<&Unlock>) -> Result<Opened> {
+    let (r, kind) = open(path)?;
+    let Some(kind) = kind else {
+        return Ok(Opened::Plain(r));
+    };
+    let unlock = unlock.ok_or_else(|| {
+        Error::Unauthorized(format!(
+            "this {} is encrypted for the shop's owners and recovery key: give the recovery key \
+             or an owner's password to open it",
+            kind.noun()
+        ))
+    })?;
+    Ok(Opened::Sealed(Box::new(sealed::open(
+        r,
+        unlock,
+        Kind::Backup,
+    )?)))
+}
+
+fn verify_records(input: impl Read) -> Result<Verified> {
     let mut documents = Vec::new();
     let mut n = 0u64;
-    let (header, bytes, sha256) = scan(file, |_, section, rec| {
+    let (header, bytes, sha256) = scan(input, |_, section, rec| {
         n += 1;
         match section {
             0 => documents.push(
@@ -450,7 +601,52 @@ pub fn verify(path: &Path) -> Result<Verified> {
         documents,
         bytes,
         sha256,
+        sealed: None,
     })
+}
+
+/// [`verify`], and the key that opened an encrypted file (so a second pass needs no argon2id).
+fn verify_opened(
+    path: &Path,
+    unlock: Option<&Unlock>,
+) -> Result<(Verified, Option<ed25519_dalek::SigningKey>)> {
+    match open_with(path, unlock)? {
+        Opened::Plain(r) => Ok((verify_records(r)?, None)),
+        Opened::Sealed(mut o) => {
+            let mut v = verify_records(&mut o.reader)?;
+            if v.header.shop_id != Some(o.header.shop_id) {
+                return Err(corrupted(
+                    "the backup inside is of another shop than its envelope",
+                ));
+            }
+            v.sealed = Some(SealedInfo {
+                header: o.header,
+                opened_by: o.opened_by,
+                bytes: o.reader.bytes_read(),
+            });
+            Ok((v, Some(o.key)))
+        }
+    }
+}
+
+/// Checks a backup file offline: its structure, every record, and the checksum over the whole
+/// content; an encrypted file is opened with `unlock` (the recovery key or an owner's
+/// password) and every chunk authenticated. A damaged or truncated file gives an
+/// [`Error::Invalid`] saying so; an encrypted file without a key, or with a key that is not a
+/// recipient, an [`Error::Unauthorized`].
+pub fn verify(path: &Path, unlock: Option<&Unlock>) -> Result<Verified> {
+    Ok(verify_opened(path, unlock)?.0)
+}
+
+/// Checks a backup file without a key: a plain file completely; an encrypted one as far as
+/// that is possible — its header, the layout of its chunks and its checksum (so a cut or a
+/// flipped byte shows), not that its content is what the shop wrote (only a key tells).
+pub fn inspect(path: &Path) -> Result<Inspection> {
+    let (r, kind) = open(path)?;
+    match kind {
+        None => Ok(Inspection::Plain(verify_records(r)?)),
+        Some(_) => Ok(Inspection::Sealed(sealed::check(r, Kind::Backup)?)),
+    }
 }
 
 /// How far a restore is.
@@ -477,22 +673,28 @@ pub struct RestoreReport {
     pub shop_id: Option<uuid::Uuid>,
     /// Its name.
     pub shop_name: Option<String>,
+    /// Whose key opened the encrypted file; `None`: it was a plain (unencrypted, old) backup.
+    pub opened_by: Option<RecipientKind>,
 }
 
-/// Rebuilds a data dir from a backup file. `data_dir` must not exist or be empty; the file is
+/// Rebuilds a data dir from a backup file; an encrypted one is opened with `unlock` (the
+/// recovery key or an owner's password). `data_dir` must not exist or be empty; the file is
 /// verified in full before anything is created, and on any failure what was created is removed.
 /// The restored device has a new key and is not a member of the shop yet (see the module docs).
 pub async fn restore(
     file: &Path,
+    unlock: Option<&Unlock>,
     data_dir: &Path,
     mut progress: impl FnMut(Progress) + Send,
 ) -> Result<RestoreReport> {
-    let verified = {
+    let (verified, key) = {
         let file = file.to_path_buf();
-        tokio::task::spawn_blocking(move || verify(&file))
+        let unlock = unlock.cloned();
+        tokio::task::spawn_blocking(move || verify_opened(&file, unlock.as_ref()))
             .await
             .map_err(|e| Error::Internal(format!("verify task failed: {e}")))??
     };
+    let unlock = key.map(Unlock::Key);
     let existed = data_dir.exists();
     if existed {
         let mut entries = std::fs::read_dir(data_dir).map_err(|e| {
@@ -511,7 +713,7 @@ pub async fn restore(
             ));
         }
     }
-    let outcome = restore_verified(file, data_dir, &verified, &mut progress).await;
+    let outcome = restore_verified(file, unlock, data_dir, &verified, &mut progress).await;
     if outcome.is_err() {
         // Leave the data dir as it was: absent, or empty.
         if existed {
@@ -534,6 +736,7 @@ pub async fn restore(
 
 async fn restore_verified(
     file: &Path,
+    unlock: Option<Unlock>,
     data_dir: &Path,
     verified: &Verified,
     progress: &mut (impl FnMut(Progress) + Send),
@@ -544,7 +747,15 @@ async fn restore_verified(
         .ok_or_else(|| corrupted("the genesis in the header is not a hash"))?;
     let node = crate::Node::builder().data_dir(data_dir).start().await?;
     let h = node.handle();
-    let result = import(&h, file, automerge::ChangeHash(genesis), verified, progress).await;
+    let result = import(
+        &h,
+        file,
+        unlock,
+        automerge::ChangeHash(genesis),
+        verified,
+        progress,
+    )
+    .await;
     drop(h);
     node.shutdown().await;
     result
@@ -553,20 +764,24 @@ async fn restore_verified(
 async fn import(
     h: &crate::NodeHandle,
     file: &Path,
+    unlock: Option<Unlock>,
     genesis: automerge::ChangeHash,
     verified: &Verified,
     progress: &mut (impl FnMut(Progress) + Send),
 ) -> Result<RestoreReport> {
     h.import_envelopes(Some(genesis), Vec::new()).await?;
     let total = verified.header.records(SECTIONS[1]) + verified.header.records(SECTIONS[2]);
-    // The file is read again (and its checksum checked again) on a blocking thread that hands
-    // batches to the writer; nothing is kept in memory but a few batches.
+    // The file is read again (and its checksum and chunks checked again) on a blocking thread
+    // that hands batches to the writer; nothing is kept in memory but a few batches, and no
+    // plaintext of an encrypted file is written anywhere but into the store.
     let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<Envelope>>(4);
     let reader = {
         let file = file.to_path_buf();
         tokio::task::spawn_blocking(move || -> Result<()> {
-            let input = std::fs::File::open(&file)
-                .map_err(|e| invalid(format!("cannot open {}: {e}", file.display())))?;
+            let input: Box<dyn Read> = match open_with(&file, unlock.as_ref())? {
+                Opened::Plain(r) => Box::new(r),
+                Opened::Sealed(o) => Box::new(o.reader),
+            };
             let mut batch = Vec::with_capacity(RESTORE_BATCH);
             scan(input, |_, section, rec| {
                 if section == 0 {
@@ -640,5 +855,32 @@ async fn import(
     report.device_id = h.device_id().to_string();
     report.shop_id = status.shop_id;
     report.shop_name = status.shop_name;
+    report.opened_by = verified.sealed.as_ref().map(|s| s.opened_by);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 128, ..ProptestConfig::default() })]
+
+        /// Random bytes, also behind the magic and a format number: an error, never a panic
+        /// (nor an allocation beyond the record limits).
+        #[test]
+        fn random_plain_files_are_refused(bytes in proptest::collection::vec(any::<u8>(), 0..2048),
+                                          prefix in 0usize..3) {
+            let mut input = Vec::new();
+            if prefix >= 1 {
+                input.extend_from_slice(MAGIC);
+            }
+            if prefix >= 2 {
+                input.extend_from_slice(&FORMAT.to_le_bytes());
+            }
+            input.extend_from_slice(&bytes);
+            prop_assert!(verify_records(input.as_slice()).is_err());
+        }
+    }
 }

@@ -164,11 +164,14 @@
 //!   `api::relay_router`), where the login names the shop, a session is dispatched to that
 //!   shop's router only, and an owner's changes are made on the replica with their person key
 //!   and forwarded to the shop's devices like what the relay applies.
-//! - [`backup`]: one self-checking backup file from one read transaction (`GET
-//!   /api/v1/backup`, `tillmesh backup`), `verify`, and `restore` into a new data dir through
+//! - [`backup`]: one self-checking backup file from one read transaction, encrypted to the
+//!   owners and the recovery key (`GET /api/v1/backup`, `tillmesh backup`), `verify`, and
+//!   `restore` (with the recovery key or an owner's password) into a new data dir through
 //!   the same verify-and-apply path, as a new device that rejoins with an invite.
-//! - [`snapshot`]: the relay's scheduled snapshots — a backup of a shop's replica encrypted to
-//!   its owners' keys and recovery key (X25519 + XChaCha20-Poly1305 in chunks), taken only
+//! - [`sealed`]: the one encryption format of backups and snapshots — a backup file encrypted to
+//!   the shop's owners' keys and recovery key (X25519 + XChaCha20-Poly1305 in chunks), opened
+//!   with the recovery key or an owner's password; a manager's key never opens one.
+//! - [`snapshot`]: the relay's scheduled snapshots — a sealed backup of a shop's replica, taken only
 //!   when the shop changed, to a directory or S3 (`object_store`), with hourly/daily
 //!   retention; `tillmesh snapshot list/decrypt` turn one back into a backup file.
 //! - [`metrics`]: the node's counters and histograms (commits, changes applied and rejected,
@@ -190,6 +193,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod relay;
+pub mod sealed;
 pub mod snapshot;
 pub mod store;
 pub mod sync;

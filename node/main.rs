@@ -175,8 +175,8 @@ enum Command {
     /// The audit trail: export it from the running node, or verify an export offline.
     #[command(subcommand)]
     Audit(AuditCommand),
-    /// Back up the running node into one file (owner or manager login); `backup verify FILE`
-    /// checks a backup file offline.
+    /// Back up the running node into one file (owner or manager login), encrypted to the
+    /// shop's owners and recovery key; `backup verify FILE` checks a backup file offline.
     #[command(args_conflicts_with_subcommands = true)]
     Backup {
         #[command(subcommand)]
@@ -187,11 +187,15 @@ enum Command {
         #[command(flatten)]
         api: ApiArgs,
     },
-    /// Rebuild a data dir from a backup file (node stopped; the data dir new or empty). The
-    /// device gets a new key and must be admitted again: pass `--invite`, or run `join` later.
+    /// Rebuild a data dir from a backup file (node stopped; the data dir new or empty). An
+    /// encrypted backup opens with the recovery key or an owner's password (asked for on a
+    /// terminal). The device gets a new key and must be admitted again: pass `--invite`, or run
+    /// `join` later.
     Restore {
         /// The backup file.
         file: PathBuf,
+        #[command(flatten)]
+        unlock: UnlockArgs,
         #[arg(long, env = "TILLMESH_DATA_DIR")]
         data_dir: Option<PathBuf>,
         /// An invite from a device of the shop (owner or manager): rejoin right after restoring.
@@ -316,17 +320,60 @@ enum SnapshotCommand {
         /// The backup file to write (must not exist yet).
         #[arg(long)]
         out: PathBuf,
-        /// File holding the recovery key as `init` printed it.
-        #[arg(long, conflicts_with = "password_file")]
-        recovery_key_file: Option<PathBuf>,
-        /// The recovery key itself (prefer a file or the environment to the command line).
-        #[arg(long, env = "TILLMESH_RECOVERY_KEY", hide_env_values = true)]
-        recovery_key: Option<String>,
-        /// File holding an owner's password (opens that owner's key carried in the snapshot).
-        #[arg(long)]
-        password_file: Option<PathBuf>,
+        #[command(flatten)]
+        unlock: UnlockArgs,
     },
 }
+
+/// How to open an encrypted backup or snapshot: the shop's recovery key or an owner's
+/// password (a manager's opens nothing).
+#[derive(Args, Clone, Default)]
+struct UnlockArgs {
+    /// File holding the recovery key as `init` printed it.
+    #[arg(long, conflicts_with = "password_file")]
+    recovery_key_file: Option<PathBuf>,
+    /// The recovery key itself (prefer a file or the environment to the command line).
+    #[arg(long, env = "TILLMESH_RECOVERY_KEY", hide_env_values = true)]
+    recovery_key: Option<String>,
+    /// File holding an owner's password (opens that owner's key carried in the file).
+    #[arg(long)]
+    password_file: Option<PathBuf>,
+}
+
+impl UnlockArgs {
+    /// The key given, if any; with none and `ask` on a terminal, asks for an owner's password.
+    fn unlock(self, ask: bool) -> anyhow::Result<Option<tillmesh::sealed::Unlock>> {
+        use tillmesh::sealed::Unlock;
+        let read = |p: &PathBuf| {
+            std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))
+                .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
+        };
+        Ok(
+            match (
+                self.recovery_key_file,
+                self.password_file,
+                self.recovery_key,
+            ) {
+                (Some(f), _, _) => Some(Unlock::Key(tillmesh::identity::parse_recovery_key(
+                    &read(&f)?,
+                )?)),
+                (None, Some(f), _) => Some(Unlock::Password(read(&f)?)),
+                (None, None, Some(k)) => {
+                    Some(Unlock::Key(tillmesh::identity::parse_recovery_key(&k)?))
+                }
+                (None, None, None) if ask && std::io::stdin().is_terminal() => Some(
+                    Unlock::Password(rpassword::prompt_password("An owner's password: ")?),
+                ),
+                (None, None, None) => None,
+            },
+        )
+    }
+}
+
+/// What to say when an encrypted file came without a key.
+const NEEDS_KEY: &str = "it is encrypted for the shop's owners and recovery key: pass \
+     --recovery-key-file F (or TILLMESH_RECOVERY_KEY) or --password-file F with an owner's password";
 
 #[derive(Subcommand)]
 enum RelayAction {
@@ -361,10 +408,14 @@ enum AuditCommand {
 
 #[derive(Subcommand)]
 enum BackupAction {
-    /// Check a backup file offline: structure, every record and the checksum.
+    /// Check a backup file offline: structure, every record and the checksum. An encrypted
+    /// backup is opened with the recovery key or an owner's password; without one only its
+    /// layout and checksum are checked (a cut or a flipped byte shows), not its content.
     Verify {
         /// The backup file.
         file: PathBuf,
+        #[command(flatten)]
+        unlock: UnlockArgs,
     },
 }
 
@@ -542,14 +593,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             anyhow::Ok(())
         }),
         Some(Command::Backup {
-            action: Some(BackupAction::Verify { file }),
+            action: Some(BackupAction::Verify { file, unlock }),
             ..
-        }) => {
-            let v = tillmesh::backup::verify(&file)
-                .with_context(|| format!("{} is not a usable backup", file.display()))?;
-            print_backup_summary(&file, &v);
-            Ok(())
-        }
+        }) => backup_verify(&file, unlock),
         Some(Command::Backup {
             action: None,
             out,
@@ -560,6 +606,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
         }
         Some(Command::Restore {
             file,
+            unlock,
             data_dir,
             invite,
             mdns,
@@ -568,7 +615,14 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             let mut cfg = cfg;
             mdns.apply(&mut cfg);
             let mdns = cfg.mdns.then_some(cfg.mdns_interfaces);
-            rt.block_on(restore_from_file(&file, &dir, invite, mdns))
+            let sealed = tillmesh::backup::sealed_kind(&file)
+                .with_context(|| format!("cannot restore {}", file.display()))?
+                .is_some();
+            let unlock = unlock.unlock(sealed)?;
+            if sealed && unlock.is_none() {
+                bail!("cannot restore {}: {NEEDS_KEY}", file.display());
+            }
+            rt.block_on(restore_from_file(&file, unlock, &dir, invite, mdns))
         }
         Some(Command::Relay {
             action: Some(RelayAction::Enroll { data_dir, invite }),
@@ -706,18 +760,10 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             file,
             url,
             out,
-            recovery_key_file,
-            recovery_key,
-            password_file,
+            unlock,
         })) => {
             let Some(url) = url else {
-                return snapshot_decrypt(
-                    &file,
-                    &out,
-                    recovery_key_file,
-                    recovery_key,
-                    password_file,
-                );
+                return snapshot_decrypt(&file, &out, unlock);
             };
             // Fetched next to OUT, decrypted, and removed whatever happens.
             let local = PathBuf::from(format!("{}.tmsnap", out.display()));
@@ -732,8 +778,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                     anyhow::Error::new(e).context(format!("cannot fetch {name} from {url}"))
                 );
             }
-            let result =
-                snapshot_decrypt(&local, &out, recovery_key_file, recovery_key, password_file);
+            let result = snapshot_decrypt(&local, &out, unlock);
             let _ = std::fs::remove_file(&local);
             result
         }
@@ -759,23 +804,12 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
 fn snapshot_decrypt(
     file: &std::path::Path,
     out: &std::path::Path,
-    recovery_key_file: Option<PathBuf>,
-    recovery_key: Option<String>,
-    password_file: Option<PathBuf>,
+    unlock: UnlockArgs,
 ) -> anyhow::Result<()> {
-    use tillmesh::snapshot::Unlock;
-    let read = |p: &PathBuf| {
-        std::fs::read_to_string(p)
-            .with_context(|| format!("cannot read {}", p.display()))
-            .map(|s| s.trim_end_matches(['\n', '\r']).to_string())
-    };
-    let unlock = match (recovery_key_file, password_file, recovery_key) {
-        (Some(f), _, _) => Unlock::Key(tillmesh::identity::parse_recovery_key(&read(&f)?)?),
-        (None, Some(f), _) => Unlock::Password(read(&f)?),
-        (None, None, Some(k)) => Unlock::Key(tillmesh::identity::parse_recovery_key(&k)?),
-        (None, None, None) => bail!(
+    let Some(unlock) = unlock.unlock(true)? else {
+        bail!(
             "say how to open the snapshot: --recovery-key-file F (or TILLMESH_RECOVERY_KEY) or --password-file F"
-        ),
+        );
     };
     let started = std::time::Instant::now();
     let d = tillmesh::snapshot::decrypt_file(file, &unlock, out)
@@ -784,7 +818,7 @@ fn snapshot_decrypt(
         .map(|t| t.to_rfc3339())
         .unwrap_or_default();
     println!(
-        "decrypted the snapshot of shop {} taken {when} ({} recipients)",
+        "decrypted the encrypted file of shop {} made {when} ({} recipients)",
         d.header.shop_id,
         d.header.recipients.len()
     );
@@ -839,8 +873,9 @@ fn audit_verify(file: &std::path::Path) -> anyhow::Result<()> {
     )
 }
 
-/// `tillmesh backup --out FILE`: streams `GET /api/v1/backup` into `FILE.partial`, verifies
-/// it, and only then names it `FILE`.
+/// `tillmesh backup --out FILE`: streams `GET /api/v1/backup` (encrypted by the node to the
+/// shop's owners and recovery key) into `FILE.partial`, checks it as far as that is possible
+/// without a key (layout and checksum), and only then names it `FILE`.
 async fn backup_to_file(cfg: &Config, api: ApiArgs, out: &std::path::Path) -> anyhow::Result<()> {
     use std::io::Write;
     if out.exists() {
@@ -851,8 +886,7 @@ async fn backup_to_file(cfg: &Config, api: ApiArgs, out: &std::path::Path) -> an
     let partial = PathBuf::from(format!("{}.partial", out.display()));
     let result = async {
         let mut resp = client.get("/api/v1/backup").await?;
-        let mut f = std::fs::File::create(&partial)
-            .with_context(|| format!("cannot create {}", partial.display()))?;
+        let mut f = tillmesh::backup::create_private(&partial)?;
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -862,7 +896,7 @@ async fn backup_to_file(cfg: &Config, api: ApiArgs, out: &std::path::Path) -> an
                 .with_context(|| format!("cannot write {}", partial.display()))?;
         }
         f.sync_all()?;
-        let v = tillmesh::backup::verify(&partial)
+        let v = tillmesh::backup::inspect(&partial)
             .context("the backup the node sent does not verify")?;
         std::fs::rename(&partial, out)
             .with_context(|| format!("cannot rename {} to {}", partial.display(), out.display()))?;
@@ -876,9 +910,61 @@ async fn backup_to_file(cfg: &Config, api: ApiArgs, out: &std::path::Path) -> an
             return Err(e);
         }
     };
-    print_backup_summary(out, &v);
+    print_inspection(out, &v);
     println!("took {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
+}
+
+/// `tillmesh backup verify FILE [--recovery-key-file F | --password-file F]`.
+fn backup_verify(file: &std::path::Path, unlock: UnlockArgs) -> anyhow::Result<()> {
+    match unlock.unlock(false)? {
+        Some(unlock) => {
+            let v = tillmesh::backup::verify(file, Some(&unlock))
+                .with_context(|| format!("{} is not a usable backup", file.display()))?;
+            print_backup_summary(file, &v);
+        }
+        None => {
+            let v = tillmesh::backup::inspect(file)
+                .with_context(|| format!("{} is not a usable backup", file.display()))?;
+            print_inspection(file, &v);
+        }
+    }
+    Ok(())
+}
+
+/// What a check without a key found.
+fn print_inspection(file: &std::path::Path, v: &tillmesh::backup::Inspection) {
+    use tillmesh::backup::Inspection;
+    match v {
+        Inspection::Plain(v) => print_backup_summary(file, v),
+        Inspection::Sealed(i) => {
+            let when = chrono::DateTime::from_timestamp_millis(i.header.created_at)
+                .map(|t| t.to_rfc3339())
+                .unwrap_or_default();
+            println!(
+                "{}: OK — encrypted {} of shop {} made {when}, for {}",
+                file.display(),
+                i.kind.noun(),
+                i.header.shop_id,
+                i.header.recipient_list()
+            );
+            println!(
+                "  {} bytes in {} chunks; {}",
+                i.bytes,
+                i.chunks,
+                if i.checksummed {
+                    "layout and checksum intact"
+                } else {
+                    "layout intact (this older format has no checksum)"
+                }
+            );
+            println!(
+                "  its content was not checked: that needs the recovery key or an owner's password \
+                 (tillmesh backup verify {} --recovery-key-file F | --password-file F)",
+                file.display()
+            );
+        }
+    }
 }
 
 fn print_backup_summary(file: &std::path::Path, v: &tillmesh::backup::Verified) {
@@ -902,6 +988,27 @@ fn print_backup_summary(file: &std::path::Path, v: &tillmesh::backup::Verified) 
         v.bytes,
         v.sha256
     );
+    match &v.sealed {
+        Some(s) => println!(
+            "  encrypted ({} bytes) for {}; opened with {}",
+            s.bytes,
+            s.header.recipient_list(),
+            opened_by(s.opened_by)
+        ),
+        None => println!("  {UNENCRYPTED}"),
+    }
+}
+
+/// Said of a plain backup file.
+const UNENCRYPTED: &str = "this backup file is NOT encrypted (written before tillmesh encrypted \
+     backups, or decrypted): it holds the owners' sealed keys, the shop secret and staff PIN \
+     hashes in the clear — keep it as safe as the recovery key, or delete it";
+
+fn opened_by(kind: tillmesh::sealed::RecipientKind) -> &'static str {
+    match kind {
+        tillmesh::sealed::RecipientKind::Owner => "an owner's key",
+        tillmesh::sealed::RecipientKind::Recovery => "the recovery key",
+    }
 }
 
 /// Draws restore progress: a bar on a terminal, a line every 10 % otherwise.
@@ -934,6 +1041,7 @@ fn restore_progress() -> impl FnMut(tillmesh::backup::Progress) + Send {
 /// `tillmesh restore FILE --data-dir D [--invite I]`.
 async fn restore_from_file(
     file: &std::path::Path,
+    unlock: Option<tillmesh::sealed::Unlock>,
     dir: &std::path::Path,
     invite: Option<String>,
     mdns: Option<Vec<String>>,
@@ -942,7 +1050,7 @@ async fn restore_from_file(
         tillmesh::docs::admission::Ticket::parse(i)?;
     }
     let started = std::time::Instant::now();
-    let r = tillmesh::backup::restore(file, dir, restore_progress())
+    let r = tillmesh::backup::restore(file, unlock.as_ref(), dir, restore_progress())
         .await
         .with_context(|| format!("cannot restore {}", file.display()))?;
     println!(
@@ -954,6 +1062,10 @@ async fn restore_from_file(
         r.held,
         started.elapsed().as_secs_f64()
     );
+    match r.opened_by {
+        Some(k) => println!("The backup was encrypted; {} opened it.", opened_by(k)),
+        None => println!("Note: {UNENCRYPTED}."),
+    }
     println!("This device has a new key (device {}).", r.device_id);
     match invite {
         Some(invite) => {

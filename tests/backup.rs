@@ -1,11 +1,20 @@
-//! Backup and restore (issue 6).
+//! Backup and restore (issue 6), and backups as the owners' secrets (issue 14).
 //!
 //! - `backup_wipe_restore_gives_back_the_same_shop` (processes of the built binary): a shop
 //!   sells, voids and returns; `tillmesh backup --out` through the running node, `backup
-//!   verify`; a corrupted and a truncated copy are refused by `verify` and `restore` with a
-//!   clear error and no data dir is written; the node stops, its data dir is wiped, `tillmesh
-//!   restore` rebuilds it (progress lines, a new device key): the same documents at the same
-//!   heads, the same stock, sales and daily totals.
+//!   verify` without a key (layout and checksum only, and it says so) and with the owner's
+//!   password; a corrupted and a truncated copy, a wrong password, no key at all, and the
+//!   manager's password are refused by `verify` and `restore` with a clear error and no data dir
+//!   is written; the node stops, its data dir is wiped, `tillmesh restore --password-file`
+//!   (owner) and `restore` with `TILLMESH_RECOVERY_KEY` rebuild it (progress lines, a new device
+//!   key): the same documents at the same heads, the same stock, sales and daily totals. A plain
+//!   backup (the old format, here made by `snapshot decrypt`) still restores and is called
+//!   unencrypted.
+//! - `a_managers_backup_is_sealed_to_the_owners_and_the_recovery_key` (a node serving real
+//!   HTTP): a manager's `GET /api/v1/backup` holds none of the shop secret, a staff PIN hash, the
+//!   manager's sealed key, a SKU or the shop's name in the clear; neither the manager's password
+//!   nor the manager's person key opens it; the owner's password and the recovery key do, and
+//!   the restored store holds exactly those secrets.
 //! - `a_restored_till_rejoins_without_duplicating_a_sale` (processes): two tills; till 2 is
 //!   backed up, sells on, is lost; `restore --invite` brings it back as a new device that
 //!   catches up with till 1, sells under a new receipt prefix, and nothing is doubled.
@@ -21,6 +30,37 @@ use std::path::Path;
 
 use procs::*;
 use serde_json::Value;
+use tillmesh::sealed::{RecipientKind, Unlock};
+
+const MANAGER_PASSWORD: &str = "manager's own password";
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The recovery key `init` printed into `dir/init.out`.
+fn recovery_key_of(dir: &Path) -> String {
+    let init_out = std::fs::read_to_string(dir.join("init.out")).unwrap();
+    init_out
+        .lines()
+        .skip_while(|l| !l.starts_with("RECOVERY KEY"))
+        .nth(1)
+        .expect("init prints the recovery key")
+        .trim()
+        .to_string()
+}
+
+/// `tillmesh restore FILE --data-dir TARGET EXTRA…`.
+fn restore_cmd(home: &Path, name: &str, file: &Path, target: &Path, extra: &[&str]) -> Output {
+    let mut args = vec![
+        "restore",
+        file.to_str().unwrap(),
+        "--data-dir",
+        target.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    tillmesh_cmd(home, name, &args)
+}
 
 /// Document id → sorted heads, as `GET /api/v1/documents` lists them.
 async fn documents(api: &Api) -> BTreeMap<String, Vec<String>> {
@@ -123,19 +163,75 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
     };
     assert_eq!(staff.get("/api/v1/backup").await.0, 403);
 
-    // A backup through the running node, verified offline.
+    // The keys that open a backup: the owner's password (the file `init` read) and the
+    // recovery key; and one that must not: a manager's password.
+    let owner_pw = home.join("owner.password");
+    let recovery = recovery_key_of(home);
+    let recovery_file = home.join("recovery.txt");
+    std::fs::write(&recovery_file, format!("{recovery}\n")).unwrap();
+    let (status, p) = owner
+        .post(
+            "/api/v1/people",
+            serde_json::json!({"name": "Mia", "username": "mia", "role": "manager",
+                               "password": MANAGER_PASSWORD}),
+        )
+        .await;
+    assert_eq!(status, 201, "{p}");
+    let manager_pw = home.join("manager.password");
+    std::fs::write(&manager_pw, MANAGER_PASSWORD).unwrap();
+    let manager = api.login("mia", MANAGER_PASSWORD).await;
+
+    // A backup through the running node, checked without a key (it says what it did not check)
+    // and with the owner's password.
     let file = home.join("shop.backup");
     let o = backup_cmd(home, "backup", &owner, &file);
     o.assert_ok("backup");
-    assert!(o.stdout.contains("OK"), "{}", o.stdout);
+    assert!(o.stdout.contains("OK — encrypted backup"), "{}", o.stdout);
     assert!(!home.join("shop.backup.partial").exists());
+    assert!(
+        std::fs::read(&file)
+            .unwrap()
+            .starts_with(b"tillmesh-seal\n")
+    );
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        let mode = std::fs::metadata(&file).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600, "a backup file is its owner's only");
+    }
+    let o = tillmesh_cmd(
+        home,
+        "verify-nokey",
+        &["backup", "verify", file.to_str().unwrap()],
+    );
+    o.assert_ok("verify without a key");
+    assert!(
+        o.stdout.contains("layout and checksum intact")
+            && o.stdout.contains("content was not checked")
+            && o.stdout.contains("owner ")
+            && o.stdout.contains("recovery "),
+        "{}",
+        o.stdout
+    );
+    assert!(!o.stdout.contains("Backup Shop"), "{}", o.stdout);
     let o = tillmesh_cmd(
         home,
         "verify",
-        &["backup", "verify", file.to_str().unwrap()],
+        &[
+            "backup",
+            "verify",
+            file.to_str().unwrap(),
+            "--password-file",
+            owner_pw.to_str().unwrap(),
+        ],
     );
     o.assert_ok("verify");
     assert!(o.stdout.contains("Backup Shop"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("opened with an owner's key"),
+        "{}",
+        o.stdout
+    );
     // A second backup to the same name is refused, the first file untouched.
     let before = std::fs::read(&file).unwrap();
     let o = backup_cmd(home, "backup-again", &owner, &file);
@@ -146,7 +242,40 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
     let numbers_before = projections(&owner).await;
     assert_eq!(numbers_before.1.as_array().unwrap().len(), 10);
 
-    // Damaged copies are refused by verify and by restore, and restore writes nothing.
+    // A manager may make a backup, and cannot open it: nor can anyone without a key.
+    let by_manager = home.join("manager.backup");
+    backup_cmd(home, "backup-manager", &manager, &by_manager).assert_ok("a manager's backup");
+    for (name, file, extra) in [
+        (
+            "manager-pw",
+            &by_manager,
+            vec!["--password-file", manager_pw.to_str().unwrap()],
+        ),
+        (
+            "manager-pw-own",
+            &file,
+            vec!["--password-file", manager_pw.to_str().unwrap()],
+        ),
+    ] {
+        let o = tillmesh_cmd(
+            home,
+            &format!("verify-{name}"),
+            &[
+                &["backup", "verify", file.to_str().unwrap()][..],
+                &extra[..],
+            ]
+            .concat(),
+        );
+        assert!(
+            !o.status.success(),
+            "a manager's password opened {}",
+            file.display()
+        );
+        assert!(o.stderr.contains("opens none"), "{}", o.stderr);
+    }
+
+    // Damaged copies, a wrong password, no key at all: refused by verify and by restore, and
+    // restore writes nothing.
     let bytes = std::fs::read(&file).unwrap();
     let mut flipped = bytes.clone();
     let mid = flipped.len() / 2;
@@ -155,34 +284,44 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
     std::fs::write(&corrupt, &flipped).unwrap();
     let truncated = home.join("truncated.backup");
     std::fs::write(&truncated, &bytes[..bytes.len() * 2 / 3]).unwrap();
-    for (bad, word) in [(&corrupt, "corrupted"), (&truncated, "truncated")] {
+    let wrong_pw = home.join("wrong.password");
+    std::fs::write(&wrong_pw, "not the owner's password").unwrap();
+    let owner_flags = ["--password-file", owner_pw.to_str().unwrap()];
+    let wrong_flags = ["--password-file", wrong_pw.to_str().unwrap()];
+    for (bad, flags, word) in [
+        (&corrupt, &owner_flags[..], "corrupted or truncated"),
+        (&truncated, &owner_flags[..], "corrupted or truncated"),
+        (&corrupt, &[][..], "corrupted or truncated"),
+        (&truncated, &[][..], "corrupted or truncated"),
+        (&file, &wrong_flags[..], "opens none"),
+        (
+            &file,
+            &["--password-file", manager_pw.to_str().unwrap()][..],
+            "opens none",
+        ),
+    ] {
         let o = tillmesh_cmd(
             home,
             "verify-bad",
-            &["backup", "verify", bad.to_str().unwrap()],
+            &[&["backup", "verify", bad.to_str().unwrap()][..], flags].concat(),
         );
-        assert!(!o.status.success(), "{} verified", bad.display());
+        assert!(
+            !o.status.success(),
+            "{} verified with {flags:?}",
+            bad.display()
+        );
         assert!(
             o.stderr.contains(word),
-            "verify {}: {}",
+            "verify {} {flags:?}: {}",
             bad.display(),
             o.stderr
         );
         let target = home.join("never");
-        let o = tillmesh_cmd(
-            home,
-            "restore-bad",
-            &[
-                "restore",
-                bad.to_str().unwrap(),
-                "--data-dir",
-                target.to_str().unwrap(),
-            ],
-        );
+        let o = restore_cmd(home, "restore-bad", bad, &target, flags);
         assert!(!o.status.success(), "{} restored", bad.display());
         assert!(
-            o.stderr.contains(word),
-            "restore {}: {}",
+            o.stderr.contains(word) || (flags.is_empty() && o.stderr.contains("encrypted")),
+            "restore {} {flags:?}: {}",
             bad.display(),
             o.stderr
         );
@@ -192,50 +331,38 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
             target.display()
         );
     }
+    let target = home.join("never");
+    let o = restore_cmd(home, "restore-nokey", &file, &target, &[]);
+    assert!(!o.status.success());
+    assert!(
+        o.stderr
+            .contains("encrypted for the shop's owners and recovery key"),
+        "{}",
+        o.stderr
+    );
+    assert!(!target.exists());
     // An empty dir stays empty; a non-empty one is refused and left alone.
     let empty = home.join("empty");
     std::fs::create_dir(&empty).unwrap();
-    let o = tillmesh_cmd(
-        home,
-        "restore-bad-empty",
-        &[
-            "restore",
-            corrupt.to_str().unwrap(),
-            "--data-dir",
-            empty.to_str().unwrap(),
-        ],
-    );
+    let o = restore_cmd(home, "restore-bad-empty", &corrupt, &empty, &owner_flags);
     assert!(!o.status.success());
     assert_eq!(std::fs::read_dir(&empty).unwrap().count(), 0);
-    let o = tillmesh_cmd(
-        home,
-        "restore-into-live",
-        &[
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let o = restore_cmd(home, "restore-into-live", &file, &data, &owner_flags);
     assert!(!o.status.success());
     assert!(o.stderr.contains("not empty"), "{}", o.stderr);
 
-    // The device is lost: stop, wipe, restore.
+    // The device is lost: stop, wipe, restore with the owner's password.
     let old_device = owner.ok("/api/v1/status").await["device"]["id"].clone();
     node.stop();
     std::fs::remove_dir_all(&data).unwrap();
-    let o = tillmesh_cmd(
-        home,
-        "restore",
-        &[
-            "restore",
-            file.to_str().unwrap(),
-            "--data-dir",
-            data.to_str().unwrap(),
-        ],
-    );
+    let o = restore_cmd(home, "restore", &file, &data, &owner_flags);
     o.assert_ok("restore");
     assert!(o.stdout.contains("Restored shop"), "{}", o.stdout);
+    assert!(
+        o.stdout.contains("an owner's key opened it"),
+        "{}",
+        o.stdout
+    );
     assert!(
         o.stdout.contains("tillmesh join"),
         "says how to rejoin: {}",
@@ -246,24 +373,85 @@ async fn backup_wipe_restore_gives_back_the_same_shop() {
         "progress lines: {}",
         o.stderr
     );
-
-    let (node, addr) = run_with(&data, &home.join("run2.log"), &LOOPBACK_NO_MDNS);
-    let api = Api::new(addr);
-    api.wait_healthy(&node).await;
-    let owner = api.login(OWNER, OWNER_PASSWORD).await;
-    assert_eq!(documents(&owner).await, docs_before, "documents and heads");
-    assert_eq!(
-        projections(&owner).await,
-        numbers_before,
-        "stock, sales, daily"
+    // The manager's backup, with the recovery key from the environment.
+    let by_recovery = home.join("by-recovery");
+    let mut cmd = tillmesh(home);
+    cmd.env("TILLMESH_RECOVERY_KEY", &recovery);
+    let o = finish(
+        cmd,
+        home,
+        "restore-recovery",
+        &[
+            "restore",
+            by_manager.to_str().unwrap(),
+            "--data-dir",
+            by_recovery.to_str().unwrap(),
+        ],
     );
-    let status = owner.ok("/api/v1/status").await;
-    assert!(status["has_shop"] == true, "{status}");
+    o.assert_ok("restore with the recovery key");
     assert!(
-        status["device"].is_null(),
-        "a restored device is not a member until invited again (was {old_device}): {status}"
+        o.stdout.contains("the recovery key opened it"),
+        "{}",
+        o.stdout
     );
-    node.stop();
+    // An old, plain backup (what tillmesh wrote before; `snapshot decrypt` makes one) still
+    // restores, and is called unencrypted.
+    let plain = home.join("plain.backup");
+    tillmesh_cmd(
+        home,
+        "decrypt",
+        &[
+            "snapshot",
+            "decrypt",
+            file.to_str().unwrap(),
+            "--out",
+            plain.to_str().unwrap(),
+            "--recovery-key-file",
+            recovery_file.to_str().unwrap(),
+        ],
+    )
+    .assert_ok("decrypt a backup");
+    assert!(
+        std::fs::read(&plain)
+            .unwrap()
+            .starts_with(b"tillmesh-backup\n")
+    );
+    let o = tillmesh_cmd(
+        home,
+        "verify-plain",
+        &["backup", "verify", plain.to_str().unwrap()],
+    );
+    o.assert_ok("verify a plain backup");
+    assert!(o.stdout.contains("NOT encrypted"), "{}", o.stdout);
+    let from_plain = home.join("from-plain");
+    let o = restore_cmd(home, "restore-plain", &plain, &from_plain, &[]);
+    o.assert_ok("restore a plain backup");
+    assert!(o.stdout.contains("NOT encrypted"), "{}", o.stdout);
+
+    for (dir, log) in [
+        (&data, "run2.log"),
+        (&by_recovery, "run3.log"),
+        (&from_plain, "run4.log"),
+    ] {
+        let (node, addr) = run_with(dir, &home.join(log), &LOOPBACK_NO_MDNS);
+        let api = Api::new(addr);
+        api.wait_healthy(&node).await;
+        let owner = api.login(OWNER, OWNER_PASSWORD).await;
+        let docs = documents(&owner).await;
+        assert_eq!(docs, docs_before, "documents and heads");
+        assert_eq!(
+            projections(&owner).await,
+            numbers_before,
+            "stock, sales, daily"
+        );
+        let status = owner.ok("/api/v1/status").await;
+        assert!(status["has_shop"] == true, "{status}");
+        assert!(
+            status["device"].is_null(),
+            "a restored device is not a member until invited again (was {old_device}): {status}"
+        );
+        node.stop();
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -352,6 +540,8 @@ async fn a_restored_till_rejoins_without_duplicating_a_sale() {
             file.to_str().unwrap(),
             "--data-dir",
             data_b2.to_str().unwrap(),
+            "--password-file",
+            dir_a.join("owner.password").to_str().unwrap(),
             "--invite",
             &invite,
             "--no-mdns",
@@ -440,9 +630,13 @@ async fn importing_what_a_restored_node_has_changes_nothing() {
         .unwrap();
     let dir = tmp.path().join("restored");
     let mut seen = Vec::new();
-    let report = tillmesh::backup::restore(&file, &dir, |p| seen.push((p.done, p.total)))
-        .await
-        .unwrap();
+    let recovery = Unlock::Key(tillmesh::identity::parse_recovery_key(&shop.recovery_key).unwrap());
+    let report = tillmesh::backup::restore(&file, Some(&recovery), &dir, |p| {
+        seen.push((p.done, p.total))
+    })
+    .await
+    .unwrap();
+    assert_eq!(report.opened_by, Some(RecipientKind::Recovery));
     let total = h.envelopes().unwrap().len() as u64;
     assert_eq!(report.applied, total);
     assert_eq!(seen.first(), Some(&(0, total)));
@@ -483,7 +677,7 @@ async fn importing_what_a_restored_node_has_changes_nothing() {
     );
     assert_eq!(format!("{:?}", numbers(&r)), format!("{:?}", before));
     // And a second restore of the same file into the restored dir is refused.
-    let err = tillmesh::backup::restore(&file, &dir, |_| {})
+    let err = tillmesh::backup::restore(&file, Some(&recovery), &dir, |_| {})
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not empty"), "{err}");
@@ -505,23 +699,29 @@ async fn damaged_backups_are_refused() {
         .stock_in(&shop.owner, common::stock_in(p.id, 5, 50))
         .await
         .unwrap();
+    let mut sealed = Vec::new();
+    shop.h.write_backup(&mut sealed, |_| {}).unwrap();
+    let recovery = Unlock::Key(tillmesh::identity::parse_recovery_key(&shop.recovery_key).unwrap());
+    // The plain backup inside (the format tillmesh wrote before it encrypted backups).
     let mut good = Vec::new();
-    shop.h.write_backup(&mut good, |_| {}).unwrap();
+    tillmesh::sealed::decrypt(sealed.as_slice(), &recovery, &mut good).unwrap();
     let tmp = tempfile::tempdir().unwrap();
     let check = |bytes: &[u8], want: &str| {
         let f = tmp.path().join("f");
         std::fs::write(&f, bytes).unwrap();
-        let err = tillmesh::backup::verify(&f).unwrap_err().to_string();
+        let err = tillmesh::backup::verify(&f, None).unwrap_err().to_string();
         assert!(err.contains(want), "expected {want:?}, got {err:?}");
     };
     let f = tmp.path().join("good");
     std::fs::write(&f, &good).unwrap();
-    let v = tillmesh::backup::verify(&f).unwrap();
+    let v = tillmesh::backup::verify(&f, None).unwrap();
+    assert!(v.sealed.is_none());
     assert_eq!(v.bytes, good.len() as u64);
     assert_eq!(
         v.header.records("envelopes"),
         shop.h.envelopes().unwrap().len() as u64
     );
+    assert_eq!(v.header.records("held"), 0, "held envelopes never travel");
 
     check(b"", "not a tillmesh backup");
     check(
@@ -538,7 +738,7 @@ async fn damaged_backups_are_refused() {
         bad[at] ^= 1;
         let f = tmp.path().join("flip");
         std::fs::write(&f, &bad).unwrap();
-        let err = tillmesh::backup::verify(&f).unwrap_err().to_string();
+        let err = tillmesh::backup::verify(&f, None).unwrap_err().to_string();
         assert!(
             err.contains("corrupted") || err.contains("truncated") || err.contains("newer"),
             "byte {at}: {err}"
@@ -547,5 +747,288 @@ async fn damaged_backups_are_refused() {
     let mut longer = good.clone();
     longer.push(0);
     check(&longer, "follow the checksum");
+
+    // The encrypted file: sound with the key and without; any flip or cut is caught by both.
+    let f = tmp.path().join("sealed");
+    std::fs::write(&f, &sealed).unwrap();
+    let v = tillmesh::backup::verify(&f, Some(&recovery)).unwrap();
+    assert_eq!(v.sealed.as_ref().unwrap().bytes, sealed.len() as u64);
+    assert!(matches!(
+        tillmesh::backup::inspect(&f).unwrap(),
+        tillmesh::backup::Inspection::Sealed(_)
+    ));
+    let err = tillmesh::backup::verify(&f, None).unwrap_err().to_string();
+    assert!(err.contains("encrypted"), "{err}");
+    let n = sealed.len();
+    let flips = [20, n / 2, n - 40, n - 1];
+    let cuts = [10, 200, n / 2, n - 36, n - 1];
+    for bad in flips
+        .iter()
+        .map(|&at| {
+            let mut b = sealed.clone();
+            b[at] ^= 1;
+            b
+        })
+        .chain(cuts.iter().map(|&cut| sealed[..cut].to_vec()))
+    {
+        std::fs::write(&f, &bad).unwrap();
+        for err in [
+            tillmesh::backup::verify(&f, Some(&recovery)).unwrap_err(),
+            tillmesh::backup::inspect(&f).unwrap_err(),
+        ] {
+            let err = err.to_string();
+            assert!(
+                err.contains("corrupted or truncated") || err.contains("not a tillmesh backup"),
+                "{err}"
+            );
+        }
+    }
     shop.node.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_managers_backup_is_sealed_to_the_owners_and_the_recovery_key() {
+    use tillmesh::domain::model::{NewPerson, Role};
+    let tmp = tempfile::tempdir().unwrap();
+    let node = tillmesh::Node::builder()
+        .data_dir(tmp.path().join("till"))
+        .listen("/ip4/127.0.0.1/tcp/0")
+        .http("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .unwrap();
+    let h = node.handle();
+    let created = h
+        .create_shop(common::new_shop(
+            "EUR",
+            tillmesh::domain::model::TaxMode::Inclusive,
+        ))
+        .await
+        .unwrap();
+    let owner = h.login_password("olivia", common::OWNER_PW).await.unwrap();
+    const SKU: &str = "QUOKKA-4471";
+    let p = h
+        .create_product(&owner, common::product(SKU, 450, 2000))
+        .await
+        .unwrap();
+    h.stock_in(&owner, common::stock_in(p.id, 10, 100))
+        .await
+        .unwrap();
+    h.record_sale(&owner, common::sale_of(p.id, 2))
+        .await
+        .unwrap();
+    for (name, username, role, password, pin) in [
+        (
+            "Mia Manager",
+            "mia",
+            Role::Manager,
+            Some(MANAGER_PASSWORD),
+            None,
+        ),
+        ("Sam Staff", "sam", Role::Staff, None, Some("4321")),
+    ] {
+        h.add_person(
+            &owner,
+            NewPerson {
+                name: name.into(),
+                username: username.into(),
+                role,
+                password: password.map(Into::into),
+                pin: pin.map(Into::into),
+            },
+        )
+        .await
+        .unwrap();
+    }
+
+    // The manager downloads a backup over HTTP, as the web UI and `tillmesh backup` do.
+    let base = format!("http://{}", node.http_addr().unwrap());
+    let http = reqwest::Client::new();
+    let login: Value = http
+        .post(format!("{base}/api/v1/login"))
+        .json(&serde_json::json!({"username": "mia", "password": MANAGER_PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = login["token"].as_str().expect("the manager logs in");
+    let resp = http
+        .get(format!("{base}/api/v1/backup"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let bytes = resp.bytes().await.unwrap().to_vec();
+    assert!(
+        bytes.starts_with(b"tillmesh-seal\n"),
+        "the manager's backup is not encrypted: {:?}",
+        String::from_utf8_lossy(&bytes[..bytes.len().min(40)])
+    );
+    let file = tmp.path().join("manager.backup");
+    std::fs::write(&file, &bytes).unwrap();
+
+    // Neither the manager's password nor the manager's own person key opens it; no key at all
+    // does not either.
+    let err = tillmesh::backup::verify(&file, Some(&Unlock::Password(MANAGER_PASSWORD.into())))
+        .unwrap_err();
+    assert!(err.to_string().contains("opens none"), "{err}");
+    let manager_key = h
+        .login_password("mia", MANAGER_PASSWORD)
+        .await
+        .unwrap()
+        .key
+        .expect("a manager has a person key");
+    let err = tillmesh::backup::verify(&file, Some(&Unlock::Key(manager_key))).unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("not one of the backup's recipients"),
+        "{err}"
+    );
+    let target = tmp.path().join("by-manager");
+    let err = tillmesh::backup::restore(
+        &file,
+        Some(&Unlock::Password(MANAGER_PASSWORD.into())),
+        &target,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("opens none"), "{err}");
+    assert!(
+        !target.exists(),
+        "a refused restore wrote {}",
+        target.display()
+    );
+    assert!(tillmesh::backup::verify(&file, None).is_err());
+
+    // The owner's password and the recovery key open it, and what they restore holds the
+    // secrets the file must not show in the clear.
+    let by_owner = tmp.path().join("by-owner");
+    let r = tillmesh::backup::restore(
+        &file,
+        Some(&Unlock::Password(common::OWNER_PW.into())),
+        &by_owner,
+        |_| {},
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.opened_by, Some(RecipientKind::Owner));
+    let recovery =
+        Unlock::Key(tillmesh::identity::parse_recovery_key(&created.recovery_key).unwrap());
+    let by_recovery = tmp.path().join("by-recovery");
+    let r = tillmesh::backup::restore(&file, Some(&recovery), &by_recovery, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(r.opened_by, Some(RecipientKind::Recovery));
+
+    let store = tillmesh::store::Store::open(&by_owner.join(tillmesh::node::STORE_FILE)).unwrap();
+    let doc = |id: &str| {
+        store
+            .load_doc(id)
+            .unwrap()
+            .expect("the document was restored")
+    };
+    let view = tillmesh::domain::shop::ShopView::read(
+        Some(&doc("members")),
+        Some(&doc("settings")),
+        Some(&doc("vault")),
+        "",
+        &tillmesh::docs::members::Anchor::default(),
+    );
+    let shop_secret = view
+        .shop_secret
+        .clone()
+        .expect("the vault holds the shop secret");
+    let pin_hash = view
+        .people
+        .iter()
+        .find(|p| p.person.username == "sam")
+        .and_then(|p| p.pin_hash.clone())
+        .expect("members holds the staff PIN hash");
+    let manager_id = view
+        .people
+        .iter()
+        .find(|p| p.person.username == "mia")
+        .unwrap()
+        .person
+        .id;
+    let manager_sealed = view
+        .vault
+        .get(&manager_id)
+        .expect("the manager's sealed key");
+    let needles: Vec<(&str, Vec<u8>)> = vec![
+        ("the shop secret", shop_secret.as_bytes().to_vec()),
+        ("the staff PIN hash", pin_hash.as_bytes().to_vec()),
+        (
+            "the PIN hash's digest",
+            pin_hash.rsplit('$').next().unwrap().as_bytes().to_vec(),
+        ),
+        (
+            "the manager's sealed key",
+            manager_sealed.ciphertext.as_bytes().to_vec(),
+        ),
+        ("a SKU", SKU.as_bytes().to_vec()),
+        ("the shop's name", b"Corner Shop".to_vec()),
+        ("the manager's name", b"Mia Manager".to_vec()),
+    ];
+    // What a plain backup (what `GET /backup` gave a manager before) shows in the clear: the
+    // backup inside holds every one of these as readable text.
+    let mut plain = Vec::new();
+    tillmesh::sealed::decrypt(bytes.as_slice(), &recovery, &mut plain).unwrap();
+    for (what, needle) in &needles {
+        assert!(contains(&plain, needle), "the plain backup holds no {what}");
+    }
+    for (what, needle) in &needles {
+        assert!(
+            !contains(&bytes, needle),
+            "the manager's backup holds {what} in the clear"
+        );
+    }
+    // In the clear: the recipients (the owner and the recovery key, not the manager) and the
+    // owner's password-sealed key (the documented trade-off: a password alone opens the file).
+    let header = tillmesh::sealed::read_header(&mut bytes.as_slice()).unwrap();
+    let kinds: Vec<RecipientKind> = header.recipients.iter().map(|r| r.kind).collect();
+    assert_eq!(kinds, vec![RecipientKind::Owner, RecipientKind::Recovery]);
+    assert_eq!(header.owner_keys.len(), 1);
+    assert_ne!(header.owner_keys[0].public_key, manager_sealed.public_key);
+    assert!(
+        !bytes
+            .windows(manager_sealed.salt.len())
+            .any(|w| w == manager_sealed.salt.as_bytes()),
+        "the manager's sealed key travels in the header"
+    );
+    drop(store);
+
+    // What it restores is the shop.
+    let r = tillmesh::Node::builder()
+        .data_dir(&by_recovery)
+        .start()
+        .await
+        .unwrap();
+    let rh = r.handle();
+    assert_eq!(
+        format!(
+            "{:?}",
+            (
+                rh.products().unwrap(),
+                rh.stock().unwrap(),
+                rh.sales(0, i64::MAX).unwrap()
+            )
+        ),
+        format!(
+            "{:?}",
+            (
+                h.products().unwrap(),
+                h.stock().unwrap(),
+                h.sales(0, i64::MAX).unwrap()
+            )
+        )
+    );
+    drop(rh);
+    r.shutdown().await;
+    drop(h);
+    node.shutdown().await;
 }

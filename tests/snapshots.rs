@@ -6,7 +6,8 @@
 //!   and the owner's password both decrypt it into a backup that verifies and restores into a
 //!   data dir with the same products, sales, stock and documents as the shop's till; a wrong
 //!   key, a wrong password, a flipped byte and a truncated file are errors that write nothing;
-//!   the till's `/peers` entry for the relay shows `last_snapshot`.
+//!   the till's `/peers` entry for the relay shows `last_snapshot`; `backup::restore` opens the
+//!   snapshot itself with the recovery key (a wrong password restores nothing).
 //! - `a_snapshot_is_taken_only_when_the_shop_changed` (the scheduler's tick, in-memory shop):
 //!   unchanged → no snapshot, also after a restart; changed → a snapshot, and retention
 //!   deletes the older one of the same hour; an owner added later is a recipient of later
@@ -239,7 +240,7 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
     // The recovery key and the owner's password open it.
     let d = snapshot::decrypt_file(&file, &recovery, &out).unwrap();
     assert_eq!(d.backup.header.shop_id, Some(shop));
-    tillmesh::backup::verify(&out).unwrap();
+    tillmesh::backup::verify(&out, None).unwrap();
     let out2 = tmp.path().join("by-password.backup");
     snapshot::decrypt_file(&file, &Unlock::Password(OWNER_PW.into()), &out2).unwrap();
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&out2).unwrap());
@@ -254,7 +255,7 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
 
     // Restored, it is the shop.
     let restored_dir = tmp.path().join("restored");
-    tillmesh::backup::restore(&out, &restored_dir, |_| {})
+    tillmesh::backup::restore(&out, None, &restored_dir, |_| {})
         .await
         .unwrap();
     let r = Node::builder()
@@ -269,6 +270,23 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
         format!("{:?}", h.documents().unwrap())
     );
     assert!(rh.products().unwrap().iter().any(|p| p.sku == SKU));
+    // `restore` opens the snapshot itself too (no plain copy on disk), with the same keys only.
+    let direct = tmp.path().join("restored-direct");
+    let err = tillmesh::backup::restore(
+        &file,
+        Some(&Unlock::Password("not the owner's password".into())),
+        &direct,
+        |_| {},
+    )
+    .await
+    .unwrap_err();
+    assert!(err.to_string().contains("opens none"), "{err}");
+    assert!(!direct.exists());
+    let r2 = tillmesh::backup::restore(&file, Some(&recovery), &direct, |_| {})
+        .await
+        .unwrap();
+    assert_eq!(r2.opened_by, Some(RecipientKind::Recovery));
+    assert_eq!(r2.applied, d.backup.header.records("envelopes"));
 
     drop((rh, replica, h));
     r.shutdown().await;
@@ -658,7 +676,7 @@ async fn the_relay_writes_snapshots_to_s3_compatible_storage() {
     );
     o.assert_ok("snapshot decrypt --url");
     assert!(o.stdout.contains("OK"), "{}", o.stdout);
-    tillmesh::backup::verify(&backup).unwrap();
+    tillmesh::backup::verify(&backup, None).unwrap();
     assert!(
         !PathBuf::from(format!("{}.tmsnap", backup.display())).exists(),
         "the fetched snapshot is removed"

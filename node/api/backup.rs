@@ -1,7 +1,9 @@
 //! `GET /api/v1/backup`: a backup file of this node (see [`crate::backup`]), streamed as it is
 //! written from one read transaction, so it is consistent while the node keeps working and
-//! never sits whole in memory. Owners and managers only: it holds every document, the vault
-//! (sealed person keys) included, but never the device key.
+//! never sits whole in memory. Owners and managers may make one; it holds every document, the
+//! vault (sealed person keys, the shop secret) and staff PIN hashes included, never the device
+//! key — so it is always encrypted to the shop's owners and recovery key ([`crate::sealed`]):
+//! a manager downloads a file only an owner's password or the recovery key opens.
 
 use std::io::{self, Write};
 
@@ -51,13 +53,14 @@ impl Write for ChannelWriter {
 }
 
 /// A backup of this node: every document's signed changes and heads, in one self-checking file
-/// (`tillmesh backup verify` checks it, `tillmesh restore` rebuilds a device from it).
+/// encrypted to the shop's owners and recovery key (`tillmesh backup verify` checks it,
+/// `tillmesh restore` rebuilds a device from it with the recovery key or an owner's password).
 #[utoipa::path(
     get,
     path = "/backup",
     tag = "backup",
     responses(
-        (status = 200, description = "The backup file (format in `node/backup.rs`)", content_type = "application/octet-stream", body = Vec<u8>),
+        (status = 200, description = "The backup file, encrypted to the owners and the recovery key (format in `node/sealed.rs` and `node/backup.rs`)", content_type = "application/octet-stream", body = Vec<u8>),
         (status = 403, description = "Not an owner or manager", body = ErrorBody),
         (status = 409, description = "This node has no shop", body = ErrorBody),
     ),

@@ -312,7 +312,7 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
             ]),
         ),
         ("get", "/documents/{id}") => (None, json!("<Automerge document bytes>")),
-        ("get", "/backup") => (None, json!("<backup file bytes: header line, records, checksum>")),
+        ("get", "/backup") => (None, json!("<encrypted backup file bytes: tillmesh-seal header (recipients), 64 KiB chunks, checksum>")),
         ("get", "/export/sales.csv") => (
             None,
             json!(

@@ -88,7 +88,35 @@ export async function render(main, app) {
       ),
       app.can("manager") ? addPeerPanel() : null,
     ),
+    app.can("manager") ? backupPanel() : null,
   );
+
+  // Owners and managers may download a backup; it is encrypted on the node (node/sealed.rs)
+  // so that only the owners and the recovery key open it — a manager makes it, cannot read it.
+  function backupPanel() {
+    return h(
+      "section",
+      { class: "panel", id: "backup-panel" },
+      h("h2", null, "Backup"),
+      h(
+        "p",
+        { class: "muted" },
+        "One file with everything this device holds, encrypted for the shop's owners and its recovery key: " +
+          "only an owner's password or the recovery key opens it (tillmesh restore FILE --password-file F " +
+          "or --recovery-key-file F). A manager can make one but not open it.",
+      ),
+      h(
+        "div",
+        { class: "row" },
+        h(
+          "a",
+          { class: "btn", id: "backup-download", href: "/api/v1/backup", download: "" },
+          icon("download", 18),
+          "Download encrypted backup",
+        ),
+      ),
+    );
+  }
 
   function addPeerPanel() {
     const addr = h("input", {
