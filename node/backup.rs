@@ -102,6 +102,11 @@ pub struct BackupHeader {
     pub tillmesh_version: String,
     /// Every section, in file order.
     pub sections: Vec<SectionInfo>,
+    /// The device keys (hex) the shop admitted before protocol 2, as the node pinned them
+    /// (see `docs::members::Anchor`); absent in backups made before protocol 2, whose restore
+    /// pins the signers of their `members` changes instead.
+    #[serde(default)]
+    pub legacy_devices: Option<Vec<String>>,
 }
 
 /// One section's size.
@@ -260,6 +265,11 @@ pub fn write(
         .get(meta::GENESIS)?
         .map(|v| hex::encode(v.value()))
         .ok_or_else(|| Error::NoShop("this node has no shop to back up".into()))?;
+    let legacy_devices = crate::docs::members::Anchor::in_tx(&rtx.open_table(META)?)?
+        .legacy_devices
+        .iter()
+        .map(hex::encode)
+        .collect();
 
     // Pass 1: the documents and the size of every section.
     let mut ids: Vec<String> = Vec::new();
@@ -305,6 +315,7 @@ pub fn write(
         created_at: chrono::Utc::now().timestamp_millis(),
         device_id: source.device_id,
         tillmesh_version: env!("CARGO_PKG_VERSION").to_string(),
+        legacy_devices: Some(legacy_devices),
         sections: vec![
             SectionInfo {
                 name: SECTIONS[0].into(),
@@ -761,6 +772,25 @@ async fn restore_verified(
     result
 }
 
+/// The keys that signed a `members` change in a backup (one read of the file).
+fn members_signers(file: &Path, unlock: Option<&Unlock>) -> Result<Vec<[u8; 32]>> {
+    let input: Box<dyn Read> = match open_with(file, unlock)? {
+        Opened::Plain(r) => Box::new(r),
+        Opened::Sealed(o) => Box::new(o.reader),
+    };
+    let mut signers = std::collections::BTreeSet::new();
+    scan(input, |_, section, rec| {
+        if section != 0
+            && let Ok(env) = Envelope::from_bytes(&rec)
+            && env.doc == "members"
+        {
+            signers.insert(env.signer);
+        }
+        Ok(())
+    })?;
+    Ok(signers.into_iter().collect())
+}
+
 async fn import(
     h: &crate::NodeHandle,
     file: &Path,
@@ -769,7 +799,27 @@ async fn import(
     verified: &Verified,
     progress: &mut (impl FnMut(Progress) + Send),
 ) -> Result<RestoreReport> {
-    h.import_envelopes(Some(genesis), Vec::new()).await?;
+    let legacy = match &verified.header.legacy_devices {
+        Some(keys) => keys
+            .iter()
+            .map(|k| {
+                hex::decode(k)
+                    .ok()
+                    .and_then(|b| b.try_into().ok())
+                    .ok_or_else(|| corrupted("a pinned device key in the header is not a key"))
+            })
+            .collect::<Result<Vec<[u8; 32]>>>()?,
+        // Made before protocol 2: every device that signed a `members` change then was
+        // admitted under protocol 1's rules.
+        None => {
+            let file = file.to_path_buf();
+            let unlock = unlock.clone();
+            tokio::task::spawn_blocking(move || members_signers(&file, unlock.as_ref()))
+                .await
+                .map_err(|e| Error::Internal(format!("the backup reader failed: {e}")))??
+        }
+    };
+    h.adopt_shop(genesis, legacy).await?;
     let total = verified.header.records(SECTIONS[1]) + verified.header.records(SECTIONS[2]);
     // The file is read again (and its checksum and chunks checked again) on a blocking thread
     // that hands batches to the writer; nothing is kept in memory but a few batches, and no
