@@ -121,9 +121,11 @@
 //! ## The parts
 //! - [`identity`]: the device key (a 0600 file), person keys sealed under passwords
 //!   (argon2id + XChaCha20-Poly1305), the recovery key, staff PIN hashes.
-//! - [`docs`]: document ids, signed [`docs::Envelope`]s, [`docs::trust`] — who may write
-//!   which document, read from `members` at the heads the signer named — and
-//!   [`docs::admission`] (invites and admission certificates).
+//! - [`docs`]: document ids, signed [`docs::Envelope`]s, [`docs::members`] — the one reader
+//!   of `members` (a device counts only with a certificate countersigned for its key and this
+//!   shop's genesis) —, [`docs::trust`] — who may write which document, read from `members` at
+//!   the heads the signer named — and [`docs::admission`] (invites, admission certificates
+//!   and the inviting device's countersignature).
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
 //! - [`config`]: flags, `TILLMESH_*` variables and the TOML file; [`config::SETTINGS`] lists
 //!   every setting and makes the README's reference (`tillmesh config --reference`).
@@ -146,13 +148,16 @@
 //!   sell, stock, products, orders, reports, books, people & devices, sync, audit, the alerts
 //!   bell).
 //! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
-//!   documents, change hashes, batched envelope fetches; invite redemption and `join`.
+//!   documents, change hashes, batched envelope fetches; invite redemption and `join`. Every
+//!   message on the wire is a [`sync::Frame`] naming the shop's genesis (protocol
+//!   `/tillmesh/sync/2`): a node answers only about its own shop.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
 //!   request-response, circuit-relay client and — on a relay — server, dcutr) behind a
 //!   cloneable [`net::NetHandle`].
 //! - [`discovery`]: mDNS (`_tillmesh._udp.local.`) on chosen interfaces.
 //! - [`mesh`]: ties net and discovery to the node — push, verify-then-forward, pull (one at a
-//!   time), member-only requests, the peers table, blocking revoked devices, listening through
+//!   time), member-only requests and gossip, strangers disconnected after a grace period,
+//!   the peers table, telling and blocking revoked devices, listening through
 //!   a connected relay and dialing the shop's devices through it, joining a shop
 //!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and

@@ -646,6 +646,23 @@ async fn event_loop(
     }
 }
 
+/// Why a pull failed, in words for the Sync screen: a peer that speaks another version of the
+/// sync protocol (libp2p finds no common protocol) needs one of the two updated.
+fn pull_failure(e: &Error) -> String {
+    let text = e.to_string();
+    if text.contains("supports none of the requested protocols")
+        || text.contains("protocol version")
+    {
+        format!(
+            "update needed: this device speaks another tillmesh sync protocol than this one \
+             ({}); update tillmesh on both to the same version",
+            sync::PROTOCOL
+        )
+    } else {
+        text
+    }
+}
+
 /// At most one gap-triggered pull per peer per second.
 fn gap_pull_due(peers: &Peers, peer: PeerId) -> bool {
     let mut t = peers.lock().expect("peers lock");
@@ -710,7 +727,7 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     .expect("peers lock")
                     .entry(peer)
                     .or_default()
-                    .pull_error = Some(e.to_string());
+                    .pull_error = Some(pull_failure(&e));
             }
         }
     });
