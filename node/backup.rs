@@ -172,7 +172,7 @@ pub struct SealedInfo {
 #[derive(Debug, Clone)]
 pub enum Inspection {
     /// A plain (old, unencrypted) backup: checked completely.
-    Plain(Verified),
+    Plain(Box<Verified>),
     /// An encrypted backup: its layout and checksum are sound; its content was not checked.
     Sealed(sealed::Intact),
 }
@@ -655,7 +655,7 @@ pub fn verify(path: &Path, unlock: Option<&Unlock>) -> Result<Verified> {
 pub fn inspect(path: &Path) -> Result<Inspection> {
     let (r, kind) = open(path)?;
     match kind {
-        None => Ok(Inspection::Plain(verify_records(r)?)),
+        None => Ok(Inspection::Plain(Box::new(verify_records(r)?))),
         Some(_) => Ok(Inspection::Sealed(sealed::check(r, Kind::Backup)?)),
     }
 }

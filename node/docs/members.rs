@@ -282,3 +282,118 @@ pub struct RevocationRecord {
 pub(crate) fn parse_key(s: &str) -> Option<[u8; 32]> {
     hex::decode(s).ok()?.try_into().ok()
 }
+
+#[cfg(test)]
+mod tests {
+    use automerge::transaction::Transactable;
+
+    use super::*;
+    use crate::docs::admission::AdmissionCert;
+
+    fn put_device(doc: &mut AutoCommit, key: &ed25519_dalek::SigningKey, prefix: &str) -> String {
+        let id = crate::identity::device_id(&key.verifying_key());
+        let obj = doc
+            .put_object(ROOT, format!("device:{id}"), automerge::ObjType::Map)
+            .unwrap();
+        doc.put(&obj, "role", "till").unwrap();
+        doc.put(
+            &obj,
+            "public_key",
+            hex::encode(key.verifying_key().as_bytes()),
+        )
+        .unwrap();
+        doc.put(&obj, "receipt_prefix", prefix).unwrap();
+        id
+    }
+
+    /// The one membership rule: the genesis device, a countersigned certificate for this shop,
+    /// or a key pinned at the upgrade — an entry an owner merely wrote admits nobody.
+    #[test]
+    fn only_admitted_devices_count() {
+        let shop = Uuid::new_v4();
+        let (first, legacy, listed, admitted) = (
+            crate::identity::new_signing_key(),
+            crate::identity::new_signing_key(),
+            crate::identity::new_signing_key(),
+            crate::identity::new_signing_key(),
+        );
+        let owner = crate::identity::new_signing_key();
+        let mut doc = AutoCommit::new();
+        doc.put(ROOT, "shop_id", shop.to_string()).unwrap();
+        put_device(&mut doc, &first, "T1");
+        doc.commit();
+        let genesis = doc.get_heads()[0];
+        // Protocol 1: an admission record beside the entry.
+        let id = put_device(&mut doc, &legacy, "T2");
+        let obj = am::map(&doc, &ROOT, &format!("device:{id}"), None).unwrap();
+        doc.put(&obj, "admission", "c1").unwrap();
+        doc.put(ROOT, "admission:c1", "{}").unwrap();
+        // An owner listing a key it has no certificate for.
+        put_device(&mut doc, &listed, "T3");
+        // Protocol 2: countersigned by the first device.
+        let cert = AdmissionCert {
+            id: Uuid::new_v4(),
+            shop_id: shop,
+            genesis: genesis.0,
+            role: DeviceRole::Till,
+            name: "Till 4".into(),
+            receipt_prefix: "T4".into(),
+            expires_at: 0,
+            countersigner: first.verifying_key().to_bytes(),
+            issuer: [0; 32],
+            signature: vec![],
+        }
+        .sign(&owner);
+        let admitted_pk = admitted.verifying_key().to_bytes();
+        let json = serde_json::to_string(&cert.countersign(&admitted_pk, &first)).unwrap();
+        let id = put_device(&mut doc, &admitted, "T4");
+        let obj = am::map(&doc, &ROOT, &format!("device:{id}"), None).unwrap();
+        doc.put(&obj, "certificate", json.as_str()).unwrap();
+        doc.commit();
+
+        let keys = |m: &Members| -> Vec<[u8; 32]> {
+            let mut k: Vec<_> = m.devices.iter().map(|d| d.public_key).collect();
+            k.sort();
+            k
+        };
+        let sorted = |mut v: Vec<[u8; 32]>| {
+            v.sort();
+            v
+        };
+        let pk = |k: &ed25519_dalek::SigningKey| k.verifying_key().to_bytes();
+        let anchor = Anchor {
+            genesis: Some(genesis),
+            legacy_devices: Default::default(),
+        };
+        let m = Members::read(&doc, None, &anchor);
+        assert_eq!(keys(&m), sorted(vec![pk(&first), admitted_pk]));
+        assert_eq!(m.unadmitted.len(), 2);
+
+        // A node upgraded with this members pins every device it had: the legacy one counts.
+        let upgraded = Anchor {
+            genesis: Some(genesis),
+            legacy_devices: listed_device_keys(&doc).into_iter().collect(),
+        };
+        assert_eq!(keys(&Members::read(&doc, None, &upgraded)).len(), 4);
+
+        // Another shop's genesis: only its own first device would count, and the certificate
+        // for this shop admits nobody there.
+        let elsewhere = Anchor {
+            genesis: Some(ChangeHash([9; 32])),
+            legacy_devices: Default::default(),
+        };
+        assert!(Members::read(&doc, None, &elsewhere).devices.is_empty());
+
+        // A revocation record revokes the key, whatever the entry's flag says.
+        doc.put(
+            ROOT,
+            format!("revocation:{}", hex::encode(admitted_pk)),
+            r#"{"accepted":[],"by":"recovery","time":0}"#,
+        )
+        .unwrap();
+        doc.commit();
+        let m = Members::read(&doc, None, &anchor);
+        assert!(m.device_by_key(&admitted_pk).unwrap().revoked);
+        assert!(!m.is_member_device(&admitted_pk) && m.is_member_device(&pk(&first)));
+    }
+}
