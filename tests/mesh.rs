@@ -471,16 +471,7 @@ async fn a_stranger_on_the_topic_reads_nothing() {
     // It is not a member and redeemed no invite: the till disconnects it.
     let stranger = net.local_peer_id().to_string();
     assert!(
-        wait_for_async(
-            || async {
-                !ah.peers()
-                    .await
-                    .iter()
-                    .any(|p| p.peer_id == stranger && p.connected)
-            },
-            tillmesh::mesh::STRANGER_GRACE + T
-        )
-        .await,
+        disconnected(&ah, &stranger, tillmesh::mesh::STRANGER_GRACE + T).await,
         "the stranger is disconnected"
     );
     net.shutdown().await;
@@ -513,19 +504,7 @@ async fn a_till_revoked_while_off_learns_it_when_it_comes_back() {
         "B learns it was revoked"
     );
     let b_peer = bh.peer_id();
-    assert!(
-        wait_for_async(
-            || async {
-                !ah.peers()
-                    .await
-                    .iter()
-                    .any(|p| p.peer_id == b_peer && p.connected)
-            },
-            T
-        )
-        .await,
-        "and is refused"
-    );
+    assert!(disconnected(&ah, &b_peer, T).await, "and is refused");
     drop((ah, bh));
     b.shutdown().await;
     a.shutdown().await;

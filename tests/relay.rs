@@ -269,27 +269,22 @@ async fn owner_lists_foreign_device(h: &NodeHandle, owner: &Principal, device: [
     use automerge::transaction::Transactable;
     let bytes = h.document_bytes(owner, "members").unwrap();
     let mut doc = automerge::AutoCommit::load(&bytes).unwrap();
-    let key = owner.key.clone().unwrap();
-    doc.set_author(Some(automerge::Author::from(
-        key.verifying_key().to_bytes().to_vec(),
-    )));
     let heads = doc.get_heads();
     let id =
         tillmesh::identity::device_id(&ed25519_dalek::VerifyingKey::from_bytes(&device).unwrap());
-    let obj = doc
-        .put_object(
-            automerge::ROOT,
-            format!("device:{id}"),
-            automerge::ObjType::Map,
-        )
-        .unwrap();
-    doc.put(&obj, "name", "Borrowed till").unwrap();
-    doc.put(&obj, "role", "till").unwrap();
-    doc.put(&obj, "public_key", hex::encode(device)).unwrap();
-    doc.put(&obj, "receipt_prefix", "T9").unwrap();
-    doc.commit();
-    let change = doc.get_last_local_change().unwrap();
-    let env = tillmesh::docs::Envelope::sign(&key, "members", &change, 1, &heads);
+    let env = members_change(&mut doc, &heads, owner.key.as_ref().unwrap(), |doc| {
+        let obj = doc
+            .put_object(
+                automerge::ROOT,
+                format!("device:{id}"),
+                automerge::ObjType::Map,
+            )
+            .unwrap();
+        doc.put(&obj, "name", "Borrowed till").unwrap();
+        doc.put(&obj, "role", "till").unwrap();
+        doc.put(&obj, "public_key", hex::encode(device)).unwrap();
+        doc.put(&obj, "receipt_prefix", "T9").unwrap();
+    });
     let r = h.import_envelopes(None, vec![env]).await.unwrap();
     assert!(
         matches!(r[0], Ok(tillmesh::engine::Applied::New(_))),

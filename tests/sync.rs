@@ -317,23 +317,6 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
     assert_eq!(ch.sale(sale.id).unwrap().receipt, "T2-000001");
 }
 
-/// A members change made on `members` at `at`, signed by `key` as its author.
-fn craft(
-    members: &mut automerge::AutoCommit,
-    at: &[automerge::ChangeHash],
-    key: &ed25519_dalek::SigningKey,
-    edit: impl FnOnce(&mut automerge::AutoCommit),
-) -> tillmesh::docs::Envelope {
-    let mut fork = members.fork_at(at).unwrap();
-    fork.set_author(Some(automerge::Author::from(
-        key.verifying_key().to_bytes().to_vec(),
-    )));
-    edit(&mut fork);
-    fork.commit();
-    let change = fork.get_last_local_change().unwrap();
-    tillmesh::docs::Envelope::sign(key, "members", &change, 1, at)
-}
-
 /// A device entry as an admission writes it.
 fn put_device(
     doc: &mut automerge::AutoCommit,
@@ -437,13 +420,13 @@ async fn replayed_admissions_are_refused_everywhere() {
     // 1. A fresh key with B's certificate (copied from members).
     let fresh = tillmesh::identity::new_signing_key();
     let fresh_pk = fresh.verifying_key().to_bytes();
-    let env = craft(&mut members, &now, &fresh, |doc| {
+    let env = members_change(&mut members, &now, &fresh, |doc| {
         put_device(doc, &fresh_pk, Some(&certificate));
     });
     refused_everywhere(&import(env).await);
 
     // 2. A protocol-1 record (certificate and secret in `admission:<id>`) for a fresh key.
-    let env = craft(&mut members, &now, &fresh, |doc| {
+    let env = members_change(&mut members, &now, &fresh, |doc| {
         let id = put_device(doc, &fresh_pk, None);
         let obj =
             tillmesh::docs::am::map(doc, &automerge::ROOT, &format!("device:{id}"), None).unwrap();
@@ -472,7 +455,7 @@ async fn replayed_admissions_are_refused_everywhere() {
         .unwrap()
         .deps()
         .to_vec();
-    let env = craft(&mut members, &before, &b_key, |doc| {
+    let env = members_change(&mut members, &before, &b_key, |doc| {
         put_device(doc, &b_pk, Some(&certificate));
     });
     refused_everywhere(&import(env).await);
@@ -488,13 +471,13 @@ async fn replayed_admissions_are_refused_everywhere() {
 
     // 4. B (revoked, with its key) marks the live Till 3 revoked, or replaces its entry.
     let d_id = dh.device_id().to_string();
-    let env = craft(&mut members, &now, &b_key, |doc| {
+    let env = members_change(&mut members, &now, &b_key, |doc| {
         let obj = tillmesh::docs::am::map(doc, &automerge::ROOT, &format!("device:{d_id}"), None)
             .unwrap();
         doc.put(&obj, "revoked", true).unwrap();
     });
     refused_everywhere(&import(env).await);
-    let env = craft(&mut members, &now, &b_key, |doc| {
+    let env = members_change(&mut members, &now, &b_key, |doc| {
         let k = tillmesh::identity::new_signing_key()
             .verifying_key()
             .to_bytes();

@@ -109,6 +109,20 @@ pub async fn outsider_on_topic(
     (key, outsider, events, till)
 }
 
+/// Waits until `h` holds no connection to the peer `peer_id`.
+pub async fn disconnected(h: &NodeHandle, peer_id: &str, timeout: Duration) -> bool {
+    wait_for_async(
+        || async {
+            !h.peers()
+                .await
+                .iter()
+                .any(|p| p.peer_id == peer_id && p.connected)
+        },
+        timeout,
+    )
+    .await
+}
+
 pub async fn wait_for_async<F, Fut>(mut cond: F, timeout: Duration) -> bool
 where
     F: FnMut() -> Fut,

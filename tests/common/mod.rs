@@ -191,3 +191,21 @@ pub async fn till_invite(h: &NodeHandle, by: &Principal, name: impl Into<String>
     .await
     .expect("an owner may invite a till")
 }
+
+/// A `members` change made on `members` at `at` by `edit`, signed by `key` as its author (a
+/// hand-made change, as an attacker with that key would make it).
+pub fn members_change(
+    members: &mut automerge::AutoCommit,
+    at: &[automerge::ChangeHash],
+    key: &ed25519_dalek::SigningKey,
+    edit: impl FnOnce(&mut automerge::AutoCommit),
+) -> tillmesh::docs::Envelope {
+    let mut fork = members.fork_at(at).unwrap();
+    fork.set_author(Some(automerge::Author::from(
+        key.verifying_key().to_bytes().to_vec(),
+    )));
+    edit(&mut fork);
+    fork.commit();
+    let change = fork.get_last_local_change().unwrap();
+    tillmesh::docs::Envelope::sign(key, "members", &change, 1, at)
+}
