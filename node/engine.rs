@@ -890,11 +890,7 @@ impl Ctx<'_> {
                     let waits = env
                         .members_heads
                         .iter()
-                        .filter(|h| {
-                            vctx.members
-                                .get_change_by_hash(&ChangeHash(**h))
-                                .is_none()
-                        })
+                        .filter(|h| vctx.members.get_change_by_hash(&ChangeHash(**h)).is_none())
                         .copied()
                         .collect();
                     return self.hold(&env, hash, why, waits);
@@ -1163,7 +1159,10 @@ impl Ctx<'_> {
                 let Some(members) = self.engine.docs.get_mut("members") else {
                     return Ok(());
                 };
-                if heads.iter().any(|h| members.get_change_by_hash(h).is_none()) {
+                if heads
+                    .iter()
+                    .any(|h| members.get_change_by_hash(h).is_none())
+                {
                     return Ok(());
                 }
                 let t = Arc::new(Trust::read(members, Some(&heads)));
@@ -1229,7 +1228,9 @@ impl Ctx<'_> {
             return Ok(Applied::Held(hash, format!("{why}; not kept: {full}")));
         }
         self.held_counts()?.add(&meta, 1);
-        self.tx.open_table(HELD)?.insert(&hash.0, bytes.as_slice())?;
+        self.tx
+            .open_table(HELD)?
+            .insert(&hash.0, bytes.as_slice())?;
         self.tx.open_table(HELD_META)?.insert(
             &hash.0,
             postcard::to_allocvec(&meta)

@@ -1106,7 +1106,10 @@ impl NodeHandle {
     /// Drops the held envelopes whose time ran out by `now` (ms since the Unix epoch; the
     /// writer does this with the real clock whenever it holds or retries) and returns how many.
     pub async fn expire_held(&self, now: i64) -> Result<u64> {
-        self.inner.writer.write(move |ctx| ctx.expire_held(now)).await
+        self.inner
+            .writer
+            .write(move |ctx| ctx.expire_held(now))
+            .await
     }
 
     /// Creates an invite for a new device (owner; managers: tills).

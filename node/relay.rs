@@ -587,7 +587,10 @@ async fn offer(
             bytes.push(b);
         }
     }
-    let results = match h.import_envelopes_from(&from.to_string(), None, decoded).await {
+    let results = match h
+        .import_envelopes_from(&from.to_string(), None, decoded)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return SyncResponse::Error(e.to_string()),
     };

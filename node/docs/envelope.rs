@@ -248,9 +248,15 @@ mod tests {
         doc.commit();
         let mut change = doc.get_last_local_change().unwrap();
         let compressed = change.bytes().to_vec();
-        assert_eq!(compressed[8], CHUNK_COMPRESSED_CHANGE, "automerge compressed it");
+        assert_eq!(
+            compressed[8], CHUNK_COMPRESSED_CHANGE,
+            "automerge compressed it"
+        );
         check_chunk(&compressed).unwrap();
-        assert_eq!(Change::from_bytes(compressed).unwrap().hash(), change.hash());
+        assert_eq!(
+            Change::from_bytes(compressed).unwrap().hash(),
+            change.hash()
+        );
 
         // 64 MiB of zeros deflate to ~64 KiB: refused, having inflated at most the cap.
         let raw = change.raw_bytes().to_vec();
@@ -260,7 +266,13 @@ mod tests {
         assert!(err.contains("inflating to more than"), "{err}");
         let env = Envelope {
             change: bomb,
-            ..Envelope::sign(&crate::identity::new_signing_key(), "catalog", &change, 1, &[])
+            ..Envelope::sign(
+                &crate::identity::new_signing_key(),
+                "catalog",
+                &change,
+                1,
+                &[],
+            )
         };
         assert!(env.decode_change().is_err());
 

@@ -43,7 +43,8 @@ pub const HELD_META: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("h
 pub const HELD_WAITING: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
     MultimapTableDefinition::new("held-waiting-1");
 /// (expiry in ms since the Unix epoch, change hash) → (): held envelopes by when they expire.
-pub const HELD_EXPIRY: TableDefinition<(i64, &[u8; 32]), ()> = TableDefinition::new("held-expiry-1");
+pub const HELD_EXPIRY: TableDefinition<(i64, &[u8; 32]), ()> =
+    TableDefinition::new("held-expiry-1");
 
 /// short invite code → postcard `PendingInvite`: invites this node issued and redeems.
 pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites-2");
