@@ -25,16 +25,19 @@ impl SyncPeer for Direct {
     }
 }
 
+/// Envelope bytes a hostile peer offers, by document, each under the hash it announces.
+type Offered = HashMap<String, Vec<([u8; 32], Vec<u8>)>>;
+
 /// A hostile peer with its own peer id: it claims to have `envs` (any bytes, by document) and
 /// hands them over through the sync protocol, wire encoded.
 struct Hostile {
     id: String,
-    docs: HashMap<String, Vec<([u8; 32], Vec<u8>)>>,
+    docs: Offered,
 }
 
 impl Hostile {
     fn new(id: &str, envs: Vec<(String, Vec<u8>)>) -> Hostile {
-        let mut docs: HashMap<String, Vec<([u8; 32], Vec<u8>)>> = HashMap::new();
+        let mut docs = Offered::new();
         for (n, (doc, bytes)) in envs.into_iter().enumerate() {
             let mut key = [0u8; 32];
             key[..8].copy_from_slice(&(n as u64).to_le_bytes());
