@@ -1165,7 +1165,7 @@ impl Ctx<'_> {
                 {
                     return Ok(());
                 }
-                let t = Arc::new(Trust::read(members, Some(&heads)));
+                let t = Arc::new(Trust::read(members, Some(&heads), &self.engine.anchor));
                 if self.engine.trust_cache.len() > 256 {
                     self.engine.trust_cache.clear();
                 }

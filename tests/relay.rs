@@ -1220,9 +1220,11 @@ async fn held_envelopes_count_in_a_shops_quota() {
     am.commit();
     let waiting =
         tillmesh::docs::Envelope::sign(&key, &doc, &am.get_last_local_change().unwrap(), 1, &heads);
+    let shop_genesis = h1.genesis().unwrap().map(|g| g.0);
     let answer = ask_as(
         key_of(&d("t1")),
         &relay_addr,
+        shop_genesis,
         SyncRequest::Offer(vec![waiting.to_bytes()]),
     )
     .await;
@@ -1241,7 +1243,13 @@ async fn held_envelopes_count_in_a_shops_quota() {
         .filter(|e| e.doc == "catalog")
         .map(|e| e.to_bytes())
         .collect();
-    let answer = ask_as(key_of(&d("t1")), &relay_addr, SyncRequest::Offer(offered)).await;
+    let answer = ask_as(
+        key_of(&d("t1")),
+        &relay_addr,
+        shop_genesis,
+        SyncRequest::Offer(offered),
+    )
+    .await;
     assert_eq!(
         answer,
         SyncResponse::Error("this shop's space on the relay is full".into())
