@@ -6,6 +6,13 @@
 //! hands it to `Ctx::apply` — the same path an envelope from a peer takes
 //! ([`Ctx::apply_envelope`]): verify, apply to the document, store envelope and chunk, update
 //! projections in the same transaction, queue events.
+//!
+//! An envelope from elsewhere that waits for changes this node lacks (its dependencies, or the
+//! `members` heads it names) is **held** — only once its signature verified and its signer is
+//! plausible (`Ctx::may_hold`), within caps per forwarding peer, per document and in all
+//! ([`MAX_HELD`]), for [`HELD_TTL_MS`]. It is indexed by the hashes it waits for, and
+//! [`Ctx::retry_held`] retries exactly those waiting for a change just stored; nothing held is
+//! read on a local change. Held envelopes never go into backups.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
