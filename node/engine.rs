@@ -876,7 +876,9 @@ impl Ctx<'_> {
                 // among the dependencies of its later ones: this change lies about its actor.
                 _ => {
                     return Err(Error::Rejected(
-                        "a change whose actor has no earlier change among its dependencies".into(),
+                        "change author unknown: its actor has no earlier change among its \
+                         dependencies"
+                            .into(),
                     ));
                 }
             }

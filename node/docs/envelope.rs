@@ -136,7 +136,7 @@ pub fn check_chunk(bytes: &[u8]) -> Result<()> {
                 .read_to_end(&mut inflated)
                 .map_err(|_| bad("the compressed change does not inflate"))?;
             if inflated.len() > MAX_INFLATED_BYTES {
-                return Err(Error::Rejected(format!(
+                return Err(bad(&format!(
                     "a compressed change inflating to more than {MAX_INFLATED_BYTES} bytes"
                 )));
             }
