@@ -466,9 +466,15 @@ async fn a_backup_has_no_held_envelopes_and_an_old_held_section_restores() {
     sync::pull(&a.h, &evil).await.unwrap();
     assert_eq!(a.h.held_count().unwrap(), 3);
 
-    let mut file = Vec::new();
-    let header = a.h.write_backup(&mut file, |_| {}).unwrap();
+    let mut sealed = Vec::new();
+    let header = a.h.write_backup(&mut sealed, |_| {}).unwrap();
     assert_eq!(header.records("held"), 0);
+    // The plain backup inside the encrypted file.
+    let recovery = tillmesh::sealed::Unlock::Key(
+        tillmesh::identity::parse_recovery_key(&a.recovery_key).unwrap(),
+    );
+    let mut file = Vec::new();
+    tillmesh::sealed::decrypt(sealed.as_slice(), &recovery, &mut file).unwrap();
     for (_, bytes) in &waiting {
         let sig = &Envelope::from_bytes(bytes).unwrap().signature;
         assert!(
@@ -477,13 +483,13 @@ async fn a_backup_has_no_held_envelopes_and_an_old_held_section_restores() {
         );
     }
 
-    // The same file as an older tillmesh wrote it: one record in its held section.
+    // A plain file as an older tillmesh wrote it: one record in its held section.
     let held_record = waiting[0].1.clone();
     let old = with_held_record(&file, &held_record);
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("old.tmbackup");
     std::fs::write(&path, &old).unwrap();
-    let report = tillmesh::backup::restore(&path, &dir.path().join("restored"), |_| {})
+    let report = tillmesh::backup::restore(&path, None, &dir.path().join("restored"), |_| {})
         .await
         .unwrap();
     assert_eq!(report.held, 1, "{report:?}");
