@@ -6,6 +6,13 @@
 //! hands it to `Ctx::apply` — the same path an envelope from a peer takes
 //! ([`Ctx::apply_envelope`]): verify, apply to the document, store envelope and chunk, update
 //! projections in the same transaction, queue events.
+//!
+//! An envelope from elsewhere that waits for changes this node lacks (its dependencies, or the
+//! `members` heads it names) is **held** — only once its signature verified and its signer is
+//! plausible (`Ctx::may_hold`), within caps per forwarding peer, per document and in all
+//! ([`MAX_HELD`]), for [`HELD_TTL_MS`]. It is indexed by the hashes it waits for, and
+//! [`Ctx::retry_held`] retries exactly those waiting for a change just stored; nothing held is
+//! read on a local change. Held envelopes never go into backups.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};
@@ -30,9 +37,25 @@ const MAX_BATCH: usize = 512;
 const COMPACT_AFTER_CHUNKS: u64 = 128;
 /// Longest a commit of changes from peers may stay unsynced to disk (see [`Ctx::relaxed`]).
 pub const MAX_UNSYNCED: std::time::Duration = std::time::Duration::from_millis(500);
-/// Most envelopes held at once (waiting for dependencies or admissions); beyond it new ones
-/// are refused (anti-entropy brings them again once their dependencies are here).
-pub const MAX_HELD: usize = 100_000;
+/// Most envelopes held at once (waiting for changes this node lacks), from all peers together;
+/// beyond any cap below new ones are not kept (not the sender's fault: anti-entropy brings them
+/// again once what they wait for is here). The global caps are what bounds a flood: fresh peer
+/// ids and signer keys cost an attacker nothing.
+pub const MAX_HELD: usize = 10_000;
+/// Most bytes of envelopes held at once.
+pub const MAX_HELD_BYTES: u64 = 64 << 20;
+/// Most envelopes held from one forwarding peer (its peer id; imports from a backup or the API
+/// count as one source).
+pub const MAX_HELD_PER_PEER: usize = 1_000;
+/// Most bytes of envelopes held from one forwarding peer.
+pub const MAX_HELD_BYTES_PER_PEER: u64 = 16 << 20;
+/// Most envelopes held for one document.
+pub const MAX_HELD_PER_DOC: usize = 1_000;
+/// How long an envelope stays held. What a real peer sends waits seconds (a gossiped change
+/// overtaking an earlier one, a new device's change before its admission) until the gap pull
+/// fetches what it lacks; an hour is ample. Dropping one costs nothing: no longer held, its hash
+/// counts as missing again and the next anti-entropy pull fetches it from whoever has it.
+pub const HELD_TTL_MS: i64 = 60 * 60 * 1000;
 /// Documents kept loaded besides `members`, `settings`, `catalog` and `vault`.
 const DOC_CACHE: usize = 64;
 
@@ -142,12 +165,68 @@ pub struct Engine {
     unsynced_since: Option<std::time::Instant>,
     /// When the last batch holding peers' changes only was committed.
     last_relaxed: Option<std::time::Instant>,
-    /// Held envelopes by document (loaded from the `held` table on first use), so retrying
-    /// looks only at documents that just received changes.
-    held: Option<HashMap<String, HashSet<[u8; 32]>>>,
-    /// Documents that received new changes since the last retry of held envelopes, and
-    /// whether `members` was one of them (then everything held is retried).
-    applied_docs: HashSet<String>,
+    /// What is held, counted per document and per peer (loaded from `HELD_META` on first use).
+    held: Option<HeldCounts>,
+    /// Changes stored since the last retry of held envelopes: `retry_held` retries exactly the
+    /// envelopes waiting for them (`HELD_WAITING`).
+    arrived: Vec<[u8; 32]>,
+}
+
+/// What is known of a held envelope besides its bytes (the `HELD_META` table).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct HeldMeta {
+    /// Its document.
+    pub doc: String,
+    /// The peer it came from (`""`: a backup or a local import).
+    pub from: String,
+    /// Size of the stored envelope.
+    pub bytes: u64,
+    /// When it is dropped (ms since the Unix epoch).
+    pub expires: i64,
+    /// The change hashes it waits for (missing dependencies or `members` heads).
+    pub waits: Vec<[u8; 32]>,
+}
+
+/// Held envelopes counted for the caps (see [`MAX_HELD`]).
+#[derive(Default)]
+struct HeldCounts {
+    total: usize,
+    bytes: u64,
+    by_doc: HashMap<String, usize>,
+    by_peer: HashMap<String, (usize, u64)>,
+}
+
+impl HeldCounts {
+    fn add(&mut self, m: &HeldMeta, sign: i64) {
+        let n = |v: usize| v.saturating_add_signed(sign as isize);
+        let b = |v: u64| v.saturating_add_signed(sign * m.bytes as i64);
+        self.total = n(self.total);
+        self.bytes = b(self.bytes);
+        let d = self.by_doc.entry(m.doc.clone()).or_default();
+        *d = n(*d);
+        if *d == 0 {
+            self.by_doc.remove(&m.doc);
+        }
+        let p = self.by_peer.entry(m.from.clone()).or_default();
+        *p = (n(p.0), b(p.1));
+        if p.0 == 0 {
+            self.by_peer.remove(&m.from);
+        }
+    }
+
+    /// Why one more envelope of `bytes` for `doc` from `from` may not be held, if so.
+    fn full(&self, doc: &str, from: &str, bytes: u64) -> Option<&'static str> {
+        let (peer_n, peer_b) = self.by_peer.get(from).copied().unwrap_or_default();
+        if self.total >= MAX_HELD || self.bytes + bytes > MAX_HELD_BYTES {
+            Some("this node holds as many waiting changes as it keeps")
+        } else if peer_n >= MAX_HELD_PER_PEER || peer_b + bytes > MAX_HELD_BYTES_PER_PEER {
+            Some("this node holds as many waiting changes from this peer as it keeps")
+        } else if self.by_doc.get(doc).copied().unwrap_or(0) >= MAX_HELD_PER_DOC {
+            Some("this node holds as many waiting changes of this document as it keeps")
+        } else {
+            None
+        }
+    }
 }
 
 /// Remote changes of one document waiting to be applied to it (see [`Engine::pending`]).
@@ -183,7 +262,7 @@ impl Engine {
             unsynced_since: None,
             last_relaxed: None,
             held: None,
-            applied_docs: HashSet::new(),
+            arrived: Vec::new(),
         })
     }
 
@@ -232,6 +311,7 @@ impl Engine {
                 poisoned: None,
                 shop_changed: false,
                 durable: true,
+                from: String::new(),
             };
             let finish = job(&mut ctx);
             let Ctx {
@@ -254,7 +334,7 @@ impl Engine {
             }
             finishers.push(finish);
         }
-        self.applied_docs.clear();
+        self.arrived.clear();
         if relaxed_jobs {
             self.last_relaxed = Some(std::time::Instant::now());
         }
@@ -340,7 +420,7 @@ impl Engine {
                     self.docs.remove(&doc);
                 }
                 self.held = None;
-                self.applied_docs.clear();
+                self.arrived.clear();
                 self.trust_cache.clear();
                 for f in finishers {
                     f(Err(Error::Store(e.to_string())));
@@ -416,7 +496,9 @@ pub enum Applied {
     New(ChangeHash),
     /// Already stored: nothing to do.
     Duplicate(ChangeHash),
-    /// Kept aside until its dependencies or its signer's admission arrive.
+    /// Signed by a key that may write it, but waiting for changes this node lacks (its
+    /// dependencies, or the `members` heads it names): kept aside if the caps allow (the text
+    /// says which), else not kept.
     Held(ChangeHash, String),
 }
 
@@ -431,9 +513,16 @@ pub struct Ctx<'a> {
     poisoned: Option<String>,
     shop_changed: bool,
     durable: bool,
+    /// The peer the job's envelopes came from (`""`: a backup or a local import).
+    from: String,
 }
 
 impl Ctx<'_> {
+    /// The envelopes this job applies were forwarded by `peer` (held ones count against it).
+    pub fn forwarded_by(&mut self, peer: &str) {
+        self.from = peer.to_string();
+    }
+
     /// This job only applies changes from peers: its batch may commit without syncing to disk
     /// (unless another job of the batch needs it). A crash may then lose what it applied, which
     /// costs nothing: the peers still have it and anti-entropy fetches it again. The writer
@@ -548,78 +637,88 @@ impl Ctx<'_> {
         &self.engine.anchor
     }
 
-    /// Applies held envelopes whose dependencies or signers may have arrived — those of the
-    /// documents that received changes since the last retry (all of them when `members` did),
-    /// until none moves.
+    /// Applies the held envelopes waiting for changes stored since the last retry (and what
+    /// those unblock in turn), found by the hashes they wait for: nothing else held is read.
     pub fn retry_held(&mut self) -> Result<usize> {
         let mut applied = 0;
-        loop {
-            let docs = std::mem::take(&mut self.engine.applied_docs);
-            let index = self.held_index()?;
-            let hashes: Vec<[u8; 32]> = if docs.contains("members") {
-                index.values().flatten().copied().collect()
-            } else {
-                docs.iter()
-                    .filter_map(|d| index.get(d))
-                    .flatten()
-                    .copied()
-                    .collect()
+        self.expire_held(chrono::Utc::now().timestamp_millis())?;
+        while let Some(arrived) = self.engine.arrived.pop() {
+            let waiting: Vec<[u8; 32]> = {
+                let mut t = self.tx.open_multimap_table(HELD_WAITING)?;
+                let mut v = Vec::new();
+                for row in t.remove_all(&arrived)? {
+                    v.push(*row?.value());
+                }
+                v
             };
-            if hashes.is_empty() {
-                return Ok(applied);
-            }
-            let mut progress = false;
-            for h in hashes {
+            for h in waiting {
                 let env = {
                     let t = self.tx.open_table(HELD)?;
                     let Some(v) = t.get(&h)? else { continue };
                     Envelope::from_bytes(v.value())
                 };
-                match env {
-                    Ok(env) => {
-                        if let Ok(Applied::New(_)) = self.apply_envelope(env) {
-                            applied += 1;
-                            progress = true;
-                        }
-                    }
-                    // Cannot happen (only decoded envelopes are held); drop it.
-                    Err(_) => {
-                        self.tx.open_table(HELD)?.remove(&h)?;
-                    }
+                match env.map(|env| self.apply_envelope(env)) {
+                    Ok(Ok(Applied::New(_))) => applied += 1,
+                    // Still waiting (for something else now): `hold` noted what for.
+                    Ok(Ok(Applied::Held(..))) => {}
+                    Ok(Ok(Applied::Duplicate(_))) => {}
+                    // Refused now that it could be checked in full, or unreadable: dropped.
+                    Ok(Err(_)) | Err(_) => self.unhold(&h)?,
                 }
-            }
-            if !progress {
-                self.engine.applied_docs.clear();
-                return Ok(applied);
             }
         }
+        Ok(applied)
     }
 
-    /// The index of held envelopes by document, loaded on first use.
-    fn held_index(&mut self) -> Result<&mut HashMap<String, HashSet<[u8; 32]>>> {
+    /// The held-envelope counts, loaded on first use.
+    fn held_counts(&mut self) -> Result<&mut HeldCounts> {
         if self.engine.held.is_none() {
-            let mut index: HashMap<String, HashSet<[u8; 32]>> = HashMap::new();
-            for row in self.tx.open_table(HELD)?.iter()? {
-                let (k, v) = row?;
-                if let Ok(env) = Envelope::from_bytes(v.value()) {
-                    index.entry(env.doc).or_default().insert(*k.value());
+            let mut counts = HeldCounts::default();
+            for row in self.tx.open_table(HELD_META)?.iter()? {
+                if let Ok(m) = postcard::from_bytes::<HeldMeta>(row?.1.value()) {
+                    counts.add(&m, 1);
                 }
             }
-            self.engine.held = Some(index);
+            self.engine.held = Some(counts);
         }
         Ok(self.engine.held.as_mut().expect("just loaded"))
     }
 
-    /// Forgets a held envelope (it was applied, or it is a duplicate).
-    fn unhold(&mut self, doc: &str, hash: &[u8; 32]) -> Result<()> {
-        if self.tx.open_table(HELD)?.remove(hash)?.is_some()
-            && let Some(index) = self.engine.held.as_mut()
-            && let Some(set) = index.get_mut(doc)
-        {
-            set.remove(hash);
-            if set.is_empty() {
-                index.remove(doc);
+    /// Drops held envelopes whose time ran out by `now` (ms); returns how many.
+    pub fn expire_held(&mut self, now: i64) -> Result<u64> {
+        let expired: Vec<[u8; 32]> = {
+            let t = self.tx.open_table(HELD_EXPIRY)?;
+            let mut v = Vec::new();
+            for row in t.range((i64::MIN, &[0u8; 32])..=(now, &[0xffu8; 32]))? {
+                v.push(*row?.0.value().1);
             }
+            v
+        };
+        for h in &expired {
+            self.unhold(h)?;
+        }
+        Ok(expired.len() as u64)
+    }
+
+    /// Forgets a held envelope (applied, duplicate, refused or expired) and what it waited for.
+    fn unhold(&mut self, hash: &[u8; 32]) -> Result<()> {
+        let Some(meta) = self.tx.open_table(HELD_META)?.remove(hash)?.map(|v| {
+            postcard::from_bytes::<HeldMeta>(v.value()).map_err(|e| Error::Store(e.to_string()))
+        }) else {
+            self.tx.open_table(HELD)?.remove(hash)?;
+            return Ok(());
+        };
+        let meta = meta?;
+        self.tx.open_table(HELD)?.remove(hash)?;
+        self.tx
+            .open_table(HELD_EXPIRY)?
+            .remove((meta.expires, hash))?;
+        let mut waiting = self.tx.open_multimap_table(HELD_WAITING)?;
+        for w in &meta.waits {
+            waiting.remove(w, hash)?;
+        }
+        if let Some(counts) = self.engine.held.as_mut() {
+            counts.add(&meta, -1);
         }
         Ok(())
     }
@@ -721,7 +820,7 @@ impl Ctx<'_> {
     fn apply(&mut self, env: Envelope, change: Change, origin: Origin) -> Result<Applied> {
         let hash = change.hash();
         if self.tx.open_table(ENVELOPES)?.get(&hash.0)?.is_some() {
-            self.unhold(&env.doc, &hash.0)?;
+            self.unhold(&hash.0)?;
             return Ok(Applied::Duplicate(hash));
         }
         let doc_id = DocId::parse(&env.doc)
@@ -738,16 +837,26 @@ impl Ctx<'_> {
             self.engine.flush_pending(&id)?;
         }
         if origin == Origin::Remote {
+            // Nothing is held, or looked at further, before this.
+            if let Err(why) = self.may_hold(&env, &change, hash, genesis) {
+                tracing::warn!(doc = %id, hash = %hash, "refused a change: {why}");
+                return Err(Error::Rejected(why));
+            }
             let pending = self.engine.pending.get(&id);
-            let missing = match self.engine.docs.get_mut(&id) {
-                Some(doc) => change.deps().iter().any(|d| {
-                    doc.get_change_by_hash(d).is_none()
-                        && !pending.is_some_and(|p| p.hashes.contains(d))
-                }),
-                None => !change.deps().is_empty(),
+            let missing: Vec<[u8; 32]> = match self.engine.docs.get_mut(&id) {
+                Some(doc) => change
+                    .deps()
+                    .iter()
+                    .filter(|d| {
+                        doc.get_change_by_hash(d).is_none()
+                            && !pending.is_some_and(|p| p.hashes.contains(d))
+                    })
+                    .map(|d| d.0)
+                    .collect(),
+                None => change.deps().iter().map(|d| d.0).collect(),
             };
-            if missing {
-                return self.hold(&env, hash, "waiting for earlier changes".into());
+            if !missing.is_empty() {
+                return self.hold(&env, hash, "waiting for earlier changes".into(), missing);
             }
         }
         let author: Option<Vec<u8>> = if change.seq() == 1 {
@@ -763,7 +872,15 @@ impl Ctx<'_> {
                 Some(doc) if doc.get_author_for_actor(change.actor_id()).is_some() => doc
                     .get_author_for_actor(change.actor_id())
                     .map(|a| a.as_bytes().to_vec()),
-                _ => return self.hold(&env, hash, "waiting for earlier changes".into()),
+                // Its dependencies are all here, and an actor's earlier changes are always
+                // among the dependencies of its later ones: this change lies about its actor.
+                _ => {
+                    return Err(Error::Rejected(
+                        "change author unknown: its actor has no earlier change among its \
+                         dependencies"
+                            .into(),
+                    ));
+                }
             }
         };
         self.load("members")?;
@@ -778,7 +895,15 @@ impl Ctx<'_> {
             };
             match verify(&env, &change, author.as_deref(), &mut vctx) {
                 Verdict::Accept(s) => s,
-                Verdict::Hold(why) => return self.hold(&env, hash, why),
+                Verdict::Hold(why) => {
+                    let waits = env
+                        .members_heads
+                        .iter()
+                        .filter(|h| vctx.members.get_change_by_hash(&ChangeHash(**h)).is_none())
+                        .copied()
+                        .collect();
+                    return self.hold(&env, hash, why, waits);
+                }
                 Verdict::Reject(why) => {
                     tracing::warn!(doc = %id, hash = %hash, "refused a change: {why}");
                     return Err(Error::Rejected(why));
@@ -822,12 +947,14 @@ impl Ctx<'_> {
                 (before, after)
             }
             Origin::Remote => {
-                if change
+                let missing: Vec<[u8; 32]> = change
                     .deps()
                     .iter()
-                    .any(|d| am.get_change_by_hash(d).is_none())
-                {
-                    return self.hold(&env, hash, "waiting for earlier changes".into());
+                    .filter(|d| am.get_change_by_hash(d).is_none())
+                    .map(|d| d.0)
+                    .collect();
+                if !missing.is_empty() {
+                    return self.hold(&env, hash, "waiting for earlier changes".into(), missing);
                 }
                 let before = am.get_heads();
                 self.touched.insert(id.clone());
@@ -1004,23 +1131,128 @@ impl Ctx<'_> {
         Ok(())
     }
 
-    fn hold(&mut self, env: &Envelope, hash: ChangeHash, why: String) -> Result<Applied> {
-        let doc = env.doc.clone();
-        let index = self.held_index()?;
-        if index.get(&doc).is_some_and(|s| s.contains(&hash.0)) {
+    /// What an envelope from elsewhere must show before it may be held (or checked further):
+    /// a valid signature over its change hash by its signer, who is the change's author where
+    /// the change names one, and who is plausible as a writer. "Plausible" (the full check is
+    /// [`verify`], once nothing is missing): when this node has every `members` head the
+    /// envelope names, the signer is a member at those heads and not revoked there — or the
+    /// change is to `members` and may be a device admitting itself, which can only be judged
+    /// with its dependencies; when a head is missing, only the signature can be checked, and
+    /// the caps on holding (see [`MAX_HELD`]) bound what such envelopes cost.
+    fn may_hold(
+        &mut self,
+        env: &Envelope,
+        change: &Change,
+        hash: ChangeHash,
+        genesis: ChangeHash,
+    ) -> std::result::Result<(), String> {
+        env.verify_signature(&hash).map_err(|e| e.to_string())?;
+        if change.seq() == 1
+            && change.author().map(|a| a.as_bytes().to_vec()) != Some(env.signer.to_vec())
+        {
+            return Err("change author is not the signer".into());
+        }
+        let mut heads = env.members_heads();
+        if heads.is_empty() {
+            // Only the genesis names no members heads (see `trust::verify`).
+            return if hash == genesis {
+                Ok(())
+            } else {
+                Err("a change naming no members heads that is not the shop's genesis".into())
+            };
+        }
+        heads.sort();
+        let trust = match self.engine.trust_cache.get(&heads) {
+            Some(t) => t.clone(),
+            None => {
+                let Some(members) = self.engine.docs.get_mut("members") else {
+                    return Ok(());
+                };
+                if heads
+                    .iter()
+                    .any(|h| members.get_change_by_hash(h).is_none())
+                {
+                    return Ok(());
+                }
+                let t = Arc::new(Trust::read(members, Some(&heads), &self.engine.anchor));
+                if self.engine.trust_cache.len() > 256 {
+                    self.engine.trust_cache.clear();
+                }
+                self.engine.trust_cache.insert(heads, t.clone());
+                t
+            }
+        };
+        match trust.signer(&env.signer) {
+            Some((_, false)) => Ok(()),
+            Some((_, true)) => Err("signer was revoked at the heads it names".into()),
+            None if env.doc == "members" => Ok(()),
+            None => Err("signer is not a member at the heads it names".into()),
+        }
+    }
+
+    /// Keeps a verified-so-far envelope until the changes it waits for (`waits`: change hashes)
+    /// arrive, within the caps (see [`MAX_HELD`]); it expires after [`HELD_TTL_MS`].
+    fn hold(
+        &mut self,
+        env: &Envelope,
+        hash: ChangeHash,
+        why: String,
+        waits: Vec<[u8; 32]>,
+    ) -> Result<Applied> {
+        let now = chrono::Utc::now().timestamp_millis();
+        self.expire_held(now)?;
+        let held = self
+            .tx
+            .open_table(HELD_META)?
+            .get(&hash.0)?
+            .map(|v| postcard::from_bytes::<HeldMeta>(v.value()));
+        let mut waiting = self.tx.open_multimap_table(HELD_WAITING)?;
+        if let Some(Ok(mut meta)) = held {
+            // Retried and still waiting, maybe for something else now.
+            for w in &meta.waits {
+                waiting.remove(w, &hash.0)?;
+            }
+            for w in &waits {
+                waiting.insert(w, &hash.0)?;
+            }
+            meta.waits = waits;
+            self.tx.open_table(HELD_META)?.insert(
+                &hash.0,
+                postcard::to_allocvec(&meta)
+                    .expect("held metadata serializes")
+                    .as_slice(),
+            )?;
             return Ok(Applied::Held(hash, why));
         }
-        if index.values().map(HashSet::len).sum::<usize>() >= MAX_HELD {
-            // Not kept, not the sender's fault: anti-entropy brings it again later.
-            return Ok(Applied::Held(
-                hash,
-                format!("{MAX_HELD} changes are already waiting; not kept"),
-            ));
+        drop(waiting);
+        let bytes = env.to_bytes();
+        let meta = HeldMeta {
+            doc: env.doc.clone(),
+            from: self.from.clone(),
+            bytes: bytes.len() as u64,
+            expires: now + HELD_TTL_MS,
+            waits,
+        };
+        if let Some(full) = self.held_counts()?.full(&meta.doc, &meta.from, meta.bytes) {
+            return Ok(Applied::Held(hash, format!("{why}; not kept: {full}")));
         }
-        index.entry(doc).or_default().insert(hash.0);
+        self.held_counts()?.add(&meta, 1);
         self.tx
             .open_table(HELD)?
-            .insert(&hash.0, env.to_bytes().as_slice())?;
+            .insert(&hash.0, bytes.as_slice())?;
+        self.tx.open_table(HELD_META)?.insert(
+            &hash.0,
+            postcard::to_allocvec(&meta)
+                .expect("held metadata serializes")
+                .as_slice(),
+        )?;
+        self.tx
+            .open_table(HELD_EXPIRY)?
+            .insert((meta.expires, &hash.0), ())?;
+        let mut waiting = self.tx.open_multimap_table(HELD_WAITING)?;
+        for w in &meta.waits {
+            waiting.insert(w, &hash.0)?;
+        }
         Ok(Applied::Held(hash, why))
     }
 
@@ -1035,8 +1267,8 @@ impl Ctx<'_> {
         self.tx
             .open_table(ENVELOPES)?
             .insert(&hash.0, env.to_bytes().as_slice())?;
-        self.unhold(id, &hash.0)?;
-        self.engine.applied_docs.insert(id.to_string());
+        self.unhold(&hash.0)?;
+        self.engine.arrived.push(hash.0);
         crate::store::xor_digest(&mut self.tx.open_table(DOC_DIGESTS)?, id, &hash.0)?;
         crate::store::xor_digest(
             &mut self.tx.open_table(BUCKET_DIGESTS)?,

@@ -189,6 +189,10 @@ impl SyncPeer for NetPeer {
     async fn request(&self, req: SyncRequest) -> Result<SyncResponse> {
         ask(&self.net, &self.node, self.peer, &req).await
     }
+
+    fn id(&self) -> String {
+        self.peer.to_string()
+    }
 }
 
 /// The network identity and protocol settings for a node.
@@ -497,7 +501,10 @@ async fn event_loop(
                     .ok_or_else(|| Error::NoShop("no shop".into()))
                     .and_then(|key| unseal(&key, &data));
                 let verdict = match opened.and_then(|data| Envelope::from_bytes(&data)) {
-                    Ok(env) => match node.import_envelopes(None, vec![env]).await {
+                    Ok(env) => match node
+                        .import_envelopes_from(&source.to_string(), None, vec![env])
+                        .await
+                    {
                         Ok(mut r) => match r.pop() {
                             Some(Ok(Applied::New(_))) | Some(Ok(Applied::Duplicate(_))) => {
                                 Acceptance::Accept

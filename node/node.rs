@@ -1085,10 +1085,31 @@ impl NodeHandle {
         crate::backup::write_sealed(&self.read()?, source, &to, kind, created_at, out, on_header)
     }
 
-    /// Envelopes held, waiting for their dependencies or their signer's admission.
+    /// Envelopes held, waiting for their dependencies or the `members` changes they name.
     pub fn held_count(&self) -> Result<u64> {
         use redb::ReadableTableMetadata;
         Ok(self.read()?.open_table(crate::store::tables::HELD)?.len()?)
+    }
+
+    /// Held envelopes by the peer that forwarded them (`""`: a backup or a local import).
+    pub fn held_by_peer(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let tx = self.read()?;
+        let mut out = std::collections::BTreeMap::new();
+        for row in tx.open_table(crate::store::tables::HELD_META)?.iter()? {
+            if let Ok(m) = postcard::from_bytes::<crate::engine::HeldMeta>(row?.1.value()) {
+                *out.entry(m.from).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Drops the held envelopes whose time ran out by `now` (ms since the Unix epoch; the
+    /// writer does this with the real clock whenever it holds or retries) and returns how many.
+    pub async fn expire_held(&self, now: i64) -> Result<u64> {
+        self.inner
+            .writer
+            .write(move |ctx| ctx.expire_held(now))
+            .await
     }
 
     /// Creates an invite for a new device (owner; managers: tills).
@@ -1415,9 +1436,22 @@ impl NodeHandle {
         genesis: Option<automerge::ChangeHash>,
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<Result<Applied>>> {
+        self.import_envelopes_from("", genesis, envelopes).await
+    }
+
+    /// [`import_envelopes`](Self::import_envelopes) of envelopes that `peer` (a peer id)
+    /// forwarded: those held count against that peer's share (see [`crate::engine::MAX_HELD`]).
+    pub async fn import_envelopes_from(
+        &self,
+        peer: &str,
+        genesis: Option<automerge::ChangeHash>,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Result<Applied>>> {
+        let peer = peer.to_string();
         self.inner
             .writer
             .write(move |ctx| {
+                ctx.forwarded_by(&peer);
                 match genesis {
                     Some(g) => ctx.adopt_genesis(g, None)?,
                     None => ctx.relaxed(),

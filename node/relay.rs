@@ -571,8 +571,9 @@ async fn offer(
     from: PeerId,
     envs: Vec<Vec<u8>>,
 ) -> SyncResponse {
-    match h.status() {
-        Ok(s) if s.envelopes >= limit => {
+    // Held envelopes take space too: they count in the shop's quota.
+    match h.status().and_then(|s| Ok(s.envelopes + h.held_count()?)) {
+        Ok(n) if n >= limit => {
             return SyncResponse::Error("this shop's space on the relay is full".into());
         }
         Err(e) => return SyncResponse::Error(e.to_string()),
@@ -586,7 +587,10 @@ async fn offer(
             bytes.push(b);
         }
     }
-    let results = match h.import_envelopes(None, decoded).await {
+    let results = match h
+        .import_envelopes_from(&from.to_string(), None, decoded)
+        .await
+    {
         Ok(r) => r,
         Err(e) => return SyncResponse::Error(e.to_string()),
     };
@@ -730,7 +734,9 @@ fn serve_web(
 
 fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_changes: u64) {
     tokio::spawn(async move {
-        if h.status().is_ok_and(|s| s.envelopes >= max_changes) {
+        if h.status()
+            .is_ok_and(|s| s.envelopes + h.held_count().unwrap_or(0) >= max_changes)
+        {
             tracing::warn!(%shop, "this shop's replica is full; not pulling");
             return;
         }

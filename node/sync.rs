@@ -357,6 +357,12 @@ pub trait SyncPeer {
         &self,
         req: SyncRequest,
     ) -> impl std::future::Future<Output = Result<SyncResponse>> + Send;
+
+    /// Who this peer is (its peer id), for the caps on what it may leave held here; `""` for
+    /// an in-process peer.
+    fn id(&self) -> String {
+        String::new()
+    }
 }
 
 /// What a pull did.
@@ -400,6 +406,7 @@ pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport>
     // the same changes to give; after the first pull the others find little or nothing.
     let _one_at_a_time = node.pull_gate().lock().await;
     let mut report = PullReport::default();
+    let from = peer.id();
     let theirs = match peer.request(SyncRequest::Buckets).await? {
         SyncResponse::Buckets(b) => b,
         other => return Err(unexpected(other)),
@@ -460,13 +467,13 @@ pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport>
             let applied = match batches.next() {
                 Some(b) => {
                     let (applied, next) = futures::join!(
-                        node.import_envelopes(None, decoded),
+                        node.import_envelopes_from(&from, None, decoded),
                         peer.request(SyncRequest::Envelopes(b.to_vec()))
                     );
                     answer = Some(next);
                     applied
                 }
-                None => node.import_envelopes(None, decoded).await,
+                None => node.import_envelopes_from(&from, None, decoded).await,
             };
             report.count(applied?);
         }

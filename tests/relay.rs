@@ -10,6 +10,8 @@
 //!   revoked device and an unknown shop all get the same answer.
 //! - `a_relay_refuses_a_till_invite`: enrolling with an invite for a till admits nothing.
 //! - `a_full_replica_refuses_more_changes`: the per-shop change limit refuses offers and pulls.
+//! - `held_envelopes_count_in_a_shops_quota`: what a shop's device leaves held on its replica
+//!   (changes waiting for what never comes) fills the shop's space like stored changes.
 //! - `the_circuit_relay_serves_only_the_shops_devices`: with a libp2p relay client, a device of
 //!   the shop reserves a slot and another reaches it through a circuit; a stranger is denied.
 //! - `shop_lan_home_and_cloud_namespaces` (processes, root): the same story in three network
@@ -1148,6 +1150,105 @@ async fn a_full_replica_refuses_more_changes() {
     }
     assert!(replica.product(p.id).is_err());
     assert_eq!(replica.status().unwrap().envelopes, held);
+    drop((h1, replica));
+    t1.shutdown().await;
+    relay.shutdown().await;
+}
+
+/// Envelopes held on a replica take the shop's space: a device offering validly signed changes
+/// that wait for what never comes fills its shop's quota as stored changes would, and then the
+/// shop's next offer is refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn held_envelopes_count_in_a_shops_quota() {
+    use automerge::transaction::Transactable;
+    let tmp = tempfile::tempdir().unwrap();
+    let d = |n: &str| tmp.path().join(n);
+    let (t1, h1, owner, _) = first_till(&d("t1")).await;
+    let shop = tillmesh::relay::enroll(&d("relay"), &relay_invite(&h1, &owner, "Cloud").await)
+        .await
+        .unwrap()
+        .shop_id;
+    let cfg = |limit: u64| {
+        let mut cfg = RelayConfig::new(
+            d("relay"),
+            vec![
+                format!("/ip4/127.0.0.1/tcp/{}", free_port())
+                    .parse()
+                    .unwrap(),
+            ],
+        );
+        cfg.max_changes_per_shop = limit;
+        cfg
+    };
+    // What the replica stores after enrolling, and its members heads.
+    let relay = Relay::start(cfg(u64::MAX)).await.unwrap();
+    let replica = relay.replica(shop).unwrap();
+    let stored = replica.status().unwrap().envelopes;
+    let heads: Vec<automerge::ChangeHash> = replica
+        .documents()
+        .unwrap()
+        .into_iter()
+        .find(|x| x.id == "members")
+        .unwrap()
+        .heads
+        .iter()
+        .map(|h| h.parse().unwrap())
+        .collect();
+    drop(replica);
+    relay.shutdown().await;
+
+    // Room for one more change.
+    let relay = Relay::start(cfg(stored + 1)).await.unwrap();
+    let replica = relay.replica(shop).unwrap();
+    let relay_addr = relay.addrs()[0].to_string();
+    // Till 1 signs, on its own ledger, a change whose predecessor it never sends.
+    let key = ed25519_dalek::SigningKey::from_bytes(&key_of(&d("t1")));
+    let device = tillmesh::identity::device_id(&key.verifying_key());
+    let doc = format!("ledger/2026-01-01/{device}/0");
+    let mut am = automerge::AutoCommit::new();
+    am.set_author(Some(automerge::Author::from(
+        key.verifying_key().to_bytes().to_vec(),
+    )));
+    am.put(automerge::ROOT, "a", 1).unwrap();
+    am.commit();
+    am.put(automerge::ROOT, "b", 2).unwrap();
+    am.commit();
+    let waiting =
+        tillmesh::docs::Envelope::sign(&key, &doc, &am.get_last_local_change().unwrap(), 1, &heads);
+    let shop_genesis = h1.genesis().unwrap().map(|g| g.0);
+    let answer = ask_as(
+        key_of(&d("t1")),
+        &relay_addr,
+        shop_genesis,
+        SyncRequest::Offer(vec![waiting.to_bytes()]),
+    )
+    .await;
+    assert_eq!(answer, SyncResponse::Accepted(0), "held, not accepted");
+    assert_eq!(replica.held_count().unwrap(), 1);
+    assert_eq!(replica.status().unwrap().envelopes, stored);
+
+    // The shop's space is taken: a real change is refused.
+    h1.create_product(&owner, product("Q1", 100, 0))
+        .await
+        .unwrap();
+    let offered: Vec<Vec<u8>> = h1
+        .envelopes()
+        .unwrap()
+        .into_iter()
+        .filter(|e| e.doc == "catalog")
+        .map(|e| e.to_bytes())
+        .collect();
+    let answer = ask_as(
+        key_of(&d("t1")),
+        &relay_addr,
+        shop_genesis,
+        SyncRequest::Offer(offered),
+    )
+    .await;
+    assert_eq!(
+        answer,
+        SyncResponse::Error("this shop's space on the relay is full".into())
+    );
     drop((h1, replica));
     t1.shutdown().await;
     relay.shutdown().await;

@@ -15,6 +15,9 @@ type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 /// aggregates (`domain::reports`), projected from the documents already stored.
 /// It also fills alerts, dismissals, product times, stock episodes and the audit index.
 /// 5: the audit index by person and by kind, filled from the audit rows.
+/// 7: held envelopes with their metadata and an index by what they wait for; the old `held-1`
+/// is dropped (its envelopes were kept before their signature was checked; anti-entropy fetches
+/// again whatever of it was real).
 const MIGRATIONS: &[Migration] = &[
     create_tables_v1,
     sync_digests_v2,
@@ -22,6 +25,7 @@ const MIGRATIONS: &[Migration] = &[
     books_and_reports_v4,
     audit_indexes_v5,
     legacy_devices_v6,
+    held_v7,
 ];
 
 /// 1: create every table, so readers never meet a missing one.
@@ -76,6 +80,13 @@ fn legacy_devices_v6(tx: &redb::WriteTransaction) -> Result<()> {
     Ok(())
 }
 
+/// 7: drop `held-1`, create the new held tables.
+fn held_v7(tx: &redb::WriteTransaction) -> Result<()> {
+    const HELD_V1: redb::TableDefinition<&[u8; 32], &[u8]> = redb::TableDefinition::new("held-1");
+    tx.delete_table(HELD_V1)?;
+    create_tables(tx)
+}
+
 /// Opens (creating) every table of the current layout.
 pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(META)?;
@@ -84,6 +95,9 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_table(DOC_CHUNKS)?;
     tx.open_table(DOCS)?;
     tx.open_table(HELD)?;
+    tx.open_table(HELD_META)?;
+    tx.open_multimap_table(HELD_WAITING)?;
+    tx.open_table(HELD_EXPIRY)?;
     tx.open_table(DOC_DIGESTS)?;
     tx.open_table(INVITES)?;
     tx.open_table(BUCKET_DIGESTS)?;

@@ -30,8 +30,21 @@ pub const DOC_DIGESTS: TableDefinition<&str, &[u8; 32]> = TableDefinition::new("
 /// its documents' digests. Anti-entropy compares these first.
 pub const BUCKET_DIGESTS: TableDefinition<&str, &[u8; 32]> =
     TableDefinition::new("bucket-digests-1");
-/// change hash → postcard envelope waiting for its dependencies or its signer's admission.
-pub const HELD: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-1");
+/// change hash → postcard envelope waiting for changes this node lacks: dependencies of the
+/// change, or `members` heads its signature names. Only envelopes whose signature verified are
+/// held, within caps, for a while (see `engine::hold`). Never in backups. (`held-1` held
+/// envelopes before their signature was checked; migration 6 drops it.)
+pub const HELD: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-2");
+/// change hash → postcard `engine::HeldMeta` of a held envelope (document, forwarding peer,
+/// size, expiry, the hashes it waits for): the caps count from it without decoding envelopes.
+pub const HELD_META: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-meta-1");
+/// missing change hash → the held envelopes waiting for it: a change stored here retries exactly
+/// those (no document is rescanned).
+pub const HELD_WAITING: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
+    MultimapTableDefinition::new("held-waiting-1");
+/// (expiry in ms since the Unix epoch, change hash) → (): held envelopes by when they expire.
+pub const HELD_EXPIRY: TableDefinition<(i64, &[u8; 32]), ()> =
+    TableDefinition::new("held-expiry-1");
 
 /// short invite code → postcard `PendingInvite`: invites this node issued and redeems.
 pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites-2");
