@@ -189,6 +189,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod private_fs;
 pub mod relay;
 pub mod snapshot;
 pub mod store;
