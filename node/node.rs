@@ -146,9 +146,8 @@ impl NodeBuilder {
                 crate::private_fs::private_dir(dir).map_err(|e| {
                     Error::Store(format!("cannot create data dir {}: {e}", dir.display()))
                 })?;
-                crate::private_fs::tighten_file(&dir.join(DEVICE_KEY_FILE)).map_err(|e| {
-                    Error::Store(format!("cannot protect the device key: {e}"))
-                })?;
+                crate::private_fs::tighten_file(&dir.join(DEVICE_KEY_FILE))
+                    .map_err(|e| Error::Store(format!("cannot protect the device key: {e}")))?;
                 let key = identity::load_or_create_device_key(&dir.join(DEVICE_KEY_FILE))?;
                 (Store::open(&dir.join(STORE_FILE))?, key)
             }

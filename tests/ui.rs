@@ -1204,7 +1204,11 @@ fn a_browser_on_another_device_is_asked_for_the_setup_token() {
                 .args(["addr", "add", "10.77.0.1/32", "dev", "lo"])
                 .output()
                 .expect("iproute2's `ip` runs");
-            assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
             tokio::runtime::Builder::new_multi_thread()
                 .worker_threads(2)
                 .enable_all()

@@ -248,7 +248,9 @@ async fn health_answers_while_50_unknown_user_logins_run() {
         .map(|i| {
             tokio::spawn(async move {
                 Client::till(port)
-                    .login(json!({"username": format!("ghost{i}"), "password": "a guessed password"}))
+                    .login(
+                        json!({"username": format!("ghost{i}"), "password": "a guessed password"}),
+                    )
                     .await
                     .0
             })
@@ -265,7 +267,10 @@ async fn health_answers_while_50_unknown_user_logins_run() {
         slowest = slowest.max(started.elapsed());
         checks += 1;
     }
-    assert!(checks >= 3, "only {checks} health checks while the logins ran");
+    assert!(
+        checks >= 3,
+        "only {checks} health checks while the logins ran"
+    );
     assert!(
         slowest < Duration::from_secs(2),
         "/health took {slowest:?} while logins were hashed"
@@ -277,7 +282,10 @@ async fn health_answers_while_50_unknown_user_logins_run() {
 }
 
 /// Reads an event stream until it ends or `timeout` passes; `Some(text)` if it ended.
-async fn read_until_end(mut res: reqwest::Response, seen: std::sync::Arc<std::sync::Mutex<String>>) {
+async fn read_until_end(
+    mut res: reqwest::Response,
+    seen: std::sync::Arc<std::sync::Mutex<String>>,
+) {
     while let Ok(Some(chunk)) = res.chunk().await {
         seen.lock()
             .unwrap()
@@ -332,7 +340,12 @@ async fn event_streams_end_with_their_session_or_person() {
         wait_for(|| reader.is_finished(), Duration::from_secs(10)).await,
         "the revoked person's stream must end"
     );
-    assert_eq!(sales(), 1, "no sale reaches a revoked person: {}", seen.lock().unwrap());
+    assert_eq!(
+        sales(),
+        1,
+        "no sale reaches a revoked person: {}",
+        seen.lock().unwrap()
+    );
 
     // Logging out ends the stream without waiting for an event.
     let sue = c.token(json!({"username": "sue", "pin": PIN})).await;
@@ -468,7 +481,10 @@ fn setup_from_another_device_needs_the_setup_token() {
                 till.get("/api/v1/setup", None).await.1["token_required"],
                 false
             );
-            assert_eq!(lan.get("/api/v1/setup", None).await.1["token_required"], true);
+            assert_eq!(
+                lan.get("/api/v1/setup", None).await.1["token_required"],
+                true
+            );
             let shop = json!({
                 "shop_name": "Corner Shop", "owner_name": "Olivia", "username": "olivia",
                 "password": OWNER_PW
@@ -490,7 +506,10 @@ fn setup_from_another_device_needs_the_setup_token() {
             assert_eq!(status, 403, "join too: {body}");
             assert!(!h.status().unwrap().has_shop);
 
-            let token = h.setup_token().expect("a node without a shop has a token").to_owned();
+            let token = h
+                .setup_token()
+                .expect("a node without a shop has a token")
+                .to_owned();
             let (status, body) = lan
                 .post("/api/v1/setup", shop, &[("X-Setup-Token", &token)])
                 .await;
@@ -578,7 +597,10 @@ async fn managers_cannot_read_members_nor_change_roles_or_revocations() {
         .iter()
         .filter_map(|d| d["id"].as_str())
         .collect();
-    assert!(!ids.contains(&"members") && !ids.contains(&"vault"), "{ids:?}");
+    assert!(
+        !ids.contains(&"members") && !ids.contains(&"vault"),
+        "{ids:?}"
+    );
     assert!(ids.contains(&"catalog"), "{ids:?}");
     let res = c
         .http
@@ -633,4 +655,92 @@ async fn managers_cannot_read_members_nor_change_roles_or_revocations() {
     assert!(results[0].is_ok(), "a manager edits staff: {results:?}");
     assert_eq!(id_of("sue").name, "Susan");
     node.shutdown().await;
+}
+
+/// Kills the child on drop.
+struct Child(std::process::Child);
+
+impl Drop for Child {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The release path end to end: `tillmesh run` on a fresh data dir prints the setup token with
+/// the UI's address; a device on the LAN sets the shop up with it (and not without it), and a
+/// name given with `--allowed-host` is answered while a foreign one is not.
+#[test]
+fn the_binary_prints_the_setup_token_another_device_sets_up_with() {
+    in_private_netns(
+        "the_binary_prints_the_setup_token_another_device_sets_up_with",
+        || {
+            use std::io::BufRead;
+            add_lan_addresses();
+            let home = tempfile::tempdir().unwrap();
+            let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_tillmesh"));
+            for (k, _) in std::env::vars_os() {
+                if k.to_string_lossy().starts_with("TILLMESH_") && k != "TILLMESH_TEST_NETNS" {
+                    cmd.env_remove(k);
+                }
+            }
+            cmd.env("HOME", home.path())
+                .env("XDG_CONFIG_HOME", home.path().join(".config"))
+                .args(["run", "--data-dir"])
+                .arg(home.path().join("data"))
+                .args([
+                    "--http",
+                    "0.0.0.0:0",
+                    "--listen",
+                    "/ip4/127.0.0.1/tcp/0",
+                    "--no-mdns",
+                    "--allowed-host",
+                    "till.shop.lan",
+                ])
+                .stdin(std::process::Stdio::null())
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::null());
+            let mut child = Child(cmd.spawn().expect("tillmesh run starts"));
+            let stdout = std::io::BufReader::new(child.0.stdout.take().unwrap());
+            let (mut port, mut token) = (None, None);
+            for line in stdout.lines().map_while(Result::ok) {
+                if let Some(addr) = line.split("open http://").nth(1) {
+                    port = addr
+                        .split_whitespace()
+                        .next()
+                        .and_then(|a| a.rsplit_once(':').and_then(|(_, p)| p.parse::<u16>().ok()));
+                }
+                if let Some(t) = line
+                    .split("setup token (for setting up from another device): ")
+                    .nth(1)
+                {
+                    token = Some(t.trim().to_owned());
+                }
+                if line.starts_with("data dir:") {
+                    break;
+                }
+            }
+            let port = port.expect("the UI's address is printed");
+            let token = token.expect("the setup token is printed");
+            runtime().block_on(async {
+                let lan = Client::lan(port);
+                let shop = json!({
+                    "shop_name": "Corner Shop", "owner_name": "Olivia", "username": "olivia",
+                    "password": OWNER_PW
+                });
+                let (status, body) = lan.post("/api/v1/setup", shop.clone(), &[]).await;
+                assert_eq!(status, 403, "{body}");
+                let (status, body) = lan
+                    .post("/api/v1/setup", shop, &[("X-Setup-Token", &token)])
+                    .await;
+                assert_eq!(status, 201, "{body}");
+                let (status, body) = raw(port, "GET", "/api/v1/status", "till.shop.lan", "").await;
+                assert_eq!(status, 200, "{body}");
+                assert!(body.contains("Corner Shop"));
+                let (status, _) = raw(port, "GET", "/api/v1/status", "shop.evil.example", "").await;
+                assert_eq!(status, 421);
+            });
+            drop(child);
+        },
+    );
 }

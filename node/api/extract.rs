@@ -146,10 +146,21 @@ mod tests {
 
     #[test]
     fn loopback_peers() {
-        for local in ["127.0.0.1:1", "127.3.4.5:80", "[::1]:9", "[::ffff:127.0.0.1]:9"] {
+        for local in [
+            "127.0.0.1:1",
+            "127.3.4.5:80",
+            "[::1]:9",
+            "[::ffff:127.0.0.1]:9",
+        ] {
             assert!(is_loopback_peer(&local.parse().unwrap()), "{local}");
         }
-        for remote in ["192.168.1.20:1", "10.0.0.1:2", "0.0.0.0:3", "[fe80::1]:4", "[::]:5"] {
+        for remote in [
+            "192.168.1.20:1",
+            "10.0.0.1:2",
+            "0.0.0.0:3",
+            "[fe80::1]:4",
+            "[::]:5",
+        ] {
             assert!(!is_loopback_peer(&remote.parse().unwrap()), "{remote}");
         }
     }

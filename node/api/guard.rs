@@ -65,9 +65,9 @@ impl AllowedHosts {
     pub(crate) fn allows(&self, host: &str) -> bool {
         let host = host.trim();
         if let Some(rest) = host.strip_prefix('[') {
-            return rest.split_once(']').is_some_and(|(ip, port)| {
-                ip.parse::<Ipv6Addr>().is_ok() && port_ok(port)
-            });
+            return rest
+                .split_once(']')
+                .is_some_and(|(ip, port)| ip.parse::<Ipv6Addr>().is_ok() && port_ok(port));
         }
         let name = match host.rsplit_once(':') {
             Some((name, port)) if port_ok(&format!(":{port}")) => name,
@@ -84,7 +84,10 @@ impl AllowedHosts {
 
 /// `""` or `:<port>`.
 fn port_ok(rest: &str) -> bool {
-    rest.is_empty() || rest.strip_prefix(':').is_some_and(|p| p.parse::<u16>().is_ok())
+    rest.is_empty()
+        || rest
+            .strip_prefix(':')
+            .is_some_and(|p| p.parse::<u16>().is_ok())
 }
 
 fn normalize(name: &str) -> String {
@@ -102,7 +105,11 @@ fn system_host_name() -> Option<String> {
 }
 
 /// Refuses requests whose `Host` names none of the node's names (layer of the node's router).
-pub(crate) async fn check_host(State(state): State<AppState>, req: Request, next: Next) -> Response {
+pub(crate) async fn check_host(
+    State(state): State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
     let host = req
         .headers()
         .get(header::HOST)

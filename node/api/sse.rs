@@ -55,9 +55,7 @@ pub(crate) async fn events(
     // Whether the stream may go on: its session is live and its person may still act.
     let valid = {
         let state = state.clone();
-        move || {
-            state.sessions.is_live(&token) && state.handle.refresh_principal(&principal).is_ok()
-        }
+        move || state.sessions.is_live(&token) && state.handle.refresh_principal(&principal).is_ok()
     };
     let stopped: Pin<Box<dyn Future<Output = ()> + Send>> = match shutdown {
         Some(Extension(ShutdownSignal(mut rx))) => Box::pin(async move {

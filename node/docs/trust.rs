@@ -419,9 +419,7 @@ fn within_manager_scope(
             )
         })
     };
-    let active_staff = |p: &Option<(Option<String>, bool)>| {
-        matches!(p, Some((Some(role), false)) if role == "staff")
-    };
+    let active_staff = |p: &Option<(Option<String>, bool)>| matches!(p, Some((Some(role), false)) if role == "staff");
     touched.iter().all(|k| {
         if !k.starts_with("person:") {
             return false;
