@@ -78,7 +78,7 @@ impl AllowedHosts {
             return true;
         }
         let name = normalize(name);
-        self.names.iter().any(|n| *n == name)
+        self.names.contains(&name)
     }
 }
 
