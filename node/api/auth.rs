@@ -16,12 +16,13 @@
 //! - Every authenticated request asks the node again whether the person may still act
 //!   ([`NodeHandle::refresh_principal`](crate::NodeHandle::refresh_principal)); a revoked
 //!   person's sessions end at their next request.
-//! - Failed logins are counted per (username, source address) and per source address (IPv6
-//!   per /64). Once a counter reaches its limit, its key is locked out for 30 s, then twice as
-//!   long after each further failure, up to the window (15 minutes by default); a locked key
-//!   gets `429` with `Retry-After` without the password being checked. A counter is forgotten
-//!   a whole window after its lockout ended. Attempts count from the moment they start (a
-//!   burst of parallel guesses cannot slip past the limit while the slow password check runs).
+//! - Failed logins are counted per (username, source address) and per source address (IPv6:
+//!   global addresses per /64). Once a counter reaches its limit, its key is locked out for
+//!   30 s, then twice as long after each further failure, up to the window (15 minutes by
+//!   default); a locked key gets `429` with `Retry-After` without the password being checked.
+//!   A counter is forgotten a whole window after its lockout ended. Attempts count from the
+//!   moment they start (a burst of parallel guesses cannot slip past the limit while the slow
+//!   password check runs).
 //!   A successful login clears the counter of its username *from its own source only* — the
 //!   guesses of another device stay counted however often the cashier logs in — and does not
 //!   count against its source. So a device on the LAN guessing a cashier's PIN locks out
@@ -424,9 +425,10 @@ impl LoginLimiter {
         let user = username.trim().to_lowercase();
         let pair = format!("user\n{user}\n{ip}");
         let source = format!("source\n{ip}");
-        let now = now_ms();
         {
             let mut state = self.lock();
+            // Read under the lock, so the latest failure recorded is never later than `now`.
+            let now = now_ms();
             if state.len() > LIMITER_SWEEP_AT {
                 state.retain(|k, c| !self.is_stale(k, *c, now));
             }
@@ -437,8 +439,10 @@ impl LoginLimiter {
                         state.remove(key);
                         continue;
                     }
-                    let until = c.last_ms + ms(self.lockout(key, c.failures));
-                    wait_ms = wait_ms.max(until - now);
+                    let lockout = self.lockout(key, c.failures);
+                    if !lockout.is_zero() {
+                        wait_ms = wait_ms.max(c.last_ms + ms(lockout) - now);
+                    }
                 }
             }
             if wait_ms > 0 {
@@ -453,7 +457,8 @@ impl LoginLimiter {
                     last_ms: now,
                 });
                 c.failures = c.failures.saturating_add(1);
-                c.last_ms = now;
+                // The wall clock may step back; a counter never moves back with it.
+                c.last_ms = c.last_ms.max(now);
             }
         }
         self.persist(vec![pair.clone(), source.clone()]);
@@ -892,6 +897,27 @@ mod tests {
         l.succeeded(a);
         for _ in 0..3 {
             l.forgive(l.begin("dora", other).unwrap());
+        }
+    }
+
+    /// Without limits nothing is ever refused, however many attempts race (a counter's latest
+    /// failure once came out later than the `now` of an attempt that read the clock earlier).
+    #[test]
+    fn no_limits_never_refuse_racing_attempts() {
+        let l = std::sync::Arc::new(LoginLimiter::new(0, 0, Duration::from_secs(600), None));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        let threads: Vec<_> = (0..4)
+            .map(|_| {
+                let l = l.clone();
+                std::thread::spawn(move || {
+                    for _ in 0..500 {
+                        drop(l.begin("ann", ip).expect("no limit, no refusal"));
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
         }
     }
 
