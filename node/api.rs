@@ -19,6 +19,9 @@
 //! restart logs everybody out (a till logs in again with a PIN; integrators log in again for a
 //! new bearer token).
 //!
+//! Before any route, the `Host` header must name the node (DNS rebinding), and first-start
+//! setup and join from another device need the node's setup token: see `guard`.
+//!
 //! Security headers (`nosniff`, `DENY` framing, no referrer, a strict Content-Security-Policy)
 //! are set on every response; API responses are also `Cache-Control: no-store`.
 
@@ -33,6 +36,7 @@ mod error;
 mod examples;
 mod export;
 mod extract;
+mod guard;
 mod mesh;
 mod metrics;
 mod products;
@@ -66,6 +70,7 @@ use utoipa_axum::routes;
 use crate::node::NodeHandle;
 
 pub use error::ApiError;
+pub use guard::SETUP_TOKEN_HEADER;
 pub use relay::{ShopList, relay_router};
 
 /// The name of the session cookie set by `POST /api/v1/login`.
@@ -83,21 +88,30 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; img-src 'self' da
 pub struct ApiOptions {
     /// A session ends after this long without a request (sliding: each request renews it).
     pub session_idle: Duration,
-    /// Failed logins allowed per username within `login_window` (0 = no limit).
+    /// Failed logins of one username from one client address before lockouts start (0 = no
+    /// limit). Lockouts start at 30 s and double with each further failure.
     pub login_user_limit: u32,
-    /// Failed logins allowed per client address within `login_window` (0 = no limit).
+    /// Failed logins from one client address (any username) before lockouts start (0 = no
+    /// limit).
     pub login_ip_limit: u32,
-    /// The window of the login limits.
+    /// The longest lockout; a counter is forgotten this long after its lockout ended.
     pub login_window: Duration,
     /// Mark the session cookie `Secure` (serve over TLS, e.g. on a relay).
     pub secure_cookies: bool,
     /// Largest request body accepted, in bytes; larger bodies get `413 too_large`.
     pub body_limit: usize,
+    /// Host names the node answers to besides IP literals, `localhost` and its own names
+    /// (see `guard`; `--allowed-host`).
+    pub allowed_hosts: Vec<String>,
+    /// Refuse requests whose `Host` is not allowed (the relay, served over TLS, turns it off).
+    pub check_host: bool,
 }
 
 impl Default for ApiOptions {
-    /// 12 h idle sessions; 5 failed logins per username and 20 per address in 15 minutes;
-    /// cookies without `Secure` (a shop LAN is plain HTTP); 256 KiB bodies.
+    /// 12 h idle sessions; lockouts after 5 failed logins per username and address and 20 per
+    /// address, growing up to 15 minutes;
+    /// cookies without `Secure` (a shop LAN is plain HTTP); 256 KiB bodies; the `Host` checked,
+    /// no extra names.
     fn default() -> Self {
         ApiOptions {
             session_idle: Duration::from_secs(12 * 60 * 60),
@@ -106,6 +120,8 @@ impl Default for ApiOptions {
             login_window: Duration::from_secs(15 * 60),
             secure_cookies: false,
             body_limit: 256 * 1024,
+            allowed_hosts: Vec::new(),
+            check_host: true,
         }
     }
 }
@@ -121,6 +137,8 @@ pub(crate) struct AppState {
     pub(crate) limiter: Arc<auth::LoginLimiter>,
     /// Options the router was built with.
     pub(crate) opts: Arc<ApiOptions>,
+    /// The names the node answers to.
+    pub(crate) hosts: Arc<guard::AllowedHosts>,
 }
 
 /// Told to long-lived responses (the event stream) when [`serve`] begins a graceful shutdown,
@@ -140,14 +158,18 @@ pub fn router(handle: NodeHandle, opts: ApiOptions) -> Router {
 
 /// The state of one node's router (the relay keeps one per shop replica).
 pub(crate) fn app_state(handle: NodeHandle, opts: ApiOptions) -> AppState {
+    let limiter = auth::LoginLimiter::new(
+        opts.login_user_limit,
+        opts.login_ip_limit,
+        opts.login_window,
+        Some(handle.store().clone()),
+    );
+    let hosts = guard::AllowedHosts::for_node(&handle.peer_id(), &opts.allowed_hosts);
     AppState {
         handle,
         sessions: Arc::new(auth::Sessions::new(opts.session_idle)),
-        limiter: Arc::new(auth::LoginLimiter::new(
-            opts.login_user_limit,
-            opts.login_ip_limit,
-            opts.login_window,
-        )),
+        limiter: Arc::new(limiter),
+        hosts: Arc::new(hosts),
         opts: Arc::new(opts),
     }
 }
@@ -169,6 +191,7 @@ fn openapi_text(openapi: &OpenApi) -> Arc<str> {
 /// [`router`] over a state made by [`app_state`].
 pub(crate) fn shop_router(state: AppState) -> Router {
     let body_limit = state.opts.body_limit;
+    let check_host = state.opts.check_host;
     let (api, openapi) = api_routes().split_for_parts();
     let openapi_json = openapi_text(&openapi);
 
@@ -200,7 +223,7 @@ pub(crate) fn shop_router(state: AppState) -> Router {
         .merge(web::routes())
         .method_not_allowed_fallback(method_not_allowed);
 
-    Router::new()
+    let mut router = Router::new()
         .merge(api)
         .merge(pages)
         .route_layer(axum::middleware::from_fn_with_state(
@@ -208,7 +231,14 @@ pub(crate) fn shop_router(state: AppState) -> Router {
             metrics::record,
         ))
         .fallback(not_found)
-        .with_state(state)
+        .with_state(state.clone());
+    if check_host {
+        router = router.layer(axum::middleware::from_fn_with_state(
+            state,
+            guard::check_host,
+        ));
+    }
+    router
         .layer(security_header(
             header::X_CONTENT_TYPE_OPTIONS,
             HeaderValue::from_static("nosniff"),
@@ -263,7 +293,7 @@ fn api_routes() -> OpenApiRouter<AppState> {
     let v1 = OpenApiRouter::<AppState>::default()
         .routes(routes!(shop::health_v1))
         .routes(routes!(shop::status))
-        .routes(routes!(shop::setup))
+        .routes(routes!(shop::setup_info, shop::setup))
         .routes(routes!(shop::join))
         .routes(routes!(auth::login))
         .routes(routes!(auth::login_people))

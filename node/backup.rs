@@ -170,8 +170,6 @@ pub struct SealedInfo {
 
 /// What [`inspect`] found without a key.
 #[derive(Debug, Clone)]
-// Made once per `backup verify`, never stored: boxing the large variant would buy nothing.
-#[allow(clippy::large_enum_variant)]
 pub enum Inspection {
     /// A plain (old, unencrypted) backup: checked completely.
     Plain(Box<Verified>),
@@ -396,20 +394,8 @@ pub fn write_sealed(
 
 /// Creates (or truncates) a file only its owner may read: decrypted backups hold the vault.
 pub fn create_private(path: &Path) -> Result<std::fs::File> {
-    let mut opts = std::fs::OpenOptions::new();
-    opts.write(true).create(true).truncate(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::mode(&mut opts, 0o600);
-    let f = opts
-        .open(path)
-        .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        f.set_permissions(std::fs::Permissions::from_mode(0o600))
-            .map_err(|e| Error::Store(format!("cannot protect {}: {e}", path.display())))?;
-    }
-    Ok(f)
+    crate::private_fs::create_private(path)
+        .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))
 }
 
 /// Reads a backup front to back, checking as it goes, and hands every record to `visit`

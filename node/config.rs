@@ -32,6 +32,9 @@ pub struct Config {
     pub mdns: bool,
     /// Interfaces mDNS uses; empty = every non-loopback interface. Default empty.
     pub mdns_interfaces: Vec<String>,
+    /// Host names the web UI answers to besides IP addresses, `localhost` and the machine's own
+    /// names (e.g. a name the shop's router gives the till). Default none.
+    pub allowed_hosts: Vec<String>,
 }
 
 /// How the node writes its logs (to stderr).
@@ -130,6 +133,13 @@ pub const SETTINGS: &[Setting] = &[
         about: "Interfaces mDNS uses (the flag repeats, the variable is comma-separated).",
     },
     Setting {
+        key: Some("allowed_hosts"),
+        flag: "--allowed-host",
+        env: "TILLMESH_ALLOWED_HOSTS",
+        default: "none",
+        about: "Host names the web UI answers to besides IP addresses, `localhost`, this machine's host name, `HOSTNAME.local` and the node's mDNS name; requests for any other `Host` get `421` (this stops DNS rebinding). The flag repeats, the variable is comma-separated.",
+    },
+    Setting {
         key: Some("log_format"),
         flag: "--log-format",
         env: "TILLMESH_LOG_FORMAT",
@@ -187,6 +197,7 @@ impl Default for Config {
             peers: Vec::new(),
             mdns: true,
             mdns_interfaces: Vec::new(),
+            allowed_hosts: Vec::new(),
         }
     }
 }

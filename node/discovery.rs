@@ -498,7 +498,7 @@ fn check_config(cfg: DiscoveryConfig) -> Result<Advert, DiscoveryError> {
     };
     Ok(Advert {
         instance: instance_name(&instance),
-        host: format!("tm-{}.local.", short_hash(&cfg.peer_id)),
+        host: format!("{}.", mdns_host_name(&cfg.peer_id)),
         shop_hash: cfg.shop_hash.to_ascii_lowercase(),
         peer_id: cfg.peer_id,
         addrs: advertised_addrs(cfg.addrs, &cfg.interfaces),
@@ -512,6 +512,12 @@ fn valid_peer_id(s: &str) -> bool {
 }
 
 /// 16 hex digits of SHA-256.
+/// The host name a node advertises by mDNS (`tm-<16 hex>.local`, without the final dot); the
+/// web UI answers to it (see `api::guard`).
+pub fn mdns_host_name(peer_id: &str) -> String {
+    format!("tm-{}.local", short_hash(peer_id))
+}
+
 fn short_hash(s: &str) -> String {
     hex::encode(&Sha256::digest(s.as_bytes())[..8])
 }

@@ -127,6 +127,8 @@
 //!   the heads the signer named — and [`docs::admission`] (invites, admission certificates
 //!   and the inviting device's countersignature).
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
+//! - [`private_fs`]: the data dir `0700`; store, keys, backups and decrypted snapshots `0600`,
+//!   set when each is created.
 //! - [`config`]: flags, `TILLMESH_*` variables and the TOML file; [`config::SETTINGS`] lists
 //!   every setting and makes the README's reference (`tillmesh config --reference`).
 //! - [`engine`]: the single writer thread (group commit) and the one apply path.
@@ -142,7 +144,8 @@
 //!   dismissals synced through `catalog`), [`domain::audit`] (one audit row per applied
 //!   envelope, written in the apply path, indexed by time, person and kind; daily signed
 //!   checkpoints; the export and its offline verification), [`domain::products_csv`] (all-or-nothing CSV import of products).
-//! - [`api`]: the axum router — JSON API under `/api/v1`, sessions, CSRF, rate limits,
+//! - [`api`]: the axum router — the `Host` allow-list and the first-start setup token, JSON
+//!   API under `/api/v1`, sessions, CSRF, login limits per (username, source) kept in the store,
 //!   OpenAPI (generated from the handlers, with examples), SSE, `GET /metrics`, the Automerge
 //!   documents for integrators, and the web UI (`web/`, compiled in: first start, login,
 //!   sell, stock, products, orders, reports, books, people & devices, sync, audit, the alerts
@@ -197,6 +200,7 @@ pub mod mesh;
 pub mod metrics;
 pub mod net;
 pub mod node;
+pub mod private_fs;
 pub mod relay;
 pub mod sealed;
 pub mod snapshot;

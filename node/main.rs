@@ -50,6 +50,14 @@ struct RunArgs {
     /// A peer to dial (multiaddr, repeatable).
     #[arg(long = "peer", env = "TILLMESH_PEERS", value_delimiter = ',')]
     peers: Vec<String>,
+    /// A host name the web UI answers to besides IP addresses, localhost and this machine's
+    /// names (repeatable).
+    #[arg(
+        long = "allowed-host",
+        env = "TILLMESH_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    allowed_hosts: Vec<String>,
     #[command(flatten)]
     mdns: MdnsArgs,
 }
@@ -886,7 +894,8 @@ async fn backup_to_file(cfg: &Config, api: ApiArgs, out: &std::path::Path) -> an
     let partial = PathBuf::from(format!("{}.partial", out.display()));
     let result = async {
         let mut resp = client.get("/api/v1/backup").await?;
-        let mut f = tillmesh::backup::create_private(&partial)?;
+        let mut f = tillmesh::private_fs::create_private(&partial)
+            .with_context(|| format!("cannot create {}", partial.display()))?;
         while let Some(chunk) = resp
             .chunk()
             .await
@@ -1102,6 +1111,7 @@ fn apply(mut cfg: Config, args: &RunArgs) -> Config {
         cfg.listen = l.clone();
     }
     cfg.peers.extend(args.peers.iter().cloned());
+    cfg.allowed_hosts.extend(args.allowed_hosts.iter().cloned());
     args.mdns.apply(&mut cfg);
     cfg
 }
@@ -1125,6 +1135,10 @@ async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
     let mut builder = Node::builder()
         .data_dir(&cfg.data_dir)
         .http(cfg.http)
+        .api_options(tillmesh::api::ApiOptions {
+            allowed_hosts: cfg.allowed_hosts.clone(),
+            ..Default::default()
+        })
         .listen(cfg.listen.clone());
     for p in cfg
         .peers
@@ -1155,10 +1169,17 @@ async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
             "tillmesh {} serving shop {name:?} at http://{addr}",
             status.version
         ),
-        None => println!(
-            "tillmesh {}: no shop yet — open http://{addr} to create or join one",
-            status.version
-        ),
+        None => {
+            println!(
+                "tillmesh {}: no shop yet — open http://{addr} to create or join one",
+                status.version
+            );
+            // From another device the first-start page asks for this; on this device it does
+            // not (see `api::guard`).
+            if let Some(token) = h.setup_token() {
+                println!("setup token (for setting up from another device): {token}");
+            }
+        }
     }
     println!("data dir: {}", cfg.data_dir.display());
     tracing::info!(

@@ -57,6 +57,7 @@ pub struct NodeBuilder {
     listen: Vec<String>,
     peers: Vec<String>,
     mdns: Option<Vec<String>>,
+    api_options: Option<crate::api::ApiOptions>,
 }
 
 #[derive(Debug)]
@@ -129,13 +130,24 @@ impl NodeBuilder {
         self
     }
 
+    /// How the web UI and API behave (sessions, login limits, allowed host names); default
+    /// [`ApiOptions::default`](crate::api::ApiOptions).
+    pub fn api_options(mut self, opts: crate::api::ApiOptions) -> Self {
+        self.api_options = Some(opts);
+        self
+    }
+
     /// Opens the store, starts the writer and (if asked) the HTTP server.
     pub async fn start(self) -> Result<Node> {
         let (store, device_key) = match &self.data_dir {
             Some(dir) => {
-                std::fs::create_dir_all(dir).map_err(|e| {
+                // 0700, also for a data dir an older version made 0755: the store holds
+                // PIN hashes and sealed keys, and any local user could copy it.
+                crate::private_fs::private_dir(dir).map_err(|e| {
                     Error::Store(format!("cannot create data dir {}: {e}", dir.display()))
                 })?;
+                crate::private_fs::tighten_file(&dir.join(DEVICE_KEY_FILE))
+                    .map_err(|e| Error::Store(format!("cannot protect the device key: {e}")))?;
                 let key = identity::load_or_create_device_key(&dir.join(DEVICE_KEY_FILE))?;
                 (Store::open(&dir.join(STORE_FILE))?, key)
             }
@@ -166,6 +178,7 @@ impl NodeBuilder {
                 mesh: Default::default(),
                 device_key,
                 addrs: RwLock::new(Vec::new()),
+                setup_token: hex::encode(identity::random_bytes::<10>()),
                 store,
                 writer,
                 shared,
@@ -224,7 +237,8 @@ impl NodeBuilder {
                     .map_err(|e| Error::Internal(format!("cannot use the listener: {e}")))?,
             };
             http_addr = listener.local_addr().ok();
-            let router = crate::api::router(handle.clone(), crate::api::ApiOptions::default());
+            let router =
+                crate::api::router(handle.clone(), self.api_options.clone().unwrap_or_default());
             let mut stop = stop_rx.clone();
             http_task = Some(tokio::spawn(async move {
                 let shutdown = async move {
@@ -343,6 +357,8 @@ struct Inner {
     device_key: ed25519_dalek::SigningKey,
     /// Addresses peers can reach this node at (multiaddrs), set by the mesh; put in invites.
     addrs: RwLock<Vec<String>>,
+    /// Needed by first-start setup and join from another device (see `api::guard`).
+    setup_token: String,
     store: Store,
     writer: Writer,
     shared: Arc<Shared>,
@@ -409,11 +425,56 @@ impl futures::Stream for EventStream {
     }
 }
 
-/// Runs slow CPU work (argon2) off the async runtime.
+/// Password and PIN hashes (argon2id) computed at once, in the whole process. Each password
+/// hash takes 64 MiB and most of a core: without a limit, a burst of logins would take every
+/// core and gigabytes of memory, and everything else (sales, `/health`) would wait behind it.
+const HASHING_AT_ONCE: usize = 2;
+
+/// Queue of the password and PIN hashes (see [`HASHING_AT_ONCE`]).
+static HASHING: tokio::sync::Semaphore = tokio::sync::Semaphore::const_new(HASHING_AT_ONCE);
+
+/// Runs slow CPU work (argon2) on a blocking thread, at most [`HASHING_AT_ONCE`] at a time,
+/// never on an async worker.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T> + Send + 'static) -> Result<T> {
+    let _permit = HASHING
+        .acquire()
+        .await
+        .map_err(|e| Error::Internal(format!("the hashing queue is closed: {e}")))?;
     tokio::task::spawn_blocking(f)
         .await
         .map_err(|e| Error::Internal(format!("a blocking task failed: {e}")))?
+}
+
+/// What an unknown username's password is checked against, made once per process: an unknown
+/// user costs the same argon2 work as a known one (timing does not reveal usernames), and
+/// costs no more (no second hash to make a dummy each time).
+fn dummy_sealed_key() -> Result<&'static identity::SealedKey> {
+    static DUMMY: std::sync::OnceLock<identity::SealedKey> = std::sync::OnceLock::new();
+    if let Some(k) = DUMMY.get() {
+        return Ok(k);
+    }
+    let made = identity::seal_key(
+        &identity::new_signing_key(),
+        &hex::encode(identity::random_bytes::<16>()),
+        identity::KdfParams::PASSWORD,
+    )?;
+    Ok(DUMMY.get_or_init(|| made))
+}
+
+/// Spends the time of a real password check, and fails (a relay's login naming no shop it
+/// serves).
+pub(crate) async fn dummy_password_check(password: String) {
+    let _ = blocking(move || identity::unseal_key(dummy_sealed_key()?, &password)).await;
+}
+
+/// The PIN hash an unknown username's PIN is checked against (see [`dummy_sealed_key`]).
+fn dummy_pin_hash() -> Result<&'static str> {
+    static DUMMY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    if let Some(h) = DUMMY.get() {
+        return Ok(h);
+    }
+    let made = identity::hash_pin(&hex::encode(identity::random_bytes::<8>()))?;
+    Ok(DUMMY.get_or_init(|| made))
 }
 
 impl NodeHandle {
@@ -433,6 +494,11 @@ impl NodeHandle {
 
     fn read(&self) -> Result<redb::ReadTransaction> {
         self.inner.store.read()
+    }
+
+    /// The store (the API keeps its login counters there).
+    pub(crate) fn store(&self) -> &Store {
+        &self.inner.store
     }
 
     /// This device's public key.
@@ -462,6 +528,16 @@ impl NodeHandle {
             envelopes: self.inner.store.envelope_count()?,
             documents: self.inner.store.docs()?.len() as u64,
         })
+    }
+
+    /// The one-time token that first-start setup and join over HTTP need from another device
+    /// than this one, while the node has no shop (`None` once it has one). Made at start and
+    /// kept in memory only: `tillmesh run` prints it with the UI's address.
+    pub fn setup_token(&self) -> Option<&str> {
+        self.view()
+            .shop_id
+            .is_none()
+            .then_some(self.inner.setup_token.as_str())
     }
 
     /// Create the shop on a node that has none (first start / `tillmesh init`).
@@ -544,12 +620,7 @@ impl NodeHandle {
         let password = password.to_string();
         let Some((person, sealed)) = found else {
             // Spend the same time as a real check, so timing does not reveal usernames.
-            let dummy = identity::seal_key(
-                &identity::new_signing_key(),
-                "x",
-                identity::KdfParams::PASSWORD,
-            );
-            let _ = blocking(move || dummy.map(|_| ())).await;
+            let _ = blocking(move || identity::unseal_key(dummy_sealed_key()?, &password)).await;
             return Err(wrong());
         };
         let key = blocking(move || identity::unseal_key(&sealed, &password))
@@ -573,7 +644,8 @@ impl NodeHandle {
             .filter(|p| !p.person.revoked && p.person.role == Role::Staff)
             .cloned()
         else {
-            let _ = blocking(|| identity::hash_pin("0000").map(|_| ())).await;
+            let pin = pin.to_string();
+            let _ = blocking(move || identity::verify_pin(&pin, dummy_pin_hash()?)).await;
             return Err(wrong());
         };
         let stored = rec.pin_hash.clone().unwrap_or_default();
@@ -967,6 +1039,11 @@ impl NodeHandle {
         let doc = crate::docs::DocId::parse(id)?;
         if doc == crate::docs::DocId::Vault {
             return Err(Error::Forbidden("the vault is never served".into()));
+        }
+        // A binary document cannot be filtered: `members` holds the staff's PIN hashes and
+        // admission records, which managers must never read.
+        if doc == crate::docs::DocId::Members {
+            commands::require(by, Role::Owner, "reading the members document")?;
         }
         let mut am = self
             .inner

@@ -199,7 +199,7 @@ fn shops_dir(data_dir: &Path) -> PathBuf {
 }
 
 fn relay_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey> {
-    std::fs::create_dir_all(data_dir).map_err(|e| {
+    crate::private_fs::private_dir(data_dir).map_err(|e| {
         Error::Store(format!(
             "cannot create data dir {}: {e}",
             data_dir.display()

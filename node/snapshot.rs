@@ -102,7 +102,7 @@ pub fn decrypt_file(input: &Path, unlock: &Unlock, out: &Path) -> Result<Decrypt
         .map_err(|e| invalid(format!("cannot open {}: {e}", input.display())))?;
     let partial = PathBuf::from(format!("{}.partial", out.display()));
     let result = (|| {
-        let w = std::fs::File::create(&partial)
+        let w = crate::private_fs::create_private(&partial)
             .map_err(|e| Error::Store(format!("cannot create {}: {e}", partial.display())))?;
         let mut w = io::BufWriter::new(w);
         let header = decrypt(io::BufReader::new(f), unlock, &mut w)?;
@@ -295,7 +295,7 @@ impl SnapshotStore {
     pub fn open(target: &SnapshotTarget) -> Result<SnapshotStore> {
         let inner: Arc<dyn ObjectStore> = match target {
             SnapshotTarget::Dir(dir) => {
-                std::fs::create_dir_all(dir)
+                crate::private_fs::private_dir(dir)
                     .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
                 Arc::new(
                     object_store::local::LocalFileSystem::new_with_prefix(dir)
@@ -388,7 +388,7 @@ impl SnapshotStore {
         let result = async {
             let io =
                 |e: io::Error| Error::Store(format!("cannot write {}: {e}", partial.display()));
-            let mut f = std::fs::File::create(&partial).map_err(io)?;
+            let mut f = crate::private_fs::create_private(&partial).map_err(io)?;
             let got = self
                 .inner
                 .get(&ObjectPath::from(name))

@@ -64,6 +64,8 @@ pub struct Store {
 impl Store {
     /// Opens (creating if needed) the store file and runs pending migrations.
     pub fn open(path: &Path) -> Result<Store> {
+        crate::private_fs::ensure_private_file(path)
+            .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
         let db = Database::builder()
             .create(path)
             .map_err(|e| Error::Store(format!("cannot open {}: {e}", path.display())))?;

@@ -5,6 +5,8 @@
 //!   it by typing its barcode and Enter (as a USB scanner does), check the receipt's total and
 //!   the new stock level.
 //! - A staff PIN login cannot open People & devices or change a price.
+//! - A browser on another device (a non-loopback address, in a private network namespace) is
+//!   asked for the node's setup token on the first-start page, and sets the shop up with it.
 //! - Two nodes: B joins the shop from its first-start page with an invite made in A's UI; a
 //!   sale made in A's UI then appears on B's open Stock screen without a reload.
 //! - A price changed on two replicas at once: both values are offered, a manager picks one.
@@ -1188,4 +1190,74 @@ async fn an_owner_changes_a_price_on_the_relay_web_ui() {
     drop((th, replica));
     relay.shutdown().await;
     till.shutdown().await;
+}
+
+/// A browser on another device opens a node with no shop (here: the node's non-loopback
+/// address, in a private network namespace): the first-start page asks for the setup token,
+/// setting up without it fails with a sentence, and with the token the shop is created.
+#[test]
+fn a_browser_on_another_device_is_asked_for_the_setup_token() {
+    in_private_netns(
+        "a_browser_on_another_device_is_asked_for_the_setup_token",
+        || {
+            let out = std::process::Command::new("ip")
+                .args(["addr", "add", "10.77.0.1/32", "dev", "lo"])
+                .output()
+                .expect("iproute2's `ip` runs");
+            assert!(
+                out.status.success(),
+                "{}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(setup_token_in_the_browser());
+        },
+    );
+}
+
+async fn setup_token_in_the_browser() {
+    let _serial = browser::one_at_a_time().await;
+    let listener = std::net::TcpListener::bind("0.0.0.0:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let node = Node::builder()
+        .memory()
+        .http_listener(listener)
+        .start()
+        .await
+        .unwrap();
+    let h = node.handle();
+    // Reached by its LAN address, the node sees another device (source 10.77.0.1).
+    let url = format!("http://10.77.0.1:{port}");
+    let browser = Browser::launch().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url}/")).await;
+    page.wait_visible("#setup-token").await;
+    shots(&page, "01-first-start-remote", DESKTOP).await;
+    page.fill("#create-form [name=shop_name]", "Corner Shop")
+        .await;
+    page.fill("#create-form [name=owner_name]", "Olivia Owner")
+        .await;
+    page.fill("#create-form [name=password]", OWNER_PW).await;
+    page.fill("#create-form [name=password2]", OWNER_PW).await;
+    page.click("#create-shop").await;
+    page.wait_for(
+        "(() => { const e = document.querySelector('#create-form .alert-error'); \
+         return !!e && e.textContent.includes('setup token'); })()",
+        "an error asking for the setup token",
+    )
+    .await;
+    assert!(!h.status().unwrap().has_shop, "no shop without the token");
+    let token = h.setup_token().unwrap().to_owned();
+    page.fill("#setup-token", &token).await;
+    page.click("#create-shop").await;
+    page.wait_visible("#recovery-key").await;
+    assert!(h.status().unwrap().has_shop, "the shop was created");
+    page.assert_no_errors().await;
+    drop(page);
+    drop(browser);
+    node.shutdown().await;
 }

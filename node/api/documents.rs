@@ -1,6 +1,9 @@
 //! The Automerge documents a node stores (managers and owners), for audits and integrations.
 //!
 //! `vault` (encrypted person keys) is never listed nor served, whatever the node answers.
+//! `members` (staff PIN hashes, admission records) is listed and served to owners only: a
+//! binary document cannot be filtered, and a manager must never read the secrets of staff or
+//! owners ([`readable_by`]).
 //! Document ids contain `/` (`ledger/2026-11-22/ab12cd34/0`): `GET /documents/{id}` takes them
 //! URL-encoded in one segment (`ledger%2F2026-11-22%2Fab12cd34%2F0`) or as a plain path tail.
 
@@ -13,13 +16,31 @@ use super::AppState;
 use super::auth::{Auth, require_manager};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
-use crate::domain::model::DocumentInfo;
+use crate::domain::model::{DocumentInfo, Principal, Role};
 use crate::error::Error;
 
 /// The document that never leaves through the API.
 const VAULT: &str = "vault";
 
-/// Documents this node stores, `vault` left out (managers and owners).
+/// The document only owners may download.
+const MEMBERS: &str = "members";
+
+/// Whether `principal` sees document `id` (of kind `kind`) in the list: never `vault`;
+/// `members` owners only; the rest managers and owners (as
+/// [`NodeHandle::document_bytes`](crate::NodeHandle::document_bytes) serves them).
+fn readable_by(principal: &Principal, id: &str, kind: &str) -> bool {
+    let is = |name: &str| id == name || id.starts_with(&format!("{name}/")) || kind == name;
+    if is(VAULT) {
+        return false;
+    }
+    if is(MEMBERS) {
+        return principal.role == Role::Owner;
+    }
+    principal.role >= Role::Manager
+}
+
+/// Documents this node stores (managers and owners): `vault` is never listed, `members` only
+/// to owners (it holds staff PIN hashes).
 #[utoipa::path(
     get,
     path = "/documents",
@@ -39,12 +60,13 @@ pub(crate) async fn list_documents(
         .handle
         .documents()?
         .into_iter()
-        .filter(|d| d.id != VAULT && d.kind != VAULT)
+        .filter(|d| readable_by(&auth.principal, &d.id, &d.kind))
         .collect();
     Ok(Json(docs))
 }
 
-/// A document saved as Automerge bytes (managers and owners).
+/// A document saved as Automerge bytes (managers and owners; `members` owners only, `vault`
+/// never).
 #[utoipa::path(
     get,
     path = "/documents/{id}",
@@ -52,7 +74,7 @@ pub(crate) async fn list_documents(
     params(("id" = String, Path, description = "Document id, URL-encoded (`ledger%2F2026-11-22%2Fab12cd34%2F0`); `/documents/ledger/2026-11-22/ab12cd34/0` works too")),
     responses(
         (status = 200, description = "Automerge bytes", content_type = "application/octet-stream", body = Vec<u8>),
-        (status = 403, description = "Not allowed", body = ErrorBody),
+        (status = 403, description = "Not allowed (staff; `members` for managers)", body = ErrorBody),
         (status = 404, description = "No such document", body = ErrorBody),
     ),
     security(("bearer" = []), ("session_cookie" = []))

@@ -11,8 +11,10 @@
 //! | `RateLimited` | 429 + `Retry-After` | `rate_limited` |
 //! | `Store`, `Internal` | 500, message "internal error" | `store`, `internal` |
 //!
-//! The API adds `csrf` (403), `too_large` (413), `not_found` for unknown routes (404) and
-//! `method_not_allowed` (405). 422 is never used: a body that is JSON but not the right shape is
+//! The API adds `csrf` (403), `too_large` (413), `not_found` for unknown routes (404),
+//! `method_not_allowed` (405), `host_not_allowed` (421: a `Host` header that names none of the
+//! node's names, see `guard`) and `setup_token` (403: first-start setup from another device
+//! without the node's setup token). 422 is never used: a body that is JSON but not the right shape is
 //! as much bad input as one that is not JSON.
 
 use axum::Json;
@@ -37,6 +39,11 @@ pub enum ApiError {
     RouteNotFound,
     /// The route exists but not with this method.
     MethodNotAllowed,
+    /// The `Host` header names none of the node's names (DNS rebinding, or a name the node
+    /// was not told about: see `--allowed-host`).
+    HostNotAllowed(String),
+    /// First-start setup or join from another device without the node's setup token.
+    SetupToken,
 }
 
 /// The body of every error response.
@@ -89,6 +96,8 @@ impl ApiError {
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::RouteNotFound => StatusCode::NOT_FOUND,
             ApiError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::HostNotAllowed(_) => StatusCode::MISDIRECTED_REQUEST,
+            ApiError::SetupToken => StatusCode::FORBIDDEN,
         }
     }
 
@@ -100,6 +109,8 @@ impl ApiError {
             ApiError::TooLarge => "too_large",
             ApiError::RouteNotFound => "not_found",
             ApiError::MethodNotAllowed => "method_not_allowed",
+            ApiError::HostNotAllowed(_) => "host_not_allowed",
+            ApiError::SetupToken => "setup_token",
         }
     }
 
@@ -116,6 +127,19 @@ impl ApiError {
             ApiError::TooLarge => ("the request body is too large".into(), None),
             ApiError::RouteNotFound => ("no such API route".into(), None),
             ApiError::MethodNotAllowed => ("this route does not accept that method".into(), None),
+            ApiError::HostNotAllowed(host) => (
+                format!(
+                    "this node does not answer to the name {host:?}: open it by its IP address, \
+                     its own name, or a name given with --allowed-host"
+                ),
+                None,
+            ),
+            ApiError::SetupToken => (
+                "this node has no shop yet: from another device, setting it up needs the setup \
+                 token it printed when it started (from the device itself, none is needed)"
+                    .into(),
+                Some("setup_token".into()),
+            ),
         };
         ErrorDetail {
             code: self.code().into(),

@@ -190,6 +190,7 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
                 "documents": 9
             }),
         ),
+        ("get", "/setup") => (None, json!({"open": true, "token_required": false})),
         ("post", "/setup") => (
             Some(json!({
                 "shop_name": "Corner Shop", "owner_name": "Olivia", "username": "olivia",

@@ -91,8 +91,8 @@ pub(crate) struct ApiQuery<T>(pub(crate) T);
 
 /// The client's address as login limits count it.
 ///
-/// IPv6 clients count per /64 (one household or device usually holds a whole /64); IPv4-mapped
-/// IPv6 addresses count as the IPv4 address. Without connection info (requests driven
+/// Global IPv6 clients count per /64 (one household or device usually holds a whole /64; see
+/// `limit_key`); IPv4-mapped IPv6 addresses count as the IPv4 address. Without connection info (requests driven
 /// in-process) the address is `0.0.0.0`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct ClientIp(pub(crate) IpAddr);
@@ -109,9 +109,27 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// The address a login limit counts against.
+/// Whether a connection comes from this device itself: its peer address is a loopback address
+/// (`127.0.0.0/8`, `::1`, or either mapped into IPv6). The till's own screen and tools on the
+/// device connect this way; no other device can, because the kernel never routes a loopback
+/// source address in from a network interface. (A reverse proxy on the device would make every
+/// request look local: put none in front of a node.)
+pub(crate) fn is_loopback_peer(addr: &SocketAddr) -> bool {
+    addr.ip().to_canonical().is_loopback()
+}
+
+/// The address a login limit counts against. Global IPv6 addresses count per /64; loopback,
+/// link-local (`fe80::/10`) and unique-local (`fc00::/7`) addresses count as they are: every
+/// device of a shop's LAN shares those /64s, and one guesser there must not lock out the others.
 fn limit_key(ip: IpAddr) -> IpAddr {
     match ip.to_canonical() {
+        IpAddr::V6(v6)
+            if v6.is_loopback()
+                || v6.segments()[0] & 0xffc0 == 0xfe80
+                || v6.segments()[0] & 0xfe00 == 0xfc00 =>
+        {
+            IpAddr::V6(v6)
+        }
         IpAddr::V6(v6) => {
             let mut segments = v6.segments();
             segments[4..].fill(0);
@@ -131,6 +149,32 @@ mod tests {
         assert_eq!(limit_key(v6), "2001:db8:1:2::".parse::<IpAddr>().unwrap());
         let mapped: IpAddr = "::ffff:192.0.2.7".parse().unwrap();
         assert_eq!(limit_key(mapped), "192.0.2.7".parse::<IpAddr>().unwrap());
+        assert!(limit_key("::1".parse().unwrap()).is_loopback());
+        for lan in ["fe80::1:2:3:4", "fd12:3456:789a:1::5"] {
+            let ip: IpAddr = lan.parse().unwrap();
+            assert_eq!(limit_key(ip), ip, "{lan} counts on its own");
+        }
+    }
+
+    #[test]
+    fn loopback_peers() {
+        for local in [
+            "127.0.0.1:1",
+            "127.3.4.5:80",
+            "[::1]:9",
+            "[::ffff:127.0.0.1]:9",
+        ] {
+            assert!(is_loopback_peer(&local.parse().unwrap()), "{local}");
+        }
+        for remote in [
+            "192.168.1.20:1",
+            "10.0.0.1:2",
+            "0.0.0.0:3",
+            "[fe80::1]:4",
+            "[::]:5",
+        ] {
+            assert!(!is_loopback_peer(&remote.parse().unwrap()), "{remote}");
+        }
     }
 
     #[test]

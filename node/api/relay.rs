@@ -41,7 +41,6 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ClientIp};
 use super::{ApiOptions, AppState, CONTENT_SECURITY_POLICY};
 use crate::error::Error;
-use crate::identity::{self, SealedKey};
 use crate::node::NodeHandle;
 
 /// The shops a relay serves, read at each login (shops enrolled while it runs are seen at
@@ -97,8 +96,6 @@ struct RelayFront {
     tokens: Mutex<HashMap<String, Uuid>>,
     limiter: LoginLimiter,
     openapi: Arc<str>,
-    /// Unlocked (and failing) when the named shop is not served here.
-    dummy: tokio::sync::OnceCell<SealedKey>,
 }
 
 type Relay = Arc<RelayFront>;
@@ -145,29 +142,6 @@ impl RelayFront {
             .collect()
     }
 
-    /// Spends the time of a real password check and fails.
-    async fn dummy_check(&self, password: String) {
-        let sealed = self
-            .dummy
-            .get_or_try_init(|| async {
-                tokio::task::spawn_blocking(|| {
-                    identity::seal_key(
-                        &identity::new_signing_key(),
-                        &hex::encode(identity::random_bytes::<16>()),
-                        identity::KdfParams::PASSWORD,
-                    )
-                })
-                .await
-                .map_err(|e| Error::Internal(e.to_string()))?
-            })
-            .await;
-        if let Ok(sealed) = sealed {
-            let sealed = sealed.clone();
-            let _ =
-                tokio::task::spawn_blocking(move || identity::unseal_key(&sealed, &password)).await;
-        }
-    }
-
     /// Forgets tokens whose sessions ended.
     fn sweep(&self) {
         let fronts = lock(&self.fronts).clone();
@@ -182,8 +156,11 @@ impl RelayFront {
 /// Builds the relay's HTTP surface over the shops of `shops` (serve it over TLS only, with
 /// connection info, e.g. through [`crate::relay`]). Session cookies are always `Secure`.
 pub fn relay_router(shops: ShopList, opts: ApiOptions) -> Router {
+    // Served over TLS: the certificate names the relay's hosts, and a browser refuses any other
+    // name before a request is sent, so the `Host` list of a node is not needed (nor known).
     let opts = ApiOptions {
         secure_cookies: true,
+        check_host: false,
         ..opts
     };
     let (_, openapi) = super::api_routes().split_for_parts();
@@ -193,12 +170,12 @@ pub fn relay_router(shops: ShopList, opts: ApiOptions) -> Router {
             opts.login_user_limit,
             opts.login_ip_limit,
             opts.login_window,
+            None,
         ),
         opts,
         fronts: Mutex::default(),
         tokens: Mutex::default(),
         openapi: super::openapi_text(&openapi),
-        dummy: tokio::sync::OnceCell::new(),
     });
     // Other methods of these paths go to the session's shop like everything else.
     let refused = |what: &'static str| {
@@ -349,7 +326,7 @@ async fn login(
         })?;
     let candidates = relay.named(&shop);
     if candidates.is_empty() {
-        relay.dummy_check(password).await;
+        crate::node::dummy_password_check(password).await;
         tracing::warn!(username = %req.username, %ip, "relay login failed");
         drop(attempt);
         return Err(ApiError::Node(Error::Unauthorized(WRONG.into())));

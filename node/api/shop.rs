@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 
@@ -10,6 +10,7 @@ use super::AppState;
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
+use super::guard::{FromThisDevice, setup_allowed};
 use crate::domain::model::{
     Device, NewPerson, NewShop, Person, Settings, SettingsPatch, ShopCreated, Status,
 };
@@ -56,27 +57,62 @@ pub(crate) async fn status(State(state): State<AppState>) -> Result<Json<Status>
     Ok(Json(state.handle.status()?))
 }
 
-/// Create the shop on a node that has none (the first-start page). No login needed; refused
-/// with 409 once the node has a shop.
+/// What the first-start page needs to know before setting up.
+#[derive(Debug, Serialize, Deserialize, ToSchema)]
+pub(crate) struct SetupInfo {
+    /// Whether the node still has no shop (setup and join are possible).
+    open: bool,
+    /// Whether this browser must give the setup token (`X-Setup-Token`): the node has no shop
+    /// and the request comes from another device.
+    token_required: bool,
+}
+
+/// Whether first-start setup is open and whether this client needs the setup token. No login
+/// needed.
+#[utoipa::path(
+    get,
+    path = "/setup",
+    tag = "shop",
+    responses((status = 200, description = "Setup state", body = SetupInfo))
+)]
+pub(crate) async fn setup_info(
+    State(state): State<AppState>,
+    from: FromThisDevice,
+) -> Json<SetupInfo> {
+    let open = state.handle.setup_token().is_some();
+    Json(SetupInfo {
+        open,
+        token_required: open && !from.0,
+    })
+}
+
+/// Create the shop on a node that has none (the first-start page). No login needed; from
+/// another device than the node's own, the setup token the node printed at start is needed in
+/// `X-Setup-Token`. Refused with 409 once the node has a shop.
 #[utoipa::path(
     post,
     path = "/setup",
     tag = "shop",
     request_body = NewShop,
+    params(("X-Setup-Token" = Option<String>, Header, description = "The node's setup token (not needed from the device itself)")),
     responses(
         (status = 201, description = "Shop created; the recovery key is shown only now", body = ShopCreated),
         (status = 400, description = "Bad input", body = ErrorBody),
+        (status = 403, description = "From another device without the setup token", body = ErrorBody),
         (status = 409, description = "This node already has a shop", body = ErrorBody),
     )
 )]
 pub(crate) async fn setup(
     State(state): State<AppState>,
+    from: FromThisDevice,
+    headers: HeaderMap,
     ApiJson(shop): ApiJson<NewShop>,
 ) -> Result<(StatusCode, Json<ShopCreated>), ApiError> {
     // Answer quickly without hashing the password when there is nothing to do.
     if state.handle.status()?.has_shop {
         return Err(Error::NoShop("this node already belongs to a shop".into()).into());
     }
+    setup_allowed(&state, &from, &headers)?;
     let created = state.handle.create_shop(shop).await?;
     tracing::info!(shop_id = %created.shop_id, "shop created from the setup page");
     Ok((StatusCode::CREATED, Json(created)))
@@ -92,27 +128,33 @@ pub struct JoinRequest {
 }
 
 /// Join an existing shop with an invite from one of its owners or managers (first start of a
-/// new device). The node dials the device that made the invite, redeems it, pulls the shop and
+/// new device; from another device than the node's own, with the setup token in
+/// `X-Setup-Token`). The node dials the device that made the invite, redeems it, pulls the shop and
 /// admits itself; then it syncs and people of the shop can log in here.
 #[utoipa::path(
     post,
     path = "/join",
     tag = "shop",
     request_body = JoinRequest,
+    params(("X-Setup-Token" = Option<String>, Header, description = "The node's setup token (not needed from the device itself)")),
     responses(
         (status = 200, description = "Joined", body = crate::mesh::Joined),
         (status = 400, description = "Not an invite, or it was refused (unknown, used, expired)", body = ErrorBody),
+        (status = 403, description = "From another device without the setup token", body = ErrorBody),
         (status = 409, description = "This node already belongs to a shop", body = ErrorBody),
         (status = 502, description = "The device that made the invite did not answer", body = ErrorBody),
     )
 )]
 pub(crate) async fn join(
     State(state): State<AppState>,
+    from: FromThisDevice,
+    headers: HeaderMap,
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> Result<Json<crate::mesh::Joined>, ApiError> {
     if state.handle.status()?.has_shop {
         return Err(Error::NoShop("this node already belongs to a shop".into()).into());
     }
+    setup_allowed(&state, &from, &headers)?;
     let joined = state.handle.join(req.invite.trim()).await?;
     tracing::info!(shop_id = %joined.shop_id, device = %joined.device_name, "joined a shop from the setup page");
     Ok(Json(joined))

@@ -6,8 +6,10 @@
 //! goes on: it should reload what it shows. A comment line is sent every 15 s to keep proxies
 //! and idle timeouts from closing the stream.
 //!
-//! The stream ends when the session ends (logout, revocation) — checked as events arrive — and
-//! when the server shuts down.
+//! The stream ends when its session ends (logout, expiry) or its person may no longer act
+//! (revoked, demoted): checked before every event is sent, so a revoked person never receives
+//! another sale, and every [`SESSION_CHECK`] while the stream is idle, so an ended session does
+//! not keep a stream open. It also ends when the server shuts down.
 
 use std::convert::Infallible;
 use std::future::Future;
@@ -29,6 +31,9 @@ use crate::domain::model::Event;
 /// How often an idle stream sends a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);
 
+/// How often an idle stream checks that its session and person are still valid.
+const SESSION_CHECK: Duration = Duration::from_secs(1);
+
 /// Changes as they are applied, local and from peers (Server-Sent Events).
 #[utoipa::path(
     get,
@@ -45,8 +50,13 @@ pub(crate) async fn events(
     auth: Auth,
     shutdown: Option<Extension<ShutdownSignal>>,
 ) -> Sse<impl Stream<Item = Result<SseEvent, Infallible>>> {
-    let sessions = state.sessions.clone();
     let token = auth.token;
+    let principal = auth.principal;
+    // Whether the stream may go on: its session is live and its person may still act.
+    let valid = {
+        let state = state.clone();
+        move || state.sessions.is_live(&token) && state.handle.refresh_principal(&principal).is_ok()
+    };
     let stopped: Pin<Box<dyn Future<Output = ()> + Send>> = match shutdown {
         Some(Extension(ShutdownSignal(mut rx))) => Box::pin(async move {
             // An error means the server is gone: stop as well.
@@ -54,8 +64,18 @@ pub(crate) async fn events(
         }),
         None => Box::pin(future::pending()),
     };
+    let ended = {
+        let valid = valid.clone();
+        async move {
+            let mut tick = tokio::time::interval(SESSION_CHECK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            while valid() {
+                tick.tick().await;
+            }
+        }
+    };
     let stream = BroadcastStream::new(state.handle.subscribe())
-        .take_while(move |_| future::ready(sessions.is_live(&token)))
+        .take_while(move |_| future::ready(valid()))
         .map(|item| {
             Ok(match item {
                 Ok(event) => to_sse(&event),
@@ -64,7 +84,7 @@ pub(crate) async fn events(
                     .data(format!("{{\"type\":\"lagged\",\"skipped\":{skipped}}}")),
             })
         })
-        .take_until(stopped);
+        .take_until(future::select(stopped, Box::pin(ended)));
     Sse::new(stream).keep_alive(KeepAlive::new().interval(KEEP_ALIVE))
 }
 

@@ -337,6 +337,12 @@ fn trust_at(
 
 /// A manager may add and edit staff in `members`, and only their own entry in `vault`: check
 /// what the change touches by applying it to a fork at its dependencies.
+///
+/// In `members` every touched key must be a `person:` entry that is staff and not revoked
+/// before (at the change's dependencies, and in `members` as this node has it now — so a
+/// change made on purpose at old dependencies cannot write over a person created or revoked
+/// since) and after, or absent before and new staff after: only owners change a person's role
+/// or revoked state, in either direction.
 fn within_manager_scope(
     doc: &DocId,
     signer: &Signer,
@@ -356,6 +362,10 @@ fn within_manager_scope(
         });
     }
     let deps = change.deps().to_vec();
+    let now = members.get_heads();
+    // A change this node made itself may be in `members` already; then its dependencies say
+    // how `members` stood (the command checked it as it was).
+    let made_here = members.get_change_by_hash(&change.hash()).is_some();
     let Ok(mut fork) = members.fork_at(&deps) else {
         return false;
     };
@@ -364,14 +374,31 @@ fn within_manager_scope(
     }
     let after = fork.get_heads();
     let touched = am::root_keys_changed(&mut fork, &deps, &after);
+    // (role, revoked) of a person entry at some heads of a document; `None`: no entry.
+    let person_at = |doc: &AutoCommit, key: &str, h: Option<&[ChangeHash]>| {
+        am::map(doc, &ROOT, key, h).map(|o| {
+            (
+                am::string(doc, &o, "role", h),
+                am::flag(doc, &o, "revoked", h),
+            )
+        })
+    };
+    let active_staff = |p: &Option<(Option<String>, bool)>| matches!(p, Some((Some(role), false)) if role == "staff");
     touched.iter().all(|k| {
-        k.starts_with("person:") && {
-            let role_at = |h: Option<&[ChangeHash]>| {
-                am::map(&fork, &ROOT, k, h).and_then(|o| am::string(&fork, &o, "role", h))
-            };
-            let before = role_at(Some(&deps));
-            let after = role_at(None);
-            matches!(before.as_deref(), None | Some("staff")) && after.as_deref() == Some("staff")
+        if !k.starts_with("person:") {
+            return false;
         }
+        let before = person_at(&fork, k, Some(&deps));
+        let current = if made_here {
+            before.clone()
+        } else {
+            person_at(&*members, k, Some(&now))
+        };
+        let after = person_at(&fork, k, None);
+        let before_ok = match &before {
+            None => current.is_none(),
+            Some(_) => active_staff(&before) && active_staff(&current),
+        };
+        before_ok && active_staff(&after)
     })
 }

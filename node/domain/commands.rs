@@ -1030,6 +1030,15 @@ pub struct PreparedPerson {
 /// Adds a person: owners anyone, managers staff only.
 pub fn add_person(ctx: &mut Ctx<'_>, by: &Principal, p: PreparedPerson) -> Result<Person> {
     check_add_person(&ctx.shop(), by, &p.person.username, p.person.role)?;
+    // Adding writes the whole entry: over an existing person it would change their role or
+    // take back their revocation, which only owners may do (`docs::trust` refuses it from a
+    // manager too).
+    if p.person.revoked || ctx.shop().person(p.person.id).is_some() {
+        return Err(Error::Conflict(format!(
+            "person {} already exists: add a new person instead",
+            p.person.id
+        )));
+    }
     let key = person_key(by)?.clone();
     ctx.change(&DocId::Members, &key, |doc| {
         shop::put_person(doc, &p.person, p.pin_hash.as_deref())

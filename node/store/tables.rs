@@ -187,3 +187,11 @@ pub const AUDIT_BY_KIND: TableDefinition<(&str, i64, &[u8; 32]), ()> =
 /// counts): a stock alert's episode (see `domain::alerts`). Rebuilt by `reindex`.
 pub const STOCK_EPISODES: TableDefinition<(u128, u128), u64> =
     TableDefinition::new("stock-episodes-1");
+
+// --- login limits (see `api::auth`) ------------------------------------------------------------
+
+/// Failed-login counter key (`user\n<username>\n<source>` or `source\n<source>`) → (failures,
+/// unix ms of the latest): kept across restarts so a guesser gains nothing by waiting for one.
+/// Not part of the shop's data (no backup, no reindex); a missing table reads as empty.
+pub const LOGIN_FAILURES: TableDefinition<&str, (u32, i64)> =
+    TableDefinition::new("login-failures-1");

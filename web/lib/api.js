@@ -5,6 +5,9 @@
 
 const BASE = "/api/v1";
 let csrfToken = null;
+// The node's first-start setup token, typed on the first-start page of another device (the
+// node's own screen needs none).
+let setupToken = null;
 let onSessionEnded = () => {};
 
 /// An error answered by the API ({"error":{code,message,field}}) or a network failure.
@@ -20,6 +23,11 @@ export class ApiError extends Error {
 
 export function setCsrf(token) {
   csrfToken = token;
+}
+
+/// Sends `token` as X-Setup-Token with every request from now on (null: no more).
+export function setSetupToken(token) {
+  setupToken = token || null;
 }
 
 /// The session's CSRF token, for requests made without `api()` (uploads with progress).
@@ -54,6 +62,7 @@ async function request(method, path, body) {
   const headers = { Accept: "application/json" };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   if (method !== "GET" && csrfToken) headers["X-CSRF-Token"] = csrfToken;
+  if (setupToken) headers["X-Setup-Token"] = setupToken;
   let res;
   try {
     res = await fetch(BASE + path, {
@@ -116,6 +125,10 @@ const BY_CODE = {
   peer_unreachable:
     "The device that made the invite could not be reached. Make sure it is switched on, running tillmesh and on the same network.",
   already_in_shop: "This device already belongs to a shop.",
+  setup_token:
+    "Type the setup token first: tillmesh printed it on the device it runs on when it started (“setup token: …”). Or set the shop up at that device's own screen.",
+  host_not_allowed:
+    "This device does not answer to that name. Open it by its IP address, or start tillmesh with --allowed-host NAME.",
 };
 
 /// A sentence for a person, from any error.

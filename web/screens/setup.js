@@ -1,7 +1,7 @@
 // First start: this node has no shop yet. Create one (then show the recovery key once), or
 // join an existing shop with an invite from another device.
 
-import { post } from "../lib/api.js";
+import { get, post, setSetupToken } from "../lib/api.js";
 import { h, add, field, busy, alertBox, showFormError } from "../lib/dom.js";
 
 const CURRENCIES = [
@@ -55,6 +55,39 @@ export function render(main, app) {
   );
   const first = page.querySelector("input");
   if (first) first.focus();
+  // From another device than the node's own, setting up needs the token the node printed
+  // when it started (a web page elsewhere must not be able to claim a new till).
+  get("/setup")
+    .then((info) => {
+      if (info && info.token_required) page.insertBefore(tokenPanel(), page.querySelector(".choice"));
+    })
+    .catch(() => {});
+}
+
+function tokenPanel() {
+  const token = h("input", {
+    name: "setup_token",
+    id: "setup-token",
+    required: true,
+    autocomplete: "off",
+    autocapitalize: "none",
+    spellcheck: "false",
+    placeholder: "e.g. 3f9c0a…",
+  });
+  token.addEventListener("input", () => setSetupToken(token.value.trim()));
+  const panel = h(
+    "section",
+    { class: "panel stack", id: "setup-token-panel", "aria-labelledby": "setup-token-title" },
+    h("h2", { id: "setup-token-title" }, "Setup token"),
+    h(
+      "p",
+      { class: "muted" },
+      "You are setting this device up from another computer. Type the setup token that tillmesh printed when it started on the device (the line “setup token: …”).",
+    ),
+    field("Setup token", token),
+  );
+  setTimeout(() => token.focus(), 0);
+  return panel;
 }
 
 function createPanel(app, page) {
