@@ -655,16 +655,19 @@ async fn event_loop(
 
 /// Why a pull failed, in words for the Sync screen: a peer that speaks another version of the
 /// sync protocol (libp2p finds no common protocol) needs one of the two updated.
-fn pull_failure(e: &Error) -> String {
+/// Such a failure also marks the node as needing an update (`GET /api/v1/status`, the UI).
+fn pull_failure(node: &NodeHandle, e: &Error) -> String {
     let text = e.to_string();
     if text.contains("supports none of the requested protocols")
         || text.contains("protocol version")
     {
-        format!(
-            "update needed: this device speaks another tillmesh sync protocol than this one \
-             ({}); update tillmesh on both to the same version",
+        let why = format!(
+            "update needed: a device of the shop speaks another tillmesh sync protocol than this \
+             one ({}); update tillmesh on every device to the same version",
             sync::PROTOCOL
-        )
+        );
+        node.note_update_needed(why.clone());
+        why
     } else {
         text
     }
@@ -734,7 +737,7 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
                     .expect("peers lock")
                     .entry(peer)
                     .or_default()
-                    .pull_error = Some(pull_failure(&e));
+                    .pull_error = Some(pull_failure(&node, &e));
             }
         }
     });

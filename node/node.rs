@@ -179,6 +179,7 @@ impl NodeBuilder {
                 device_key,
                 addrs: RwLock::new(Vec::new()),
                 setup_token: hex::encode(identity::random_bytes::<10>()),
+                update_needed: Default::default(),
                 store,
                 writer,
                 shared,
@@ -359,6 +360,9 @@ struct Inner {
     addrs: RwLock<Vec<String>>,
     /// Needed by first-start setup and join from another device (see `api::guard`).
     setup_token: String,
+    /// Set when a device of the shop speaks another sync protocol version (see
+    /// [`NodeHandle::update_needed`]).
+    update_needed: std::sync::Mutex<Option<String>>,
     store: Store,
     writer: Writer,
     shared: Arc<Shared>,
@@ -527,7 +531,27 @@ impl NodeHandle {
             version: env!("CARGO_PKG_VERSION").to_string(),
             envelopes: self.inner.store.envelope_count()?,
             documents: self.inner.store.docs()?.len() as u64,
+            update_needed: self.update_needed(),
         })
+    }
+
+    /// Why an update is needed, once a device of the shop was found speaking another version
+    /// of the sync protocol than this node (they cannot sync until both run the same one).
+    pub fn update_needed(&self) -> Option<String> {
+        self.inner
+            .update_needed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Records that a device speaks another sync protocol version (see [`Self::update_needed`]).
+    pub(crate) fn note_update_needed(&self, why: String) {
+        *self
+            .inner
+            .update_needed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(why);
     }
 
     /// The one-time token that first-start setup and join over HTTP need from another device

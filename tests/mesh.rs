@@ -510,6 +510,47 @@ async fn a_till_revoked_while_off_learns_it_when_it_comes_back() {
     a.shutdown().await;
 }
 
+/// A device of the shop that speaks another version of the sync protocol (here: Till 2's key
+/// on a network that speaks protocol 1): the till's pulls from it fail, and it says an update
+/// is needed — on the peer (`pull_error`) and in its status — instead of silently not syncing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_device_on_another_protocol_version_says_update_needed() {
+    let (a, ah, owner, addr_a) = first_till().await;
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let dir = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    assert_eq!(ah.status().unwrap().update_needed, None);
+    let key: [u8; 32] = std::fs::read(dir.path().join(tillmesh::node::DEVICE_KEY_FILE))
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let mut cfg = tillmesh::net::NetConfig::new(key, "old");
+    cfg.sync_protocol = "/tillmesh/sync/1";
+    let (old, mut events) = tillmesh::net::start(cfg).await.unwrap();
+    let drain = tokio::spawn(async move { while events.recv().await.is_some() {} });
+    old.dial(addr_a.parse().unwrap()).await.unwrap();
+    assert!(
+        wait_for(|| ah.status().unwrap().update_needed.is_some(), T).await,
+        "the till says an update is needed"
+    );
+    let why = ah.status().unwrap().update_needed.unwrap();
+    assert!(why.contains("update needed"), "{why}");
+    let peer = old.local_peer_id().to_string();
+    assert!(
+        ah.peers()
+            .await
+            .iter()
+            .any(|p| p.peer_id == peer && p.pull_error.as_deref() == Some(why.as_str())),
+        "the Sync screen shows it on the device"
+    );
+    drain.abort();
+    old.shutdown().await;
+    drop(ah);
+    a.shutdown().await;
+}
+
 /// Partition and heal: A is cut from B and C (and, at first, B from C); every side sells —
 /// B and C each make their first sale of the day while cut off from each other — and once
 /// healed every till has every sale exactly once and the same stock.

@@ -156,6 +156,10 @@ function drawTopbar() {
       ),
     );
   }
+  const update = document.getElementById("update-needed");
+  const why = app.status && app.status.update_needed;
+  update.hidden = !why;
+  if (why) update.replaceChildren(alertBox("error", `${why}.`));
   document.title = app.status && app.status.shop_name ? `${app.status.shop_name} · tillmesh` : "tillmesh";
   const nav = document.getElementById("nav");
   nav.replaceChildren();

@@ -187,7 +187,7 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
             json!({
                 "has_shop": true, "shop_id": SHOP_ID, "shop_name": "Corner Shop",
                 "device": device(), "version": env!("CARGO_PKG_VERSION"), "envelopes": 1234,
-                "documents": 9
+                "documents": 9, "update_needed": null
             }),
         ),
         ("get", "/setup") => (None, json!({"open": true, "token_required": false})),

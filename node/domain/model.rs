@@ -771,6 +771,10 @@ pub struct Status {
     pub envelopes: u64,
     /// Documents stored.
     pub documents: u64,
+    /// Set (with the reason) when a device of the shop speaks another version of the sync
+    /// protocol: the two cannot sync until both run the same tillmesh version.
+    #[serde(default)]
+    pub update_needed: Option<String>,
 }
 
 /// A document the node stores.
