@@ -268,24 +268,11 @@ async fn ask_as(
 /// `members`, signed with their own person key — a change B's devices accept, as an owner may
 /// write `members`.
 async fn owner_lists_foreign_device(h: &NodeHandle, owner: &Principal, device: [u8; 32]) {
-    use automerge::transaction::Transactable;
     let bytes = h.document_bytes(owner, "members").unwrap();
     let mut doc = automerge::AutoCommit::load(&bytes).unwrap();
     let heads = doc.get_heads();
-    let id =
-        tillmesh::identity::device_id(&ed25519_dalek::VerifyingKey::from_bytes(&device).unwrap());
     let env = members_change(&mut doc, &heads, owner.key.as_ref().unwrap(), |doc| {
-        let obj = doc
-            .put_object(
-                automerge::ROOT,
-                format!("device:{id}"),
-                automerge::ObjType::Map,
-            )
-            .unwrap();
-        doc.put(&obj, "name", "Borrowed till").unwrap();
-        doc.put(&obj, "role", "till").unwrap();
-        doc.put(&obj, "public_key", hex::encode(device)).unwrap();
-        doc.put(&obj, "receipt_prefix", "T9").unwrap();
+        put_device_entry(doc, &device, "T9", None);
     });
     let r = h.import_envelopes(None, vec![env]).await.unwrap();
     assert!(

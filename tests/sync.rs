@@ -317,31 +317,6 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
     assert_eq!(ch.sale(sale.id).unwrap().receipt, "T2-000001");
 }
 
-/// A device entry as an admission writes it.
-fn put_device(
-    doc: &mut automerge::AutoCommit,
-    key: &[u8; 32],
-    certificate: Option<&str>,
-) -> String {
-    use automerge::transaction::Transactable;
-    let id = tillmesh::identity::device_id(&ed25519_dalek::VerifyingKey::from_bytes(key).unwrap());
-    let obj = doc
-        .put_object(
-            automerge::ROOT,
-            format!("device:{id}"),
-            automerge::ObjType::Map,
-        )
-        .unwrap();
-    doc.put(&obj, "name", "Replayed").unwrap();
-    doc.put(&obj, "role", "till").unwrap();
-    doc.put(&obj, "public_key", hex::encode(key)).unwrap();
-    doc.put(&obj, "receipt_prefix", "T2").unwrap();
-    if let Some(c) = certificate {
-        doc.put(&obj, "certificate", c).unwrap();
-    }
-    id
-}
-
 fn refused_everywhere(results: &[Vec<tillmesh::Result<tillmesh::engine::Applied>>]) {
     for r in results {
         assert!(
@@ -421,13 +396,13 @@ async fn replayed_admissions_are_refused_everywhere() {
     let fresh = tillmesh::identity::new_signing_key();
     let fresh_pk = fresh.verifying_key().to_bytes();
     let env = members_change(&mut members, &now, &fresh, |doc| {
-        put_device(doc, &fresh_pk, Some(&certificate));
+        put_device_entry(doc, &fresh_pk, "T2", Some(&certificate));
     });
     refused_everywhere(&import(env).await);
 
     // 2. A protocol-1 record (certificate and secret in `admission:<id>`) for a fresh key.
     let env = members_change(&mut members, &now, &fresh, |doc| {
-        let id = put_device(doc, &fresh_pk, None);
+        let id = put_device_entry(doc, &fresh_pk, "T2", None);
         let obj =
             tillmesh::docs::am::map(doc, &automerge::ROOT, &format!("device:{id}"), None).unwrap();
         let cert_id = uuid::Uuid::new_v4().to_string();
@@ -456,7 +431,7 @@ async fn replayed_admissions_are_refused_everywhere() {
         .deps()
         .to_vec();
     let env = members_change(&mut members, &before, &b_key, |doc| {
-        put_device(doc, &b_pk, Some(&certificate));
+        put_device_entry(doc, &b_pk, "T2", Some(&certificate));
     });
     refused_everywhere(&import(env).await);
     for h in [&a.h, &ch] {

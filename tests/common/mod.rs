@@ -209,3 +209,30 @@ pub fn members_change(
     let change = fork.get_last_local_change().unwrap();
     tillmesh::docs::Envelope::sign(key, "members", &change, 1, at)
 }
+
+/// Writes a till's `device:<id>` entry for `key` (as an admission, or an owner, writes it),
+/// with `certificate` if given; returns the device id.
+pub fn put_device_entry(
+    doc: &mut automerge::AutoCommit,
+    key: &[u8; 32],
+    receipt_prefix: &str,
+    certificate: Option<&str>,
+) -> String {
+    use automerge::transaction::Transactable;
+    let id = tillmesh::identity::device_id(&ed25519_dalek::VerifyingKey::from_bytes(key).unwrap());
+    let obj = doc
+        .put_object(
+            automerge::ROOT,
+            format!("device:{id}"),
+            automerge::ObjType::Map,
+        )
+        .unwrap();
+    doc.put(&obj, "name", "Hand-made").unwrap();
+    doc.put(&obj, "role", "till").unwrap();
+    doc.put(&obj, "public_key", hex::encode(key)).unwrap();
+    doc.put(&obj, "receipt_prefix", receipt_prefix).unwrap();
+    if let Some(c) = certificate {
+        doc.put(&obj, "certificate", c).unwrap();
+    }
+    id
+}
