@@ -606,6 +606,7 @@ impl Ctx<'_> {
         self.set_meta(meta::GENESIS, &hash.0)?;
         self.engine.anchor.genesis = Some(hash);
         self.engine.trust_cache.clear();
+        self.shop_changed = true;
         Ok(())
     }
 
@@ -628,13 +629,9 @@ impl Ctx<'_> {
             self.set_meta(meta::LEGACY_DEVICES, &bytes)?;
             self.engine.anchor.legacy_devices = legacy.iter().copied().collect();
             self.engine.trust_cache.clear();
+            self.shop_changed = true;
         }
         Ok(())
-    }
-
-    /// What this node pinned about its shop.
-    pub fn anchor(&self) -> &Anchor {
-        &self.engine.anchor
     }
 
     /// Applies the held envelopes waiting for changes stored since the last retry (and what
@@ -1216,12 +1213,7 @@ impl Ctx<'_> {
                 waiting.insert(w, &hash.0)?;
             }
             meta.waits = waits;
-            self.tx.open_table(HELD_META)?.insert(
-                &hash.0,
-                postcard::to_allocvec(&meta)
-                    .expect("held metadata serializes")
-                    .as_slice(),
-            )?;
+            self.put_held_meta(&hash.0, &meta)?;
             return Ok(Applied::Held(hash, why));
         }
         drop(waiting);
@@ -1240,12 +1232,7 @@ impl Ctx<'_> {
         self.tx
             .open_table(HELD)?
             .insert(&hash.0, bytes.as_slice())?;
-        self.tx.open_table(HELD_META)?.insert(
-            &hash.0,
-            postcard::to_allocvec(&meta)
-                .expect("held metadata serializes")
-                .as_slice(),
-        )?;
+        self.put_held_meta(&hash.0, &meta)?;
         self.tx
             .open_table(HELD_EXPIRY)?
             .insert((meta.expires, &hash.0), ())?;
@@ -1254,6 +1241,14 @@ impl Ctx<'_> {
             waiting.insert(w, &hash.0)?;
         }
         Ok(Applied::Held(hash, why))
+    }
+
+    fn put_held_meta(&mut self, hash: &[u8; 32], meta: &HeldMeta) -> Result<()> {
+        let bytes = postcard::to_allocvec(meta).expect("held metadata serializes");
+        self.tx
+            .open_table(HELD_META)?
+            .insert(hash, bytes.as_slice())?;
+        Ok(())
     }
 
     fn store_change(

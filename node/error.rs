@@ -38,6 +38,9 @@ pub enum Error {
     /// other).
     #[error("{0}")]
     OtherShop(String),
+    /// A peer speaks another version of the sync protocol: one of the two needs an update.
+    #[error("{0}")]
+    UpdateNeeded(String),
     /// A signed change failed verification (bad signature, signer not allowed …).
     #[error("change refused: {0}")]
     Rejected(String),
@@ -70,6 +73,7 @@ impl Error {
             Error::Unreachable(_) => "unreachable",
             Error::RateLimited(_) => "rate_limited",
             Error::OtherShop(_) => "other_shop",
+            Error::UpdateNeeded(_) => "update_needed",
             Error::Rejected(_) => "rejected",
             Error::Store(_) => "store",
             Error::Internal(_) => "internal",

@@ -181,7 +181,10 @@ pub(crate) async fn ask(
     let bytes = net
         .request(peer, sync::encode_request(shop, req))
         .await
-        .map_err(|e| Error::Internal(format!("request to {peer} failed: {e}")))?;
+        .map_err(|e| match e {
+            net::NetError::UnsupportedProtocol { .. } => Error::UpdateNeeded(e.to_string()),
+            e => Error::Internal(format!("request to {peer} failed: {e}")),
+        })?;
     sync::decode_response(&bytes, shop)
 }
 
@@ -553,22 +556,25 @@ async fn event_loop(
                     let Some(from) = net::public_key_of(&peer) else {
                         return;
                     };
-                    let offered = match sync::decode_request(&data) {
-                        // A joining device offers its admission here: pass it on to the
-                        // relays, which are in no gossip topic (they drop duplicates).
-                        Ok((shop, SyncRequest::Offer(envs)))
-                            if allowed && shop == ours && !is_relay(&node, &peer) =>
-                        {
-                            Some(envs.iter().map(|b| Arc::new(b.clone())).collect::<Vec<_>>())
+                    let (answer, offered) = match sync::decode_request(&data) {
+                        Ok(request) => {
+                            // A joining device offers its admission here: pass it on to the
+                            // relays, which are in no gossip topic (they drop duplicates).
+                            let offered: Option<Vec<Arc<Vec<u8>>>> = match &request {
+                                (shop, SyncRequest::Offer(envs))
+                                    if allowed && *shop == ours && !is_relay(&node, &peer) =>
+                                {
+                                    Some(envs.iter().map(|b| Arc::new(b.clone())).collect())
+                                }
+                                _ => None,
+                            };
+                            let answer =
+                                sync::answer_framed(&node, ours, &from, allowed, request).await;
+                            (answer, offered)
                         }
-                        _ => None,
-                    };
-                    let answer = match sync::answer_framed(&node, ours, &from, allowed, &data).await
-                    {
-                        Ok(answer) => answer,
                         Err(e) => {
                             strike_peer(&net, &peers, peer).await;
-                            SyncResponse::Error(e.to_string())
+                            (SyncResponse::Error(e.to_string()), None)
                         }
                     };
                     match (&answer, offered) {
@@ -653,23 +659,21 @@ async fn event_loop(
     }
 }
 
-/// Why a pull failed, in words for the Sync screen: a peer that speaks another version of the
-/// sync protocol (libp2p finds no common protocol) needs one of the two updated.
-/// Such a failure also marks the node as needing an update (`GET /api/v1/status`, the UI).
+/// Why a pull failed, in words for the Sync screen. A peer that speaks another version of
+/// the sync protocol ([`Error::UpdateNeeded`]) also marks this node as needing an update
+/// (`GET /api/v1/status`, the UI).
 fn pull_failure(node: &NodeHandle, e: &Error) -> String {
-    let text = e.to_string();
-    if text.contains("supports none of the requested protocols")
-        || text.contains("protocol version")
-    {
-        let why = format!(
-            "update needed: a device of the shop speaks another tillmesh sync protocol than this \
-             one ({}); update tillmesh on every device to the same version",
-            sync::PROTOCOL
-        );
-        node.note_update_needed(why.clone());
-        why
-    } else {
-        text
+    match e {
+        Error::UpdateNeeded(_) => {
+            let why = format!(
+                "update needed: a device of the shop speaks another tillmesh sync protocol than \
+                 this one ({}); update tillmesh on every device to the same version",
+                sync::PROTOCOL
+            );
+            node.note_update_needed(why.clone());
+            why
+        }
+        other => other.to_string(),
     }
 }
 

@@ -251,6 +251,12 @@ pub enum NetError {
         /// The peer asked.
         peer: PeerId,
     },
+    /// The peer does not speak this node's sync protocol (another tillmesh version).
+    #[error("{peer} does not speak this node's sync protocol")]
+    UnsupportedProtocol {
+        /// The peer asked.
+        peer: PeerId,
+    },
     /// A request failed.
     #[error("request to {peer} failed: {reason}")]
     Request {

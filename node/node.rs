@@ -1519,14 +1519,10 @@ impl NodeHandle {
         Ok(out)
     }
 
-    /// The pinned hash of the shop's first `members` change.
+    /// The pinned hash of the shop's first `members` change (from the shop view: every sync
+    /// message names it, so it is not read from the store each time).
     pub fn genesis(&self) -> Result<Option<automerge::ChangeHash>> {
-        Ok(self
-            .inner
-            .store
-            .meta(crate::store::meta::GENESIS)?
-            .and_then(|b| <[u8; 32]>::try_from(b.as_slice()).ok())
-            .map(automerge::ChangeHash))
+        Ok(self.view().genesis)
     }
 
     /// Applies envelopes from elsewhere (a peer, a backup) through the verify-and-apply path;
@@ -1588,14 +1584,6 @@ impl NodeHandle {
         self.inner
             .writer
             .write(move |ctx| ctx.adopt_genesis(genesis, Some(&legacy_devices)))
-            .await
-    }
-
-    /// What this node pinned about its shop (genesis; devices admitted before protocol 2).
-    pub async fn anchor(&self) -> Result<crate::docs::members::Anchor> {
-        self.inner
-            .writer
-            .write(move |ctx| Ok(ctx.anchor().clone()))
             .await
     }
 

@@ -123,7 +123,7 @@ fn decode_frame<T: serde::de::DeserializeOwned>(b: &[u8], what: &str) -> Result<
     let frame: Frame<T> =
         postcard::from_bytes(b).map_err(|e| Error::Rejected(format!("bad sync {what}: {e}")))?;
     if frame.version != PROTOCOL_VERSION {
-        return Err(Error::Rejected(format!(
+        return Err(Error::UpdateNeeded(format!(
             "sync {what} of protocol version {} (this node speaks {PROTOCOL_VERSION})",
             frame.version
         )));
@@ -156,18 +156,17 @@ fn other_shop() -> Error {
     Error::OtherShop("that device belongs to another shop".into())
 }
 
-/// Answers a framed request from the wire about this node's shop (`ours`): a request about
-/// another shop gets [`SyncResponse::OtherShop`]; `Redeem` may name none. Undecodable bytes are
-/// an error (the caller strikes the sender).
+/// Answers a request from the wire (decoded by [`decode_request`]) about the shop it names,
+/// `shop`, on a node whose shop is `ours`: a request about another shop gets
+/// [`SyncResponse::OtherShop`]; only `Redeem` may name none.
 pub async fn answer_framed(
     node: &NodeHandle,
     ours: Option<Hash32>,
     from: &[u8; 32],
     member: bool,
-    data: &[u8],
-) -> Result<SyncResponse> {
-    let (shop, req) = decode_request(data)?;
-    Ok(match req {
+    (shop, req): (Option<Hash32>, SyncRequest),
+) -> SyncResponse {
+    match req {
         SyncRequest::Redeem(_) if shop.is_none() || shop == ours => {
             serve_async(node, Some(from), req).await
         }
@@ -180,7 +179,7 @@ pub async fn answer_framed(
                 .unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
         }
         _ => SyncResponse::Error("not a member of this shop".into()),
-    })
+    }
 }
 
 impl SyncRequest {
@@ -335,11 +334,11 @@ pub async fn join_as(
     pull(node, peer).await?;
     node.admit_self(invite.clone()).await?;
     // Hand the admission to the inviting node, so it accepts this device from now on.
+    let me = node.device_public_key();
     let mine: Vec<Vec<u8>> = node
-        .envelopes()?
+        .doc_envelopes("members")?
         .into_iter()
-        .filter(|e| e.doc == "members" && e.signer == node.device_public_key())
-        .map(|e| e.to_bytes())
+        .filter(|b| Envelope::from_bytes(b).is_ok_and(|e| e.signer == me))
         .collect();
     match peer.request(SyncRequest::Offer(mine)).await? {
         SyncResponse::Accepted(n) if n > 0 => Ok(invite),

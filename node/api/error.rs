@@ -87,7 +87,10 @@ impl ApiError {
                 Error::Unauthorized(_) => StatusCode::UNAUTHORIZED,
                 Error::Forbidden(_) | Error::Rejected(_) => StatusCode::FORBIDDEN,
                 Error::NotFound(_) => StatusCode::NOT_FOUND,
-                Error::Conflict(_) | Error::NoShop(_) | Error::OtherShop(_) => StatusCode::CONFLICT,
+                Error::Conflict(_)
+                | Error::NoShop(_)
+                | Error::OtherShop(_)
+                | Error::UpdateNeeded(_) => StatusCode::CONFLICT,
                 Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
                 Error::Unreachable(_) => StatusCode::BAD_GATEWAY,
                 Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -135,8 +135,6 @@ pub struct Members {
     pub recovery: Option<[u8; 32]>,
     /// Devices that belong to the shop (revoked ones included, flagged), by id.
     pub devices: Vec<MemberDevice>,
-    /// Device entries that do not count (no valid admission): shown nowhere, trusted by none.
-    pub unadmitted: Vec<String>,
     /// People, by username.
     pub people: Vec<MemberPerson>,
     /// Revoked keys → the change hashes accepted from them before.
@@ -164,12 +162,10 @@ impl Members {
         }
         for key in &keys {
             if let Some(id) = key.strip_prefix("device:") {
-                match read_device(doc, heads, key, id, anchor, m.shop_id) {
-                    Some(mut d) => {
-                        d.revoked |= m.revocations.contains_key(&d.public_key);
-                        m.devices.push(d);
-                    }
-                    None => m.unadmitted.push(id.to_string()),
+                // An entry without a valid admission is trusted by none and listed nowhere.
+                if let Some(mut d) = read_device(doc, heads, key, id, anchor, m.shop_id) {
+                    d.revoked |= m.revocations.contains_key(&d.public_key);
+                    m.devices.push(d);
                 }
             } else if let Some(id) = key.strip_prefix("person:") {
                 let (Ok(id), Some(obj)) = (Uuid::parse_str(id), am::map(doc, &ROOT, key, heads))
@@ -367,7 +363,6 @@ mod tests {
         };
         let m = Members::read(&doc, None, &anchor);
         assert_eq!(keys(&m), sorted(vec![pk(&first), admitted_pk]));
-        assert_eq!(m.unadmitted.len(), 2);
 
         // A node upgraded with this members pins every device it had: the legacy one counts.
         let upgraded = Anchor {

@@ -43,6 +43,8 @@ pub struct ShopView {
     pub shop_secret: Option<String>,
     /// The recovery key's public half (hex, from `members`): a recipient of every snapshot.
     pub recovery_public: Option<String>,
+    /// The shop's genesis as this node pinned it (what every sync message names).
+    pub genesis: Option<automerge::ChangeHash>,
 }
 
 impl ShopView {
@@ -55,7 +57,10 @@ impl ShopView {
         device_id: &str,
         anchor: &crate::docs::members::Anchor,
     ) -> ShopView {
-        let mut v = ShopView::default();
+        let mut v = ShopView {
+            genesis: anchor.genesis,
+            ..ShopView::default()
+        };
         if let Some(m) = members {
             let read = crate::docs::members::Members::read(m, None, anchor);
             v.shop_id = read.shop_id;

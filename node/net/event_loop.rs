@@ -766,6 +766,9 @@ impl EventLoop {
                 if let Some((peer, reply)) = self.pending_requests.remove(&request_id) {
                     let error = match error {
                         OutboundFailure::Timeout => NetError::Timeout { peer },
+                        OutboundFailure::UnsupportedProtocols => {
+                            NetError::UnsupportedProtocol { peer }
+                        }
                         other => NetError::Request {
                             peer,
                             reason: other.to_string(),
