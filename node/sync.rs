@@ -57,6 +57,9 @@ pub enum SyncRequest {
     /// A relay's last snapshot of the sender's shop (answered by relays only, see
     /// [`crate::snapshot`]).
     SnapshotStatus,
+    /// The keys of the shop's current gossip key rotations (see
+    /// [`crate::docs::gossip_keys`]): a till admitted after a rotation asks a member peer.
+    GossipKeys,
 }
 
 /// The answer.
@@ -82,6 +85,8 @@ pub enum SyncResponse {
     /// The request named another shop than the answering node's: nothing is answered about
     /// it. Not a strike against the asker.
     OtherShop,
+    /// (rotation record id, its key), answered to an unrevoked till of the shop only.
+    GossipKeys(Vec<(String, Hash32)>),
 }
 
 /// One message on the wire: the protocol version, the shop (its genesis) it is about, and the
@@ -172,6 +177,10 @@ pub async fn answer_framed(
         }
         _ if shop.is_none() || shop != ours => SyncResponse::OtherShop,
         SyncRequest::Offer(_) if member => serve_async(node, Some(from), req).await,
+        SyncRequest::GossipKeys if member => match node.gossip_keys_for(from) {
+            Ok(keys) => SyncResponse::GossipKeys(keys),
+            Err(e) => SyncResponse::Error(e.to_string()),
+        },
         req if member => {
             let n = node.clone();
             tokio::task::spawn_blocking(move || serve(&n, req))
@@ -228,6 +237,9 @@ pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
             Err(Error::Rejected("answered by serve_async".into()))
         }
         SyncRequest::SnapshotStatus => Err(Error::Rejected("only a relay takes snapshots".into())),
+        SyncRequest::GossipKeys => Err(Error::Rejected(
+            "gossip keys are handed to an authenticated till only".into(),
+        )),
         _ => Err(Error::Rejected("request over its size limit".into())),
     };
     answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
@@ -395,6 +407,7 @@ fn kind(r: &SyncResponse) -> &'static str {
         SyncResponse::Error(_) => "error",
         SyncResponse::SnapshotStatus(_) => "snapshot status",
         SyncResponse::OtherShop => "other shop",
+        SyncResponse::GossipKeys(_) => "gossip keys",
     }
 }
 
