@@ -788,10 +788,11 @@ async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers, keys: Keys
         // Without the key yet (a till admitted after the last rotation, until a peer hands it
         // over), relays and anti-entropy carry what this node made.
         let key = keys.lock().expect("keys lock").current;
-        for bytes in batch.iter().filter(|_| key.is_some()) {
-            let key = key.expect("filtered");
-            if let Err(e) = net.publish(seal(&key.key, bytes)).await {
-                tracing::debug!("publish failed (anti-entropy will carry it): {e}");
+        if let Some(key) = key {
+            for bytes in &batch {
+                if let Err(e) = net.publish(seal(&key.key, bytes)).await {
+                    tracing::debug!("publish failed (anti-entropy will carry it): {e}");
+                }
             }
         }
         offer_to_relays(&node, &net, &peers, &batch).await;
