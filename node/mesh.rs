@@ -465,8 +465,13 @@ async fn revocation_loop(node: NodeHandle, net: NetHandle) {
         if revoked.is_empty() {
             continue;
         }
-        let net = net.clone();
+        let (node, net) = (node.clone(), net.clone());
         tokio::spawn(async move {
+            // Hand it the owners' signed revocation directly: the change that revoked it also
+            // rotated the gossip key, so gossip may already have moved to a topic it is not on.
+            for peer in &revoked {
+                offer_members(&node, &net, *peer).await;
+            }
             tokio::time::sleep(REVOKED_GRACE).await;
             for peer in revoked {
                 tracing::warn!(%peer, "disconnecting a revoked device");
@@ -481,9 +486,11 @@ async fn revocation_loop(node: NodeHandle, net: NetHandle) {
 /// the Wi-Fi, another shop's device or a revoked device holds no connection to the shop.
 pub const STRANGER_GRACE: Duration = Duration::from_secs(15);
 
-/// Offers a revoked device the `members` changes that prove its revocation (signed by an
-/// owner; it verifies them like any change, so a rogue peer cannot fake them).
-async fn tell_revoked(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
+/// Offers `peer` every `members` change: to a revoked device, the proof of its revocation
+/// (signed by an owner; it verifies them like any change, so a rogue peer cannot fake them);
+/// to the shop's tills after a gossip key rotation, the rotation, so they move to the new key
+/// now rather than at their next pull.
+async fn offer_members(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
     let Ok(proof) = node.doc_envelopes("members") else {
         return;
     };
@@ -624,7 +631,7 @@ async fn event_loop(
                     tracing::info!(%peer, "refused a connection from a revoked device");
                     let (node, net) = (node.clone(), net.clone());
                     tokio::spawn(async move {
-                        tell_revoked(&node, &net, peer).await;
+                        offer_members(&node, &net, peer).await;
                         net.block(peer).await;
                     });
                     continue;
@@ -805,7 +812,7 @@ async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers, keys: Keys
 pub const OLD_KEY_GRACE: Duration = Duration::from_secs(5 * 60);
 
 /// How often the key loop looks again (old keys expire, a missing key is asked for).
-const KEY_TICK: Duration = Duration::from_secs(5);
+const KEY_TICK: Duration = Duration::from_secs(2);
 
 /// The gossip keys this node seals with and opens (see [`crate::docs::gossip_keys`]).
 #[derive(Default)]
@@ -871,7 +878,7 @@ async fn key_loop(node: NodeHandle, net: NetHandle, keys: Keys) {
     loop {
         tokio::select! {
             ev = events.recv() => match ev {
-                Ok(Event::ChangeApplied { doc, .. }) if doc == "members" => {}
+                Ok(Event::ShopChanged { doc }) if doc == "members" => {}
                 Ok(_) => continue,
                 Err(RecvError::Lagged(_)) => {}
                 Err(RecvError::Closed) => return,
@@ -885,25 +892,41 @@ async fn key_loop(node: NodeHandle, net: NetHandle, keys: Keys) {
                 node.gossip_key().ok().flatten()
             }
         };
-        let topics = keys.lock().expect("keys lock").update(derived);
+        let (rotated, topics) = {
+            let mut ring = keys.lock().expect("keys lock");
+            let before = ring.current;
+            let topics = ring.update(derived);
+            (before.is_some() && ring.current != before, topics)
+        };
         if let Some((publish, accept)) = topics {
             tracing::info!(topic = %publish, "gossip key changed");
             net.set_topics(publish, accept).await;
         }
+        if rotated {
+            // The tills still on the old key would not hear what is published on the new
+            // topic until their next pull: hand them the rotation now.
+            for peer in member_tills(&node, &net).await {
+                let (node, net) = (node.clone(), net.clone());
+                tokio::spawn(async move { offer_members(&node, &net, peer).await });
+            }
+        }
     }
+}
+
+/// Connected peers that are unrevoked tills of the shop.
+async fn member_tills(node: &NodeHandle, net: &NetHandle) -> Vec<PeerId> {
+    net.peers()
+        .await
+        .into_iter()
+        .filter(|p| p.connected && is_member(node, &p.peer) && !is_relay(node, &p.peer))
+        .map(|p| p.peer)
+        .collect()
 }
 
 /// Asks connected member tills for the keys of the current rotation records this device
 /// cannot open (it was admitted after they were written), until one answers with all of them.
 async fn ask_gossip_keys(node: &NodeHandle, net: &NetHandle, missing: &[String]) {
-    let tills: Vec<PeerId> = net
-        .peers()
-        .await
-        .into_iter()
-        .filter(|p| p.connected && is_member(node, &p.peer) && !is_relay(node, &p.peer))
-        .map(|p| p.peer)
-        .collect();
-    for peer in tills {
+    for peer in member_tills(node, net).await {
         match ask(net, node, peer, &SyncRequest::GossipKeys).await {
             Ok(SyncResponse::GossipKeys(keys)) => {
                 let complete = missing.iter().all(|m| keys.iter().any(|(id, _)| id == m));
