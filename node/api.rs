@@ -43,6 +43,7 @@ mod products;
 mod range;
 mod relay;
 mod reports;
+mod revoked_sales;
 mod sales;
 mod shop;
 mod sse;
@@ -302,6 +303,9 @@ fn api_routes() -> OpenApiRouter<AppState> {
         .routes(routes!(shop::list_people, shop::add_person))
         .routes(routes!(shop::revoke_member))
         .routes(routes!(shop::list_devices))
+        .routes(routes!(revoked_sales::list_revoked_sales))
+        .routes(routes!(revoked_sales::accept_revoked_sales))
+        .routes(routes!(revoked_sales::dismiss_revoked_sales))
         .routes(routes!(shop::get_settings, shop::update_settings))
         .routes(routes!(products::list_products, products::create_product))
         .routes(routes!(products::get_product, products::update_product))

@@ -851,7 +851,7 @@ async fn import(
         for r in h.import_envelopes(None, batch).await? {
             match r {
                 Ok(Applied::New(_)) => report.applied += 1,
-                Ok(Applied::Duplicate(_)) | Ok(Applied::Held(..)) => {}
+                Ok(Applied::Duplicate(_)) | Ok(Applied::Held(..)) | Ok(Applied::Kept(..)) => {}
                 Err(e) => rejected.push(e.to_string()),
             }
         }

@@ -104,6 +104,36 @@ impl DocId {
     }
 }
 
+/// Longest document name kept when this build does not know its kind.
+pub const MAX_DOC_NAME: usize = 128;
+
+/// Whether `name` could be a document of a kind a later version knows: at most
+/// [`MAX_DOC_NAME`] bytes, 1 to 4 `/`-separated segments of lowercase ASCII letters, digits,
+/// `-`, `_` and `.`, the first a kind name (a letter, then letters, digits, `-` or `_`), no
+/// segment empty, `.` or `..`. Only such names are kept (see `trust::verify`); anything else
+/// is junk and refused.
+pub fn is_well_formed_doc_name(name: &str) -> bool {
+    if name.is_empty() || name.len() > MAX_DOC_NAME {
+        return false;
+    }
+    let segments: Vec<&str> = name.split('/').collect();
+    if segments.len() > 4 {
+        return false;
+    }
+    let seg_ok = |s: &str| {
+        !s.is_empty()
+            && s != "."
+            && s != ".."
+            && s.bytes().all(|b| {
+                b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'-' | b'_' | b'.')
+            })
+    };
+    let kind = segments[0];
+    segments.iter().all(|s| seg_ok(s))
+        && kind.as_bytes()[0].is_ascii_lowercase()
+        && !kind.contains('.')
+}
+
 /// The last path segment, to reject `ledger/…/007` (ids must be canonical).
 fn parts_n(s: &str) -> &str {
     s.rsplit('/').next().unwrap_or("")
@@ -142,6 +172,30 @@ mod tests {
             "../etc/passwd",
         ] {
             assert!(DocId::parse(s).is_err(), "{s}");
+        }
+    }
+
+    #[test]
+    fn only_well_formed_names_of_unknown_kinds_may_be_kept() {
+        for s in ["giftcards", "giftcards/2026-12-07", "loyalty/a_b/c-d/1.2"] {
+            assert!(is_well_formed_doc_name(s), "{s}");
+        }
+        let long = "x".repeat(MAX_DOC_NAME + 1);
+        for s in [
+            "",
+            "Giftcards",
+            "gift cards",
+            "1giftcards",
+            ".hidden",
+            "giftcards/",
+            "giftcards//x",
+            "giftcards/..",
+            "a/b/c/d/e",
+            "giftcards\\x",
+            "gïftcards",
+            long.as_str(),
+        ] {
+            assert!(!is_well_formed_doc_name(s), "{s:?}");
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod profit;
 pub mod projection;
 pub mod queries;
 pub mod reports;
+pub mod revoked_sales;
 pub mod shifts;
 pub mod shop;
 pub mod tickets;

@@ -503,6 +503,26 @@ async fn offer_members(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
     }
 }
 
+/// Longest the one pull from a revoked device that reconnects may take (see
+/// [`collect_revoked_sales`]).
+const REVOKED_PULL: Duration = Duration::from_secs(60);
+
+/// Pulls once from a revoked device that reconnects, before it is told and refused: a till
+/// revoked while switched off may have sold since, and those sales must reach the owners
+/// (`domain::revoked_sales`) instead of dying with the connection. Everything fetched goes
+/// through the verify-and-apply path: the till's sales go to quarantine (capped per device),
+/// anything else it signed is refused, and what others signed is applied as from any peer.
+/// Nothing is counted against it: it is refused right after anyway.
+async fn collect_revoked_sales(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
+    let remote = NetPeer::new(net.clone(), peer, node.clone());
+    match tokio::time::timeout(REVOKED_PULL, sync::pull(node, &remote)).await {
+        Ok(Ok(r)) => tracing::info!(%peer, fetched = r.fetched, refused = r.rejected,
+            "pulled once from a revoked device (its sales are kept for the owners)"),
+        Ok(Err(e)) => tracing::debug!(%peer, "could not pull from a revoked device: {e}"),
+        Err(_) => tracing::debug!(%peer, "the pull from a revoked device took too long"),
+    }
+}
+
 /// How long a device that redeemed an invite may pull the shop before it is a member.
 const JOINING_WINDOW: Duration = Duration::from_secs(10 * 60);
 
@@ -550,6 +570,9 @@ async fn event_loop(
                                 }
                                 Acceptance::Ignore
                             }
+                            // A document kind this version does not know, from a member: kept
+                            // for a later version, neither forwarded nor held against the peer.
+                            Some(Ok(Applied::Kept(..))) => Acceptance::Ignore,
                             Some(Err(e)) => {
                                 tracing::warn!(peer = %source, "rejected a gossiped change: {e}");
                                 Acceptance::Reject
@@ -625,12 +648,14 @@ async fn event_loop(
             }
             NetEvent::Connected { peer, addr } => {
                 if is_revoked(&node, &peer) {
-                    // It may have been switched off when it was revoked: hand it the owners'
+                    // It may have been switched off when it was revoked: take the sales it
+                    // made since (they go to quarantine for the owners), hand it the owners'
                     // signed proof (the `members` changes), so it learns it and says so,
                     // then refuse it.
                     tracing::info!(%peer, "refused a connection from a revoked device");
                     let (node, net) = (node.clone(), net.clone());
                     tokio::spawn(async move {
+                        collect_revoked_sales(&node, &net, peer).await;
                         offer_members(&node, &net, peer).await;
                         net.block(peer).await;
                     });

@@ -188,6 +188,7 @@ impl NodeBuilder {
                 device_id,
             }),
         };
+        handle.reoffer_kept().await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         // Peers' changes may be committed without a sync to disk; sync them soon after.
         let sync_task = {
@@ -553,6 +554,99 @@ impl NodeHandle {
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
             .clone()
+    }
+
+    /// Records that members of the shop wrote documents of kinds this version does not know
+    /// (kept for a later version, see [`crate::engine::Applied::Kept`]).
+    fn note_unknown_kinds(&self, kinds: &std::collections::BTreeSet<String>) {
+        let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
+        self.note_update_needed(format!(
+            "update needed: devices of the shop write documents this version of tillmesh does not \
+             know ({}); they are kept, unapplied, until tillmesh is updated on this device",
+            kinds.join(", ")
+        ));
+    }
+
+    /// Re-offers what an older version kept (documents of kinds it did not know) to this one,
+    /// at start: the kinds this version knows are verified in full and applied; the rest stay
+    /// kept, and the node says an update is needed.
+    async fn reoffer_kept(&self) -> Result<()> {
+        if self.view().genesis.is_none() {
+            return Ok(());
+        }
+        let unknown = self.inner.writer.write(|ctx| ctx.reoffer_kept()).await?;
+        if !unknown.is_empty() {
+            self.note_unknown_kinds(&unknown);
+        }
+        Ok(())
+    }
+
+    /// Documents of kinds this version does not know, kept in quarantine: count per kind.
+    pub fn kept_unknown_kinds(&self) -> Result<std::collections::BTreeMap<String, u64>> {
+        let mut out = std::collections::BTreeMap::new();
+        for (_, q) in self.quarantine()? {
+            if let crate::engine::QuarantineReason::UnknownKind { kind } = q.reason {
+                *out.entry(kind).or_default() += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    fn quarantine(&self) -> Result<Vec<([u8; 32], crate::engine::Quarantined)>> {
+        let tx = self.read()?;
+        let mut out = Vec::new();
+        for row in tx.open_table(crate::store::tables::QUARANTINE)?.iter()? {
+            let (h, v) = row?;
+            if let Ok(q) = postcard::from_bytes(v.value()) {
+                out.push((*h.value(), q));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sales that tills made after an owner revoked them, per device, for the owners to review
+    /// (owners only; see [`crate::domain::revoked_sales`]).
+    pub fn revoked_sales(
+        &self,
+        by: &Principal,
+    ) -> Result<Vec<crate::domain::revoked_sales::RevokedDeviceSales>> {
+        commands::require(by, Role::Owner, "reviewing a revoked till's sales")?;
+        let quarantine = self.quarantine()?;
+        let tx = self.read()?;
+        let entries = tx.open_table(crate::store::tables::ENTRIES)?;
+        let members = self.inner.store.load_doc("members")?;
+        crate::domain::revoked_sales::list(
+            &quarantine,
+            |id| Ok(entries.get(id.as_u128())?.is_some()),
+            &self.view(),
+            members.as_ref(),
+        )
+    }
+
+    /// Accepts revoked tills' sales (owners only): recorded anew, signed by the owner, once.
+    pub async fn accept_revoked_sales(
+        &self,
+        by: &Principal,
+        sel: crate::domain::revoked_sales::SelectRevokedSales,
+    ) -> Result<crate::domain::revoked_sales::AcceptedRevokedSales> {
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| crate::domain::revoked_sales::accept(ctx, &by, sel))
+            .await
+    }
+
+    /// Dismisses revoked tills' sales on this node (owners only); returns how many.
+    pub async fn dismiss_revoked_sales(
+        &self,
+        by: &Principal,
+        sel: crate::domain::revoked_sales::SelectRevokedSales,
+    ) -> Result<u64> {
+        let by = by.clone();
+        self.inner
+            .writer
+            .write(move |ctx| crate::domain::revoked_sales::dismiss(ctx, &by, sel))
+            .await
     }
 
     /// Records that a device speaks another sync protocol version (see [`Self::update_needed`]).
@@ -1623,14 +1717,16 @@ impl NodeHandle {
         Ok(out)
     }
 
-    /// The hashes this node has neither stored nor held.
+    /// The hashes this node has neither stored, held nor in quarantine.
     pub fn missing_hashes(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
         let tx = self.read()?;
         let stored = tx.open_table(crate::store::tables::ENVELOPES)?;
         let held = tx.open_table(crate::store::tables::HELD)?;
+        // Quarantined envelopes are not fetched again on every pull.
+        let kept = tx.open_table(crate::store::tables::QUARANTINE)?;
         let mut out = Vec::new();
         for h in hashes {
-            if stored.get(h)?.is_none() && held.get(h)?.is_none() {
+            if stored.get(h)?.is_none() && held.get(h)?.is_none() && kept.get(h)?.is_none() {
                 out.push(*h);
             }
         }
@@ -1663,7 +1759,8 @@ impl NodeHandle {
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<Result<Applied>>> {
         let peer = peer.to_string();
-        self.inner
+        let (results, kept) = self
+            .inner
             .writer
             .write(move |ctx| {
                 ctx.forwarded_by(&peer);
@@ -1671,15 +1768,26 @@ impl NodeHandle {
                     Some(g) => ctx.adopt_genesis(g, None)?,
                     None => ctx.relaxed(),
                 }
+                let mut kept = std::collections::BTreeSet::new();
                 let results: Vec<Result<Applied>> = envelopes
                     .into_iter()
-                    .map(|e| ctx.apply_envelope(e))
+                    .map(|e| {
+                        let kind = crate::docs::trust::kind_of(&e.doc).to_string();
+                        let r = ctx.apply_envelope(e);
+                        if let Ok(Applied::Kept(..)) = &r {
+                            kept.insert(kind);
+                        }
+                        r
+                    })
                     .collect();
                 ctx.retry_held()?;
-                Ok(results)
+                Ok((results, kept))
             })
-            .await
-            .inspect(|results| {
+            .await?;
+        if !kept.is_empty() {
+            self.note_unknown_kinds(&kept);
+        }
+        Ok(results).inspect(|results: &Vec<Result<Applied>>| {
                 let metrics = &self.inner.shared.metrics;
                 for r in results {
                     match r {

@@ -387,6 +387,9 @@ pub struct PullReport {
     pub rejected: usize,
     /// Kept aside waiting for dependencies or admissions.
     pub held: usize,
+    /// Documents of kinds this version does not know, signed by members: kept for a later
+    /// version, not counted against the peer.
+    pub kept: usize,
 }
 
 fn unexpected(r: SyncResponse) -> Error {
@@ -500,6 +503,7 @@ impl PullReport {
                 Ok(crate::engine::Applied::New(_)) => self.applied += 1,
                 Ok(crate::engine::Applied::Held(..)) => self.held += 1,
                 Ok(crate::engine::Applied::Duplicate(_)) => {}
+                Ok(crate::engine::Applied::Kept(..)) => self.kept += 1,
                 Err(_) => self.rejected += 1,
             }
         }

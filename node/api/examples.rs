@@ -230,6 +230,26 @@ fn examples(method: &str, path: &str) -> Option<(Option<Value>, Option<Value>)> 
         ),
         ("post", "/members/{id}/revoke") => (None, Value::Null),
         ("get", "/devices") => (None, json!([device()])),
+        ("get", "/revoked-sales") => (
+            None,
+            json!([{
+                "device_id": DEVICE_ID, "device_name": "Till 2", "revoked_at": TIME,
+                "revoked_by": "Olivia", "count": 1, "total": 560,
+                "sales": [{
+                    "id": SALE_ID, "receipt": "T2-000042", "time": TIME, "person": PERSON_ID,
+                    "person_name": "Sam", "lines": [sale_line()], "total": 560, "tax": 89,
+                    "payments": [{"method": "cash", "amount": 1000}], "change_due": 440
+                }]
+            }]),
+        ),
+        ("post", "/revoked-sales/accept") => (
+            Some(json!({"device": DEVICE_ID})),
+            json!({"accepted": [sale()], "already_recorded": []}),
+        ),
+        ("post", "/revoked-sales/dismiss") => (
+            Some(json!({"sales": [SALE_ID]})),
+            json!({"dismissed": 1}),
+        ),
         ("get", "/settings") => (None, settings()),
         ("patch", "/settings") => (
             Some(json!({"receipt_text": "Thank you!", "oversell": "warn"})),

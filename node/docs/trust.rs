@@ -105,6 +105,13 @@ pub enum Verdict {
     Hold(String),
     /// Never valid: drop it and count it against whoever sent it.
     Reject(String),
+    /// Never valid as it is, but not to be lost: a sale a till of this shop signed after an
+    /// owner revoked it (see [`revoked_sale`]). Kept in quarantine for the owners to review;
+    /// it still counts as refused (the device stays out).
+    Quarantine(String),
+    /// A document kind this build does not know, signed by a member of this shop: kept (not
+    /// applied, not counted against anyone) for a later version that knows it.
+    Keep(String),
 }
 
 /// What [`verify`] needs besides the envelope.
@@ -140,10 +147,14 @@ pub fn verify(
         return Verdict::Reject("change author is not the signer".into());
     }
     let doc = match DocId::parse(&env.doc) {
-        Ok(d) => d,
+        Ok(d) => Some(d),
+        Err(_) if super::is_well_formed_doc_name(&env.doc) => None,
         Err(_) => return Verdict::Reject(format!("unknown document {:?}", env.doc)),
     };
     let heads = env.members_heads();
+    let Some(doc) = doc else {
+        return unknown_kind(env, heads, ctx);
+    };
 
     // The shop's first change: its hash is pinned, so it vouches for itself.
     if doc == DocId::Members && heads.is_empty() {
@@ -174,6 +185,11 @@ pub fn verify(
     if let Some(accepted) = now.revocations.get(&env.signer)
         && !accepted.contains(&hash.0)
     {
+        if let Some(device) = sale_of_revoked_till(env, change, &doc, &trust) {
+            return Verdict::Quarantine(format!(
+                "device {device} has been revoked: its sale is kept for the owners to review"
+            ));
+        }
         return Verdict::Reject("signer has been revoked".into());
     }
     let Some((signer, revoked_then)) = trust.signer(&env.signer).cloned() else {
@@ -215,6 +231,110 @@ pub fn verify(
     } else {
         Verdict::Reject(format!("{signer:?} may not write {}", doc.kind()))
     }
+}
+
+/// Whether an envelope is a sale that a till of this shop made after an owner revoked it —
+/// typically while it was switched off — and so must not be lost: its signature verifies, it
+/// names `members` heads this node has at which the signer was an unrevoked till (a stranger,
+/// another shop's device or a key revoked at those heads never qualifies), the signer has been
+/// revoked since and the revocation did not accept this change, and the change writes sale
+/// entries into that till's own ledger. Returns the till's device id.
+///
+/// The change's dependencies and Automerge author are not needed: a quarantined change is never
+/// applied as it is; an owner who accepts a sale records it anew (`domain::revoked_sales`).
+pub fn revoked_sale(env: &Envelope, change: &Change, ctx: &mut VerifyContext<'_>) -> Option<String> {
+    let hash = change.hash();
+    env.verify_signature(&hash).ok()?;
+    let doc = DocId::parse(&env.doc).ok()?;
+    let heads = env.members_heads();
+    if heads.is_empty()
+        || heads
+            .iter()
+            .any(|h| ctx.members.get_change_by_hash(h).is_none())
+    {
+        return None;
+    }
+    let current = ctx.members.get_heads();
+    let now = trust_at(ctx.cache, ctx.members, ctx.anchor, current);
+    if now
+        .revocations
+        .get(&env.signer)
+        .is_none_or(|accepted| accepted.contains(&hash.0))
+    {
+        return None;
+    }
+    let then = trust_at(ctx.cache, ctx.members, ctx.anchor, heads);
+    sale_of_revoked_till(env, change, &doc, &then)
+}
+
+/// The device id if `change` writes sale entries into the ledger of the till that signed it,
+/// an unrevoked till at the heads it names (`then`).
+fn sale_of_revoked_till(env: &Envelope, change: &Change, doc: &DocId, then: &Trust) -> Option<String> {
+    let DocId::Ledger { device, .. } = doc else {
+        return None;
+    };
+    match then.signer(&env.signer)? {
+        (
+            Signer::Device {
+                id,
+                role: DeviceRole::Till,
+            },
+            false,
+        ) if id == device => {}
+        _ => return None,
+    }
+    let has_sale = am::root_puts(change).into_iter().any(|(k, v)| {
+        k.starts_with("entry:")
+            && matches!(v, automerge::ScalarValue::Str(json)
+                if serde_json::from_str::<crate::domain::ledger::LedgerEntry>(&json)
+                    .is_ok_and(|e| matches!(e.body, crate::domain::ledger::EntryBody::Sale { .. })))
+    });
+    has_sale.then(|| device.clone())
+}
+
+/// A document kind this build does not know (its name well-formed): kept for a later version
+/// when its signer is a member of this shop — a device or an owner's or manager's key — at the
+/// `members` heads it names, unrevoked then and now. Who may write that kind is for the version
+/// that knows it to judge: the kept envelope goes through [`verify`] in full once this node
+/// runs such a version (`engine::Ctx::reoffer_kept`). Anyone else's is refused.
+fn unknown_kind(env: &Envelope, heads: Vec<ChangeHash>, ctx: &mut VerifyContext<'_>) -> Verdict {
+    if heads.is_empty() {
+        return Verdict::Reject(format!(
+            "unknown document {:?} naming no members heads",
+            env.doc
+        ));
+    }
+    let mut sorted = heads.clone();
+    sorted.sort();
+    if !ctx.cache.contains_key(&sorted)
+        && heads
+            .iter()
+            .any(|h| ctx.members.get_change_by_hash(h).is_none())
+    {
+        return Verdict::Hold("names members heads this node does not have yet".into());
+    }
+    let then = trust_at(ctx.cache, ctx.members, ctx.anchor, heads);
+    let current = ctx.members.get_heads();
+    let now = trust_at(ctx.cache, ctx.members, ctx.anchor, current);
+    let member = matches!(then.signer(&env.signer), Some((_, false)))
+        && matches!(now.signer(&env.signer), Some((_, false)))
+        && !now.revocations.contains_key(&env.signer);
+    if member {
+        Verdict::Keep(format!(
+            "a document of kind {:?}, which this version of tillmesh does not know",
+            kind_of(&env.doc)
+        ))
+    } else {
+        Verdict::Reject(format!(
+            "unknown document {:?} from a signer who is not a member",
+            env.doc
+        ))
+    }
+}
+
+/// The kind of a document name: its first path segment (`giftcards/2026` → `giftcards`).
+pub fn kind_of(doc: &str) -> &str {
+    doc.split('/').next().unwrap_or(doc)
 }
 
 /// A device admitting itself: the change may add only its own `device:<id>` entry (id and key

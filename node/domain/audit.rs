@@ -318,12 +318,25 @@ pub fn row_of(doc: &DocId, id: &str, change: &Change, signer: &Signer) -> Option
 
 fn entry_summary(kind: &str, v: &serde_json::Value) -> String {
     match kind {
-        "sale" => format!(
-            "sale {} ({} line(s), total {})",
-            v["receipt"].as_str().unwrap_or(""),
-            v["lines"].as_array().map(Vec::len).unwrap_or(0),
-            v["total"]
-        ),
+        "sale" => {
+            let mut s = format!(
+                "sale {} ({} line(s), total {})",
+                v["receipt"].as_str().unwrap_or(""),
+                v["lines"].as_array().map(Vec::len).unwrap_or(0),
+                v["total"]
+            );
+            // An owner accepted it from a revoked till (`domain::revoked_sales`).
+            if let Some(a) = v.get("accepted").filter(|a| a.is_object()) {
+                s.push_str(&format!(
+                    ", accepted from revoked device {} ({}) by owner {} ({})",
+                    a["from_device_name"].as_str().unwrap_or(""),
+                    a["from_device"].as_str().unwrap_or(""),
+                    a["by_name"].as_str().unwrap_or(""),
+                    a["by"].as_str().unwrap_or(""),
+                ));
+            }
+            s
+        }
         "stock_in" | "removal" => format!("{kind} of {} × {}", v["qty"], v["product_id"]),
         "adjustment" => format!(
             "count {} (Δ {}) of {}",

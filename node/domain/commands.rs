@@ -188,6 +188,48 @@ pub(crate) fn append_entry(
     Ok(())
 }
 
+/// Writes an entry made elsewhere (a revoked till's sale an owner accepts) into this device's
+/// ledger of the entry's own day, signed by `key`: today's document as any entry, an earlier
+/// day's latest document of this device (the rollover cursor, which follows today, is left
+/// alone).
+pub(crate) fn append_entry_on_its_day(
+    ctx: &mut Ctx<'_>,
+    key: &SigningKey,
+    settings: &Settings,
+    entry: &LedgerEntry,
+) -> Result<()> {
+    let day = shop_day(settings, entry.time);
+    let cursor: LedgerCursor = ctx
+        .meta(meta::LEDGER_CURSOR)?
+        .and_then(|b| postcard::from_bytes(&b).ok())
+        .unwrap_or_default();
+    let doc = if cursor.day == day || day >= shop_day(settings, hlc_now(ctx)?) {
+        ledger_doc_for(ctx, &day, 1)?
+    } else {
+        let prefix = format!("ledger/{day}/{}/", ctx.device_id());
+        let mut n = 0;
+        let docs = ctx.tx.open_table(DOCS)?;
+        for row in docs.range(prefix.as_str()..)? {
+            let key = row?.0;
+            let Some(rest) = key.value().strip_prefix(prefix.as_str()) else {
+                break;
+            };
+            n = n.max(rest.parse().unwrap_or(0));
+        }
+        DocId::Ledger {
+            day,
+            device: ctx.device_id().to_string(),
+            n,
+        }
+    };
+    let json = serde_json::to_string(entry).map_err(|e| Error::Internal(e.to_string()))?;
+    ctx.change(&doc, key, |am| {
+        am.put(ROOT, entry.key(), json.as_str())?;
+        Ok(())
+    })?;
+    Ok(())
+}
+
 pub(crate) fn next_receipt(ctx: &mut Ctx<'_>, prefix: &str) -> Result<String> {
     let n = ctx
         .meta(meta::RECEIPT_COUNTER)?
@@ -728,6 +770,7 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
             warnings,
             ticket_id: s.ticket_id,
             shift_id: super::shifts::open_shift_id(ctx)?,
+            accepted: None,
         },
     };
     let key = ctx.device_key().clone();

@@ -11,6 +11,21 @@ use uuid::Uuid;
 use super::books::TicketLine;
 use super::model::*;
 
+/// Who accepted a revoked till's sale, and when.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AcceptedSale {
+    /// The revoked till's device id.
+    pub from_device: String,
+    /// Its name then.
+    pub from_device_name: String,
+    /// The owner who accepted it.
+    pub by: Uuid,
+    /// Their name then.
+    pub by_name: String,
+    /// When (ms since the Unix epoch).
+    pub at: i64,
+}
+
 /// One ledger entry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LedgerEntry {
@@ -59,6 +74,10 @@ pub enum EntryBody {
         /// The cash-drawer shift open on the till when it sold.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         shift_id: Option<Uuid>,
+        /// Set when an owner accepted this sale from a till revoked before it synced it (see
+        /// `domain::revoked_sales`): the entry keeps the till's id, receipt and time.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        accepted: Option<AcceptedSale>,
     },
     /// Stock received: a FIFO lot.
     StockIn {

@@ -836,6 +836,14 @@ pub enum Event {
         /// Dropped change hashes (hex).
         hashes: Vec<String>,
     },
+    /// A sale a till made after an owner revoked it was kept for the owners to review
+    /// (`GET /api/v1/revoked-sales`).
+    RevokedSaleKept {
+        /// The revoked till's device id.
+        device: String,
+        /// The change hash (hex).
+        hash: String,
+    },
     /// Settings, members or purchase orders changed.
     ShopChanged {
         /// `settings`, `members` or `orders`.

@@ -230,6 +230,7 @@ pub fn project_entry(
             warnings,
             ticket_id,
             shift_id,
+            ..
         } => {
             let sale = Sale {
                 id: e.id,

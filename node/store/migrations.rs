@@ -18,6 +18,7 @@ type Migration = fn(&redb::WriteTransaction) -> Result<()>;
 /// 7: held envelopes with their metadata and an index by what they wait for; the old `held-1`
 /// is dropped (its envelopes were kept before their signature was checked; anti-entropy fetches
 /// again whatever of it was real).
+/// 8: the quarantine (sales of revoked tills, documents of kinds this build does not know).
 const MIGRATIONS: &[Migration] = &[
     create_tables_v1,
     sync_digests_v2,
@@ -26,6 +27,7 @@ const MIGRATIONS: &[Migration] = &[
     audit_indexes_v5,
     legacy_devices_v6,
     held_v7,
+    create_tables,
 ];
 
 /// 1: create every table, so readers never meet a missing one.
@@ -99,6 +101,8 @@ pub fn create_tables(tx: &redb::WriteTransaction) -> Result<()> {
     tx.open_multimap_table(HELD_WAITING)?;
     tx.open_table(HELD_EXPIRY)?;
     tx.open_table(DOC_DIGESTS)?;
+    tx.open_table(QUARANTINE)?;
+    tx.open_table(QUARANTINE_BY_SIGNER)?;
     tx.open_table(INVITES)?;
     tx.open_table(BUCKET_DIGESTS)?;
     tx.open_table(ENTRIES)?;

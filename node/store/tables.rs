@@ -46,6 +46,16 @@ pub const HELD_WAITING: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
 pub const HELD_EXPIRY: TableDefinition<(i64, &[u8; 32]), ()> =
     TableDefinition::new("held-expiry-1");
 
+/// change hash → postcard `engine::Quarantined`: an envelope kept aside, never applied as it is —
+/// a sale a till signed after an owner revoked it (owners review and may accept it), or a
+/// document of a kind this build does not know, signed by a member (re-verified when a version
+/// that knows the kind starts). Verified before it is kept, within caps per signer and in all
+/// (`engine::MAX_QUARANTINED`). Never in backups.
+pub const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("quarantine-1");
+/// (signer key, change hash) → stored size: the quarantine per signer (caps, the owners' list).
+pub const QUARANTINE_BY_SIGNER: TableDefinition<(&[u8; 32], &[u8; 32]), u64> =
+    TableDefinition::new("quarantine-by-signer-1");
+
 /// short invite code → postcard `PendingInvite`: invites this node issued and redeems.
 pub const INVITES: TableDefinition<&str, &[u8]> = TableDefinition::new("invites-2");
 /// Protocol 1's pending invites (deleted by migration 6).
