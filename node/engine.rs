@@ -13,6 +13,13 @@
 //! ([`MAX_HELD`]), for [`HELD_TTL_MS`]. It is indexed by the hashes it waits for, and
 //! [`Ctx::retry_held`] retries exactly those waiting for a change just stored; nothing held is
 //! read on a local change. Held envelopes never go into backups.
+//!
+//! Two kinds of envelopes are **quarantined** instead ([`Ctx::quarantine`], the `QUARANTINE`
+//! table, capped per signer and in all, see [`MAX_QUARANTINED`]; never in backups): a sale a
+//! till signed after an owner revoked it ([`crate::docs::trust::revoked_sale`]; still refused,
+//! kept for the owners, see [`crate::domain::revoked_sales`]), and a change to a document of a
+//! kind this build does not know, signed by a member ([`Applied::Kept`]; re-offered at every
+//! start by [`Ctx::reoffer_kept`], so a later version applies it). Neither is applied as it is.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, RwLock};

@@ -547,7 +547,9 @@ impl NodeHandle {
     }
 
     /// Why an update is needed, once a device of the shop was found speaking another version
-    /// of the sync protocol than this node (they cannot sync until both run the same one).
+    /// of the sync protocol than this node (they cannot sync until both run the same one), or
+    /// members of the shop wrote documents of a kind this version does not know (kept until
+    /// then; see [`crate::engine::Applied::Kept`]).
     pub fn update_needed(&self) -> Option<String> {
         self.inner
             .update_needed

@@ -222,6 +222,7 @@ function startEvents() {
     "product_changed",
     "change_applied",
     "changes_dropped",
+    "revoked_sale_kept",
     "shop_changed",
     "ticket_changed",
     "ticket_double_closed",

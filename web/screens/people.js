@@ -1,10 +1,13 @@
 // People & devices: who works here and with which role, adding staff (PIN) and managers or
 // owners (password), inviting a new device with a QR code and a short code, and revoking.
 // Managers add staff and invite tills; owners do everything, and change the shop's settings.
+// Owners also see the sales a till made after it was revoked (it was switched off then): they
+// are in no report until an owner accepts them (each is then recorded once, with its receipt),
+// or dismisses them. Managers never see them: accepting them would let them add sales.
 
 import { get, post, patch, humanError } from "../lib/api.js";
 import { h, add, icon, field, busy, toast, openDialog, confirmDialog, copyText, showFormError, table } from "../lib/dom.js";
-import { time, initials, decimal, parseMoney } from "../lib/format.js";
+import { time, dateTime, initials, decimal, parseMoney, money } from "../lib/format.js";
 
 const ROLE = { staff: "Staff", manager: "Manager", owner: "Owner" };
 
@@ -73,7 +76,130 @@ export async function render(main, app) {
     ),
   );
 
+  const revokedSales = h("section", { class: "panel", id: "revoked-sales", hidden: true });
+  if (isOwner) add(main, revokedSales);
   if (isOwner) add(main, settingsPanel());
+
+  /// Sales of revoked tills waiting for an owner (`GET /revoked-sales`), per device with totals.
+  async function loadRevokedSales() {
+    if (!isOwner) return;
+    let list;
+    try {
+      list = await get("/revoked-sales");
+    } catch (err) {
+      toast(humanError(err), "error");
+      return;
+    }
+    revokedSales.hidden = list.length === 0;
+    revokedSales.replaceChildren(
+      h("h2", null, "Sales from revoked devices"),
+      h(
+        "p",
+        { class: "muted" },
+        "These tills sold after they were revoked, before they could sync. The sales are in no " +
+          "report and moved no stock. Accept them to record them as the shop's sales (once, " +
+          "with their receipt numbers), or dismiss them.",
+      ),
+      ...list.map((d) =>
+        h(
+          "div",
+          { class: "revoked-device", dataset: { device: d.device_id } },
+          h(
+            "div",
+            { class: "row" },
+            h(
+              "h3",
+              null,
+              `${d.device_name || d.device_id}: ${d.count} sale${d.count === 1 ? "" : "s"}, ` +
+                `total ${money(d.total)}`,
+            ),
+            h("span", { class: "spacer" }),
+            h(
+              "button",
+              { type: "button", class: "btn btn-small", onclick: () => settle("dismiss", d, { device: d.device_id }) },
+              "Dismiss all",
+            ),
+            h(
+              "button",
+              {
+                type: "button",
+                class: "btn btn-small btn-primary accept-all",
+                onclick: () => settle("accept", d, { device: d.device_id }),
+              },
+              "Accept all",
+            ),
+          ),
+          d.revoked_at
+            ? h(
+                "p",
+                { class: "cell-sub" },
+                `Revoked ${dateTime(d.revoked_at)}${d.revoked_by ? ` by ${d.revoked_by}` : ""}`,
+              )
+            : null,
+          h(
+            "div",
+            { class: "table-wrap" },
+            table(
+              { class: "cards" },
+              [
+                h("th", null, "Receipt"),
+                h("th", null, "Time"),
+                h("th", { class: "hide-narrow" }, "Lines"),
+                h("th", { class: "hide-narrow" }, "Payment"),
+                h("th", { class: "num" }, "Total"),
+                h("th", null, h("span", { class: "sr-only" }, "Actions")),
+              ],
+              h(
+                "tbody",
+                null,
+                ...d.sales.map((s) =>
+                  h(
+                    "tr",
+                    { dataset: { sale: s.id } },
+                    h("td", { class: "mono" }, s.receipt),
+                    h("td", null, dateTime(s.time)),
+                    h("td", { class: "hide-narrow" }, s.lines.map((l) => `${l.qty} × ${l.name}`).join(", ")),
+                    h("td", { class: "hide-narrow" }, s.payments.map((p) => p.method).join(", ")),
+                    h("td", { class: "num" }, money(s.total)),
+                    h(
+                      "td",
+                      null,
+                      h(
+                        "button",
+                        { type: "button", class: "btn btn-small", onclick: () => settle("accept", d, { sales: [s.id] }) },
+                        "Accept",
+                      ),
+                    ),
+                  ),
+                ),
+              ),
+            ),
+          ),
+        ),
+      ),
+    );
+  }
+
+  /// Accepts or dismisses sales of a revoked till (owners).
+  async function settle(action, d, selection) {
+    const name = d.device_name || d.device_id;
+    if (
+      action === "dismiss" &&
+      !(await confirmDialog(
+        `Dismiss ${name}'s sales?`,
+        "They are forgotten on this device and never recorded here. Other devices may still hold them.",
+        "Dismiss",
+      ))
+    )
+      return;
+    try {
+      const out = await post(`/revoked-sales/${action}`, selection);
+      toast(action === "accept" ? `${out.accepted.length} sale(s) from ${name} recorded.` : `${out.dismissed} sale(s) dismissed.`);
+      await loadRevokedSales();
+    } catch (err) {
+      toast(humanError(err), "error");
+    }
+  }
 
   /// The shop's settings (owners): name, receipt text, low-stock default, overselling, cash
   /// rounding, time zone.
@@ -390,6 +516,8 @@ export async function render(main, app) {
 
   app.onEvent((ev) => {
     if (ev.type === "shop_changed") load().catch((err) => toast(humanError(err), "error"));
+    if (ev.type === "revoked_sale_kept" || ev.type === "sale_recorded") loadRevokedSales();
   });
   await load();
+  await loadRevokedSales();
 }
