@@ -2451,3 +2451,46 @@ async fn reports_answer_in_minor_units_and_refuse_bad_ranges_with_the_field() {
     }
     app.stop().await;
 }
+
+/// The sales of revoked tills are for owners only: a manager could otherwise add sales to the
+/// books by accepting them. Bad selections get clear errors.
+#[tokio::test]
+async fn revoked_sales_are_for_owners_only() {
+    let app = start_default().await;
+    let owner = app.login_owner().await;
+    let (manager, staff) = app.add_team(&owner).await;
+    let res = app
+        .call(req("GET", "/api/v1/revoked-sales", Some(&owner.token), None))
+        .await
+        .expect(200);
+    assert_eq!(res.body, json!([]));
+    let select = json!({"device": "0123456789abcdef"});
+    for who in [&manager, &staff] {
+        let res = app
+            .call(req("GET", "/api/v1/revoked-sales", Some(&who.token), None))
+            .await
+            .expect(403);
+        assert_eq!(res.body["error"]["code"], "forbidden");
+        for action in ["accept", "dismiss"] {
+            app.post(
+                &format!("/api/v1/revoked-sales/{action}"),
+                &who.token,
+                &select,
+            )
+            .await
+            .expect(403);
+        }
+    }
+    let res = app
+        .post("/api/v1/revoked-sales/accept", &owner.token, &json!({}))
+        .await
+        .expect(400);
+    assert_eq!(res.body["error"]["field"], "sales");
+    app.post("/api/v1/revoked-sales/accept", &owner.token, &select)
+        .await
+        .expect(404);
+    app.call(req("GET", "/api/v1/revoked-sales", None, None))
+        .await
+        .expect(401);
+    app.node.shutdown().await;
+}
