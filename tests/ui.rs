@@ -19,6 +19,8 @@
 //!   order cancelled, another closed short; the books closed through yesterday on both tills.
 //! - A shop with a relay: the Sync screen shows the relay, connected, when it last synced and
 //!   when it took its last encrypted snapshot.
+//! - A till revoked while switched off sold since: the owner sees its sales, with their total,
+//!   on People & devices and accepts them; they become the shop's sales.
 //! - The relay's web UI over HTTPS (self-signed): the owner logs in naming the shop, changes a
 //!   price on the Products screen, and the till in the shop gets it.
 //!
@@ -573,6 +575,74 @@ impl tillmesh::sync::SyncPeer for Direct {
     ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
         Ok(tillmesh::sync::serve(&self.0, req))
     }
+}
+
+/// A device joining in-process (redeems and offers through `serve_async`).
+struct Joinable(NodeHandle, NodeHandle);
+
+impl tillmesh::sync::SyncPeer for Joinable {
+    async fn request(
+        &self,
+        req: tillmesh::sync::SyncRequest,
+    ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
+        let from = self.1.device_public_key();
+        Ok(tillmesh::sync::serve_async(&self.0, Some(&from), req).await)
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_accepts_a_revoked_tills_sales_in_the_browser() {
+    let _serial = browser::one_at_a_time().await;
+    let (a, url) = serve(Node::builder().memory()).await;
+    let ah = a.handle();
+    ah.create_shop(new_shop("EUR", TaxMode::Inclusive))
+        .await
+        .unwrap();
+    let owner = ah.login_password("olivia", OWNER_PW).await.unwrap();
+    let p = ah
+        .create_product(&owner, product("R1", 450, 2000))
+        .await
+        .unwrap();
+    ah.stock_in(&owner, stock_in(p.id, 10, 100)).await.unwrap();
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    tillmesh::sync::join(&bh, &Joinable(ah.clone(), bh.clone()), &inv.code)
+        .await
+        .unwrap();
+    // B sells after A revoked it, before it heard of it; A gets the sale from B.
+    let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
+    ah.revoke_member(&owner, bh.device_id()).await.unwrap();
+    let sale = bh.record_sale(&owner_b, sale_of(p.id, 2)).await.unwrap();
+    tillmesh::sync::pull(&ah, &Direct(bh.clone())).await.unwrap();
+    assert!(ah.sale(sale.id).is_err());
+
+    let browser = Browser::launch().await;
+    let page = browser.new_page(DESKTOP.0, DESKTOP.1).await;
+    page.goto(&format!("{url}/")).await;
+    page.wait_visible("#login-people").await;
+    log_in(&page, "olivia", OWNER_PW, false).await;
+    page.goto(&format!("{url}/#/people")).await;
+    let device = format!("#revoked-sales [data-device=\"{}\"]", bh.device_id());
+    page.wait_visible(&device).await;
+    page.wait_text(&format!("{device} [data-sale=\"{}\"] td", sale.id), &sale.receipt)
+        .await;
+    let heading = page.text(&format!("{device} h3")).await;
+    assert!(heading.starts_with("Till 2: 1 sale, total"), "{heading}");
+    assert!(heading.contains("9.00"), "{heading}");
+    shots(&page, "40-revoked-sales", DESKTOP).await;
+    page.click(&format!("{device} .accept-all")).await;
+    page.wait_for(
+        "document.querySelector('#revoked-sales')?.hidden === true",
+        "the list empties once accepted",
+    )
+    .await;
+    assert_eq!(ah.sale(sale.id).unwrap().receipt, sale.receipt);
+    assert_eq!(on_hand(&ah, p.id), 8);
+    page.assert_no_errors().await;
+    drop(browser);
+    b.shutdown().await;
+    a.shutdown().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
