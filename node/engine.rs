@@ -130,8 +130,7 @@ impl QuarantineCounts {
         let (n, b) = self.by_signer.get(signer).copied().unwrap_or_default();
         if self.total >= MAX_QUARANTINED || self.bytes + bytes > MAX_QUARANTINED_BYTES {
             Some("the quarantine is full")
-        } else if n >= MAX_QUARANTINED_PER_SIGNER || b + bytes > MAX_QUARANTINED_BYTES_PER_SIGNER
-        {
+        } else if n >= MAX_QUARANTINED_PER_SIGNER || b + bytes > MAX_QUARANTINED_BYTES_PER_SIGNER {
             Some("the quarantine holds as much from this signer as it keeps")
         } else {
             None
@@ -836,7 +835,12 @@ impl Ctx<'_> {
 
     /// The device id if `env` is a sale of a till revoked since (see
     /// [`crate::docs::trust::revoked_sale`]).
-    fn revoked_sale(&mut self, env: &Envelope, change: &Change, genesis: ChangeHash) -> Option<String> {
+    fn revoked_sale(
+        &mut self,
+        env: &Envelope,
+        change: &Change,
+        genesis: ChangeHash,
+    ) -> Option<String> {
         self.load("members").ok()?;
         let members = self.engine.docs.get_mut("members")?;
         let mut vctx = VerifyContext {
@@ -1123,7 +1127,9 @@ impl Ctx<'_> {
         };
         let doc_id = match DocId::parse(&env.doc) {
             Ok(d) => d,
-            Err(_) if crate::docs::is_well_formed_doc_name(&env.doc) && origin == Origin::Remote => {
+            Err(_)
+                if crate::docs::is_well_formed_doc_name(&env.doc) && origin == Origin::Remote =>
+            {
                 return self.apply_unknown_kind(env, change, hash, genesis);
             }
             Err(_) => return Err(Error::Rejected(format!("unknown document {:?}", env.doc))),
@@ -1433,11 +1439,7 @@ impl Ctx<'_> {
                 if let Some(v) = envs.remove(h)? {
                     removed.push(v.value().to_vec());
                     crate::store::xor_digest(&mut doc_digests, id, h)?;
-                    crate::store::xor_digest(
-                        &mut bucket_digests,
-                        &crate::store::bucket_of(id),
-                        h,
-                    )?;
+                    crate::store::xor_digest(&mut bucket_digests, &crate::store::bucket_of(id), h)?;
                 }
             }
         }

@@ -1790,15 +1790,15 @@ impl NodeHandle {
             self.note_unknown_kinds(&kept);
         }
         Ok(results).inspect(|results: &Vec<Result<Applied>>| {
-                let metrics = &self.inner.shared.metrics;
-                for r in results {
-                    match r {
-                        Ok(Applied::Held(..)) => metrics.change_held(),
-                        Err(e) => metrics.change_rejected(e),
-                        Ok(_) => {}
-                    }
+            let metrics = &self.inner.shared.metrics;
+            for r in results {
+                match r {
+                    Ok(Applied::Held(..)) => metrics.change_held(),
+                    Err(e) => metrics.change_rejected(e),
+                    Ok(_) => {}
                 }
-            })
+            }
+        })
     }
 
     /// Pins the shop this node is joining or restoring: its genesis and, from the inviting

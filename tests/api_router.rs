@@ -2460,7 +2460,12 @@ async fn revoked_sales_are_for_owners_only() {
     let owner = app.login_owner().await;
     let (manager, staff) = app.add_team(&owner).await;
     let res = app
-        .call(req("GET", "/api/v1/revoked-sales", Some(&owner.token), None))
+        .call(req(
+            "GET",
+            "/api/v1/revoked-sales",
+            Some(&owner.token),
+            None,
+        ))
         .await
         .expect(200);
     assert_eq!(res.body, json!([]));

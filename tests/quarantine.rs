@@ -100,7 +100,11 @@ async fn a_till_revoked_while_off_hands_in_its_sales_for_the_owner_to_accept() {
 
     // Revoked while off; it does not know and sells offline.
     ah.revoke_member(&owner, &b_id).await.unwrap();
-    let b = Node::builder().data_dir(dirs[0].path()).start().await.unwrap();
+    let b = Node::builder()
+        .data_dir(dirs[0].path())
+        .start()
+        .await
+        .unwrap();
     let bh = b.handle();
     assert!(!bh.is_revoked());
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
@@ -113,7 +117,10 @@ async fn a_till_revoked_while_off_hands_in_its_sales_for_the_owner_to_accept() {
     // It comes back: A takes its sales, then tells it and refuses it.
     let b = start_member(dirs[0].path(), &addr_a).await;
     let bh = b.handle();
-    assert!(wait_for(|| bh.is_revoked(), T).await, "B learns it was revoked");
+    assert!(
+        wait_for(|| bh.is_revoked(), T).await,
+        "B learns it was revoked"
+    );
     assert!(
         wait_for(
             || ah
@@ -127,7 +134,10 @@ async fn a_till_revoked_while_off_hands_in_its_sales_for_the_owner_to_accept() {
         "A kept B's two sales: {:?}",
         ah.revoked_sales(&owner)
     );
-    assert!(disconnected(&ah, &bh.peer_id(), T).await, "and B is refused");
+    assert!(
+        disconnected(&ah, &bh.peer_id(), T).await,
+        "and B is refused"
+    );
     let list = ah.revoked_sales(&owner).unwrap();
     assert_eq!(list.len(), 1, "{list:#?}");
     let d = &list[0];
@@ -182,7 +192,10 @@ async fn a_till_revoked_while_off_hands_in_its_sales_for_the_owner_to_accept() {
             "the accepted sales reach every node"
         );
         let got = h.sale(s2.id).unwrap();
-        assert_eq!((got.receipt.as_str(), got.total), (s2.receipt.as_str(), s2.total));
+        assert_eq!(
+            (got.receipt.as_str(), got.total),
+            (s2.receipt.as_str(), s2.total)
+        );
         assert_eq!(got.device, b_id, "the sale stays the till's");
         assert_eq!(on_hand(h, p.id), 95);
         assert_eq!(day_total(h), (2, s1.total + s2.total));
@@ -199,7 +212,10 @@ async fn a_till_revoked_while_off_hands_in_its_sales_for_the_owner_to_accept() {
             },
         )
         .await;
-    assert!(matches!(again, Err(tillmesh::Error::NotFound(_))), "{again:?}");
+    assert!(
+        matches!(again, Err(tillmesh::Error::NotFound(_))),
+        "{again:?}"
+    );
     assert_eq!(on_hand(&ah, p.id), 95);
     assert_eq!(day_total(&ah), (2, s1.total + s2.total));
 
@@ -215,10 +231,10 @@ async fn a_till_revoked_while_off_hands_in_its_sales_for_the_owner_to_accept() {
         )
         .unwrap();
     assert!(
-        audit.entries.iter().any(|e| e
-            .summary
-            .contains("accepted from revoked device Till 2")
-            && e.summary.contains(&s1.receipt)),
+        audit.entries.iter().any(
+            |e| e.summary.contains("accepted from revoked device Till 2")
+                && e.summary.contains(&s1.receipt)
+        ),
         "{:#?}",
         audit.entries
     );
@@ -265,7 +281,10 @@ async fn a_revoked_sale_accepted_on_two_nodes_counts_once() {
     let r = sync::pull(&a.h, &Direct(bh.clone())).await.unwrap();
     assert!(r.rejected >= 1, "still refused: {r:?}");
     sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
-    assert!(ch.sale(sale.id).is_err(), "the revocation drops it from C's books");
+    assert!(
+        ch.sale(sale.id).is_err(),
+        "the revocation drops it from C's books"
+    );
     for (h, o) in [(&a.h, &a.owner), (&ch, &owner_c)] {
         let list = h.revoked_sales(o).unwrap();
         assert_eq!(list.len(), 1, "{list:#?}");
@@ -359,9 +378,13 @@ async fn a_strangers_sales_are_refused_and_never_quarantined() {
     let envs: Vec<_> = (0..3)
         .map(|_| hand_made_sale(&stranger, &today(&a.h), &heads, p.id))
         .collect();
-    let r = a.h.import_envelopes_from("stranger", None, envs).await.unwrap();
+    let r =
+        a.h.import_envelopes_from("stranger", None, envs)
+            .await
+            .unwrap();
     assert!(
-        r.iter().all(|r| matches!(r, Err(tillmesh::Error::Rejected(_)))),
+        r.iter()
+            .all(|r| matches!(r, Err(tillmesh::Error::Rejected(_)))),
         "{r:?}"
     );
     assert!(a.h.revoked_sales(&a.owner).unwrap().is_empty());
@@ -415,18 +438,30 @@ async fn an_unknown_document_kind_from_a_member_is_kept_and_says_update_needed()
     // Not a refusal: a pull that brings it counts nothing against the peer.
     let status = h.status().unwrap();
     assert_eq!(status.envelopes, envelopes_before, "not applied");
-    let why = status.update_needed.expect("the node says an update is needed");
-    assert!(why.contains("update needed") && why.contains("giftcards"), "{why}");
+    let why = status
+        .update_needed
+        .expect("the node says an update is needed");
+    assert!(
+        why.contains("update needed") && why.contains("giftcards"),
+        "{why}"
+    );
     assert_eq!(h.kept_unknown_kinds().unwrap().get("giftcards"), Some(&1));
     // Kept once: offered again, it is known.
     let r = h.import_envelopes(None, vec![kept.clone()]).await.unwrap();
     assert!(matches!(r[0], Ok(Applied::Kept(..))), "{r:?}");
     assert_eq!(h.kept_unknown_kinds().unwrap().get("giftcards"), Some(&1));
-    assert!(h.missing_hashes(&[kept.decode_change().unwrap().hash().0]).unwrap().is_empty());
+    assert!(
+        h.missing_hashes(&[kept.decode_change().unwrap().hash().0])
+            .unwrap()
+            .is_empty()
+    );
 
     // A stranger's, and a member's under a malformed name, are refused.
     let stranger = tillmesh::identity::new_signing_key();
-    for env in [giftcard(&stranger, "giftcards"), giftcard(&member, "Gift Cards/../x")] {
+    for env in [
+        giftcard(&stranger, "giftcards"),
+        giftcard(&member, "Gift Cards/../x"),
+    ] {
         let r = h.import_envelopes(None, vec![env]).await.unwrap();
         assert!(matches!(r[0], Err(tillmesh::Error::Rejected(_))), "{r:?}");
     }
@@ -439,7 +474,11 @@ async fn an_unknown_document_kind_from_a_member_is_kept_and_says_update_needed()
     let node = Node::builder().data_dir(dir.path()).start().await.unwrap();
     let h = node.handle();
     assert_eq!(h.kept_unknown_kinds().unwrap().get("giftcards"), Some(&1));
-    let why = h.status().unwrap().update_needed.expect("still needs an update");
+    let why = h
+        .status()
+        .unwrap()
+        .update_needed
+        .expect("still needs an update");
     assert!(why.contains("giftcards"), "{why}");
     drop(h);
     node.shutdown().await;
@@ -458,7 +497,10 @@ async fn kept_envelopes_of_a_kind_this_version_knows_are_applied_at_start() {
         .await
         .unwrap();
     let owner = h.login_password("olivia", OWNER_PW).await.unwrap();
-    let p = h.create_product(&owner, product("Q4", 300, 0)).await.unwrap();
+    let p = h
+        .create_product(&owner, product("Q4", 300, 0))
+        .await
+        .unwrap();
     // A second shop node made a sale; this node has not got it.
     let other = Node::builder().memory().start().await.unwrap();
     let oh = other.handle();
@@ -496,8 +538,8 @@ async fn kept_envelopes_of_a_kind_this_version_knows_are_applied_at_start() {
     n2.shutdown().await;
     {
         use tillmesh::engine::{QuarantineReason, Quarantined};
-        let store = tillmesh::store::Store::open(&dir2.path().join(tillmesh::node::STORE_FILE))
-            .unwrap();
+        let store =
+            tillmesh::store::Store::open(&dir2.path().join(tillmesh::node::STORE_FILE)).unwrap();
         let tx = store.db().begin_write().unwrap();
         let hash = env.decode_change().unwrap().hash().0;
         let q = Quarantined {
@@ -520,7 +562,11 @@ async fn kept_envelopes_of_a_kind_this_version_knows_are_applied_at_start() {
     }
     let n2 = Node::builder().data_dir(dir2.path()).start().await.unwrap();
     let h2 = n2.handle();
-    assert_eq!(h2.sale(sale.id).unwrap().receipt, sale.receipt, "applied at start");
+    assert_eq!(
+        h2.sale(sale.id).unwrap().receipt,
+        sale.receipt,
+        "applied at start"
+    );
     assert!(h2.kept_unknown_kinds().unwrap().is_empty());
     assert_eq!(h2.status().unwrap().update_needed, None);
     drop((h2, oh));

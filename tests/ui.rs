@@ -614,7 +614,9 @@ async fn an_owner_accepts_a_revoked_tills_sales_in_the_browser() {
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
     ah.revoke_member(&owner, bh.device_id()).await.unwrap();
     let sale = bh.record_sale(&owner_b, sale_of(p.id, 2)).await.unwrap();
-    tillmesh::sync::pull(&ah, &Direct(bh.clone())).await.unwrap();
+    tillmesh::sync::pull(&ah, &Direct(bh.clone()))
+        .await
+        .unwrap();
     assert!(ah.sale(sale.id).is_err());
 
     let browser = Browser::launch().await;
@@ -625,8 +627,11 @@ async fn an_owner_accepts_a_revoked_tills_sales_in_the_browser() {
     page.goto(&format!("{url}/#/people")).await;
     let device = format!("#revoked-sales [data-device=\"{}\"]", bh.device_id());
     page.wait_visible(&device).await;
-    page.wait_text(&format!("{device} [data-sale=\"{}\"] td", sale.id), &sale.receipt)
-        .await;
+    page.wait_text(
+        &format!("{device} [data-sale=\"{}\"] td", sale.id),
+        &sale.receipt,
+    )
+    .await;
     let heading = page.text(&format!("{device} h3")).await;
     assert!(heading.starts_with("Till 2: 1 sale, total"), "{heading}");
     assert!(heading.contains("9.00"), "{heading}");

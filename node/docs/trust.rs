@@ -242,7 +242,11 @@ pub fn verify(
 ///
 /// The change's dependencies and Automerge author are not needed: a quarantined change is never
 /// applied as it is; an owner who accepts a sale records it anew (`domain::revoked_sales`).
-pub fn revoked_sale(env: &Envelope, change: &Change, ctx: &mut VerifyContext<'_>) -> Option<String> {
+pub fn revoked_sale(
+    env: &Envelope,
+    change: &Change,
+    ctx: &mut VerifyContext<'_>,
+) -> Option<String> {
     let hash = change.hash();
     env.verify_signature(&hash).ok()?;
     let doc = DocId::parse(&env.doc).ok()?;
@@ -269,7 +273,12 @@ pub fn revoked_sale(env: &Envelope, change: &Change, ctx: &mut VerifyContext<'_>
 
 /// The device id if `change` writes sale entries into the ledger of the till that signed it,
 /// an unrevoked till at the heads it names (`then`).
-fn sale_of_revoked_till(env: &Envelope, change: &Change, doc: &DocId, then: &Trust) -> Option<String> {
+fn sale_of_revoked_till(
+    env: &Envelope,
+    change: &Change,
+    doc: &DocId,
+    then: &Trust,
+) -> Option<String> {
     let DocId::Ledger { device, .. } = doc else {
         return None;
     };

@@ -155,21 +155,24 @@ pub fn list(
             else {
                 continue;
             };
-            by_device.entry(device.clone()).or_default().push(RevokedSale {
-                id: e.id,
-                receipt,
-                time: e.time,
-                person: e.person,
-                person_name: e
-                    .person
-                    .and_then(|p| view.person(p))
-                    .map(|p| p.person.name.clone()),
-                lines,
-                total,
-                tax,
-                payments,
-                change_due,
-            });
+            by_device
+                .entry(device.clone())
+                .or_default()
+                .push(RevokedSale {
+                    id: e.id,
+                    receipt,
+                    time: e.time,
+                    person: e.person,
+                    person_name: e
+                        .person
+                        .and_then(|p| view.person(p))
+                        .map(|p| p.person.name.clone()),
+                    lines,
+                    total,
+                    tax,
+                    payments,
+                    change_due,
+                });
         }
     }
     Ok(by_device
