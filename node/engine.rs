@@ -1110,7 +1110,9 @@ impl Ctx<'_> {
             self.unhold(&hash.0)?;
             return Ok(Applied::Duplicate(hash));
         }
-        if let Some(q) = self.quarantined(&hash.0)? {
+        if origin == Origin::Remote
+            && let Some(q) = self.quarantined(&hash.0)?
+        {
             return match q.reason {
                 QuarantineReason::UnknownKind { .. } => Ok(Applied::Kept(
                     hash,

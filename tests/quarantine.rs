@@ -573,3 +573,91 @@ async fn kept_envelopes_of_a_kind_this_version_knows_are_applied_at_start() {
     n2.shutdown().await;
     other.shutdown().await;
 }
+
+/// Over a real connection: a member device (Till 2's key) serves, when the till pulls from it,
+/// a document of a kind this version does not know. The till keeps it, counts nothing against
+/// the device (no strike: it stays connected) and says an update is needed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_serving_an_unknown_kind_is_not_struck() {
+    use tillmesh::net::{self, NetConfig, NetEvent};
+    let (a, ah, owner, addr_a) = first_till().await;
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let dir = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    let key = device_key(dir.path());
+    assert!(wait_for(|| ah.is_member_device(&key.verifying_key().to_bytes()), T).await);
+    let heads = members_heads(&ah, &owner);
+    let env = {
+        let mut am = automerge::AutoCommit::new();
+        am.set_author(Some(automerge::Author::from(
+            key.verifying_key().to_bytes().to_vec(),
+        )));
+        am.put(automerge::ROOT, "card:0001", "25.00").unwrap();
+        am.commit();
+        let change = am.get_last_local_change().unwrap();
+        tillmesh::docs::Envelope::sign(&key, "giftcards", &change, 1, &heads)
+    };
+    let hash = env.decode_change().unwrap().hash().0;
+    let genesis = Some(ah.genesis().unwrap().unwrap().0);
+    let before = ah.status().unwrap();
+
+    // Till 2's key on the network, answering the till's pulls with the gift-card document.
+    let mut cfg = NetConfig::new(key.to_bytes(), ah.topic().unwrap());
+    cfg.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+    let (member, mut events) = net::start(cfg).await.unwrap();
+    let bytes = env.to_bytes();
+    let served = tokio::spawn(async move {
+        let mut asked_for_it = 0;
+        while let Some(ev) = events.recv().await {
+            let NetEvent::Request { data, reply, .. } = ev else {
+                continue;
+            };
+            let answer = match sync::decode_request(&data).map(|(_, r)| r) {
+                Ok(SyncRequest::Buckets) => SyncResponse::Buckets(vec![("giftcards".into(), hash)]),
+                Ok(SyncRequest::Docs(_)) => SyncResponse::Docs(vec![("giftcards".into(), hash)]),
+                Ok(SyncRequest::Hashes(_)) => {
+                    SyncResponse::Hashes(vec![("giftcards".into(), vec![hash])])
+                }
+                Ok(SyncRequest::Envelopes(_)) => {
+                    asked_for_it += 1;
+                    SyncResponse::Envelopes(vec![bytes.clone()])
+                }
+                _ => SyncResponse::Error("not here".into()),
+            };
+            let _ = reply.send(sync::encode_response(genesis, &answer));
+        }
+        asked_for_it
+    });
+    member.dial(addr_a.parse().unwrap()).await.unwrap();
+    assert!(
+        wait_for(
+            || ah.kept_unknown_kinds().unwrap().get("giftcards") == Some(&1),
+            T
+        )
+        .await,
+        "the till kept the gift-card document"
+    );
+    let why = ah.status().unwrap().update_needed.expect("update needed");
+    assert!(why.contains("giftcards"), "{why}");
+    let peer = member.local_peer_id().to_string();
+    let view = ah
+        .peers()
+        .await
+        .into_iter()
+        .find(|p| p.peer_id == peer)
+        .expect("the member is a peer");
+    assert!(view.connected, "{view:?}");
+    assert_eq!(view.rejected, 0, "nothing counted against it: {view:?}");
+    let after = ah.status().unwrap();
+    assert_eq!(
+        (after.documents, after.envelopes),
+        (before.documents, before.envelopes),
+        "not applied"
+    );
+    member.shutdown().await;
+    assert!(served.await.unwrap() >= 1);
+    drop(ah);
+    a.shutdown().await;
+}
