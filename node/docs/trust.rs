@@ -248,7 +248,6 @@ pub fn revoked_sale(
     ctx: &mut VerifyContext<'_>,
 ) -> Option<String> {
     let hash = change.hash();
-    env.verify_signature(&hash).ok()?;
     let doc = DocId::parse(&env.doc).ok()?;
     let heads = env.members_heads();
     if heads.is_empty()
@@ -267,6 +266,9 @@ pub fn revoked_sale(
     {
         return None;
     }
+    // Checked last: every peer's ledger change passes here, and only a revoked signer's gets
+    // this far.
+    env.verify_signature(&hash).ok()?;
     let then = trust_at(ctx.cache, ctx.members, ctx.anchor, heads);
     sale_of_revoked_till(env, change, &doc, &then)
 }
