@@ -14,7 +14,7 @@
 //! [`Ctx::retry_held`] retries exactly those waiting for a change just stored; nothing held is
 //! read on a local change. Held envelopes never go into backups.
 //!
-//! Two kinds of envelopes are **quarantined** instead ([`Ctx::quarantine`], the `QUARANTINE`
+//! Two kinds of envelopes are **quarantined** instead (`Ctx::quarantine`, the `QUARANTINE`
 //! table, capped per signer and in all, see [`MAX_QUARANTINED`]; never in backups): a sale a
 //! till signed after an owner revoked it ([`crate::docs::trust::revoked_sale`]; still refused,
 //! kept for the owners, see [`crate::domain::revoked_sales`]), and a change to a document of a
@@ -65,7 +65,7 @@ pub const MAX_HELD_PER_DOC: usize = 1_000;
 pub const HELD_TTL_MS: i64 = 60 * 60 * 1000;
 /// Most envelopes in quarantine (sales of revoked tills, documents of unknown kinds) from all
 /// signers together. Only envelopes signed by a device or person of this shop get there (see
-/// [`Ctx::quarantine`]), so the per-signer caps below bound what each key costs, and these
+/// `Ctx::quarantine`), so the per-signer caps below bound what each key costs, and these
 /// bound the shop's few keys together. Beyond a cap nothing more is kept: a revoked till's
 /// further sales are refused as before (and stay on the till's disk).
 pub const MAX_QUARANTINED: usize = 50_000;
