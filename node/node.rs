@@ -1312,6 +1312,15 @@ impl NodeHandle {
         Ok(self.read()?.open_table(crate::store::tables::HELD)?.len()?)
     }
 
+    /// Envelopes in quarantine (revoked tills' sales, documents of unknown kinds).
+    pub fn quarantined_count(&self) -> Result<u64> {
+        use redb::ReadableTableMetadata;
+        Ok(self
+            .read()?
+            .open_table(crate::store::tables::QUARANTINE)?
+            .len()?)
+    }
+
     /// Held envelopes by the peer that forwarded them (`""`: a backup or a local import).
     pub fn held_by_peer(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         let tx = self.read()?;

@@ -571,8 +571,11 @@ async fn offer(
     from: PeerId,
     envs: Vec<Vec<u8>>,
 ) -> SyncResponse {
-    // Held envelopes take space too: they count in the shop's quota.
-    match h.status().and_then(|s| Ok(s.envelopes + h.held_count()?)) {
+    // Held and quarantined envelopes take space too: they count in the shop's quota.
+    match h
+        .status()
+        .and_then(|s| Ok(s.envelopes + h.held_count()? + h.quarantined_count()?))
+    {
         Ok(n) if n >= limit => {
             return SyncResponse::Error("this shop's space on the relay is full".into());
         }
@@ -734,9 +737,10 @@ fn serve_web(
 
 fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_changes: u64) {
     tokio::spawn(async move {
-        if h.status()
-            .is_ok_and(|s| s.envelopes + h.held_count().unwrap_or(0) >= max_changes)
-        {
+        if h.status().is_ok_and(|s| {
+            s.envelopes + h.held_count().unwrap_or(0) + h.quarantined_count().unwrap_or(0)
+                >= max_changes
+        }) {
             tracing::warn!(%shop, "this shop's replica is full; not pulling");
             return;
         }

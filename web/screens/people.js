@@ -106,27 +106,30 @@ export async function render(main, app) {
           { class: "revoked-device", dataset: { device: d.device_id } },
           h(
             "div",
-            { class: "row" },
+            { class: "row between" },
             h(
               "h3",
               null,
               `${d.device_name || d.device_id}: ${d.count} sale${d.count === 1 ? "" : "s"}, ` +
                 `total ${money(d.total)}`,
             ),
-            h("span", { class: "spacer" }),
             h(
-              "button",
-              { type: "button", class: "btn btn-small", onclick: () => settle("dismiss", d, { device: d.device_id }) },
-              "Dismiss all",
-            ),
-            h(
-              "button",
-              {
-                type: "button",
-                class: "btn btn-small btn-primary accept-all",
-                onclick: () => settle("accept", d, { device: d.device_id }),
-              },
-              "Accept all",
+              "div",
+              { class: "row end" },
+              h(
+                "button",
+                { type: "button", class: "btn btn-small", onclick: () => settle("dismiss", d, { device: d.device_id }) },
+                "Dismiss all",
+              ),
+              h(
+                "button",
+                {
+                  type: "button",
+                  class: "btn btn-small btn-primary accept-all",
+                  onclick: () => settle("accept", d, { device: d.device_id }),
+                },
+                "Accept all",
+              ),
             ),
           ),
           d.revoked_at
