@@ -9,7 +9,7 @@
 //! stranger's or another shop's envelopes never get there. They still count as refused: the
 //! device stays out. Sales this node had applied before the revocation reached it go to
 //! quarantine too when the revocation drops them. The mesh pulls once from a revoked till that
-//! reconnects, before it tells the till it is revoked and disconnects it (`mesh::tell_revoked`),
+//! reconnects, before it tells the till it is revoked and disconnects it (`mesh::offer_members`),
 //! so its unsynced sales arrive.
 //!
 //! Owners only (a manager could otherwise inject sales) list them ([`list`],
