@@ -133,7 +133,10 @@
 //!   set when each is created.
 //! - [`config`]: flags, `TILLMESH_*` variables and the TOML file; [`config::SETTINGS`] lists
 //!   every setting and makes the README's reference (`tillmesh config --reference`).
-//! - [`engine`]: the single writer thread (group commit) and the one apply path.
+//! - [`engine`]: the single writer thread (group commit) and the one apply path, which also
+//!   holds what waits for a dependency (capped, expiring) and keeps apart, unapplied, a revoked
+//!   till's sales (for owners to accept, [`domain::revoked_sales`]) and members' changes to
+//!   document kinds this version does not know (re-offered at start).
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries; the
 //!   books beyond the till — [`domain::orders`] (suppliers, purchase orders, deliveries with
 //!   derived ids), [`domain::shifts`] (cash drawer), [`domain::tickets`] (parked carts,
