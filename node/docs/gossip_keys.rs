@@ -6,7 +6,7 @@
 //! A rotation is a `gossip:<id>` entry of `members` (`id`: 16 random bytes, hex), a JSON string
 //! [`GossipRecord`]: a fresh random 32-byte key, wrapped to each device that should read gossip
 //! (every unrevoked till of the shop when it was written: relays are in no gossip topic) with
-//! [`crate::sealed::wrap_key`] (X25519 from the device's ed25519 key, HKDF with
+//! `sealed::wrap_key` (X25519 from the device's ed25519 key, HKDF with
 //! [`WRAP_INFO`]), and the ids of the records it **supersedes** (the current ones when it was
 //! written). Only owners write `members` entries other than staff people (`trust::verify`), so
 //! only an owner rotates. A rotation is written
