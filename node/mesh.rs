@@ -14,7 +14,8 @@
 //!   topic: every committed envelope is also offered to each connected relay by
 //!   request-response, and so is an admission a joining device offers here.
 //! - **Who may talk**: requests from peers that are not member devices are answered only for
-//!   `Redeem` (joining with an invite).
+//!   `RedeemStart`/`RedeemFinish` (joining with an invite, by a key exchange keyed by the
+//!   code: see [`crate::redeem`]).
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
 //!   behind) for `GET /api/v1/peers`.
 
@@ -195,6 +196,10 @@ impl SyncPeer for NetPeer {
 
     fn id(&self) -> String {
         self.peer.to_string()
+    }
+
+    fn public_key(&self) -> Option<[u8; 32]> {
+        net::public_key_of(&self.peer)
     }
 }
 

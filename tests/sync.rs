@@ -119,6 +119,10 @@ impl SyncPeer for Joinable {
                 .to_bytes(),
         )
     }
+
+    fn public_key(&self) -> Option<[u8; 32]> {
+        Some(self.0.device_public_key())
+    }
 }
 
 #[tokio::test]
