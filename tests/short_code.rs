@@ -195,13 +195,24 @@ async fn rogue_responder() {
     let addr_rogue_sees = addr_a.clone();
     drop(ah);
     a.shutdown().await;
-    let a = Node::builder()
-        .data_dir(&dir_a)
-        .listen(addr_rogue_sees.rsplit_once("/p2p/").unwrap().0)
-        .mdns(lo())
-        .start()
-        .await
-        .unwrap();
+    // Tasks of the stopped node (the rogue's stranger grace) may hold its store a while.
+    let deadline = std::time::Instant::now() + T;
+    let a = loop {
+        match Node::builder()
+            .data_dir(&dir_a)
+            .listen(addr_rogue_sees.rsplit_once("/p2p/").unwrap().0)
+            .mdns(lo())
+            .start()
+            .await
+        {
+            Ok(a) => break a,
+            Err(e) if std::time::Instant::now() < deadline => {
+                assert!(e.to_string().contains("already open"), "{e}");
+                tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+            }
+            Err(e) => panic!("the inviting till restarts: {e}"),
+        }
+    };
     let ah = a.handle();
     wait_addr(&ah).await;
     let joined = tillmesh::mesh::join(&dir_j, &inv.code, Some(lo()))
