@@ -1694,6 +1694,46 @@ fn check_username(u: &str) -> Result<String> {
 mod tests {
     use super::*;
 
+    /// Invites stored before failed runs were counted (no `failures`) still decode, with
+    /// none; and a row of the current form is not misread as the older one.
+    #[test]
+    fn older_invite_rows_decode() {
+        use crate::docs::admission::AdmissionCert;
+        #[derive(serde::Serialize)]
+        struct Old {
+            cert: AdmissionCert,
+            used: bool,
+        }
+        let cert = AdmissionCert {
+            id: uuid::Uuid::new_v4(),
+            shop_id: uuid::Uuid::new_v4(),
+            genesis: [3; 32],
+            role: DeviceRole::Till,
+            name: "Till 2".into(),
+            receipt_prefix: "T2".into(),
+            expires_at: 1,
+            countersigner: [4; 32],
+            issuer: [5; 32],
+            signature: vec![6; 64],
+        };
+        let old = postcard::to_allocvec(&Old {
+            cert: cert.clone(),
+            used: true,
+        })
+        .unwrap();
+        let p = commands::PendingInvite::decode(&old).unwrap();
+        assert_eq!((p.cert, p.used, p.failures), (cert.clone(), true, 0));
+        let new = postcard::to_allocvec(&commands::PendingInvite {
+            cert: cert.clone(),
+            used: false,
+            failures: 3,
+        })
+        .unwrap();
+        let p = commands::PendingInvite::decode(&new).unwrap();
+        assert_eq!((p.used, p.failures), (false, 3));
+        assert!(commands::PendingInvite::decode(&old[..old.len() - 1]).is_none());
+    }
+
     #[test]
     fn discovery_and_api_switches() {
         let b = Node::builder();
