@@ -14,6 +14,12 @@
 //! ([`NodeHandle::import_envelopes`]); Automerge's own sync protocol is not used, so nothing is
 //! applied unverified. The protocol logic is transport-free: [`serve`] answers a request from the
 //! store, [`pull`] drives a conversation through any [`SyncPeer`].
+//!
+//! **Joining** ([`join`]): a device with no shop redeems an invite with `RedeemStart` /
+//! `RedeemFinish`, a SPAKE2 run keyed by the invite code ([`crate::redeem`] has the protocol
+//! and its limits): the code is never sent, and the joiner sends its proof only to a device
+//! that proved it knows the code first. Then it pins the shop's genesis from the countersigned
+//! invite, pulls, admits itself and `Offer`s its admission.
 
 use serde::{Deserialize, Serialize};
 
