@@ -245,7 +245,7 @@ fn side_a(
 }
 
 /// A deterministic CSPRNG from a random seed (HKDF-SHA256 blocks), only to make the same
-/// SPAKE2 side A again (see [`JoinerRun::seed`](JoinerRun)).
+/// SPAKE2 side A again for each offer (the seed never leaves the joiner's run).
 struct SeededRng {
     seed: [u8; 32],
     block: u64,

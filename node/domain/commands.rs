@@ -1290,8 +1290,9 @@ pub fn create_invite(
     Ok((code, cert))
 }
 
-/// What a device answers for a code it did not issue (a short code is tried on every device of
-/// the shop found on the LAN until the one that made it answers).
+/// What a joiner is told when a device does not prove it made the code (a short code is tried
+/// on every device found on the LAN until the one that made it proves so; see
+/// [`crate::redeem`]), and what this device answers for a code it does not hold.
 pub const UNKNOWN_INVITE: &str = "unknown invite code (check it, or ask for a new invite)";
 
 /// Starts a key-exchange run (see [`crate::redeem`]) against this device's invites: the codes
