@@ -14,7 +14,7 @@ use common::mesh::*;
 use common::*;
 use tillmesh::Node;
 use tillmesh::net::{self, NetConfig, NetEvent, NetHandle};
-use tillmesh::sync::{self, SyncResponse};
+use tillmesh::sync::{self, SyncRequest, SyncResponse};
 
 fn lo() -> Vec<String> {
     vec!["lo".to_string()]
@@ -176,6 +176,22 @@ async fn rogue_responder() {
     );
     rogue.assert_code_unseen(&inv.code);
     rogue.assert_redeemed_nothing();
+    // The relayed run reached the inviter, which answered it (for the rogue's key) …
+    assert!(
+        rogue.answers.lock().unwrap().iter().any(|a| matches!(
+            sync::decode_response(a, None),
+            Ok(SyncResponse::RedeemOffers { .. })
+        )),
+        "the inviter answered the relayed run"
+    );
+    // … and the joiner, finding no proof that the rogue knows the code, sent nothing more.
+    assert!(
+        rogue.seen.lock().unwrap().iter().all(|r| !matches!(
+            sync::decode_request(r),
+            Ok((_, SyncRequest::RedeemFinish { .. }))
+        )),
+        "the joiner finished a run with the rogue"
+    );
     assert!(
         err.to_string().contains("unknown invite code"),
         "only the rogue answered: {err}"
