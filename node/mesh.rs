@@ -1280,7 +1280,8 @@ pub(crate) async fn join_with_role(
                 ));
                 break;
             }
-            // Another device of the shop: the one that made the code may be next.
+            // It did not prove it made the code (another device of the shop, or a rogue that
+            // answered mDNS; it got nothing it can use): the one that made it may be next.
             Err(e @ Error::Invalid { .. })
                 if by_mdns && e.to_string() == crate::domain::commands::UNKNOWN_INVITE =>
             {
