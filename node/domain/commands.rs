@@ -1321,6 +1321,13 @@ pub fn start_redeem_run(ctx: &mut Ctx<'_>) -> Result<Vec<(String, crate::redeem:
         if state == InviteState::Pending {
             p.failures += 1;
             p.put(ctx, &code)?;
+            if p.failures == crate::redeem::MAX_FAILED_RUNS {
+                // Someone may be guessing: the owner learns why the invite stopped working.
+                tracing::warn!(
+                    device = %p.cert.name,
+                    "an invite had its last redemption attempt: burned unless that one succeeds"
+                );
+            }
         }
         offered.push((code, state));
     }
