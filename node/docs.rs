@@ -8,6 +8,7 @@
 pub mod admission;
 pub mod am;
 pub mod envelope;
+pub mod gossip_keys;
 pub mod members;
 pub mod trust;
 

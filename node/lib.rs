@@ -111,7 +111,8 @@
 //!         ▼
 //! events (broadcast) ─► SSE `/api/v1/events` and embedders (NodeHandle::events)
 //! metrics: commit latency, changes applied/rejected, HTTP latency ─► GET /metrics
-//! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic (sealed: members only)
+//! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic (sealed with the gossip
+//!         key, which only the shop's tills hold and which rotates on every revocation)
 //!
 //! peers' gossip ─► mesh ─► the same verify-and-apply path ─► forward only if it verified
 //! anti-entropy (sync::pull over /tillmesh/sync/2) ─► missing envelopes ─► the same path
@@ -124,8 +125,9 @@
 //! - [`docs`]: document ids, signed [`docs::Envelope`]s, [`docs::members`] — the one reader
 //!   of `members` (a device counts only with a certificate countersigned for its key and this
 //!   shop's genesis) —, [`docs::trust`] — who may write which document, read from `members` at
-//!   the heads the signer named — and [`docs::admission`] (invites, admission certificates
-//!   and the inviting device's countersignature).
+//!   the heads the signer named —, [`docs::admission`] (invites, admission certificates
+//!   and the inviting device's countersignature) and [`docs::gossip_keys`] (the gossip key's
+//!   rotations, wrapped to each till, and how concurrent ones combine).
 //! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
 //! - [`private_fs`]: the data dir `0700`; store, keys, backups and decrypted snapshots `0600`,
 //!   set when each is created.

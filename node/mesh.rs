@@ -29,6 +29,7 @@ use utoipa::ToSchema;
 
 use crate::NodeHandle;
 use crate::docs::Envelope;
+use crate::docs::gossip_keys::GossipKey;
 use crate::engine::Applied;
 use crate::error::{Error, Result};
 use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
@@ -225,9 +226,21 @@ pub fn net_config(
 impl Mesh {
     /// Starts the network for a node that belongs to a shop.
     pub async fn start(node: NodeHandle, cfg: MeshConfig) -> Result<Mesh> {
-        let topic = node
-            .topic()
-            .ok_or_else(|| Error::NoShop("the mesh needs a shop: create or join one".into()))?;
+        let current = match node.gossip_key() {
+            Ok(None) => {
+                return Err(Error::NoShop(
+                    "the mesh needs a shop: create or join one".into(),
+                ));
+            }
+            Ok(Some(k)) => Some(k),
+            // Admitted after the last rotation: the key loop asks a member peer for it.
+            Err(_) => None,
+        };
+        let topic = current.map(|k| k.topic()).unwrap_or_default();
+        let keys: Keys = Arc::new(Mutex::new(KeyRing {
+            current,
+            previous: Vec::new(),
+        }));
         let static_peers = cfg.peers.clone();
         let (net, events) = net::start(net_config(
             &node,
@@ -257,8 +270,20 @@ impl Mesh {
             }
         }
         let mut tasks = vec![
-            tokio::spawn(event_loop(node.clone(), net.clone(), peers.clone(), events)),
-            tokio::spawn(publish_loop(node.clone(), net.clone(), peers.clone())),
+            tokio::spawn(event_loop(
+                node.clone(),
+                net.clone(),
+                peers.clone(),
+                keys.clone(),
+                events,
+            )),
+            tokio::spawn(publish_loop(
+                node.clone(),
+                net.clone(),
+                peers.clone(),
+                keys.clone(),
+            )),
+            tokio::spawn(key_loop(node.clone(), net.clone(), keys)),
             tokio::spawn(revocation_loop(node.clone(), net.clone())),
             tokio::spawn(pull_loop(node.clone(), net.clone(), peers.clone())),
             tokio::spawn(circuit_loop(node.clone(), net.clone())),
@@ -445,8 +470,13 @@ async fn revocation_loop(node: NodeHandle, net: NetHandle) {
         if revoked.is_empty() {
             continue;
         }
-        let net = net.clone();
+        let (node, net) = (node.clone(), net.clone());
         tokio::spawn(async move {
+            // Hand it the owners' signed revocation directly: the change that revoked it also
+            // rotated the gossip key, so gossip may already have moved to a topic it is not on.
+            for peer in &revoked {
+                offer_members(&node, &net, *peer).await;
+            }
             tokio::time::sleep(REVOKED_GRACE).await;
             for peer in revoked {
                 tracing::warn!(%peer, "disconnecting a revoked device");
@@ -461,9 +491,11 @@ async fn revocation_loop(node: NodeHandle, net: NetHandle) {
 /// the Wi-Fi, another shop's device or a revoked device holds no connection to the shop.
 pub const STRANGER_GRACE: Duration = Duration::from_secs(15);
 
-/// Offers a revoked device the `members` changes that prove its revocation (signed by an
-/// owner; it verifies them like any change, so a rogue peer cannot fake them).
-async fn tell_revoked(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
+/// Offers `peer` every `members` change: to a revoked device, the proof of its revocation
+/// (signed by an owner; it verifies them like any change, so a rogue peer cannot fake them);
+/// to the shop's tills after a gossip key rotation, the rotation, so they move to the new key
+/// now rather than at their next pull.
+async fn offer_members(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
     let Ok(proof) = node.doc_envelopes("members") else {
         return;
     };
@@ -491,6 +523,7 @@ async fn event_loop(
     node: NodeHandle,
     net: NetHandle,
     peers: Peers,
+    keys: Keys,
     mut events: tokio::sync::mpsc::Receiver<NetEvent>,
 ) {
     let joining: Joining = Default::default();
@@ -504,10 +537,7 @@ async fn event_loop(
                 strike_peer(&net, &peers, source).await;
             }
             NetEvent::Gossip { id, source, data } => {
-                let opened = node
-                    .gossip_key()
-                    .ok_or_else(|| Error::NoShop("no shop".into()))
-                    .and_then(|key| unseal(&key, &data));
+                let opened = keys.lock().expect("keys lock").open(&data);
                 let verdict = match opened.and_then(|data| Envelope::from_bytes(&data)) {
                     Ok(env) => match node
                         .import_envelopes_from(&source.to_string(), None, vec![env])
@@ -606,7 +636,7 @@ async fn event_loop(
                     tracing::info!(%peer, "refused a connection from a revoked device");
                     let (node, net) = (node.clone(), net.clone());
                     tokio::spawn(async move {
-                        tell_revoked(&node, &net, peer).await;
+                        offer_members(&node, &net, peer).await;
                         net.block(peer).await;
                     });
                     continue;
@@ -752,7 +782,7 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
     });
 }
 
-async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
+async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers, keys: Keys) {
     let mut outbox = node.outbox();
     loop {
         let mut batch = match outbox.recv().await {
@@ -767,15 +797,154 @@ async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
                 Err(_) => break,
             }
         }
-        let Some(key) = node.gossip_key() else {
-            continue;
-        };
-        for bytes in &batch {
-            if let Err(e) = net.publish(seal(&key, bytes)).await {
-                tracing::debug!("publish failed (anti-entropy will carry it): {e}");
+        // Without the key yet (a till admitted after the last rotation, until a peer hands it
+        // over), relays and anti-entropy carry what this node made.
+        let key = keys.lock().expect("keys lock").current;
+        if let Some(key) = key {
+            for bytes in &batch {
+                if let Err(e) = net.publish(seal(&key.key, bytes)).await {
+                    tracing::debug!("publish failed (anti-entropy will carry it): {e}");
+                }
             }
         }
         offer_to_relays(&node, &net, &peers, &batch).await;
+    }
+}
+
+/// How long gossip sealed with the key before a rotation is still opened, after this node
+/// switched to the new one: a device that has not learnt the rotation yet publishes with the
+/// old key until its next pull (at most [`PULL_INTERVAL`] later) brings the new `members`.
+pub const OLD_KEY_GRACE: Duration = Duration::from_secs(5 * 60);
+
+/// How often the key loop looks again (old keys expire, a missing key is asked for).
+const KEY_TICK: Duration = Duration::from_secs(2);
+
+/// The gossip keys this node seals with and opens (see [`crate::docs::gossip_keys`]).
+#[derive(Default)]
+struct KeyRing {
+    /// What this node seals with; `None` until a till admitted after the last rotation gets
+    /// the key from a member peer.
+    current: Option<GossipKey>,
+    /// Keys before a rotation, opened until the instant given.
+    previous: Vec<(GossipKey, tokio::time::Instant)>,
+}
+
+type Keys = Arc<Mutex<KeyRing>>;
+
+impl KeyRing {
+    /// Opens a sealed gossip message with the current key or a previous one still in grace.
+    fn open(&self, data: &[u8]) -> Result<Vec<u8>> {
+        let now = tokio::time::Instant::now();
+        let mut tried = self.current.iter().chain(
+            self.previous
+                .iter()
+                .filter(|(_, until)| *until > now)
+                .map(|(k, _)| k),
+        );
+        let first = tried
+            .next()
+            .ok_or_else(|| Error::invalid("gossip", "this device has no gossip key yet"))?;
+        unseal(&first.key, data).or_else(|e| tried.find_map(|k| unseal(&k.key, data).ok()).ok_or(e))
+    }
+
+    /// Takes `key` as the current one (the one before is opened for [`OLD_KEY_GRACE`]) and
+    /// drops expired ones; returns the topics to publish on and to accept if they changed.
+    fn update(&mut self, key: Option<GossipKey>) -> Option<(String, Vec<String>)> {
+        let now = tokio::time::Instant::now();
+        let before = self.previous.len();
+        self.previous.retain(|(_, until)| *until > now);
+        let mut changed = self.previous.len() != before;
+        if let Some(k) = key
+            && self.current != Some(k)
+        {
+            if let Some(old) = self.current.replace(k) {
+                self.previous.push((old, now + OLD_KEY_GRACE));
+            }
+            changed = true;
+        }
+        changed.then(|| {
+            (
+                self.current.map(|k| k.topic()).unwrap_or_default(),
+                self.previous.iter().map(|(k, _)| k.topic()).collect(),
+            )
+        })
+    }
+}
+
+/// Follows the shop's gossip key: after every `members` change (a rotation) and every
+/// [`KEY_TICK`], derives it again, moves the network to its topic, and lets keys past their
+/// grace go. A till that cannot derive it (admitted after the last rotation) asks its
+/// connected member tills for the current records' keys.
+async fn key_loop(node: NodeHandle, net: NetHandle, keys: Keys) {
+    use crate::domain::model::Event;
+    use tokio::sync::broadcast::error::RecvError;
+    let mut events = node.subscribe();
+    let mut tick = tokio::time::interval(KEY_TICK);
+    loop {
+        tokio::select! {
+            ev = events.recv() => match ev {
+                Ok(Event::ShopChanged { doc }) if doc == "members" => {}
+                Ok(_) => continue,
+                Err(RecvError::Lagged(_)) => {}
+                Err(RecvError::Closed) => return,
+            },
+            _ = tick.tick() => {}
+        }
+        let derived = match node.gossip_key() {
+            Ok(k) => k,
+            Err(missing) => {
+                ask_gossip_keys(&node, &net, &missing).await;
+                node.gossip_key().ok().flatten()
+            }
+        };
+        let (rotated, topics) = {
+            let mut ring = keys.lock().expect("keys lock");
+            let before = ring.current;
+            let topics = ring.update(derived);
+            (before.is_some() && ring.current != before, topics)
+        };
+        if let Some((publish, accept)) = topics {
+            tracing::info!(topic = %publish, "gossip key changed");
+            net.set_topics(publish, accept).await;
+        }
+        if rotated {
+            // The tills still on the old key would not hear what is published on the new
+            // topic until their next pull: hand them the rotation now.
+            for peer in member_tills(&node, &net).await {
+                let (node, net) = (node.clone(), net.clone());
+                tokio::spawn(async move { offer_members(&node, &net, peer).await });
+            }
+        }
+    }
+}
+
+/// Connected peers that are unrevoked tills of the shop.
+async fn member_tills(node: &NodeHandle, net: &NetHandle) -> Vec<PeerId> {
+    net.peers()
+        .await
+        .into_iter()
+        .filter(|p| p.connected && is_member(node, &p.peer) && !is_relay(node, &p.peer))
+        .map(|p| p.peer)
+        .collect()
+}
+
+/// Asks connected member tills for the keys of the current rotation records this device
+/// cannot open (it was admitted after they were written), until one answers with all of them.
+async fn ask_gossip_keys(node: &NodeHandle, net: &NetHandle, missing: &[String]) {
+    for peer in member_tills(node, net).await {
+        match ask(net, node, peer, &SyncRequest::GossipKeys).await {
+            Ok(SyncResponse::GossipKeys(keys)) => {
+                let complete = missing.iter().all(|m| keys.iter().any(|(id, _)| id == m));
+                if let Err(e) = node.store_gossip_keys(keys).await {
+                    tracing::warn!("could not keep the gossip key: {e}");
+                }
+                if complete {
+                    return;
+                }
+            }
+            Ok(other) => tracing::debug!(%peer, "no gossip key from the peer: {other:?}"),
+            Err(e) => tracing::debug!(%peer, "asking for the gossip key failed: {e}"),
+        }
     }
 }
 
@@ -814,9 +983,9 @@ pub(crate) fn seal_gossip(key: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
     seal(key, envelope)
 }
 
-/// Opens a sealed gossip message (see `unseal`; for the decoders' tests).
-#[cfg(test)]
-pub(crate) fn open_gossip(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
+/// Opens a sealed gossip message with `key` (what `seal` made): the envelope bytes, or an
+/// error if it was not sealed with that key. For tools and tests that inspect gossip.
+pub fn open_gossip(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
     unseal(key, data)
 }
 
@@ -1051,7 +1220,8 @@ pub async fn supervise(
 ) {
     let mut events = node.subscribe();
     // A shop is created here at once; a join pulls the shop first and admits this device last.
-    while node.topic().is_none() || !node.is_member_device(&node.device_public_key()) {
+    while matches!(node.gossip_key(), Ok(None)) || !node.is_member_device(&node.device_public_key())
+    {
         tokio::select! {
             _ = stop.wait_for(|s| *s) => return,
             ev = events.recv() => if let Err(tokio::sync::broadcast::error::RecvError::Closed) = ev { return },

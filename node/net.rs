@@ -390,6 +390,19 @@ impl NetHandle {
             .unwrap_or_default()
     }
 
+    /// Publishes on `publish` from now on (empty: on no topic) and keeps taking messages on the
+    /// `accept` topics too (a gossip key rotation's grace period); subscribes and unsubscribes
+    /// to match.
+    pub async fn set_topics(&self, publish: String, accept: Vec<String>) {
+        let _ = self
+            .ask(|reply| Command::SetTopics {
+                publish,
+                accept,
+                reply,
+            })
+            .await;
+    }
+
     /// Stops the network: closes connections and listeners; returns once they are closed.
     pub async fn shutdown(&self) {
         let _ = self.ask(|reply| Command::Shutdown { reply }).await;

@@ -13,6 +13,7 @@ use tokio::sync::broadcast;
 use uuid::Uuid;
 
 use crate::docs::Envelope;
+use crate::docs::gossip_keys::GossipKey;
 use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
 use crate::domain::model::*;
 use crate::domain::{queries, reports, shop};
@@ -181,6 +182,7 @@ impl NodeBuilder {
                 addrs: RwLock::new(Vec::new()),
                 setup_token: hex::encode(identity::random_bytes::<10>()),
                 update_needed: Default::default(),
+                gossip_memo: Default::default(),
                 store,
                 writer,
                 shared,
@@ -344,6 +346,12 @@ impl Node {
     }
 }
 
+/// The current rotation records' ids and the legacy secret, and what they derived to.
+type GossipMemo = (
+    (Vec<String>, Option<String>),
+    std::result::Result<Option<GossipKey>, Vec<String>>,
+);
+
 struct Inner {
     data_dir: Option<PathBuf>,
     /// mDNS interfaces (None: mDNS off), also used to find the shop for a short-code join.
@@ -366,6 +374,8 @@ struct Inner {
     /// Set when a device of the shop speaks another sync protocol version (see
     /// [`NodeHandle::update_needed`]).
     update_needed: std::sync::Mutex<Option<String>>,
+    /// The gossip key derived for the current rotation records (see [`NodeHandle::gossip_key`]).
+    gossip_memo: std::sync::Mutex<Option<GossipMemo>>,
     store: Store,
     writer: Writer,
     shared: Arc<Shared>,
@@ -653,13 +663,27 @@ impl NodeHandle {
         let key = blocking(move || identity::unseal_key(&sealed, &password))
             .await?
             .ok_or_else(wrong)?;
-        Ok(Principal {
+        let principal = Principal {
             person_id: person.id,
             name: person.name,
             username: person.username,
             role: person.role,
             key: Some(key),
-        })
+        };
+        if principal.role == Role::Owner && view.gossip.is_empty() {
+            // A shop from before gossip keys rotated: its key comes from the shop secret, which
+            // every old backup holds. The first owner to sign in rotates it once.
+            let by = principal.clone();
+            let rotated = self
+                .inner
+                .writer
+                .write(move |ctx| commands::rotate_legacy_gossip_key(ctx, &by))
+                .await;
+            if let Err(e) = rotated {
+                tracing::warn!("could not rotate the legacy gossip key: {e}");
+            }
+        }
+        Ok(principal)
     }
 
     /// Check a staff PIN.
@@ -1452,14 +1476,108 @@ impl NodeHandle {
             .expect("addrs lock is never poisoned") = addrs;
     }
 
-    /// The shop's gossip topic, once the node belongs to a shop.
+    /// The shop's gossip topic, once the node belongs to a shop and holds its gossip key.
     pub fn topic(&self) -> Option<String> {
-        self.view().topic()
+        self.gossip_key().ok().flatten().map(|k| k.topic())
     }
 
-    /// The key the shop's gossip is sealed with, once the node belongs to a shop.
-    pub(crate) fn gossip_key(&self) -> Option<[u8; 32]> {
-        self.view().gossip_key()
+    /// The key the shop's gossip is sealed with now (see [`crate::docs::gossip_keys`]):
+    /// `Ok(None)` before the node has a shop; `Err(ids)`: the current rotation records this
+    /// device can open neither with its own key nor with a key a peer handed over.
+    pub fn gossip_key(&self) -> std::result::Result<Option<GossipKey>, Vec<String>> {
+        use crate::docs::gossip_keys;
+        let view = self.view();
+        let Some(shop_id) = view.shop_id else {
+            return Ok(None);
+        };
+        let memo_key = (gossip_keys::current(&view.gossip), view.shop_secret.clone());
+        let mut memo = self
+            .inner
+            .gossip_memo
+            .lock()
+            .expect("gossip memo lock is never poisoned");
+        if let Some(m) = memo.as_ref()
+            && m.0 == memo_key
+        {
+            return m.1.clone();
+        }
+        let known = memo_key
+            .0
+            .iter()
+            .filter_map(|id| {
+                let bytes = self.inner.store.meta(&gossip_keys::meta_key(id)).ok()??;
+                Some((id.clone(), <[u8; 32]>::try_from(bytes.as_slice()).ok()?))
+            })
+            .collect();
+        let derived = gossip_keys::derive(
+            shop_id,
+            &view.gossip,
+            view.shop_secret.as_deref(),
+            self.device_id(),
+            &self.inner.device_key,
+            &known,
+        );
+        *memo = Some((memo_key, derived.clone()));
+        derived
+    }
+
+    /// The keys of the current rotation records this node holds, for a member peer that asks
+    /// (`SyncRequest::GossipKeys`): only if it is an unrevoked till of the shop.
+    pub(crate) fn gossip_keys_for(&self, peer: &[u8; 32]) -> Result<Vec<(String, [u8; 32])>> {
+        use crate::docs::gossip_keys;
+        let view = self.view();
+        let hex_key = hex::encode(peer);
+        if !view
+            .devices
+            .iter()
+            .any(|d| d.public_key == hex_key && !d.revoked && d.role == DeviceRole::Till)
+        {
+            return Err(Error::Forbidden(
+                "only a till of the shop gets its gossip key".into(),
+            ));
+        }
+        let mut out = Vec::new();
+        for id in gossip_keys::current(&view.gossip) {
+            let key = match self.inner.store.meta(&gossip_keys::meta_key(&id))? {
+                Some(b) => <[u8; 32]>::try_from(b.as_slice()).ok(),
+                None => view.gossip[&id].open(self.device_id(), &self.inner.device_key),
+            };
+            if let Some(k) = key {
+                out.push((id, k));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Keeps record keys a member peer handed over (only for current records this device
+    /// cannot open itself; a key that does not belong is harmless: the derived key would not
+    /// open any gossip, and the next rotation replaces it).
+    pub(crate) async fn store_gossip_keys(&self, keys: Vec<(String, [u8; 32])>) -> Result<()> {
+        use crate::docs::gossip_keys;
+        let view = self.view();
+        let current = gossip_keys::current(&view.gossip);
+        let keep: Vec<(String, [u8; 32])> = keys
+            .into_iter()
+            .filter(|(id, _)| current.contains(id))
+            .collect();
+        if keep.is_empty() {
+            return Ok(());
+        }
+        self.inner
+            .writer
+            .write(move |ctx| {
+                for (id, key) in &keep {
+                    ctx.set_meta(&gossip_keys::meta_key(id), key)?;
+                }
+                Ok(())
+            })
+            .await?;
+        *self
+            .inner
+            .gossip_memo
+            .lock()
+            .expect("gossip memo lock is never poisoned") = None;
+        Ok(())
     }
 
     /// Whether `public_key` is a device of the shop that is not revoked.

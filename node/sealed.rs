@@ -251,32 +251,68 @@ impl SealedHeader {
     }
 }
 
-fn wrapping_key(shared: &[u8; 32], ephemeral: &[u8; 32], recipient: &[u8; 32]) -> [u8; 32] {
+fn wrapping_key(
+    shared: &[u8; 32],
+    ephemeral: &[u8; 32],
+    recipient: &[u8; 32],
+    info: &[u8],
+) -> [u8; 32] {
     let mut salt = [0u8; 64];
     salt[..32].copy_from_slice(ephemeral);
     salt[32..].copy_from_slice(recipient);
     let hk = hkdf::Hkdf::<Sha256>::new(Some(&salt[..]), shared);
     let mut okm = [0u8; 32];
-    hk.expand(WRAP_INFO, &mut okm)
+    hk.expand(info, &mut okm)
         .expect("32 bytes is a valid HKDF-SHA256 output length");
     okm
 }
 
-fn wrap_file_key(file_key: &[u8; 32], to: &Recipient) -> Result<RecipientStanza> {
-    let their = to.public_key.to_montgomery().to_bytes();
+/// Wraps a 32-byte key to an ed25519 public key (see the module docs: a fresh ephemeral
+/// X25519 key, HKDF with `info`, XChaCha20-Poly1305 with a zero nonce). Returns the ephemeral
+/// public key and the wrapped key (48 bytes). `info` separates the uses (file keys, gossip
+/// keys), so a wrapped key of one is never accepted as the other.
+pub(crate) fn wrap_key(
+    key: &[u8; 32],
+    to: &VerifyingKey,
+    info: &[u8],
+) -> Result<([u8; 32], Vec<u8>)> {
+    let their = to.to_montgomery().to_bytes();
     let secret = identity::random_bytes::<32>();
     let ephemeral = x25519_dalek::x25519(secret, x25519_dalek::X25519_BASEPOINT_BYTES);
     let shared = x25519_dalek::x25519(secret, their);
     if shared == [0u8; 32] {
         return Err(Error::Internal(format!(
             "recipient {} is not a usable key",
-            fingerprint(&to.public_key)
+            fingerprint(to)
         )));
     }
-    let k = wrapping_key(&shared, &ephemeral, &their);
+    let k = wrapping_key(&shared, &ephemeral, &their, info);
     let wrapped = XChaCha20Poly1305::new(&k.into())
-        .encrypt(&XNonce::default(), file_key.as_slice())
-        .map_err(|_| Error::Internal("wrapping a file key failed".into()))?;
+        .encrypt(&XNonce::default(), key.as_slice())
+        .map_err(|_| Error::Internal("wrapping a key failed".into()))?;
+    Ok((ephemeral, wrapped))
+}
+
+/// Opens what [`wrap_key`] made for `key`'s public half; `None` if it was not made for it (or
+/// for another `info`), or was altered.
+pub(crate) fn unwrap_key(
+    ephemeral: &[u8; 32],
+    wrapped: &[u8],
+    key: &SigningKey,
+    info: &[u8],
+) -> Option<[u8; 32]> {
+    let mine = key.verifying_key().to_montgomery().to_bytes();
+    let shared = x25519_dalek::x25519(key.to_scalar_bytes(), *ephemeral);
+    let k = wrapping_key(&shared, ephemeral, &mine, info);
+    XChaCha20Poly1305::new(&k.into())
+        .decrypt(&XNonce::default(), wrapped)
+        .ok()?
+        .try_into()
+        .ok()
+}
+
+fn wrap_file_key(file_key: &[u8; 32], to: &Recipient) -> Result<RecipientStanza> {
+    let (ephemeral, wrapped) = wrap_key(file_key, &to.public_key, WRAP_INFO)?;
     Ok(RecipientStanza {
         kind: to.kind,
         fingerprint: fingerprint(&to.public_key),
@@ -292,13 +328,8 @@ fn unwrap_file_key(kind: Kind, stanza: &RecipientStanza, key: &SigningKey) -> Re
         .and_then(|b| b.try_into().ok())
         .ok_or_else(bad)?;
     let wrapped = hex::decode(&stanza.wrapped_key).map_err(|_| bad())?;
-    let mine = key.verifying_key().to_montgomery().to_bytes();
-    let shared = x25519_dalek::x25519(key.to_scalar_bytes(), ephemeral);
-    let k = wrapping_key(&shared, &ephemeral, &mine);
-    let opened = XChaCha20Poly1305::new(&k.into())
-        .decrypt(&XNonce::default(), wrapped.as_slice())
-        .map_err(|_| corrupted(kind, "the file key for this recipient does not open"))?;
-    opened.try_into().map_err(|_| bad())
+    unwrap_key(&ephemeral, &wrapped, key, WRAP_INFO)
+        .ok_or_else(|| corrupted(kind, "the file key for this recipient does not open"))
 }
 
 // ----------------------------------------------------------------------------------------

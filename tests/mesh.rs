@@ -729,3 +729,78 @@ async fn a_late_joiner_catches_up_after_ten_thousand_sales() {
     d.shutdown().await;
     a.shutdown().await;
 }
+
+/// Revocation ends read access to live gossip. Someone holding a copy of Till 2's disk (its
+/// gossip key) listens with a fresh key, subscribed to the shop's topic as gossipsub names it:
+/// before Till 2 is revoked it reads the shop's sales; once an owner revokes Till 2 the key and
+/// topic rotate, the other tills (which joined after the shop was made, so got the key from a
+/// peer) move to the new key together, and what the thief hears can no longer be opened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_tills_key_reads_nothing_after_the_rotation() {
+    let three = Three::start(100).await;
+    let (a, b, c) = (&three.h[0], &three.h[1], &three.h[2]);
+    assert!(
+        wait_for(|| b.topic().is_some() && b.topic() == a.topic(), T).await,
+        "a till that joined later gets the gossip key from a peer"
+    );
+    assert!(wait_for(|| c.topic() == a.topic(), T).await);
+    let stolen = b.gossip_key().unwrap().unwrap().key;
+
+    let addr_a = wait_addr(a).await;
+    let (_, before) = overhear_a_sale(&three, &addr_a).await;
+    let opened = tillmesh::mesh::open_gossip(&stolen, &before).expect("the key reads the gossip");
+    assert!(tillmesh::docs::Envelope::from_bytes(&opened).is_ok());
+
+    let b_id = b.device_id().to_string();
+    let old_topic = a.topic();
+    a.revoke_member(&three.owners[0], &b_id).await.unwrap();
+    assert!(
+        wait_for(|| a.topic() != old_topic && c.topic() == a.topic(), T).await,
+        "A and C move to the new key"
+    );
+    assert!(
+        wait_for(|| b.is_revoked(), T).await,
+        "B learns it was revoked"
+    );
+    assert_ne!(
+        b.topic(),
+        a.topic(),
+        "the revoked till cannot derive the new key"
+    );
+
+    let (sale, after) = overhear_a_sale(&three, &addr_a).await;
+    assert!(
+        tillmesh::mesh::open_gossip(&stolen, &after).is_err(),
+        "the revoked till's key opens the gossip after the rotation"
+    );
+    assert!(
+        wait_for(|| c.sale(sale.id).is_ok(), T).await,
+        "C still gets A's sales"
+    );
+    three.shutdown().await;
+}
+
+/// A peer with a fresh key, subscribed to till A's topic as gossipsub names it, hears the
+/// gossip of a sale A records: the sale and the sealed message.
+async fn overhear_a_sale(three: &Three, addr_a: &str) -> (Sale, Vec<u8>) {
+    use tillmesh::net::NetEvent;
+    let a = &three.h[0];
+    let (_, net, mut events, _) = outsider_on_topic(a, addr_a).await;
+    let sale = a
+        .record_sale(&three.owners[0], sale_of(three.product, 1))
+        .await
+        .unwrap();
+    let heard = tokio::time::timeout(T, async {
+        loop {
+            match events.recv().await {
+                Some(NetEvent::Gossip { data, .. }) => return data,
+                Some(_) => continue,
+                None => panic!("the listener's network stopped"),
+            }
+        }
+    })
+    .await
+    .expect("the till's gossip reaches a subscribed peer");
+    net.shutdown().await;
+    (sale, heard)
+}

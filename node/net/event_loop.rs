@@ -84,6 +84,11 @@ pub(crate) enum Command {
     TopicPeers {
         reply: oneshot::Sender<Vec<PeerId>>,
     },
+    SetTopics {
+        publish: String,
+        accept: Vec<String>,
+        reply: oneshot::Sender<()>,
+    },
     Shutdown {
         reply: oneshot::Sender<()>,
     },
@@ -98,7 +103,11 @@ type PendingAnswer = BoxFuture<'static, (ResponseChannel<Vec<u8>>, Option<Vec<u8
 pub(crate) struct EventLoop {
     swarm: Swarm<NodeBehaviour>,
     local_peer_id: PeerId,
+    /// The topic this node publishes on (its name empty: none).
     topic: IdentTopic,
+    /// Older topics still subscribed to, whose messages are still taken (after a gossip key
+    /// rotation, for a grace period the core decides).
+    accept: Vec<IdentTopic>,
     max_request_bytes: usize,
     max_gossip_bytes: usize,
     commands: mpsc::Receiver<Command>,
@@ -161,6 +170,7 @@ impl EventLoop {
             swarm,
             local_peer_id,
             topic,
+            accept: Vec::new(),
             max_request_bytes: cfg.max_request_bytes,
             max_gossip_bytes: cfg.max_gossip_bytes,
             commands,
@@ -351,6 +361,14 @@ impl EventLoop {
                     .collect();
                 let _ = reply.send(subscribed);
             }
+            Command::SetTopics {
+                publish,
+                accept,
+                reply,
+            } => {
+                self.set_topics(publish, accept);
+                let _ = reply.send(());
+            }
             Command::Shutdown { reply } => {
                 // Handled in `run`; kept exhaustive for the compiler.
                 let _ = reply.send(());
@@ -358,7 +376,44 @@ impl EventLoop {
         }
     }
 
+    /// Every topic subscribed to (non-empty names).
+    fn subscribed(&self) -> Vec<IdentTopic> {
+        std::iter::once(&self.topic)
+            .chain(&self.accept)
+            .filter(|t| !t.hash().as_str().is_empty())
+            .cloned()
+            .collect()
+    }
+
+    /// Publishes on `publish` from now on and still takes messages on `accept`; subscribes to
+    /// the new names and leaves the ones no longer listed.
+    fn set_topics(&mut self, publish: String, accept: Vec<String>) {
+        let before = self.subscribed();
+        self.topic = IdentTopic::new(publish);
+        self.accept = accept
+            .into_iter()
+            .filter(|t| *t != self.topic.hash().as_str())
+            .map(IdentTopic::new)
+            .collect();
+        let after = self.subscribed();
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        let has = |set: &[IdentTopic], t: &IdentTopic| set.iter().any(|s| s.hash() == t.hash());
+        for t in before.iter().filter(|t| !has(&after, t)) {
+            gossipsub.unsubscribe(t);
+        }
+        for t in after.iter().filter(|t| !has(&before, t)) {
+            if let Err(e) = gossipsub.subscribe(t) {
+                warn!(error = %e, "subscribing to a topic failed");
+            }
+        }
+        info!(topic = %self.topic, accepting = self.accept.len(), "gossip topics set");
+    }
+
     fn publish(&mut self, data: Vec<u8>) -> Result<(), NetError> {
+        if self.topic.hash().as_str().is_empty() {
+            debug!("no gossip topic yet; message left to anti-entropy");
+            return Ok(());
+        }
         if data.len() > self.max_gossip_bytes {
             return Err(NetError::TooLarge {
                 size: data.len(),
@@ -816,13 +871,16 @@ impl EventLoop {
     /// peer wakes the surviving connection, which then opens its own stream and drains the
     /// queue. Peers are all explicit, so there is no mesh to rebuild.
     fn reannounce_subscription(&mut self, peer: PeerId) {
-        if self.topic.hash().as_str().is_empty() {
+        let topics = self.subscribed();
+        if topics.is_empty() {
             return;
         }
         let behaviour = self.swarm.behaviour_mut();
-        behaviour.gossipsub.unsubscribe(&self.topic);
-        if let Err(e) = behaviour.gossipsub.subscribe(&self.topic) {
-            warn!(error = %e, "re-subscribing to the topic failed");
+        for topic in &topics {
+            behaviour.gossipsub.unsubscribe(topic);
+            if let Err(e) = behaviour.gossipsub.subscribe(topic) {
+                warn!(error = %e, "re-subscribing to the topic failed");
+            }
         }
         behaviour.identify.push(std::iter::once(peer));
     }
@@ -846,7 +904,7 @@ impl EventLoop {
     }
 
     fn topic_is(&self, topic: &TopicHash) -> bool {
-        *topic == self.topic.hash()
+        *topic == self.topic.hash() || self.accept.iter().any(|t| *topic == t.hash())
     }
 
     fn outbox_full(&self) -> bool {
