@@ -159,6 +159,9 @@
 //!   documents, change hashes, batched envelope fetches; invite redemption and `join`. Every
 //!   message on the wire is a [`sync::Frame`] naming the shop's genesis (protocol
 //!   `/tillmesh/sync/2`): a node answers only about its own shop.
+//! - [`redeem`]: redeeming an invite code by SPAKE2 keyed by the code (the code never goes on
+//!   the wire; a device that did not make the invite learns and redeems nothing), failed
+//!   runs capped per invite.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
 //!   request-response, circuit-relay client and — on a relay — server, dcutr) behind a
 //!   cloneable [`net::NetHandle`].
@@ -206,6 +209,7 @@ pub mod metrics;
 pub mod net;
 pub mod node;
 pub mod private_fs;
+pub mod redeem;
 pub mod relay;
 pub mod sealed;
 pub mod snapshot;

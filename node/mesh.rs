@@ -14,7 +14,8 @@
 //!   topic: every committed envelope is also offered to each connected relay by
 //!   request-response, and so is an admission a joining device offers here.
 //! - **Who may talk**: requests from peers that are not member devices are answered only for
-//!   `Redeem` (joining with an invite).
+//!   `RedeemStart`/`RedeemFinish` (joining with an invite, by a key exchange keyed by the
+//!   code: see [`crate::redeem`]).
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
 //!   behind) for `GET /api/v1/peers`.
 
@@ -196,6 +197,10 @@ impl SyncPeer for NetPeer {
 
     fn id(&self) -> String {
         self.peer.to_string()
+    }
+
+    fn public_key(&self) -> Option<[u8; 32]> {
+        net::public_key_of(&self.peer)
     }
 }
 
@@ -1470,7 +1475,8 @@ pub(crate) async fn join_with_role(
                 ));
                 break;
             }
-            // Another device of the shop: the one that made the code may be next.
+            // It did not prove it made the code (another device of the shop, or a rogue that
+            // answered mDNS; it got nothing it can use): the one that made it may be next.
             Err(e @ Error::Invalid { .. })
                 if by_mdns && e.to_string() == crate::domain::commands::UNKNOWN_INVITE =>
             {

@@ -547,7 +547,9 @@ async fn answer(
     };
     let h = replica.handle.clone();
     let answer = match req {
-        SyncRequest::Redeem(_) => SyncResponse::Error(NOT_SERVED.into()),
+        SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. } => {
+            SyncResponse::Error(NOT_SERVED.into())
+        }
         SyncRequest::SnapshotStatus => {
             SyncResponse::SnapshotStatus(*replica.last_snapshot.lock().expect("snapshot lock"))
         }

@@ -5,7 +5,7 @@
 //! [`Frame`] naming the shop's genesis (the hash of its first `members` change): a node answers
 //! only about its own shop ([`SyncResponse::OtherShop`], a typed refusal that is not counted
 //! against the asker), and a puller refuses an answer that names another shop before it looks
-//! at anything in it. Only `Redeem` (a device that has no shop yet) names none.
+//! at anything in it. Only redeeming an invite (a device that has no shop yet) names none.
 //!
 //! Replicas compare set digests (XOR of change hashes) top-down: sync buckets (one per
 //! document; one per month of ledger documents), then the documents of differing buckets, then
@@ -14,6 +14,12 @@
 //! ([`NodeHandle::import_envelopes`]); Automerge's own sync protocol is not used, so nothing is
 //! applied unverified. The protocol logic is transport-free: [`serve`] answers a request from the
 //! store, [`pull`] drives a conversation through any [`SyncPeer`].
+//!
+//! **Joining** ([`join`]): a device with no shop redeems an invite with `RedeemStart` /
+//! `RedeemFinish`, a SPAKE2 run keyed by the invite code ([`crate::redeem`] has the protocol
+//! and its limits): the code is never sent, and the joiner sends its proof only to a device
+//! that proved it knows the code first. Then it pins the shop's genesis from the countersigned
+//! invite, pulls, admits itself and `Offer`s its admission.
 
 use serde::{Deserialize, Serialize};
 
@@ -49,8 +55,23 @@ pub enum SyncRequest {
     Hashes(Vec<String>),
     /// These envelopes (at most [`ENVELOPE_BATCH`]).
     Envelopes(Vec<Hash32>),
-    /// Redeem an invite code (a device that is not yet a member may send this and `Offer`).
-    Redeem(String),
+    /// Start redeeming an invite: the joiner's SPAKE2 message (side A, keyed by the code; see
+    /// [`crate::redeem`]). A device that is not yet a member may send this, `RedeemFinish`
+    /// and `Offer`.
+    RedeemStart {
+        /// SPAKE2 message A.
+        pake: Vec<u8>,
+    },
+    /// Finish redeeming: the offer of run `run` whose confirmation matched the joiner's code,
+    /// and the joiner's own confirmation.
+    RedeemFinish {
+        /// The run (from [`SyncResponse::RedeemOffers`]).
+        run: crate::redeem::RunId,
+        /// Which offer of the run.
+        offer: u32,
+        /// The joiner's proof that it knows that invite's code.
+        confirm: [u8; 32],
+    },
     /// Envelopes the sender made and wants this node to have (at most [`ENVELOPE_BATCH`]); a
     /// newly admitted device offers its admission this way. Verified like everything else.
     Offer(Vec<Vec<u8>>),
@@ -73,8 +94,18 @@ pub enum SyncResponse {
     Hashes(Vec<(String, Vec<Hash32>)>),
     /// Encoded envelopes (see [`Envelope::to_bytes`]); unknown hashes are left out.
     Envelopes(Vec<Vec<u8>>),
-    /// A redeemed invite (postcard [`crate::docs::admission::Invite`]).
+    /// A redeemed invite (postcard [`crate::docs::admission::Invite`]), the answer to a valid
+    /// `RedeemFinish`.
     Invite(Vec<u8>),
+    /// The answer to `RedeemStart`: one offer per invite this device holds.
+    RedeemOffers {
+        /// The run, to name in `RedeemFinish`.
+        run: crate::redeem::RunId,
+        /// The offers.
+        offers: Vec<crate::redeem::Offer>,
+    },
+    /// The answer to `RedeemStart` of a device that holds no invite.
+    NoInvites,
     /// How many offered envelopes were applied (new or already known).
     Accepted(u32),
     /// The request was refused.
@@ -95,7 +126,7 @@ pub enum SyncResponse {
 pub struct Frame<T> {
     /// [`PROTOCOL_VERSION`].
     pub version: u16,
-    /// The shop's genesis; `None` only for a `Redeem` by a device with no shop yet.
+    /// The shop's genesis; `None` only for redeeming by a device with no shop yet.
     pub shop: Option<Hash32>,
     /// The request or the answer.
     pub body: T,
@@ -163,7 +194,7 @@ fn other_shop() -> Error {
 
 /// Answers a request from the wire (decoded by [`decode_request`]) about the shop it names,
 /// `shop`, on a node whose shop is `ours`: a request about another shop gets
-/// [`SyncResponse::OtherShop`]; only `Redeem` may name none.
+/// [`SyncResponse::OtherShop`]; only `RedeemStart` and `RedeemFinish` may name none.
 pub async fn answer_framed(
     node: &NodeHandle,
     ours: Option<Hash32>,
@@ -172,7 +203,9 @@ pub async fn answer_framed(
     (shop, req): (Option<Hash32>, SyncRequest),
 ) -> SyncResponse {
     match req {
-        SyncRequest::Redeem(_) if shop.is_none() || shop == ours => {
+        SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. }
+            if shop.is_none() || shop == ours =>
+        {
             serve_async(node, Some(from), req).await
         }
         _ if shop.is_none() || shop != ours => SyncResponse::OtherShop,
@@ -233,9 +266,9 @@ pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
         SyncRequest::Envelopes(hashes) if hashes.len() <= ENVELOPE_BATCH => {
             node.envelope_bytes(&hashes).map(SyncResponse::Envelopes)
         }
-        SyncRequest::Redeem(_) | SyncRequest::Offer(_) => {
-            Err(Error::Rejected("answered by serve_async".into()))
-        }
+        SyncRequest::RedeemStart { .. }
+        | SyncRequest::RedeemFinish { .. }
+        | SyncRequest::Offer(_) => Err(Error::Rejected("answered by serve_async".into())),
         SyncRequest::SnapshotStatus => Err(Error::Rejected("only a relay takes snapshots".into())),
         SyncRequest::GossipKeys => Err(Error::Rejected(
             "gossip keys are handed to an authenticated till only".into(),
@@ -252,20 +285,31 @@ pub async fn serve_async(
     from: Option<&[u8; 32]>,
     req: SyncRequest,
 ) -> SyncResponse {
-    match req {
-        SyncRequest::Redeem(_) if from.is_none() => {
+    match (req, from) {
+        (SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. }, None) => {
             SyncResponse::Error("an invite is redeemed for an authenticated device".into())
         }
-        SyncRequest::Redeem(code) => match node
-            .redeem_invite(&code, *from.expect("checked above"))
-            .await
-        {
+        (SyncRequest::RedeemStart { pake }, Some(from)) => {
+            match node.redeem_start(*from, pake).await {
+                Ok(Some((run, offers))) => SyncResponse::RedeemOffers { run, offers },
+                Ok(None) => SyncResponse::NoInvites,
+                Err(e) => SyncResponse::Error(e.to_string()),
+            }
+        }
+        (
+            SyncRequest::RedeemFinish {
+                run,
+                offer,
+                confirm,
+            },
+            Some(from),
+        ) => match node.redeem_finish(*from, run, offer, confirm).await {
             Ok(invite) => {
                 SyncResponse::Invite(postcard::to_allocvec(&invite).expect("an invite serializes"))
             }
             Err(e) => SyncResponse::Error(e.to_string()),
         },
-        SyncRequest::Offer(envs) if envs.len() <= ENVELOPE_BATCH => {
+        (SyncRequest::Offer(envs), _) if envs.len() <= ENVELOPE_BATCH => {
             let decoded: Vec<Envelope> = envs
                 .iter()
                 .filter_map(|b| Envelope::from_bytes(b).ok())
@@ -286,7 +330,7 @@ pub async fn serve_async(
                 Err(e) => SyncResponse::Error(e.to_string()),
             }
         }
-        other => serve(node, other),
+        (other, _) => serve(node, other),
     }
 }
 
@@ -308,13 +352,7 @@ pub async fn join_as(
     code: &str,
     role: Option<crate::domain::model::DeviceRole>,
 ) -> Result<crate::docs::admission::Invite> {
-    let invite: crate::docs::admission::Invite =
-        match peer.request(SyncRequest::Redeem(code.to_string())).await? {
-            SyncResponse::Invite(bytes) => postcard::from_bytes(&bytes)
-                .map_err(|_| Error::Rejected("the peer sent a damaged invite".into()))?,
-            SyncResponse::Error(e) => return Err(Error::invalid("invite", e)),
-            other => return Err(unexpected(other)),
-        };
+    let invite = redeem(node, peer, code).await?;
     if invite.cert().genesis != invite.genesis {
         return Err(Error::Rejected(
             "the inviting device sent a certificate of another shop".into(),
@@ -361,6 +399,54 @@ pub async fn join_as(
     }
 }
 
+/// Redeems `code` with `peer` by a key-exchange run (see [`crate::redeem`]): the code never
+/// goes on the wire, and nothing more is sent to a peer that does not prove it knows it.
+/// A peer that did not make the invite (or a wrong code): [`UNKNOWN_INVITE`].
+///
+/// [`UNKNOWN_INVITE`]: crate::domain::commands::UNKNOWN_INVITE
+async fn redeem(
+    node: &NodeHandle,
+    peer: &impl SyncPeer,
+    code: &str,
+) -> Result<crate::docs::admission::Invite> {
+    let unknown = || Error::invalid("invite", crate::domain::commands::UNKNOWN_INVITE);
+    let responder = peer.public_key().ok_or_else(|| {
+        Error::Rejected("an invite is redeemed with an authenticated device".into())
+    })?;
+    let pake = crate::redeem::JoinerRun::start(code, node.device_public_key(), responder)?;
+    let (run, offers) = match peer
+        .request(SyncRequest::RedeemStart {
+            pake: pake.message(),
+        })
+        .await?
+    {
+        SyncResponse::RedeemOffers { run, offers } => (run, offers),
+        SyncResponse::NoInvites => return Err(unknown()),
+        // Not proven to be the inviter yet: what it says is no reason to stop looking.
+        other => return Err(unexpected(other)),
+    };
+    let (offer, confirm) = match pake.matching(&run, &offers) {
+        None => return Err(unknown()),
+        Some((offer, state, confirm)) => match state.refusal() {
+            Some(why) => return Err(Error::invalid("invite", why)),
+            None => (offer, confirm),
+        },
+    };
+    match peer
+        .request(SyncRequest::RedeemFinish {
+            run,
+            offer,
+            confirm,
+        })
+        .await?
+    {
+        SyncResponse::Invite(bytes) => postcard::from_bytes(&bytes)
+            .map_err(|_| Error::Rejected("the peer sent a damaged invite".into())),
+        SyncResponse::Error(e) => Err(Error::invalid("invite", e)),
+        other => Err(unexpected(other)),
+    }
+}
+
 /// Something that can carry a request to a peer and bring its answer back.
 pub trait SyncPeer {
     /// Sends `req` and waits for the answer.
@@ -373,6 +459,12 @@ pub trait SyncPeer {
     /// an in-process peer.
     fn id(&self) -> String {
         String::new()
+    }
+
+    /// The peer's device key as the transport authenticated it (what an invite is redeemed
+    /// with); `None` if unknown.
+    fn public_key(&self) -> Option<[u8; 32]> {
+        None
     }
 }
 
@@ -406,6 +498,8 @@ fn kind(r: &SyncResponse) -> &'static str {
         SyncResponse::Hashes(_) => "hashes",
         SyncResponse::Envelopes(_) => "envelopes",
         SyncResponse::Invite(_) => "invite",
+        SyncResponse::RedeemOffers { .. } => "redeem offers",
+        SyncResponse::NoInvites => "no invites",
         SyncResponse::Accepted(_) => "accepted",
         SyncResponse::Error(_) => "error",
         SyncResponse::SnapshotStatus(_) => "snapshot status",
@@ -521,6 +615,21 @@ mod tests {
     use crate::docs::admission::{AdmittedCertificate, Ticket};
 
     fn decode_everything(bytes: &[u8]) {
+        // The key exchange runs on whatever a decoded message carries, as a responder and a
+        // joiner would.
+        if let Ok((_, SyncRequest::RedeemStart { pake })) = decode_request(bytes)
+            && crate::redeem::check_message(&pake).is_ok()
+        {
+            let invites = [("ABCDE-FGHIJ".into(), crate::redeem::InviteState::Pending)];
+            let _ = crate::redeem::respond(&[3; 16], &[1; 32], &[2; 32], &pake, &invites);
+        }
+        if let Ok(SyncResponse::RedeemOffers { run, offers }) = decode_response(bytes, None) {
+            let joiner = crate::redeem::JoinerRun::start("ABCDE-FGHIJ", [1; 32], [2; 32]).unwrap();
+            assert!(
+                joiner.matching(&run, &offers).is_none(),
+                "another run's offers"
+            );
+        }
         let _ = decode_request(bytes);
         let _ = decode_response(bytes, Some([1; 32]));
         let _ = decode_response(bytes, None);
@@ -537,6 +646,35 @@ mod tests {
         let _ = crate::mesh::open_gossip(&[7; 32], bytes);
     }
 
+    /// A real key-exchange start, and a responder's real offers to it.
+    fn redeem_start() -> SyncRequest {
+        let run = crate::redeem::JoinerRun::start("ABCDE-FGHIJ", [1; 32], [2; 32]).unwrap();
+        SyncRequest::RedeemStart {
+            pake: run.message(),
+        }
+    }
+
+    fn redeem_offers() -> SyncResponse {
+        let SyncRequest::RedeemStart { pake } = redeem_start() else {
+            unreachable!()
+        };
+        let (offers, _) = crate::redeem::respond(
+            &[3; 16],
+            &[1; 32],
+            &[2; 32],
+            &pake,
+            &[
+                ("ABCDE-FGHIJ".into(), crate::redeem::InviteState::Pending),
+                ("KLMNO-PQRST".into(), crate::redeem::InviteState::Used),
+            ],
+        )
+        .unwrap();
+        SyncResponse::RedeemOffers {
+            run: [3; 16],
+            offers,
+        }
+    }
+
     fn valid_messages() -> Vec<Vec<u8>> {
         let key = crate::identity::new_signing_key();
         let mut doc = automerge::AutoCommit::new();
@@ -550,7 +688,17 @@ mod tests {
             encode_request(shop, &SyncRequest::Buckets),
             encode_request(shop, &SyncRequest::Hashes(vec!["catalog".into()])),
             encode_request(shop, &SyncRequest::Offer(vec![env.to_bytes()])),
-            encode_request(None, &SyncRequest::Redeem("ABCDE-FGHIJ".into())),
+            encode_request(None, &redeem_start()),
+            encode_request(
+                None,
+                &SyncRequest::RedeemFinish {
+                    run: [3; 16],
+                    offer: 1,
+                    confirm: [4; 32],
+                },
+            ),
+            encode_response(None, &redeem_offers()),
+            encode_response(None, &SyncResponse::NoInvites),
             encode_response(shop, &SyncResponse::Envelopes(vec![env.to_bytes()])),
             encode_response(shop, &SyncResponse::Buckets(vec![("b".into(), [2; 32])])),
             env.to_bytes(),
@@ -568,10 +716,11 @@ mod tests {
 
         #[test]
         fn mutated_messages_never_panic(
-            which in 0usize..8,
+            which in any::<usize>(),
             edits in proptest::collection::vec((any::<usize>(), any::<u8>(), 0u8..3), 1..8),
         ) {
-            let mut bytes = valid_messages()[which].clone();
+            let all = valid_messages();
+            let mut bytes = all[which % all.len()].clone();
             for (at, byte, kind) in edits {
                 let at = at % (bytes.len() + 1);
                 match kind {

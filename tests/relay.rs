@@ -477,7 +477,11 @@ async fn two_shops_on_one_relay_are_isolated() {
             [9; 32],
             &relay_addr,
             None,
-            SyncRequest::Redeem("AAAAA-BBBBB".into())
+            SyncRequest::RedeemStart {
+                pake: tillmesh::redeem::JoinerRun::start("AAAAA-BBBBB", [9; 32], [8; 32])
+                    .unwrap()
+                    .message()
+            }
         )
         .await,
         stranger

@@ -119,6 +119,10 @@ impl SyncPeer for Joinable {
                 .to_bytes(),
         )
     }
+
+    fn public_key(&self) -> Option<[u8; 32]> {
+        Some(self.0.device_public_key())
+    }
 }
 
 #[tokio::test]
@@ -482,6 +486,68 @@ async fn replayed_admissions_are_refused_everywhere() {
         );
     }
     assert_eq!(a.h.devices().unwrap().len(), 3, "nobody new was admitted");
+}
+
+/// Issue 14 (5): every key-exchange run started against an invite and not finished with its
+/// code counts against it — a wrong code, a run left hanging, a made-up confirmation — and
+/// after `MAX_FAILED_RUNS` the invite is burned: the right code is then refused, clearly.
+/// Runs before that do not stop the right code.
+#[tokio::test]
+async fn failed_runs_burn_an_invite() {
+    use tillmesh::redeem::{JoinerRun, MAX_FAILED_RUNS};
+    let a = shop().await;
+    let inv = till_invite(&a.h, &a.owner, "Till 2").await;
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    let peer = Joinable(a.h.clone(), bh.clone());
+    let wrong = |code: &str| {
+        let last = if code.ends_with('A') { "B" } else { "A" };
+        format!("{}{last}", &code[..code.len() - 1])
+    };
+    assert_eq!(MAX_FAILED_RUNS, 5);
+    // Three wrong codes.
+    for _ in 0..3 {
+        let err = sync::join(&bh, &peer, &wrong(&inv.code)).await.unwrap_err();
+        assert!(err.to_string().contains("unknown invite"), "{err}");
+    }
+    // A run started with the right code and left hanging (as by a rogue relaying it).
+    let run = JoinerRun::start(&inv.code, bh.device_public_key(), a.h.device_public_key()).unwrap();
+    let start = SyncRequest::RedeemStart {
+        pake: run.message(),
+    };
+    assert!(matches!(
+        peer.request(start.clone()).await.unwrap(),
+        SyncResponse::RedeemOffers { .. }
+    ));
+    // A run finished with a made-up confirmation: refused, nothing redeemed.
+    let SyncResponse::RedeemOffers { run, .. } = peer.request(start).await.unwrap() else {
+        panic!("offers")
+    };
+    let finish = SyncRequest::RedeemFinish {
+        run,
+        offer: 0,
+        confirm: [7; 32],
+    };
+    assert!(matches!(
+        peer.request(finish).await.unwrap(),
+        SyncResponse::Error(_)
+    ));
+    // Five failed runs: the right code now gets why it no longer works.
+    let err = sync::join(&bh, &peer, &inv.code).await.unwrap_err();
+    assert!(err.to_string().contains("burned"), "{err}");
+    assert!(err.to_string().contains("ask for a new one"), "{err}");
+    assert!(!bh.status().unwrap().has_shop, "nothing changed");
+    assert_eq!(a.h.devices().unwrap().len(), 1);
+
+    // A new invite: four failed runs, then the right code still joins.
+    let inv = till_invite(&a.h, &a.owner, "Till 2").await;
+    for _ in 0..MAX_FAILED_RUNS - 1 {
+        let err = sync::join(&bh, &peer, &wrong(&inv.code)).await.unwrap_err();
+        assert!(err.to_string().contains("unknown invite"), "{err}");
+    }
+    let invite = sync::join(&bh, &peer, &inv.code).await.unwrap();
+    assert_eq!(invite.admitted.device, bh.device_public_key());
+    assert_eq!(a.h.devices().unwrap().len(), 2);
 }
 
 /// A shop made before gossip keys rotated (no `gossip:` record: its gossip key comes from the

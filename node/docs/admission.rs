@@ -8,7 +8,10 @@
 //!
 //! The new device redeems the code with that device (single use, before expiry — judged by
 //! the inviting device's clock only), which **countersigns** the new device's key (the one its
-//! libp2p connection is authenticated with) and the shop's genesis. The new device pulls the
+//! libp2p connection is authenticated with) and the shop's genesis. The code itself never goes
+//! on the wire: a short code is tried on whatever device answers mDNS, so it is redeemed by a
+//! SPAKE2 exchange keyed by the code, in which the inviting device proves it knows the code
+//! before the new device does, and failed runs per invite are capped (see [`crate::redeem`]). The new device pulls the
 //! shop and admits itself: one `members` change signed by its own key that adds only its
 //! `device:<id>` entry, carrying the [`AdmittedCertificate`] (certificate + countersignature).
 //! Every peer checks that change (`trust::verify`): the certificate's signature and its issuer's

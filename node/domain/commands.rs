@@ -1249,6 +1249,58 @@ pub struct PendingInvite {
     pub cert: crate::docs::admission::AdmissionCert,
     /// Redeemed already (single use).
     pub used: bool,
+    /// Key-exchange runs started against it and not finished with its code (see
+    /// [`crate::redeem`]); at [`crate::redeem::MAX_FAILED_RUNS`] it is burned.
+    pub failures: u32,
+}
+
+/// A pending invite as stored before failed runs were counted.
+#[derive(serde::Deserialize)]
+struct PendingInviteV1 {
+    cert: crate::docs::admission::AdmissionCert,
+    used: bool,
+}
+
+impl PendingInvite {
+    /// Decodes a row of the invites table, rows written before `failures` existed included
+    /// (postcard has no optional trailing fields; as a newer row read as an old one would
+    /// also decode, the newer form is tried first).
+    pub fn decode(bytes: &[u8]) -> Option<PendingInvite> {
+        postcard::from_bytes::<PendingInvite>(bytes)
+            .ok()
+            .or_else(|| {
+                let old = postcard::from_bytes::<PendingInviteV1>(bytes).ok()?;
+                Some(PendingInvite {
+                    cert: old.cert,
+                    used: old.used,
+                    failures: 0,
+                })
+            })
+    }
+
+    /// Where it stands at `now` (ms since the epoch).
+    pub fn state(&self, now: i64) -> crate::redeem::InviteState {
+        use crate::redeem::{InviteState, MAX_FAILED_RUNS};
+        if self.used {
+            InviteState::Used
+        } else if now > self.cert.expires_at {
+            InviteState::Expired
+        } else if self.failures >= MAX_FAILED_RUNS {
+            InviteState::Burned
+        } else {
+            InviteState::Pending
+        }
+    }
+
+    fn put(&self, ctx: &mut Ctx<'_>, code: &str) -> Result<()> {
+        ctx.tx.open_table(INVITES)?.insert(
+            code,
+            postcard::to_allocvec(self)
+                .map_err(|e| Error::Internal(e.to_string()))?
+                .as_slice(),
+        )?;
+        Ok(())
+    }
 }
 
 /// Default lifetime of an invite.
@@ -1290,7 +1342,7 @@ pub fn create_invite(
         .max()
         .unwrap_or(0);
     for row in ctx.tx.open_table(INVITES)?.iter()? {
-        if let Ok(p) = postcard::from_bytes::<PendingInvite>(row?.1.value())
+        if let Some(p) = PendingInvite::decode(row?.1.value())
             && let Some(n) = p
                 .cert
                 .receipt_prefix
@@ -1319,46 +1371,82 @@ pub fn create_invite(
     }
     .sign(&key);
     let code = new_code();
-    let pending = PendingInvite {
+    PendingInvite {
         cert: cert.clone(),
         used: false,
-    };
-    ctx.tx.open_table(INVITES)?.insert(
-        code.as_str(),
-        postcard::to_allocvec(&pending)
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .as_slice(),
-    )?;
+        failures: 0,
+    }
+    .put(ctx, &code)?;
     Ok((code, cert))
 }
 
-/// What a device answers for a code it did not issue (a short code is tried on every device of
-/// the shop found on the LAN until the one that made it answers).
+/// What a joiner is told when a device does not prove it made the code (a short code is tried
+/// on every device found on the LAN until the one that made it proves so; see
+/// [`crate::redeem`]), and what this device answers for a code it does not hold.
 pub const UNKNOWN_INVITE: &str = "unknown invite code (check it, or ask for a new invite)";
+
+/// Starts a key-exchange run (see [`crate::redeem`]) against this device's invites: the codes
+/// and states of those to offer — pending ones first, each charged one failed run now (a run
+/// that redeems it uses it instead), then those used, expired or burned within
+/// [`crate::redeem::DEAD_INVITES_SHOWN_MS`]; at most [`crate::redeem::MAX_OFFERS`].
+pub fn start_redeem_run(ctx: &mut Ctx<'_>) -> Result<Vec<(String, crate::redeem::InviteState)>> {
+    use crate::redeem::{DEAD_INVITES_SHOWN_MS, InviteState, MAX_OFFERS};
+    let now = chrono::Utc::now().timestamp_millis();
+    let mut invites: Vec<(String, PendingInvite)> = Vec::new();
+    for row in ctx.tx.open_table(INVITES)?.iter()? {
+        let (code, value) = row?;
+        if let Some(p) = PendingInvite::decode(value.value())
+            && (p.state(now) == InviteState::Pending
+                || p.cert.expires_at + DEAD_INVITES_SHOWN_MS > now)
+        {
+            invites.push((code.value().to_string(), p));
+        }
+    }
+    // Pending first, then the newest.
+    invites.sort_by_key(|(_, p)| (p.state(now) != InviteState::Pending, -p.cert.expires_at));
+    invites.truncate(MAX_OFFERS);
+    let mut offered = Vec::with_capacity(invites.len());
+    for (code, mut p) in invites {
+        let state = p.state(now);
+        if state == InviteState::Pending {
+            p.failures += 1;
+            p.put(ctx, &code)?;
+            if p.failures == crate::redeem::MAX_FAILED_RUNS {
+                // Someone may be guessing: the owner learns why the invite stopped working.
+                tracing::warn!(
+                    device = %p.cert.name,
+                    "an invite had its last redemption attempt: burned unless that one succeeds"
+                );
+            }
+        }
+        offered.push((code, state));
+    }
+    Ok(offered)
+}
 
 /// Redeems a short code for the device with key `device` (the key its connection is
 /// authenticated with): single use, before it expires by this device's clock; countersigns
-/// the certificate for that key.
+/// the certificate for that key. Over the network only once the device proved it knows the
+/// code (see [`crate::redeem`]).
 pub fn redeem_invite(
     ctx: &mut Ctx<'_>,
     code: &str,
     device: &[u8; 32],
 ) -> Result<crate::docs::admission::Invite> {
+    use crate::redeem::InviteState;
     let code = crate::docs::admission::normalize_code(code)?;
     let unknown = || Error::NotFound(UNKNOWN_INVITE.into());
     let mut pending: PendingInvite = match ctx.tx.open_table(INVITES)?.get(code.as_str())? {
-        Some(v) => postcard::from_bytes(v.value()).map_err(|_| unknown())?,
+        Some(v) => PendingInvite::decode(v.value()).ok_or_else(unknown)?,
         None => return Err(unknown()),
     };
-    if pending.used {
-        return Err(Error::Conflict(
-            "this invite was already used; ask for a new one".into(),
-        ));
-    }
-    if chrono::Utc::now().timestamp_millis() > pending.cert.expires_at {
-        return Err(Error::Conflict(
-            "this invite has expired; ask for a new one".into(),
-        ));
+    // Not judged burned here: the run now finishing was counted when it started, and it
+    // started while the invite was pending.
+    match pending.state(chrono::Utc::now().timestamp_millis()) {
+        state @ (InviteState::Used | InviteState::Expired) => {
+            return Err(Error::Conflict(state.refusal().unwrap_or_default()));
+        }
+        InviteState::Pending | InviteState::Burned => {}
     }
     let shop = ctx.shop();
     if shop
@@ -1382,12 +1470,7 @@ pub fn redeem_invite(
         .unwrap_or_default();
     let admitted = pending.cert.countersign(device, ctx.device_key());
     pending.used = true;
-    ctx.tx.open_table(INVITES)?.insert(
-        code.as_str(),
-        postcard::to_allocvec(&pending)
-            .map_err(|e| Error::Internal(e.to_string()))?
-            .as_slice(),
-    )?;
+    pending.put(ctx, &code)?;
     Ok(crate::docs::admission::Invite {
         admitted,
         genesis,
