@@ -1379,10 +1379,15 @@ impl NodeHandle {
         device: [u8; 32],
     ) -> Result<crate::docs::admission::Invite> {
         let code = code.to_string();
-        self.inner
+        let mut invite = self
+            .inner
             .writer
             .write(move |ctx| commands::redeem_invite(ctx, &code, &device))
-            .await
+            .await?;
+        if invite.cert().role == DeviceRole::Till {
+            invite.gossip_keys = self.held_gossip_keys()?;
+        }
+        Ok(invite)
     }
 
     /// Answers a device (key `from`, as its connection authenticated it) that starts
@@ -1431,7 +1436,10 @@ impl NodeHandle {
         self.inner
             .writer
             .write(move |ctx| commands::admit_self(ctx, &invite))
-            .await
+            .await?;
+        // It may have brought the gossip keys.
+        self.forget_gossip_key();
+        Ok(())
     }
 
     /// Joins a shop with an invite (the full `tillmesh-invite:…` string, or a short code looked
@@ -1629,7 +1637,6 @@ impl NodeHandle {
     /// The keys of the current rotation records this node holds, for a member peer that asks
     /// (`SyncRequest::GossipKeys`): only if it is an unrevoked till of the shop.
     pub(crate) fn gossip_keys_for(&self, peer: &[u8; 32]) -> Result<Vec<(String, [u8; 32])>> {
-        use crate::docs::gossip_keys;
         let view = self.view();
         let hex_key = hex::encode(peer);
         if !view
@@ -1641,6 +1648,14 @@ impl NodeHandle {
                 "only a till of the shop gets its gossip key".into(),
             ));
         }
+        self.held_gossip_keys()
+    }
+
+    /// The keys of the current rotation records this node holds (opened with its device key,
+    /// or handed over by a peer).
+    fn held_gossip_keys(&self) -> Result<Vec<(String, [u8; 32])>> {
+        use crate::docs::gossip_keys;
+        let view = self.view();
         let mut out = Vec::new();
         for id in gossip_keys::current(&view.gossip) {
             let key = match self.inner.store.meta(&gossip_keys::meta_key(&id))? {
@@ -1677,12 +1692,17 @@ impl NodeHandle {
                 Ok(())
             })
             .await?;
+        self.forget_gossip_key();
+        Ok(())
+    }
+
+    /// Derive the gossip key again at the next use (keys handed over were stored).
+    fn forget_gossip_key(&self) {
         *self
             .inner
             .gossip_memo
             .lock()
             .expect("gossip memo lock is never poisoned") = None;
-        Ok(())
     }
 
     /// Whether `public_key` is a device of the shop that is not revoked.

@@ -804,3 +804,27 @@ async fn overhear_a_sale(three: &Three, addr_a: &str) -> (Sale, Vec<u8>) {
     net.shutdown().await;
     (sale, heard)
 }
+
+/// A till gets the shop's gossip key with its invite (the rotations were wrapped to the tills
+/// there were before it): it reads the shop's gossip from its first moment as a member.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_till_gets_the_gossip_key_with_its_invite() {
+    let (a, ah, owner, addr_a) = first_till().await;
+    let inv = till_invite(&ah, &owner, "Till 2").await;
+    let dir = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    let b = start_member(dir.path(), &addr_a).await;
+    let bh = b.handle();
+    assert!(ah.topic().is_some());
+    assert_eq!(bh.topic(), ah.topic(), "B holds the key as it starts");
+    let p = ah
+        .create_product(&owner, product("G1", 100, 0))
+        .await
+        .unwrap();
+    assert!(wait_for(|| bh.product(p.id).is_ok(), T).await);
+    drop((ah, bh));
+    b.shutdown().await;
+    a.shutdown().await;
+}

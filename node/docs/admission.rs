@@ -160,6 +160,10 @@ pub struct Invite {
     /// The devices admitted before protocol 2 that the inviting device pinned (see
     /// [`super::members::Anchor`]).
     pub legacy_devices: Vec<[u8; 32]>,
+    /// For a till: the keys of the shop's current gossip key rotations (record id, key; see
+    /// [`super::gossip_keys`]), so it reads the shop's gossip from its first moment as a
+    /// member (the rotations were wrapped to the tills there were before it).
+    pub gossip_keys: Vec<(String, [u8; 32])>,
 }
 
 impl Invite {

@@ -25,10 +25,12 @@
 //! order the records arrive in, every node ends at the same key, with no tie to break. The next
 //! rotation supersedes them all.
 //!
-//! A device that is not among a current record's recipients (admitted after it was written)
-//! asks a member peer for that record's key (`SyncRequest::GossipKeys`, answered only to an
-//! unrevoked till of the shop over the authenticated connection) and keeps it in `meta`
-//! ([`meta_key`]).
+//! A till admitted after a record was written is not among its recipients: the device that
+//! admits it hands it the current records' keys with its invite (`Invite::gossip_keys`, over
+//! the connection the key exchange authenticated), and it keeps them in `meta` ([`meta_key`]).
+//! One that still misses a key (admitted while another owner rotated elsewhere) asks a member
+//! peer (`SyncRequest::GossipKeys`, answered only to an unrevoked till of the shop over the
+//! authenticated connection).
 //!
 //! With no record at all the key is the **legacy** one, derived from the `vault`'s
 //! `shop_secret` ([`legacy_key`]), as before rotations existed.

@@ -1475,6 +1475,7 @@ pub fn redeem_invite(
         admitted,
         genesis,
         legacy_devices,
+        gossip_keys: Vec::new(),
     })
 }
 
@@ -1519,5 +1520,10 @@ pub fn admit_self(ctx: &mut Ctx<'_>, invite: &crate::docs::admission::Invite) ->
         Ok(())
     })?;
     ctx.set_meta(meta::SHOP_ID, cert.shop_id.to_string().as_bytes())?;
+    for (id, key) in &invite.gossip_keys {
+        if crate::docs::gossip_keys::valid_id(id) {
+            ctx.set_meta(&crate::docs::gossip_keys::meta_key(id), key)?;
+        }
+    }
     Ok(())
 }
