@@ -317,19 +317,6 @@ async fn a_revoked_sale_accepted_on_two_nodes_counts_once() {
 }
 
 /// A till joining in-process (redeems and offers through `serve_async`).
-struct Joinable(NodeHandle, NodeHandle);
-
-impl SyncPeer for Joinable {
-    async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
-        let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        let from = self.1.device_public_key();
-        SyncResponse::from_bytes(
-            &sync::serve_async(&self.0, Some(&from), req)
-                .await
-                .to_bytes(),
-        )
-    }
-}
 
 /// A ledger change with one sale entry, signed by `key` as its author, naming `heads`.
 fn hand_made_sale(

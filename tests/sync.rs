@@ -107,23 +107,6 @@ async fn garbage_requests_get_errors_not_crashes() {
 
 /// A peer that also redeems invites (as the mesh's request handler does) for the joining
 /// device `.1` (the mesh takes its key from the authenticated connection).
-struct Joinable(NodeHandle, NodeHandle);
-
-impl SyncPeer for Joinable {
-    async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
-        let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        let from = self.1.device_public_key();
-        SyncResponse::from_bytes(
-            &sync::serve_async(&self.0, Some(&from), req)
-                .await
-                .to_bytes(),
-        )
-    }
-
-    fn public_key(&self) -> Option<[u8; 32]> {
-        Some(self.0.device_public_key())
-    }
-}
 
 #[tokio::test]
 async fn invite_join_sell_and_sync_back() {

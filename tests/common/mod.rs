@@ -236,3 +236,28 @@ pub fn put_device_entry(
     }
     id
 }
+
+/// The node `.0` as a sync peer of the node `.1`, in process: requests go through the wire
+/// encoding and are answered as from `.1`'s device key (what a connection authenticates), so
+/// `.1` can redeem an invite `.0` made and join.
+pub struct Joinable(pub NodeHandle, pub NodeHandle);
+
+impl tillmesh::sync::SyncPeer for Joinable {
+    async fn request(
+        &self,
+        req: tillmesh::sync::SyncRequest,
+    ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
+        use tillmesh::sync::{self, SyncRequest, SyncResponse};
+        let req = SyncRequest::from_bytes(&req.to_bytes())?;
+        let from = self.1.device_public_key();
+        SyncResponse::from_bytes(
+            &sync::serve_async(&self.0, Some(&from), req)
+                .await
+                .to_bytes(),
+        )
+    }
+
+    fn public_key(&self) -> Option<[u8; 32]> {
+        Some(self.0.device_public_key())
+    }
+}
