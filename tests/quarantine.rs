@@ -316,8 +316,6 @@ async fn a_revoked_sale_accepted_on_two_nodes_counts_once() {
     }
 }
 
-/// A till joining in-process (redeems and offers through `serve_async`).
-
 /// A ledger change with one sale entry, signed by `key` as its author, naming `heads`.
 fn hand_made_sale(
     key: &ed25519_dalek::SigningKey,
