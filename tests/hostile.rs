@@ -15,16 +15,6 @@ use tillmesh::engine::{self, Applied};
 use tillmesh::sync::{self, SyncPeer, SyncRequest, SyncResponse};
 use tillmesh::{Node, NodeHandle};
 
-/// An honest peer reached by calling its `serve` directly, through the wire encoding.
-struct Direct(NodeHandle);
-
-impl SyncPeer for Direct {
-    async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
-        let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        SyncResponse::from_bytes(&sync::serve(&self.0, req).to_bytes())
-    }
-}
-
 /// Envelope bytes a hostile peer offers, by document, each under the hash it announces.
 type Offered = HashMap<String, Vec<([u8; 32], Vec<u8>)>>;
 

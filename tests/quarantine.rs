@@ -15,18 +15,8 @@ use common::*;
 use tillmesh::domain::model::*;
 use tillmesh::domain::revoked_sales::SelectRevokedSales;
 use tillmesh::engine::Applied;
-use tillmesh::sync::{self, SyncPeer, SyncRequest, SyncResponse};
+use tillmesh::sync::{self, SyncRequest, SyncResponse};
 use tillmesh::{Node, NodeHandle};
-
-/// A peer reached by calling its `serve` directly, through the wire encoding.
-struct Direct(NodeHandle);
-
-impl SyncPeer for Direct {
-    async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
-        let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        SyncResponse::from_bytes(&sync::serve(&self.0, req).to_bytes())
-    }
-}
 
 fn today(h: &NodeHandle) -> String {
     h.shop_today().format("%Y-%m-%d").to_string()

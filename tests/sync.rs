@@ -2,18 +2,8 @@
 
 mod common;
 use common::*;
+use tillmesh::Node;
 use tillmesh::sync::{self, SyncPeer, SyncRequest, SyncResponse};
-use tillmesh::{Node, NodeHandle};
-
-/// A peer reached by calling its `serve` directly, through the wire encoding.
-struct Direct(NodeHandle);
-
-impl SyncPeer for Direct {
-    async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
-        let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        SyncResponse::from_bytes(&sync::serve(&self.0, req).to_bytes())
-    }
-}
 
 #[tokio::test]
 async fn late_joiner_pulls_everything_and_converges() {

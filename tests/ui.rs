@@ -565,31 +565,6 @@ fn truthy(v: &serde_json::Value) -> bool {
     v.as_bool().unwrap_or(false)
 }
 
-/// A peer reached by calling its `serve` directly (anti-entropy without a network).
-struct Direct(NodeHandle);
-
-impl tillmesh::sync::SyncPeer for Direct {
-    async fn request(
-        &self,
-        req: tillmesh::sync::SyncRequest,
-    ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
-        Ok(tillmesh::sync::serve(&self.0, req))
-    }
-}
-
-/// A device joining in-process (redeems and offers through `serve_async`).
-struct Joinable(NodeHandle, NodeHandle);
-
-impl tillmesh::sync::SyncPeer for Joinable {
-    async fn request(
-        &self,
-        req: tillmesh::sync::SyncRequest,
-    ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
-        let from = self.1.device_public_key();
-        Ok(tillmesh::sync::serve_async(&self.0, Some(&from), req).await)
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_owner_accepts_a_revoked_tills_sales_in_the_browser() {
     let _serial = browser::one_at_a_time().await;

@@ -237,6 +237,21 @@ pub fn put_device_entry(
     id
 }
 
+/// A peer reached by calling its `serve` directly, through the wire encoding (anti-entropy
+/// without a network).
+pub struct Direct(pub NodeHandle);
+
+impl tillmesh::sync::SyncPeer for Direct {
+    async fn request(
+        &self,
+        req: tillmesh::sync::SyncRequest,
+    ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
+        use tillmesh::sync::{self, SyncRequest, SyncResponse};
+        let req = SyncRequest::from_bytes(&req.to_bytes())?;
+        SyncResponse::from_bytes(&sync::serve(&self.0, req).to_bytes())
+    }
+}
+
 /// The node `.0` as a sync peer of the node `.1`, in process: requests go through the wire
 /// encoding and are answered as from `.1`'s device key (what a connection authenticates), so
 /// `.1` can redeem an invite `.0` made and join.
