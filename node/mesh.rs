@@ -1495,6 +1495,10 @@ pub(crate) async fn join_with_role(
 async fn finish<T>(net: NetHandle, drain: JoinHandle<()>, r: Result<T>) -> Result<T> {
     net.shutdown().await;
     drain.abort();
+    // Wait until the task is gone: it holds a handle to the node, whose store stays open (and
+    // locked) until the last handle is dropped — `tillmesh join` and a node started on the
+    // same data dir right after it would otherwise race for the file.
+    let _ = drain.await;
     r
 }
 
