@@ -127,6 +127,17 @@ pub struct VerifyContext<'a> {
     pub cache: &'a mut HashMap<Vec<ChangeHash>, std::sync::Arc<Trust>>,
 }
 
+/// Whether this node has every `members` change among `heads` (heads already in the trust
+/// cache are known; only new ones need a look in the document).
+fn has_heads(ctx: &mut VerifyContext<'_>, heads: &[ChangeHash]) -> bool {
+    let mut sorted = heads.to_vec();
+    sorted.sort();
+    ctx.cache.contains_key(&sorted)
+        || heads
+            .iter()
+            .all(|h| ctx.members.get_change_by_hash(h).is_some())
+}
+
 /// Checks an envelope: signature over the change hash; the change's author is the signer;
 /// the signer may write this kind of document at the `members` heads it names; not revoked.
 ///
@@ -166,14 +177,7 @@ pub fn verify(
             )
         };
     }
-    let mut sorted = heads.clone();
-    sorted.sort();
-    // Heads already in the trust cache are known; only new ones need a look in the document.
-    if !ctx.cache.contains_key(&sorted)
-        && heads
-            .iter()
-            .any(|h| ctx.members.get_change_by_hash(h).is_none())
-    {
+    if !has_heads(ctx, &heads) {
         return Verdict::Hold("names members heads this node does not have yet".into());
     }
     let trust = trust_at(ctx.cache, ctx.members, ctx.anchor, heads);
@@ -250,11 +254,7 @@ pub fn revoked_sale(
     let hash = change.hash();
     let doc = DocId::parse(&env.doc).ok()?;
     let heads = env.members_heads();
-    if heads.is_empty()
-        || heads
-            .iter()
-            .any(|h| ctx.members.get_change_by_hash(h).is_none())
-    {
+    if heads.is_empty() || !has_heads(ctx, &heads) {
         return None;
     }
     let current = ctx.members.get_heads();
@@ -315,13 +315,7 @@ fn unknown_kind(env: &Envelope, heads: Vec<ChangeHash>, ctx: &mut VerifyContext<
             env.doc
         ));
     }
-    let mut sorted = heads.clone();
-    sorted.sort();
-    if !ctx.cache.contains_key(&sorted)
-        && heads
-            .iter()
-            .any(|h| ctx.members.get_change_by_hash(h).is_none())
-    {
+    if !has_heads(ctx, &heads) {
         return Verdict::Hold("names members heads this node does not have yet".into());
     }
     let then = trust_at(ctx.cache, ctx.members, ctx.anchor, heads);
