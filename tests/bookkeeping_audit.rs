@@ -390,11 +390,7 @@ async fn alerts_are_identical_on_converged_tills_and_dismissals_sync() {
         .await
         .unwrap();
 
-    let inv = till_invite(&ah, &owner_a, "Till 2").await;
-    let dir = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir = common::mesh::joined_dir(&ah, &owner_a, "Till 2").await;
     let b = Node::builder()
         .data_dir(dir.path())
         .listen("/ip4/127.0.0.1/tcp/0")

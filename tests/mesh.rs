@@ -290,11 +290,7 @@ async fn offline_till_catches_up_and_nothing_is_lost_or_doubled() {
     ah.stock_in(&owner, stock_in(p.id, 10_000, 50))
         .await
         .unwrap();
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir_b = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir_b = joined_dir(&ah, &owner, "Till 2").await;
 
     // B sells while offline (no mesh), A sells meanwhile.
     let b = Node::builder()
@@ -484,11 +480,7 @@ async fn a_stranger_on_the_topic_reads_nothing() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_till_revoked_while_off_learns_it_when_it_comes_back() {
     let (a, ah, owner, addr_a) = first_till().await;
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir = joined_dir(&ah, &owner, "Till 2").await;
     let b = start_member(dir.path(), &addr_a).await;
     let bh = b.handle();
     let b_id = bh.device_id().to_string();
@@ -516,11 +508,7 @@ async fn a_till_revoked_while_off_learns_it_when_it_comes_back() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_device_on_another_protocol_version_says_update_needed() {
     let (a, ah, owner, addr_a) = first_till().await;
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir = joined_dir(&ah, &owner, "Till 2").await;
     assert_eq!(ah.status().unwrap().update_needed, None);
     let key: [u8; 32] = std::fs::read(dir.path().join(tillmesh::node::DEVICE_KEY_FILE))
         .unwrap()
@@ -810,11 +798,7 @@ async fn overhear_a_sale(three: &Three, addr_a: &str) -> (Sale, Vec<u8>) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_new_till_gets_the_gossip_key_with_its_invite() {
     let (a, ah, owner, addr_a) = first_till().await;
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir = joined_dir(&ah, &owner, "Till 2").await;
     let b = start_member(dir.path(), &addr_a).await;
     let bh = b.handle();
     assert!(ah.topic().is_some());

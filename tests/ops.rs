@@ -96,11 +96,7 @@ async fn metrics_expose_the_series_and_move_when_a_sale_syncs() {
     assert!(wait_for(|| !ah.addrs().is_empty(), T).await, "A listens");
     let addr_a = ah.addrs()[0].clone();
 
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir_b = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir_b = common::mesh::joined_dir(&ah, &owner, "Till 2").await;
     let b = Node::builder()
         .data_dir(dir_b.path())
         .listen("/ip4/127.0.0.1/tcp/0")

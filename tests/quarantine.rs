@@ -72,11 +72,7 @@ async fn a_till_revoked_while_off_hands_in_its_sales_for_the_owner_to_accept() {
     // B and C join; C stays on the mesh throughout.
     let mut dirs = Vec::new();
     for name in ["Till 2", "Till 3"] {
-        let inv = till_invite(&ah, &owner, name).await;
-        let dir = tempfile::tempdir().unwrap();
-        tillmesh::mesh::join(dir.path(), &inv.invite, None)
-            .await
-            .unwrap();
+        let dir = joined_dir(&ah, &owner, name).await;
         dirs.push(dir);
     }
     let b = start_member(dirs[0].path(), &addr_a).await;
@@ -556,11 +552,7 @@ async fn kept_envelopes_of_a_kind_this_version_knows_are_applied_at_start() {
 async fn a_member_serving_an_unknown_kind_is_not_struck() {
     use tillmesh::net::{self, NetConfig, NetEvent};
     let (a, ah, owner, addr_a) = first_till().await;
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir = joined_dir(&ah, &owner, "Till 2").await;
     let key = device_key(dir.path());
     assert!(wait_for(|| ah.is_member_device(&key.verifying_key().to_bytes()), T).await);
     let heads = members_heads(&ah, &owner);

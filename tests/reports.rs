@@ -632,11 +632,7 @@ async fn three_converged_tills_give_byte_identical_reports() {
 
     let mut others = Vec::new();
     for name in ["Till 2", "Till 3"] {
-        let inv = till_invite(&ah, &owner, name).await;
-        let dir = tempfile::tempdir().unwrap();
-        tillmesh::mesh::join(dir.path(), &inv.invite, None)
-            .await
-            .unwrap();
+        let dir = common::mesh::joined_dir(&ah, &owner, name).await;
         let node = Node::builder()
             .data_dir(dir.path())
             .listen("/ip4/127.0.0.1/tcp/0")

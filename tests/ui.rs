@@ -787,11 +787,7 @@ async fn an_owner_runs_the_books_on_two_synced_tills() {
     )
     .await
     .unwrap();
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir_b = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir_b = common::mesh::joined_dir(&ah, &owner, "Till 2").await;
     let (b, url_b) = listening(Node::builder().data_dir(dir_b.path()).peer(&addr_a)).await;
 
     let browser = Browser::launch().await;
@@ -928,11 +924,7 @@ async fn tickets_order_closes_and_a_period_close_in_the_browser() {
     ah.create_product(&owner, product("TK1", 300, 2000))
         .await
         .unwrap();
-    let inv = till_invite(&ah, &owner, "Till 2").await;
-    let dir_b = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir_b.path(), &inv.invite, None)
-        .await
-        .unwrap();
+    let dir_b = common::mesh::joined_dir(&ah, &owner, "Till 2").await;
     let (b, url_b) = listening(Node::builder().data_dir(dir_b.path()).peer(&addr_a)).await;
     let bh = b.handle();
     assert!(

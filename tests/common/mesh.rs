@@ -168,11 +168,7 @@ impl Three {
         let mut nodes = vec![(None, a)];
         let mut peers = vec![addr_a];
         for i in 2..=n {
-            let inv = till_invite(&ah, &owner, format!("Till {i}")).await;
-            let dir = tempfile::tempdir().unwrap();
-            tillmesh::mesh::join(dir.path(), &inv.invite, None)
-                .await
-                .unwrap();
+            let dir = joined_dir(&ah, &owner, format!("Till {i}")).await;
             let mut b = Node::builder()
                 .data_dir(dir.path())
                 .listen("/ip4/127.0.0.1/tcp/0");
@@ -278,4 +274,19 @@ impl Three {
             n.shutdown().await;
         }
     }
+}
+
+/// A new data dir that joined `h`'s shop as a till named `name` (an invite by `by`, redeemed
+/// with `tillmesh::mesh::join` over the network), not started.
+pub async fn joined_dir(
+    h: &NodeHandle,
+    by: &Principal,
+    name: impl Into<String>,
+) -> tempfile::TempDir {
+    let inv = till_invite(h, by, name).await;
+    let dir = tempfile::tempdir().unwrap();
+    tillmesh::mesh::join(dir.path(), &inv.invite, None)
+        .await
+        .unwrap();
+    dir
 }
