@@ -1312,7 +1312,7 @@ impl Ctx<'_> {
             self.shop_changed = true;
             if doc_id == DocId::Members {
                 self.engine.trust_cache.clear();
-                if let Err(e) = self.enforce_revocations(&before, &after) {
+                if let Err(e) = self.enforce_revocations(&change) {
                     self.poisoned = Some(e.to_string());
                     return Err(e);
                 }
@@ -1330,14 +1330,14 @@ impl Ctx<'_> {
     /// revocation's accepted set — including ones this node applied before the revocation
     /// arrived. Those documents are rebuilt from their remaining valid envelopes (dropping also
     /// what depended on an invalid change) and the projections are rebuilt.
-    fn enforce_revocations(&mut self, before: &[ChangeHash], after: &[ChangeHash]) -> Result<()> {
+    fn enforce_revocations(&mut self, change: &Change) -> Result<()> {
         self.engine.flush_all_pending()?;
         let members = self
             .engine
             .docs
             .get_mut("members")
             .expect("members was just applied");
-        let revoked: Vec<[u8; 32]> = crate::docs::am::root_keys_changed(members, before, after)
+        let revoked: Vec<[u8; 32]> = crate::docs::am::root_keys_touched(members, change)
             .into_iter()
             .filter_map(|k| {
                 k.strip_prefix("revocation:")

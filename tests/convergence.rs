@@ -338,3 +338,90 @@ async fn refuse_forgeries(h: &History) {
     assert!(again.iter().all(|r| matches!(r, Ok(Applied::Duplicate(_)))));
     node.shutdown().await;
 }
+
+/// Three replicas cut off from each other each set a different price on one product, then
+/// merge in different orders (issue "The core on seams", bug 1). The documents end identical,
+/// so must what each shows: the product's `conflicts` and the conflict alert's id. Automerge
+/// emits no patch when an already-conflicted field gains a value while its winner stays, so a
+/// projection driven by the diff's patches left the third value out on some replicas.
+#[test]
+fn three_way_price_conflicts_project_the_same_everywhere() {
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(three_way_price_conflict());
+}
+
+async fn three_way_price_conflict() {
+    let a = shop().await;
+    let p =
+        a.h.create_product(&a.owner, product("P3", 500, 2000))
+            .await
+            .unwrap();
+    let genesis = a.h.genesis().unwrap().unwrap();
+    let mut nodes = vec![];
+    for _ in 0..2 {
+        let n = Node::builder().memory().start().await.unwrap();
+        n.handle()
+            .import_envelopes(Some(genesis), a.h.envelopes().unwrap())
+            .await
+            .unwrap();
+        nodes.push(n);
+    }
+    let handles = [a.h.clone(), nodes[0].handle(), nodes[1].handle()];
+    let mut edits = vec![];
+    for (i, h) in handles.iter().enumerate() {
+        let owner = h.login_password("olivia", OWNER_PW).await.unwrap();
+        let before: std::collections::HashSet<Vec<u8>> = h
+            .envelopes()
+            .unwrap()
+            .iter()
+            .map(Envelope::to_bytes)
+            .collect();
+        let patch = ProductPatch {
+            price: Some(510 + i as i64),
+            ..Default::default()
+        };
+        h.update_product(&owner, p.id, patch).await.unwrap();
+        let made: Vec<Envelope> = h
+            .envelopes()
+            .unwrap()
+            .into_iter()
+            .filter(|e| e.doc == "catalog" && !before.contains(&e.to_bytes()))
+            .collect();
+        assert_eq!(made.len(), 1, "one catalog change per price edit");
+        edits.push(made);
+    }
+    // Each replica takes the other two's edits one at a time, in a different order.
+    for (i, h) in handles.iter().enumerate() {
+        for k in [(i + 1) % 3, (i + 2) % 3] {
+            for r in h.import_envelopes(None, edits[k].clone()).await.unwrap() {
+                assert!(matches!(r, Ok(Applied::New(_))), "{r:?}");
+            }
+        }
+    }
+    let shown = |h: &NodeHandle| {
+        let product = h.product(p.id).unwrap();
+        let alerts: Vec<String> = h
+            .alerts(false)
+            .unwrap()
+            .into_iter()
+            .filter(|a| a.id.contains("conflict"))
+            .map(|a| a.id)
+            .collect();
+        (product.price, product.conflicts, alerts)
+    };
+    let first = shown(&handles[0]);
+    assert_eq!(
+        first.1["price"].len(),
+        3,
+        "three concurrent prices: {first:?}"
+    );
+    assert_eq!(first.2.len(), 1, "one conflict alert: {first:?}");
+    for h in &handles[1..] {
+        assert_eq!(shown(h), first);
+    }
+    for n in nodes {
+        n.shutdown().await;
+    }
+    a.node.shutdown().await;
+}

@@ -364,8 +364,7 @@ fn self_admission(
         .map_err(|e| format!("unknown dependencies: {e}"))?;
     fork.apply_changes([change.clone()])
         .map_err(|e| format!("does not apply: {e}"))?;
-    let after = fork.get_heads();
-    let touched = am::root_keys_changed(&mut fork, &deps, &after);
+    let touched = am::root_keys_touched(&fork, change);
     let key =
         ed25519_dalek::VerifyingKey::from_bytes(signer_pk).map_err(|_| "bad key".to_string())?;
     let device_id = crate::identity::device_id(&key);
@@ -497,8 +496,7 @@ fn within_manager_scope(
     if fork.apply_changes([change.clone()]).is_err() {
         return false;
     }
-    let after = fork.get_heads();
-    let touched = am::root_keys_changed(&mut fork, &deps, &after);
+    let touched = am::root_keys_touched(&fork, change);
     // (role, revoked) of a person entry at some heads of a document; `None`: no entry.
     let person_at = |doc: &AutoCommit, key: &str, h: Option<&[ChangeHash]>| {
         am::map(doc, &ROOT, key, h).map(|o| {

@@ -307,7 +307,7 @@ pub(crate) fn members_changed(
     if before.is_empty() {
         return Ok(());
     }
-    let keys = am::root_keys_changed(members, before, after);
+    let keys = am::root_keys_touched(members, change);
     for key in keys {
         let Some(id) = key.strip_prefix("device:") else {
             continue;

@@ -65,7 +65,7 @@ pub fn project(
             let am_doc = ctx
                 .doc(id)?
                 .expect("the catalog was just applied, so it is loaded");
-            let keys = am::root_keys_changed(am_doc, before, after);
+            let keys = am::root_keys_touched(am_doc, change);
             let mut products = Vec::new();
             for key in keys.iter() {
                 if let Some(pid) = key
@@ -94,7 +94,7 @@ pub fn project(
                 let am_doc = ctx
                     .doc(id)?
                     .expect("the settings document was just applied, so it is loaded");
-                let keys: Vec<String> = am::root_keys_changed(am_doc, before, after)
+                let keys: Vec<String> = am::root_keys_touched(am_doc, change)
                     .into_iter()
                     .filter(|k| k.starts_with("close:"))
                     .collect();
@@ -109,7 +109,7 @@ pub fn project(
             let am_doc = ctx
                 .doc(id)?
                 .expect("the orders document was just applied, so it is loaded");
-            let keys = am::root_keys_changed(am_doc, before, after);
+            let keys = am::root_keys_touched(am_doc, change);
             let keys: Vec<String> = keys.into_iter().collect();
             let rows = orders::read_changed(am_doc, &keys);
             orders::put_rows(ctx.tx, &rows)?;
