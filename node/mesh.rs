@@ -19,6 +19,7 @@
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
 //!   behind) for `GET /api/v1/peers`.
 
+pub use crate::docs::gossip_keys::{GOSSIP_SEAL_BYTES, open_gossip, seal_gossip};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
@@ -520,7 +521,7 @@ const REVOKED_PULL: Duration = Duration::from_secs(60);
 /// Nothing is counted against it: it is refused right after anyway.
 async fn collect_revoked_sales(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
     let remote = NetPeer::new(net.clone(), peer, node.clone());
-    match tokio::time::timeout(REVOKED_PULL, sync::pull(node, &remote)).await {
+    match tokio::time::timeout(REVOKED_PULL, node.pull_from(&remote)).await {
         Ok(Ok(r)) => tracing::info!(%peer, fetched = r.fetched, refused = r.rejected,
             "pulled once from a revoked device (its sales are kept for the owners)"),
         Ok(Err(e)) => tracing::debug!(%peer, "could not pull from a revoked device: {e}"),
@@ -626,8 +627,7 @@ async fn event_loop(
                                 }
                                 _ => None,
                             };
-                            let answer =
-                                sync::answer_framed(&node, ours, &from, allowed, request).await;
+                            let answer = node.answer_framed(ours, &from, allowed, request).await;
                             (answer, offered)
                         }
                         Err(e) => {
@@ -773,7 +773,7 @@ async fn strike_peer(net: &NetHandle, peers: &Peers, peer: PeerId) {
 fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
     tokio::spawn(async move {
         let remote = NetPeer::new(net.clone(), peer, node.clone());
-        match sync::pull(&node, &remote).await {
+        match node.pull_from(&remote).await {
             Ok(r) => {
                 {
                     let mut t = peers.lock().expect("peers lock");
@@ -827,7 +827,7 @@ async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers, keys: Keys
         let key = keys.lock().expect("keys lock").current;
         if let Some(key) = key {
             for bytes in &batch {
-                if let Err(e) = net.publish(seal(&key.key, bytes)).await {
+                if let Err(e) = net.publish(seal_gossip(&key.key, bytes)).await {
                     tracing::debug!("publish failed (anti-entropy will carry it): {e}");
                 }
             }
@@ -869,7 +869,8 @@ impl KeyRing {
         let first = tried
             .next()
             .ok_or_else(|| Error::invalid("gossip", "this device has no gossip key yet"))?;
-        unseal(&first.key, data).or_else(|e| tried.find_map(|k| unseal(&k.key, data).ok()).ok_or(e))
+        open_gossip(&first.key, data)
+            .or_else(|e| tried.find_map(|k| open_gossip(&k.key, data).ok()).ok_or(e))
     }
 
     /// Takes `key` as the current one (the one before is opened for [`OLD_KEY_GRACE`]) and
@@ -971,62 +972,6 @@ async fn ask_gossip_keys(node: &NodeHandle, net: &NetHandle, missing: &[String])
             Err(e) => tracing::debug!(%peer, "asking for the gossip key failed: {e}"),
         }
     }
-}
-
-/// Bytes a sealed gossip message adds to the envelope: the nonce and the tag.
-pub const GOSSIP_SEAL_BYTES: usize = 24 + 16;
-
-/// Seals an envelope for the shop's gossip: XChaCha20-Poly1305 under the shop's gossip key
-/// (from the shop secret, which only member devices hold), so a peer that connects without
-/// being a member — on the LAN, or through a relay's circuit — and subscribes to the topic
-/// reads nothing. The nonce is derived from the key and the envelope, so the same envelope
-/// published by two devices is the same message (gossipsub's message id is its hash).
-fn seal(key: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
-    use chacha20poly1305::aead::{Aead, KeyInit};
-    use sha2::Digest;
-    let digest = sha2::Sha256::new()
-        .chain_update(b"tillmesh/gossip-nonce/")
-        .chain_update(key)
-        .chain_update(envelope)
-        .finalize();
-    let mut nonce = [0u8; 24];
-    nonce.copy_from_slice(&digest[..24]);
-    let sealed = chacha20poly1305::XChaCha20Poly1305::new(key.into())
-        .encrypt(&nonce.into(), envelope)
-        .expect("sealing in memory does not fail");
-    let mut out = Vec::with_capacity(nonce.len() + sealed.len());
-    out.extend_from_slice(&nonce);
-    out.extend_from_slice(&sealed);
-    out
-}
-
-/// Opens a sealed gossip message (see [`seal`]); an error if it was not sealed with this
-/// shop's key or was altered.
-/// Seals an encoded envelope for the shop's gossip (see `seal`; for the decoders' tests).
-#[cfg(test)]
-pub(crate) fn seal_gossip(key: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
-    seal(key, envelope)
-}
-
-/// Opens a sealed gossip message with `key` (what `seal` made): the envelope bytes, or an
-/// error if it was not sealed with that key. For tools and tests that inspect gossip.
-pub fn open_gossip(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
-    unseal(key, data)
-}
-
-fn unseal(key: &[u8; 32], data: &[u8]) -> Result<Vec<u8>> {
-    use chacha20poly1305::aead::{Aead, KeyInit};
-    if data.len() < GOSSIP_SEAL_BYTES {
-        return Err(Error::invalid(
-            "gossip",
-            "too short to be a sealed envelope",
-        ));
-    }
-    let (nonce, sealed) = data.split_at(24);
-    let nonce: [u8; 24] = nonce.try_into().expect("24 bytes");
-    chacha20poly1305::XChaCha20Poly1305::new(key.into())
-        .decrypt(&nonce.into(), sealed)
-        .map_err(|_| Error::invalid("gossip", "not sealed with this shop's key"))
 }
 
 /// Asks a relay when it last took a snapshot of the shop, for the peers table (an older relay
@@ -1569,7 +1514,7 @@ mod tests {
     fn sealed_gossip_opens_only_with_the_shop_key_and_is_deterministic() {
         let (key, other) = ([7u8; 32], [8u8; 32]);
         let envelope = b"an encoded envelope".to_vec();
-        let sealed = seal(&key, &envelope);
+        let sealed = seal_gossip(&key, &envelope);
         assert_eq!(sealed.len(), envelope.len() + GOSSIP_SEAL_BYTES);
         assert!(
             !sealed
@@ -1577,17 +1522,20 @@ mod tests {
                 .any(|w| w == envelope.as_slice()),
             "the envelope is not readable in the message"
         );
-        assert_eq!(unseal(&key, &sealed).unwrap(), envelope);
+        assert_eq!(open_gossip(&key, &sealed).unwrap(), envelope);
         // The same envelope sealed twice is the same message (one gossipsub message id).
-        assert_eq!(seal(&key, &envelope), sealed);
-        assert_ne!(seal(&key, b"another envelope"), sealed);
+        assert_eq!(seal_gossip(&key, &envelope), sealed);
+        assert_ne!(seal_gossip(&key, b"another envelope"), sealed);
         // Another shop's key, a flipped bit, a cut message, nothing at all: refused.
-        assert!(unseal(&other, &sealed).is_err());
+        assert!(open_gossip(&other, &sealed).is_err());
         let mut flipped = sealed.clone();
         flipped[30] ^= 1;
-        assert!(unseal(&key, &flipped).is_err());
-        assert!(unseal(&key, &sealed[..sealed.len() - 1]).is_err());
-        assert!(unseal(&key, &[]).is_err());
-        assert!(unseal(&key, &envelope).is_err(), "an unsealed envelope");
+        assert!(open_gossip(&key, &flipped).is_err());
+        assert!(open_gossip(&key, &sealed[..sealed.len() - 1]).is_err());
+        assert!(open_gossip(&key, &[]).is_err());
+        assert!(
+            open_gossip(&key, &envelope).is_err(),
+            "an unsealed envelope"
+        );
     }
 }

@@ -3,6 +3,7 @@
 //! commands, queries, [events](NodeHandle::events) and peer status.
 
 mod books;
+mod replica;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -21,6 +22,7 @@ use crate::engine::{Applied, Engine, Shared, Writer};
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::store::Store;
+use crate::sync::ReplicaRead;
 
 mod bookkeeping;
 pub use bookkeeping::CHECKPOINT_TICK;
@@ -1730,82 +1732,29 @@ impl NodeHandle {
         self.view().this_device.as_ref().is_some_and(|d| d.revoked)
     }
 
-    /// Digests of every sync bucket (see [`crate::sync`]).
+    /// (sync bucket, digest) of every bucket (see [`crate::sync::ReplicaRead`]).
     pub fn bucket_digests(&self) -> Result<Vec<(String, [u8; 32])>> {
-        let tx = self.read()?;
-        let mut out = Vec::new();
-        for row in tx
-            .open_table(crate::store::tables::BUCKET_DIGESTS)?
-            .iter()?
-        {
-            let (k, v) = row?;
-            out.push((k.value().to_string(), *v.value()));
-        }
-        Ok(out)
+        self.read()?.bucket_digests()
     }
 
     /// Digests of the documents in these sync buckets.
     pub fn doc_digests(&self, buckets: &[String]) -> Result<Vec<(String, [u8; 32])>> {
-        let tx = self.read()?;
-        let t = tx.open_table(crate::store::tables::DOC_DIGESTS)?;
-        let mut out = Vec::new();
-        for b in buckets {
-            if b.starts_with("ledger/") {
-                let from = format!("{b}-");
-                let to = format!("{b}.");
-                for row in t.range(from.as_str()..to.as_str())? {
-                    let (k, v) = row?;
-                    out.push((k.value().to_string(), *v.value()));
-                }
-            } else if let Some(v) = t.get(b.as_str())? {
-                out.push((b.clone(), *v.value()));
-            }
-        }
-        Ok(out)
+        self.read()?.doc_digests(buckets)
     }
 
     /// Every stored change hash of these documents.
     pub fn doc_hashes(&self, docs: &[String]) -> Result<Vec<(String, Vec<[u8; 32]>)>> {
-        let tx = self.read()?;
-        let t = tx.open_table(crate::store::tables::DOC_CHANGES)?;
-        let mut out = Vec::new();
-        for d in docs {
-            let mut hashes = Vec::new();
-            for row in t.range((d.as_str(), 0)..=(d.as_str(), u64::MAX))? {
-                hashes.push(*row?.1.value());
-            }
-            out.push((d.clone(), hashes));
-        }
-        Ok(out)
+        self.read()?.doc_hashes(docs)
     }
 
     /// Encoded envelopes by change hash (unknown hashes are skipped).
     pub fn envelope_bytes(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>> {
-        let tx = self.read()?;
-        let t = tx.open_table(crate::store::tables::ENVELOPES)?;
-        let mut out = Vec::new();
-        for h in hashes {
-            if let Some(v) = t.get(h)? {
-                out.push(v.value().to_vec());
-            }
-        }
-        Ok(out)
+        self.read()?.envelope_bytes(hashes)
     }
 
     /// The hashes this node has neither stored, held nor in quarantine.
     pub fn missing_hashes(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
-        let tx = self.read()?;
-        let stored = tx.open_table(crate::store::tables::ENVELOPES)?;
-        let held = tx.open_table(crate::store::tables::HELD)?;
-        // Quarantined envelopes are not fetched again on every pull.
-        let kept = tx.open_table(crate::store::tables::QUARANTINE)?;
-        let mut out = Vec::new();
-        for h in hashes {
-            if stored.get(h)?.is_none() && held.get(h)?.is_none() && kept.get(h)?.is_none() {
-                out.push(*h);
-            }
-        }
-        Ok(out)
+        self.read()?.missing_hashes(hashes)
     }
 
     /// The pinned hash of the shop's first `members` change (from the shop view: every sync

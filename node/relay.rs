@@ -556,7 +556,7 @@ async fn answer(
         SyncRequest::Offer(envs) if envs.len() <= sync::ENVELOPE_BATCH => {
             offer(net, shops, max_changes, shop, &h, peer, envs).await
         }
-        other => tokio::task::spawn_blocking(move || sync::serve(&h, other))
+        other => tokio::task::spawn_blocking(move || h.answer_sync(other))
             .await
             .unwrap_or_else(|e| SyncResponse::Error(e.to_string())),
     };
@@ -747,7 +747,7 @@ fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_chang
             return;
         }
         let remote = crate::mesh::NetPeer::new(net, peer, h.clone());
-        match sync::pull(&h, &remote).await {
+        match h.pull_from(&remote).await {
             Ok(r) if r.fetched > 0 => {
                 tracing::info!(%shop, %peer, applied = r.applied, held = r.held, "caught up from a shop device")
             }

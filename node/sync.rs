@@ -10,10 +10,15 @@
 //! Replicas compare set digests (XOR of change hashes) top-down: sync buckets (one per
 //! document; one per month of ledger documents), then the documents of differing buckets, then
 //! the change hashes of differing documents, and finally fetch the missing envelopes in bounded
-//! batches. Every fetched envelope goes through the node's verify-and-apply path
-//! ([`NodeHandle::import_envelopes`]); Automerge's own sync protocol is not used, so nothing is
-//! applied unverified. The protocol logic is transport-free: [`serve`] answers a request from the
-//! store, [`pull`] drives a conversation through any [`SyncPeer`].
+//! batches. Every fetched envelope goes through the replica's verify-and-apply path;
+//! Automerge's own sync protocol is not used, so nothing is applied unverified.
+//!
+//! **No IO here.** [`answer`] answers a request from a [`ReplicaRead`] (a read snapshot of the
+//! store); [`PullSession`] is a pull's state, fed answers and says what to ask or apply next;
+//! [`pull`] and [`join`] drive them over any [`SyncPeer`] (the mesh's libp2p requests, or an
+//! in-process peer) for any [`LocalReplica`] / [`Joiner`]. This module knows no node, mesh or
+//! network: the simulator in `sync::sim` runs replicas on a seeded in-memory network that
+//! drops, duplicates, reorders and partitions, and a property test checks they converge.
 //!
 //! **Joining** ([`join`]): a device with no shop redeems an invite with `RedeemStart` /
 //! `RedeemFinish`, a SPAKE2 run keyed by the invite code ([`crate::redeem`] has the protocol
@@ -23,8 +28,6 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::NodeHandle;
-use crate::docs::Envelope;
 use crate::error::{Error, Result};
 
 /// The sync protocol's version: in its libp2p protocol name and in every [`Frame`]. Version 2
@@ -40,6 +43,14 @@ pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 pub const ENVELOPE_BATCH: usize = 512;
 /// Most documents whose hashes are asked for at once.
 const DOC_BATCH: usize = 64;
+
+mod answer;
+mod join;
+mod pull;
+
+pub use answer::{ReplicaRead, answer};
+pub use join::{Joiner, join, join_as};
+pub use pull::{LocalReplica, PullReport, PullSession, Step, pull};
 
 /// A 32-byte digest or change hash.
 pub type Hash32 = [u8; 32];
@@ -192,38 +203,6 @@ fn other_shop() -> Error {
     Error::OtherShop("that device belongs to another shop".into())
 }
 
-/// Answers a request from the wire (decoded by [`decode_request`]) about the shop it names,
-/// `shop`, on a node whose shop is `ours`: a request about another shop gets
-/// [`SyncResponse::OtherShop`]; only `RedeemStart` and `RedeemFinish` may name none.
-pub async fn answer_framed(
-    node: &NodeHandle,
-    ours: Option<Hash32>,
-    from: &[u8; 32],
-    member: bool,
-    (shop, req): (Option<Hash32>, SyncRequest),
-) -> SyncResponse {
-    match req {
-        SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. }
-            if shop.is_none() || shop == ours =>
-        {
-            serve_async(node, Some(from), req).await
-        }
-        _ if shop.is_none() || shop != ours => SyncResponse::OtherShop,
-        SyncRequest::Offer(_) if member => serve_async(node, Some(from), req).await,
-        SyncRequest::GossipKeys if member => match node.gossip_keys_for(from) {
-            Ok(keys) => SyncResponse::GossipKeys(keys),
-            Err(e) => SyncResponse::Error(e.to_string()),
-        },
-        req if member => {
-            let n = node.clone();
-            tokio::task::spawn_blocking(move || serve(&n, req))
-                .await
-                .unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
-        }
-        _ => SyncResponse::Error("not a member of this shop".into()),
-    }
-}
-
 impl SyncRequest {
     /// Wire encoding.
     pub fn to_bytes(&self) -> Vec<u8> {
@@ -252,201 +231,6 @@ impl SyncResponse {
     }
 }
 
-/// Answers a peer's request from this node's store. Never serves `vault` to anyone but the
-/// shop's member devices — the transport only hands requests of members to this function.
-pub fn serve(node: &NodeHandle, req: SyncRequest) -> SyncResponse {
-    let answer = match req {
-        SyncRequest::Buckets => node.bucket_digests().map(SyncResponse::Buckets),
-        SyncRequest::Docs(buckets) if buckets.len() <= 4096 => {
-            node.doc_digests(&buckets).map(SyncResponse::Docs)
-        }
-        SyncRequest::Hashes(docs) if docs.len() <= DOC_BATCH => {
-            node.doc_hashes(&docs).map(SyncResponse::Hashes)
-        }
-        SyncRequest::Envelopes(hashes) if hashes.len() <= ENVELOPE_BATCH => {
-            node.envelope_bytes(&hashes).map(SyncResponse::Envelopes)
-        }
-        SyncRequest::RedeemStart { .. }
-        | SyncRequest::RedeemFinish { .. }
-        | SyncRequest::Offer(_) => Err(Error::Rejected("answered by serve_async".into())),
-        SyncRequest::SnapshotStatus => Err(Error::Rejected("only a relay takes snapshots".into())),
-        SyncRequest::GossipKeys => Err(Error::Rejected(
-            "gossip keys are handed to an authenticated till only".into(),
-        )),
-        _ => Err(Error::Rejected("request over its size limit".into())),
-    };
-    answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
-}
-
-/// Answers any request, redeeming invites through the writer for the device `from` (its key
-/// as the transport authenticated it; without one, no invite is redeemed).
-pub async fn serve_async(
-    node: &NodeHandle,
-    from: Option<&[u8; 32]>,
-    req: SyncRequest,
-) -> SyncResponse {
-    match (req, from) {
-        (SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. }, None) => {
-            SyncResponse::Error("an invite is redeemed for an authenticated device".into())
-        }
-        (SyncRequest::RedeemStart { pake }, Some(from)) => {
-            match node.redeem_start(*from, pake).await {
-                Ok(Some((run, offers))) => SyncResponse::RedeemOffers { run, offers },
-                Ok(None) => SyncResponse::NoInvites,
-                Err(e) => SyncResponse::Error(e.to_string()),
-            }
-        }
-        (
-            SyncRequest::RedeemFinish {
-                run,
-                offer,
-                confirm,
-            },
-            Some(from),
-        ) => match node.redeem_finish(*from, run, offer, confirm).await {
-            Ok(invite) => {
-                SyncResponse::Invite(postcard::to_allocvec(&invite).expect("an invite serializes"))
-            }
-            Err(e) => SyncResponse::Error(e.to_string()),
-        },
-        (SyncRequest::Offer(envs), _) if envs.len() <= ENVELOPE_BATCH => {
-            let decoded: Vec<Envelope> = envs
-                .iter()
-                .filter_map(|b| Envelope::from_bytes(b).ok())
-                .collect();
-            match node.import_envelopes(None, decoded).await {
-                Ok(results) => SyncResponse::Accepted(
-                    results
-                        .iter()
-                        .filter(|r| {
-                            matches!(
-                                r,
-                                Ok(crate::engine::Applied::New(_))
-                                    | Ok(crate::engine::Applied::Duplicate(_))
-                            )
-                        })
-                        .count() as u32,
-                ),
-                Err(e) => SyncResponse::Error(e.to_string()),
-            }
-        }
-        (other, _) => serve(node, other),
-    }
-}
-
-/// Joins the shop through `peer` with an invite code: redeem it, pin the shop's genesis, pull
-/// everything, and admit this device. The peer learns of the admission by its next pull (or
-/// the mesh's push).
-pub async fn join(
-    node: &NodeHandle,
-    peer: &impl SyncPeer,
-    code: &str,
-) -> Result<crate::docs::admission::Invite> {
-    join_as(node, peer, code, None).await
-}
-
-/// [`join`], refusing (before this device is admitted) an invite for another role than `role`.
-pub async fn join_as(
-    node: &NodeHandle,
-    peer: &impl SyncPeer,
-    code: &str,
-    role: Option<crate::domain::model::DeviceRole>,
-) -> Result<crate::docs::admission::Invite> {
-    let invite = redeem(node, peer, code).await?;
-    if invite.cert().genesis != invite.genesis {
-        return Err(Error::Rejected(
-            "the inviting device sent a certificate of another shop".into(),
-        ));
-    }
-    if invite.admitted.device != node.device_public_key() {
-        return Err(Error::Rejected(
-            "the inviting device countersigned another key".into(),
-        ));
-    }
-    if let Some(role) = role
-        && invite.cert().role != role
-    {
-        return Err(Error::invalid(
-            "invite",
-            format!(
-                "this invite is for a {:?} device, not a {role:?}: ask an owner for the right \
-                 invite (this one is used up, nothing was admitted)",
-                invite.cert().role
-            )
-            .to_lowercase(),
-        ));
-    }
-    node.adopt_shop(
-        automerge::ChangeHash(invite.genesis),
-        invite.legacy_devices.clone(),
-    )
-    .await?;
-    pull(node, peer).await?;
-    node.admit_self(invite.clone()).await?;
-    // Hand the admission to the inviting node, so it accepts this device from now on.
-    let me = node.device_public_key();
-    let mine: Vec<Vec<u8>> = node
-        .doc_envelopes("members")?
-        .into_iter()
-        .filter(|b| Envelope::from_bytes(b).is_ok_and(|e| e.signer == me))
-        .collect();
-    match peer.request(SyncRequest::Offer(mine)).await? {
-        SyncResponse::Accepted(n) if n > 0 => Ok(invite),
-        SyncResponse::Error(e) => Err(Error::Rejected(format!(
-            "the shop refused the admission: {e}"
-        ))),
-        other => Err(unexpected(other)),
-    }
-}
-
-/// Redeems `code` with `peer` by a key-exchange run (see [`crate::redeem`]): the code never
-/// goes on the wire, and nothing more is sent to a peer that does not prove it knows it.
-/// A peer that did not make the invite (or a wrong code): [`UNKNOWN_INVITE`].
-///
-/// [`UNKNOWN_INVITE`]: crate::domain::commands::UNKNOWN_INVITE
-async fn redeem(
-    node: &NodeHandle,
-    peer: &impl SyncPeer,
-    code: &str,
-) -> Result<crate::docs::admission::Invite> {
-    let unknown = || Error::invalid("invite", crate::domain::commands::UNKNOWN_INVITE);
-    let responder = peer.public_key().ok_or_else(|| {
-        Error::Rejected("an invite is redeemed with an authenticated device".into())
-    })?;
-    let pake = crate::redeem::JoinerRun::start(code, node.device_public_key(), responder)?;
-    let (run, offers) = match peer
-        .request(SyncRequest::RedeemStart {
-            pake: pake.message(),
-        })
-        .await?
-    {
-        SyncResponse::RedeemOffers { run, offers } => (run, offers),
-        SyncResponse::NoInvites => return Err(unknown()),
-        // Not proven to be the inviter yet: what it says is no reason to stop looking.
-        other => return Err(unexpected(other)),
-    };
-    let (offer, confirm) = match pake.matching(&run, &offers) {
-        None => return Err(unknown()),
-        Some((offer, state, confirm)) => match state.refusal() {
-            Some(why) => return Err(Error::invalid("invite", why)),
-            None => (offer, confirm),
-        },
-    };
-    match peer
-        .request(SyncRequest::RedeemFinish {
-            run,
-            offer,
-            confirm,
-        })
-        .await?
-    {
-        SyncResponse::Invite(bytes) => postcard::from_bytes(&bytes)
-            .map_err(|_| Error::Rejected("the peer sent a damaged invite".into())),
-        SyncResponse::Error(e) => Err(Error::invalid("invite", e)),
-        other => Err(unexpected(other)),
-    }
-}
-
 /// Something that can carry a request to a peer and bring its answer back.
 pub trait SyncPeer {
     /// Sends `req` and waits for the answer.
@@ -466,22 +250,6 @@ pub trait SyncPeer {
     fn public_key(&self) -> Option<[u8; 32]> {
         None
     }
-}
-
-/// What a pull did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PullReport {
-    /// Envelopes fetched.
-    pub fetched: usize,
-    /// Newly applied.
-    pub applied: usize,
-    /// Refused (bad signature, signer not allowed …), counted against the peer.
-    pub rejected: usize,
-    /// Kept aside waiting for dependencies or admissions.
-    pub held: usize,
-    /// Documents of kinds this version does not know, signed by members: kept for a later
-    /// version, not counted against the peer.
-    pub kept: usize,
 }
 
 fn unexpected(r: SyncResponse) -> Error {
@@ -508,102 +276,6 @@ fn kind(r: &SyncResponse) -> &'static str {
     }
 }
 
-/// Fetches from `peer` every envelope it has that this node lacks, and applies them in
-/// batches. Returns once the two stores' digests agree on what the peer had at the start.
-pub async fn pull(node: &NodeHandle, peer: &impl SyncPeer) -> Result<PullReport> {
-    // One pull at a time: a till coming back connects to every peer at once, and they all have
-    // the same changes to give; after the first pull the others find little or nothing.
-    let _one_at_a_time = node.pull_gate().lock().await;
-    let mut report = PullReport::default();
-    let from = peer.id();
-    let theirs = match peer.request(SyncRequest::Buckets).await? {
-        SyncResponse::Buckets(b) => b,
-        other => return Err(unexpected(other)),
-    };
-    let ours: std::collections::HashMap<String, Hash32> =
-        node.bucket_digests()?.into_iter().collect();
-    let differing: Vec<String> = theirs
-        .into_iter()
-        .filter(|(b, d)| ours.get(b) != Some(d))
-        .map(|(b, _)| b)
-        .collect();
-    if differing.is_empty() {
-        return Ok(report);
-    }
-    let their_docs = match peer.request(SyncRequest::Docs(differing.clone())).await? {
-        SyncResponse::Docs(d) => d,
-        other => return Err(unexpected(other)),
-    };
-    let our_docs: std::collections::HashMap<String, Hash32> =
-        node.doc_digests(&differing)?.into_iter().collect();
-    let docs: Vec<String> = their_docs
-        .into_iter()
-        .filter(|(d, h)| our_docs.get(d) != Some(h))
-        .map(|(d, _)| d)
-        .collect();
-    // Members first: the signers of everything else are admitted there.
-    let mut docs = docs;
-    docs.sort_by_key(|d| (d != "members", d != "settings", d.clone()));
-    for chunk in docs.chunks(DOC_BATCH) {
-        let hashes = match peer.request(SyncRequest::Hashes(chunk.to_vec())).await? {
-            SyncResponse::Hashes(h) => h,
-            other => return Err(unexpected(other)),
-        };
-        let all: Vec<Hash32> = hashes.into_iter().flat_map(|(_, h)| h).collect();
-        let missing = node.missing_hashes(&all)?;
-        // The next batch is on its way while this one is applied.
-        let mut batches = missing.chunks(ENVELOPE_BATCH);
-        let mut answer = match batches.next() {
-            Some(b) => Some(peer.request(SyncRequest::Envelopes(b.to_vec())).await),
-            None => None,
-        };
-        while let Some(a) = answer.take() {
-            let envs = match a? {
-                SyncResponse::Envelopes(e) => e,
-                other => return Err(unexpected(other)),
-            };
-            report.fetched += envs.len();
-            let mut decoded = Vec::with_capacity(envs.len());
-            for bytes in envs {
-                match Envelope::from_bytes(&bytes) {
-                    Ok(e) => decoded.push(e),
-                    Err(_) => {
-                        report.rejected += 1;
-                        node.metrics().rejected_with("malformed");
-                    }
-                }
-            }
-            let applied = match batches.next() {
-                Some(b) => {
-                    let (applied, next) = futures::join!(
-                        node.import_envelopes_from(&from, None, decoded),
-                        peer.request(SyncRequest::Envelopes(b.to_vec()))
-                    );
-                    answer = Some(next);
-                    applied
-                }
-                None => node.import_envelopes_from(&from, None, decoded).await,
-            };
-            report.count(applied?);
-        }
-    }
-    Ok(report)
-}
-
-impl PullReport {
-    fn count(&mut self, results: Vec<Result<crate::engine::Applied>>) {
-        for r in results {
-            match r {
-                Ok(crate::engine::Applied::New(_)) => self.applied += 1,
-                Ok(crate::engine::Applied::Held(..)) => self.held += 1,
-                Ok(crate::engine::Applied::Duplicate(_)) => {}
-                Ok(crate::engine::Applied::Kept(..)) => self.kept += 1,
-                Err(_) => self.rejected += 1,
-            }
-        }
-    }
-}
-
 /// Every wire decoder survives arbitrary bytes: random input and mutations of valid messages
 /// (sync frames, envelopes, invites, countersigned certificates, sealed gossip) give an error
 /// or a value, never a panic, and a valid frame never decodes as another shop's.
@@ -612,6 +284,7 @@ mod tests {
     use proptest::prelude::*;
 
     use super::*;
+    use crate::docs::Envelope;
     use crate::docs::admission::{AdmittedCertificate, Ticket};
 
     fn decode_everything(bytes: &[u8]) {
@@ -643,7 +316,7 @@ mod tests {
         let _ = Ticket::parse(&format!("tillmesh-invite:{text}"));
         let _ = serde_json::from_str::<AdmittedCertificate>(&text);
         let _ = postcard::from_bytes::<crate::docs::admission::Invite>(bytes);
-        let _ = crate::mesh::open_gossip(&[7; 32], bytes);
+        let _ = crate::docs::gossip_keys::open_gossip(&[7; 32], bytes);
     }
 
     /// A real key-exchange start, and a responder's real offers to it.
@@ -702,7 +375,7 @@ mod tests {
             encode_response(shop, &SyncResponse::Envelopes(vec![env.to_bytes()])),
             encode_response(shop, &SyncResponse::Buckets(vec![("b".into(), [2; 32])])),
             env.to_bytes(),
-            crate::mesh::seal_gossip(&[7; 32], &env.to_bytes()),
+            crate::docs::gossip_keys::seal_gossip(&[7; 32], &env.to_bytes()),
         ]
     }
 

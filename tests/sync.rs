@@ -87,11 +87,8 @@ async fn garbage_requests_get_errors_not_crashes() {
     let a = shop().await;
     assert!(SyncRequest::from_bytes(&[0xff, 0xff, 0xff]).is_err());
     let too_many = SyncRequest::Envelopes(vec![[0; 32]; sync::ENVELOPE_BATCH + 1]);
-    assert!(matches!(
-        sync::serve(&a.h, too_many),
-        SyncResponse::Error(_)
-    ));
-    let unknown = sync::serve(&a.h, SyncRequest::Envelopes(vec![[7; 32]]));
+    assert!(matches!(a.h.answer_sync(too_many), SyncResponse::Error(_)));
+    let unknown = a.h.answer_sync(SyncRequest::Envelopes(vec![[7; 32]]));
     assert_eq!(unknown, SyncResponse::Envelopes(vec![]));
 }
 
@@ -604,7 +601,8 @@ async fn gossip_keys_go_to_unrevoked_tills_only() {
     let ask = |from: [u8; 32], member: bool| {
         let h = a.h.clone();
         async move {
-            sync::answer_framed(&h, ours, &from, member, (ours, SyncRequest::GossipKeys)).await
+            h.answer_framed(ours, &from, member, (ours, SyncRequest::GossipKeys))
+                .await
         }
     };
     let shop_id = a.h.status().unwrap().shop_id.unwrap();

@@ -233,6 +233,50 @@ pub fn derive(
     }
 }
 
+/// Bytes a sealed gossip message adds to the envelope: the nonce and the tag.
+pub const GOSSIP_SEAL_BYTES: usize = 24 + 16;
+
+/// Seals an envelope for the shop's gossip: XChaCha20-Poly1305 under the shop's gossip key
+/// (from the shop secret, which only member devices hold), so a peer that connects without
+/// being a member — on the LAN, or through a relay's circuit — and subscribes to the topic
+/// reads nothing. The nonce is derived from the key and the envelope, so the same envelope
+/// published by two devices is the same message (gossipsub's message id is its hash).
+pub fn seal_gossip(key: &[u8; 32], envelope: &[u8]) -> Vec<u8> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    use sha2::Digest;
+    let digest = sha2::Sha256::new()
+        .chain_update(b"tillmesh/gossip-nonce/")
+        .chain_update(key)
+        .chain_update(envelope)
+        .finalize();
+    let mut nonce = [0u8; 24];
+    nonce.copy_from_slice(&digest[..24]);
+    let sealed = chacha20poly1305::XChaCha20Poly1305::new(key.into())
+        .encrypt(&nonce.into(), envelope)
+        .expect("sealing in memory does not fail");
+    let mut out = Vec::with_capacity(nonce.len() + sealed.len());
+    out.extend_from_slice(&nonce);
+    out.extend_from_slice(&sealed);
+    out
+}
+
+/// Opens a sealed gossip message with `key` (what [`seal_gossip`] made): the envelope bytes,
+/// or an error if it was not sealed with that key or was altered.
+pub fn open_gossip(key: &[u8; 32], data: &[u8]) -> crate::Result<Vec<u8>> {
+    use chacha20poly1305::aead::{Aead, KeyInit};
+    if data.len() < GOSSIP_SEAL_BYTES {
+        return Err(crate::Error::invalid(
+            "gossip",
+            "too short to be a sealed envelope",
+        ));
+    }
+    let (nonce, sealed) = data.split_at(24);
+    let nonce: [u8; 24] = nonce.try_into().expect("24 bytes");
+    chacha20poly1305::XChaCha20Poly1305::new(key.into())
+        .decrypt(&nonce.into(), sealed)
+        .map_err(|_| crate::Error::invalid("gossip", "not sealed with this shop's key"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

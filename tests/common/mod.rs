@@ -246,9 +246,9 @@ impl tillmesh::sync::SyncPeer for Direct {
         &self,
         req: tillmesh::sync::SyncRequest,
     ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
-        use tillmesh::sync::{self, SyncRequest, SyncResponse};
+        use tillmesh::sync::{SyncRequest, SyncResponse};
         let req = SyncRequest::from_bytes(&req.to_bytes())?;
-        SyncResponse::from_bytes(&sync::serve(&self.0, req).to_bytes())
+        SyncResponse::from_bytes(&self.0.answer_sync(req).to_bytes())
     }
 }
 
@@ -262,14 +262,10 @@ impl tillmesh::sync::SyncPeer for Joinable {
         &self,
         req: tillmesh::sync::SyncRequest,
     ) -> tillmesh::Result<tillmesh::sync::SyncResponse> {
-        use tillmesh::sync::{self, SyncRequest, SyncResponse};
+        use tillmesh::sync::{SyncRequest, SyncResponse};
         let req = SyncRequest::from_bytes(&req.to_bytes())?;
         let from = self.1.device_public_key();
-        SyncResponse::from_bytes(
-            &sync::serve_async(&self.0, Some(&from), req)
-                .await
-                .to_bytes(),
-        )
+        SyncResponse::from_bytes(&self.0.answer_sync_from(Some(&from), req).await.to_bytes())
     }
 
     fn public_key(&self) -> Option<[u8; 32]> {

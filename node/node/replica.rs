@@ -1,0 +1,154 @@
+//! The node as a replica of the sync protocol: the local side of a pull and a join
+//! ([`crate::sync::LocalReplica`], [`crate::sync::Joiner`]), and the answers to a peer's
+//! requests — reads from a snapshot of the store ([`crate::sync::answer`]), and those that go
+//! through the writer (redeeming an invite, an offer).
+
+use std::future::Future;
+
+use super::NodeHandle;
+use crate::docs::Envelope;
+use crate::docs::admission::Invite;
+use crate::engine::Applied;
+use crate::error::Result;
+use crate::sync::{self, ENVELOPE_BATCH, SyncRequest, SyncResponse};
+
+impl sync::LocalReplica for NodeHandle {
+    type Read = redb::ReadTransaction;
+
+    fn snapshot(&self) -> Result<redb::ReadTransaction> {
+        self.read()
+    }
+
+    fn import(
+        &self,
+        peer: &str,
+        envelopes: Vec<Envelope>,
+    ) -> impl Future<Output = Result<Vec<Result<Applied>>>> + Send {
+        self.import_envelopes_from(peer, None, envelopes)
+    }
+
+    fn malformed(&self, n: usize) {
+        for _ in 0..n {
+            self.metrics().rejected_with("malformed");
+        }
+    }
+}
+
+impl sync::Joiner for NodeHandle {
+    fn device_public_key(&self) -> [u8; 32] {
+        NodeHandle::device_public_key(self)
+    }
+
+    fn adopt_shop(
+        &self,
+        genesis: automerge::ChangeHash,
+        legacy_devices: Vec<[u8; 32]>,
+    ) -> impl Future<Output = Result<()>> + Send {
+        NodeHandle::adopt_shop(self, genesis, legacy_devices)
+    }
+
+    fn admit_self(&self, invite: Invite) -> impl Future<Output = Result<()>> + Send {
+        NodeHandle::admit_self(self, invite)
+    }
+}
+
+impl NodeHandle {
+    /// Pulls from `peer` ([`sync::pull`]), one pull at a time on this node: a till coming back
+    /// connects to every peer at once, and they all have the same changes to give; after the
+    /// first pull the others find little or nothing.
+    pub async fn pull_from(&self, peer: &impl sync::SyncPeer) -> Result<sync::PullReport> {
+        let _one_at_a_time = self.pull_gate().lock().await;
+        sync::pull(self, peer).await
+    }
+
+    /// Answers a member's read request from this node's store (see [`sync::answer`]). The
+    /// transport hands only members' requests here.
+    pub fn answer_sync(&self, req: SyncRequest) -> SyncResponse {
+        match self.read() {
+            Ok(snapshot) => sync::answer(req, &snapshot),
+            Err(e) => SyncResponse::Error(e.to_string()),
+        }
+    }
+
+    /// Answers any request, redeeming invites through the writer for the device `from` (its
+    /// key as the transport authenticated it; without one, no invite is redeemed).
+    pub async fn answer_sync_from(
+        &self,
+        from: Option<&[u8; 32]>,
+        req: SyncRequest,
+    ) -> SyncResponse {
+        match (req, from) {
+            (SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. }, None) => {
+                SyncResponse::Error("an invite is redeemed for an authenticated device".into())
+            }
+            (SyncRequest::RedeemStart { pake }, Some(from)) => {
+                match self.redeem_start(*from, pake).await {
+                    Ok(Some((run, offers))) => SyncResponse::RedeemOffers { run, offers },
+                    Ok(None) => SyncResponse::NoInvites,
+                    Err(e) => SyncResponse::Error(e.to_string()),
+                }
+            }
+            (
+                SyncRequest::RedeemFinish {
+                    run,
+                    offer,
+                    confirm,
+                },
+                Some(from),
+            ) => match self.redeem_finish(*from, run, offer, confirm).await {
+                Ok(invite) => SyncResponse::Invite(
+                    postcard::to_allocvec(&invite).expect("an invite serializes"),
+                ),
+                Err(e) => SyncResponse::Error(e.to_string()),
+            },
+            (SyncRequest::Offer(envs), _) if envs.len() <= ENVELOPE_BATCH => {
+                let decoded: Vec<Envelope> = envs
+                    .iter()
+                    .filter_map(|b| Envelope::from_bytes(b).ok())
+                    .collect();
+                match self.import_envelopes(None, decoded).await {
+                    Ok(results) => SyncResponse::Accepted(
+                        results
+                            .iter()
+                            .filter(|r| matches!(r, Ok(Applied::New(_) | Applied::Duplicate(_))))
+                            .count() as u32,
+                    ),
+                    Err(e) => SyncResponse::Error(e.to_string()),
+                }
+            }
+            (other, _) => self.answer_sync(other),
+        }
+    }
+    /// Answers a request from the wire (decoded by [`sync::decode_request`]) about the shop it
+    /// names, `shop`, on a node whose shop is `ours`: a request about another shop gets
+    /// [`SyncResponse::OtherShop`]; only `RedeemStart` and `RedeemFinish` may name none.
+    /// `member`: the transport authenticated `from` as a device of this shop.
+    pub async fn answer_framed(
+        &self,
+        ours: Option<sync::Hash32>,
+        from: &[u8; 32],
+        member: bool,
+        (shop, req): (Option<sync::Hash32>, SyncRequest),
+    ) -> SyncResponse {
+        match req {
+            SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. }
+                if shop.is_none() || shop == ours =>
+            {
+                self.answer_sync_from(Some(from), req).await
+            }
+            _ if shop.is_none() || shop != ours => SyncResponse::OtherShop,
+            SyncRequest::Offer(_) if member => self.answer_sync_from(Some(from), req).await,
+            SyncRequest::GossipKeys if member => match self.gossip_keys_for(from) {
+                Ok(keys) => SyncResponse::GossipKeys(keys),
+                Err(e) => SyncResponse::Error(e.to_string()),
+            },
+            req if member => {
+                let n = self.clone();
+                tokio::task::spawn_blocking(move || n.answer_sync(req))
+                    .await
+                    .unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
+            }
+            _ => SyncResponse::Error("not a member of this shop".into()),
+        }
+    }
+}
