@@ -164,6 +164,22 @@ pub struct Shared {
     pub metrics: Arc<crate::metrics::Metrics>,
 }
 
+impl Shared {
+    /// Empty state for a writer that has not run yet.
+    pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Shared {
+        Shared {
+            events: broadcast::channel(4096).0,
+            shop: RwLock::new(Arc::new(crate::domain::shop::ShopView::default())),
+            commits: Default::default(),
+            jobs: Default::default(),
+            outbox: broadcast::channel(4096).0,
+            unsynced: Default::default(),
+            fifo_deferred: Default::default(),
+            metrics,
+        }
+    }
+}
+
 /// While peers' changes stream in (catch-up), a batch recomputes FIFO cost only for products
 /// whose replay is at most this many movements; longer replays wait until no peers' changes
 /// arrived for [`FIFO_QUIET`], so a long catch-up replays each product a few times, not once
@@ -1095,6 +1111,17 @@ impl Ctx<'_> {
                 Err(e)
             }
         }
+    }
+
+    /// Applies envelopes from elsewhere, in order, then what was held waiting for them: one
+    /// result per envelope.
+    pub fn apply_all(&mut self, envelopes: Vec<Envelope>) -> Result<Vec<Result<Applied>>> {
+        let results = envelopes
+            .into_iter()
+            .map(|e| self.apply_envelope(e))
+            .collect();
+        self.retry_held()?;
+        Ok(results)
     }
 
     /// Applies an envelope from elsewhere (a peer, a backup, a test) through the same path as

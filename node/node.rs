@@ -156,17 +156,7 @@ impl NodeBuilder {
             }
             None => (Store::memory()?, identity::new_signing_key()),
         };
-        let (events, _) = broadcast::channel(4096);
-        let shared = Arc::new(Shared {
-            events,
-            shop: RwLock::new(Arc::new(shop::ShopView::default())),
-            commits: Default::default(),
-            jobs: Default::default(),
-            outbox: broadcast::channel(4096).0,
-            unsynced: Default::default(),
-            fifo_deferred: Default::default(),
-            metrics: Default::default(),
-        });
+        let shared = Arc::new(Shared::new(Default::default()));
         let mut engine = Engine::new(store.clone(), shared.clone(), device_key.clone())?;
         engine.warm_up()?;
         let device_id = engine.device_id.clone();
@@ -1783,7 +1773,11 @@ impl NodeHandle {
         envelopes: Vec<Envelope>,
     ) -> Result<Vec<Result<Applied>>> {
         let peer = peer.to_string();
-        let (results, kept) = self
+        let kinds: Vec<String> = envelopes
+            .iter()
+            .map(|e| crate::docs::trust::kind_of(&e.doc).to_string())
+            .collect();
+        let results = self
             .inner
             .writer
             .write(move |ctx| {
@@ -1792,22 +1786,15 @@ impl NodeHandle {
                     Some(g) => ctx.adopt_genesis(g, None)?,
                     None => ctx.relaxed(),
                 }
-                let mut kept = std::collections::BTreeSet::new();
-                let results: Vec<Result<Applied>> = envelopes
-                    .into_iter()
-                    .map(|e| {
-                        let kind = crate::docs::trust::kind_of(&e.doc).to_string();
-                        let r = ctx.apply_envelope(e);
-                        if let Ok(Applied::Kept(..)) = &r {
-                            kept.insert(kind);
-                        }
-                        r
-                    })
-                    .collect();
-                ctx.retry_held()?;
-                Ok((results, kept))
+                ctx.apply_all(envelopes)
             })
             .await?;
+        let kept: std::collections::BTreeSet<String> = kinds
+            .into_iter()
+            .zip(&results)
+            .filter(|(_, r)| matches!(r, Ok(Applied::Kept(..))))
+            .map(|(k, _)| k)
+            .collect();
         if !kept.is_empty() {
             self.note_unknown_kinds(&kept);
         }

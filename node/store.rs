@@ -78,6 +78,11 @@ impl Store {
         Self::init(db)
     }
 
+    /// A store on any redb backend (the sync simulator starts replicas from a copied image).
+    pub fn with_backend(backend: impl redb::StorageBackend) -> Result<Store> {
+        Self::init(Database::builder().create_with_backend(backend)?)
+    }
+
     fn init(db: Database) -> Result<Store> {
         migrations::run(&db)?;
         Ok(Store { db: Arc::new(db) })

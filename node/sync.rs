@@ -47,6 +47,8 @@ const DOC_BATCH: usize = 64;
 mod answer;
 mod join;
 mod pull;
+#[cfg(test)]
+mod sim;
 
 pub use answer::{ReplicaRead, answer};
 pub use join::{Joiner, join, join_as};
