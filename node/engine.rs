@@ -499,11 +499,16 @@ impl Engine {
                 for env in outbox {
                     let _ = self.shared.outbox.send(Arc::new(env));
                 }
+                let mut from_peers = 0;
                 for ev in events {
                     if let Event::ChangeApplied { local, .. } = &ev {
                         metrics.change_applied(*local);
+                        from_peers += u64::from(!*local);
                     }
                     let _ = self.shared.events.send(ev);
+                }
+                if from_peers > 0 {
+                    metrics.peer_changes_committed(from_peers);
                 }
                 for f in finishers {
                     f(Ok(()));

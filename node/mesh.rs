@@ -540,6 +540,105 @@ fn is_joining(joining: &Joining, peer: &PeerId) -> bool {
     j.contains_key(peer)
 }
 
+/// Gossip messages waiting for the importer; beyond this many, new ones are dropped.
+const GOSSIP_QUEUE: usize = 4096;
+/// Most gossip messages applied in one batch.
+const GOSSIP_BATCH: usize = 512;
+
+/// A gossip message from a member, waiting to be applied.
+struct Gossiped {
+    id: net::MessageId,
+    source: PeerId,
+    data: Vec<u8>,
+}
+
+/// Applies members' gossip in batches: everything queued while the last batch was applied
+/// goes to the writer at once (one import per forwarding peer, all in one group commit), so
+/// peers' changes under load cost one commit per batch, not one per message. Then each message
+/// is judged as before: forwarded only if it verified, a gap pulled, a forgery struck.
+async fn import_gossip(
+    node: NodeHandle,
+    net: NetHandle,
+    peers: Peers,
+    keys: Keys,
+    mut queued: tokio::sync::mpsc::Receiver<Gossiped>,
+) {
+    while let Some(first) = queued.recv().await {
+        let mut batch = vec![first];
+        while batch.len() < GOSSIP_BATCH {
+            match queued.try_recv() {
+                Ok(m) => batch.push(m),
+                Err(_) => break,
+            }
+        }
+        let mut by_peer: HashMap<PeerId, Vec<(net::MessageId, Envelope)>> = HashMap::new();
+        for Gossiped { id, source, data } in batch {
+            let opened = keys.lock().expect("keys lock").open(&data);
+            match opened.and_then(|data| Envelope::from_bytes(&data)) {
+                Ok(env) => by_peer.entry(source).or_default().push((id, env)),
+                Err(e) => {
+                    tracing::warn!(peer = %source, "undecodable gossip: {e}");
+                    node.metrics().rejected_with("malformed");
+                    net.report(id, source, Acceptance::Reject).await;
+                    strike_peer(&net, &peers, source).await;
+                }
+            }
+        }
+        let imports = by_peer.into_iter().map(|(source, messages)| {
+            let node = node.clone();
+            async move {
+                let (ids, envs): (Vec<_>, Vec<_>) = messages.into_iter().unzip();
+                let results = node
+                    .import_envelopes_from(&source.to_string(), None, envs)
+                    .await;
+                (source, ids, results)
+            }
+        });
+        for (source, ids, results) in futures::future::join_all(imports).await {
+            let results = match results {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::error!("could not apply gossiped changes: {e}");
+                    for id in ids {
+                        net.report(id, source, Acceptance::Ignore).await;
+                    }
+                    continue;
+                }
+            };
+            let mut struck = 0;
+            for (id, result) in ids.into_iter().zip(results) {
+                let verdict = match result {
+                    Ok(Applied::New(_)) | Ok(Applied::Duplicate(_)) => Acceptance::Accept,
+                    Ok(Applied::Held(..)) => {
+                        // A gap: an earlier change (or an admission) did not arrive by
+                        // gossip. Fetch it now rather than at the next pull.
+                        if gap_pull_due(&peers, source) {
+                            spawn_pull(node.clone(), net.clone(), peers.clone(), source);
+                        }
+                        Acceptance::Ignore
+                    }
+                    // A document kind this version does not know, from a member: kept for a
+                    // later version, neither forwarded nor held against the peer.
+                    Ok(Applied::Kept(..)) => Acceptance::Ignore,
+                    Err(e) => {
+                        tracing::warn!(peer = %source, "rejected a gossiped change: {e}");
+                        struck += 1;
+                        Acceptance::Reject
+                    }
+                };
+                net.report(id, source, verdict).await;
+            }
+            // One strike per refused message, as when they came one at a time.
+            for _ in 0..struck {
+                strike_peer(&net, &peers, source).await;
+            }
+            if struck == 0 {
+                touch(&peers, source);
+            }
+        }
+    }
+}
+
 async fn event_loop(
     node: NodeHandle,
     net: NetHandle,
@@ -548,6 +647,15 @@ async fn event_loop(
     mut events: tokio::sync::mpsc::Receiver<NetEvent>,
 ) {
     let joining: Joining = Default::default();
+    let (gossip, queued) = tokio::sync::mpsc::channel(GOSSIP_QUEUE);
+    // Ends once this loop ends (its sender dropped) and the queue is drained.
+    tokio::spawn(import_gossip(
+        node.clone(),
+        net.clone(),
+        peers.clone(),
+        keys,
+        queued,
+    ));
     while let Some(ev) = events.recv().await {
         match ev {
             NetEvent::Gossip { id, source, .. } if !is_member(&node, &source) => {
@@ -558,50 +666,12 @@ async fn event_loop(
                 strike_peer(&net, &peers, source).await;
             }
             NetEvent::Gossip { id, source, data } => {
-                let opened = keys.lock().expect("keys lock").open(&data);
-                let verdict = match opened.and_then(|data| Envelope::from_bytes(&data)) {
-                    Ok(env) => match node
-                        .import_envelopes_from(&source.to_string(), None, vec![env])
-                        .await
-                    {
-                        Ok(mut r) => match r.pop() {
-                            Some(Ok(Applied::New(_))) | Some(Ok(Applied::Duplicate(_))) => {
-                                Acceptance::Accept
-                            }
-                            Some(Ok(Applied::Held(..))) => {
-                                // A gap: an earlier change (or an admission) did not arrive
-                                // by gossip. Fetch it now rather than at the next pull.
-                                if gap_pull_due(&peers, source) {
-                                    spawn_pull(node.clone(), net.clone(), peers.clone(), source);
-                                }
-                                Acceptance::Ignore
-                            }
-                            // A document kind this version does not know, from a member: kept
-                            // for a later version, neither forwarded nor held against the peer.
-                            Some(Ok(Applied::Kept(..))) => Acceptance::Ignore,
-                            Some(Err(e)) => {
-                                tracing::warn!(peer = %source, "rejected a gossiped change: {e}");
-                                Acceptance::Reject
-                            }
-                            None => Acceptance::Ignore,
-                        },
-                        Err(e) => {
-                            tracing::error!("could not apply a gossiped change: {e}");
-                            Acceptance::Ignore
-                        }
-                    },
-                    Err(e) => {
-                        tracing::warn!(peer = %source, "undecodable gossip: {e}");
-                        node.metrics().rejected_with("malformed");
-                        Acceptance::Reject
-                    }
-                };
-                let strike = matches!(verdict, Acceptance::Reject);
-                net.report(id, source, verdict).await;
-                if strike {
-                    strike_peer(&net, &peers, source).await;
-                } else {
-                    touch(&peers, source);
+                // Applied by the importer, in batches: this loop goes on with connection
+                // events meanwhile. A full queue drops the message (not forwarded, not held
+                // against the peer): anti-entropy fetches it later.
+                if let Err(e) = gossip.try_send(Gossiped { id, source, data }) {
+                    let Gossiped { id, source, .. } = e.into_inner();
+                    net.report(id, source, Acceptance::Ignore).await;
                 }
             }
             NetEvent::Request { peer, data, reply } => {

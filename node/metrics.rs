@@ -16,6 +16,7 @@
 //! | `tillmesh_sync_lag_seconds` | gauge | the longest time any connected member peer went without a completed pull (a pull runs on connect and every 10 s; a healthy mesh stays under ~20 s; 0 with no peer connected) |
 //! | `tillmesh_commit_seconds` | histogram | time of one group commit of the writer (redb commit, fsync included) |
 //! | `tillmesh_commit_jobs_total` | counter | commands and imports acknowledged by those commits |
+//! | `tillmesh_peer_changes_per_commit` | histogram | peers' changes (gossip, pulls) applied by one group commit: gossip is imported in batches, so under load most commits carry many |
 //! | `tillmesh_http_request_seconds{method,route}` | histogram | API and UI latency, by route template (`/api/v1/products/{id}`) |
 //! | `tillmesh_http_requests_total{method,route,status}` | counter | requests answered |
 //! | `tillmesh_store_bytes` | gauge | size of the store file (0 for an in-memory node) |
@@ -35,28 +36,67 @@ const LATENCY_BUCKETS: [f64; 14] = [
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
 ];
 
-/// A Prometheus histogram with fixed latency buckets (0.5 ms to 10 s).
-#[derive(Debug, Default)]
+/// Upper bounds of the buckets of `tillmesh_peer_changes_per_commit`.
+const BATCH_BUCKETS: [f64; 10] = [1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 64.0, 128.0, 256.0, 512.0];
+
+/// A Prometheus histogram with fixed buckets: latencies (0.5 ms to 10 s, the default) or
+/// counts ([`Histogram::counts`]).
+#[derive(Debug)]
 pub struct Histogram {
+    bounds: &'static [f64],
     /// Observations per bucket (not cumulative; rendering sums them), plus `+Inf` last.
-    buckets: [AtomicU64; LATENCY_BUCKETS.len() + 1],
+    buckets: Vec<AtomicU64>,
     count: AtomicU64,
-    /// Sum of the observations in nanoseconds.
-    sum_nanos: AtomicU64,
+    /// Sum of the observations, in nanoseconds for latencies, else as counted.
+    sum: AtomicU64,
+    /// What one unit of `sum` is worth in the rendered sum.
+    unit: f64,
+}
+
+impl Default for Histogram {
+    fn default() -> Self {
+        Histogram::with(&LATENCY_BUCKETS, 1e-9)
+    }
 }
 
 impl Histogram {
-    /// Records one duration.
-    pub fn observe(&self, d: Duration) {
-        let secs = d.as_secs_f64();
-        let i = LATENCY_BUCKETS
+    fn with(bounds: &'static [f64], unit: f64) -> Histogram {
+        Histogram {
+            bounds,
+            buckets: (0..=bounds.len()).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum: AtomicU64::new(0),
+            unit,
+        }
+    }
+
+    /// A histogram of how many things happened at once (1 to 512).
+    pub fn counts() -> Histogram {
+        Histogram::with(&BATCH_BUCKETS, 1.0)
+    }
+
+    fn record(&self, value: f64, sum: u64) {
+        let i = self
+            .bounds
             .iter()
-            .position(|&b| secs <= b)
-            .unwrap_or(LATENCY_BUCKETS.len());
+            .position(|&b| value <= b)
+            .unwrap_or(self.bounds.len());
         self.buckets[i].fetch_add(1, Relaxed);
         self.count.fetch_add(1, Relaxed);
-        self.sum_nanos
-            .fetch_add(d.as_nanos().min(u128::from(u64::MAX)) as u64, Relaxed);
+        self.sum.fetch_add(sum, Relaxed);
+    }
+
+    /// Records one duration.
+    pub fn observe(&self, d: Duration) {
+        self.record(
+            d.as_secs_f64(),
+            d.as_nanos().min(u128::from(u64::MAX)) as u64,
+        );
+    }
+
+    /// Records one count.
+    pub fn observe_count(&self, n: u64) {
+        self.record(n as f64, n);
     }
 
     /// Observations so far.
@@ -67,14 +107,14 @@ impl Histogram {
     fn render(&self, out: &mut String, name: &str, labels: &str) {
         let sep = if labels.is_empty() { "" } else { "," };
         let mut cumulative = 0;
-        for (i, bound) in LATENCY_BUCKETS.iter().enumerate() {
+        for (i, bound) in self.bounds.iter().enumerate() {
             cumulative += self.buckets[i].load(Relaxed);
             let _ = writeln!(
                 out,
                 "{name}_bucket{{{labels}{sep}le=\"{bound}\"}} {cumulative}"
             );
         }
-        cumulative += self.buckets[LATENCY_BUCKETS.len()].load(Relaxed);
+        cumulative += self.buckets[self.bounds.len()].load(Relaxed);
         let _ = writeln!(
             out,
             "{name}_bucket{{{labels}{sep}le=\"+Inf\"}} {cumulative}"
@@ -86,7 +126,7 @@ impl Histogram {
                 format!("{{{s}}}")
             }
         };
-        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
+        let sum = self.sum.load(Relaxed) as f64 * self.unit;
         let _ = writeln!(out, "{name}_sum{} {sum}", braces(labels));
         let _ = writeln!(out, "{name}_count{} {}", braces(labels), self.count());
     }
@@ -156,6 +196,8 @@ pub struct Metrics {
     pub(crate) commit: Histogram,
     /// Jobs acknowledged by group commits.
     commit_jobs: AtomicU64,
+    /// Peers' changes applied by one group commit (commits that applied any).
+    pub(crate) peer_batch: Histogram,
     /// HTTP latency by (method, route).
     http: Mutex<BTreeMap<(String, String), Histogram>>,
     /// HTTP answers by (method, route, status).
@@ -172,6 +214,7 @@ impl Default for Metrics {
             rejected: Default::default(),
             commit: Histogram::default(),
             commit_jobs: AtomicU64::new(0),
+            peer_batch: Histogram::counts(),
             http: Mutex::new(BTreeMap::new()),
             http_status: Mutex::new(BTreeMap::new()),
         }
@@ -234,6 +277,11 @@ impl Metrics {
     pub fn commit_done(&self, took: Duration, jobs: u64) {
         self.commit.observe(took);
         self.commit_jobs.fetch_add(jobs, Relaxed);
+    }
+
+    /// Records a group commit that applied `n` (> 0) peers' changes.
+    pub fn peer_changes_committed(&self, n: u64) {
+        self.peer_batch.observe_count(n);
     }
 
     /// Records one HTTP request.
@@ -357,6 +405,14 @@ impl Metrics {
         );
         head(
             &mut out,
+            "tillmesh_peer_changes_per_commit",
+            "histogram",
+            "Peers' changes applied by one group commit of the writer.",
+        );
+        self.peer_batch
+            .render(&mut out, "tillmesh_peer_changes_per_commit", "");
+        head(
+            &mut out,
             "tillmesh_http_request_seconds",
             "histogram",
             "HTTP request latency by method and route template.",
@@ -437,6 +493,15 @@ mod tests {
         assert!(text.contains("tillmesh_commit_seconds_bucket{le=\"+Inf\"} 3\n"));
         assert!(text.contains("tillmesh_commit_seconds_count 3\n"));
         assert!(text.contains("tillmesh_commit_jobs_total 4\n"));
+        // Peers' changes per commit: counts, not seconds.
+        m.peer_changes_committed(1);
+        m.peer_changes_committed(37);
+        let text = m.render(&Gauges::default());
+        assert!(text.contains("tillmesh_peer_changes_per_commit_bucket{le=\"1\"} 1\n"));
+        assert!(text.contains("tillmesh_peer_changes_per_commit_bucket{le=\"32\"} 1\n"));
+        assert!(text.contains("tillmesh_peer_changes_per_commit_bucket{le=\"64\"} 2\n"));
+        assert!(text.contains("tillmesh_peer_changes_per_commit_sum 38\n"));
+        assert!(text.contains("tillmesh_peer_changes_per_commit_count 2\n"));
         assert!(text.contains(
             "tillmesh_http_requests_total{method=\"GET\",route=\"/a\\\"b\",status=\"200\"} 1\n"
         ));

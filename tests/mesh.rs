@@ -812,3 +812,31 @@ async fn a_new_till_gets_the_gossip_key_with_its_invite() {
     b.shutdown().await;
     a.shutdown().await;
 }
+
+/// A burst of sales on one till reaches the other by gossip in batches: the writer commits
+/// many peers' changes at once (`tillmesh_peer_changes_per_commit`), not one commit per
+/// message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gossip_is_applied_in_batches() {
+    let t = Three::start_n(2, 1000).await;
+    let sales = (0..300).map(|_| t.h[0].record_sale(&t.owners[0], sale_of(t.product, 1)));
+    for s in futures::future::join_all(sales).await {
+        s.unwrap();
+    }
+    assert!(t.converged(T).await, "the sales reached the other till");
+    let text = t.h[1]
+        .metrics()
+        .render(&tillmesh::metrics::Gauges::default());
+    let value = |name: &str| -> f64 {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("{name} in the metrics:\n{text}"))
+    };
+    let changes = value("tillmesh_peer_changes_per_commit_sum");
+    let commits = value("tillmesh_peer_changes_per_commit_count");
+    assert!(changes >= 300.0, "{changes} peers' changes applied");
+    assert!(
+        changes / commits >= 4.0,
+        "{changes} peers' changes in {commits} commits: gossip was not batched"
+    );
+}
