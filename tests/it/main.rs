@@ -20,6 +20,7 @@ mod bookkeeping_audit;
 mod books;
 mod convergence;
 mod discovery;
+mod domain;
 mod examples;
 mod hostile;
 mod mesh;
@@ -37,3 +38,24 @@ mod sync;
 mod ui;
 mod ui_audit;
 mod web_guard;
+
+/// With `autotests = false` a file in tests/it/ that no `mod` line names is never compiled nor
+/// run, silently: every file and directory here must be a module of this binary.
+#[test]
+fn every_file_in_tests_it_is_a_module() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
+    let mut missing = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+        let is_module = path.is_dir() || path.extension().is_some_and(|e| e == "rs");
+        if is_module && name != "main" && !main.lines().any(|l| l == format!("mod {name};")) {
+            missing.push(name);
+        }
+    }
+    assert!(
+        missing.is_empty(),
+        "not declared in tests/it/main.rs: {missing:?}"
+    );
+}
