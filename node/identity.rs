@@ -339,11 +339,17 @@ mod tests {
         let key = new_signing_key();
         let sealed = seal_key(&key, "correct horse battery", KdfParams::PASSWORD).unwrap();
         if FAST_TEST_KDF && std::env::var_os(STRONG_KDF_ENV).is_none() {
-            assert!(sealed.kdf.m_kib < 1024 && sealed.kdf.t == 1, "{:?}", sealed.kdf);
+            assert!(
+                sealed.kdf.m_kib < 1024 && sealed.kdf.t == 1,
+                "{:?}",
+                sealed.kdf
+            );
         } else {
             assert_eq!(sealed.kdf, KdfParams::PASSWORD);
         }
-        let opened = unseal_key(&sealed, "correct horse battery").unwrap().unwrap();
+        let opened = unseal_key(&sealed, "correct horse battery")
+            .unwrap()
+            .unwrap();
         assert_eq!(opened.as_bytes(), key.as_bytes());
         assert!(unseal_key(&sealed, "wrong password!").unwrap().is_none());
     }

@@ -312,7 +312,11 @@ fn two_processes_find_each_other() {
         let mut children = Vec::new();
         for (n, (me, want)) in [(a, b), (b, a)].into_iter().enumerate() {
             let mut child = Command::new(&exe)
-                .args([&common::test_name("mdns_child_process"), "--exact", "--nocapture"])
+                .args([
+                    &common::test_name("mdns_child_process"),
+                    "--exact",
+                    "--nocapture",
+                ])
                 .env(CHILD_ENV, format!("{me}:{want}"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

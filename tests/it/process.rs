@@ -73,7 +73,10 @@ async fn kill_9_under_load_keeps_every_acknowledged_sale() {
                 let qty = 1 + (i % 3) as i64;
                 i += CLIENTS;
                 let url = format!("{}/api/v1/sales", api.base);
-                match api.try_send(api.c.post(&url).json(&sale(&product, qty))).await {
+                match api
+                    .try_send(api.c.post(&url).json(&sale(&product, qty)))
+                    .await
+                {
                     Ok((201, s)) => acked
                         .lock()
                         .unwrap()
@@ -300,7 +303,10 @@ async fn sigterm_under_load_keeps_every_acknowledged_sale() {
                 && attempts.fetch_add(1, Ordering::Relaxed) < MAX_SALES
             {
                 let url = format!("{}/api/v1/sales", api.base);
-                match api.try_send(api.c.post(&url).json(&sale(&product, 1))).await {
+                match api
+                    .try_send(api.c.post(&url).json(&sale(&product, 1)))
+                    .await
+                {
                     Ok((201, s)) => acked
                         .lock()
                         .unwrap()
