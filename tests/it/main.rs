@@ -1,6 +1,7 @@
 //! Every integration test, in one binary (the shape of ripgrep's `tests/`): one module per area,
 //! so the crate and its dependencies are linked once instead of once per test file. Run one area
-//! with `cargo test --test it ui::`, one test with `cargo test --test it ui::some_test`.
+//! with `cargo test --test it relay::` (a filter is a substring: `ui::` finds the browser tests
+//! in `browser::ui`), one test with `cargo test --test it relay::some_test`.
 //!
 //! The tests share one process and run on parallel threads: none may change process-wide state
 //! (environment, current directory, a global tracing subscriber) — what needs its own process
@@ -35,27 +36,31 @@ mod reports;
 mod short_code;
 mod snapshots;
 mod sync;
-mod ui;
-mod ui_audit;
 mod web_guard;
 
 /// With `autotests = false` a file in tests/it/ that no `mod` line names is never compiled nor
-/// run, silently: every file and directory here must be a module of this binary.
+/// run, silently: every file and directory here (and in a module directory, beside its
+/// `mod.rs`) must be a module of this binary.
 #[test]
 fn every_file_in_tests_it_is_a_module() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
-    let main = std::fs::read_to_string(dir.join("main.rs")).unwrap();
-    let mut missing = Vec::new();
-    for entry in std::fs::read_dir(&dir).unwrap() {
-        let path = entry.unwrap().path();
-        let name = path.file_stem().unwrap().to_str().unwrap().to_string();
-        let is_module = path.is_dir() || path.extension().is_some_and(|e| e == "rs");
-        if is_module && name != "main" && !main.lines().any(|l| l == format!("mod {name};")) {
-            missing.push(name);
+    fn check(dir: &std::path::Path, root: &str, missing: &mut Vec<String>) {
+        let parent = std::fs::read_to_string(dir.join(root)).unwrap();
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            let name = path.file_stem().unwrap().to_str().unwrap().to_string();
+            if path.is_dir() {
+                check(&path, "mod.rs", missing);
+            } else if path.extension().is_none_or(|e| e != "rs") || path.ends_with(root) {
+                continue;
+            }
+            let declared = |l: &str| l == format!("mod {name};") || l == format!("pub mod {name};");
+            if !parent.lines().any(declared) {
+                missing.push(path.display().to_string());
+            }
         }
     }
-    assert!(
-        missing.is_empty(),
-        "not declared in tests/it/main.rs: {missing:?}"
-    );
+    let mut missing = Vec::new();
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/it");
+    check(&dir, "main.rs", &mut missing);
+    assert!(missing.is_empty(), "not declared as modules: {missing:?}");
 }

@@ -123,16 +123,18 @@ pub const NETNS_ENV: &str = "TILLMESH_TEST_NETNS";
 pub const OWN_PROCESS_ENV: &str = "TILLMESH_TEST_OWN_PROCESS";
 
 /// The full name libtest knows the test `name` by (`module::name`): all tests live in one
-/// binary (tests/it/main.rs), one module per file, so the module is the caller's file name.
-/// `name` may start with an inner module (`circuit::some_test`).
+/// binary (tests/it/main.rs), whose module tree follows the files, so the module is the path of
+/// the caller's file under tests/it/ (`tests/it/browser/ui.rs` → `browser::ui`). `name` may
+/// start with an inner module (`circuit::some_test`).
 #[track_caller]
 pub fn test_name(name: &str) -> String {
     let file = std::panic::Location::caller().file();
-    let module = std::path::Path::new(file)
-        .file_stem()
-        .and_then(|s| s.to_str())
-        .expect("a test file name");
-    format!("{module}::{name}")
+    let module = file
+        .strip_prefix("tests/it/")
+        .and_then(|f| f.strip_suffix(".rs"))
+        .unwrap_or_else(|| panic!("{file} is not a test module under tests/it/"));
+    let module = module.strip_suffix("/mod").unwrap_or(module);
+    format!("{}::{name}", module.replace('/', "::"))
 }
 
 /// Runs `body` in a private network namespace. Outside one, re-runs the test `name` (of the
