@@ -4,6 +4,9 @@
 //! A PIN is a lock on the till's screen, not a secret against someone who holds the device's
 //! disk: 4–6 digits fall to an offline search whatever the hash. Passwords (owners, managers)
 //! are at least 10 characters and their hash is deliberately slow.
+//!
+//! Tests use cheap argon2id parameters instead, through one switch ([`KdfParams::in_effect`],
+//! the cargo feature `test-fast-kdf` that only `cargo test` turns on); a release build never.
 
 use std::path::Path;
 

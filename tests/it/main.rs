@@ -24,6 +24,7 @@ mod discovery;
 mod domain;
 mod examples;
 mod hostile;
+mod kdf;
 mod mesh;
 mod net;
 mod openapi;
