@@ -138,6 +138,15 @@ async fn run() -> RunResult {
 }
 
 fn main() {
+    // What is measured is argon2id at its real cost. `cargo bench` (release profile) has it
+    // anyway; a debug build of the benches (`cargo test --benches`) gets the test-only fast key
+    // derivation unless this process asks for the real one. Set before any thread starts.
+    if tillmesh::identity::FAST_TEST_KDF {
+        // SAFETY: the process has one thread yet; nothing reads the environment concurrently.
+        unsafe { std::env::set_var(tillmesh::identity::STRONG_KDF_ENV, "1") };
+    }
+    use tillmesh::identity::KdfParams;
+    assert_eq!(KdfParams::PASSWORD.in_effect(), KdfParams::PASSWORD);
     let runs: usize = env_or("BENCH_RUNS", 5);
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -4,6 +4,9 @@
 //! A PIN is a lock on the till's screen, not a secret against someone who holds the device's
 //! disk: 4–6 digits fall to an offline search whatever the hash. Passwords (owners, managers)
 //! are at least 10 characters and their hash is deliberately slow.
+//!
+//! Tests use cheap argon2id parameters instead, through one switch ([`KdfParams::in_effect`],
+//! the cargo feature `test-fast-kdf` that only `cargo test` turns on); a release build never.
 
 use std::path::Path;
 
@@ -86,6 +89,19 @@ pub struct KdfParams {
     pub p: u32,
 }
 
+/// True in a build whose new sealed keys and PIN hashes use [`KdfParams::in_effect`]'s cheap
+/// test parameters: only with the cargo feature `test-fast-kdf` (which `cargo test` turns on for
+/// the integration tests and the binary they start, see Cargo.toml) AND debug assertions. A
+/// release-profile build ignores the feature instead of refusing it, because `cargo bench` and
+/// `cargo test --release` build with the dev-dependencies (hence the feature) under that profile
+/// and must get the real parameters: so no release binary ever derives with weak parameters.
+pub const FAST_TEST_KDF: bool = cfg!(all(feature = "test-fast-kdf", debug_assertions));
+
+/// Set (to anything) in a test process whose new seals and PIN hashes must use the real
+/// parameters even though it was built with `test-fast-kdf` (a test that measures their cost).
+/// Read only in such a build.
+pub const STRONG_KDF_ENV: &str = "TILLMESH_TEST_STRONG_KDF";
+
 impl KdfParams {
     /// For passwords: 64 MiB, 3 passes (≈ 0.1–0.3 s here), so offline guessing is slow.
     pub const PASSWORD: KdfParams = KdfParams {
@@ -99,6 +115,40 @@ impl KdfParams {
         t: 1,
         p: 1,
     };
+
+    /// The parameters of a test build (see [`FAST_TEST_KDF`]): argon2id's minimum memory, one
+    /// pass. Only this build can name them.
+    #[cfg(all(feature = "test-fast-kdf", debug_assertions))]
+    const FAST: KdfParams = KdfParams {
+        m_kib: 8,
+        t: 1,
+        p: 1,
+    };
+
+    /// What a new seal or PIN hash asked to use `self` really uses: `self`, except in a test
+    /// build (see [`FAST_TEST_KDF`]), where it is the cheap `FAST` unless the process
+    /// has [`STRONG_KDF_ENV`]. The one switch: opening a sealed key uses the parameters stored
+    /// with it, so keys sealed by either build open in both.
+    pub fn in_effect(self) -> KdfParams {
+        #[cfg(all(feature = "test-fast-kdf", debug_assertions))]
+        {
+            static STRONG: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+            let strong = *STRONG.get_or_init(|| {
+                let strong = std::env::var_os(STRONG_KDF_ENV).is_some();
+                if !strong {
+                    tracing::warn!(
+                        "built with the test-only feature test-fast-kdf: new sealed keys and PIN \
+                         hashes use weak argon2id parameters; never use this build for a shop"
+                    );
+                }
+                strong
+            });
+            if !strong {
+                return Self::FAST;
+            }
+        }
+        self
+    }
 
     fn derive(self, secret: &[u8], salt: &[u8]) -> Result<[u8; 32]> {
         let params = Params::new(self.m_kib, self.t, self.p, Some(32))
@@ -126,8 +176,9 @@ pub struct SealedKey {
     pub kdf: KdfParams,
 }
 
-/// Seals `key` under `password`.
+/// Seals `key` under `password`, with `kdf` (as [`KdfParams::in_effect`] has it).
 pub fn seal_key(key: &SigningKey, password: &str, kdf: KdfParams) -> Result<SealedKey> {
+    let kdf = kdf.in_effect();
     let salt = random_bytes::<16>();
     let nonce = random_bytes::<24>();
     let k = kdf.derive(password.as_bytes(), &salt)?;
@@ -166,10 +217,12 @@ pub fn unseal_key(sealed: &SealedKey, password: &str) -> Result<Option<SigningKe
     Ok(Some(key))
 }
 
-/// Hashes a staff PIN: `argon2id$<salt hex>$<hash hex>`.
+/// Hashes a staff PIN: `argon2id$<salt hex>$<hash hex>`, with [`KdfParams::PIN`] (as
+/// [`KdfParams::in_effect`] has it: the hash does not record its parameters, so a test build's
+/// PIN hashes only verify in a test build).
 pub fn hash_pin(pin: &str) -> Result<String> {
     let salt = random_bytes::<16>();
-    let h = KdfParams::PIN.derive(pin.as_bytes(), &salt)?;
+    let h = KdfParams::PIN.in_effect().derive(pin.as_bytes(), &salt)?;
     Ok(format!("argon2id${}${}", hex::encode(salt), hex::encode(h)))
 }
 
@@ -184,7 +237,7 @@ pub fn verify_pin(pin: &str, stored: &str) -> Result<bool> {
     let (Ok(salt), Ok(hash)) = (hex::decode(salt), hex::decode(hash)) else {
         return Ok(false);
     };
-    let h = KdfParams::PIN.derive(pin.as_bytes(), &salt)?;
+    let h = KdfParams::PIN.in_effect().derive(pin.as_bytes(), &salt)?;
     Ok(h.len() == hash.len() && h.iter().zip(&hash).fold(0u8, |acc, (a, b)| acc | (a ^ b)) == 0)
 }
 
@@ -242,6 +295,61 @@ mod tests {
         let key = new_signing_key();
         let kdf = KdfParams::PIN; // cheap for the test
         let sealed = seal_key(&key, "correct horse battery", kdf).unwrap();
+        let opened = unseal_key(&sealed, "correct horse battery")
+            .unwrap()
+            .unwrap();
+        assert_eq!(opened.as_bytes(), key.as_bytes());
+        assert!(unseal_key(&sealed, "wrong password!").unwrap().is_none());
+    }
+
+    /// What every build that users run derives with: the real costs. `cargo test` runs this in
+    /// its test build too, where the constants are the same and only `in_effect` differs.
+    #[test]
+    fn new_seals_use_the_strong_params_outside_a_debug_test_build() {
+        assert_eq!(
+            KdfParams::PASSWORD,
+            KdfParams {
+                m_kib: 64 * 1024,
+                t: 3,
+                p: 1
+            }
+        );
+        assert_eq!(
+            KdfParams::PIN,
+            KdfParams {
+                m_kib: 8 * 1024,
+                t: 1,
+                p: 1
+            }
+        );
+        assert_eq!(
+            FAST_TEST_KDF,
+            cfg!(feature = "test-fast-kdf") && cfg!(debug_assertions)
+        );
+        if !FAST_TEST_KDF {
+            assert_eq!(KdfParams::PASSWORD.in_effect(), KdfParams::PASSWORD);
+            assert_eq!(KdfParams::PIN.in_effect(), KdfParams::PIN);
+        }
+    }
+
+    /// `cargo test` (debug) builds with `test-fast-kdf`: its new seals are cheap but still
+    /// argon2id, record their parameters, and open only with the right password.
+    #[test]
+    fn the_test_build_seals_with_cheap_recorded_params() {
+        // Cargo.toml's dev-dependency of the package on itself turns the feature on in
+        // `cargo test`; a release-profile test build ignores it.
+        assert_eq!(FAST_TEST_KDF, cfg!(debug_assertions));
+        let key = new_signing_key();
+        let sealed = seal_key(&key, "correct horse battery", KdfParams::PASSWORD).unwrap();
+        if FAST_TEST_KDF && std::env::var_os(STRONG_KDF_ENV).is_none() {
+            assert!(
+                sealed.kdf.m_kib < 1024 && sealed.kdf.t == 1,
+                "{:?}",
+                sealed.kdf
+            );
+        } else {
+            assert_eq!(sealed.kdf, KdfParams::PASSWORD);
+        }
         let opened = unseal_key(&sealed, "correct horse battery")
             .unwrap()
             .unwrap();

@@ -4,7 +4,7 @@
 //! The schemas come from the handlers' declarations (utoipa); the examples are added here to
 //! the finished document, keyed by method and path, so that the handlers stay short. An
 //! example a handler declares itself (`request_body(…, example = json!(…))`,
-//! `(status = 200, …, example = json!(…))`) is kept. `tests/openapi.rs` checks that every
+//! `(status = 200, …, example = json!(…))`) is kept. `tests/it/openapi.rs` checks that every
 //! operation has its examples and that each matches its schema, so a new route needs one
 //! here (or in its declaration), and an example cannot silently go stale when a type changes.
 

@@ -17,8 +17,8 @@
 //! - `shop_lan_home_and_cloud_namespaces` (processes, root): the same story in three network
 //!   namespaces joined by veth pairs through which the shop and home reach only the cloud.
 
-mod common;
-mod procs;
+use crate::common;
+use crate::procs;
 
 use std::time::Duration;
 

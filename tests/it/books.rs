@@ -3,7 +3,7 @@
 //! without a receipt, open tickets closed on two cut-off tills, a late offline sale that
 //! re-allocates FIFO cost, closed periods.
 
-mod common;
+use crate::common;
 
 use common::mesh::*;
 use common::*;

@@ -27,8 +27,8 @@
 //! Every screen is saved as a PNG in `target/ui-screenshots/` at desktop, till and phone sizes.
 //! Without Chromium these tests fail and say how to install it.
 
-mod browser;
-mod common;
+use crate::browser;
+use crate::common;
 
 use std::time::Duration;
 

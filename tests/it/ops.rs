@@ -6,7 +6,7 @@
 //! Nodes run on 127.0.0.1 with mDNS off; processes of the built binary get a private home and
 //! are killed if a test fails.
 
-mod common;
+use crate::common;
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;

@@ -27,12 +27,18 @@ pub struct Proc {
 }
 
 impl Proc {
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The last lines the process wrote to its log (for failure messages).
     pub fn log_tail(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().collect();
         lines[lines.len().saturating_sub(40)..].join("\n")
     }
 
+    /// Waits for the process to exit by itself.
     pub fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + timeout;
         loop {
@@ -64,6 +70,7 @@ impl Proc {
         );
     }
 
+    /// SIGKILL, then reap.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -141,7 +148,8 @@ pub fn finish(mut cmd: Command, home: &Path, name: &str, args: &[&str]) -> Outpu
     }
 }
 
-/// `tillmesh init` of a shop in `dir/data`.
+/// `tillmesh init` of a shop in `dir/data`, which must print the recovery key. The password file
+/// is written the way `echo … > file` writes it: the trailing newline is not part of it.
 pub fn init(dir: &Path) -> PathBuf {
     let data = dir.join("data");
     let pw = dir.join("owner.password");
@@ -173,7 +181,18 @@ pub fn init(dir: &Path) -> PathBuf {
         o.stdout,
         o.stderr
     );
+    assert!(
+        o.stdout.to_lowercase().contains("recovery"),
+        "init prints the recovery key; stdout:\n{}",
+        o.stdout
+    );
     data
+}
+
+/// Starts `tillmesh run` with the tests' mesh flags (loopback, no mDNS): the process and the
+/// address it printed.
+pub fn run(data: &Path, log: &Path) -> (Proc, SocketAddr) {
+    run_with(data, log, &LOOPBACK_NO_MDNS)
 }
 
 /// Starts `tillmesh run` with these extra flags and returns it with the address it printed.
@@ -217,18 +236,25 @@ impl Api {
         }
     }
 
-    pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+    /// Sends `req` (with the token, if any): status and JSON body (`null` if none), or the
+    /// transport's error (a node killed mid-request).
+    pub async fn try_send(&self, req: reqwest::RequestBuilder) -> reqwest::Result<(u16, Value)> {
         let req = match &self.token {
             Some(t) => req.bearer_auth(t),
             None => req,
         };
-        let res = req.send().await.expect("the node answers");
+        let res = req.send().await?;
         let status = res.status().as_u16();
-        let bytes = res.bytes().await.expect("a body");
-        (
+        let bytes = res.bytes().await?;
+        Ok((
             status,
             serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        )
+        ))
+    }
+
+    /// [`Api::try_send`] to a node that must answer.
+    pub async fn send(&self, req: reqwest::RequestBuilder) -> (u16, Value) {
+        self.try_send(req).await.expect("the node answers")
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
@@ -252,11 +278,17 @@ impl Api {
         body
     }
 
+    /// Logs in with a password and keeps the bearer token.
     pub async fn login(&self, username: &str, password: &str) -> Api {
+        self.login_with(username, "password", password).await
+    }
+
+    /// Logs in with `{"username", secret_field: secret}` (`"pin"` for staff).
+    pub async fn login_with(&self, username: &str, secret_field: &str, secret: &str) -> Api {
         let (status, body) = self
             .post(
                 "/api/v1/login",
-                json!({"username": username, "password": password}),
+                json!({"username": username, secret_field: secret}),
             )
             .await;
         assert_eq!(status, 200, "login as {username}: {body}");
@@ -276,6 +308,20 @@ impl Api {
         })
         .await
         .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", p.log_tail()));
+    }
+
+    /// `on_hand` of a product in `GET /stock`.
+    pub async fn on_hand(&self, product_id: &str) -> i64 {
+        let (status, stock) = self.get("/api/v1/stock").await;
+        assert_eq!(status, 200, "GET /stock: {stock}");
+        stock
+            .as_array()
+            .expect("a stock list")
+            .iter()
+            .find(|s| s["product_id"] == product_id)
+            .unwrap_or_else(|| panic!("no stock line for {product_id}: {stock}"))["on_hand"]
+            .as_i64()
+            .expect("on_hand")
     }
 
     pub async fn create_product(&self, sku: &str, price: i64) -> String {

@@ -19,8 +19,8 @@
 //!
 //! Retention's selection is unit-tested with synthetic times in `node/snapshot.rs`.
 
-mod common;
-mod procs;
+use crate::common;
+use crate::procs;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;

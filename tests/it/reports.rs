@@ -2,7 +2,7 @@
 //! change, cash rounding, a void, a partial return), the same reports byte for byte on three
 //! converged tills, after a reindex, and whatever order a void and its sale arrive in.
 
-mod common;
+use crate::common;
 use std::time::Duration;
 
 use chrono::{Days, NaiveDate, TimeZone};

@@ -9,7 +9,7 @@
 //! it checks that `lo` is the only interface, and the daemons are limited to `lo` as well.
 //! Build before entering a namespace by hand: there is no registry inside one.
 
-mod common;
+use crate::common;
 use common::{assert_only_loopback, in_private_netns};
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Write};
@@ -312,7 +312,11 @@ fn two_processes_find_each_other() {
         let mut children = Vec::new();
         for (n, (me, want)) in [(a, b), (b, a)].into_iter().enumerate() {
             let mut child = Command::new(&exe)
-                .args(["mdns_child_process", "--exact", "--nocapture"])
+                .args([
+                    &common::test_name("mdns_child_process"),
+                    "--exact",
+                    "--nocapture",
+                ])
                 .env(CHILD_ENV, format!("{me}:{want}"))
                 .stdin(Stdio::piped())
                 .stdout(Stdio::piped())

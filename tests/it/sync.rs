@@ -1,6 +1,6 @@
 //! Anti-entropy between replicas, over an in-memory transport (the protocol is transport-free).
 
-mod common;
+use crate::common;
 use common::*;
 use tillmesh::Node;
 use tillmesh::sync::{self, SyncPeer, SyncRequest, SyncResponse};

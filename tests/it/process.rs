@@ -15,331 +15,18 @@
 //! deadlines.
 
 use std::collections::HashSet;
-use std::io::{BufRead, BufReader};
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, ExitStatus, Stdio};
+use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-mod common;
-
-const BIN: &str = env!("CARGO_BIN_EXE_tillmesh");
-const OWNER: &str = "olive";
-const OWNER_PASSWORD: &str = "correct horse battery staple";
-/// Generous: a debug build on a busy 2-core machine.
-const START_TIMEOUT: Duration = Duration::from_secs(60);
-const EXIT_TIMEOUT: Duration = Duration::from_secs(30);
-
-/// A `tillmesh` child process, killed (SIGKILL) and reaped when dropped.
-struct Proc {
-    child: Child,
-    log: PathBuf,
-}
-
-impl Proc {
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The last lines the process wrote to stderr (for failure messages).
-    fn log_tail(&self) -> String {
-        log_tail(&self.log)
-    }
-
-    /// Waits for the process to exit by itself.
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        loop {
-            match self.child.try_wait() {
-                Ok(Some(status)) => return Some(status),
-                Ok(None) if Instant::now() < deadline => {
-                    std::thread::sleep(Duration::from_millis(20))
-                }
-                _ => return None,
-            }
-        }
-    }
-
-    /// SIGKILL, then reap.
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Proc {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
-
-fn log_tail(path: &Path) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let lines: Vec<&str> = text.lines().collect();
-    lines[lines.len().saturating_sub(40)..].join("\n")
-}
-
-/// `tillmesh` with a private home (no config file of this machine applies) and none of the
-/// parent's `TILLMESH_*` settings.
-fn tillmesh(home: &Path) -> Command {
-    let mut cmd = Command::new(BIN);
-    for (k, _) in std::env::vars_os() {
-        if k.to_string_lossy().starts_with("TILLMESH_") {
-            cmd.env_remove(k);
-        }
-    }
-    cmd.env("HOME", home)
-        .env("XDG_CONFIG_HOME", home.join(".config"))
-        .env("XDG_DATA_HOME", home.join(".local/share"))
-        .stdin(Stdio::null());
-    cmd
-}
-
-/// Runs `tillmesh init` and waits for it (stdout and stderr go to files, so no pipe can fill).
-fn init(dir: &Path) -> PathBuf {
-    let data = dir.join("data");
-    let pw = dir.join("owner.password");
-    // Written the way `echo … > file` writes it: the trailing newline is not part of it.
-    std::fs::write(&pw, format!("{OWNER_PASSWORD}\n")).unwrap();
-    let out = dir.join("init.out");
-    let err = dir.join("init.err");
-    let child = tillmesh(dir)
-        .arg("init")
-        .arg("--data-dir")
-        .arg(&data)
-        .args(["--shop", "Crash Shop", "--owner", "Olive Owner"])
-        .args(["--username", OWNER, "--password-file"])
-        .arg(&pw)
-        .args(["--currency", "EUR", "--timezone", "Europe/Paris"])
-        .stdout(std::fs::File::create(&out).unwrap())
-        .stderr(std::fs::File::create(&err).unwrap())
-        .spawn()
-        .expect("tillmesh init starts");
-    let mut p = Proc {
-        child,
-        log: err.clone(),
-    };
-    let status = p
-        .wait_exit(START_TIMEOUT)
-        .unwrap_or_else(|| panic!("tillmesh init did not finish; stderr:\n{}", p.log_tail()));
-    let stdout = std::fs::read_to_string(&out).unwrap_or_default();
-    assert!(
-        status.success(),
-        "tillmesh init failed ({status}); stdout:\n{stdout}\nstderr:\n{}",
-        p.log_tail()
-    );
-    assert!(
-        stdout.to_lowercase().contains("recovery"),
-        "init prints the recovery key; stdout:\n{stdout}"
-    );
-    data
-}
-
-/// Mesh flags of the tests: the mesh on loopback and mDNS off the real interfaces.
-const LOOPBACK_NO_MDNS: [&str; 3] = ["--listen", "/ip4/127.0.0.1/tcp/0", "--no-mdns"];
-
-/// Starts `tillmesh run` on a free port and returns it with the address it printed.
-fn run(data: &Path, log: &Path) -> (Proc, SocketAddr) {
-    run_with(data, log, &LOOPBACK_NO_MDNS)
-}
-
-/// [`run`] with these mesh flags.
-fn run_with(data: &Path, log: &Path, mesh: &[&str]) -> (Proc, SocketAddr) {
-    let home = data.parent().expect("the data dir is in the test's dir");
-    let child = tillmesh(home)
-        .arg("run")
-        .arg("--data-dir")
-        .arg(data)
-        .args(["--http", "127.0.0.1:0"])
-        .args(mesh)
-        .env("RUST_LOG", "info")
-        .stdout(Stdio::piped())
-        .stderr(std::fs::File::create(log).unwrap())
-        .spawn()
-        .expect("tillmesh run starts");
-    let mut p = Proc {
-        child,
-        log: log.to_path_buf(),
-    };
-    let stdout = p.child.stdout.take().expect("piped stdout");
-    let (tx, rx) = std::sync::mpsc::channel();
-    // Reads stdout to the end (so the pipe never fills); the first address goes to the channel.
-    std::thread::spawn(move || {
-        let mut sent = false;
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if !sent && let Some(addr) = http_addr_in(&line) {
-                let _ = tx.send(addr);
-                sent = true;
-            }
-        }
-    });
-    match rx.recv_timeout(START_TIMEOUT) {
-        Ok(addr) => (p, addr),
-        Err(e) => {
-            let status = p.child.try_wait().ok().flatten();
-            panic!(
-                "tillmesh run printed no http:// address ({e:?}; exit status {status:?}); stderr:\n{}",
-                p.log_tail()
-            )
-        }
-    }
-}
-
-/// `http://127.0.0.1:4321/…` anywhere in a line → the socket address.
-fn http_addr_in(line: &str) -> Option<SocketAddr> {
-    let rest = &line[line.find("http://")? + "http://".len()..];
-    let end = rest
-        .find(|c: char| c == '/' || c.is_whitespace())
-        .unwrap_or(rest.len());
-    rest[..end].parse().ok()
-}
-
-/// A JSON client of one node, logged in or not.
-#[derive(Clone)]
-struct Api {
-    c: reqwest::Client,
-    base: String,
-    token: Option<String>,
-}
-
-impl Api {
-    fn new(addr: SocketAddr) -> Api {
-        Api {
-            c: reqwest::Client::builder()
-                .no_proxy()
-                .timeout(Duration::from_secs(20))
-                .build()
-                .unwrap(),
-            base: format!("http://{addr}"),
-            token: None,
-        }
-    }
-
-    async fn send(&self, req: reqwest::RequestBuilder) -> reqwest::Result<(u16, Value)> {
-        let req = match &self.token {
-            Some(t) => req.bearer_auth(t),
-            None => req,
-        };
-        let res = req.send().await?;
-        let status = res.status().as_u16();
-        let bytes = res.bytes().await?;
-        Ok((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    }
-
-    async fn get(&self, path: &str) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        self.send(self.c.get(&url))
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}"))
-    }
-
-    async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        self.send(self.c.post(&url).json(&body))
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}"))
-    }
-
-    async fn patch(&self, path: &str, body: Value) -> (u16, Value) {
-        let url = format!("{}{path}", self.base);
-        self.send(self.c.patch(&url).json(&body))
-            .await
-            .unwrap_or_else(|e| panic!("PATCH {path}: {e}"))
-    }
-
-    /// Logs in with `{"username", secret_field: secret}` and keeps the bearer token.
-    async fn login(&self, username: &str, secret_field: &str, secret: &str) -> Api {
-        let (status, body) = self
-            .post(
-                "/api/v1/login",
-                json!({"username": username, secret_field: secret}),
-            )
-            .await;
-        assert_eq!(status, 200, "login as {username}: {body}");
-        let token = body["token"].as_str().expect("a token").to_string();
-        Api {
-            token: Some(token),
-            ..self.clone()
-        }
-    }
-
-    /// Polls `GET /health` until it answers 200.
-    async fn wait_healthy(&self, p: &Proc) {
-        let url = format!("{}/health", self.base);
-        wait_for("GET /health answers 200", START_TIMEOUT, || async {
-            match self.c.get(&url).send().await {
-                Ok(r) if r.status().as_u16() == 200 => Some(()),
-                _ => None,
-            }
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", p.log_tail()));
-    }
-
-    async fn on_hand(&self, product_id: &str) -> i64 {
-        let (status, stock) = self.get("/api/v1/stock").await;
-        assert_eq!(status, 200, "GET /stock: {stock}");
-        stock
-            .as_array()
-            .expect("a stock list")
-            .iter()
-            .find(|s| s["product_id"] == product_id)
-            .unwrap_or_else(|| panic!("no stock line for {product_id}: {stock}"))["on_hand"]
-            .as_i64()
-            .expect("on_hand")
-    }
-
-    async fn create_product(&self, sku: &str, price: i64) -> String {
-        let (status, p) = self
-            .post(
-                "/api/v1/products",
-                json!({"sku": sku, "name": format!("Product {sku}"), "price": price, "tax_rate": 2000}),
-            )
-            .await;
-        assert_eq!(status, 201, "POST /products: {p}");
-        p["id"].as_str().expect("a product id").to_string()
-    }
-
-    async fn stock_in(&self, product_id: &str, qty: i64) {
-        let (status, m) = self
-            .post(
-                "/api/v1/stock/in",
-                json!({"product_id": product_id, "qty": qty, "unit_cost": 100}),
-            )
-            .await;
-        assert_eq!(status, 201, "POST /stock/in: {m}");
-    }
-}
-
-/// Polls `f` every 20 ms until it gives a value or `timeout` passes.
-async fn wait_for<T, F, Fut>(what: &str, timeout: Duration, mut f: F) -> Result<T, String>
-where
-    F: FnMut() -> Fut,
-    Fut: std::future::Future<Output = Option<T>>,
-{
-    let deadline = Instant::now() + timeout;
-    loop {
-        if let Some(v) = f().await {
-            return Ok(v);
-        }
-        if Instant::now() >= deadline {
-            return Err(format!("timed out after {timeout:?} waiting until {what}"));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-fn sale(product_id: &str, qty: i64) -> Value {
-    json!({"lines": [{"product_id": product_id, "qty": qty}], "payments": [{"method": "card"}]})
-}
+use crate::common;
+use crate::procs::{
+    Api, EXIT_TIMEOUT, OWNER, OWNER_PASSWORD, Proc, START_TIMEOUT, init, run, run_with, sale,
+    tillmesh, wait_for,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kill_9_under_load_keeps_every_acknowledged_sale() {
@@ -353,7 +40,7 @@ async fn kill_9_under_load_keeps_every_acknowledged_sale() {
     let (mut node, addr) = run(&data, &dir.path().join("run1.log"));
     let api = Api::new(addr);
     api.wait_healthy(&node).await;
-    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner = api.login(OWNER, OWNER_PASSWORD).await;
     let product = owner.create_product("CRASH-1", 250).await;
     owner.stock_in(&product, STOCK).await;
 
@@ -386,7 +73,10 @@ async fn kill_9_under_load_keeps_every_acknowledged_sale() {
                 let qty = 1 + (i % 3) as i64;
                 i += CLIENTS;
                 let url = format!("{}/api/v1/sales", api.base);
-                match api.send(api.c.post(&url).json(&sale(&product, qty))).await {
+                match api
+                    .try_send(api.c.post(&url).json(&sale(&product, qty)))
+                    .await
+                {
                     Ok((201, s)) => acked
                         .lock()
                         .unwrap()
@@ -439,7 +129,7 @@ async fn kill_9_under_load_keeps_every_acknowledged_sale() {
     let (node, addr) = run(&data, &dir.path().join("run2.log"));
     let api = Api::new(addr);
     api.wait_healthy(&node).await;
-    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner = api.login(OWNER, OWNER_PASSWORD).await;
 
     // Every acknowledged sale is there, with its quantity.
     let mut missing = Vec::new();
@@ -518,7 +208,7 @@ async fn graceful_stop_keeps_stock_and_staff_cannot_edit_prices() {
     let (mut node, addr) = run(&data, &dir.path().join("run1.log"));
     let api = Api::new(addr);
     api.wait_healthy(&node).await;
-    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner = api.login(OWNER, OWNER_PASSWORD).await;
     let product = owner.create_product("GRACE-1", 250).await;
     owner.stock_in(&product, 10).await;
     let (status, s) = owner.post("/api/v1/sales", sale(&product, 3)).await;
@@ -547,7 +237,7 @@ async fn graceful_stop_keeps_stock_and_staff_cannot_edit_prices() {
     let (node, addr) = run(&data, &dir.path().join("run2.log"));
     let api = Api::new(addr);
     api.wait_healthy(&node).await;
-    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner = api.login(OWNER, OWNER_PASSWORD).await;
     assert_eq!(owner.on_hand(&product).await, 7, "stock after the restart");
 
     // Staff log in with a PIN and cannot change prices.
@@ -558,7 +248,7 @@ async fn graceful_stop_keeps_stock_and_staff_cannot_edit_prices() {
         )
         .await;
     assert_eq!(status, 201, "POST /people: {p}");
-    let staff = api.login("sam", "pin", "1234").await;
+    let staff = api.login_with("sam", "pin", "1234").await;
     let (status, body) = staff
         .patch(&format!("/api/v1/products/{product}"), json!({"price": 1}))
         .await;
@@ -591,7 +281,7 @@ async fn sigterm_under_load_keeps_every_acknowledged_sale() {
     let (mut node, addr) = run(&data, &dir.path().join("run1.log"));
     let api = Api::new(addr);
     api.wait_healthy(&node).await;
-    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner = api.login(OWNER, OWNER_PASSWORD).await;
     let product = owner.create_product("TERM-1", 250).await;
     owner.stock_in(&product, 100_000).await;
 
@@ -613,7 +303,10 @@ async fn sigterm_under_load_keeps_every_acknowledged_sale() {
                 && attempts.fetch_add(1, Ordering::Relaxed) < MAX_SALES
             {
                 let url = format!("{}/api/v1/sales", api.base);
-                match api.send(api.c.post(&url).json(&sale(&product, 1))).await {
+                match api
+                    .try_send(api.c.post(&url).json(&sale(&product, 1)))
+                    .await
+                {
                     Ok((201, s)) => acked
                         .lock()
                         .unwrap()
@@ -668,7 +361,7 @@ async fn sigterm_under_load_keeps_every_acknowledged_sale() {
     let (node, addr) = run(&data, &dir.path().join("run2.log"));
     let api = Api::new(addr);
     api.wait_healthy(&node).await;
-    let owner = api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner = api.login(OWNER, OWNER_PASSWORD).await;
     let (status, list) = owner.get("/api/v1/sales?from=0").await;
     assert_eq!(status, 200, "GET /sales?from=0: {list}");
     let listed: HashSet<&str> = list
@@ -719,7 +412,7 @@ async fn three_processes_mdns() {
     let (proc_a, addr_a) = run_with(&data_a, &dir_a.join("run.log"), &LOOPBACK_MDNS);
     let a = Api::new(addr_a);
     a.wait_healthy(&proc_a).await;
-    let a = a.login(OWNER, "password", OWNER_PASSWORD).await;
+    let a = a.login(OWNER, OWNER_PASSWORD).await;
     let product = a.create_product("M1", 250).await;
     a.stock_in(&product, 100).await;
 
@@ -763,7 +456,7 @@ async fn three_processes_mdns() {
         let (p, addr) = run_with(&data, &dir.join("run.log"), &LOOPBACK_MDNS);
         let api = Api::new(addr);
         api.wait_healthy(&p).await;
-        apis.push(api.login(OWNER, "password", OWNER_PASSWORD).await);
+        apis.push(api.login(OWNER, OWNER_PASSWORD).await);
         procs.push(p);
     }
 

@@ -4,8 +4,8 @@
 //! SSE, the Audit screen filters by kind, and a CSV file is checked (row errors shown), then
 //! imported with its progress and summary. Screenshots go to `target/ui-screenshots/`.
 
-mod browser;
-mod common;
+use crate::browser;
+use crate::common;
 
 use browser::{Browser, js_str};
 use common::*;

@@ -4,11 +4,11 @@
 //! output; the HTTP ones (`http_client`, `python/client.py`) drive a real `tillmesh run`
 //! process on 127.0.0.1 (port 0, mDNS off) with a shop made by `tillmesh init`.
 
-#[path = "../examples/embedded_till.rs"]
+#[path = "../../examples/embedded_till.rs"]
 mod embedded_till;
-#[path = "../examples/http_client.rs"]
+#[path = "../../examples/http_client.rs"]
 mod http_client;
-#[path = "../examples/two_nodes.rs"]
+#[path = "../../examples/two_nodes.rs"]
 mod two_nodes;
 
 use std::io::{BufRead, BufReader};

@@ -1,6 +1,6 @@
 //! The shop mesh over real sockets on 127.0.0.1: invites, live push, anti-entropy.
 
-mod common;
+use crate::common;
 use std::time::Duration;
 
 use common::mesh::*;

@@ -119,20 +119,40 @@ pub async fn wait_for<F: FnMut() -> bool>(mut cond: F, timeout: std::time::Durat
 /// Set (to "1") in a test binary re-executed inside a private network namespace.
 pub const NETNS_ENV: &str = "TILLMESH_TEST_NETNS";
 
-/// Runs `body` in a private network namespace. Outside one, re-runs the test `name` of this
-/// binary inside `unshare --net` and asserts it passed there.
+/// Set (to "1") in a test binary re-executed by [`in_own_process`].
+pub const OWN_PROCESS_ENV: &str = "TILLMESH_TEST_OWN_PROCESS";
+
+/// The full name libtest knows the test `name` by (`module::name`): all tests live in one
+/// binary (tests/it/main.rs), whose module tree follows the files, so the module is the path of
+/// the caller's file under tests/it/ (`tests/it/browser/ui.rs` → `browser::ui`). `name` may
+/// start with an inner module (`circuit::some_test`).
+#[track_caller]
+pub fn test_name(name: &str) -> String {
+    let file = std::panic::Location::caller().file();
+    let module = file
+        .strip_prefix("tests/it/")
+        .and_then(|f| f.strip_suffix(".rs"))
+        .unwrap_or_else(|| panic!("{file} is not a test module under tests/it/"));
+    let module = module.strip_suffix("/mod").unwrap_or(module);
+    format!("{}::{name}", module.replace('/', "::"))
+}
+
+/// Runs `body` in a private network namespace. Outside one, re-runs the test `name` (of the
+/// caller's file) of this binary inside `unshare --net` and asserts it passed there.
+#[track_caller]
 pub fn in_private_netns(name: &str, body: impl FnOnce()) {
     if std::env::var_os(NETNS_ENV).is_some() {
         assert_only_loopback();
         body();
         return;
     }
+    let name = test_name(name);
     let exe = std::env::current_exe().expect("current test binary");
     let out = Command::new("unshare")
         .args(["--net", "--", "sh", "-c"])
         .arg("ip link set lo up && exec \"$0\" \"$@\"")
         .arg(&exe)
-        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
         .env(NETNS_ENV, "1")
         .stdin(Stdio::null())
         .output()
@@ -154,10 +174,41 @@ pub fn in_private_netns(name: &str, body: impl FnOnce()) {
             out.status
         );
     }
-    assert!(out.status.success(), "{name} failed inside `unshare --net`");
+    assert_ran_one_test(&name, "inside `unshare --net`", &out.status, &stdout);
+}
+
+/// Runs `body` in a process of its own with the environment `envs`: re-runs the test `name` (of
+/// the caller's file) of this binary with them and asserts it passed there. For a test that
+/// needs process-wide state (an environment variable read once), which it must not change in
+/// this process, shared by every test (tests/it/main.rs).
+#[track_caller]
+pub fn in_own_process(name: &str, envs: &[(&str, &str)], body: impl FnOnce()) {
+    if std::env::var_os(OWN_PROCESS_ENV).is_some() {
+        body();
+        return;
+    }
+    let name = test_name(name);
+    let exe = std::env::current_exe().expect("current test binary");
+    let out = Command::new(&exe)
+        .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+        .env(OWN_PROCESS_ENV, "1")
+        .envs(envs.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("re-run the test binary");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    println!("--- in its own process ---\n{stdout}");
+    eprintln!("{}", String::from_utf8_lossy(&out.stderr));
+    assert_ran_one_test(&name, "in its own process", &out.status, &stdout);
+}
+
+/// Asserts that a re-run of this binary filtered to `name --exact` ran that one test and it
+/// passed (a wrong name would run none and "pass").
+fn assert_ran_one_test(name: &str, where_: &str, status: &std::process::ExitStatus, stdout: &str) {
+    assert!(status.success(), "{name} failed {where_}");
     assert!(
-        stdout.contains("test result: ok. 1 passed"),
-        "{name} did not run inside `unshare --net`"
+        stdout.contains("running 1 test") && stdout.contains("test result: ok. 1 passed"),
+        "{name} did not run {where_}"
     );
 }
 

@@ -2,7 +2,7 @@
 //! 127.0.0.1, two tills synced over loopback (static peers, no mDNS) and cut from each other,
 //! and the built `tillmesh` binary verifying audit exports offline.
 
-mod common;
+use crate::common;
 use std::time::Duration;
 
 use common::*;

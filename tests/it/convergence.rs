@@ -2,7 +2,7 @@
 //! identical documents and identical projections on every replica; forged or under-privileged
 //! envelopes are refused.
 
-mod common;
+use crate::common;
 use std::sync::OnceLock;
 
 use common::*;

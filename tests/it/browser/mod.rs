@@ -6,7 +6,14 @@
 //!
 //! Chromium is found at `$TILLMESH_CHROMIUM`, else `chromium` / `chromium-browser` /
 //! `google-chrome` on the `PATH`. Without one the tests fail and say how to install it.
+//!
+//! The browser tests are this module's children (`browser::ui::…`, `browser::ui_audit::…`), so
+//! they sort before most tests of the binary and libtest starts them early: they take turns on
+//! one Chromium ([`one_at_a_time`]), and that chain is the longest thing in `cargo test`.
 #![allow(dead_code)]
+
+mod ui;
+mod ui_audit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

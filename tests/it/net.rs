@@ -13,7 +13,13 @@ use tokio::sync::mpsc::Receiver;
 const TOPIC: &str = "test-topic";
 const WAIT: Duration = Duration::from_secs(10);
 
+/// Logs to the test output with `RUST_LOG` set. The subscriber is process-wide, shared by every
+/// test of the binary (tests/it/main.rs): without `RUST_LOG` none is installed, so whether other
+/// tests' events are formatted does not depend on whether a test of this file ran first.
 fn init_tracing() {
+    if std::env::var_os("RUST_LOG").is_none() {
+        return;
+    }
     let _ = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_test_writer()

@@ -1,6 +1,6 @@
 //! The node's domain through the embedding API: one shop device end to end.
 
-mod common;
+use crate::common;
 use common::*;
 use tillmesh::Error;
 use tillmesh::domain::model::*;

@@ -8,7 +8,7 @@
 //!   not counted against the sender) and the node says an update is needed; after a restart it
 //!   is still kept and re-verified; a stranger's is refused, and so is a malformed name.
 
-mod common;
+use crate::common;
 use automerge::transaction::Transactable;
 use common::mesh::*;
 use common::*;

@@ -22,8 +22,8 @@
 //!   shop offered again to a restored node is a duplicate and changes no number.
 //! - `damaged_backups_are_refused`: every kind of damage gives a clear error.
 
-mod common;
-mod procs;
+use crate::common;
+use crate::procs;
 
 use std::collections::{BTreeMap, HashSet};
 use std::path::Path;

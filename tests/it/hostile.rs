@@ -5,7 +5,7 @@
 //! applied when what they wait for arrives; a compressed change inflating past its cap is
 //! refused before Automerge sees it.
 
-mod common;
+use crate::common;
 use std::collections::HashMap;
 
 use automerge::{Author, AutoCommit, ChangeHash, ROOT, transaction::Transactable};

@@ -7,7 +7,7 @@
 //! Runs inside a private network namespace (`unshare --net`, loopback only; needs root, as
 //! CI has): mDNS never runs on this machine's real interfaces.
 
-mod common;
+use crate::common;
 use std::sync::{Arc, Mutex};
 
 use common::mesh::*;

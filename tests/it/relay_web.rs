@@ -8,7 +8,7 @@
 //!   get the very same 401; a staff PIN login is refused; a sale through the relay is refused
 //!   with a clear error and writes nothing; plain HTTP on the port gets no HTTP answer.
 
-mod common;
+use crate::common;
 
 use std::time::Duration;
 
