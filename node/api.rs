@@ -10,7 +10,7 @@
 //! - the web UI at `/` (`web/`, compiled in; see `web`).
 //!
 //! Every handler is a thin translation: it checks the session, decodes the request, calls one
-//! [`NodeHandle`] method with the logged-in [`Principal`](crate::domain::model::Principal) and
+//! [`NodeHandle`] method with the logged-in [`Principal`](crate::model::Principal) and
 //! encodes the answer. Role checks live in the node's methods; the API only adds the checks for
 //! what the node does not guard itself (documents, exports and reports are for managers and
 //! owners). Errors always have the shape `{"error":{"code","message","field"}}` ([`ApiError`]).

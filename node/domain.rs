@@ -1,12 +1,14 @@
 //! The shop's domain: documents' layouts, commands that turn requests into changes, money
 //! arithmetic, and the projections derived from ledger entries and the catalog.
-pub mod books;
+
+/// The data model moved to [`crate::model`] (the bottom layer); it is re-exported here so
+/// `tillmesh::domain::model::*` keeps working for embedders.
+pub use crate::model;
+pub use crate::model::{books, ledger};
 pub mod catalog;
 pub mod commands;
 pub mod demo;
 pub mod fifo;
-pub mod ledger;
-pub mod model;
 pub mod money;
 pub mod orders;
 pub mod profit;

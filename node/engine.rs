@@ -32,9 +32,9 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::docs::members::Anchor;
 use crate::docs::trust::{Signer, Trust, Verdict, VerifyContext, verify};
 use crate::docs::{DocId, Envelope, SCHEMA_VERSION};
-use crate::domain::model::Event;
 use crate::domain::projection;
 use crate::error::{Error, Result};
+use crate::model::Event;
 use crate::store::tables::*;
 use crate::store::{DocMeta, Store, load_doc, meta, read_doc_meta};
 
@@ -1051,7 +1051,7 @@ impl Ctx<'_> {
                 .shop()
                 .this_device
                 .as_ref()
-                .is_some_and(|d| d.role == crate::domain::model::DeviceRole::Relay)
+                .is_some_and(|d| d.role == crate::model::DeviceRole::Relay)
         {
             // Only tills write on a device's own account (DESIGN §6): a relay's replica takes
             // changes signed by a person's key, never its own.
@@ -1848,7 +1848,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
                             projection::project_entry(tx, &id, &day, &entry, signer)?;
                             if !matches!(
                                 entry.body,
-                                crate::domain::ledger::EntryBody::Checkpoint { .. }
+                                crate::model::ledger::EntryBody::Checkpoint { .. }
                             ) {
                                 report.entries += 1;
                             }

@@ -206,6 +206,7 @@ pub mod error;
 pub mod identity;
 pub mod mesh;
 pub mod metrics;
+pub mod model;
 pub mod net;
 pub mod node;
 pub mod private_fs;

@@ -383,7 +383,7 @@ fn view(
     peer: &PeerId,
     e: Option<&PeerEntry>,
     s: Option<&net::PeerStatus>,
-    devices: &[crate::domain::model::Device],
+    devices: &[crate::model::Device],
 ) -> PeerView {
     let device = net::public_key_of(peer)
         .map(hex::encode)
@@ -457,7 +457,7 @@ async fn revocation_loop(node: NodeHandle, net: NetHandle) {
     let mut events = node.subscribe();
     loop {
         match events.recv().await {
-            Ok(crate::domain::model::Event::ShopChanged { doc }) if doc == "members" => {}
+            Ok(crate::model::Event::ShopChanged { doc }) if doc == "members" => {}
             Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => continue,
             Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
         }
@@ -972,7 +972,7 @@ impl KeyRing {
 /// grace go. A till that cannot derive it (admitted after the last rotation) asks its
 /// connected member tills for the current records' keys.
 async fn key_loop(node: NodeHandle, net: NetHandle, keys: Keys) {
-    use crate::domain::model::Event;
+    use crate::model::Event;
     use tokio::sync::broadcast::error::RecvError;
     let mut events = node.subscribe();
     let mut tick = tokio::time::interval(KEY_TICK);
@@ -1064,9 +1064,10 @@ fn is_relay(node: &NodeHandle, peer: &PeerId) -> bool {
         return false;
     };
     let pk = hex::encode(pk);
-    node.devices().unwrap_or_default().iter().any(|d| {
-        d.public_key == pk && d.role == crate::domain::model::DeviceRole::Relay && !d.revoked
-    })
+    node.devices()
+        .unwrap_or_default()
+        .iter()
+        .any(|d| d.public_key == pk && d.role == crate::model::DeviceRole::Relay && !d.revoked)
 }
 
 /// A relay is in no gossip topic: what this node commits is offered to every connected relay
@@ -1152,7 +1153,7 @@ fn is_circuit(a: &Multiaddr) -> bool {
 /// so they do not open two circuits at once. Gossip then flows between them as on a LAN, and dcutr tries
 /// to punch a direct connection, which replaces the circuit if it succeeds.
 async fn circuit_loop(node: NodeHandle, net: NetHandle) {
-    use crate::domain::model::DeviceRole;
+    use crate::model::DeviceRole;
     let me = net.local_peer_id();
     let mut tick = tokio::time::interval(PULL_INTERVAL);
     loop {
@@ -1346,7 +1347,7 @@ pub async fn join(
 pub async fn join_as(
     data_dir: &std::path::Path,
     invite: &str,
-    role: crate::domain::model::DeviceRole,
+    role: crate::model::DeviceRole,
 ) -> Result<Joined> {
     let ticket = crate::docs::admission::Ticket::parse(invite)?;
     let node = crate::Node::builder().data_dir(data_dir).start().await?;
@@ -1388,7 +1389,7 @@ pub(crate) async fn join_with_role(
     h: &NodeHandle,
     ticket: &crate::docs::admission::Ticket,
     mdns_interfaces: Option<&[String]>,
-    role: Option<crate::domain::model::DeviceRole>,
+    role: Option<crate::model::DeviceRole>,
 ) -> Result<(Joined, Multiaddr)> {
     // A data dir restored from a backup (or a join cut short) has the shop's data but this
     // device is not a member: it may join — the same shop only, as `sync::join` pins the

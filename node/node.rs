@@ -16,11 +16,11 @@ use uuid::Uuid;
 use crate::docs::Envelope;
 use crate::docs::gossip_keys::GossipKey;
 use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
-use crate::domain::model::*;
 use crate::domain::{queries, reports, shop};
 use crate::engine::{Applied, Engine, Shared, Writer};
 use crate::error::{Error, Result};
 use crate::identity;
+use crate::model::*;
 use crate::store::Store;
 use crate::sync::ReplicaRead;
 
@@ -1297,7 +1297,7 @@ impl NodeHandle {
             shop_name: v.settings.as_ref().map(|s| s.shop_name.clone()),
             device_id: self.inner.device_id.clone(),
         };
-        let to = crate::sealed::recipients(&v);
+        let to = v.backup_recipients();
         crate::backup::write_sealed(&self.read()?, source, &to, kind, created_at, out, on_header)
     }
 

@@ -425,7 +425,7 @@ impl Runs {
             .into_iter()
             .find(|e| e.offer == offer && same(&e.confirm, confirm))
             .map(|e| e.code)
-            .ok_or_else(|| Error::invalid("invite", crate::domain::commands::UNKNOWN_INVITE))
+            .ok_or_else(|| Error::invalid("invite", crate::docs::admission::UNKNOWN_INVITE))
     }
 
     /// Unfinished runs kept now.

@@ -220,7 +220,7 @@ async fn open_replica(
     let admitted = status
         .device
         .as_ref()
-        .is_some_and(|d| d.role == crate::domain::model::DeviceRole::Relay && !d.revoked);
+        .is_some_and(|d| d.role == crate::model::DeviceRole::Relay && !d.revoked);
     let genesis = handle.genesis()?.map(|g| g.0);
     let (Some(shop), Some(genesis)) = (status.shop_id.filter(|_| admitted), genesis) else {
         tracing::warn!(dir = %dir.display(), "not an admitted relay replica; skipped");
@@ -790,8 +790,7 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
             tmp.join(crate::node::DEVICE_KEY_FILE),
         )
         .map_err(|e| Error::Store(format!("cannot copy the relay key: {e}")))?;
-        let joined =
-            crate::mesh::join_as(&tmp, invite, crate::domain::model::DeviceRole::Relay).await?;
+        let joined = crate::mesh::join_as(&tmp, invite, crate::model::DeviceRole::Relay).await?;
         let target = dir.join(joined.shop_id.to_string());
         if target.exists() {
             return Err(Error::Conflict(format!(

@@ -53,7 +53,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::domain::shop::ShopView;
 use crate::error::{Error, Result};
 use crate::identity::{self, SealedKey};
 
@@ -168,44 +167,9 @@ pub fn fingerprint(public_key: &VerifyingKey) -> String {
     hex::encode(&Sha256::digest(public_key.as_bytes())[..8])
 }
 
-fn parse_public_key(hex_key: &str) -> Option<VerifyingKey> {
+pub(crate) fn parse_public_key(hex_key: &str) -> Option<VerifyingKey> {
     let bytes: [u8; 32] = hex::decode(hex_key).ok()?.try_into().ok()?;
     VerifyingKey::from_bytes(&bytes).ok()
-}
-
-/// Who a shop's backups and snapshots are encrypted to: every unrevoked owner with a person
-/// key (with their sealed key from the vault) and the recovery key. Managers never are: they
-/// may make a backup, not read the owners' and staff's secrets in it.
-pub fn recipients(view: &ShopView) -> Vec<Recipient> {
-    let mut out: Vec<Recipient> = Vec::new();
-    for p in &view.people {
-        let person = &p.person;
-        if person.revoked || person.role != crate::domain::model::Role::Owner {
-            continue;
-        }
-        let Some(pk) = person.public_key.as_deref().and_then(parse_public_key) else {
-            continue;
-        };
-        let sealed = view
-            .vault
-            .get(&person.id)
-            .filter(|s| s.public_key == hex::encode(pk.as_bytes()))
-            .cloned();
-        out.push(Recipient {
-            kind: RecipientKind::Owner,
-            public_key: pk,
-            sealed,
-        });
-    }
-    if let Some(pk) = view.recovery_public.as_deref().and_then(parse_public_key) {
-        out.push(Recipient {
-            kind: RecipientKind::Recovery,
-            public_key: pk,
-            sealed: None,
-        });
-    }
-    out.dedup_by(|a, b| a.public_key == b.public_key);
-    out
 }
 
 /// A recipient as the header lists it.

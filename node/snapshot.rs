@@ -66,7 +66,7 @@ const NAME_TIME: &str = "%Y%m%dT%H%M%S%.3fZ";
 
 pub use crate::sealed::{
     Encryptor, Recipient, RecipientKind, RecipientStanza, SealedHeader as SnapshotHeader, Unlock,
-    decrypt, fingerprint, read_header, recipients,
+    decrypt, fingerprint, read_header,
 };
 
 fn invalid(message: impl Into<String>) -> Error {
@@ -541,7 +541,7 @@ pub struct Taken {
 }
 
 /// Takes a snapshot of the shop `handle` holds into `store`, now: a backup from one read
-/// transaction, encrypted to the shop's [`recipients`] as it is written.
+/// transaction, encrypted to the shop's [backup recipients](crate::domain::shop::ShopView::backup_recipients) as it is written.
 pub async fn take(store: &SnapshotStore, handle: &NodeHandle, created_at: i64) -> Result<Taken> {
     let shop = handle
         .shop_view()

@@ -47,8 +47,8 @@ use uuid::Uuid;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ClientIp};
 use super::{AppState, CSRF_HEADER, SESSION_COOKIE};
-use crate::domain::model::{Principal, Role};
 use crate::error::Error;
+use crate::model::{Principal, Role};
 use crate::store::Store;
 use crate::store::tables::LOGIN_FAILURES;
 

@@ -14,7 +14,7 @@ use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::range::time_range;
 use super::sales::{DayRangeQuery, TimeRangeQuery};
-use crate::domain::model::*;
+use crate::model::*;
 
 /// `?open=true`: only what is still open.
 #[derive(Debug, Default, Deserialize, IntoParams)]

@@ -16,8 +16,8 @@ use super::AppState;
 use super::auth::{Auth, require_manager};
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiPath;
-use crate::domain::model::{DocumentInfo, Principal, Role};
 use crate::error::Error;
+use crate::model::{DocumentInfo, Principal, Role};
 
 /// The document that never leaves through the API.
 const VAULT: &str = "vault";

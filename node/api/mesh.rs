@@ -8,9 +8,9 @@ use super::AppState;
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiJson;
-use crate::domain::model::{InviteCreated, NewInvite};
 use crate::error::Error;
 use crate::mesh::{MeshInfo, PeerView};
+use crate::model::{InviteCreated, NewInvite};
 
 /// An invite as `POST /api/v1/invites` answers it: the invite and a QR code of it.
 #[derive(Debug, Clone, serde::Serialize, utoipa::ToSchema)]
@@ -93,7 +93,7 @@ pub(crate) async fn add_peer(
 ) -> Result<StatusCode, ApiError> {
     crate::domain::commands::require(
         &auth.principal,
-        crate::domain::model::Role::Manager,
+        crate::model::Role::Manager,
         "adding a peer",
     )?;
     state.handle.add_peer(&req.addr).await?;

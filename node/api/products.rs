@@ -11,7 +11,7 @@ use super::AppState;
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
-use crate::domain::model::{NewProduct, Product, ProductPatch};
+use crate::model::{NewProduct, Product, ProductPatch};
 
 /// Filters of `GET /products`.
 #[derive(Debug, Default, Deserialize, IntoParams)]

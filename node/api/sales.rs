@@ -13,7 +13,7 @@ use super::auth::{Auth, require_manager};
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::range::{format_day, parse_day, shop_tz, time_range, today};
-use crate::domain::model::{DailySales, NewReturn, NewSale, Sale, SaleReturn, VoidSale};
+use crate::model::{DailySales, NewReturn, NewSale, Sale, SaleReturn, VoidSale};
 
 /// A time range: shop-local days (`YYYY-MM-DD`, `to` included), RFC 3339 times or ms since
 /// the epoch. Default: the last 24 hours.

@@ -11,10 +11,10 @@ use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
 use super::guard::{FromThisDevice, setup_allowed};
-use crate::domain::model::{
+use crate::error::Error;
+use crate::model::{
     Device, NewPerson, NewShop, Person, Settings, SettingsPatch, ShopCreated, Status,
 };
-use crate::error::Error;
 
 /// `GET /health`: the node serves.
 #[derive(Debug, Serialize, Deserialize, ToSchema)]

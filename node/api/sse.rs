@@ -26,7 +26,7 @@ use tokio_stream::wrappers::errors::BroadcastStreamRecvError;
 use super::auth::Auth;
 use super::error::ErrorBody;
 use super::{AppState, ShutdownSignal};
-use crate::domain::model::Event;
+use crate::model::Event;
 
 /// How often an idle stream sends a keep-alive comment.
 const KEEP_ALIVE: Duration = Duration::from_secs(15);

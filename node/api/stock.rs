@@ -9,7 +9,7 @@ use super::AppState;
 use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath};
-use crate::domain::model::{Movement, StockAdjust, StockIn, StockLevel, StockRemove};
+use crate::model::{Movement, StockAdjust, StockIn, StockLevel, StockRemove};
 
 /// Stock on hand of every product and variant.
 #[utoipa::path(

@@ -26,8 +26,13 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use crate::domain::model::DeviceRole;
 use crate::error::{Error, Result};
+use crate::model::DeviceRole;
+
+/// What a joiner is told when a device does not prove it made the code (a short code is tried
+/// on every device found on the LAN until the one that made it proves so; see
+/// [`crate::redeem`]), and what this device answers for a code it does not hold.
+pub const UNKNOWN_INVITE: &str = "unknown invite code (check it, or ask for a new invite)";
 
 /// A signed permission for one device to join.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

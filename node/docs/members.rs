@@ -34,7 +34,7 @@ use automerge::{AutoCommit, ChangeHash, ROOT};
 use uuid::Uuid;
 
 use super::am;
-use crate::domain::model::{DeviceRole, Role};
+use crate::model::{DeviceRole, Role};
 
 /// What a node pinned locally about its shop: the genesis (the hash of the shop's first
 /// `members` change, pinned at creation, join or restore) and the devices admitted before

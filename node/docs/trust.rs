@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::members::{Anchor, Members};
 use super::{DocId, Envelope, am};
-use crate::domain::model::{DeviceRole, Role};
+use crate::model::{DeviceRole, Role};
 
 pub use super::members::RevocationRecord;
 
@@ -297,8 +297,8 @@ fn sale_of_revoked_till(
     let has_sale = am::root_puts(change).into_iter().any(|(k, v)| {
         k.starts_with("entry:")
             && matches!(v, automerge::ScalarValue::Str(json)
-                if serde_json::from_str::<crate::domain::ledger::LedgerEntry>(&json)
-                    .is_ok_and(|e| matches!(e.body, crate::domain::ledger::EntryBody::Sale { .. })))
+                if serde_json::from_str::<crate::model::ledger::LedgerEntry>(&json)
+                    .is_ok_and(|e| matches!(e.body, crate::model::ledger::EntryBody::Sale { .. })))
     });
     has_sale.then(|| device.clone())
 }

@@ -54,11 +54,11 @@ use sha2::{Digest, Sha256};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ledger::LedgerEntry;
-use super::model::{Event, Movement, Product, Settings};
 use crate::docs::am;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::ledger::LedgerEntry;
+use crate::model::{Event, Movement, Product, Settings};
 use crate::store::tables::*;
 
 /// A peer's entry stamped further than this ahead of the local clock raises `clock_skew`.
@@ -621,7 +621,7 @@ fn build_stock_alert(
         if on_hand >= 0 || after > 0 || sales.len() >= MAX_REFS {
             break;
         }
-        if m.kind == super::model::MovementKind::Sale && !sales.contains(&m.entry_id) {
+        if m.kind == crate::model::MovementKind::Sale && !sales.contains(&m.entry_id) {
             sales.push(m.entry_id);
         }
         after -= m.qty;
@@ -873,11 +873,11 @@ pub fn list(
 /// catalog. Unknown or already dismissed alerts are refused.
 pub fn dismiss(
     ctx: &mut Ctx<'_>,
-    by: &super::model::Principal,
+    by: &crate::model::Principal,
     id: &str,
     current: &[Alert],
 ) -> Result<Alert> {
-    super::commands::require(by, super::model::Role::Manager, "dismissing an alert")?;
+    super::commands::require(by, crate::model::Role::Manager, "dismissing an alert")?;
     let key = super::commands::person_key(by)?.clone();
     let Some(mut alert) = current.iter().find(|a| a.id == id).cloned() else {
         return Err(Error::NotFound(format!("no alert {id:?}")));

@@ -46,11 +46,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ledger::{EntryBody, LedgerEntry};
 use crate::docs::trust::{Signer, Trust};
 use crate::docs::{DocId, Envelope, am};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::ledger::{EntryBody, LedgerEntry};
 use crate::store::tables::*;
 use crate::store::{load_doc, read_doc_meta};
 
@@ -458,7 +458,7 @@ pub fn rebuild(tx: &WriteTransaction) -> Result<usize> {
                 None => match ed25519_dalek::VerifyingKey::from_bytes(&env.signer) {
                     Ok(k) => Signer::Device {
                         id: crate::identity::device_id(&k),
-                        role: crate::domain::model::DeviceRole::Till,
+                        role: crate::model::DeviceRole::Till,
                     },
                     Err(_) => continue,
                 },

@@ -7,9 +7,9 @@
 use automerge::{AutoCommit, ObjId, ObjType, ROOT, ScalarValue, transaction::Transactable};
 use uuid::Uuid;
 
-use super::model::*;
 use crate::docs::am;
 use crate::error::Result;
+use crate::model::*;
 
 /// Root key of a product.
 pub fn product_key(id: Uuid) -> String {

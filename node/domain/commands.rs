@@ -12,14 +12,14 @@ use redb::{ReadableMultimapTable, ReadableTable};
 use uuid::Uuid;
 
 use super::catalog;
-use super::ledger::{EntryBody, LedgerEntry, QtyLine, ReturnedLine};
-use super::model::*;
 use super::money::{self, MAX_AMOUNT};
 use super::shop::{self, non_empty};
 use crate::docs::{DocId, LEDGER_ROLLOVER};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::identity::SealedKey;
+use crate::model::ledger::{EntryBody, LedgerEntry, QtyLine, ReturnedLine};
+use crate::model::*;
 use crate::store::meta;
 use crate::store::tables::*;
 
@@ -1380,10 +1380,7 @@ pub fn create_invite(
     Ok((code, cert))
 }
 
-/// What a joiner is told when a device does not prove it made the code (a short code is tried
-/// on every device found on the LAN until the one that made it proves so; see
-/// [`crate::redeem`]), and what this device answers for a code it does not hold.
-pub const UNKNOWN_INVITE: &str = "unknown invite code (check it, or ask for a new invite)";
+pub use crate::docs::admission::UNKNOWN_INVITE;
 
 /// Starts a key-exchange run (see [`crate::redeem`]) against this device's invites: the codes
 /// and states of those to offer — pending ones first, each charged one failed run now (a run

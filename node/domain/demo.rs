@@ -1,8 +1,8 @@
 //! `tillmesh demo`: a shop with products, stock and a week of sales, for trying things out.
 
-use super::model::*;
 use crate::NodeHandle;
 use crate::error::Result;
+use crate::model::*;
 
 /// Demo owner login.
 pub const DEMO_USER: &str = "owner";

@@ -26,8 +26,8 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::model::*;
 use crate::error::{Error, Result};
+use crate::model::*;
 use crate::store::tables::*;
 
 /// A movement's place in its product's history: (time, entry id, line).

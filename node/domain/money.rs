@@ -1,7 +1,7 @@
 //! Money arithmetic: integer minor units only, explicit rounding, no floats.
 
-use super::model::{NewPayment, Payment, PaymentMethod, Rounding, TaxMode};
 use crate::error::{Error, Result};
+use crate::model::{NewPayment, Payment, PaymentMethod, Rounding, TaxMode};
 
 /// Largest amount of money the node accepts anywhere (10^15 minor units).
 pub const MAX_AMOUNT: i64 = 1_000_000_000_000_000;

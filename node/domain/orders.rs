@@ -21,12 +21,12 @@ use uuid::Uuid;
 use super::commands::{
     check_money, check_qty, hlc_now, line_product, person_key, require, stock_entry,
 };
-use super::ledger::{DeliveryLine, EntryBody, LedgerEntry};
-use super::model::*;
 use super::shop::non_empty;
 use crate::docs::{DocId, am};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::ledger::{DeliveryLine, EntryBody, LedgerEntry};
+use crate::model::*;
 use crate::store::tables::*;
 
 /// Namespace of delivery ids (uuid v5).

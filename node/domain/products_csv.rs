@@ -35,11 +35,11 @@ use uuid::Uuid;
 
 use super::catalog;
 use super::commands::{MAX_QTY, check_code, check_money, check_tax_rate, require};
-use super::model::*;
 use super::shop::non_empty;
 use crate::docs::DocId;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::*;
 use crate::store::tables::*;
 
 /// Products written per catalog change.

@@ -17,12 +17,12 @@ use uuid::Uuid;
 
 use super::commands::{hlc_now, person_key, require, shop_day};
 use super::fifo::{CostRow, ProductDay};
-use super::model::*;
 use super::orders;
 use super::projection::DayTotals;
 use crate::docs::{DocId, am};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::*;
 use crate::store::tables::*;
 
 fn internal(e: impl std::fmt::Display) -> Error {

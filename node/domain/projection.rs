@@ -11,13 +11,13 @@ use redb::{ReadableTable, WriteTransaction};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::ledger::{EntryBody, LedgerEntry};
-use super::model::*;
 use super::{catalog, fifo, orders, profit, reports, shifts, tickets};
 use crate::docs::trust::Signer;
 use crate::docs::{DocId, am};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::ledger::{EntryBody, LedgerEntry};
+use crate::model::*;
 use crate::store::tables::*;
 
 /// Totals of one day in the `DAILY` table.

@@ -4,9 +4,9 @@ use redb::{ReadTransaction, ReadableTable};
 use uuid::Uuid;
 
 use super::commands::SalesTables;
-use super::model::*;
 use super::projection::DayTotals;
 use crate::error::{Error, Result};
+use crate::model::*;
 use crate::store::tables::*;
 
 fn internal(e: impl std::fmt::Display) -> Error {

@@ -45,10 +45,10 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::ledger::{EntryBody, LedgerEntry};
-use super::model::*;
 use super::shop::ShopView;
 use crate::error::{Error, Result};
+use crate::model::ledger::{EntryBody, LedgerEntry};
+use crate::model::*;
 use crate::store::tables::*;
 
 /// The longest range of days a report covers (three years).

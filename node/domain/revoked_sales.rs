@@ -31,13 +31,13 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::commands::{self, person_key, require};
-use super::ledger::{AcceptedSale, EntryBody, LedgerEntry};
-use super::model::*;
 use super::shop::ShopView;
 use crate::docs::Envelope;
 use crate::docs::members::RevocationRecord;
 use crate::engine::{Ctx, QuarantineReason, Quarantined};
 use crate::error::{Error, Result};
+use crate::model::ledger::{AcceptedSale, EntryBody, LedgerEntry};
+use crate::model::*;
 use crate::store::tables::ENTRIES;
 
 /// A sale a revoked till made, as an owner reviews it.

@@ -10,11 +10,11 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::commands::{check_money, stock_entry};
-use super::ledger::{EntryBody, LedgerEntry};
-use super::model::*;
 use super::shop::non_empty;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::ledger::{EntryBody, LedgerEntry};
+use crate::model::*;
 use crate::store::tables::*;
 
 /// `meta` key: the shift open on this till (16 bytes), absent when none.

@@ -10,10 +10,10 @@ use std::collections::HashMap;
 use automerge::{AutoCommit, ROOT, ReadDoc, transaction::Transactable};
 use uuid::Uuid;
 
-use super::model::*;
 use crate::docs::am;
 use crate::error::{Error, Result};
 use crate::identity::SealedKey;
+use crate::model::*;
 
 /// A person as stored in `members`, with the PIN hash readers need to log staff in.
 #[derive(Debug, Clone)]
@@ -50,6 +50,50 @@ pub struct ShopView {
 }
 
 impl ShopView {
+    /// Who a shop's backups and snapshots are encrypted to: every unrevoked owner with a person
+    /// key (with their sealed key from the vault) and the recovery key. Managers never are: they
+    /// may make a backup, not read the owners' and staff's secrets in it.
+    pub fn backup_recipients(&self) -> Vec<crate::sealed::Recipient> {
+        let view = self;
+        let mut out: Vec<crate::sealed::Recipient> = Vec::new();
+        for p in &view.people {
+            let person = &p.person;
+            if person.revoked || person.role != crate::model::Role::Owner {
+                continue;
+            }
+            let Some(pk) = person
+                .public_key
+                .as_deref()
+                .and_then(crate::sealed::parse_public_key)
+            else {
+                continue;
+            };
+            let sealed = view
+                .vault
+                .get(&person.id)
+                .filter(|s| s.public_key == hex::encode(pk.as_bytes()))
+                .cloned();
+            out.push(crate::sealed::Recipient {
+                kind: crate::sealed::RecipientKind::Owner,
+                public_key: pk,
+                sealed,
+            });
+        }
+        if let Some(pk) = view
+            .recovery_public
+            .as_deref()
+            .and_then(crate::sealed::parse_public_key)
+        {
+            out.push(crate::sealed::Recipient {
+                kind: crate::sealed::RecipientKind::Recovery,
+                public_key: pk,
+                sealed: None,
+            });
+        }
+        out.dedup_by(|a, b| a.public_key == b.public_key);
+        out
+    }
+
     /// Reads the documents (any may be missing); `members` through the one reader
     /// ([`crate::docs::members::Members`]), so only admitted devices are listed.
     pub fn read(

@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::commands::{check_money, check_qty, line_product, stock_entry};
-use super::ledger::{EntryBody, LedgerEntry};
-use super::model::*;
 use super::shop::non_empty;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
+use crate::model::ledger::{EntryBody, LedgerEntry};
+use crate::model::*;
 use crate::store::tables::*;
 
 /// The latest park of a ticket.

@@ -10,9 +10,9 @@ use super::NodeHandle;
 use crate::domain::alerts::{self, Alert};
 use crate::domain::audit::{self, AuditFilter, AuditPage, ExportLine};
 use crate::domain::commands;
-use crate::domain::model::{Principal, Role};
 use crate::domain::products_csv::{self, ImportReport};
 use crate::error::Result;
+use crate::model::{Principal, Role};
 
 /// How long after start the checkpoint timer first looks, and then how often.
 /// (Ten minutes: a device writes its checkpoint soon after it starts or the day turns, and a
@@ -72,7 +72,7 @@ impl NodeHandle {
     /// Writes today's checkpoint if this device has not yet (the timer calls it).
     pub async fn checkpoint_if_due(&self) -> Result<Vec<Uuid>> {
         // A relay signs nothing on its own account, checkpoints included (DESIGN §6).
-        let relay = crate::domain::model::DeviceRole::Relay;
+        let relay = crate::model::DeviceRole::Relay;
         if self
             .view()
             .this_device

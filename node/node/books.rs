@@ -4,9 +4,9 @@
 use uuid::Uuid;
 
 use super::NodeHandle;
-use crate::domain::model::*;
 use crate::domain::{commands, orders, profit, shifts, tickets};
 use crate::error::{Error, Result};
+use crate::model::*;
 
 impl NodeHandle {
     /// Every supplier, by name.

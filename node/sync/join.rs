@@ -8,8 +8,8 @@ use std::future::Future;
 use super::{LocalReplica, ReplicaRead, SyncPeer, SyncRequest, SyncResponse, pull, unexpected};
 use crate::docs::Envelope;
 use crate::docs::admission::Invite;
-use crate::domain::model::DeviceRole;
 use crate::error::{Error, Result};
+use crate::model::DeviceRole;
 
 /// A device joining a shop: what [`join`] needs of it besides pulling.
 pub trait Joiner: LocalReplica + Sync {
@@ -99,9 +99,9 @@ pub async fn join_as(
 /// goes on the wire, and nothing more is sent to a peer that does not prove it knows it.
 /// A peer that did not make the invite (or a wrong code): [`UNKNOWN_INVITE`].
 ///
-/// [`UNKNOWN_INVITE`]: crate::domain::commands::UNKNOWN_INVITE
+/// [`UNKNOWN_INVITE`]: crate::docs::admission::UNKNOWN_INVITE
 async fn redeem(local: &impl Joiner, peer: &impl SyncPeer, code: &str) -> Result<Invite> {
-    let unknown = || Error::invalid("invite", crate::domain::commands::UNKNOWN_INVITE);
+    let unknown = || Error::invalid("invite", crate::docs::admission::UNKNOWN_INVITE);
     let responder = peer.public_key().ok_or_else(|| {
         Error::Rejected("an invite is redeemed with an authenticated device".into())
     })?;

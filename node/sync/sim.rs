@@ -20,10 +20,10 @@ use uuid::Uuid;
 
 use super::{PullSession, ReplicaRead, Step, SyncResponse, answer};
 use crate::docs::Envelope;
-use crate::domain::model::*;
 use crate::domain::{alerts, commands, queries};
 use crate::engine::{Applied, Ctx, Engine, Shared, Writer};
 use crate::error::Result;
+use crate::model::*;
 use crate::store::Store;
 
 /// Most replicas in a case.

@@ -6,7 +6,9 @@
 
 use std::collections::BTreeMap;
 
-pub use super::books::*;
+pub mod books;
+pub mod ledger;
+pub use books::*;
 
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;

@@ -8,8 +8,8 @@
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::books::TicketLine;
-use super::model::*;
+use crate::model::books::TicketLine;
+use crate::model::*;
 
 /// Who accepted a revoked till's sale, and when.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::model::PaymentMethod;
+use crate::model::PaymentMethod;
 
 // --- suppliers and purchase orders ---------------------------------------------------------
 
@@ -422,7 +422,7 @@ pub struct Refund {
     /// When.
     pub time: i64,
     /// Lines with the money per line.
-    pub lines: Vec<super::model::SaleLine>,
+    pub lines: Vec<crate::model::SaleLine>,
     /// Total refunded.
     pub refund: i64,
     /// Tax refunded.
