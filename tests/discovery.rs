@@ -415,3 +415,63 @@ fn instance_names_longer_than_a_label_are_shortened() {
         d2.shutdown();
     });
 }
+
+/// A peer that stops (sending its goodbyes) and comes back at once under the same name and at
+/// the same address — a till restarted within a second, on its fixed port — is reported again,
+/// each time, within 5 s (issue 15, bug 2: mdns-sd keeps a goodbye's records for one more
+/// second, and an announcement within that second only refreshed them: before the fix the
+/// peer was never reported again, and the one peer that may dial it never learnt it was back).
+#[test]
+fn a_peer_restarted_within_a_second_is_found_again() {
+    in_private_netns("a_peer_restarted_within_a_second_is_found_again", || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(restarted_within_a_second());
+    });
+}
+
+async fn restarted_within_a_second() {
+    let (x_id, y_id) = ("12D3KooWrestartX", "12D3KooWrestartY");
+    let (x, mut x_rx) =
+        Discovery::start(config(x_id, SHOP_A, &["/ip4/127.0.0.1/tcp/4201"], 0)).unwrap();
+    // The same address each time, as a till's fixed port.
+    let addr = "/ip4/127.0.0.1/tcp/4300";
+    for round in 0..3 {
+        let started = Instant::now();
+        let (y, mut y_rx) = Discovery::start(config(y_id, SHOP_A, &[addr], 0)).unwrap();
+        // What X reports from now on: Y, again, at its address.
+        let mut x_log = Vec::new();
+        recv_until(
+            x_id,
+            &mut x_rx,
+            &mut x_log,
+            |f| assert_eq!(f.peer_id, y_id),
+            |log| latest(log, y_id).is_some_and(|f| f.addrs == [addr]),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "round {round}: Y reported again only after {:?}",
+            started.elapsed()
+        );
+        let mut y_log = Vec::new();
+        recv_until(
+            y_id,
+            &mut y_rx,
+            &mut y_log,
+            |f| assert_eq!(f.peer_id, x_id),
+            |log| latest(log, x_id).is_some(),
+        )
+        .await;
+        // Y stops (goodbyes sent) and the next round starts it again at once.
+        tokio::task::spawn_blocking(move || y.shutdown())
+            .await
+            .unwrap();
+    }
+    tokio::task::spawn_blocking(move || x.shutdown())
+        .await
+        .unwrap();
+}
