@@ -1209,14 +1209,18 @@ async fn circuit_loop(node: NodeHandle, net: NetHandle) {
 /// restarted a second apart are together again within seconds; long enough that on a LAN the
 /// lower one has normally dialed by then (one connection, not two).
 const DIAL_FALLBACK: Duration = Duration::from_secs(2);
+/// Most fallback dials pending at once: anyone on the LAN can advertise peers of the shop's
+/// hash, and each would otherwise cost a task and dials.
+const MAX_FALLBACKS: usize = 64;
 
 /// Dials what mDNS finds. The lower peer id dials at once and keeps the address (redialed with
 /// backoff while the peer is away). The higher one dials too, once, if after [`DIAL_FALLBACK`]
 /// the two are still not connected: the lower one may have missed this peer's announcement
-/// (mdns-sd reports nothing for records it already cached, e.g. after a goodbye followed by a
-/// restart within the second) or be waiting out its backoff on a dead address, and before this
-/// fallback nothing else would bring the pair together until someone restarted. A duplicate
-/// connection, if both dial, is closed by the network layer (one per peer survives).
+/// (before the `run` TXT value, mdns-sd reported nothing for a restart within a goodbye's
+/// second: see [`crate::discovery`], "Restarts") or be waiting out a long backoff on a dead
+/// address; before this fallback the pair then stayed apart until that redial or a restart.
+/// A duplicate connection, if both dial, is closed by the network layer (one per peer
+/// survives).
 async fn discovery_loop(
     net: NetHandle,
     peers: Peers,
@@ -1251,6 +1255,11 @@ async fn discovery_loop(
             if let Some(pending) = fallbacks.remove(&peer) {
                 pending.abort();
             }
+            fallbacks.retain(|_, h| !h.is_finished());
+            if fallbacks.len() >= MAX_FALLBACKS {
+                tracing::debug!(%peer, "mdns: too many fallback dials pending; not dialing");
+                continue;
+            }
             let net = net.clone();
             let handle = tasks.spawn(async move {
                 tokio::time::sleep(DIAL_FALLBACK).await;
@@ -1270,7 +1279,6 @@ async fn discovery_loop(
                     }
                 }
             });
-            fallbacks.retain(|_, h| !h.is_finished());
             fallbacks.insert(peer, handle);
             continue;
         }
