@@ -10,6 +10,10 @@
 //!   made by `init`, two devices joined with `tillmesh join <short code>` (the shop found by
 //!   mDNS), three `run` processes with no peers that find each other by mDNS and sync sales.
 //!
+//! - `two_tills_restarted_a_second_apart_reconnect_by_mdns`: inside `unshare --net`, two tills
+//!   found by mDNS at fixed ports, restarted one second apart (SIGTERM, then SIGKILL), then one
+//!   off for 10 s: connected again within 5 s each time, and their sales sync.
+//!
 //! Every child process sits in a guard that kills it on drop, so a failing test never leaves a
 //! node behind. Nothing here sleeps to synchronise: startup, health and exits are polled with
 //! deadlines.
