@@ -42,10 +42,10 @@
 //! mdns-sd follows RFC 6762 §10.1: a goodbye (TTL 0) is cached with a TTL of 1 s rather than
 //! dropped, and an announcement of the same records within that second only refreshes the
 //! cached ones — no `ServiceRemoved`, no new `ServiceResolved`. A node killed without goodbyes
-//! (SIGKILL, power cut) that comes back likewise only refreshes what peers cached. So a node
-//! restarted at the same addresses (a till's fixed port) would look unchanged and never be
-//! reported again, and a peer that lost its connection to it would not learn it is back. Hence
-//! the `run` TXT value: each start advertises a fresh one, the restarted node's TXT record
+//! (SIGKILL, power cut) that comes back at the same addresses sends the same records again,
+//! which may likewise only refresh what peers cached. So a node restarted at the same
+//! addresses (a till's fixed port) would look unchanged and never be reported again, and a
+//! peer that lost its connection to it would not learn it is back. Hence the `run` TXT value: each start advertises a fresh one, the restarted node's TXT record
 //! differs from the cached one, mdns-sd resolves it again, and the forwarder, which keys its
 //! deduplication on the run too, reports the peer again.
 //!

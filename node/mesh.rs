@@ -1214,7 +1214,8 @@ const DIAL_FALLBACK: Duration = Duration::from_secs(2);
 const MAX_FALLBACKS: usize = 64;
 
 /// Dials what mDNS finds. The lower peer id dials at once and keeps the address (redialed with
-/// backoff while the peer is away). The higher one dials too, once, if after [`DIAL_FALLBACK`]
+/// backoff while the peer is away). The higher one dials too, once per report, if after
+/// [`DIAL_FALLBACK`]
 /// the two are still not connected: the lower one may have missed this peer's announcement
 /// (before the `run` TXT value, mdns-sd reported nothing for a restart within a goodbye's
 /// second: see [`crate::discovery`], "Restarts") or be waiting out a long backoff on a dead
