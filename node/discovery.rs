@@ -13,7 +13,8 @@
 //! - `addrs=<multiaddr>,<multiaddr>,…` — or, when that would not fit the 255 bytes a TXT string
 //!   may hold, `addr0=…`, `addr1=…`, … each a comma-separated share of the list (a receiver
 //!   reads `addrs` and then `addr0`, `addr1`, … up to the first missing one);
-//! - `ui=<port>` when the UI port is known (non-zero).
+//! - `ui=<port>` when the UI port is known (non-zero);
+//! - `run=<16 hex>`: random, new at each [`Discovery::start`] (see "Restarts" below).
 //!
 //! The UI is also advertised as `_http._tcp` (same host, port = UI port, TXT `shop`, `peer`,
 //! `path=/`) when [`DiscoveryConfig::ui_port`] is non-zero.
@@ -37,9 +38,21 @@
 //! the selection commands are queued ahead of registering and browsing. So tests run inside a
 //! network namespace of their own (`unshare --net`), where only `lo` exists.
 //!
+//! ## Restarts
+//! mdns-sd follows RFC 6762 §10.1: a goodbye (TTL 0) is cached with a TTL of 1 s rather than
+//! dropped, and an announcement of the same records within that second only refreshes the
+//! cached ones — no `ServiceRemoved`, no new `ServiceResolved`. A node killed without goodbyes
+//! (SIGKILL, power cut) that comes back at the same addresses sends the same records again,
+//! which may likewise only refresh what peers cached. So a node restarted at the same
+//! addresses (a till's fixed port) would look unchanged and never be reported again, and a
+//! peer that lost its connection to it would not learn it is back. Hence the `run` TXT value: each start advertises a fresh one, the restarted node's TXT record
+//! differs from the cached one, mdns-sd resolves it again, and the forwarder, which keys its
+//! deduplication on the run too, reports the peer again.
+//!
 //! ## Who dials
 //! Two peers that found each other would both dial; [`should_dial`] picks one (the lower peer
-//! id). Duplicate connections that still happen are for the caller to close.
+//! id). The other one is the caller's fallback (the mesh dials after a short wait if still not
+//! connected). Duplicate connections that still happen are for the caller to close.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::IpAddr;
@@ -75,6 +88,8 @@ const MAX_ADDR_CHUNKS: usize = 8;
 const MAX_ID_LEN: usize = 128;
 /// Capacity of the channel of [`Found`] peers.
 const FOUND_CHANNEL: usize = 256;
+/// Longest `run` TXT value accepted (ours are 16 hex digits).
+const MAX_RUN_LEN: usize = 32;
 
 /// How discovery is set up.
 #[derive(Debug, Clone)]
@@ -140,6 +155,8 @@ struct Advert {
     addrs: Vec<String>,
     ui_port: u16,
     interfaces: Vec<String>,
+    /// This start's `run` TXT value (see the module docs, "Restarts").
+    run: String,
 }
 
 impl Advert {
@@ -152,6 +169,7 @@ impl Advert {
         if self.ui_port != 0 {
             txt.push(("ui".to_string(), self.ui_port.to_string()));
         }
+        txt.push(("run".to_string(), self.run.clone()));
         let port = first_port(&self.addrs).unwrap_or(self.ui_port);
         let info = ServiceInfo::new(
             SERVICE_TYPE,
@@ -219,7 +237,8 @@ impl Discovery {
     /// peers (not ourselves) arrive on the channel, deduplicated: a peer is sent again only when
     /// something in its [`Found`] changed (advertised addresses, UI port, or the host addresses
     /// mDNS resolved — the A and AAAA records often arrive in separate packets, so expect a
-    /// peer once or twice at first), or after it went away and came back.
+    /// peer once or twice at first), after it went away and came back, or after it restarted
+    /// (even unchanged and within a second: see the module docs, "Restarts").
     ///
     /// Binds UDP port 5353 (shared, `SO_REUSEPORT`) in a thread of mdns-sd's. Need not be called
     /// inside a tokio runtime.
@@ -378,8 +397,9 @@ struct Own {
 
 /// Forwards resolved same-shop peers from mdns-sd's channel to the tokio one, deduplicated.
 fn forward(events: mdns_sd::Receiver<ServiceEvent>, tx: mpsc::Sender<Found>, own: Own) {
-    // peer id → what was last sent for it.
-    let mut sent: HashMap<String, Found> = HashMap::new();
+    // peer id → what was last sent for it, with the run it advertised then: a new run is a
+    // restart, sent again even if nothing else changed (module docs, "Restarts").
+    let mut sent: HashMap<String, (Found, Option<String>)> = HashMap::new();
     // fullname → (peer id, host addresses seen so far). mdns-sd resolves an instance with the
     // address records at hand, so one event may carry only the A records and the next only the
     // AAAA ones: keep the union until the instance goes away.
@@ -400,11 +420,17 @@ fn forward(events: mdns_sd::Receiver<ServiceEvent>, tx: mpsc::Sender<Found>, own
                 }
                 let hosts = found.host_addrs.iter().copied().collect();
                 instances.insert(fullname, (found.peer_id.clone(), hosts));
-                if sent.get(&found.peer_id) == Some(&found) {
+                let run = txt_val(&service, "run")
+                    .filter(|r| r.len() <= MAX_RUN_LEN)
+                    .map(str::to_string);
+                if sent
+                    .get(&found.peer_id)
+                    .is_some_and(|(f, r)| *f == found && *r == run)
+                {
                     continue;
                 }
-                sent.insert(found.peer_id.clone(), found.clone());
-                tracing::debug!(peer = %found.peer_id, addrs = ?found.addrs, "mdns: found peer");
+                sent.insert(found.peer_id.clone(), (found.clone(), run.clone()));
+                tracing::debug!(peer = %found.peer_id, addrs = ?found.addrs, ?run, "mdns: found peer");
                 if tx.blocking_send(found).is_err() {
                     return; // Nobody listens any more.
                 }
@@ -504,7 +530,23 @@ fn check_config(cfg: DiscoveryConfig) -> Result<Advert, DiscoveryError> {
         addrs: advertised_addrs(cfg.addrs, &cfg.interfaces),
         ui_port: cfg.ui_port,
         interfaces: cfg.interfaces,
+        run: new_run(),
     })
+}
+
+/// A fresh `run` TXT value: 16 hex digits of randomness, so a restart is never mistaken for
+/// the same run (module docs, "Restarts"). Not a secret: it only has to differ.
+fn new_run() -> String {
+    let mut b = [0u8; 8];
+    if getrandom::fill(&mut b).is_err() {
+        // No randomness: the time still differs from one start to the next.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_nanos();
+        b = (nanos as u64 ^ u64::from(std::process::id())).to_le_bytes();
+    }
+    hex::encode(b)
 }
 
 fn valid_peer_id(s: &str) -> bool {

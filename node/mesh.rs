@@ -16,6 +16,8 @@
 //! - **Who may talk**: requests from peers that are not member devices are answered only for
 //!   `RedeemStart`/`RedeemFinish` (joining with an invite, by a key exchange keyed by the
 //!   code: see [`crate::redeem`]).
+//! - **Discovery**: what mDNS finds ([`crate::discovery`]) is dialed by the lower peer id at
+//!   once, by the higher one only if still not connected after a short wait (`discovery_loop`).
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
 //!   behind) for `GET /api/v1/peers`.
 
@@ -1218,13 +1220,35 @@ async fn circuit_loop(node: NodeHandle, net: NetHandle) {
     }
 }
 
+/// How long the peer with the higher id, which leaves dialing to the lower one
+/// ([`crate::discovery::should_dial`]), waits for it before dialing itself. Short, so two tills
+/// restarted a second apart are together again within seconds; long enough that on a LAN the
+/// lower one has normally dialed by then (one connection, not two).
+const DIAL_FALLBACK: Duration = Duration::from_secs(2);
+/// Most fallback dials pending at once: anyone on the LAN can advertise peers of the shop's
+/// hash, and each would otherwise cost a task and dials.
+const MAX_FALLBACKS: usize = 64;
+
+/// Dials what mDNS finds. The lower peer id dials at once and keeps the address (redialed with
+/// backoff while the peer is away). The higher one dials too, once per report, if after
+/// [`DIAL_FALLBACK`]
+/// the two are still not connected: the lower one may have missed this peer's announcement
+/// (before the `run` TXT value, mdns-sd reported nothing for a restart within a goodbye's
+/// second: see [`crate::discovery`], "Restarts") or be waiting out a long backoff on a dead
+/// address; before this fallback the pair then stayed apart until that redial or a restart.
+/// A duplicate connection, if both dial, is closed by the network layer (one per peer
+/// survives).
 async fn discovery_loop(
     net: NetHandle,
     peers: Peers,
     mut found: tokio::sync::mpsc::Receiver<crate::discovery::Found>,
 ) {
     let me = net.local_peer_id().to_string();
+    // Fallback dials in flight, per peer (aborted with this loop when the mesh stops).
+    let mut fallbacks: HashMap<PeerId, tokio::task::AbortHandle> = HashMap::new();
+    let mut tasks = tokio::task::JoinSet::new();
     while let Some(f) = found.recv().await {
+        while tasks.try_join_next().is_some() {}
         let Ok(peer) = f.peer_id.parse::<PeerId>() else {
             continue;
         };
@@ -1234,19 +1258,50 @@ async fn discovery_loop(
             e.found_by.get_or_insert(FoundBy::Mdns);
             e.addrs = f.addrs.clone();
         }
+        let addrs: Vec<Multiaddr> = f
+            .addrs
+            .iter()
+            .filter_map(|a| a.parse::<Multiaddr>().ok())
+            .map(|addr| match peer_of(&addr) {
+                None => addr.with(libp2p::multiaddr::Protocol::P2p(peer)),
+                Some(_) => addr,
+            })
+            .collect();
         if !crate::discovery::should_dial(&me, &f.peer_id) {
+            // Newer addresses replace a pending fallback's.
+            if let Some(pending) = fallbacks.remove(&peer) {
+                pending.abort();
+            }
+            fallbacks.retain(|_, h| !h.is_finished());
+            if fallbacks.len() >= MAX_FALLBACKS {
+                tracing::debug!(%peer, "mdns: too many fallback dials pending; not dialing");
+                continue;
+            }
+            let net = net.clone();
+            let handle = tasks.spawn(async move {
+                tokio::time::sleep(DIAL_FALLBACK).await;
+                let connected = net
+                    .peers()
+                    .await
+                    .iter()
+                    .any(|p| p.peer == peer && p.connected);
+                if connected {
+                    return;
+                }
+                tracing::debug!(%peer, "mdns: the peer did not dial; dialing it");
+                for addr in addrs {
+                    // Once, not kept: keeping the link up is the lower peer id's job.
+                    if net.connect(addr).await.is_ok() {
+                        break;
+                    }
+                }
+            });
+            fallbacks.insert(peer, handle);
             continue;
         }
-        for a in &f.addrs {
-            if let Ok(addr) = a.parse::<Multiaddr>() {
-                let addr = if peer_of(&addr).is_none() {
-                    addr.with(libp2p::multiaddr::Protocol::P2p(peer))
-                } else {
-                    addr
-                };
-                if net.dial(addr).await.is_ok() {
-                    break;
-                }
+        for addr in addrs {
+            if net.dial(addr).await.is_ok() {
+                break;
             }
         }
     }

@@ -8,6 +8,10 @@
 //! them it FAILS with a message saying so — it never skips. Inside, before starting any daemon,
 //! it checks that `lo` is the only interface, and the daemons are limited to `lo` as well.
 //! Build before entering a namespace by hand: there is no registry inside one.
+//!
+//! Restarts (issue 15, bug 2): `a_peer_restarted_within_a_second_is_found_again` (a peer back
+//! within its goodbye's second, unchanged, is reported again) and
+//! `the_higher_peer_id_dials_when_the_lower_does_not` (the mesh's fallback dial).
 
 use crate::common;
 use common::{assert_only_loopback, in_private_netns};
@@ -418,4 +422,167 @@ fn instance_names_longer_than_a_label_are_shortened() {
         d1.shutdown();
         d2.shutdown();
     });
+}
+
+/// A peer that stops (sending its goodbyes) and comes back at once under the same name and at
+/// the same address — a till restarted within a second, on its fixed port — is reported again,
+/// each time, within 5 s (issue 15, bug 2: mdns-sd keeps a goodbye's records for one more
+/// second, and an announcement within that second only refreshed them: before the fix the
+/// peer was never reported again, and the one peer that may dial it never learnt it was back).
+#[test]
+fn a_peer_restarted_within_a_second_is_found_again() {
+    in_private_netns("a_peer_restarted_within_a_second_is_found_again", || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(restarted_within_a_second());
+    });
+}
+
+async fn restarted_within_a_second() {
+    let (x_id, y_id) = ("12D3KooWrestartX", "12D3KooWrestartY");
+    let (x, mut x_rx) =
+        Discovery::start(config(x_id, SHOP_A, &["/ip4/127.0.0.1/tcp/4201"], 0)).unwrap();
+    // The same address each time, as a till's fixed port.
+    let addr = "/ip4/127.0.0.1/tcp/4300";
+    for round in 0..3 {
+        let started = Instant::now();
+        let (y, mut y_rx) = Discovery::start(config(y_id, SHOP_A, &[addr], 0)).unwrap();
+        // What X reports from now on: Y, again, at its address.
+        let mut x_log = Vec::new();
+        recv_until(
+            x_id,
+            &mut x_rx,
+            &mut x_log,
+            |f| assert_eq!(f.peer_id, y_id),
+            |log| latest(log, y_id).is_some_and(|f| f.addrs == [addr]),
+        )
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "round {round}: Y reported again only after {:?}",
+            started.elapsed()
+        );
+        let mut y_log = Vec::new();
+        recv_until(
+            y_id,
+            &mut y_rx,
+            &mut y_log,
+            |f| assert_eq!(f.peer_id, x_id),
+            |log| latest(log, x_id).is_some(),
+        )
+        .await;
+        // Y stops (goodbyes sent) and the next round starts it again at once.
+        tokio::task::spawn_blocking(move || y.shutdown())
+            .await
+            .unwrap();
+    }
+    tokio::task::spawn_blocking(move || x.shutdown())
+        .await
+        .unwrap();
+}
+
+/// Of two tills that found each other, the one with the higher peer id dials too when the
+/// lower one does not (issue 15, bug 2: "only the lower peer id dials", so when the lower one
+/// missed the other's announcement the pair stayed apart). The lower till here runs without
+/// discovery — it never dials — and is only advertised (as its node would advertise it); the
+/// higher till must connect to it within 5 s of its start. Before the fix it never did.
+#[test]
+fn the_higher_peer_id_dials_when_the_lower_does_not() {
+    in_private_netns("the_higher_peer_id_dials_when_the_lower_does_not", || {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(higher_dials());
+    });
+}
+
+async fn higher_dials() {
+    use common::mesh::{first_till_on, joined_dir, wait_addr};
+    use tillmesh::Node;
+
+    // A shop and two new tills (never started, so neither knows the other's address); the
+    // first till has no discovery and stays out of it.
+    let dir_a = tempfile::tempdir().unwrap();
+    let (a, ah, owner, _) = first_till_on(Node::builder().data_dir(dir_a.path())).await;
+    let mut tills = Vec::new();
+    for name in ["Till 2", "Till 3"] {
+        let dir = joined_dir(&ah, &owner, name).await;
+        std::fs::remove_file(dir.path().join(tillmesh::mesh::PEERS_FILE)).unwrap();
+        let key = ah
+            .devices()
+            .unwrap()
+            .into_iter()
+            .find(|d| d.name == name)
+            .expect("a member")
+            .public_key;
+        let pk: [u8; 32] = hex::decode(key).unwrap().try_into().unwrap();
+        let peer = tillmesh::net::peer_id_from_public_key(&pk).unwrap();
+        tills.push((dir, peer.to_string()));
+    }
+    let shop_hash = tillmesh::docs::admission::shop_hash(ah.status().unwrap().shop_id.unwrap());
+    tills.sort_by(|x, y| x.1.cmp(&y.1));
+    let [(lower_dir, lower_id), (higher_dir, higher_id)] = <[_; 2]>::try_from(tills).unwrap();
+    assert!(should_dial(&lower_id, &higher_id));
+
+    // The lower till: on the mesh, no discovery of its own (so it dials nobody), advertised.
+    let lower = start_till(lower_dir.path(), false).await;
+    let lh = lower.handle();
+    let lower_addr = wait_addr(&lh).await;
+    let (advert, _found) =
+        Discovery::start(config(&lower_id, &shop_hash, &[&lower_addr], 0)).unwrap();
+    // The higher till, with discovery.
+    let higher = start_till(higher_dir.path(), true).await;
+    let started = Instant::now();
+    let hh = higher.handle();
+    let deadline = started + Duration::from_secs(10);
+    let view = loop {
+        let peers = hh.peers().await;
+        if let Some(p) = peers.iter().find(|p| p.peer_id == lower_id && p.connected) {
+            break p.clone();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the higher till never dialed the lower one it found: {peers:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    // Finding takes well under a second here, the fallback waits 2 s.
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "connected only after {:?}",
+        started.elapsed()
+    );
+    assert_eq!(view.found_by, tillmesh::mesh::FoundBy::Mdns, "{view:?}");
+    let seen_by_lower = lh.peers().await;
+    assert!(
+        seen_by_lower
+            .iter()
+            .any(|p| p.peer_id == higher_id && p.connected),
+        "{seen_by_lower:?}"
+    );
+    tokio::task::spawn_blocking(move || advert.shutdown())
+        .await
+        .unwrap();
+    drop((lh, hh));
+    higher.shutdown().await;
+    lower.shutdown().await;
+    drop(ah);
+    a.shutdown().await;
+    drop((lower_dir, higher_dir, dir_a));
+}
+
+/// A till on `dir`, on the mesh over loopback, with mDNS on `lo` or without discovery.
+async fn start_till(dir: &std::path::Path, mdns: bool) -> tillmesh::Node {
+    let mut b = tillmesh::Node::builder()
+        .data_dir(dir)
+        .listen("/ip4/127.0.0.1/tcp/0");
+    if mdns {
+        b = b.mdns(vec!["lo".into()]);
+    }
+    b.start().await.unwrap()
 }

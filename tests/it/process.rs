@@ -10,6 +10,10 @@
 //!   made by `init`, two devices joined with `tillmesh join <short code>` (the shop found by
 //!   mDNS), three `run` processes with no peers that find each other by mDNS and sync sales.
 //!
+//! - `two_tills_restarted_a_second_apart_reconnect_by_mdns`: inside `unshare --net`, two tills
+//!   found by mDNS at fixed ports, restarted one second apart (SIGTERM, then SIGKILL), then one
+//!   off for 10 s: connected again within 5 s each time, and their sales sync.
+//!
 //! Every child process sits in a guard that kills it on drop, so a failing test never leaves a
 //! node behind. Nothing here sleeps to synchronise: startup, health and exits are polled with
 //! deadlines.
@@ -507,4 +511,249 @@ async fn three_processes_mdns() {
         assert_eq!(api.on_hand(&product).await, 94);
     }
     drop(procs);
+}
+
+/// Two tills restarted one second apart find each other again by mDNS (issue 15, bug 2).
+///
+/// The tills listen at fixed addresses (their own ports, as a shop's tills keep 7879), so a
+/// restarted till advertises exactly what it advertised before. Rounds 1 and 2 restart the
+/// till with the lower peer id first — before the fix only that one dialed — and the other
+/// one a second later, with SIGTERM (mDNS goodbyes sent) and then SIGKILL (none). Round 3
+/// switches the higher one off (SIGKILL) for 10 s: before the fix its comeback, advertised
+/// unchanged, was never reported by mDNS, and the lower one only found it again when its
+/// backed-off redial of the old address came round (up to 30 s later). After each round both
+/// are connected again within 5 s of the (last) start, and sales made after the restarts
+/// reach the other till.
+#[test]
+fn two_tills_restarted_a_second_apart_reconnect_by_mdns() {
+    common::in_private_netns(
+        "two_tills_restarted_a_second_apart_reconnect_by_mdns",
+        || {
+            tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(2)
+                .enable_all()
+                .build()
+                .unwrap()
+                .block_on(restarted_a_second_apart());
+        },
+    );
+}
+
+/// How soon two restarted tills must be connected again (the issue's bound).
+const RECONNECT_WITHIN: Duration = Duration::from_secs(5);
+
+/// A till of the restart test: its data dir, fixed listen address, process and API.
+struct Till {
+    dir: PathBuf,
+    data: PathBuf,
+    listen: String,
+    runs: usize,
+    proc: Option<Proc>,
+    api: Api,
+    peer_id: String,
+}
+
+impl Till {
+    fn new(dir: PathBuf, data: PathBuf, listen: &str) -> Till {
+        Till {
+            dir,
+            data,
+            listen: listen.into(),
+            runs: 0,
+            proc: None,
+            api: Api::new("127.0.0.1:9".parse().unwrap()),
+            peer_id: String::new(),
+        }
+    }
+
+    /// `tillmesh run` on the till's data dir, mDNS on `lo` only, at its listen address.
+    async fn start(&mut self) {
+        self.runs += 1;
+        let log = self.dir.join(format!("run{}.log", self.runs));
+        let (p, addr) = run_with(
+            &self.data,
+            &log,
+            &["--listen", &self.listen, "--mdns-interface", "lo"],
+        );
+        self.api = Api::new(addr);
+        self.api.wait_healthy(&p).await;
+        self.proc = Some(p);
+    }
+
+    /// Its peer id, from the "mesh started" line of its log.
+    async fn read_peer_id(&mut self) {
+        let p = self.proc.as_ref().expect("running");
+        let log = p.log.clone();
+        self.peer_id = wait_for("the mesh starts", START_TIMEOUT, || async {
+            let text = std::fs::read_to_string(&log).unwrap_or_default();
+            let line = text.lines().find(|l| l.contains("mesh started"))?;
+            let rest = &line[line.find("peer_id=")? + "peer_id=".len()..];
+            Some(rest.split_whitespace().next()?.to_string())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}; stderr:\n{}", p.log_tail()));
+    }
+
+    /// Stops it: SIGTERM and a clean exit, or SIGKILL.
+    fn stop(&mut self, sigkill: bool) {
+        let mut p = self.proc.take().expect("running");
+        if sigkill {
+            p.kill9();
+            return;
+        }
+        let kill = Command::new("kill")
+            .args(["-TERM", &p.pid().to_string()])
+            .status()
+            .expect("kill -TERM runs");
+        assert!(kill.success());
+        let status = p
+            .wait_exit(EXIT_TIMEOUT)
+            .unwrap_or_else(|| panic!("no exit on SIGTERM; stderr:\n{}", p.log_tail()));
+        assert!(status.success(), "unclean stop {status}:\n{}", p.log_tail());
+    }
+
+    /// Peers connected now, as `GET /metrics` (no login) counts them; None if it does not
+    /// answer.
+    async fn peers_connected(&self) -> Option<u64> {
+        let res = self
+            .api
+            .c
+            .get(format!("{}/metrics", self.api.base))
+            .send()
+            .await
+            .ok()?;
+        let text = res.text().await.ok()?;
+        text.lines()
+            .find_map(|l| l.strip_prefix("tillmesh_peers_connected "))?
+            .trim()
+            .parse()
+            .ok()
+    }
+}
+
+/// Panics unless `fresh` (just restarted: any connection it has is new) and `other` are both
+/// connected to their one peer within [`RECONNECT_WITHIN`] of `started`, `fresh`'s start.
+async fn reconnect_within_bound(what: &str, fresh: &Till, other: &Till, started: Instant) {
+    let reconnected = wait_for(
+        "both tills are connected to each other",
+        RECONNECT_WITHIN.saturating_sub(started.elapsed()),
+        || async {
+            let (f, o) = (
+                fresh.peers_connected().await?,
+                other.peers_connected().await?,
+            );
+            (f == 1 && o == 1).then_some(())
+        },
+    )
+    .await;
+    if let Err(e) = reconnected {
+        panic!(
+            "{what}: {e} (the last till started {:?} ago); the till restarted last:\n{}\n\
+             the other till:\n{}",
+            started.elapsed(),
+            fresh.proc.as_ref().unwrap().log_tail(),
+            other.proc.as_ref().unwrap().log_tail(),
+        );
+    }
+    println!(
+        "{what}: connected again {:?} after the last start",
+        started.elapsed()
+    );
+}
+
+async fn restarted_a_second_apart() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir_a = tmp.path().join("a");
+    std::fs::create_dir_all(&dir_a).unwrap();
+    let data_a = init(&dir_a);
+    // Fixed ports: the namespace is the test's own.
+    let mut a = Till::new(dir_a, data_a, "/ip4/127.0.0.1/tcp/7879");
+    a.start().await;
+    let owner_a = a.api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let product = owner_a.create_product("R1", 250).await;
+    owner_a.stock_in(&product, 100).await;
+
+    // Till 2 joins with a short code (found by mDNS), then forgets the inviting node's
+    // address: only mDNS brings the two together.
+    let (status, inv) = owner_a
+        .post("/api/v1/invites", json!({"role": "till", "name": "Till 2"}))
+        .await;
+    assert_eq!(status, 201, "POST /invites: {inv}");
+    let code = inv["code"].as_str().expect("a short code");
+    let dir_b = tmp.path().join("b");
+    std::fs::create_dir_all(&dir_b).unwrap();
+    let data_b = dir_b.join("data");
+    let out = dir_b.join("join.out");
+    let child = tillmesh(&dir_b)
+        .arg("join")
+        .arg("--data-dir")
+        .arg(&data_b)
+        .args(["--mdns-interface", "lo", code])
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(dir_b.join("join.err")).unwrap())
+        .spawn()
+        .expect("tillmesh join starts");
+    let mut join = Proc {
+        child,
+        log: dir_b.join("join.err"),
+    };
+    let status = join
+        .wait_exit(START_TIMEOUT)
+        .unwrap_or_else(|| panic!("join did not finish:\n{}", join.log_tail()));
+    let said = std::fs::read_to_string(&out).unwrap_or_default();
+    assert!(
+        status.success() && said.contains("Joined shop"),
+        "join failed ({status}): {said}\n{}",
+        join.log_tail()
+    );
+    std::fs::remove_file(data_b.join("peers")).expect("join remembers the inviting node");
+    let mut b = Till::new(dir_b, data_b, "/ip4/127.0.0.1/tcp/7880");
+    b.start().await;
+    a.read_peer_id().await;
+    b.read_peer_id().await;
+    for t in [&a, &b] {
+        wait_for("the two tills are connected", START_TIMEOUT, || async {
+            (t.peers_connected().await? == 1).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("before the restarts: {e}"));
+    }
+
+    // The lower peer id was the one that dialed: restart it first.
+    let (mut first, mut second) = if a.peer_id < b.peer_id {
+        (a, b)
+    } else {
+        (b, a)
+    };
+    for (round, sigkill) in [(1, false), (2, true)] {
+        first.stop(sigkill);
+        first.start().await;
+        // The scenario's gap, not a wait for something to happen.
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        second.stop(sigkill);
+        let started = Instant::now();
+        second.start().await;
+        let how = if sigkill { "SIGKILL" } else { "SIGTERM" };
+        reconnect_within_bound(&format!("round {round} ({how})"), &second, &first, started).await;
+    }
+    // Round 3: the higher one is off for a while (a power cut), back unchanged.
+    second.stop(true);
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    let started = Instant::now();
+    second.start().await;
+    reconnect_within_bound("round 3 (off for 10 s)", &second, &first, started).await;
+
+    // And they sync: a sale on each reaches the other.
+    let owner_1 = first.api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner_2 = second.api.login(OWNER, "password", OWNER_PASSWORD).await;
+    for (seller, other) in [(&owner_1, &owner_2), (&owner_2, &owner_1)] {
+        let (status, sold) = seller.post("/api/v1/sales", sale(&product, 1)).await;
+        assert_eq!(status, 201, "POST /sales: {sold}");
+        let id = sold["id"].as_str().unwrap().to_string();
+        wait_for("the sale reaches the other till", START_TIMEOUT, || async {
+            (other.get(&format!("/api/v1/sales/{id}")).await.0 == 200).then_some(())
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
 }
