@@ -36,7 +36,7 @@ use crate::domain::projection;
 use crate::error::{Error, Result};
 use crate::model::Event;
 use crate::store::tables::*;
-use crate::store::{DocMeta, Store, load_doc, meta, read_doc_meta};
+use crate::store::{DocMeta, Rebuild, Store, load_doc, meta, read_doc_meta};
 
 /// Jobs a batch may hold before it is committed.
 const MAX_BATCH: usize = 512;
@@ -149,7 +149,7 @@ pub struct Shared {
     /// Broadcasts applied changes to UIs and embedders.
     pub events: broadcast::Sender<Event>,
     /// The `members` and `settings` documents as readers see them, after the last commit.
-    pub shop: RwLock<Arc<crate::domain::shop::ShopView>>,
+    pub shop: RwLock<Arc<crate::docs::shop::ShopView>>,
     /// Commits made (durable or, for peers' changes, synced soon after).
     pub commits: std::sync::atomic::AtomicU64,
     /// Jobs acknowledged by those commits.
@@ -169,7 +169,7 @@ impl Shared {
     pub fn new(metrics: Arc<crate::metrics::Metrics>) -> Shared {
         Shared {
             events: broadcast::channel(4096).0,
-            shop: RwLock::new(Arc::new(crate::domain::shop::ShopView::default())),
+            shop: RwLock::new(Arc::new(crate::docs::shop::ShopView::default())),
             commits: Default::default(),
             jobs: Default::default(),
             outbox: broadcast::channel(4096).0,
@@ -345,6 +345,7 @@ impl Engine {
     /// An engine over `store` for the device with `device_key`; a fresh Automerge actor for
     /// this session (reusing an actor after data loss would break Automerge).
     pub fn new(store: Store, shared: Arc<Shared>, device_key: SigningKey) -> Result<Engine> {
+        rebuild(&store)?;
         let anchor = Anchor::from_meta(
             store.meta(meta::GENESIS)?.as_deref(),
             store.meta(meta::LEGACY_DEVICES)?.as_deref(),
@@ -561,7 +562,7 @@ impl Engine {
 
     /// Rebuilds the readers' view of `members` and `settings` from the documents.
     fn refresh_shop_view(&mut self) {
-        let view = crate::domain::shop::ShopView::read(
+        let view = crate::docs::shop::ShopView::read(
             self.docs.get("members"),
             self.docs.get("settings"),
             self.docs.get("vault"),
@@ -659,7 +660,7 @@ impl Ctx<'_> {
     }
 
     /// The readers' shop view as of the last commit (members and settings).
-    pub fn shop(&self) -> Arc<crate::domain::shop::ShopView> {
+    pub fn shop(&self) -> Arc<crate::docs::shop::ShopView> {
         self.engine
             .shared
             .shop
@@ -1696,6 +1697,42 @@ impl Ctx<'_> {
 /// Loads a document's metadata in a transaction (for projections that need counts).
 pub fn doc_meta(tx: &WriteTransaction, id: &str) -> Result<Option<DocMeta>> {
     read_doc_meta(&tx.open_table(DOCS)?, id)
+}
+
+/// Does what migrations marked as due (see [`Rebuild`]), each in one transaction with the
+/// clearing of its mark.
+fn rebuild(store: &Store) -> Result<()> {
+    for what in Rebuild::ALL {
+        let tx = store.db().begin_write()?;
+        if !what.due(&tx)? {
+            continue;
+        }
+        match what {
+            Rebuild::Projections => {
+                reindex_in(&tx)?;
+            }
+            Rebuild::AuditIndexes => {
+                crate::domain::audit::index_rows(&tx)?;
+            }
+            Rebuild::LegacyDevices => {
+                let members = {
+                    let docs = tx.open_table(DOCS)?;
+                    let chunks = tx.open_table(DOC_CHUNKS)?;
+                    load_doc(&docs, &chunks, "members")?
+                };
+                if let Some(members) = members {
+                    let keys = crate::docs::members::listed_device_keys(&members);
+                    let bytes = postcard::to_allocvec(&keys).expect("a list of keys serializes");
+                    tx.open_table(META)?
+                        .insert(meta::LEGACY_DEVICES, bytes.as_slice())?;
+                }
+            }
+        }
+        what.done(&tx)?;
+        tx.commit()?;
+        tracing::info!(?what, "rebuilt after a migration");
+    }
+    Ok(())
 }
 
 /// What `reindex` rebuilt.

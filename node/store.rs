@@ -33,6 +33,59 @@ pub mod meta {
     /// postcard `Vec<[u8; 32]>`: device keys admitted before protocol 2, pinned at the upgrade,
     /// at join (from the inviting device) or at restore (see `docs::members::Anchor`).
     pub const LEGACY_DEVICES: &str = "legacy_devices";
+    /// Present while a migration's rebuild of what the layers above keep is due (see
+    /// [`super::Rebuild`]); the key is this prefix and the rebuild's name.
+    pub const REBUILD_PREFIX: &str = "rebuild:";
+}
+
+/// What a migration cannot do itself, because it belongs to a layer above the store: it
+/// marks the store (in the migration's own transaction), and the replica does it when it opens
+/// the store ([`crate::engine::Engine::new`]), then clears the mark in the same transaction as
+/// the rebuild. A crash in between leaves the mark, and the next start does it again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Rebuild {
+    /// Every projection, from the stored documents (migration 4 added tables to fill).
+    Projections,
+    /// The audit trail's secondary indexes, from its rows (migration 5).
+    AuditIndexes,
+    /// Pin the devices admitted before protocol 2, read from `members` (migration 6).
+    LegacyDevices,
+}
+
+impl Rebuild {
+    /// In the order they run.
+    pub const ALL: [Rebuild; 3] = [
+        Rebuild::Projections,
+        Rebuild::AuditIndexes,
+        Rebuild::LegacyDevices,
+    ];
+
+    fn key(self) -> String {
+        let name = match self {
+            Rebuild::Projections => "projections",
+            Rebuild::AuditIndexes => "audit_indexes",
+            Rebuild::LegacyDevices => "legacy_devices",
+        };
+        format!("{}{name}", meta::REBUILD_PREFIX)
+    }
+
+    /// Marks the rebuild as due, in a migration's transaction.
+    pub fn mark(self, tx: &redb::WriteTransaction) -> Result<()> {
+        tx.open_table(META)?
+            .insert(self.key().as_str(), &[1u8][..])?;
+        Ok(())
+    }
+
+    /// Whether the rebuild is due.
+    pub fn due(self, tx: &redb::WriteTransaction) -> Result<bool> {
+        Ok(tx.open_table(META)?.get(self.key().as_str())?.is_some())
+    }
+
+    /// Clears the mark, in the rebuild's transaction.
+    pub fn done(self, tx: &redb::WriteTransaction) -> Result<()> {
+        tx.open_table(META)?.remove(self.key().as_str())?;
+        Ok(())
+    }
 }
 
 /// What the store knows about one document.

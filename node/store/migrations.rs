@@ -3,6 +3,7 @@
 
 use redb::{Database, ReadableTable};
 
+use super::Rebuild;
 use super::meta;
 use super::tables::*;
 use crate::error::{Error, Result};
@@ -50,36 +51,26 @@ fn sync_digests_v2(tx: &redb::WriteTransaction) -> Result<()> {
     Ok(())
 }
 
-/// 4: new projection tables, filled by a reindex.
+/// 4: new projection tables, filled by a reindex when the replica opens the store.
 fn books_and_reports_v4(tx: &redb::WriteTransaction) -> Result<()> {
     create_tables(tx)?;
-    crate::engine::reindex_in(tx).map(|_| ())
+    Rebuild::Projections.mark(tx)
 }
 
-/// 5: secondary audit indexes, filled from `AUDIT`.
+/// 5: secondary audit indexes, filled from `AUDIT` when the replica opens the store.
 fn audit_indexes_v5(tx: &redb::WriteTransaction) -> Result<()> {
     create_tables(tx)?;
-    crate::domain::audit::index_rows(tx).map(|_| ())
+    Rebuild::AuditIndexes.mark(tx)
 }
 
 /// 6: protocol 2 — pin the devices this store's shop admitted so far (under protocol 1's
 /// secret-bearing admission records, which admit nobody new from now on), and drop the pending
 /// invites of protocol 1 (their certificates carry no countersigner).
+/// The pinning reads `members`, so the replica does it when it opens the store.
 fn legacy_devices_v6(tx: &redb::WriteTransaction) -> Result<()> {
     create_tables(tx)?;
-    let members = {
-        let docs = tx.open_table(DOCS)?;
-        let chunks = tx.open_table(DOC_CHUNKS)?;
-        crate::store::load_doc(&docs, &chunks, "members")?
-    };
-    if let Some(members) = members {
-        let keys = crate::docs::members::listed_device_keys(&members);
-        let bytes = postcard::to_allocvec(&keys).expect("a list of keys serializes");
-        tx.open_table(META)?
-            .insert(meta::LEGACY_DEVICES, bytes.as_slice())?;
-    }
     tx.delete_table(INVITES_V1)?;
-    Ok(())
+    Rebuild::LegacyDevices.mark(tx)
 }
 
 /// 7: drop `held-1`, create the new held tables.
