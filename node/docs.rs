@@ -10,6 +10,7 @@ pub mod am;
 pub mod envelope;
 pub mod gossip_keys;
 pub mod members;
+pub mod shop;
 pub mod trust;
 
 pub use envelope::Envelope;

@@ -1,6 +1,8 @@
 //! The shop's domain: documents' layouts, commands that turn requests into changes, money
 //! arithmetic, and the projections derived from ledger entries and the catalog.
 
+/// `members`, `settings` and `vault` as readers see them moved to [`crate::docs::shop`].
+pub use crate::docs::shop;
 /// The data model moved to [`crate::model`] (the bottom layer); it is re-exported here so
 /// `tillmesh::domain::model::*` keeps working for embedders.
 pub use crate::model;
@@ -17,7 +19,6 @@ pub mod queries;
 pub mod reports;
 pub mod revoked_sales;
 pub mod shifts;
-pub mod shop;
 pub mod tickets;
 // Alerts, the audit trail and products CSV (issue 5).
 pub mod alerts;

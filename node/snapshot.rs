@@ -541,7 +541,7 @@ pub struct Taken {
 }
 
 /// Takes a snapshot of the shop `handle` holds into `store`, now: a backup from one read
-/// transaction, encrypted to the shop's [backup recipients](crate::domain::shop::ShopView::backup_recipients) as it is written.
+/// transaction, encrypted to the shop's [backup recipients](crate::docs::shop::ShopView::backup_recipients) as it is written.
 pub async fn take(store: &SnapshotStore, handle: &NodeHandle, created_at: i64) -> Result<Taken> {
     let shop = handle
         .shop_view()

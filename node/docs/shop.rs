@@ -247,59 +247,6 @@ pub fn write_settings(doc: &mut AutoCommit, s: &Settings, old: Option<&Settings>
     Ok(())
 }
 
-/// Applies a patch to settings, validating it.
-pub fn patched_settings(old: &Settings, p: SettingsPatch) -> Result<Settings> {
-    let mut s = old.clone();
-    if let Some(v) = p.shop_name {
-        s.shop_name = non_empty("shop_name", &v, 100)?;
-    }
-    if let Some(v) = p.currency {
-        s.currency_exponent = super::money::currency_exponent("currency", &v)?;
-        s.currency = v.to_ascii_uppercase();
-    }
-    if let Some(v) = p.timezone {
-        check_timezone("timezone", &v)?;
-        s.timezone = v;
-    }
-    if let Some(v) = p.tax_mode {
-        s.tax_mode = v;
-    }
-    if let Some(v) = p.rounding {
-        s.rounding = v;
-    }
-    if let Some(v) = p.cash_rounding {
-        if !(1..=100_000).contains(&v) {
-            return Err(Error::invalid(
-                "cash_rounding",
-                "must be between 1 and 100000",
-            ));
-        }
-        s.cash_rounding = v;
-    }
-    if let Some(v) = p.receipt_text {
-        if v.len() > 1000 {
-            return Err(Error::invalid("receipt_text", "at most 1000 characters"));
-        }
-        s.receipt_text = v;
-    }
-    if let Some(v) = p.low_stock_default {
-        if v < 0 {
-            return Err(Error::invalid("low_stock_default", "must not be negative"));
-        }
-        s.low_stock_default = v;
-    }
-    if let Some(v) = p.oversell {
-        s.oversell = v;
-    }
-    if let Some(v) = p.max_staff {
-        if v > 1000 {
-            return Err(Error::invalid("max_staff", "at most 1000"));
-        }
-        s.max_staff = v;
-    }
-    Ok(s)
-}
-
 /// Checks an IANA time zone name.
 pub fn check_timezone(field: &str, tz: &str) -> Result<chrono_tz::Tz> {
     tz.parse::<chrono_tz::Tz>().map_err(|_| {

@@ -476,7 +476,7 @@ pub fn rebuild(tx: &WriteTransaction) -> Result<usize> {
 /// filter the kind index (one range per kind, merged); other filters scan the date range.
 pub fn query(
     tx: &redb::ReadTransaction,
-    shop: &super::shop::ShopView,
+    shop: &crate::docs::shop::ShopView,
     f: &AuditFilter,
 ) -> Result<AuditPage> {
     let audit = tx.open_table(AUDIT)?;

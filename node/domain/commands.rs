@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::catalog;
 use super::money::{self, MAX_AMOUNT};
-use super::shop::{self, non_empty};
+use crate::docs::shop::{self, non_empty};
 use crate::docs::{DocId, LEDGER_ROLLOVER};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
@@ -1056,7 +1056,7 @@ pub fn update_settings(
     require(by, Role::Owner, "changing settings")?;
     let key = person_key(by)?.clone();
     let old = ctx.shop().settings()?.clone();
-    let new = shop::patched_settings(&old, patch)?;
+    let new = patched_settings(&old, patch)?;
     if new != old {
         ctx.change(&DocId::Settings, &key, |doc| {
             shop::write_settings(doc, &new, Some(&old))
@@ -1523,4 +1523,57 @@ pub fn admit_self(ctx: &mut Ctx<'_>, invite: &crate::docs::admission::Invite) ->
         }
     }
     Ok(())
+}
+
+/// Applies a patch to settings, validating it.
+pub fn patched_settings(old: &Settings, p: SettingsPatch) -> Result<Settings> {
+    let mut s = old.clone();
+    if let Some(v) = p.shop_name {
+        s.shop_name = shop::non_empty("shop_name", &v, 100)?;
+    }
+    if let Some(v) = p.currency {
+        s.currency_exponent = crate::domain::money::currency_exponent("currency", &v)?;
+        s.currency = v.to_ascii_uppercase();
+    }
+    if let Some(v) = p.timezone {
+        shop::check_timezone("timezone", &v)?;
+        s.timezone = v;
+    }
+    if let Some(v) = p.tax_mode {
+        s.tax_mode = v;
+    }
+    if let Some(v) = p.rounding {
+        s.rounding = v;
+    }
+    if let Some(v) = p.cash_rounding {
+        if !(1..=100_000).contains(&v) {
+            return Err(Error::invalid(
+                "cash_rounding",
+                "must be between 1 and 100000",
+            ));
+        }
+        s.cash_rounding = v;
+    }
+    if let Some(v) = p.receipt_text {
+        if v.len() > 1000 {
+            return Err(Error::invalid("receipt_text", "at most 1000 characters"));
+        }
+        s.receipt_text = v;
+    }
+    if let Some(v) = p.low_stock_default {
+        if v < 0 {
+            return Err(Error::invalid("low_stock_default", "must not be negative"));
+        }
+        s.low_stock_default = v;
+    }
+    if let Some(v) = p.oversell {
+        s.oversell = v;
+    }
+    if let Some(v) = p.max_staff {
+        if v > 1000 {
+            return Err(Error::invalid("max_staff", "at most 1000"));
+        }
+        s.max_staff = v;
+    }
+    Ok(s)
 }

@@ -21,7 +21,7 @@ use uuid::Uuid;
 use super::commands::{
     check_money, check_qty, hlc_now, line_product, person_key, require, stock_entry,
 };
-use super::shop::non_empty;
+use crate::docs::shop::non_empty;
 use crate::docs::{DocId, am};
 use crate::engine::Ctx;
 use crate::error::{Error, Result};

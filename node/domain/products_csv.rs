@@ -35,8 +35,8 @@ use uuid::Uuid;
 
 use super::catalog;
 use super::commands::{MAX_QTY, check_code, check_money, check_tax_rate, require};
-use super::shop::non_empty;
 use crate::docs::DocId;
+use crate::docs::shop::non_empty;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::*;

@@ -45,7 +45,7 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::shop::ShopView;
+use crate::docs::shop::ShopView;
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry};
 use crate::model::*;

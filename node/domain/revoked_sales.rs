@@ -31,9 +31,9 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::commands::{self, person_key, require};
-use super::shop::ShopView;
 use crate::docs::Envelope;
 use crate::docs::members::RevocationRecord;
+use crate::docs::shop::ShopView;
 use crate::engine::{Ctx, QuarantineReason, Quarantined};
 use crate::error::{Error, Result};
 use crate::model::ledger::{AcceptedSale, EntryBody, LedgerEntry};

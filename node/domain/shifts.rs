@@ -10,7 +10,7 @@ use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
 use super::commands::{check_money, stock_entry};
-use super::shop::non_empty;
+use crate::docs::shop::non_empty;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry};

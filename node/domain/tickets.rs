@@ -12,7 +12,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::commands::{check_money, check_qty, line_product, stock_entry};
-use super::shop::non_empty;
+use crate::docs::shop::non_empty;
 use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry};
