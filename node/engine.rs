@@ -32,7 +32,6 @@ use tokio::sync::{broadcast, mpsc, oneshot};
 use crate::docs::members::Anchor;
 use crate::docs::trust::{Signer, Trust, Verdict, VerifyContext, verify};
 use crate::docs::{DocId, Envelope, SCHEMA_VERSION};
-use crate::domain::projection;
 use crate::error::{Error, Result};
 use crate::model::Event;
 use crate::store::tables::*;
@@ -237,6 +236,45 @@ impl Writer {
     }
 }
 
+/// One applied change, as the [`Projector`] sees it.
+#[derive(Debug, Clone, Copy)]
+pub struct Projected<'a> {
+    /// Its document.
+    pub doc: &'a DocId,
+    /// The document's name.
+    pub id: &'a str,
+    /// The change.
+    pub change: &'a Change,
+    /// Who signed it, as `members` stood at the heads it named.
+    pub signer: &'a Signer,
+    /// The document's heads before and after it (for a batch of a ledger's changes, the
+    /// heads of the batch).
+    pub before: &'a [ChangeHash],
+    /// See `before`.
+    pub after: &'a [ChangeHash],
+    /// Made on this node (not from a peer, a backup or a test).
+    pub local: bool,
+}
+
+/// What the domain plugs into the writer: everything derived from the documents, in one
+/// dispatch the apply path, a revocation's rebuild, `tillmesh reindex` and the migrations'
+/// rebuilds all go through (`domain::reindex::Projections`). The writer knows no projection.
+pub trait Projector: Send + Sync + 'static {
+    /// Updates the projections for one applied change, in its transaction. An error other
+    /// than [`Error::Store`] is an entry the projections refuse (hostile data or a bug): it is
+    /// logged and the change stays; a store error fails the batch.
+    fn project(&self, ctx: &mut Ctx<'_>, change: &Projected<'_>) -> Result<()>;
+    /// The audit row and the alerts of one applied change; an error fails the batch.
+    fn record(&self, ctx: &mut Ctx<'_>, change: &Projected<'_>) -> Result<()>;
+    /// Work deferred to the end of a batch (FIFO cost) within `budget` (`None`: all of it);
+    /// whether all of it was done.
+    fn before_commit(&self, tx: &WriteTransaction, budget: Option<u64>) -> Result<bool>;
+    /// Rebuilds every projection from the stored documents and envelopes.
+    fn reindex(&self, tx: &WriteTransaction) -> Result<ReindexReport>;
+    /// Rebuilds the audit trail's secondary indexes from its rows.
+    fn reindex_audit(&self, tx: &WriteTransaction) -> Result<()>;
+}
+
 /// Why a relay's replica refuses a change signed on the device's own account.
 pub const RELAY_REFUSES: &str = "this is the relay, which never writes shop data on its own \
      account: sell, count stock, take deliveries and run shifts on a till in the shop";
@@ -244,6 +282,7 @@ pub const RELAY_REFUSES: &str = "this is the relay, which never writes shop data
 /// Everything the writer thread owns.
 pub struct Engine {
     store: Store,
+    projector: Arc<dyn Projector>,
     shared: Arc<Shared>,
     /// This device's key and id.
     pub device_key: SigningKey,
@@ -344,8 +383,13 @@ struct Pending {
 impl Engine {
     /// An engine over `store` for the device with `device_key`; a fresh Automerge actor for
     /// this session (reusing an actor after data loss would break Automerge).
-    pub fn new(store: Store, shared: Arc<Shared>, device_key: SigningKey) -> Result<Engine> {
-        rebuild(&store)?;
+    pub fn new(
+        store: Store,
+        shared: Arc<Shared>,
+        device_key: SigningKey,
+        projector: Arc<dyn Projector>,
+    ) -> Result<Engine> {
+        rebuild(&store, &*projector)?;
         let anchor = Anchor::from_meta(
             store.meta(meta::GENESIS)?.as_deref(),
             store.meta(meta::LEGACY_DEVICES)?.as_deref(),
@@ -353,6 +397,7 @@ impl Engine {
         Ok(Engine {
             device_id: crate::identity::device_id(&device_key.verifying_key()),
             store,
+            projector,
             shared,
             device_key,
             actor: ActorId::from(crate::identity::random_bytes::<16>()),
@@ -446,7 +491,7 @@ impl Engine {
         if poisoned.is_none() {
             match self
                 .flush_all_pending()
-                .and_then(|()| crate::domain::fifo::flush(&tx, budget))
+                .and_then(|()| self.projector.before_commit(&tx, budget))
             {
                 Ok(all) => self
                     .shared
@@ -1322,7 +1367,17 @@ impl Ctx<'_> {
             self.poisoned = Some(e.to_string());
             return Err(e);
         }
-        if let Err(e) = projection::project(self, &doc_id, &id, &change, &signer, &before, &after) {
+        let projector = self.engine.projector.clone();
+        let projected = Projected {
+            doc: &doc_id,
+            id: &id,
+            change: &change,
+            signer: &signer,
+            before: &before,
+            after: &after,
+            local: origin == Origin::Local,
+        };
+        if let Err(e) = projector.project(self, &projected) {
             if !matches!(e, Error::Store(_)) {
                 // A projection refusing an entry is a bug or hostile data; the change itself is
                 // valid and stays, so log it rather than failing the batch.
@@ -1333,11 +1388,7 @@ impl Ctx<'_> {
             }
         }
         // The audit row and the alerts of this change (domain::audit, domain::alerts).
-        let audited = crate::domain::audit::record(self.tx, &doc_id, &id, &change, &signer)
-            .and_then(|first| {
-                crate::domain::alerts::after_apply(self, &doc_id, first, origin == Origin::Local)
-            });
-        if let Err(e) = audited {
+        if let Err(e) = projector.record(self, &projected) {
             self.poisoned = Some(e.to_string());
             return Err(e);
         }
@@ -1407,7 +1458,7 @@ impl Ctx<'_> {
         for (doc, bad) in invalid {
             self.rebuild_without(&doc, bad)?;
         }
-        reindex_in(self.tx)?;
+        self.engine.projector.clone().reindex(self.tx)?;
         Ok(())
     }
 
@@ -1701,7 +1752,7 @@ pub fn doc_meta(tx: &WriteTransaction, id: &str) -> Result<Option<DocMeta>> {
 
 /// Does what migrations marked as due (see [`Rebuild`]), each in one transaction with the
 /// clearing of its mark.
-fn rebuild(store: &Store) -> Result<()> {
+fn rebuild(store: &Store, projector: &dyn Projector) -> Result<()> {
     for what in Rebuild::ALL {
         let tx = store.db().begin_write()?;
         if !what.due(&tx)? {
@@ -1709,11 +1760,9 @@ fn rebuild(store: &Store) -> Result<()> {
         }
         match what {
             Rebuild::Projections => {
-                reindex_in(&tx)?;
+                projector.reindex(&tx)?;
             }
-            Rebuild::AuditIndexes => {
-                crate::domain::audit::index_rows(&tx)?;
-            }
+            Rebuild::AuditIndexes => projector.reindex_audit(&tx)?,
             Rebuild::LegacyDevices => {
                 let members = {
                     let docs = tx.open_table(DOCS)?;
@@ -1744,160 +1793,4 @@ pub struct ReindexReport {
     pub entries: u64,
     /// Products projected.
     pub products: u64,
-}
-
-/// Rebuilds every projection from the stored documents and envelopes, in one transaction.
-pub fn reindex(store: &Store) -> Result<ReindexReport> {
-    let tx = store.db().begin_write()?;
-    let report = reindex_in(&tx)?;
-    tx.commit()?;
-    Ok(report)
-}
-
-/// [`reindex`] inside an open write transaction.
-pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
-    use crate::domain::{catalog, ledger::LedgerEntry, projection};
-    tx.delete_table(ENTRIES)?;
-    tx.delete_table(PRODUCTS)?;
-    tx.delete_multimap_table(SKUS)?;
-    tx.delete_table(STOCK)?;
-    tx.delete_table(MOVEMENTS)?;
-    tx.delete_table(MOVEMENTS_BY_TIME)?;
-    tx.delete_table(SALES)?;
-    tx.delete_table(SALES_BY_TIME)?;
-    tx.delete_table(VOIDS)?;
-    tx.delete_table(RETURNS)?;
-    tx.delete_table(DAILY)?;
-    tx.delete_table(RECEIPTS)?;
-    tx.delete_table(SUPPLIERS)?;
-    tx.delete_table(PURCHASE_ORDERS)?;
-    tx.delete_table(DELIVERIES)?;
-    tx.delete_multimap_table(PO_DELIVERIES)?;
-    tx.delete_table(SHIFTS)?;
-    tx.delete_table(SHIFTS_BY_TIME)?;
-    tx.delete_table(TICKETS)?;
-    tx.delete_table(REFUNDS)?;
-    tx.delete_table(REFUNDS_BY_TIME)?;
-    tx.delete_table(FIFO_DIRTY)?;
-    tx.delete_table(FIFO_STATE)?;
-    tx.delete_table(FIFO_COST)?;
-    tx.delete_table(PRODUCT_DAYS)?;
-    tx.delete_table(DAY_COSTS)?;
-    tx.delete_table(PERIODS)?;
-    crate::domain::reports::delete_tables(tx)?;
-    tx.delete_table(ALERT_DISMISSALS)?;
-    crate::store::migrations::create_tables(tx)?;
-    let mut report = ReindexReport::default();
-    let ids: Vec<String> = {
-        let t = tx.open_table(DOCS)?;
-        let mut v = Vec::new();
-        for row in t.iter()? {
-            v.push(row?.0.value().to_string());
-        }
-        v
-    };
-    let members = {
-        let docs = tx.open_table(DOCS)?;
-        let chunks = tx.open_table(DOC_CHUNKS)?;
-        load_doc(&docs, &chunks, "members")?.unwrap_or_default()
-    };
-    let anchor = Anchor::in_tx(&tx.open_table(META)?)?;
-    let mut trust: HashMap<Vec<ChangeHash>, Arc<Trust>> = HashMap::new();
-    for id in ids {
-        report.documents += 1;
-        match DocId::parse(&id) {
-            Ok(DocId::Catalog) => {
-                let doc = {
-                    let docs = tx.open_table(DOCS)?;
-                    let chunks = tx.open_table(DOC_CHUNKS)?;
-                    load_doc(&docs, &chunks, &id)?
-                };
-                if let Some(doc) = doc {
-                    crate::domain::alerts::rebuild_dismissals(tx, &doc)?;
-                    for key in crate::docs::am::keys(&doc, &ROOT, None) {
-                        if let Some(p) = key
-                            .strip_prefix("product:")
-                            .and_then(|s| uuid::Uuid::parse_str(s).ok())
-                            .and_then(|pid| catalog::read_product(&doc, pid))
-                        {
-                            projection::put_product(tx, &p)?;
-                            report.products += 1;
-                        }
-                    }
-                }
-            }
-            Ok(DocId::Settings) => {
-                let doc = {
-                    let docs = tx.open_table(DOCS)?;
-                    let chunks = tx.open_table(DOC_CHUNKS)?;
-                    load_doc(&docs, &chunks, &id)?
-                };
-                if let Some(doc) = doc {
-                    let keys = crate::domain::profit::close_keys(&doc);
-                    let closes = crate::domain::profit::read_closes(&doc, &keys);
-                    crate::domain::profit::put_closes(tx, &closes)?;
-                }
-            }
-            Ok(DocId::Orders) => {
-                let doc = {
-                    let docs = tx.open_table(DOCS)?;
-                    let chunks = tx.open_table(DOC_CHUNKS)?;
-                    load_doc(&docs, &chunks, &id)?
-                };
-                if let Some(doc) = doc {
-                    let keys = crate::domain::orders::all_keys(&doc);
-                    let rows = crate::domain::orders::read_changed(&doc, &keys);
-                    crate::domain::orders::put_rows(tx, &rows)?;
-                }
-            }
-            Ok(DocId::Ledger { day, .. }) => {
-                let hashes: Vec<[u8; 32]> = {
-                    let t = tx.open_table(DOC_CHANGES)?;
-                    let mut v = Vec::new();
-                    for row in t.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))? {
-                        v.push(*row?.1.value());
-                    }
-                    v
-                };
-                for h in hashes {
-                    let env = {
-                        let t = tx.open_table(ENVELOPES)?;
-                        let v = t.get(&h)?.ok_or_else(|| {
-                            Error::Store(format!("envelope {} is missing", hex::encode(h)))
-                        })?;
-                        Envelope::from_bytes(v.value())?
-                    };
-                    let change = env.decode_change()?;
-                    let mut heads = env.members_heads();
-                    heads.sort();
-                    let t = trust
-                        .entry(heads.clone())
-                        .or_insert_with(|| Arc::new(Trust::read(&members, Some(&heads), &anchor)))
-                        .clone();
-                    let Some((signer, _)) = t.signer(&env.signer) else {
-                        continue;
-                    };
-                    for (key, value) in crate::docs::am::root_puts(&change) {
-                        if let (true, automerge::ScalarValue::Str(json)) =
-                            (key.starts_with("entry:"), value)
-                            && let Ok(entry) = serde_json::from_str::<LedgerEntry>(&json)
-                        {
-                            projection::project_entry(tx, &id, &day, &entry, signer)?;
-                            if !matches!(
-                                entry.body,
-                                crate::model::ledger::EntryBody::Checkpoint { .. }
-                            ) {
-                                report.entries += 1;
-                            }
-                        }
-                    }
-                }
-            }
-            _ => {}
-        }
-    }
-    crate::domain::alerts::rebuild_episodes(tx)?;
-    crate::domain::audit::rebuild(tx)?;
-    crate::domain::fifo::flush(tx, None)?;
-    Ok(report)
 }

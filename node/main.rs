@@ -797,7 +797,7 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
                 bail!("no store at {}", path.display());
             }
             let store = tillmesh::store::Store::open(&path)?;
-            let r = tillmesh::engine::reindex(&store)?;
+            let r = tillmesh::domain::reindex::reindex(&store)?;
             println!(
                 "reindexed {} documents: {} ledger entries, {} products",
                 r.documents, r.entries, r.products
@@ -1156,7 +1156,7 @@ async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
     let h = node.handle();
     if demo && !h.status()?.has_shop {
-        let owner = tillmesh::domain::demo::populate(&h).await?;
+        let owner = tillmesh::node::demo::populate(&h).await?;
         println!(
             "Demo shop created: log in as {:?} with password {:?}",
             owner.0, owner.1

@@ -3,6 +3,7 @@
 //! commands, queries, [events](NodeHandle::events) and peer status.
 
 mod books;
+pub mod demo;
 mod replica;
 
 use std::net::SocketAddr;
@@ -157,7 +158,12 @@ impl NodeBuilder {
             None => (Store::memory()?, identity::new_signing_key()),
         };
         let shared = Arc::new(Shared::new(Default::default()));
-        let mut engine = Engine::new(store.clone(), shared.clone(), device_key.clone())?;
+        let mut engine = Engine::new(
+            store.clone(),
+            shared.clone(),
+            device_key.clone(),
+            Arc::new(crate::domain::reindex::Projections),
+        )?;
         engine.warm_up()?;
         let device_id = engine.device_id.clone();
         let (writer, writer_thread) = Writer::spawn(engine);

@@ -20,7 +20,7 @@
 //! (`sign` 1 to count a sale, −1 to take it out), [`add_refund`] (money going back to a customer,
 //! with or without a sale) and [`add_movement`] (called for every movement already). Every update adds to sums keyed by day, so
 //! replicas holding the same entries hold the same rows whatever order the entries arrived in,
-//! and `reindex` rebuilds them (the tables are deleted in `engine::reindex_in`).
+//! and `reindex` rebuilds them (the tables are deleted in `domain::reindex::reindex_in`).
 //!
 //! ## Reading
 //! Reports scan the aggregates of the days asked for, never the sales: a year of days is a few

@@ -96,7 +96,13 @@ impl Replica {
 
     fn on(key: SigningKey, store: Store) -> Replica {
         let shared = Arc::new(Shared::new(Default::default()));
-        let mut engine = Engine::new(store.clone(), shared.clone(), key).expect("an engine");
+        let mut engine = Engine::new(
+            store.clone(),
+            shared.clone(),
+            key,
+            Arc::new(crate::domain::reindex::Projections),
+        )
+        .expect("an engine");
         engine.warm_up().expect("warm up");
         let (writer, thread) = Writer::spawn(engine);
         let outbox = shared.outbox.subscribe();

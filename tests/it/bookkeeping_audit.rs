@@ -971,7 +971,7 @@ async fn reindex_keeps_the_audit_trail_and_alerts() {
     node.shutdown().await;
 
     let store = tillmesh::store::Store::open(&dir.path().join(tillmesh::node::STORE_FILE)).unwrap();
-    let report = tillmesh::engine::reindex(&store).unwrap();
+    let report = tillmesh::domain::reindex::reindex(&store).unwrap();
     assert_eq!(
         report.entries, 2,
         "the checkpoint is not counted as a stock or sales entry"

@@ -126,7 +126,7 @@ async fn fifo_cost_and_profit_by_hand() {
     drop(handle);
     node.shutdown().await;
     let store = tillmesh::store::Store::open(&dir.path().join(tillmesh::node::STORE_FILE)).unwrap();
-    tillmesh::engine::reindex(&store).unwrap();
+    tillmesh::domain::reindex::reindex(&store).unwrap();
     drop(store);
     let node = tillmesh::Node::builder()
         .data_dir(dir.path())

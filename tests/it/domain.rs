@@ -265,7 +265,7 @@ async fn reindex_rebuilds_the_same_projections() {
     node.shutdown().await;
 
     let store = tillmesh::store::Store::open(&dir.path().join(tillmesh::node::STORE_FILE)).unwrap();
-    let report = tillmesh::engine::reindex(&store).unwrap();
+    let report = tillmesh::domain::reindex::reindex(&store).unwrap();
     assert_eq!(report.entries, 4);
     assert_eq!(report.products, 1);
     drop(store);

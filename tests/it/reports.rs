@@ -585,7 +585,7 @@ async fn a_void_before_its_sale_and_a_reindex_give_the_same_reports() {
     drop(ah);
     a.shutdown().await;
     let store = tillmesh::store::Store::open(&dir.path().join(tillmesh::node::STORE_FILE)).unwrap();
-    let report = tillmesh::engine::reindex(&store).unwrap();
+    let report = tillmesh::domain::reindex::reindex(&store).unwrap();
     assert!(report.entries >= 11, "{report:?}");
     drop(store);
     let a = Node::builder().data_dir(dir.path()).start().await.unwrap();
