@@ -114,12 +114,20 @@
 //! outbox (broadcast) ─► mesh: publish on the shop's gossipsub topic (sealed with the gossip
 //!         key, which only the shop's tills hold and which rotates on every revocation)
 //!
-//! peers' gossip ─► mesh ─► the same verify-and-apply path ─► forward only if it verified
+//! peers' gossip ─► mesh (opened, queued, applied in batches: one group commit for many)
+//!         ─► the same verify-and-apply path ─► forward only if it verified
 //! anti-entropy (sync::pull over /tillmesh/sync/2) ─► missing envelopes ─► the same path
 //! relays (in no gossip topic) ◄─ Offer of each committed envelope; pulls both ways
 //! ```
 //!
 //! ## The parts
+//!
+//! They form layers that point one way (`docs/ARCHITECTURE.md`; `.ci/layers.py` lists the
+//! import cycles still left between `api`, `backup`, `mesh` and `node`):
+//! `model → store → docs → engine → domain → sync → net → mesh → node → api`.
+//!
+//! - [`model`]: the shop's data as the API, the UI and embedders see it (requests, views,
+//!   events, ledger entries, the books); pure data, the bottom layer.
 //! - [`identity`]: the device key (a 0600 file), person keys sealed under passwords
 //!   (argon2id + XChaCha20-Poly1305), the recovery key, staff PIN hashes.
 //! - [`docs`]: document ids, signed [`docs::Envelope`]s, [`docs::members`] — the one reader
@@ -127,8 +135,13 @@
 //!   shop's genesis) —, [`docs::trust`] — who may write which document, read from `members` at
 //!   the heads the signer named —, [`docs::admission`] (invites, admission certificates
 //!   and the inviting device's countersignature) and [`docs::gossip_keys`] (the gossip key's
-//!   rotations, wrapped to each till, and how concurrent ones combine).
-//! - [`store`]: the redb tables (one file, versioned names, numbered migrations).
+//!   rotations, wrapped to each till, and how concurrent ones combine, and gossip sealing),
+//!   [`docs::shop`] (the `members`, `settings` and `vault` layouts and [`docs::shop::ShopView`],
+//!   their picture between commits) and [`docs::am`] (reading documents; which keys a change
+//!   touched, from its operations).
+//! - [`store`]: the redb tables (one file, versioned names, numbered migrations; a migration
+//!   that needs a layer above marks a [`store::Rebuild`] the writer does when it opens the
+//!   store).
 //! - [`private_fs`]: the data dir `0700`; store, keys, backups and decrypted snapshots `0600`,
 //!   set when each is created.
 //! - [`config`]: flags, `TILLMESH_*` variables and the TOML file; [`config::SETTINGS`] lists
@@ -136,7 +149,9 @@
 //! - [`engine`]: the single writer thread (group commit) and the one apply path, which also
 //!   holds what waits for a dependency (capped, expiring) and keeps apart, unapplied, a revoked
 //!   till's sales (for owners to accept, [`domain::revoked_sales`]) and members' changes to
-//!   document kinds this version does not know (re-offered at start).
+//!   document kinds this version does not know (re-offered at start). The domain plugs in
+//!   through [`engine::Projector`] ([`domain::reindex::Projections`]): one dispatch for
+//!   apply, revocation rebuilds, reindex and migrations.
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries; the
 //!   books beyond the till — [`domain::orders`] (suppliers, purchase orders, deliveries with
 //!   derived ids), [`domain::shifts`] (cash drawer), [`domain::tickets`] (parked carts,
@@ -155,10 +170,13 @@
 //!   documents for integrators, and the web UI (`web/`, compiled in: first start, login,
 //!   sell, stock, products, orders, reports, books, people & devices, sync, audit, the alerts
 //!   bell).
-//! - [`sync`]: transport-free anti-entropy — set digests per document and per month of ledger
-//!   documents, change hashes, batched envelope fetches; invite redemption and `join`. Every
-//!   message on the wire is a [`sync::Frame`] naming the shop's genesis (protocol
-//!   `/tillmesh/sync/2`): a node answers only about its own shop.
+//! - [`sync`]: anti-entropy without IO — set digests per document and per month of ledger
+//!   documents, change hashes, batched envelope fetches: [`sync::answer`] over a
+//!   [`sync::ReplicaRead`] snapshot, [`sync::PullSession`] (a pull's state), the [`sync::pull`]
+//!   and [`sync::join`] drivers over [`sync::SyncPeer`] / [`sync::LocalReplica`] /
+//!   [`sync::Joiner`], and a simulator of replicas on a lossy, partitioned network with a
+//!   1,000-case property test. Every message on the wire is a [`sync::Frame`] naming the
+//!   shop's genesis (protocol `/tillmesh/sync/2`): a node answers only about its own shop.
 //! - [`redeem`]: redeeming an invite code by SPAKE2 keyed by the code (the code never goes on
 //!   the wire; a device that did not make the invite learns and redeems nothing), failed
 //!   runs capped per invite.
@@ -172,7 +190,8 @@
 //!   a connected relay and dialing the shop's devices through it, joining a shop
 //!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
 //! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
-//!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]).
+//!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]; the sync
+//!   protocol's local replica; [`node::demo`]).
 //! - [`relay`]: `tillmesh relay` — one swarm in no gossip topic, a replica store per enrolled
 //!   shop, store-and-forward over `/tillmesh/sync/2` (devices offer and pull; the relay
 //!   forwards what is new to the shop's other devices), each request served from the one shop

@@ -19,6 +19,7 @@
 //! deadlines.
 
 use std::collections::HashSet;
+use std::path::PathBuf;
 use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -669,7 +670,7 @@ async fn restarted_a_second_apart() {
     // Fixed ports: the namespace is the test's own.
     let mut a = Till::new(dir_a, data_a, "/ip4/127.0.0.1/tcp/7879");
     a.start().await;
-    let owner_a = a.api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner_a = a.api.login(OWNER, OWNER_PASSWORD).await;
     let product = owner_a.create_product("R1", 250).await;
     owner_a.stock_in(&product, 100).await;
 
@@ -744,8 +745,8 @@ async fn restarted_a_second_apart() {
     reconnect_within_bound("round 3 (off for 10 s)", &second, &first, started).await;
 
     // And they sync: a sale on each reaches the other.
-    let owner_1 = first.api.login(OWNER, "password", OWNER_PASSWORD).await;
-    let owner_2 = second.api.login(OWNER, "password", OWNER_PASSWORD).await;
+    let owner_1 = first.api.login(OWNER, OWNER_PASSWORD).await;
+    let owner_2 = second.api.login(OWNER, OWNER_PASSWORD).await;
     for (seller, other) in [(&owner_1, &owner_2), (&owner_2, &owner_1)] {
         let (status, sold) = seller.post("/api/v1/sales", sale(&product, 1)).await;
         assert_eq!(status, 201, "POST /sales: {sold}");
