@@ -487,8 +487,8 @@ impl LoginLimiter {
     }
 
     /// Writes the counters of `keys` as they are when the write begins (so of two writes the
-    /// later one always stores the later state), on a blocking thread: a store write waits
-    /// for the node's writer.
+    /// later one always stores the later state). A store write may wait for the node's writer:
+    /// on a multi-threaded runtime the worker is handed over meanwhile (`block_in_place`).
     fn persist(&self, keys: Vec<String>) {
         let Some(store) = self.store.clone() else {
             return;
@@ -518,11 +518,14 @@ impl LoginLimiter {
                 tracing::error!(error = %e, "cannot keep the login counters");
             }
         };
+        // Done before the request is answered, not on a detached thread: a write left queued
+        // held the store open after the node shut down, so a restart on the same data dir
+        // right after could not open it (`web_guard::login_counters_survive_a_restart`).
         match tokio::runtime::Handle::try_current() {
-            Ok(rt) => {
-                rt.spawn_blocking(write);
+            Ok(rt) if rt.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                tokio::task::block_in_place(write)
             }
-            Err(_) => write(),
+            _ => write(),
         }
     }
 }
