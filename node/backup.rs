@@ -897,6 +897,42 @@ async fn import(
     Ok(report)
 }
 
+/// Backups of a running node.
+impl crate::NodeHandle {
+    /// Writes a backup of this node (see [`crate::backup`]) to `out`, from one read
+    /// transaction, encrypted to the shop's owners and recovery key; `on_header` runs before
+    /// the first byte of the backup inside is encrypted. Returns that backup's header.
+    pub fn write_backup(
+        &self,
+        out: impl std::io::Write,
+        on_header: impl FnOnce(&BackupHeader),
+    ) -> Result<BackupHeader> {
+        let now = chrono::Utc::now().timestamp_millis();
+        Ok(self
+            .write_sealed(crate::sealed::Kind::Backup, now, out, on_header)?
+            .header)
+    }
+
+    /// Writes a backup of this node as an encrypted file of `kind` (a backup or a relay's
+    /// snapshot) made at `created_at`, to the shop's current owners and recovery key.
+    pub fn write_sealed(
+        &self,
+        kind: crate::sealed::Kind,
+        created_at: i64,
+        out: impl std::io::Write,
+        on_header: impl FnOnce(&BackupHeader),
+    ) -> Result<Written> {
+        let v = self.view();
+        let source = Source {
+            shop_id: v.shop_id,
+            shop_name: v.settings.as_ref().map(|s| s.shop_name.clone()),
+            device_id: self.device_id().to_string(),
+        };
+        let to = v.backup_recipients();
+        write_sealed(&self.read()?, source, &to, kind, created_at, out, on_header)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

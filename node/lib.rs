@@ -123,8 +123,8 @@
 //! ## The parts
 //!
 //! They form layers that point one way (`docs/ARCHITECTURE.md`; `.ci/layers.py` lists the
-//! import cycles still left between `api`, `backup`, `mesh` and `node`):
-//! `model → store → docs → engine → domain → sync → net → mesh → node → api`.
+//! import cycle still left between `api`, `mesh` and `node`):
+//! `model → store → docs → engine → domain → sync → net → mesh → node → api → cli`.
 //!
 //! - [`model`]: the shop's data as the API, the UI and embedders see it (requests, views,
 //!   events, ledger entries, the books); pure data, the bottom layer.
@@ -209,6 +209,7 @@
 //! - [`snapshot`]: the relay's scheduled snapshots — a sealed backup of a shop's replica, taken only
 //!   when the shop changed, to a directory or S3 (`object_store`), with hourly/daily
 //!   retention; `tillmesh snapshot list/decrypt` turn one back into a backup file.
+//! - [`cli`]: the `tillmesh` command line (the binary's `main` only calls [`cli::main`]).
 //! - [`metrics`]: the node's counters and histograms (commits, changes applied and rejected,
 //!   sync lag, HTTP latency), served in the Prometheus format at `GET /metrics`.
 
@@ -216,6 +217,7 @@
 
 pub mod api;
 pub mod backup;
+pub mod cli;
 pub mod config;
 pub mod discovery;
 pub mod docs;

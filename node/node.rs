@@ -494,7 +494,7 @@ fn dummy_pin_hash() -> Result<&'static str> {
 }
 
 impl NodeHandle {
-    fn view(&self) -> Arc<shop::ShopView> {
+    pub(crate) fn view(&self) -> Arc<shop::ShopView> {
         self.inner
             .shared
             .shop
@@ -508,7 +508,7 @@ impl NodeHandle {
         self.view()
     }
 
-    fn read(&self) -> Result<redb::ReadTransaction> {
+    pub(crate) fn read(&self) -> Result<redb::ReadTransaction> {
         self.inner.store.read()
     }
 
@@ -1272,39 +1272,6 @@ impl NodeHandle {
             }
         }
         Ok(out)
-    }
-
-    /// Writes a backup of this node (see [`crate::backup`]) to `out`, from one read
-    /// transaction, encrypted to the shop's owners and recovery key; `on_header` runs before
-    /// the first byte of the backup inside is encrypted. Returns that backup's header.
-    pub fn write_backup(
-        &self,
-        out: impl std::io::Write,
-        on_header: impl FnOnce(&crate::backup::BackupHeader),
-    ) -> Result<crate::backup::BackupHeader> {
-        let now = chrono::Utc::now().timestamp_millis();
-        Ok(self
-            .write_sealed(crate::sealed::Kind::Backup, now, out, on_header)?
-            .header)
-    }
-
-    /// Writes a backup of this node as an encrypted file of `kind` (a backup or a relay's
-    /// snapshot) made at `created_at`, to the shop's current owners and recovery key.
-    pub fn write_sealed(
-        &self,
-        kind: crate::sealed::Kind,
-        created_at: i64,
-        out: impl std::io::Write,
-        on_header: impl FnOnce(&crate::backup::BackupHeader),
-    ) -> Result<crate::backup::Written> {
-        let v = self.view();
-        let source = crate::backup::Source {
-            shop_id: v.shop_id,
-            shop_name: v.settings.as_ref().map(|s| s.shop_name.clone()),
-            device_id: self.inner.device_id.clone(),
-        };
-        let to = v.backup_recipients();
-        crate::backup::write_sealed(&self.read()?, source, &to, kind, created_at, out, on_header)
     }
 
     /// Envelopes held, waiting for their dependencies or the `members` changes they name.
