@@ -478,14 +478,25 @@ async fn alerts_are_identical_on_converged_tills_and_dismissals_sync() {
     assert_eq!(conflict[0].refs.products, vec![priced.id]);
     assert!(conflict[0].detail.contains("1.20") && conflict[0].detail.contains("1.25"));
 
-    // A's event stream announced the oversold alert when B's sale arrived.
+    // A's event stream announced the oversold alert when B's sale arrived (events are sent
+    // just after the commit that readers already see: wait for it).
     let mut announced = Vec::new();
-    while let Ok(e) = events_a.try_recv() {
-        if let Event::Alert { id, .. } = e {
-            announced.push(id);
+    let heard = tokio::time::timeout(T, async {
+        loop {
+            match events_a.recv().await {
+                Ok(Event::Alert { id, .. }) => {
+                    announced.push(id.clone());
+                    if id == oversold[0].id {
+                        return true;
+                    }
+                }
+                Ok(_) | Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return false,
+            }
         }
-    }
-    assert!(announced.contains(&oversold[0].id), "{announced:?}");
+    })
+    .await;
+    assert_eq!(heard, Ok(true), "{announced:?}");
 
     // Dismiss over HTTP on A (managers and owners only): gone on B too.
     let api_a = Api::login(&url_a, "olivia", json!({ "password": OWNER_PW })).await;
