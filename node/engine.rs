@@ -5,7 +5,9 @@
 //! Inside a job, [`Ctx::change`] turns a domain edit into an Automerge change, signs it, and
 //! hands it to `Ctx::apply` — the same path an envelope from a peer takes
 //! ([`Ctx::apply_envelope`]): verify, apply to the document, store envelope and chunk, update
-//! projections in the same transaction, queue events.
+//! projections in the same transaction, queue events. What is derived from the documents
+//! (projections, the audit trail, alerts, FIFO cost) is the domain's, plugged in as a
+//! [`Projector`]: the writer knows the seam, not the projections.
 //!
 //! An envelope from elsewhere that waits for changes this node lacks (its dependencies, or the
 //! `members` heads it names) is **held** — only once its signature verified and its signer is

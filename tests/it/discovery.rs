@@ -558,12 +558,21 @@ async fn higher_dials() {
         started.elapsed()
     );
     assert_eq!(view.found_by, tillmesh::mesh::FoundBy::Mdns, "{view:?}");
-    let seen_by_lower = lh.peers().await;
+    // The lower side counts the connection a moment later.
+    let seen = common::mesh::wait_for_async(
+        || async {
+            lh.peers()
+                .await
+                .iter()
+                .any(|p| p.peer_id == higher_id && p.connected)
+        },
+        Duration::from_secs(5),
+    )
+    .await;
     assert!(
-        seen_by_lower
-            .iter()
-            .any(|p| p.peer_id == higher_id && p.connected),
-        "{seen_by_lower:?}"
+        seen,
+        "the lower till sees the higher: {:?}",
+        lh.peers().await
     );
     tokio::task::spawn_blocking(move || advert.shutdown())
         .await
