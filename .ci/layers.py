@@ -5,7 +5,9 @@ A top-level module is node/X.rs with everything under node/X/ (tests included). 
 `crate::X` path in its files is an edge to module X; so is a name the crate root re-exports
 (`crate::NodeHandle` counts as `node`), and each name of a `crate::{a, b::c}` group.
 Prints the edges of every cycle (strongly connected component of more than one module) and
-exits 1 if there is any; `--edges` prints every edge.
+exits 1 if there is any; `--edges` prints every edge. `--allow a,b,c` tolerates a cycle made of
+those modules only (or fewer of them), the ones still being untangled: a cycle that takes in any
+other module fails, so no new one creeps in while the last is undone. `.ci/run` runs it so.
 """
 import os
 import re
@@ -122,6 +124,14 @@ def main():
         for (a, b), files in sorted(found.items()):
             print(f"{a} -> {b}  ({', '.join(sorted(files))})")
     comps = cycles(mods, found)
+    allowed = []
+    for i, arg in enumerate(sys.argv):
+        if arg == "--allow" and i + 1 < len(sys.argv):
+            allowed.append(set(sys.argv[i + 1].split(",")))
+    tolerated = [c for c in comps if any(set(c) <= a for a in allowed)]
+    comps = [c for c in comps if c not in tolerated]
+    for comp in tolerated:
+        print("tolerated cycle (being untangled): " + ", ".join(comp))
     for comp in comps:
         print("cycle: " + ", ".join(comp))
         for (a, b), files in sorted(found.items()):
@@ -130,7 +140,8 @@ def main():
     if comps:
         print(f"{len(comps)} import cycle(s) between the top-level modules of node/")
         return 1
-    print(f"no import cycle between the {len(mods)} top-level modules of node/")
+    other = " other" if tolerated else ""
+    print(f"no{other} import cycle between the {len(mods)} top-level modules of node/")
     return 0
 
 
