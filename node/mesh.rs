@@ -139,6 +139,9 @@ struct PeerEntry {
     gap_pull: Option<std::time::Instant>,
     last_pull: Option<SystemTime>,
     pull_error: Option<String>,
+    /// A pull from this peer is under way: another is not started beside it (a peer that
+    /// does not answer would otherwise gather one waiting pull per tick).
+    pulling: bool,
     last_push: Option<SystemTime>,
     push_error: Option<String>,
     /// Relays: their last snapshot of the shop (ms), as they said at the last pull.
@@ -843,9 +846,32 @@ async fn strike_peer(net: &NetHandle, peers: &Peers, peer: PeerId) {
 }
 
 fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
+    {
+        let mut t = peers.lock().expect("peers lock");
+        let e = t.entry(peer).or_default();
+        if e.pulling {
+            return;
+        }
+        e.pulling = true;
+    }
+    /// Clears the peer's `pulling` however the pull ends (a panic included).
+    struct Pulling(Peers, PeerId);
+    impl Drop for Pulling {
+        fn drop(&mut self) {
+            let mut t = self
+                .0
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            t.entry(self.1).or_default().pulling = false;
+        }
+    }
     tokio::spawn(async move {
         let remote = NetPeer::new(net.clone(), peer, node.clone());
-        match node.pull_from(&remote).await {
+        let pulled = {
+            let _pulling = Pulling(peers.clone(), peer);
+            node.pull_from(&remote).await
+        };
+        match pulled {
             Ok(r) => {
                 {
                     let mut t = peers.lock().expect("peers lock");

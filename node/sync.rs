@@ -52,7 +52,7 @@ mod sim;
 
 pub use answer::{ReplicaRead, answer};
 pub use join::{Joiner, join, join_as};
-pub use pull::{LocalReplica, PullReport, PullSession, Step, pull};
+pub use pull::{LocalReplica, PullReport, PullSession, Step, pull, pull_on};
 
 /// A 32-byte digest or change hash.
 pub type Hash32 = [u8; 32];

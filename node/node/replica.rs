@@ -53,12 +53,16 @@ impl sync::Joiner for NodeHandle {
 }
 
 impl NodeHandle {
-    /// Pulls from `peer` ([`sync::pull`]), one pull at a time on this node: a till coming back
-    /// connects to every peer at once, and they all have the same changes to give; after the
-    /// first pull the others find little or nothing.
+    /// Pulls from `peer` ([`sync::pull`]), one pull at a time on this node once the peer has
+    /// answered its first request: a till coming back connects to every peer at once, and they
+    /// all have the same changes to give; after the first pull the others find little or
+    /// nothing. The first request is asked before the turn is taken, so a peer that does not
+    /// answer (gone, or a black hole) holds up nobody else's pull while its request times out.
     pub async fn pull_from(&self, peer: &impl sync::SyncPeer) -> Result<sync::PullReport> {
+        let (session, first) = sync::PullSession::start();
+        let answer = peer.request(first).await?;
         let _one_at_a_time = self.pull_gate().lock().await;
-        sync::pull(self, peer).await
+        sync::pull_on(self, peer, session, answer).await
     }
 
     /// Answers a member's read request from this node's store (see [`sync::answer`]). The

@@ -226,9 +226,21 @@ pub trait LocalReplica {
 /// the next batch on its way while one is applied. Returns once the two replicas' digests
 /// agree on what the peer had at the start.
 pub async fn pull(local: &impl LocalReplica, peer: &impl SyncPeer) -> Result<PullReport> {
+    let (session, first) = PullSession::start();
+    let answer = peer.request(first).await?;
+    pull_on(local, peer, session, answer).await
+}
+
+/// Goes on with a pull whose first request (`Buckets`) `answer` answers: a caller may ask it
+/// before taking a lock, so a peer that never answers holds nothing (see
+/// `NodeHandle::pull_from`).
+pub async fn pull_on(
+    local: &impl LocalReplica,
+    peer: &impl SyncPeer,
+    mut session: PullSession,
+    mut answer: SyncResponse,
+) -> Result<PullReport> {
     let from = peer.id();
-    let (mut session, first) = PullSession::start();
-    let mut answer = peer.request(first).await?;
     loop {
         let mut step = session.on_answer(answer, &local.snapshot()?)?;
         loop {

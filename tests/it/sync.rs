@@ -624,3 +624,49 @@ async fn gossip_keys_go_to_unrevoked_tills_only() {
     let answer = ask(bh.device_public_key(), true).await;
     assert!(matches!(answer, SyncResponse::Error(_)), "{answer:?}");
 }
+
+/// A peer that takes a request and never answers (gone without a goodbye, or a black hole);
+/// it says when a request reached it.
+struct BlackHole(std::sync::Arc<tokio::sync::Notify>);
+
+impl SyncPeer for BlackHole {
+    async fn request(&self, _req: SyncRequest) -> tillmesh::Result<SyncResponse> {
+        self.0.notify_one();
+        std::future::pending().await
+    }
+}
+
+/// A pull from a peer that never answers holds up no other pull (issue "The core on seams": a
+/// black-holed peer held the node-wide pull turn for its 30 s request timeout, and every other
+/// peer's pull waited behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_holds_up_no_other_pull() {
+    let a = shop().await;
+    a.h.create_product(&a.owner, product("P1", 500, 2000))
+        .await
+        .unwrap();
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    bh.import_envelopes(a.h.genesis().unwrap(), vec![])
+        .await
+        .unwrap();
+    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stuck = {
+        let (bh, asked) = (bh.clone(), asked.clone());
+        tokio::spawn(async move { bh.pull_from(&BlackHole(asked)).await })
+    };
+    // The stuck pull has sent its first request and waits for the answer.
+    asked.notified().await;
+    let pulled = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        bh.pull_from(&Direct(a.h.clone())),
+    )
+    .await
+    .expect("a pull from another peer goes on while one peer never answers")
+    .unwrap();
+    assert!(pulled.applied > 0, "{pulled:?}");
+    assert_eq!(bh.bucket_digests().unwrap(), a.h.bucket_digests().unwrap());
+    assert!(!stuck.is_finished(), "the black hole never answered");
+    stuck.abort();
+    b.shutdown().await;
+}
