@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use crate::config::{self, Config};
-use crate::domain::model::{NewShop, TaxMode};
+use crate::model::{NewShop, TaxMode};
 use crate::snapshot::{SnapshotConfig, SnapshotTarget};
 use crate::{Node, node};
 use anyhow::{Context, bail};

@@ -1755,11 +1755,8 @@ pub fn doc_meta(tx: &WriteTransaction, id: &str) -> Result<Option<DocMeta>> {
 /// Does what migrations marked as due (see [`Rebuild`]), each in one transaction with the
 /// clearing of its mark.
 fn rebuild(store: &Store, projector: &dyn Projector) -> Result<()> {
-    for what in Rebuild::ALL {
+    for what in store.rebuilds_due()? {
         let tx = store.db().begin_write()?;
-        if !what.due(&tx)? {
-            continue;
-        }
         match what {
             Rebuild::Projections => {
                 projector.reindex(&tx)?;

@@ -1262,16 +1262,7 @@ impl NodeHandle {
 
     /// The stored envelopes of one document (encoded), in applied order.
     pub fn doc_envelopes(&self, doc: &str) -> Result<Vec<Vec<u8>>> {
-        use crate::store::tables::{DOC_CHANGES, ENVELOPES};
-        let tx = self.read()?;
-        let (changes, envs) = (tx.open_table(DOC_CHANGES)?, tx.open_table(ENVELOPES)?);
-        let mut out = Vec::new();
-        for row in changes.range((doc, 0)..=(doc, u64::MAX))? {
-            if let Some(e) = envs.get(row?.1.value())? {
-                out.push(e.value().to_vec());
-            }
-        }
-        Ok(out)
+        self.read()?.doc_envelopes(doc)
     }
 
     /// Envelopes held, waiting for their dependencies or the `members` changes they name.

@@ -76,11 +76,6 @@ impl Rebuild {
         Ok(())
     }
 
-    /// Whether the rebuild is due.
-    pub fn due(self, tx: &redb::WriteTransaction) -> Result<bool> {
-        Ok(tx.open_table(META)?.get(self.key().as_str())?.is_some())
-    }
-
     /// Clears the mark, in the rebuild's transaction.
     pub fn done(self, tx: &redb::WriteTransaction) -> Result<()> {
         tx.open_table(META)?.remove(self.key().as_str())?;
@@ -149,6 +144,19 @@ impl Store {
     /// A read transaction.
     pub fn read(&self) -> Result<redb::ReadTransaction> {
         Ok(self.db.begin_read()?)
+    }
+
+    /// The rebuilds migrations marked as due, in the order they run (one read; usually none).
+    pub fn rebuilds_due(&self) -> Result<Vec<Rebuild>> {
+        let rtx = self.read()?;
+        let t = rtx.open_table(META)?;
+        let mut due = Vec::new();
+        for what in Rebuild::ALL {
+            if t.get(what.key().as_str())?.is_some() {
+                due.push(what);
+            }
+        }
+        Ok(due)
     }
 
     /// A value from `meta`.

@@ -22,6 +22,16 @@ pub trait ReplicaRead {
     /// The hashes this replica has neither stored, held nor in quarantine (quarantined
     /// envelopes are not fetched again on every pull).
     fn missing_hashes(&self, hashes: &[Hash32]) -> Result<Vec<Hash32>>;
+
+    /// The stored envelopes of one document (encoded), in applied order.
+    fn doc_envelopes(&self, doc: &str) -> Result<Vec<Vec<u8>>> {
+        let hashes: Vec<Hash32> = self
+            .doc_hashes(&[doc.to_string()])?
+            .into_iter()
+            .flat_map(|(_, h)| h)
+            .collect();
+        self.envelope_bytes(&hashes)
+    }
 }
 
 /// Answers a member's request from `replica`. Only member devices' requests reach this (the

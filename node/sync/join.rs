@@ -75,14 +75,9 @@ pub async fn join_as(
     pull(local, peer).await?;
     local.admit_self(invite.clone()).await?;
     let me = local.device_public_key();
-    let snapshot = local.snapshot()?;
-    let hashes: Vec<[u8; 32]> = snapshot
-        .doc_hashes(&["members".to_string()])?
-        .into_iter()
-        .flat_map(|(_, h)| h)
-        .collect();
-    let mine: Vec<Vec<u8>> = snapshot
-        .envelope_bytes(&hashes)?
+    let mine: Vec<Vec<u8>> = local
+        .snapshot()?
+        .doc_envelopes("members")?
         .into_iter()
         .filter(|b| Envelope::from_bytes(b).is_ok_and(|e| e.signer == me))
         .collect();
