@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use tillmesh::docs::Envelope;
-use tillmesh::engine::Applied;
+use tillmesh::replica::Applied;
 
 async fn run(days: usize, per_day: usize, samples: usize, disk: bool) -> Vec<f64> {
     let dir_a = tempfile::tempdir().unwrap();

@@ -60,8 +60,8 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use crate::docs::Envelope;
-use crate::engine::Applied;
 use crate::error::{Error, Result};
+use crate::replica::Applied;
 pub use crate::sealed::Unlock;
 use crate::sealed::{self, Kind, Recipient, RecipientKind, SealedHeader};
 use crate::store::tables::*;

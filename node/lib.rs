@@ -99,9 +99,9 @@
 //! domain::commands ── validates against projections, turns it into an Automerge change
 //!         │            on one document (docs: members, vault, settings, catalog, ledger/…)
 //!         ▼
-//! engine::Ctx::change ─► sign (docs::Envelope) ─► docs::trust::verify ─► apply
+//! replica::Ctx::change ─► sign (docs::Envelope) ─► docs::trust::verify ─► apply
 //!         │    the same verify-and-apply path takes envelopes from elsewhere
-//!         │    (engine::Ctx::apply_envelope, NodeHandle::import_envelopes)
+//!         │    (replica::Ctx::apply_envelope, NodeHandle::import_envelopes)
 //!         ▼
 //! store (redb): one write transaction holds the envelope, the document chunk, the
 //!         projections (domain::projection), the audit row (domain::audit) and any alert
@@ -150,7 +150,7 @@
 //!   holds what waits for a dependency (capped, expiring) and keeps apart, unapplied, a revoked
 //!   till's sales (for owners to accept, [`domain::revoked_sales`]) and members' changes to
 //!   document kinds this version does not know (re-offered at start). The domain plugs in
-//!   through [`engine::Projector`] ([`domain::reindex::Projections`]): one dispatch for
+//!   through [`replica::Projector`] ([`domain::reindex::Projections`]): one dispatch for
 //!   apply, revocation rebuilds, reindex and migrations.
 //! - [`domain`]: the data model, commands, money arithmetic, projections and queries; the
 //!   books beyond the till — [`domain::orders`] (suppliers, purchase orders, deliveries with
@@ -219,10 +219,8 @@ pub mod api;
 pub mod backup;
 pub mod cli;
 pub mod config;
-pub mod discovery;
 pub mod docs;
 pub mod domain;
-pub mod engine;
 pub mod error;
 pub mod identity;
 pub mod mesh;
@@ -233,6 +231,7 @@ pub mod node;
 pub mod private_fs;
 pub mod redeem;
 pub mod relay;
+pub mod replica;
 pub mod sealed;
 pub mod snapshot;
 pub mod store;

@@ -1,4 +1,4 @@
-//! The shop mesh: ties the network ([`crate::net`]) and discovery ([`crate::discovery`]) to
+//! The shop mesh: ties the network ([`crate::net`]) and discovery ([`crate::net::discovery`]) to
 //! the node.
 //!
 //! - **Push**: every envelope this node commits is published on the shop's gossip topic, sealed
@@ -16,7 +16,7 @@
 //! - **Who may talk**: requests from peers that are not member devices are answered only for
 //!   `RedeemStart`/`RedeemFinish` (joining with an invite, by a key exchange keyed by the
 //!   code: see [`crate::redeem`]).
-//! - **Discovery**: what mDNS finds ([`crate::discovery`]) is dialed by the lower peer id at
+//! - **Discovery**: what mDNS finds ([`crate::net::discovery`]) is dialed by the lower peer id at
 //!   once, by the higher one only if still not connected after a short wait (`discovery_loop`).
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
 //!   behind) for `GET /api/v1/peers`.
@@ -33,9 +33,9 @@ use utoipa::ToSchema;
 use crate::NodeHandle;
 use crate::docs::Envelope;
 use crate::docs::gossip_keys::GossipKey;
-use crate::engine::Applied;
 use crate::error::{Error, Result};
 use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use crate::replica::Applied;
 use crate::sync::{self, SyncPeer, SyncRequest, SyncResponse};
 
 /// How often anti-entropy runs with every connected member peer.
@@ -155,7 +155,7 @@ pub struct Mesh {
     net: NetHandle,
     peers: Peers,
     tasks: Vec<JoinHandle<()>>,
-    discovery: Mutex<Option<crate::discovery::Discovery>>,
+    discovery: Mutex<Option<crate::net::discovery::Discovery>>,
 }
 
 /// A peer reached over the network's request-response protocol, asked about the shop of
@@ -300,7 +300,7 @@ impl Mesh {
                 .status()?
                 .shop_id
                 .ok_or_else(|| Error::NoShop("no shop".into()))?;
-            let dcfg = crate::discovery::DiscoveryConfig {
+            let dcfg = crate::net::discovery::DiscoveryConfig {
                 interfaces,
                 instance: net.local_peer_id().to_string(),
                 shop_hash: crate::docs::admission::shop_hash(shop_id),
@@ -308,7 +308,7 @@ impl Mesh {
                 addrs: addrs.clone(),
                 ui_port: cfg.ui_port,
             };
-            let (d, found) = crate::discovery::Discovery::start(dcfg)
+            let (d, found) = crate::net::discovery::Discovery::start(dcfg)
                 .map_err(|e| Error::Internal(format!("mDNS: {e}")))?;
             discovery = Some(d);
             tasks.push(tokio::spawn(discovery_loop(
@@ -1231,7 +1231,7 @@ async fn circuit_loop(node: NodeHandle, net: NetHandle) {
             };
             if peer == me
                 || connected.contains(&peer)
-                || !crate::discovery::should_dial(&me.to_string(), &peer.to_string())
+                || !crate::net::discovery::should_dial(&me.to_string(), &peer.to_string())
             {
                 continue;
             }
@@ -1247,7 +1247,7 @@ async fn circuit_loop(node: NodeHandle, net: NetHandle) {
 }
 
 /// How long the peer with the higher id, which leaves dialing to the lower one
-/// ([`crate::discovery::should_dial`]), waits for it before dialing itself. Short, so two tills
+/// ([`crate::net::discovery::should_dial`]), waits for it before dialing itself. Short, so two tills
 /// restarted a second apart are together again within seconds; long enough that on a LAN the
 /// lower one has normally dialed by then (one connection, not two).
 const DIAL_FALLBACK: Duration = Duration::from_secs(2);
@@ -1260,14 +1260,14 @@ const MAX_FALLBACKS: usize = 64;
 /// [`DIAL_FALLBACK`]
 /// the two are still not connected: the lower one may have missed this peer's announcement
 /// (before the `run` TXT value, mdns-sd reported nothing for a restart within a goodbye's
-/// second: see [`crate::discovery`], "Restarts") or be waiting out a long backoff on a dead
+/// second: see [`crate::net::discovery`], "Restarts") or be waiting out a long backoff on a dead
 /// address; before this fallback the pair then stayed apart until that redial or a restart.
 /// A duplicate connection, if both dial, is closed by the network layer (one per peer
 /// survives).
 async fn discovery_loop(
     net: NetHandle,
     peers: Peers,
-    mut found: tokio::sync::mpsc::Receiver<crate::discovery::Found>,
+    mut found: tokio::sync::mpsc::Receiver<crate::net::discovery::Found>,
 ) {
     let me = net.local_peer_id().to_string();
     // Fallback dials in flight, per peer (aborted with this loop when the mesh stops).
@@ -1293,7 +1293,7 @@ async fn discovery_loop(
                 Some(_) => addr,
             })
             .collect();
-        if !crate::discovery::should_dial(&me, &f.peer_id) {
+        if !crate::net::discovery::should_dial(&me, &f.peer_id) {
             // Newer addresses replace a pending fallback's.
             if let Some(pending) = fallbacks.remove(&peer) {
                 pending.abort();
@@ -1604,15 +1604,15 @@ const JOIN_GATHER: Duration = Duration::from_millis(1500);
 
 /// A short code carries no address: look for shop devices on the LAN by mDNS.
 async fn discover_for_join(net: &NetHandle, interfaces: &[String]) -> Result<Vec<Multiaddr>> {
-    let cfg = crate::discovery::DiscoveryConfig {
+    let cfg = crate::net::discovery::DiscoveryConfig {
         interfaces: interfaces.to_vec(),
         instance: net.local_peer_id().to_string(),
-        shop_hash: crate::discovery::ANY_SHOP.into(),
+        shop_hash: crate::net::discovery::ANY_SHOP.into(),
         peer_id: net.local_peer_id().to_string(),
         addrs: Vec::new(),
         ui_port: 0,
     };
-    let (d, mut found) = crate::discovery::Discovery::start(cfg)
+    let (d, mut found) = crate::net::discovery::Discovery::start(cfg)
         .map_err(|e| Error::Internal(format!("mDNS: {e}")))?;
     // Every device of every shop on the LAN answers; gather them for a moment after the first.
     let mut out: Vec<Multiaddr> = Vec::new();

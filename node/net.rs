@@ -30,6 +30,7 @@
 
 mod behaviour;
 mod codec;
+pub mod discovery;
 mod event_loop;
 mod peers;
 

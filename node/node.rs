@@ -18,10 +18,10 @@ use crate::docs::Envelope;
 use crate::docs::gossip_keys::GossipKey;
 use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
 use crate::domain::{queries, reports, shop};
-use crate::engine::{Applied, Engine, Shared, Writer};
 use crate::error::{Error, Result};
 use crate::identity;
 use crate::model::*;
+use crate::replica::{Applied, Engine, Shared, Writer};
 use crate::store::Store;
 use crate::sync::ReplicaRead;
 
@@ -195,14 +195,14 @@ impl NodeBuilder {
             let shared = handle.inner.shared.clone();
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
-                let mut tick = tokio::time::interval(crate::engine::MAX_UNSYNCED / 2);
+                let mut tick = tokio::time::interval(crate::replica::MAX_UNSYNCED / 2);
                 loop {
                     tokio::select! {
                         _ = stop.wait_for(|s| *s) => return,
                         _ = tick.tick() => {}
                     }
                     // An empty batch syncs to disk and, once peers' changes stopped arriving,
-                    // recomputes the FIFO cost that waited (`engine::FIFO_BUDGET`).
+                    // recomputes the FIFO cost that waited (`replica::FIFO_BUDGET`).
                     if shared.unsynced.load(std::sync::atomic::Ordering::Relaxed)
                         || shared
                             .fifo_deferred
@@ -550,7 +550,7 @@ impl NodeHandle {
     /// Why an update is needed, once a device of the shop was found speaking another version
     /// of the sync protocol than this node (they cannot sync until both run the same one), or
     /// members of the shop wrote documents of a kind this version does not know (kept until
-    /// then; see [`crate::engine::Applied::Kept`]).
+    /// then; see [`crate::replica::Applied::Kept`]).
     pub fn update_needed(&self) -> Option<String> {
         self.inner
             .update_needed
@@ -560,7 +560,7 @@ impl NodeHandle {
     }
 
     /// Records that members of the shop wrote documents of kinds this version does not know
-    /// (kept for a later version, see [`crate::engine::Applied::Kept`]).
+    /// (kept for a later version, see [`crate::replica::Applied::Kept`]).
     fn note_unknown_kinds(&self, kinds: &std::collections::BTreeSet<String>) {
         let kinds: Vec<&str> = kinds.iter().map(String::as_str).collect();
         self.note_update_needed(format!(
@@ -588,14 +588,14 @@ impl NodeHandle {
     pub fn kept_unknown_kinds(&self) -> Result<std::collections::BTreeMap<String, u64>> {
         let mut out = std::collections::BTreeMap::new();
         for (_, q) in self.quarantine()? {
-            if let crate::engine::QuarantineReason::UnknownKind { kind } = q.reason {
+            if let crate::replica::QuarantineReason::UnknownKind { kind } = q.reason {
                 *out.entry(kind).or_default() += 1;
             }
         }
         Ok(out)
     }
 
-    fn quarantine(&self) -> Result<Vec<([u8; 32], crate::engine::Quarantined)>> {
+    fn quarantine(&self) -> Result<Vec<([u8; 32], crate::replica::Quarantined)>> {
         let tx = self.read()?;
         let mut out = Vec::new();
         for row in tx.open_table(crate::store::tables::QUARANTINE)?.iter()? {
@@ -1285,7 +1285,7 @@ impl NodeHandle {
         let tx = self.read()?;
         let mut out = std::collections::BTreeMap::new();
         for row in tx.open_table(crate::store::tables::HELD_META)?.iter()? {
-            if let Ok(m) = postcard::from_bytes::<crate::engine::HeldMeta>(row?.1.value()) {
+            if let Ok(m) = postcard::from_bytes::<crate::replica::HeldMeta>(row?.1.value()) {
                 *out.entry(m.from).or_default() += 1;
             }
         }
@@ -1729,7 +1729,7 @@ impl NodeHandle {
     }
 
     /// [`import_envelopes`](Self::import_envelopes) of envelopes that `peer` (a peer id)
-    /// forwarded: those held count against that peer's share (see [`crate::engine::MAX_HELD`]).
+    /// forwarded: those held count against that peer's share (see [`crate::replica::MAX_HELD`]).
     pub async fn import_envelopes_from(
         &self,
         peer: &str,

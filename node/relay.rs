@@ -76,9 +76,9 @@ use tokio::task::JoinHandle;
 use uuid::Uuid;
 
 use crate::docs::Envelope;
-use crate::engine::Applied;
 use crate::error::{Error, Result};
 use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
+use crate::replica::Applied;
 use crate::snapshot::{SnapshotConfig, Snapshots, TickOutcome};
 use crate::sync::{self, SyncRequest, SyncResponse};
 use crate::{Node, NodeHandle};

@@ -1,7 +1,7 @@
 //! The redb store: one file holds every envelope, each document's state and the projections.
 //!
 //! Reads open their own read transaction from any thread (redb is MVCC). Writes go through one
-//! writer thread (`crate::engine`) that groups concurrent commands into one durable commit.
+//! writer thread (`crate::replica`) that groups concurrent commands into one durable commit.
 
 pub mod migrations;
 pub mod tables;
@@ -40,7 +40,7 @@ pub mod meta {
 
 /// What a migration cannot do itself, because it belongs to a layer above the store: it
 /// marks the store (in the migration's own transaction), and the replica does it when it opens
-/// the store ([`crate::engine::Engine::new`]), then clears the mark in the same transaction as
+/// the store ([`crate::replica::Engine::new`]), then clears the mark in the same transaction as
 /// the rebuild. A crash in between leaves the mark, and the next start does it again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Rebuild {

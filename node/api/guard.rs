@@ -4,7 +4,7 @@
 //! - **`Host` allow-list** ([`check_host`]): a request is served only if its `Host` (or HTTP/2
 //!   authority) is an IP literal (v4 or bracketed v6, with or without a port), `localhost`, one
 //!   of the node's own names — this machine's host name, `<host name>.local`, and the mDNS name
-//!   it advertises (`tm-….local`, [`crate::discovery::mdns_host_name`]) — or a name configured
+//!   it advertises (`tm-….local`, [`crate::net::discovery::mdns_host_name`]) — or a name configured
 //!   with `--allowed-host` / `TILLMESH_ALLOWED_HOSTS` (e.g. a name the shop's router gives the
 //!   till). Anything else gets `421 host_not_allowed`. This is what stops DNS rebinding: a
 //!   web page on `evil.example` whose name is re-pointed at the till's address still sends
@@ -51,7 +51,7 @@ impl AllowedHosts {
             names.push(host);
         }
         if !peer_id.is_empty() {
-            names.push(crate::discovery::mdns_host_name(peer_id));
+            names.push(crate::net::discovery::mdns_host_name(peer_id));
         }
         names.extend(configured.iter().cloned());
         let mut names: Vec<String> = names.iter().map(|n| normalize(n)).collect();
@@ -185,7 +185,7 @@ mod tests {
             "LOCALHOST",
             "till.shop.lan:80",
             "till.shop.lan.",
-            &crate::discovery::mdns_host_name("12D3KooWpeer"),
+            &crate::net::discovery::mdns_host_name("12D3KooWpeer"),
         ] {
             assert!(hosts.allows(ok), "{ok} must be allowed");
         }

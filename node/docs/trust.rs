@@ -307,7 +307,7 @@ fn sale_of_revoked_till(
 /// when its signer is a member of this shop — a device or an owner's or manager's key — at the
 /// `members` heads it names, unrevoked then and now. Who may write that kind is for the version
 /// that knows it to judge: the kept envelope goes through [`verify`] in full once this node
-/// runs such a version (`engine::Ctx::reoffer_kept`). Anyone else's is refused.
+/// runs such a version (`replica::Ctx::reoffer_kept`). Anyone else's is refused.
 fn unknown_kind(env: &Envelope, heads: Vec<ChangeHash>, ctx: &mut VerifyContext<'_>) -> Verdict {
     if heads.is_empty() {
         return Verdict::Reject(format!(

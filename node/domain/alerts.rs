@@ -55,10 +55,10 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::docs::am;
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::LedgerEntry;
 use crate::model::{Event, Movement, Product, Settings};
+use crate::replica::Ctx;
 use crate::store::tables::*;
 
 /// A peer's entry stamped further than this ahead of the local clock raises `clock_skew`.

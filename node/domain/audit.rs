@@ -16,7 +16,7 @@
 //! - `settings`: `settings_change`; `orders`: `orders_change`.
 //!
 //! For non-ledger changes the time is the change's own timestamp and the device is the one
-//! named in the change's message (`{"device": id}`), both written by `engine::Ctx::change`
+//! named in the change's message (`{"device": id}`), both written by `replica::Ctx::change`
 //! inside the signed change bytes. (Changes made before this existed carry time 0 and no device.)
 //!
 //! **Checkpoints.** Once per shop-local day each device writes a ledger entry of kind
@@ -48,9 +48,9 @@ use uuid::Uuid;
 
 use crate::docs::trust::{Signer, Trust};
 use crate::docs::{DocId, Envelope, am};
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry};
+use crate::replica::Ctx;
 use crate::store::tables::*;
 use crate::store::{load_doc, read_doc_meta};
 

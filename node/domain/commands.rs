@@ -15,11 +15,11 @@ use super::catalog;
 use super::money::{self, MAX_AMOUNT};
 use crate::docs::shop::{self, non_empty};
 use crate::docs::{DocId, LEDGER_ROLLOVER};
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::identity::SealedKey;
 use crate::model::ledger::{EntryBody, LedgerEntry, QtyLine, ReturnedLine};
 use crate::model::*;
+use crate::replica::Ctx;
 use crate::store::meta;
 use crate::store::tables::*;
 

@@ -219,7 +219,7 @@ pub fn remove_row(tx: &WriteTransaction, product: u128, key: Key) -> Result<()> 
 
 /// Recomputes dirty products; returns whether none is left. Runs before each commit (and
 /// after `reindex`). With a `budget`, a product whose replay would cover more movements stays
-/// dirty for a later, unbudgeted flush (see `engine::FIFO_BUDGET`).
+/// dirty for a later, unbudgeted flush (see `replica::FIFO_BUDGET`).
 pub fn flush(tx: &WriteTransaction, budget: Option<u64>) -> Result<bool> {
     let dirty: Vec<(u128, Key)> = {
         let t = tx.open_table(FIFO_DIRTY)?;

@@ -23,10 +23,10 @@ use super::commands::{
 };
 use crate::docs::shop::non_empty;
 use crate::docs::{DocId, am};
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::{DeliveryLine, EntryBody, LedgerEntry};
 use crate::model::*;
+use crate::replica::Ctx;
 use crate::store::tables::*;
 
 /// Namespace of delivery ids (uuid v5).

@@ -37,9 +37,9 @@ use super::catalog;
 use super::commands::{MAX_QTY, check_code, check_money, check_tax_rate, require};
 use crate::docs::DocId;
 use crate::docs::shop::non_empty;
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::replica::Ctx;
 use crate::store::tables::*;
 
 /// Products written per catalog change.

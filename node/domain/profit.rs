@@ -20,9 +20,9 @@ use super::fifo::{CostRow, ProductDay};
 use super::orders;
 use super::projection::DayTotals;
 use crate::docs::{DocId, am};
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::*;
+use crate::replica::Ctx;
 use crate::store::tables::*;
 
 fn internal(e: impl std::fmt::Display) -> Error {

@@ -14,10 +14,10 @@ use uuid::Uuid;
 use super::{catalog, fifo, orders, profit, reports, shifts, tickets};
 use crate::docs::trust::Signer;
 use crate::docs::{DocId, am};
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry};
 use crate::model::*;
+use crate::replica::Ctx;
 use crate::store::tables::*;
 
 /// Totals of one day in the `DAILY` table.

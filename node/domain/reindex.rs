@@ -13,9 +13,9 @@ use super::{alerts, audit, catalog, fifo, projection};
 use crate::docs::members::Anchor;
 use crate::docs::trust::Trust;
 use crate::docs::{DocId, Envelope};
-use crate::engine::{Ctx, Projected, Projector, ReindexReport};
 use crate::error::{Error, Result};
 use crate::model::ledger::LedgerEntry;
+use crate::replica::{Ctx, Projected, Projector, ReindexReport};
 use crate::store::tables::*;
 use crate::store::{Store, load_doc};
 

@@ -5,7 +5,7 @@
 //! are not lost either: [`crate::docs::trust::revoked_sale`] recognises them — a verified
 //! signature by a till of this shop, unrevoked at the `members` heads it named, revoked since,
 //! writing sale entries into its own ledger — and the engine keeps them in quarantine
-//! (`engine::Ctx::quarantine`, the `QUARANTINE` table, capped per device and in all). A
+//! (`replica::Ctx::quarantine`, the `QUARANTINE` table, capped per device and in all). A
 //! stranger's or another shop's envelopes never get there. They still count as refused: the
 //! device stays out. Sales this node had applied before the revocation reached it go to
 //! quarantine too when the revocation drops them. The mesh pulls once from a revoked till that
@@ -34,10 +34,10 @@ use super::commands::{self, person_key, require};
 use crate::docs::Envelope;
 use crate::docs::members::RevocationRecord;
 use crate::docs::shop::ShopView;
-use crate::engine::{Ctx, QuarantineReason, Quarantined};
 use crate::error::{Error, Result};
 use crate::model::ledger::{AcceptedSale, EntryBody, LedgerEntry};
 use crate::model::*;
+use crate::replica::{Ctx, QuarantineReason, Quarantined};
 use crate::store::tables::ENTRIES;
 
 /// A sale a revoked till made, as an owner reviews it.

@@ -11,10 +11,10 @@ use uuid::Uuid;
 
 use super::commands::{check_money, stock_entry};
 use crate::docs::shop::non_empty;
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry};
 use crate::model::*;
+use crate::replica::Ctx;
 use crate::store::tables::*;
 
 /// `meta` key: the shift open on this till (16 bytes), absent when none.

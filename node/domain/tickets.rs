@@ -13,10 +13,10 @@ use uuid::Uuid;
 
 use super::commands::{check_money, check_qty, line_product, stock_entry};
 use crate::docs::shop::non_empty;
-use crate::engine::Ctx;
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry};
 use crate::model::*;
+use crate::replica::Ctx;
 use crate::store::tables::*;
 
 /// The latest park of a ticket.

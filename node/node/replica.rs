@@ -8,8 +8,8 @@ use std::future::Future;
 use super::NodeHandle;
 use crate::docs::Envelope;
 use crate::docs::admission::Invite;
-use crate::engine::Applied;
 use crate::error::Result;
+use crate::replica::Applied;
 use crate::sync::{self, ENVELOPE_BATCH, SyncRequest, SyncResponse};
 
 impl sync::LocalReplica for NodeHandle {

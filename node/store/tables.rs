@@ -32,10 +32,10 @@ pub const BUCKET_DIGESTS: TableDefinition<&str, &[u8; 32]> =
     TableDefinition::new("bucket-digests-1");
 /// change hash → postcard envelope waiting for changes this node lacks: dependencies of the
 /// change, or `members` heads its signature names. Only envelopes whose signature verified are
-/// held, within caps, for a while (see `engine::hold`). Never in backups. (`held-1` held
+/// held, within caps, for a while (see `replica::hold`). Never in backups. (`held-1` held
 /// envelopes before their signature was checked; migration 6 drops it.)
 pub const HELD: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-2");
-/// change hash → postcard `engine::HeldMeta` of a held envelope (document, forwarding peer,
+/// change hash → postcard `replica::HeldMeta` of a held envelope (document, forwarding peer,
 /// size, expiry, the hashes it waits for): the caps count from it without decoding envelopes.
 pub const HELD_META: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("held-meta-1");
 /// missing change hash → the held envelopes waiting for it: a change stored here retries exactly
@@ -46,11 +46,11 @@ pub const HELD_WAITING: MultimapTableDefinition<&[u8; 32], &[u8; 32]> =
 pub const HELD_EXPIRY: TableDefinition<(i64, &[u8; 32]), ()> =
     TableDefinition::new("held-expiry-1");
 
-/// change hash → postcard `engine::Quarantined`: an envelope kept aside, never applied as it is —
+/// change hash → postcard `replica::Quarantined`: an envelope kept aside, never applied as it is —
 /// a sale a till signed after an owner revoked it (owners review and may accept it), or a
 /// document of a kind this build does not know, signed by a member (re-verified when a version
 /// that knows the kind starts). Verified before it is kept, within caps per signer and in all
-/// (`engine::MAX_QUARANTINED`). Never in backups.
+/// (`replica::MAX_QUARANTINED`). Never in backups.
 pub const QUARANTINE: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("quarantine-1");
 /// (signer key, change hash) → stored size: the quarantine per signer (caps, the owners' list).
 pub const QUARANTINE_BY_SIGNER: TableDefinition<(&[u8; 32], &[u8; 32]), u64> =

@@ -10,8 +10,8 @@ use super::{
     DOC_BATCH, ENVELOPE_BATCH, Hash32, ReplicaRead, SyncPeer, SyncRequest, SyncResponse, unexpected,
 };
 use crate::docs::Envelope;
-use crate::engine::Applied;
 use crate::error::Result;
+use crate::replica::Applied;
 
 /// What a pull did.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

@@ -21,9 +21,9 @@ use uuid::Uuid;
 use super::{PullSession, ReplicaRead, Step, SyncResponse, answer};
 use crate::docs::Envelope;
 use crate::domain::{alerts, commands, queries};
-use crate::engine::{Applied, Ctx, Engine, Shared, Writer};
 use crate::error::Result;
 use crate::model::*;
+use crate::replica::{Applied, Ctx, Engine, Shared, Writer};
 use crate::store::Store;
 
 /// Most replicas in a case.

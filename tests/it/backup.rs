@@ -672,7 +672,7 @@ async fn importing_what_a_restored_node_has_changes_nothing() {
     assert!(
         again
             .iter()
-            .all(|x| matches!(x, Ok(tillmesh::engine::Applied::Duplicate(_)))),
+            .all(|x| matches!(x, Ok(tillmesh::replica::Applied::Duplicate(_)))),
         "{again:?}"
     );
     assert_eq!(format!("{:?}", numbers(&r)), format!("{:?}", before));

@@ -9,7 +9,7 @@ use common::*;
 use proptest::prelude::*;
 use tillmesh::docs::Envelope;
 use tillmesh::domain::model::*;
-use tillmesh::engine::Applied;
+use tillmesh::replica::Applied;
 use tillmesh::{Error, Node, NodeHandle};
 
 /// Everything a replica shows, for comparison.

@@ -1,4 +1,4 @@
-//! LAN discovery over mDNS (`tillmesh::discovery`).
+//! LAN discovery over mDNS (`tillmesh::net::discovery`).
 //!
 //! mDNS traffic must never reach this machine's real interfaces (DESIGN §11). So every test that
 //! starts an mDNS daemon runs in a network namespace of its own, where `lo` is the only
@@ -22,7 +22,7 @@ use std::sync::mpsc as std_mpsc;
 use std::time::{Duration, Instant};
 
 use mdns_sd::{IfKind, ServiceDaemon, ServiceEvent};
-use tillmesh::discovery::{
+use tillmesh::net::discovery::{
     Discovery, DiscoveryConfig, Found, HTTP_SERVICE_TYPE, SERVICE_TYPE, should_dial,
 };
 use tokio::sync::mpsc::Receiver;

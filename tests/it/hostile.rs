@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use automerge::{Author, AutoCommit, ChangeHash, ROOT, transaction::Transactable};
 use common::*;
 use tillmesh::docs::Envelope;
-use tillmesh::engine::{self, Applied};
+use tillmesh::replica::{self, Applied};
 use tillmesh::sync::{self, SyncPeer, SyncRequest, SyncResponse};
 use tillmesh::{Node, NodeHandle};
 
@@ -185,7 +185,7 @@ async fn a_held_flood_stays_under_its_caps_and_sales_go_on() {
         .unwrap();
 
     // One peer over its own cap, across many documents.
-    let over = engine::MAX_HELD_PER_PEER + 300;
+    let over = replica::MAX_HELD_PER_PEER + 300;
     let wide = Hostile::new(
         "wide",
         chain_missing_its_start(over, |i| ledger_doc(i % 50), &random_heads()),
@@ -196,11 +196,11 @@ async fn a_held_flood_stays_under_its_caps_and_sales_go_on() {
     let by_peer = a.h.held_by_peer().unwrap();
     assert_eq!(
         by_peer.get("wide"),
-        Some(&(engine::MAX_HELD_PER_PEER as u64))
+        Some(&(replica::MAX_HELD_PER_PEER as u64))
     );
 
     // Another peer, all on one document: held up to the document's cap.
-    let one_doc = engine::MAX_HELD_PER_DOC + 200;
+    let one_doc = replica::MAX_HELD_PER_DOC + 200;
     let deep = Hostile::new(
         "deep",
         chain_missing_its_start(one_doc, |_| "orders".into(), &random_heads()),
@@ -209,16 +209,16 @@ async fn a_held_flood_stays_under_its_caps_and_sales_go_on() {
     let by_peer = a.h.held_by_peer().unwrap();
     assert_eq!(
         by_peer.get("deep"),
-        Some(&(engine::MAX_HELD_PER_DOC as u64))
+        Some(&(replica::MAX_HELD_PER_DOC as u64))
     );
 
     // Many more peers (peer ids and keys cost nothing): the global cap holds.
     let mut tasks = Vec::new();
-    for n in 0..(engine::MAX_HELD / engine::MAX_HELD_PER_PEER) {
+    for n in 0..(replica::MAX_HELD / replica::MAX_HELD_PER_PEER) {
         let h = a.h.clone();
         tasks.push(tokio::spawn(async move {
             let envs = chain_missing_its_start(
-                engine::MAX_HELD_PER_PEER,
+                replica::MAX_HELD_PER_PEER,
                 move |i| ledger_doc(1000 + n * 100 + i % 100),
                 &random_heads(),
             );
@@ -230,12 +230,12 @@ async fn a_held_flood_stays_under_its_caps_and_sales_go_on() {
         t.await.unwrap();
     }
     let held = a.h.held_count().unwrap();
-    assert_eq!(held, engine::MAX_HELD as u64, "held exactly up to the cap");
+    assert_eq!(held, replica::MAX_HELD as u64, "held exactly up to the cap");
     let by_peer = a.h.held_by_peer().unwrap();
     assert!(
         by_peer
             .values()
-            .all(|n| *n <= engine::MAX_HELD_PER_PEER as u64),
+            .all(|n| *n <= replica::MAX_HELD_PER_PEER as u64),
         "{by_peer:?}"
     );
 
@@ -252,7 +252,7 @@ async fn a_held_flood_stays_under_its_caps_and_sales_go_on() {
     let sale = sale.unwrap();
     assert_eq!(a.h.sale(sale.id).unwrap().id, sale.id);
     assert_eq!(on_hand(&a.h, p.id), 99);
-    assert_eq!(a.h.held_count().unwrap(), engine::MAX_HELD as u64);
+    assert_eq!(a.h.held_count().unwrap(), replica::MAX_HELD as u64);
 }
 
 /// A signed envelope whose change is a small compressed chunk inflating to far more than the
@@ -430,7 +430,7 @@ async fn held_envelopes_expire_and_real_ones_come_back() {
     assert_eq!(ch.expire_held(now).await.unwrap(), 0, "not yet");
     assert_eq!(ch.held_count().unwrap(), 1);
     assert_eq!(
-        ch.expire_held(now + engine::HELD_TTL_MS + 60_000)
+        ch.expire_held(now + replica::HELD_TTL_MS + 60_000)
             .await
             .unwrap(),
         1

@@ -14,7 +14,7 @@ use common::mesh::*;
 use common::*;
 use tillmesh::domain::model::*;
 use tillmesh::domain::revoked_sales::SelectRevokedSales;
-use tillmesh::engine::Applied;
+use tillmesh::replica::Applied;
 use tillmesh::sync::{self, SyncRequest, SyncResponse};
 use tillmesh::{Node, NodeHandle};
 
@@ -508,7 +508,7 @@ async fn kept_envelopes_of_a_kind_this_version_knows_are_applied_at_start() {
     drop(h2);
     n2.shutdown().await;
     {
-        use tillmesh::engine::{QuarantineReason, Quarantined};
+        use tillmesh::replica::{QuarantineReason, Quarantined};
         let store =
             tillmesh::store::Store::open(&dir2.path().join(tillmesh::node::STORE_FILE)).unwrap();
         let tx = store.db().begin_write().unwrap();

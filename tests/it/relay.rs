@@ -276,7 +276,7 @@ async fn owner_lists_foreign_device(h: &NodeHandle, owner: &Principal, device: [
     });
     let r = h.import_envelopes(None, vec![env]).await.unwrap();
     assert!(
-        matches!(r[0], Ok(tillmesh::engine::Applied::New(_))),
+        matches!(r[0], Ok(tillmesh::replica::Applied::New(_))),
         "an owner may write members: {r:?}"
     );
 }

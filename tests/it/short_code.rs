@@ -28,7 +28,7 @@ struct Rogue {
     key: [u8; 32],
     seen: Arc<Mutex<Vec<Vec<u8>>>>,
     answers: Arc<Mutex<Vec<Vec<u8>>>>,
-    discovery: Option<tillmesh::discovery::Discovery>,
+    discovery: Option<tillmesh::net::discovery::Discovery>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -83,7 +83,7 @@ impl Rogue {
             addrs.push(a.to_string());
         }
         let (discovery, found) =
-            tillmesh::discovery::Discovery::start(tillmesh::discovery::DiscoveryConfig {
+            tillmesh::net::discovery::Discovery::start(tillmesh::net::discovery::DiscoveryConfig {
                 interfaces: lo(),
                 instance: me.clone(),
                 // Any shop: a joining device looks for every shop on the LAN.

@@ -249,7 +249,7 @@ async fn revocation_drops_later_changes_everywhere() {
 
 #[tokio::test]
 async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
-    use tillmesh::engine::Applied;
+    use tillmesh::replica::Applied;
     let a = shop().await;
     let p =
         a.h.create_product(&a.owner, product("H1", 100, 0))
@@ -291,7 +291,7 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
     assert_eq!(ch.sale(sale.id).unwrap().receipt, "T2-000001");
 }
 
-fn refused_everywhere(results: &[Vec<tillmesh::Result<tillmesh::engine::Applied>>]) {
+fn refused_everywhere(results: &[Vec<tillmesh::Result<tillmesh::replica::Applied>>]) {
     for r in results {
         assert!(
             matches!(r.as_slice(), [Err(tillmesh::Error::Rejected(_))]),
