@@ -68,7 +68,7 @@ use utoipa::openapi::{ComponentsBuilder, InfoBuilder, OpenApi, OpenApiBuilder};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use crate::node::NodeHandle;
+use crate::handle::NodeHandle;
 
 pub use error::ApiError;
 pub use guard::SETUP_TOKEN_HEADER;

@@ -222,6 +222,7 @@ pub mod config;
 pub mod docs;
 pub mod domain;
 pub mod error;
+pub mod handle;
 pub mod identity;
 pub mod mesh;
 pub mod metrics;
@@ -238,4 +239,5 @@ pub mod store;
 pub mod sync;
 
 pub use error::{Error, Result};
-pub use node::{EventStream, Lagged, Node, NodeBuilder, NodeHandle};
+pub use handle::{EventStream, Lagged, NodeHandle};
+pub use node::{Node, NodeBuilder};

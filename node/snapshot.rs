@@ -49,7 +49,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{Error, Result};
-use crate::node::NodeHandle;
+use crate::handle::NodeHandle;
 
 /// The first bytes of every snapshot file.
 pub const MAGIC: &[u8; 14] = crate::sealed::Kind::Snapshot.magic();

@@ -21,7 +21,7 @@ use super::extract::ApiQuery;
 use super::range::{format_minor, rfc3339, time_range};
 use super::sales::{DayRangeQuery, TimeRangeQuery};
 use crate::error::Error;
-use crate::node::NodeHandle;
+use crate::handle::NodeHandle;
 
 /// One CSV cell.
 pub(super) enum Cell {

@@ -17,7 +17,7 @@ use chrono::{
 use chrono_tz::Tz;
 
 use super::error::ApiError;
-use crate::node::NodeHandle;
+use crate::handle::NodeHandle;
 
 /// The length of the default `/sales` window.
 const DEFAULT_WINDOW_MS: i64 = 24 * 60 * 60 * 1000;

@@ -41,7 +41,7 @@ use super::error::ApiError;
 use super::extract::{ApiJson, ClientIp};
 use super::{ApiOptions, AppState, CONTENT_SECURITY_POLICY};
 use crate::error::Error;
-use crate::node::NodeHandle;
+use crate::handle::NodeHandle;
 
 /// The shops a relay serves, read at each login (shops enrolled while it runs are seen at
 /// once): each shop's id and its replica.
@@ -326,7 +326,7 @@ async fn login(
         })?;
     let candidates = relay.named(&shop);
     if candidates.is_empty() {
-        crate::node::dummy_password_check(password).await;
+        crate::handle::dummy_password_check(password).await;
         tracing::warn!(username = %req.username, %ip, "relay login failed");
         drop(attempt);
         return Err(ApiError::Node(Error::Unauthorized(WRONG.into())));

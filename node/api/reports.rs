@@ -18,7 +18,7 @@ use crate::domain::reports::{
     self, DayRange, InventoryValue, MAX_TOP_DAYS, MovementTrend, PaymentsReport, Period,
     SalesReport, StaffReport, TaxReport, TopSellers,
 };
-use crate::node::NodeHandle;
+use crate::handle::NodeHandle;
 
 /// Days a range covers when `from` is left out.
 const DEFAULT_DAYS: i64 = 30;

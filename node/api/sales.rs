@@ -195,7 +195,7 @@ impl DayRangeQuery {
     /// The range as `YYYY-MM-DD` days, `from <= to`.
     pub(crate) fn days(
         &self,
-        handle: &crate::node::NodeHandle,
+        handle: &crate::handle::NodeHandle,
     ) -> Result<(String, String), ApiError> {
         let to = match self.to.as_deref() {
             Some(s) => parse_day(s, "to")?,

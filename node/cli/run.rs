@@ -58,7 +58,7 @@ pub(super) async fn run(cfg: Config, demo: bool) -> anyhow::Result<()> {
         .with_context(|| format!("cannot start the node in {}", cfg.data_dir.display()))?;
     let h = node.handle();
     if demo && !h.status()?.has_shop {
-        let owner = crate::node::demo::populate(&h).await?;
+        let owner = crate::handle::demo::populate(&h).await?;
         println!(
             "Demo shop created: log in as {:?} with password {:?}",
             owner.0, owner.1

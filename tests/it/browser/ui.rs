@@ -709,7 +709,7 @@ async fn a_manager_settles_a_price_changed_on_two_tills_at_once() {
 async fn every_screen_draws_the_demo_shop() {
     let _serial = browser::one_at_a_time().await;
     let (node, url) = serve(Node::builder().memory()).await;
-    let (user, password) = tillmesh::node::demo::populate(&node.handle())
+    let (user, password) = tillmesh::handle::demo::populate(&node.handle())
         .await
         .unwrap();
 

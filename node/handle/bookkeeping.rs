@@ -106,7 +106,7 @@ impl NodeHandle {
 
 /// Writes this device's daily checkpoint: first [`CHECKPOINT_TICK`] after start, then every
 /// tick until the day has one; ends when `stop` turns true.
-pub(super) fn spawn_checkpoints(
+pub(crate) fn spawn_checkpoints(
     handle: NodeHandle,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) -> tokio::task::JoinHandle<()> {

@@ -10,7 +10,7 @@ use crate::docs::Envelope;
 use crate::docs::admission::Invite;
 use crate::error::Result;
 use crate::replica::Applied;
-use crate::sync::{self, ENVELOPE_BATCH, SyncRequest, SyncResponse};
+use crate::sync::{self, ENVELOPE_BATCH, ReplicaRead, SyncRequest, SyncResponse};
 
 impl sync::LocalReplica for NodeHandle {
     type Read = redb::ReadTransaction;
@@ -154,5 +154,128 @@ impl NodeHandle {
             }
             _ => SyncResponse::Error("not a member of this shop".into()),
         }
+    }
+}
+
+/// The sync surface: digests, envelopes by hash, imports (what [`crate::sync`] and backups use).
+impl NodeHandle {
+    /// Re-offers what an older version kept (documents of kinds it did not know) to this one,
+    /// at start: the kinds this version knows are verified in full and applied; the rest stay
+    /// kept, and the node says an update is needed.
+    pub(crate) async fn reoffer_kept(&self) -> Result<()> {
+        if self.view().genesis.is_none() {
+            return Ok(());
+        }
+        let unknown = self.inner.writer.write(|ctx| ctx.reoffer_kept()).await?;
+        if !unknown.is_empty() {
+            self.note_unknown_kinds(&unknown);
+        }
+        Ok(())
+    }
+
+    pub(crate) fn pull_gate(&self) -> &tokio::sync::Mutex<()> {
+        &self.inner.pull_gate
+    }
+
+    /// (sync bucket, digest) of every bucket (see [`crate::sync::ReplicaRead`]).
+    pub fn bucket_digests(&self) -> Result<Vec<(String, [u8; 32])>> {
+        self.read()?.bucket_digests()
+    }
+
+    /// Digests of the documents in these sync buckets.
+    pub fn doc_digests(&self, buckets: &[String]) -> Result<Vec<(String, [u8; 32])>> {
+        self.read()?.doc_digests(buckets)
+    }
+
+    /// Every stored change hash of these documents.
+    pub fn doc_hashes(&self, docs: &[String]) -> Result<Vec<(String, Vec<[u8; 32]>)>> {
+        self.read()?.doc_hashes(docs)
+    }
+
+    /// Encoded envelopes by change hash (unknown hashes are skipped).
+    pub fn envelope_bytes(&self, hashes: &[[u8; 32]]) -> Result<Vec<Vec<u8>>> {
+        self.read()?.envelope_bytes(hashes)
+    }
+
+    /// The hashes this node has neither stored, held nor in quarantine.
+    pub fn missing_hashes(&self, hashes: &[[u8; 32]]) -> Result<Vec<[u8; 32]>> {
+        self.read()?.missing_hashes(hashes)
+    }
+
+    /// The pinned hash of the shop's first `members` change (from the shop view: every sync
+    /// message names it, so it is not read from the store each time).
+    pub fn genesis(&self) -> Result<Option<automerge::ChangeHash>> {
+        Ok(self.view().genesis)
+    }
+
+    /// Applies envelopes from elsewhere (a peer, a backup) through the verify-and-apply path;
+    /// `genesis` pins the shop on a node that has none yet. Envelopes waiting for others are
+    /// held and retried as the rest arrive.
+    pub async fn import_envelopes(
+        &self,
+        genesis: Option<automerge::ChangeHash>,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Result<Applied>>> {
+        self.import_envelopes_from("", genesis, envelopes).await
+    }
+
+    /// [`import_envelopes`](Self::import_envelopes) of envelopes that `peer` (a peer id)
+    /// forwarded: those held count against that peer's share (see [`crate::replica::MAX_HELD`]).
+    pub async fn import_envelopes_from(
+        &self,
+        peer: &str,
+        genesis: Option<automerge::ChangeHash>,
+        envelopes: Vec<Envelope>,
+    ) -> Result<Vec<Result<Applied>>> {
+        let peer = peer.to_string();
+        let kinds: Vec<String> = envelopes
+            .iter()
+            .map(|e| crate::docs::trust::kind_of(&e.doc).to_string())
+            .collect();
+        let results = self
+            .inner
+            .writer
+            .write(move |ctx| {
+                ctx.forwarded_by(&peer);
+                match genesis {
+                    Some(g) => ctx.adopt_genesis(g, None)?,
+                    None => ctx.relaxed(),
+                }
+                ctx.apply_all(envelopes)
+            })
+            .await?;
+        let kept: std::collections::BTreeSet<String> = kinds
+            .into_iter()
+            .zip(&results)
+            .filter(|(_, r)| matches!(r, Ok(Applied::Kept(..))))
+            .map(|(k, _)| k)
+            .collect();
+        if !kept.is_empty() {
+            self.note_unknown_kinds(&kept);
+        }
+        Ok(results).inspect(|results: &Vec<Result<Applied>>| {
+            let metrics = &self.inner.shared.metrics;
+            for r in results {
+                match r {
+                    Ok(Applied::Held(..)) => metrics.change_held(),
+                    Err(e) => metrics.change_rejected(e),
+                    Ok(_) => {}
+                }
+            }
+        })
+    }
+
+    /// Pins the shop this node is joining or restoring: its genesis and, from the inviting
+    /// device or the backup, the devices admitted before protocol 2 (see
+    /// [`crate::docs::members::Anchor`]). Refuses another shop's genesis.
+    pub async fn adopt_shop(
+        &self,
+        genesis: automerge::ChangeHash,
+        legacy_devices: Vec<[u8; 32]>,
+    ) -> Result<()> {
+        self.inner
+            .writer
+            .write(move |ctx| ctx.adopt_genesis(genesis, Some(&legacy_devices)))
+            .await
     }
 }
