@@ -3,7 +3,7 @@
 //! static peer).
 //!
 //! Run with `cargo run --example two_nodes`. It shows:
-//! - joining a shop with an invite ([`tillmesh::mesh::join`]) and dialing a static peer;
+//! - joining a shop with an invite ([`tillmesh::node::join`]) and dialing a static peer;
 //! - a catalog edit made on one node and a sale made on the other, each arriving on the other
 //!   side verified and applied;
 //! - peer status ([`tillmesh::NodeHandle::peers`]) and the two stores converging.
@@ -83,7 +83,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
             },
         )
         .await?;
-    let joined = tillmesh::mesh::join(till_dir.path(), &invite.invite, None).await?;
+    let joined = tillmesh::node::join(till_dir.path(), &invite.invite, None).await?;
     writeln!(
         out,
         "joined {:?} as {:?} (receipts {}-…)",

@@ -79,7 +79,7 @@
 //! ```
 //!
 //! Two nodes sync when one [`listen`](NodeBuilder::listen)s and the other joins the shop with
-//! an invite ([`NodeHandle::create_invite`], then [`mesh::join`] or [`NodeHandle::join`]) and
+//! an invite ([`NodeHandle::create_invite`], then [`node::join`] or [`NodeHandle::join`]) and
 //! dials it as a static [`peer`](NodeBuilder::peer) or finds it by
 //! [mDNS](NodeBuilder::discovery). The `examples/` directory has complete programs:
 //! `embedded_till` (a till that sells and prints the events of a second till),

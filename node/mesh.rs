@@ -30,13 +30,15 @@ use serde::{Deserialize, Serialize};
 use tokio::task::JoinHandle;
 use utoipa::ToSchema;
 
-use crate::NodeHandle;
 use crate::docs::Envelope;
 use crate::docs::gossip_keys::GossipKey;
 use crate::error::{Error, Result};
 use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
 use crate::replica::Applied;
 use crate::sync::{self, SyncPeer, SyncRequest, SyncResponse};
+
+mod host;
+pub use host::Host;
 
 /// How often anti-entropy runs with every connected member peer.
 pub const PULL_INTERVAL: Duration = Duration::from_secs(10);
@@ -160,28 +162,28 @@ pub struct Mesh {
 
 /// A peer reached over the network's request-response protocol, asked about the shop of
 /// `node` (read at each request: a joining node learns its shop's genesis mid-conversation).
-pub struct NetPeer {
+pub struct NetPeer<H> {
     net: NetHandle,
     peer: PeerId,
-    node: NodeHandle,
+    node: H,
 }
 
-impl NetPeer {
+impl<H: Host> NetPeer<H> {
     /// `peer`, reached through `net`, asked about `node`'s shop.
-    pub fn new(net: NetHandle, peer: PeerId, node: NodeHandle) -> NetPeer {
+    pub fn new(net: NetHandle, peer: PeerId, node: H) -> NetPeer<H> {
         NetPeer { net, peer, node }
     }
 }
 
 /// The genesis of `node`'s shop, as the sync protocol names the shop.
-pub(crate) fn shop_of(node: &NodeHandle) -> Option<sync::Hash32> {
+pub(crate) fn shop_of<H: Host>(node: &H) -> Option<sync::Hash32> {
     node.genesis().ok().flatten().map(|g| g.0)
 }
 
 /// Sends one framed request about `node`'s shop to `peer` and decodes the answer.
-pub(crate) async fn ask(
+pub(crate) async fn ask<H: Host>(
     net: &NetHandle,
-    node: &NodeHandle,
+    node: &H,
     peer: PeerId,
     req: &SyncRequest,
 ) -> Result<SyncResponse> {
@@ -196,7 +198,7 @@ pub(crate) async fn ask(
     sync::decode_response(&bytes, shop)
 }
 
-impl SyncPeer for NetPeer {
+impl<H: Host> SyncPeer for NetPeer<H> {
     async fn request(&self, req: SyncRequest) -> Result<SyncResponse> {
         ask(&self.net, &self.node, self.peer, &req).await
     }
@@ -211,8 +213,8 @@ impl SyncPeer for NetPeer {
 }
 
 /// The network identity and protocol settings for a node.
-pub fn net_config(
-    node: &NodeHandle,
+pub fn net_config<H: Host>(
+    node: &H,
     listen: Vec<Multiaddr>,
     peers: Vec<Multiaddr>,
     topic: String,
@@ -231,7 +233,7 @@ pub fn net_config(
 
 impl Mesh {
     /// Starts the network for a node that belongs to a shop.
-    pub async fn start(node: NodeHandle, cfg: MeshConfig) -> Result<Mesh> {
+    pub async fn start<H: Host>(node: H, cfg: MeshConfig) -> Result<Mesh> {
         let current = match node.gossip_key() {
             Ok(None) => {
                 return Err(Error::NoShop(
@@ -352,7 +354,7 @@ impl Mesh {
     }
 
     /// Every peer with its status.
-    pub async fn peers(&self, node: &NodeHandle) -> Vec<PeerView> {
+    pub async fn peers<H: Host>(&self, node: &H) -> Vec<PeerView> {
         let status = self.net.peers().await;
         let devices = node.devices().unwrap_or_default();
         let table = self.peers.lock().expect("peers lock");
@@ -445,11 +447,11 @@ pub(crate) fn own_addr(a: Multiaddr, me: PeerId) -> String {
     }
 }
 
-fn is_member(node: &NodeHandle, peer: &PeerId) -> bool {
+fn is_member<H: Host>(node: &H, peer: &PeerId) -> bool {
     net::public_key_of(peer).is_some_and(|pk| node.is_member_device(&pk))
 }
 
-fn is_revoked(node: &NodeHandle, peer: &PeerId) -> bool {
+fn is_revoked<H: Host>(node: &H, peer: &PeerId) -> bool {
     net::public_key_of(peer).is_some_and(|pk| node.is_revoked_device(&pk))
 }
 
@@ -458,7 +460,7 @@ fn is_revoked(node: &NodeHandle, peer: &PeerId) -> bool {
 const REVOKED_GRACE: Duration = Duration::from_secs(2);
 
 /// Disconnects devices as soon as they are revoked (after [`REVOKED_GRACE`]).
-async fn revocation_loop(node: NodeHandle, net: NetHandle) {
+async fn revocation_loop<H: Host>(node: H, net: NetHandle) {
     let mut events = node.subscribe();
     loop {
         match events.recv().await {
@@ -501,7 +503,7 @@ pub const STRANGER_GRACE: Duration = Duration::from_secs(15);
 /// (signed by an owner; it verifies them like any change, so a rogue peer cannot fake them);
 /// to the shop's tills after a gossip key rotation, the rotation, so they move to the new key
 /// now rather than at their next pull.
-async fn offer_members(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
+async fn offer_members<H: Host>(node: &H, net: &NetHandle, peer: PeerId) {
     let Ok(proof) = node.doc_envelopes("members") else {
         return;
     };
@@ -524,7 +526,7 @@ const REVOKED_PULL: Duration = Duration::from_secs(60);
 /// through the verify-and-apply path: the till's sales go to quarantine (capped per device),
 /// anything else it signed is refused, and what others signed is applied as from any peer.
 /// Nothing is counted against it: it is refused right after anyway.
-async fn collect_revoked_sales(node: &NodeHandle, net: &NetHandle, peer: PeerId) {
+async fn collect_revoked_sales<H: Host>(node: &H, net: &NetHandle, peer: PeerId) {
     let remote = NetPeer::new(net.clone(), peer, node.clone());
     match tokio::time::timeout(REVOKED_PULL, node.pull_from(&remote)).await {
         Ok(Ok(r)) => tracing::info!(%peer, fetched = r.fetched, refused = r.rejected,
@@ -561,8 +563,8 @@ struct Gossiped {
 /// goes to the writer at once (one import per forwarding peer, all in one group commit), so
 /// peers' changes under load cost one commit per batch, not one per message. Then each message
 /// is judged as before: forwarded only if it verified, a gap pulled, a forgery struck.
-async fn import_gossip(
-    node: NodeHandle,
+async fn import_gossip<H: Host>(
+    node: H,
     net: NetHandle,
     peers: Peers,
     keys: Keys,
@@ -593,9 +595,7 @@ async fn import_gossip(
             let node = node.clone();
             async move {
                 let (ids, envs): (Vec<_>, Vec<_>) = messages.into_iter().unzip();
-                let results = node
-                    .import_envelopes_from(&source.to_string(), None, envs)
-                    .await;
+                let results = node.import(&source.to_string(), envs).await;
                 (source, ids, results)
             }
         });
@@ -644,8 +644,8 @@ async fn import_gossip(
     }
 }
 
-async fn event_loop(
-    node: NodeHandle,
+async fn event_loop<H: Host>(
+    node: H,
     net: NetHandle,
     peers: Peers,
     keys: Keys,
@@ -797,7 +797,7 @@ async fn event_loop(
 /// Why a pull failed, in words for the Sync screen. A peer that speaks another version of
 /// the sync protocol ([`Error::UpdateNeeded`]) also marks this node as needing an update
 /// (`GET /api/v1/status`, the UI).
-fn pull_failure(node: &NodeHandle, e: &Error) -> String {
+fn pull_failure<H: Host>(node: &H, e: &Error) -> String {
     match e {
         Error::UpdateNeeded(_) => {
             let why = format!(
@@ -845,7 +845,7 @@ async fn strike_peer(net: &NetHandle, peers: &Peers, peer: PeerId) {
     }
 }
 
-fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
+fn spawn_pull<H: Host>(node: H, net: NetHandle, peers: Peers, peer: PeerId) {
     {
         let mut t = peers.lock().expect("peers lock");
         let e = t.entry(peer).or_default();
@@ -905,7 +905,7 @@ fn spawn_pull(node: NodeHandle, net: NetHandle, peers: Peers, peer: PeerId) {
     });
 }
 
-async fn publish_loop(node: NodeHandle, net: NetHandle, peers: Peers, keys: Keys) {
+async fn publish_loop<H: Host>(node: H, net: NetHandle, peers: Peers, keys: Keys) {
     let mut outbox = node.outbox();
     loop {
         let mut batch = match outbox.recv().await {
@@ -999,7 +999,7 @@ impl KeyRing {
 /// [`KEY_TICK`], derives it again, moves the network to its topic, and lets keys past their
 /// grace go. A till that cannot derive it (admitted after the last rotation) asks its
 /// connected member tills for the current records' keys.
-async fn key_loop(node: NodeHandle, net: NetHandle, keys: Keys) {
+async fn key_loop<H: Host>(node: H, net: NetHandle, keys: Keys) {
     use crate::model::Event;
     use tokio::sync::broadcast::error::RecvError;
     let mut events = node.subscribe();
@@ -1043,7 +1043,7 @@ async fn key_loop(node: NodeHandle, net: NetHandle, keys: Keys) {
 }
 
 /// Connected peers that are unrevoked tills of the shop.
-async fn member_tills(node: &NodeHandle, net: &NetHandle) -> Vec<PeerId> {
+async fn member_tills<H: Host>(node: &H, net: &NetHandle) -> Vec<PeerId> {
     net.peers()
         .await
         .into_iter()
@@ -1054,7 +1054,7 @@ async fn member_tills(node: &NodeHandle, net: &NetHandle) -> Vec<PeerId> {
 
 /// Asks connected member tills for the keys of the current rotation records this device
 /// cannot open (it was admitted after they were written), until one answers with all of them.
-async fn ask_gossip_keys(node: &NodeHandle, net: &NetHandle, missing: &[String]) {
+async fn ask_gossip_keys<H: Host>(node: &H, net: &NetHandle, missing: &[String]) {
     for peer in member_tills(node, net).await {
         match ask(net, node, peer, &SyncRequest::GossipKeys).await {
             Ok(SyncResponse::GossipKeys(keys)) => {
@@ -1074,7 +1074,7 @@ async fn ask_gossip_keys(node: &NodeHandle, net: &NetHandle, missing: &[String])
 
 /// Asks a relay when it last took a snapshot of the shop, for the peers table (an older relay
 /// that does not know the question leaves it unknown).
-async fn ask_snapshot_status(node: &NodeHandle, net: &NetHandle, peers: &Peers, peer: PeerId) {
+async fn ask_snapshot_status<H: Host>(node: &H, net: &NetHandle, peers: &Peers, peer: PeerId) {
     let answer = ask(net, node, peer, &SyncRequest::SnapshotStatus).await;
     if let Ok(SyncResponse::SnapshotStatus(at)) = answer {
         peers
@@ -1087,7 +1087,7 @@ async fn ask_snapshot_status(node: &NodeHandle, net: &NetHandle, peers: &Peers, 
 }
 
 /// Whether `peer` is a relay the shop enrolled (a member device with the `relay` role).
-fn is_relay(node: &NodeHandle, peer: &PeerId) -> bool {
+fn is_relay<H: Host>(node: &H, peer: &PeerId) -> bool {
     let Some(pk) = net::public_key_of(peer) else {
         return false;
     };
@@ -1101,8 +1101,8 @@ fn is_relay(node: &NodeHandle, peer: &PeerId) -> bool {
 /// A relay is in no gossip topic: what this node commits is offered to every connected relay
 /// by request-response (the relay forwards it to the shop's other devices). Failures are left
 /// to anti-entropy (the relay pulls on connect and every 10 s).
-async fn offer_to_relays(
-    node: &NodeHandle,
+async fn offer_to_relays<H: Host>(
+    node: &H,
     net: &NetHandle,
     peers: &Peers,
     batch: &[Arc<Vec<u8>>],
@@ -1152,7 +1152,7 @@ async fn offer_to_relays(
     }
 }
 
-async fn pull_loop(node: NodeHandle, net: NetHandle, peers: Peers) {
+async fn pull_loop<H: Host>(node: H, net: NetHandle, peers: Peers) {
     let mut tick = tokio::time::interval(PULL_INTERVAL);
     loop {
         tick.tick().await;
@@ -1180,7 +1180,7 @@ fn is_circuit(a: &Multiaddr) -> bool {
 /// same relay listens. Of two devices only the one with the lower peer id dials, as with mDNS,
 /// so they do not open two circuits at once. Gossip then flows between them as on a LAN, and dcutr tries
 /// to punch a direct connection, which replaces the circuit if it succeeds.
-async fn circuit_loop(node: NodeHandle, net: NetHandle) {
+async fn circuit_loop<H: Host>(node: H, net: NetHandle) {
     use crate::model::DeviceRole;
     let me = net.local_peer_id();
     let mut tick = tokio::time::interval(PULL_INTERVAL);
@@ -1335,8 +1335,8 @@ async fn discovery_loop(
 
 /// Starts the mesh as soon as the node has a shop (at once, or after setup or joining), and
 /// stops it when `stop` turns true.
-pub async fn supervise(
-    node: NodeHandle,
+pub async fn supervise<H: Host>(
+    node: H,
     cfg: MeshConfig,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
@@ -1375,7 +1375,7 @@ pub async fn supervise(
 }
 
 /// Returns once this device is revoked.
-async fn revoked(node: &NodeHandle) {
+async fn revoked<H: Host>(node: &H) {
     let mut events = node.subscribe();
     while !node.is_revoked() {
         if let Err(tokio::sync::broadcast::error::RecvError::Closed) = events.recv().await {
@@ -1403,44 +1403,6 @@ pub struct Joined {
 /// device joined through, so it reconnects without mDNS.
 pub const PEERS_FILE: &str = "peers";
 
-/// `tillmesh join`: joins the shop with a node started on `data_dir` just for that (see
-/// [`NodeHandle::join`]). `mdns_interfaces` (None: mDNS off) is where a short code is looked up.
-pub async fn join(
-    data_dir: &std::path::Path,
-    invite: &str,
-    mdns_interfaces: Option<Vec<String>>,
-) -> Result<Joined> {
-    crate::docs::admission::Ticket::parse(invite)?;
-    let mut b = crate::Node::builder().data_dir(data_dir);
-    if let Some(interfaces) = mdns_interfaces {
-        b = b.mdns(interfaces);
-    }
-    let node = b.start().await?;
-    let h = node.handle();
-    let result = h.join(invite).await;
-    drop(h);
-    node.shutdown().await;
-    result
-}
-
-/// [`join`] with a full invite string that must be for a device of `role` (a relay enrolling
-/// refuses a till invite before it is admitted). Does not remember the inviting node.
-pub async fn join_as(
-    data_dir: &std::path::Path,
-    invite: &str,
-    role: crate::model::DeviceRole,
-) -> Result<Joined> {
-    let ticket = crate::docs::admission::Ticket::parse(invite)?;
-    let node = crate::Node::builder().data_dir(data_dir).start().await?;
-    let h = node.handle();
-    let result = join_with_role(&h, &ticket, None, Some(role))
-        .await
-        .map(|(j, _)| j);
-    drop(h);
-    node.shutdown().await;
-    result
-}
-
 /// Adds `addr` to the data dir's [`PEERS_FILE`] (once).
 pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()> {
     let path = data_dir.join(PEERS_FILE);
@@ -1458,16 +1420,16 @@ pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()>
         .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))
 }
 
-pub(crate) async fn join_with(
-    h: &NodeHandle,
+pub(crate) async fn join_with<H: Host>(
+    h: &H,
     ticket: &crate::docs::admission::Ticket,
     mdns_interfaces: Option<&[String]>,
 ) -> Result<(Joined, Multiaddr)> {
     join_with_role(h, ticket, mdns_interfaces, None).await
 }
 
-pub(crate) async fn join_with_role(
-    h: &NodeHandle,
+pub(crate) async fn join_with_role<H: Host>(
+    h: &H,
     ticket: &crate::docs::admission::Ticket,
     mdns_interfaces: Option<&[String]>,
     role: Option<crate::model::DeviceRole>,

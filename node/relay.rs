@@ -790,7 +790,7 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
             tmp.join(crate::node::DEVICE_KEY_FILE),
         )
         .map_err(|e| Error::Store(format!("cannot copy the relay key: {e}")))?;
-        let joined = crate::mesh::join_as(&tmp, invite, crate::model::DeviceRole::Relay).await?;
+        let joined = crate::node::join_as(&tmp, invite, crate::model::DeviceRole::Relay).await?;
         let target = dir.join(joined.shop_id.to_string());
         if target.exists() {
             return Err(Error::Conflict(format!(

@@ -81,7 +81,7 @@ pub async fn first_node(dir: Option<&Path>, http: bool) -> (Node, NodeHandle, Pr
     (n, h, owner, addr)
 }
 
-/// Joins a till to the shop of `first` (an invite, `mesh::join` into `dir`).
+/// Joins a till to the shop of `first` (an invite, `node::join` into `dir`).
 pub async fn join(first: &NodeHandle, owner: &Principal, dir: &Path, name: &str) {
     let inv = first
         .create_invite(
@@ -94,7 +94,7 @@ pub async fn join(first: &NodeHandle, owner: &Principal, dir: &Path, name: &str)
         )
         .await
         .unwrap();
-    tillmesh::mesh::join(dir, &inv.invite, None).await.unwrap();
+    tillmesh::node::join(dir, &inv.invite, None).await.unwrap();
 }
 
 /// Starts a joined till on `dir`, dialing `peers` (no mesh at all when `peers` is None).

@@ -224,3 +224,85 @@ impl NodeHandle {
         self.view().this_device.as_ref().is_some_and(|d| d.revoked)
     }
 }
+
+/// The mesh runs for a node through this (it names no node: see [`crate::mesh::Host`]).
+impl crate::mesh::Host for NodeHandle {
+    fn genesis(&self) -> Result<Option<automerge::ChangeHash>> {
+        NodeHandle::genesis(self)
+    }
+    fn status(&self) -> Result<Status> {
+        NodeHandle::status(self)
+    }
+    fn device_id(&self) -> &str {
+        NodeHandle::device_id(self)
+    }
+    fn device_secret(&self) -> [u8; 32] {
+        NodeHandle::device_secret(self)
+    }
+    fn gossip_key(&self) -> std::result::Result<Option<GossipKey>, Vec<String>> {
+        NodeHandle::gossip_key(self)
+    }
+    fn store_gossip_keys(
+        &self,
+        keys: Vec<(String, [u8; 32])>,
+    ) -> impl std::future::Future<Output = Result<()>> + Send {
+        NodeHandle::store_gossip_keys(self, keys)
+    }
+    fn devices(&self) -> Result<Vec<Device>> {
+        NodeHandle::devices(self)
+    }
+    fn is_member_device(&self, public_key: &[u8; 32]) -> bool {
+        NodeHandle::is_member_device(self, public_key)
+    }
+    fn is_revoked_device(&self, public_key: &[u8; 32]) -> bool {
+        NodeHandle::is_revoked_device(self, public_key)
+    }
+    fn is_revoked(&self) -> bool {
+        NodeHandle::is_revoked(self)
+    }
+    fn subscribe(&self) -> broadcast::Receiver<Event> {
+        NodeHandle::subscribe(self)
+    }
+    fn outbox(&self) -> broadcast::Receiver<Arc<Vec<u8>>> {
+        NodeHandle::outbox(self)
+    }
+    fn doc_envelopes(&self, doc: &str) -> Result<Vec<Vec<u8>>> {
+        NodeHandle::doc_envelopes(self, doc)
+    }
+    fn pull_from<P: crate::sync::SyncPeer + Sync>(
+        &self,
+        peer: &P,
+    ) -> impl std::future::Future<Output = Result<crate::sync::PullReport>> + Send {
+        NodeHandle::pull_from(self, peer)
+    }
+    fn answer_framed(
+        &self,
+        ours: Option<crate::sync::Hash32>,
+        from: &[u8; 32],
+        member: bool,
+        request: (Option<crate::sync::Hash32>, crate::sync::SyncRequest),
+    ) -> impl std::future::Future<Output = crate::sync::SyncResponse> + Send {
+        NodeHandle::answer_framed(self, ours, from, member, request)
+    }
+    fn note_update_needed(&self, why: String) {
+        NodeHandle::note_update_needed(self, why)
+    }
+    fn metrics(&self) -> &crate::metrics::Metrics {
+        NodeHandle::metrics(self)
+    }
+    fn addrs(&self) -> Vec<String> {
+        NodeHandle::addrs(self)
+    }
+    fn set_addrs(&self, addrs: Vec<String>) {
+        NodeHandle::set_addrs(self, addrs)
+    }
+    fn after_join(&self) -> impl std::future::Future<Output = Vec<crate::net::Multiaddr>> + Send {
+        NodeHandle::after_join(self)
+    }
+    fn set_mesh(
+        &self,
+        mesh: Option<Arc<crate::mesh::Mesh>>,
+    ) -> impl std::future::Future<Output = ()> + Send {
+        NodeHandle::set_mesh(self, mesh)
+    }
+}

@@ -75,7 +75,7 @@ async fn device_behind(
     peer: &str,
 ) -> (Node, NodeHandle) {
     let inv = till_invite(h, by, name).await;
-    tillmesh::mesh::join(dir, &inv.invite, None).await.unwrap();
+    tillmesh::node::join(dir, &inv.invite, None).await.unwrap();
     std::fs::remove_file(dir.join(tillmesh::mesh::PEERS_FILE)).unwrap();
     let n = Node::builder()
         .data_dir(dir)
@@ -958,7 +958,7 @@ async fn the_circuit_relay_serves_only_the_shops_devices() {
     h1.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
     for name in ["X", "Y"] {
         let inv = till_invite(&h1, &owner, name).await;
-        tillmesh::mesh::join(&d(name), &inv.invite, None)
+        tillmesh::node::join(&d(name), &inv.invite, None)
             .await
             .unwrap();
     }
@@ -1081,7 +1081,7 @@ async fn a_full_replica_refuses_more_changes() {
     let held = replica.status().unwrap().envelopes;
     let relay_addr = relay.addrs()[0].to_string();
     let inv = till_invite(&h1, &owner, "X").await;
-    tillmesh::mesh::join(&d("X"), &inv.invite, None)
+    tillmesh::node::join(&d("X"), &inv.invite, None)
         .await
         .unwrap();
     let p = h1

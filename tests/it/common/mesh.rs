@@ -277,7 +277,7 @@ impl Three {
 }
 
 /// A new data dir that joined `h`'s shop as a till named `name` (an invite by `by`, redeemed
-/// with `tillmesh::mesh::join` over the network), not started.
+/// with `tillmesh::node::join` over the network), not started.
 pub async fn joined_dir(
     h: &NodeHandle,
     by: &Principal,
@@ -285,7 +285,7 @@ pub async fn joined_dir(
 ) -> tempfile::TempDir {
     let inv = till_invite(h, by, name).await;
     let dir = tempfile::tempdir().unwrap();
-    tillmesh::mesh::join(dir.path(), &inv.invite, None)
+    tillmesh::node::join(dir.path(), &inv.invite, None)
         .await
         .unwrap();
     dir
