@@ -416,12 +416,7 @@ impl NodeHandle {
 
     /// Whether the shop's device with `public_key` is revoked; None if it is not a device.
     fn device_revoked(&self, public_key: &[u8; 32]) -> Option<bool> {
-        let hex = hex::encode(public_key);
-        self.view()
-            .devices
-            .iter()
-            .find(|d| d.public_key == hex)
-            .map(|d| d.revoked)
+        self.view().device_by_key(public_key).map(|d| d.revoked)
     }
 
     /// This node's counters and histograms (what `GET /metrics` serves).

@@ -407,4 +407,33 @@ mod tests {
         assert!(GossipRecord::parse("{").is_none());
         assert!(valid_id(&"ab".repeat(16)) && !valid_id("x") && !valid_id(""));
     }
+
+    #[test]
+    fn sealed_gossip_opens_only_with_the_shop_key_and_is_deterministic() {
+        let (key, other) = ([7u8; 32], [8u8; 32]);
+        let envelope = b"an encoded envelope".to_vec();
+        let sealed = seal_gossip(&key, &envelope);
+        assert_eq!(sealed.len(), envelope.len() + GOSSIP_SEAL_BYTES);
+        assert!(
+            !sealed
+                .windows(envelope.len())
+                .any(|w| w == envelope.as_slice()),
+            "the envelope is not readable in the message"
+        );
+        assert_eq!(open_gossip(&key, &sealed).unwrap(), envelope);
+        // The same envelope sealed twice is the same message (one gossipsub message id).
+        assert_eq!(seal_gossip(&key, &envelope), sealed);
+        assert_ne!(seal_gossip(&key, b"another envelope"), sealed);
+        // Another shop's key, a flipped bit, a cut message, nothing at all: refused.
+        assert!(open_gossip(&other, &sealed).is_err());
+        let mut flipped = sealed.clone();
+        flipped[30] ^= 1;
+        assert!(open_gossip(&key, &flipped).is_err());
+        assert!(open_gossip(&key, &sealed[..sealed.len() - 1]).is_err());
+        assert!(open_gossip(&key, &[]).is_err());
+        assert!(
+            open_gossip(&key, &envelope).is_err(),
+            "an unsealed envelope"
+        );
+    }
 }

@@ -35,6 +35,9 @@ pub struct ShopView {
     pub people: Vec<PersonRecord>,
     /// Devices.
     pub devices: Vec<Device>,
+    /// Index into `devices` by public key: who a peer is, looked up once per message by the
+    /// mesh, without a scan; rebuilt with the view whenever `members` changes.
+    pub device_index: HashMap<[u8; 32], usize>,
     /// This device, once it is a member.
     pub this_device: Option<Device>,
     /// Sealed person keys by person id.
@@ -139,6 +142,15 @@ impl ShopView {
                     revoked: d.revoked,
                 })
                 .collect();
+            v.device_index = v
+                .devices
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| {
+                    let pk = <[u8; 32]>::try_from(hex::decode(&d.public_key).ok()?).ok()?;
+                    Some((pk, i))
+                })
+                .collect();
             v.this_device = v.devices.iter().find(|d| d.id == device_id).cloned();
         }
         if let Some(s) = settings {
@@ -172,6 +184,11 @@ impl ShopView {
         self.people
             .iter()
             .find(|p| p.person.username.eq_ignore_ascii_case(username))
+    }
+
+    /// The device with `public_key`, if it is one of the shop's (revoked or not).
+    pub fn device_by_key(&self, public_key: &[u8; 32]) -> Option<&Device> {
+        self.device_index.get(public_key).map(|&i| &self.devices[i])
     }
 
     /// A person by id.

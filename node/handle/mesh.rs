@@ -251,11 +251,10 @@ impl crate::mesh::Host for NodeHandle {
     fn devices(&self) -> Result<Vec<Device>> {
         NodeHandle::devices(self)
     }
-    fn is_member_device(&self, public_key: &[u8; 32]) -> bool {
-        NodeHandle::is_member_device(self, public_key)
-    }
-    fn is_revoked_device(&self, public_key: &[u8; 32]) -> bool {
-        NodeHandle::is_revoked_device(self, public_key)
+    fn device_role(&self, public_key: &[u8; 32]) -> Option<(DeviceRole, bool)> {
+        self.view()
+            .device_by_key(public_key)
+            .map(|d| (d.role, d.revoked))
     }
     fn is_revoked(&self) -> bool {
         NodeHandle::is_revoked(self)

@@ -12,7 +12,7 @@ use super::Mesh;
 use crate::docs::gossip_keys::GossipKey;
 use crate::error::Result;
 use crate::metrics::Metrics;
-use crate::model::{Device, Event, Status};
+use crate::model::{Device, DeviceRole, Event, Status};
 use crate::net::Multiaddr;
 use crate::sync::{self, SyncPeer, SyncRequest, SyncResponse};
 
@@ -35,10 +35,15 @@ pub trait Host: sync::Joiner + Clone + Send + Sync + 'static {
     ) -> impl Future<Output = Result<()>> + Send;
     /// The shop's devices.
     fn devices(&self) -> Result<Vec<Device>>;
+    /// The shop's device with `public_key`, if it is one: its role and whether it is
+    /// revoked. Asked for every message, so a lookup, not a scan (the shop's view keeps an
+    /// index by key, rebuilt whenever `members` changes).
+    fn device_role(&self, public_key: &[u8; 32]) -> Option<(DeviceRole, bool)>;
     /// Whether `public_key` is a device of the shop, not revoked.
-    fn is_member_device(&self, public_key: &[u8; 32]) -> bool;
-    /// Whether `public_key` is a revoked device of the shop.
-    fn is_revoked_device(&self, public_key: &[u8; 32]) -> bool;
+    fn is_member_device(&self, public_key: &[u8; 32]) -> bool {
+        self.device_role(public_key)
+            .is_some_and(|(_, revoked)| !revoked)
+    }
     /// Whether this device was revoked.
     fn is_revoked(&self) -> bool;
     /// The node's events (the mesh watches `members` change).
