@@ -43,6 +43,7 @@ mod wire;
 pub use host::Host;
 pub use join::{Joined, PEERS_FILE, remember_peer};
 pub(crate) use join::{join_with, join_with_role};
+pub use peers::PeerTable;
 pub(crate) use wire::own_addr;
 pub use wire::{NetPeer, net_config};
 

@@ -72,7 +72,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use tokio::sync::Semaphore;
-use tokio::task::JoinHandle;
+use tokio::task::{JoinHandle, JoinSet};
 use uuid::Uuid;
 
 use crate::docs::Envelope;
@@ -173,7 +173,8 @@ type Shops = Arc<RwLock<HashMap<Uuid, Arc<Replica>>>>;
 pub struct Relay {
     net: NetHandle,
     shops: Shops,
-    tasks: Vec<JoinHandle<()>>,
+    /// The driver: answers requests, pulls, opens newly enrolled shops.
+    driver: JoinHandle<()>,
     /// Per-replica tasks forwarding what is committed on the replica (web UI changes).
     forwarders: Forwarders,
     addrs: Vec<Multiaddr>,
@@ -326,39 +327,35 @@ impl Relay {
             (Some(addr), Some(tls)) => Some(serve_web(addr, tls, shops.clone(), cfg.api.clone())?),
             _ => None,
         };
-        let tasks = vec![
-            tokio::spawn(event_loop(
-                net.clone(),
-                shops.clone(),
-                cfg.max_changes_per_shop,
-                events,
-            )),
-            tokio::spawn(pull_loop(
-                net.clone(),
-                shops.clone(),
-                cfg.max_changes_per_shop,
-            )),
-            tokio::spawn({
-                let shops = shops.clone();
-                let net = net.clone();
-                let forwarders = forwarders.clone();
-                let snapshots = snapshots.clone();
-                async move {
-                    let mut tick = tokio::time::interval(RESCAN);
-                    loop {
-                        tick.tick().await;
-                        match scan_shops(&cfg, snapshots.as_ref(), &shops, &mut known).await {
-                            Ok(opened) => {
-                                for (shop, r) in opened {
-                                    spawn_forwarder(&forwarders, &net, &shops, shop, &r);
-                                }
+        let max_changes = cfg.max_changes_per_shop;
+        let rescan = {
+            let shops = shops.clone();
+            let net = net.clone();
+            let forwarders = forwarders.clone();
+            let snapshots = snapshots.clone();
+            async move {
+                let mut tick = tokio::time::interval(RESCAN);
+                loop {
+                    tick.tick().await;
+                    match scan_shops(&cfg, snapshots.as_ref(), &shops, &mut known).await {
+                        Ok(opened) => {
+                            for (shop, r) in opened {
+                                spawn_forwarder(&forwarders, &net, &shops, shop, &r);
                             }
-                            Err(e) => tracing::warn!("looking for new shops failed: {e}"),
                         }
+                        Err(e) => tracing::warn!("looking for new shops failed: {e}"),
                     }
                 }
-            }),
-        ];
+            }
+        };
+        let driver = Driver {
+            net: net.clone(),
+            shops: shops.clone(),
+            max_changes,
+            tables: HashMap::new(),
+            tasks: JoinSet::new(),
+        };
+        let driver = tokio::spawn(driver.run(events, rescan));
         let (snapshot_stop, stop) = tokio::sync::watch::channel(false);
         let snapshot_task = snapshots.map(|s| {
             tracing::info!(to = %s.store().target(), every = ?s.config().every, "taking snapshots");
@@ -367,7 +364,7 @@ impl Relay {
         Ok(Relay {
             net,
             shops,
-            tasks,
+            driver,
             forwarders,
             addrs,
             web,
@@ -443,9 +440,7 @@ impl Relay {
             web.handle.graceful_shutdown(Some(Duration::from_secs(10)));
             let _ = web.task.await;
         }
-        for t in &self.tasks {
-            t.abort();
-        }
+        self.driver.abort();
         for t in self
             .forwarders
             .lock()
@@ -489,33 +484,132 @@ fn shops_of(shops: &Shops, peer: &PeerId) -> Vec<(Uuid, Arc<Replica>)> {
         .collect()
 }
 
-async fn event_loop(
+/// What a task of the relay's driver ended with.
+enum Done {
+    /// A pull of one shop's replica from one of its devices ended.
+    Pulled(Uuid, PeerId, Result<sync::PullReport>),
+    /// Nothing to follow up.
+    Nothing,
+}
+
+/// The relay's driver: one task, one `select!`, every task it starts in one [`JoinSet`]
+/// (aborted with it), as the mesh's actor ([`crate::mesh`]). Per shop, the mesh's peer table
+/// ([`crate::mesh::PeerTable`]) keeps its rules: one pull per device at a time (a device that
+/// does not answer gathers no waiting pulls), and a backoff for a device whose pulls keep
+/// failing.
+struct Driver {
     net: NetHandle,
     shops: Shops,
     max_changes: u64,
-    mut events: tokio::sync::mpsc::Receiver<NetEvent>,
-) {
-    while let Some(ev) = events.recv().await {
+    tables: HashMap<Uuid, crate::mesh::PeerTable>,
+    tasks: JoinSet<Done>,
+}
+
+impl Driver {
+    async fn run(
+        mut self,
+        mut events: tokio::sync::mpsc::Receiver<NetEvent>,
+        rescan: impl std::future::Future<Output = ()> + Send + 'static,
+    ) {
+        self.tasks.spawn(async move {
+            rescan.await;
+            Done::Nothing
+        });
+        let mut tick = tokio::time::interval(PULL_INTERVAL);
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(ev) => self.on_net_event(ev).await,
+                    None => return,
+                },
+                _ = tick.tick() => {
+                    let now = std::time::Instant::now();
+                    for p in self.net.peers().await.into_iter().filter(|p| p.connected) {
+                        for (shop, r) in shops_of(&self.shops, &p.peer) {
+                            let due = self
+                                .tables
+                                .get(&shop)
+                                .is_none_or(|t| t.periodic_pull_due(&p.peer, now));
+                            if due {
+                                self.pull(shop, &r.handle, p.peer);
+                            }
+                        }
+                    }
+                }
+                Some(done) = self.tasks.join_next(), if !self.tasks.is_empty() => match done {
+                    Ok(Done::Pulled(shop, peer, result)) => {
+                        let outcome = result.as_ref().map_err(|e| e.to_string());
+                        if let Err(e) = &outcome {
+                            tracing::debug!(%shop, %peer, "pull failed: {e}");
+                        }
+                        self.tables.entry(shop).or_default().pull_ended(
+                            peer,
+                            outcome,
+                            std::time::SystemTime::now(),
+                            std::time::Instant::now(),
+                        );
+                    }
+                    Ok(Done::Nothing) => {}
+                    Err(e) if e.is_panic() => tracing::error!("a relay task panicked: {e}"),
+                    Err(_) => {}
+                },
+            }
+        }
+    }
+
+    async fn on_net_event(&mut self, ev: NetEvent) {
         match ev {
             // Subscribed to nothing: gossip is not for the relay.
             NetEvent::Gossip { id, source, .. } => {
-                net.report(id, source, Acceptance::Ignore).await;
+                self.net.report(id, source, Acceptance::Ignore).await;
             }
             NetEvent::Request { peer, data, reply } => {
-                let net = net.clone();
-                let shops = shops.clone();
-                tokio::spawn(async move {
+                let (net, shops, max_changes) =
+                    (self.net.clone(), self.shops.clone(), self.max_changes);
+                self.tasks.spawn(async move {
                     let (shop, answer) = answer(&net, &shops, max_changes, peer, &data).await;
                     let _ = reply.send(sync::encode_response(shop, &answer));
+                    Done::Nothing
                 });
             }
             NetEvent::Connected { peer, .. } | NetEvent::Resync { peer } => {
-                for (shop, r) in shops_of(&shops, &peer) {
-                    spawn_pull(net.clone(), shop, r.handle.clone(), peer, max_changes);
+                for (shop, r) in shops_of(&self.shops, &peer) {
+                    self.pull(shop, &r.handle, peer);
                 }
             }
             NetEvent::Disconnected { .. } | NetEvent::ListenAddrs(_) => {}
         }
+    }
+
+    /// Pulls `shop`'s replica from `peer` unless a pull of it from that peer is under way or
+    /// the replica is full.
+    fn pull(&mut self, shop: Uuid, h: &NodeHandle, peer: PeerId) {
+        if !self.tables.entry(shop).or_default().start_pull(peer) {
+            return;
+        }
+        let (net, h, max_changes) = (self.net.clone(), h.clone(), self.max_changes);
+        self.tasks.spawn(async move {
+            let full = h.status().is_ok_and(|s| {
+                s.envelopes + h.held_count().unwrap_or(0) + h.quarantined_count().unwrap_or(0)
+                    >= max_changes
+            });
+            if full {
+                tracing::warn!(%shop, "this shop's replica is full; not pulling");
+                return Done::Pulled(
+                    shop,
+                    peer,
+                    Err(Error::Conflict("this shop's replica on the relay is full".into())),
+                );
+            }
+            let remote = crate::mesh::NetPeer::new(net, peer, h.clone());
+            let result = h.pull_from(&remote).await;
+            if let Ok(r) = &result
+                && r.fetched > 0
+            {
+                tracing::info!(%shop, %peer, applied = r.applied, held = r.held, "caught up from a shop device");
+            }
+            Done::Pulled(shop, peer, result)
+        });
     }
 }
 
@@ -735,38 +829,6 @@ fn serve_web(
         stop,
         task,
     })
-}
-
-fn spawn_pull(net: NetHandle, shop: Uuid, h: NodeHandle, peer: PeerId, max_changes: u64) {
-    tokio::spawn(async move {
-        if h.status().is_ok_and(|s| {
-            s.envelopes + h.held_count().unwrap_or(0) + h.quarantined_count().unwrap_or(0)
-                >= max_changes
-        }) {
-            tracing::warn!(%shop, "this shop's replica is full; not pulling");
-            return;
-        }
-        let remote = crate::mesh::NetPeer::new(net, peer, h.clone());
-        match h.pull_from(&remote).await {
-            Ok(r) if r.fetched > 0 => {
-                tracing::info!(%shop, %peer, applied = r.applied, held = r.held, "caught up from a shop device")
-            }
-            Ok(_) => {}
-            Err(e) => tracing::debug!(%shop, %peer, "pull failed: {e}"),
-        }
-    });
-}
-
-async fn pull_loop(net: NetHandle, shops: Shops, max_changes: u64) {
-    let mut tick = tokio::time::interval(PULL_INTERVAL);
-    loop {
-        tick.tick().await;
-        for p in net.peers().await.into_iter().filter(|p| p.connected) {
-            for (shop, r) in shops_of(&shops, &p.peer) {
-                spawn_pull(net.clone(), shop, r.handle.clone(), p.peer, max_changes);
-            }
-        }
-    }
 }
 
 /// `tillmesh relay enroll`: joins the shop of `invite` (an invite with role `relay`) as this

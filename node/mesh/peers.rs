@@ -49,7 +49,7 @@ pub(crate) struct PeerEntry {
 
 /// Every peer the mesh has heard of, and devices redeeming an invite here.
 #[derive(Debug, Default)]
-pub(crate) struct PeerTable {
+pub struct PeerTable {
     entries: HashMap<PeerId, PeerEntry>,
     /// Devices that redeemed an invite here, and when.
     joining: HashMap<PeerId, Instant>,
@@ -57,7 +57,7 @@ pub(crate) struct PeerTable {
 
 /// What the actor does after a pull ended.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum AfterPull {
+pub enum AfterPull {
     /// Nothing more.
     Done,
     /// The peer sent changes that were refused: count a strike.
@@ -81,6 +81,7 @@ impl PeerTable {
         e.addrs = addrs;
     }
 
+    /// `peer` connected (at `addr`).
     pub fn connected(&mut self, peer: PeerId, addr: String, now: SystemTime) {
         let e = self.entry(peer);
         e.connected = true;
@@ -90,6 +91,7 @@ impl PeerTable {
         }
     }
 
+    /// `peer`'s last connection closed.
     pub fn disconnected(&mut self, peer: PeerId) {
         if let Some(e) = self.entries.get_mut(&peer) {
             e.connected = false;
