@@ -113,7 +113,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
         .await?;
     let address = wait_until(|| till.addrs().first().cloned()).await?;
     let dir = tempfile::tempdir()?;
-    tillmesh::node::join(dir.path(), &invite.invite, None).await?;
+    tillmesh::node::join(dir.path(), &invite.invite, Default::default()).await?;
     let second = Node::builder()
         .data_dir(dir.path())
         .listen("/ip4/127.0.0.1/tcp/0")

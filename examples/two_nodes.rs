@@ -83,7 +83,7 @@ pub async fn run(out: &mut dyn Write) -> anyhow::Result<()> {
             },
         )
         .await?;
-    let joined = tillmesh::node::join(till_dir.path(), &invite.invite, None).await?;
+    let joined = tillmesh::node::join(till_dir.path(), &invite.invite, Default::default()).await?;
     writeln!(
         out,
         "joined {:?} as {:?} (receipts {}-…)",

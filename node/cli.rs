@@ -173,7 +173,9 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             mdns.apply(&mut cfg);
             let mdns = cfg.mdns.then_some(cfg.mdns_interfaces);
             rt.block_on(async {
-                let joined = crate::node::join(&dir, &invite, mdns).await?;
+                let joined =
+                    crate::node::join(&dir, &invite, crate::mesh::JoinOptions { mdns, role: None })
+                        .await?;
                 println!(
                     "Joined shop {:?} as {:?} (receipt prefix {}).",
                     joined.shop_name, joined.device_name, joined.receipt_prefix

@@ -116,7 +116,7 @@
 //!
 //! peers' gossip ─► mesh (opened, queued, applied in batches: one group commit for many)
 //!         ─► the same verify-and-apply path ─► forward only if it verified
-//! anti-entropy (sync::pull over /tillmesh/sync/2) ─► missing envelopes ─► the same path
+//! anti-entropy (sync::pull over /tillmesh/sync/3) ─► missing envelopes ─► the same path
 //! relays (in no gossip topic) ◄─ Offer of each committed envelope; pulls both ways
 //! ```
 //!
@@ -176,7 +176,7 @@
 //!   and [`sync::join`] drivers over [`sync::SyncPeer`] / [`sync::LocalReplica`] /
 //!   [`sync::Joiner`], and a simulator of replicas on a lossy, partitioned network with a
 //!   1,000-case property test. Every message on the wire is a [`sync::Frame`] naming the
-//!   shop's genesis (protocol `/tillmesh/sync/2`): a node answers only about its own shop.
+//!   shop's genesis (protocol `/tillmesh/sync/3`): a node answers only about its own shop.
 //! - [`redeem`]: redeeming an invite code by SPAKE2 keyed by the code (the code never goes on
 //!   the wire; a device that did not make the invite learns and redeems nothing), failed
 //!   runs capped per invite.
@@ -193,7 +193,7 @@
 //!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]; the sync
 //!   protocol's local replica; [`node::demo`]).
 //! - [`relay`]: `tillmesh relay` — one swarm in no gossip topic, a replica store per enrolled
-//!   shop, store-and-forward over `/tillmesh/sync/2` (devices offer and pull; the relay
+//!   shop, store-and-forward over `/tillmesh/sync/3` (devices offer and pull; the relay
 //!   forwards what is new to the shop's other devices), each request served from the one shop
 //!   the requesting device belongs to; its web UI and API over TLS only (`relay::tls`,
 //!   `api::relay_router`), where the login names the shop, a session is dispatched to that

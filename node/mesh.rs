@@ -31,6 +31,7 @@ use utoipa::ToSchema;
 
 use crate::error::{Error, Result};
 use crate::net::{self, Multiaddr};
+use crate::sync;
 
 mod actor;
 mod discovery;
@@ -41,9 +42,10 @@ mod peers;
 mod wire;
 
 pub use host::Host;
+pub(crate) use join::join;
 pub use join::{Joined, PEERS_FILE, remember_peer};
-pub(crate) use join::{join_with, join_with_role};
 pub use peers::PeerTable;
+pub use sync::JoinOptions;
 pub(crate) use wire::own_addr;
 pub use wire::{NetPeer, net_config};
 

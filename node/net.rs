@@ -17,7 +17,7 @@
 //!   connected peer is a gossipsub *explicit* peer, so publishing and forwarding reach every
 //!   subscribed neighbour at once — no mesh to wait for, which suits a shop's handful of
 //!   devices on one LAN.
-//! - request-response on the sync protocol (`/tillmesh/sync/2`): opaque length-prefixed bytes
+//! - request-response on the sync protocol (`/tillmesh/sync/3`): opaque length-prefixed bytes
 //!   (`codec`), both ways bounded by [`NetConfig::max_request_bytes`], 30 s timeout.
 //! - optionally ([`NetConfig::relay_server`], the relay) a libp2p circuit-relay v2 server, its
 //!   2 min / 128 KiB per-circuit defaults raised, open only to the peers the core allows.

@@ -316,39 +316,22 @@ impl Node {
     }
 }
 
-/// `tillmesh join`: joins the shop with a node started on `data_dir` just for that (see
-/// [`NodeHandle::join`]). `mdns_interfaces` (None: mDNS off) is where a short code is looked up.
+/// `tillmesh join` (and `tillmesh relay enroll`): joins the shop with a node started on
+/// `data_dir` just for that (see [`NodeHandle::join_with`]); `opts.mdns` is where a short code
+/// is looked up (None: mDNS off).
 pub async fn join(
     data_dir: &std::path::Path,
     invite: &str,
-    mdns_interfaces: Option<Vec<String>>,
+    opts: crate::mesh::JoinOptions,
 ) -> Result<crate::mesh::Joined> {
     crate::docs::admission::Ticket::parse(invite)?;
     let mut b = Node::builder().data_dir(data_dir);
-    if let Some(interfaces) = mdns_interfaces {
+    if let Some(interfaces) = opts.mdns.clone() {
         b = b.mdns(interfaces);
     }
     let node = b.start().await?;
     let h = node.handle();
-    let result = h.join(invite).await;
-    drop(h);
-    node.shutdown().await;
-    result
-}
-
-/// [`join`] with a full invite string that must be for a device of `role` (a relay enrolling
-/// refuses a till invite before it is admitted). Does not remember the inviting node.
-pub async fn join_as(
-    data_dir: &std::path::Path,
-    invite: &str,
-    role: crate::model::DeviceRole,
-) -> Result<crate::mesh::Joined> {
-    let ticket = crate::docs::admission::Ticket::parse(invite)?;
-    let node = Node::builder().data_dir(data_dir).start().await?;
-    let h = node.handle();
-    let result = crate::mesh::join_with_role(&h, &ticket, None, Some(role))
-        .await
-        .map(|(j, _)| j);
+    let result = h.join_with(invite, &opts).await;
     drop(h);
     node.shutdown().await;
     result

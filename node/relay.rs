@@ -12,7 +12,7 @@
 //!   that is renamed to `shops/<shop id>` once complete. A running relay picks new shops up
 //!   within [`RESCAN`].
 //! - **Store-and-forward, request-response only.** The relay joins no gossipsub topic. Shop
-//!   devices speak the ordinary `/tillmesh/sync/2` with it: they pull from it (anti-entropy, on
+//!   devices speak the ordinary `/tillmesh/sync/3` with it: they pull from it (anti-entropy, on
 //!   connect and every 10 s) and push each change they commit to it (`Offer`); the relay
 //!   verifies and applies what it is offered through the shop's verify-and-apply path, and
 //!   forwards what was new to the shop's other connected devices (`Offer`), so a price set on a
@@ -80,7 +80,7 @@ use crate::error::{Error, Result};
 use crate::net::{self, Acceptance, Multiaddr, NetConfig, NetEvent, NetHandle, PeerId};
 use crate::replica::Applied;
 use crate::snapshot::{SnapshotConfig, Snapshots, TickOutcome};
-use crate::sync::{self, SyncRequest, SyncResponse};
+use crate::sync::{self, Refusal, RefusalKind, SyncRequest, SyncResponse};
 use crate::{Node, NodeHandle};
 
 /// Directory of the shop replicas inside the relay's data dir.
@@ -624,7 +624,7 @@ async fn answer(
 ) -> (Option<sync::Hash32>, SyncResponse) {
     let (named, req) = match sync::decode_request(data) {
         Ok(r) => r,
-        Err(e) => return (None, SyncResponse::Error(e.to_string())),
+        Err(e) => return (None, SyncResponse::Refused(Refusal::of(&e))),
     };
     // The request names its shop: served only if the peer is a device of that shop. A device
     // of another shop served here, a stranger and a revoked device all get the same answer.
@@ -632,17 +632,23 @@ async fn answer(
         .into_iter()
         .find(|(_, r)| Some(r.genesis) == named)
     else {
-        return (named, SyncResponse::Error(NOT_SERVED.into()));
+        return (
+            named,
+            SyncResponse::Refused(Refusal::new(RefusalKind::Forbidden, NOT_SERVED)),
+        );
     };
     let Ok(_permit) = replica.busy.clone().try_acquire_owned() else {
         tracing::debug!(%shop, %peer, "per-shop request limit reached");
-        let busy = SyncResponse::Error("the relay is busy with this shop; try again soon".into());
+        let busy = SyncResponse::Refused(Refusal::new(
+            RefusalKind::Busy,
+            "the relay is busy with this shop; try again soon",
+        ));
         return (named, busy);
     };
     let h = replica.handle.clone();
     let answer = match req {
         SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. } => {
-            SyncResponse::Error(NOT_SERVED.into())
+            SyncResponse::Refused(Refusal::new(RefusalKind::Forbidden, NOT_SERVED))
         }
         SyncRequest::SnapshotStatus => {
             SyncResponse::SnapshotStatus(*replica.last_snapshot.lock().expect("snapshot lock"))
@@ -652,7 +658,9 @@ async fn answer(
         }
         other => tokio::task::spawn_blocking(move || h.answer_sync(other))
             .await
-            .unwrap_or_else(|e| SyncResponse::Error(e.to_string())),
+            .unwrap_or_else(|e| {
+                SyncResponse::Refused(Refusal::new(RefusalKind::Internal, e.to_string()))
+            }),
     };
     (named, answer)
 }
@@ -673,9 +681,12 @@ async fn offer(
         .and_then(|s| Ok(s.envelopes + h.held_count()? + h.quarantined_count()?))
     {
         Ok(n) if n >= limit => {
-            return SyncResponse::Error("this shop's space on the relay is full".into());
+            return SyncResponse::Refused(Refusal::new(
+                RefusalKind::Full,
+                "this shop's space on the relay is full",
+            ));
         }
-        Err(e) => return SyncResponse::Error(e.to_string()),
+        Err(e) => return SyncResponse::Refused(Refusal::of(&e)),
         _ => {}
     }
     let mut decoded = Vec::with_capacity(envs.len());
@@ -691,7 +702,7 @@ async fn offer(
         .await
     {
         Ok(r) => r,
-        Err(e) => return SyncResponse::Error(e.to_string()),
+        Err(e) => return SyncResponse::Refused(Refusal::of(&e)),
     };
     let mut accepted = 0u32;
     let mut fresh = Vec::new();
@@ -852,7 +863,12 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
             tmp.join(crate::node::DEVICE_KEY_FILE),
         )
         .map_err(|e| Error::Store(format!("cannot copy the relay key: {e}")))?;
-        let joined = crate::node::join_as(&tmp, invite, crate::model::DeviceRole::Relay).await?;
+        let joined = crate::node::join(
+            &tmp,
+            invite,
+            crate::mesh::JoinOptions::role(crate::model::DeviceRole::Relay),
+        )
+        .await?;
         let target = dir.join(joined.shop_id.to_string());
         if target.exists() {
             return Err(Error::Conflict(format!(

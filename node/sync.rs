@@ -1,4 +1,4 @@
-//! Anti-entropy (`/tillmesh/sync/2`): find and fetch the signed envelopes another replica has
+//! Anti-entropy (`/tillmesh/sync/3`): find and fetch the signed envelopes another replica has
 //! and this one lacks, without trusting anything it sends.
 //!
 //! **Every exchange is about one shop.** On the wire each request and each answer is a
@@ -33,9 +33,9 @@ use crate::error::{Error, Result};
 /// The sync protocol's version: in its libp2p protocol name and in every [`Frame`]. Version 2
 /// (this one) frames every message with the shop's genesis and admits devices by
 /// countersigned certificates; a node of version 1 and one of version 2 do not talk.
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 /// The libp2p protocol name.
-pub const PROTOCOL: &str = "/tillmesh/sync/2";
+pub const PROTOCOL: &str = "/tillmesh/sync/3";
 
 /// Largest encoded request or response.
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
@@ -51,7 +51,7 @@ mod pull;
 mod sim;
 
 pub use answer::{ReplicaRead, answer};
-pub use join::{Joiner, join, join_as};
+pub use join::{JoinOptions, Joiner, join};
 pub use pull::{LocalReplica, PullReport, PullSession, Step, pull, pull_on};
 
 /// A 32-byte digest or change hash.
@@ -121,8 +121,8 @@ pub enum SyncResponse {
     NoInvites,
     /// How many offered envelopes were applied (new or already known).
     Accepted(u32),
-    /// The request was refused.
-    Error(String),
+    /// The request was refused: a kind the asker decides on, and words for people.
+    Refused(Refusal),
     /// When the relay last took a snapshot of the shop (ms since the Unix epoch; `None`: not
     /// yet, or snapshots are off).
     SnapshotStatus(Option<i64>),
@@ -131,6 +131,77 @@ pub enum SyncResponse {
     OtherShop,
     /// (rotation record id, its key), answered to an unrevoked till of the shop only.
     GossipKeys(Vec<(String, Hash32)>),
+}
+
+/// Why a peer refused a request. The asker decides by the [`RefusalKind`], never by the
+/// words (which are for people, and which a peer may word as it likes).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Refusal {
+    /// What kind of refusal.
+    pub kind: RefusalKind,
+    /// Why, in words.
+    pub message: String,
+}
+
+/// The kinds of [`Refusal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RefusalKind {
+    /// The request, or what it carries, is not valid (a wrong, expired or used-up invite; an
+    /// undecodable request).
+    Invalid,
+    /// The asker may not ask this: not a member of the shop, not authenticated, or not a
+    /// device of any shop a relay serves.
+    Forbidden,
+    /// Busy now: ask again later.
+    Busy,
+    /// Out of space for this shop.
+    Full,
+    /// The answering node is joining a shop and answers nothing yet.
+    Joining,
+    /// Something failed on the answering node.
+    Internal,
+}
+
+impl Refusal {
+    /// A refusal of `kind`, for `message`.
+    pub fn new(kind: RefusalKind, message: impl Into<String>) -> Refusal {
+        Refusal {
+            kind,
+            message: message.into(),
+        }
+    }
+
+    /// The refusal for an error the answering node met: its kind follows the error's.
+    pub fn of(e: &Error) -> Refusal {
+        let kind = match e {
+            Error::Invalid { .. } | Error::Conflict(_) | Error::NotFound(_) => RefusalKind::Invalid,
+            Error::Unauthorized(_)
+            | Error::Forbidden(_)
+            | Error::Rejected(_)
+            | Error::OtherShop(_) => RefusalKind::Forbidden,
+            Error::RateLimited(_) => RefusalKind::Busy,
+            _ => RefusalKind::Internal,
+        };
+        Refusal::new(kind, e.to_string())
+    }
+
+    /// The error the asker reports: an invalid `field` for [`RefusalKind::Invalid`], a refusal
+    /// otherwise.
+    pub fn into_error(self, field: &str) -> Error {
+        match self.kind {
+            RefusalKind::Invalid => Error::invalid(field, self.message),
+            RefusalKind::Busy | RefusalKind::Joining => {
+                Error::Unreachable(format!("the peer cannot answer now: {}", self.message))
+            }
+            _ => Error::Rejected(format!("peer refused: {}", self.message)),
+        }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
 }
 
 /// One message on the wire: the protocol version, the shop (its genesis) it is about, and the
@@ -256,7 +327,7 @@ pub trait SyncPeer {
 
 fn unexpected(r: SyncResponse) -> Error {
     match r {
-        SyncResponse::Error(e) => Error::Rejected(format!("peer refused: {e}")),
+        SyncResponse::Refused(r) => r.into_error("request"),
         other => Error::Rejected(format!("unexpected answer: {}", kind(&other))),
     }
 }
@@ -271,7 +342,7 @@ fn kind(r: &SyncResponse) -> &'static str {
         SyncResponse::RedeemOffers { .. } => "redeem offers",
         SyncResponse::NoInvites => "no invites",
         SyncResponse::Accepted(_) => "accepted",
-        SyncResponse::Error(_) => "error",
+        SyncResponse::Refused(_) => "refused",
         SyncResponse::SnapshotStatus(_) => "snapshot status",
         SyncResponse::OtherShop => "other shop",
         SyncResponse::GossipKeys(_) => "gossip keys",

@@ -94,7 +94,9 @@ pub async fn join(first: &NodeHandle, owner: &Principal, dir: &Path, name: &str)
         )
         .await
         .unwrap();
-    tillmesh::node::join(dir, &inv.invite, None).await.unwrap();
+    tillmesh::node::join(dir, &inv.invite, Default::default())
+        .await
+        .unwrap();
 }
 
 /// Starts a joined till on `dir`, dialing `peers` (no mesh at all when `peers` is None).

@@ -277,7 +277,13 @@ pub(super) async fn restore_from_file(
     println!("This device has a new key (device {}).", r.device_id);
     match invite {
         Some(invite) => {
-            let joined = crate::node::join(dir, &invite, mdns).await.context(
+            let joined = crate::node::join(
+                dir,
+                &invite,
+                crate::mesh::JoinOptions { mdns, role: None },
+            )
+            .await
+            .context(
                 "restored, but rejoining the shop failed (run `tillmesh join` with a new invite)",
             )?;
             println!(

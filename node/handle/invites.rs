@@ -104,11 +104,25 @@ impl NodeHandle {
     /// up by mDNS): redeems it with the inviting node, pulls the shop, admits this device and
     /// remembers the inviting node's address (in `DATA_DIR/peers`). The node must not belong to
     /// a shop yet. A running node starts syncing as soon as this returns.
+    /// Short codes are looked up by mDNS where this node runs it.
     pub async fn join(&self, invite: &str) -> Result<crate::mesh::Joined> {
+        let opts = crate::mesh::JoinOptions {
+            mdns: self.inner.mdns.clone(),
+            role: None,
+        };
+        self.join_with(invite, &opts).await
+    }
+
+    /// [`join`](Self::join) as `opts` say (where a short code is looked up; which device role
+    /// the invite must be for).
+    pub async fn join_with(
+        &self,
+        invite: &str,
+        opts: &crate::mesh::JoinOptions,
+    ) -> Result<crate::mesh::Joined> {
         let ticket = crate::docs::admission::Ticket::parse(invite)?;
         let _joining = self.inner.joining.lock().await;
-        let interfaces = self.inner.mdns.clone();
-        let (joined, addr) = crate::mesh::join_with(self, &ticket, interfaces.as_deref()).await?;
+        let (joined, addr) = crate::mesh::join(self, &ticket, opts).await?;
         if let Some(dir) = &self.inner.data_dir {
             crate::mesh::remember_peer(dir, &addr)?;
         }

@@ -70,7 +70,7 @@ impl NodeHandle {
     pub fn answer_sync(&self, req: SyncRequest) -> SyncResponse {
         match self.read() {
             Ok(snapshot) => sync::answer(req, &snapshot),
-            Err(e) => SyncResponse::Error(e.to_string()),
+            Err(e) => SyncResponse::Refused(sync::Refusal::of(&e)),
         }
     }
 
@@ -83,13 +83,16 @@ impl NodeHandle {
     ) -> SyncResponse {
         match (req, from) {
             (SyncRequest::RedeemStart { .. } | SyncRequest::RedeemFinish { .. }, None) => {
-                SyncResponse::Error("an invite is redeemed for an authenticated device".into())
+                SyncResponse::Refused(sync::Refusal::new(
+                    sync::RefusalKind::Forbidden,
+                    "an invite is redeemed for an authenticated device",
+                ))
             }
             (SyncRequest::RedeemStart { pake }, Some(from)) => {
                 match self.redeem_start(*from, pake).await {
                     Ok(Some((run, offers))) => SyncResponse::RedeemOffers { run, offers },
                     Ok(None) => SyncResponse::NoInvites,
-                    Err(e) => SyncResponse::Error(e.to_string()),
+                    Err(e) => SyncResponse::Refused(sync::Refusal::of(&e)),
                 }
             }
             (
@@ -103,7 +106,7 @@ impl NodeHandle {
                 Ok(invite) => SyncResponse::Invite(
                     postcard::to_allocvec(&invite).expect("an invite serializes"),
                 ),
-                Err(e) => SyncResponse::Error(e.to_string()),
+                Err(e) => SyncResponse::Refused(sync::Refusal::of(&e)),
             },
             (SyncRequest::Offer(envs), _) if envs.len() <= ENVELOPE_BATCH => {
                 let decoded: Vec<Envelope> = envs
@@ -117,7 +120,7 @@ impl NodeHandle {
                             .filter(|r| matches!(r, Ok(Applied::New(_) | Applied::Duplicate(_))))
                             .count() as u32,
                     ),
-                    Err(e) => SyncResponse::Error(e.to_string()),
+                    Err(e) => SyncResponse::Refused(sync::Refusal::of(&e)),
                 }
             }
             (other, _) => self.answer_sync(other),
@@ -144,15 +147,23 @@ impl NodeHandle {
             SyncRequest::Offer(_) if member => self.answer_sync_from(Some(from), req).await,
             SyncRequest::GossipKeys if member => match self.gossip_keys_for(from) {
                 Ok(keys) => SyncResponse::GossipKeys(keys),
-                Err(e) => SyncResponse::Error(e.to_string()),
+                Err(e) => SyncResponse::Refused(sync::Refusal::of(&e)),
             },
             req if member => {
                 let n = self.clone();
                 tokio::task::spawn_blocking(move || n.answer_sync(req))
                     .await
-                    .unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
+                    .unwrap_or_else(|e| {
+                        SyncResponse::Refused(sync::Refusal::new(
+                            sync::RefusalKind::Internal,
+                            e.to_string(),
+                        ))
+                    })
             }
-            _ => SyncResponse::Error("not a member of this shop".into()),
+            _ => SyncResponse::Refused(sync::Refusal::new(
+                sync::RefusalKind::Forbidden,
+                "not a member of this shop",
+            )),
         }
     }
 }

@@ -229,7 +229,10 @@ impl<H: Host> Actor<H> {
                             };
                             (answer, done)
                         }
-                        Err(e) => (SyncResponse::Error(e.to_string()), Answered::Malformed),
+                        Err(e) => (
+                            SyncResponse::Refused(sync::Refusal::of(&e)),
+                            Answered::Malformed,
+                        ),
                     };
                     let _ = reply.send(sync::encode_response(ours, &answer));
                     Done::Answered(peer, done)

@@ -47,20 +47,15 @@ pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()>
         .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))
 }
 
-pub(crate) async fn join_with<H: Host>(
+/// Joins the shop of `ticket` over the network: finds the device that made it (at the
+/// invite's addresses, or by mDNS for a short code, as `opts` allows), joins through it
+/// ([`sync::join`]) and says which address it was reached at.
+pub(crate) async fn join<H: Host>(
     h: &H,
     ticket: &crate::docs::admission::Ticket,
-    mdns_interfaces: Option<&[String]>,
+    opts: &sync::JoinOptions,
 ) -> Result<(Joined, Multiaddr)> {
-    join_with_role(h, ticket, mdns_interfaces, None).await
-}
-
-pub(crate) async fn join_with_role<H: Host>(
-    h: &H,
-    ticket: &crate::docs::admission::Ticket,
-    mdns_interfaces: Option<&[String]>,
-    role: Option<crate::model::DeviceRole>,
-) -> Result<(Joined, Multiaddr)> {
+    let mdns_interfaces = opts.mdns.as_deref();
     // A data dir restored from a backup (or a join cut short) has the shop's data but this
     // device is not a member: it may join — the same shop only, as `sync::join` pins the
     // invite's genesis.
@@ -95,7 +90,10 @@ pub(crate) async fn join_with_role<H: Host>(
         while let Some(ev) = events.recv().await {
             match ev {
                 NetEvent::Request { reply, .. } => {
-                    let answer = SyncResponse::Error("joining".into());
+                    let answer = SyncResponse::Refused(sync::Refusal::new(
+                        sync::RefusalKind::Joining,
+                        "this device is joining a shop",
+                    ));
                     let _ = reply.send(sync::encode_response(shop_of(&joiner), &answer));
                 }
                 NetEvent::Connected { peer, .. } => {
@@ -139,7 +137,7 @@ pub(crate) async fn join_with_role<H: Host>(
             continue;
         }
         let remote = NetPeer::new(net.clone(), peer, h.clone());
-        let answer = sync::join_as(h, &remote, &ticket.code, role).await;
+        let answer = sync::join(h, &remote, &ticket.code, opts).await;
         if matches!(&answer, Ok(_) | Err(Error::Invalid { .. })) {
             asked.insert(peer);
         }

@@ -180,7 +180,7 @@ pub(super) async fn offer_to_relay(
         .map(|b| sync::decode_response(&b, shop))
     {
         Ok(Ok(SyncResponse::Accepted(_))) => None,
-        Ok(Ok(SyncResponse::Error(e))) => Some(format!("the relay refused: {e}")),
+        Ok(Ok(SyncResponse::Refused(e))) => Some(format!("the relay refused: {e}")),
         Ok(Ok(_)) => Some("the relay answered something else".to_string()),
         Ok(Err(e)) => Some(format!("bad answer from the relay: {e}")),
         Err(e) => Some(format!("offering to the relay failed: {e}")),

@@ -59,9 +59,9 @@ pub fn answer(req: SyncRequest, replica: &impl ReplicaRead) -> SyncResponse {
         SyncRequest::GossipKeys => Err(Error::Rejected(
             "gossip keys are handed to an authenticated till only".into(),
         )),
-        _ => Err(Error::Rejected("request over its size limit".into())),
+        _ => Err(Error::invalid("request", "request over its size limit")),
     };
-    answer.unwrap_or_else(|e| SyncResponse::Error(e.to_string()))
+    answer.unwrap_or_else(|e| SyncResponse::Refused(super::Refusal::of(&e)))
 }
 
 /// The store's sync tables, read in one transaction.

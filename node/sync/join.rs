@@ -28,20 +28,48 @@ pub trait Joiner: LocalReplica + Sync {
     fn admit_self(&self, invite: Invite) -> impl Future<Output = Result<()>> + Send;
 }
 
-/// Joins the shop through `peer` with an invite code: redeem it, pin the shop's genesis, pull
-/// everything, and admit this device; then offer the admission to `peer`, so it accepts this
-/// device from now on.
-pub async fn join(local: &impl Joiner, peer: &impl SyncPeer, code: &str) -> Result<Invite> {
-    join_as(local, peer, code, None).await
+/// How to join a shop: the one set of options every way in takes (`tillmesh join`, `tillmesh
+/// relay enroll`, `POST /api/v1/join`, [`crate::NodeHandle::join_with`], the network join in
+/// [`crate::mesh`] and [`join`] here).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct JoinOptions {
+    /// Where a short code (an invite without an address) is looked up by mDNS: network
+    /// interfaces (empty: every non-loopback one); `None`: mDNS off, a full invite string is
+    /// needed.
+    pub mdns: Option<Vec<String>>,
+    /// Refuse an invite for another device role than this one, before this device is admitted
+    /// (a relay enrolling refuses a till invite).
+    pub role: Option<DeviceRole>,
 }
 
-/// [`join`], refusing (before this device is admitted) an invite for another role than `role`.
-pub async fn join_as(
+impl JoinOptions {
+    /// Short codes looked up by mDNS on `interfaces`.
+    pub fn mdns(interfaces: Vec<String>) -> JoinOptions {
+        JoinOptions {
+            mdns: Some(interfaces),
+            ..JoinOptions::default()
+        }
+    }
+
+    /// Only an invite for a device of `role`.
+    pub fn role(role: DeviceRole) -> JoinOptions {
+        JoinOptions {
+            role: Some(role),
+            ..JoinOptions::default()
+        }
+    }
+}
+
+/// Joins the shop through `peer` with an invite code: redeem it, check it is for this device
+/// (and of the role `opts` asks for), pin the shop's genesis, pull everything, and admit this
+/// device; then offer the admission to `peer`, so it accepts this device from now on.
+pub async fn join(
     local: &impl Joiner,
     peer: &impl SyncPeer,
     code: &str,
-    role: Option<DeviceRole>,
+    opts: &JoinOptions,
 ) -> Result<Invite> {
+    let role = opts.role;
     let invite = redeem(local, peer, code).await?;
     if invite.cert().genesis != invite.genesis {
         return Err(Error::Rejected(
@@ -83,8 +111,8 @@ pub async fn join_as(
         .collect();
     match peer.request(SyncRequest::Offer(mine)).await? {
         SyncResponse::Accepted(n) if n > 0 => Ok(invite),
-        SyncResponse::Error(e) => Err(Error::Rejected(format!(
-            "the shop refused the admission: {e}"
+        SyncResponse::Refused(r) => Err(Error::Rejected(format!(
+            "the shop refused the admission: {r}"
         ))),
         other => Err(unexpected(other)),
     }
@@ -129,7 +157,7 @@ async fn redeem(local: &impl Joiner, peer: &impl SyncPeer, code: &str) -> Result
     {
         SyncResponse::Invite(bytes) => postcard::from_bytes(&bytes)
             .map_err(|_| Error::Rejected("the peer sent a damaged invite".into())),
-        SyncResponse::Error(e) => Err(Error::invalid("invite", e)),
+        SyncResponse::Refused(r) => Err(r.into_error("invite")),
         other => Err(unexpected(other)),
     }
 }

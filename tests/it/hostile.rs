@@ -70,7 +70,7 @@ impl Hostile {
                         .collect(),
                 )
             }
-            _ => SyncResponse::Error("no".into()),
+            _ => SyncResponse::Refused(sync::Refusal::new(sync::RefusalKind::Invalid, "no")),
         }
     }
 }

@@ -23,7 +23,7 @@ async fn three_tills_sync_sales_and_catalog_live() {
     for name in ["Till 2", "Till 3"] {
         let inv = till_invite(&ah, &owner, name).await;
         let dir = tempfile::tempdir().unwrap();
-        let joined = tillmesh::node::join(dir.path(), &inv.invite, None)
+        let joined = tillmesh::node::join(dir.path(), &inv.invite, Default::default())
             .await
             .unwrap();
         assert_eq!(joined.device_name, name);
@@ -100,15 +100,15 @@ async fn a_used_invite_is_refused() {
     let (a, ah, owner, _) = first_till().await;
     let inv = till_invite(&ah, &owner, "T2").await;
     let d1 = tempfile::tempdir().unwrap();
-    tillmesh::node::join(d1.path(), &inv.invite, None)
+    tillmesh::node::join(d1.path(), &inv.invite, Default::default())
         .await
         .unwrap();
     let d2 = tempfile::tempdir().unwrap();
-    let err = tillmesh::node::join(d2.path(), &inv.invite, None)
+    let err = tillmesh::node::join(d2.path(), &inv.invite, Default::default())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
-    let err = tillmesh::node::join(d2.path(), "not an invite", None)
+    let err = tillmesh::node::join(d2.path(), "not an invite", Default::default())
         .await
         .unwrap_err();
     assert!(err.to_string().contains("not an invite"), "{err}");
@@ -233,7 +233,7 @@ async fn mdns_mesh() {
         } else {
             &inv.code
         };
-        tillmesh::node::join(dir.path(), invite, Some(lo()))
+        tillmesh::node::join(dir.path(), invite, tillmesh::mesh::JoinOptions::mdns(lo()))
             .await
             .unwrap();
         // No static peer: discovery only.
@@ -360,7 +360,7 @@ async fn a_hostile_peer_is_rejected_and_disconnected() {
         .unwrap();
     assert!(matches!(
         tillmesh::sync::decode_response(&answer, shop).unwrap(),
-        SyncResponse::Error(_)
+        SyncResponse::Refused(r) if r.kind == tillmesh::sync::RefusalKind::Forbidden
     ));
 
     // A catalog change signed by a key that is no member (a till key may not write it anyway).
@@ -690,7 +690,7 @@ async fn a_late_joiner_catches_up_after_ten_thousand_sales() {
     let inv = till_invite(&ah, &owner, "Late till").await;
     let dir = tempfile::tempdir().unwrap();
     let started = std::time::Instant::now();
-    tillmesh::node::join(dir.path(), &inv.invite, None)
+    tillmesh::node::join(dir.path(), &inv.invite, Default::default())
         .await
         .unwrap();
     let d = start_member(dir.path(), &addr_a).await;

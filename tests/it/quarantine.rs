@@ -246,9 +246,14 @@ async fn a_revoked_sale_accepted_on_two_nodes_counts_once() {
     let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
-        .await
-        .unwrap();
+    sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let c = Node::builder().memory().start().await.unwrap();
     let ch = c.handle();
     ch.import_envelopes(a.h.genesis().unwrap(), vec![])
@@ -381,9 +386,14 @@ async fn an_unknown_document_kind_from_a_member_is_kept_and_says_update_needed()
     let bdir = tempfile::tempdir().unwrap();
     let b = Node::builder().data_dir(bdir.path()).start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(h.clone(), bh.clone()), &inv.code)
-        .await
-        .unwrap();
+    sync::join(
+        &bh,
+        &Joinable(h.clone(), bh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let member = device_key(bdir.path());
     assert!(h.is_member_device(&member.verifying_key().to_bytes()));
     assert_eq!(h.status().unwrap().update_needed, None);
@@ -591,7 +601,10 @@ async fn a_member_serving_an_unknown_kind_is_not_struck() {
                     asked_for_it += 1;
                     SyncResponse::Envelopes(vec![bytes.clone()])
                 }
-                _ => SyncResponse::Error("not here".into()),
+                _ => SyncResponse::Refused(sync::Refusal::new(
+                    sync::RefusalKind::Invalid,
+                    "not here",
+                )),
             };
             let _ = reply.send(sync::encode_response(genesis, &answer));
         }

@@ -27,7 +27,7 @@ use common::*;
 use tillmesh::domain::model::*;
 use tillmesh::net::{self, NetConfig};
 use tillmesh::relay::{Relay, RelayConfig};
-use tillmesh::sync::{SyncRequest, SyncResponse};
+use tillmesh::sync::{Refusal, RefusalKind, SyncRequest, SyncResponse};
 use tillmesh::{Node, NodeHandle};
 
 const T: Duration = Duration::from_secs(60);
@@ -75,7 +75,9 @@ async fn device_behind(
     peer: &str,
 ) -> (Node, NodeHandle) {
     let inv = till_invite(h, by, name).await;
-    tillmesh::node::join(dir, &inv.invite, None).await.unwrap();
+    tillmesh::node::join(dir, &inv.invite, Default::default())
+        .await
+        .unwrap();
     std::fs::remove_file(dir.join(tillmesh::mesh::PEERS_FILE)).unwrap();
     let n = Node::builder()
         .data_dir(dir)
@@ -437,7 +439,10 @@ async fn two_shops_on_one_relay_are_isolated() {
     let stranger = ask_as([7; 32], &relay_addr, genesis_a, SyncRequest::Buckets).await;
     assert_eq!(
         stranger,
-        SyncResponse::Error(tillmesh::relay::NOT_SERVED.into())
+        SyncResponse::Refused(Refusal::new(
+            RefusalKind::Forbidden,
+            tillmesh::relay::NOT_SERVED
+        ))
     );
     // A device of shop A asking about shop B (or about no shop) is a stranger there too.
     assert_eq!(
@@ -958,7 +963,7 @@ async fn the_circuit_relay_serves_only_the_shops_devices() {
     h1.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
     for name in ["X", "Y"] {
         let inv = till_invite(&h1, &owner, name).await;
-        tillmesh::node::join(&d(name), &inv.invite, None)
+        tillmesh::node::join(&d(name), &inv.invite, Default::default())
             .await
             .unwrap();
     }
@@ -1081,7 +1086,7 @@ async fn a_full_replica_refuses_more_changes() {
     let held = replica.status().unwrap().envelopes;
     let relay_addr = relay.addrs()[0].to_string();
     let inv = till_invite(&h1, &owner, "X").await;
-    tillmesh::node::join(&d("X"), &inv.invite, None)
+    tillmesh::node::join(&d("X"), &inv.invite, Default::default())
         .await
         .unwrap();
     let p = h1
@@ -1106,7 +1111,10 @@ async fn a_full_replica_refuses_more_changes() {
     .await;
     assert_eq!(
         answer,
-        SyncResponse::Error("this shop's space on the relay is full".into())
+        SyncResponse::Refused(Refusal::new(
+            RefusalKind::Full,
+            "this shop's space on the relay is full"
+        ))
     );
     // Reads still work.
     let SyncResponse::Buckets(_) = ask_as(
@@ -1238,7 +1246,10 @@ async fn held_envelopes_count_in_a_shops_quota() {
     .await;
     assert_eq!(
         answer,
-        SyncResponse::Error("this shop's space on the relay is full".into())
+        SyncResponse::Refused(Refusal::new(
+            RefusalKind::Full,
+            "this shop's space on the relay is full"
+        ))
     );
     drop((h1, replica));
     t1.shutdown().await;

@@ -167,7 +167,7 @@ async fn rogue_responder() {
     let rogue = Rogue::start(&addr_a).await;
 
     let dir_j = tmp.path().join("joiner");
-    let err = tillmesh::node::join(&dir_j, &inv.code, Some(lo()))
+    let err = tillmesh::node::join(&dir_j, &inv.code, tillmesh::mesh::JoinOptions::mdns(lo()))
         .await
         .unwrap_err();
     assert!(
@@ -231,7 +231,7 @@ async fn rogue_responder() {
     };
     let ah = a.handle();
     wait_addr(&ah).await;
-    let joined = tillmesh::node::join(&dir_j, &inv.code, Some(lo()))
+    let joined = tillmesh::node::join(&dir_j, &inv.code, tillmesh::mesh::JoinOptions::mdns(lo()))
         .await
         .unwrap();
     assert_eq!(joined.device_name, "Till 2");
@@ -242,9 +242,13 @@ async fn rogue_responder() {
     rogue.assert_redeemed_nothing();
 
     // The invite is used up: a third device with the same code is refused.
-    let err = tillmesh::node::join(&tmp.path().join("third"), &inv.code, Some(lo()))
-        .await
-        .unwrap_err();
+    let err = tillmesh::node::join(
+        &tmp.path().join("third"),
+        &inv.code,
+        tillmesh::mesh::JoinOptions::mdns(lo()),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
     rogue.assert_code_unseen(&inv.code);
     rogue.assert_redeemed_nothing();

@@ -87,7 +87,10 @@ async fn garbage_requests_get_errors_not_crashes() {
     let a = shop().await;
     assert!(SyncRequest::from_bytes(&[0xff, 0xff, 0xff]).is_err());
     let too_many = SyncRequest::Envelopes(vec![[0; 32]; sync::ENVELOPE_BATCH + 1]);
-    assert!(matches!(a.h.answer_sync(too_many), SyncResponse::Error(_)));
+    assert!(matches!(
+        a.h.answer_sync(too_many),
+        SyncResponse::Refused(r) if r.kind == sync::RefusalKind::Invalid
+    ));
     let unknown = a.h.answer_sync(SyncRequest::Envelopes(vec![[7; 32]]));
     assert_eq!(unknown, SyncResponse::Envelopes(vec![]));
 }
@@ -108,9 +111,14 @@ async fn invite_join_sell_and_sync_back() {
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
     // A wrong code is refused clearly and changes nothing.
-    let err = sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), "AAAAA-BBBBB")
-        .await
-        .unwrap_err();
+    let err = sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        "AAAAA-BBBBB",
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("unknown invite"), "{err}");
     assert!(!bh.status().unwrap().has_shop);
 
@@ -118,6 +126,7 @@ async fn invite_join_sell_and_sync_back() {
         &bh,
         &Joinable(a.h.clone(), bh.clone()),
         &inv.code.to_lowercase(),
+        &Default::default(),
     )
     .await
     .unwrap();
@@ -126,9 +135,14 @@ async fn invite_join_sell_and_sync_back() {
     assert_eq!(me.receipt_prefix, "T2");
     // The same code again: used.
     let c = Node::builder().memory().start().await.unwrap();
-    let err = sync::join(&c.handle(), &Joinable(a.h.clone(), c.handle()), &inv.code)
-        .await
-        .unwrap_err();
+    let err = sync::join(
+        &c.handle(),
+        &Joinable(a.h.clone(), c.handle()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap_err();
     assert!(err.to_string().contains("already used"), "{err}");
 
     // A learns of B, then B sells and A pulls the sale.
@@ -208,9 +222,14 @@ async fn revocation_drops_later_changes_everywhere() {
     let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
-        .await
-        .unwrap();
+    sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
     let s1 = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
     sync::pull(&a.h, &Direct(bh.clone())).await.unwrap();
@@ -265,9 +284,14 @@ async fn a_sale_arriving_before_its_devices_admission_is_held_then_applied() {
     sync::pull(&ch, &Direct(a.h.clone())).await.unwrap();
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
-        .await
-        .unwrap();
+    sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
     let sale = bh.record_sale(&owner_b, sale_of(p.id, 1)).await.unwrap();
 
@@ -321,15 +345,25 @@ async fn replayed_admissions_are_refused_everywhere() {
         .unwrap();
     let bh = b.handle();
     let inv = till_invite(&a.h, &a.owner, "Till 2").await;
-    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
-        .await
-        .unwrap();
+    sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     let d = Node::builder().memory().start().await.unwrap();
     let dh = d.handle();
     let inv = till_invite(&a.h, &a.owner, "Till 3").await;
-    sync::join(&dh, &Joinable(a.h.clone(), dh.clone()), &inv.code)
-        .await
-        .unwrap();
+    sync::join(
+        &dh,
+        &Joinable(a.h.clone(), dh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     // C: another replica with everything.
     let c = Node::builder().memory().start().await.unwrap();
     let ch = c.handle();
@@ -477,7 +511,9 @@ async fn failed_runs_burn_an_invite() {
     assert_eq!(MAX_FAILED_RUNS, 5);
     // Three wrong codes.
     for _ in 0..3 {
-        let err = sync::join(&bh, &peer, &wrong(&inv.code)).await.unwrap_err();
+        let err = sync::join(&bh, &peer, &wrong(&inv.code), &Default::default())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("unknown invite"), "{err}");
     }
     // A run started with the right code and left hanging (as by a rogue relaying it).
@@ -500,10 +536,12 @@ async fn failed_runs_burn_an_invite() {
     };
     assert!(matches!(
         peer.request(finish).await.unwrap(),
-        SyncResponse::Error(_)
+        SyncResponse::Refused(r) if r.kind == sync::RefusalKind::Invalid
     ));
     // Five failed runs: the right code now gets why it no longer works.
-    let err = sync::join(&bh, &peer, &inv.code).await.unwrap_err();
+    let err = sync::join(&bh, &peer, &inv.code, &Default::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("burned"), "{err}");
     assert!(err.to_string().contains("ask for a new one"), "{err}");
     assert!(!bh.status().unwrap().has_shop, "nothing changed");
@@ -512,10 +550,14 @@ async fn failed_runs_burn_an_invite() {
     // A new invite: four failed runs, then the right code still joins.
     let inv = till_invite(&a.h, &a.owner, "Till 2").await;
     for _ in 0..MAX_FAILED_RUNS - 1 {
-        let err = sync::join(&bh, &peer, &wrong(&inv.code)).await.unwrap_err();
+        let err = sync::join(&bh, &peer, &wrong(&inv.code), &Default::default())
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("unknown invite"), "{err}");
     }
-    let invite = sync::join(&bh, &peer, &inv.code).await.unwrap();
+    let invite = sync::join(&bh, &peer, &inv.code, &Default::default())
+        .await
+        .unwrap();
     assert_eq!(invite.admitted.device, bh.device_public_key());
     assert_eq!(a.h.devices().unwrap().len(), 2);
 }
@@ -589,9 +631,14 @@ async fn gossip_keys_go_to_unrevoked_tills_only() {
         .unwrap();
     let bh = b.handle();
     let inv = till_invite(&a.h, &a.owner, "Till 2").await;
-    sync::join(&bh, &Joinable(a.h.clone(), bh.clone()), &inv.code)
-        .await
-        .unwrap();
+    sync::join(
+        &bh,
+        &Joinable(a.h.clone(), bh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     assert_eq!(
         bh.gossip_key().unwrap(),
         a.h.gossip_key().unwrap(),
@@ -618,11 +665,17 @@ async fn gossip_keys_go_to_unrevoked_tills_only() {
         .to_bytes();
     for member in [false, true] {
         let answer = ask(stranger, member).await;
-        assert!(matches!(answer, SyncResponse::Error(_)), "{answer:?}");
+        assert!(
+            matches!(&answer, SyncResponse::Refused(r) if r.kind == sync::RefusalKind::Forbidden),
+            "{answer:?}"
+        );
     }
     a.h.revoke_member(&a.owner, bh.device_id()).await.unwrap();
     let answer = ask(bh.device_public_key(), true).await;
-    assert!(matches!(answer, SyncResponse::Error(_)), "{answer:?}");
+    assert!(
+        matches!(&answer, SyncResponse::Refused(r) if r.kind == sync::RefusalKind::Forbidden),
+        "{answer:?}"
+    );
 }
 
 /// A peer that takes a request and never answers (gone without a goodbye, or a black hole);

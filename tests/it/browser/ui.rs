@@ -582,9 +582,14 @@ async fn an_owner_accepts_a_revoked_tills_sales_in_the_browser() {
     let inv = till_invite(&ah, &owner, "Till 2").await;
     let b = Node::builder().memory().start().await.unwrap();
     let bh = b.handle();
-    tillmesh::sync::join(&bh, &Joinable(ah.clone(), bh.clone()), &inv.code)
-        .await
-        .unwrap();
+    tillmesh::sync::join(
+        &bh,
+        &Joinable(ah.clone(), bh.clone()),
+        &inv.code,
+        &Default::default(),
+    )
+    .await
+    .unwrap();
     // B sells after A revoked it, before it heard of it; A gets the sale from B.
     let owner_b = bh.login_password("olivia", OWNER_PW).await.unwrap();
     ah.revoke_member(&owner, bh.device_id()).await.unwrap();

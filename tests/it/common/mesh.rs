@@ -285,7 +285,7 @@ pub async fn joined_dir(
 ) -> tempfile::TempDir {
     let inv = till_invite(h, by, name).await;
     let dir = tempfile::tempdir().unwrap();
-    tillmesh::node::join(dir.path(), &inv.invite, None)
+    tillmesh::node::join(dir.path(), &inv.invite, Default::default())
         .await
         .unwrap();
     dir
