@@ -282,7 +282,7 @@ pub fn write(
     let (mut env_records, mut env_bytes) = (0u64, 0u64);
     for id in &ids {
         let meta = read_doc_meta(&docs_t, id)?
-            .ok_or_else(|| Error::Store(format!("document {id} vanished")))?;
+            .ok_or_else(|| Error::damaged(format!("document {id} vanished")))?;
         let mut heads = meta.heads.clone();
         heads.sort_unstable();
         let rec = postcard::to_allocvec(&DocRecord {
@@ -296,7 +296,7 @@ pub fn write(
         for row in changes_t.range((id.as_str(), 0)..=(id.as_str(), u64::MAX))? {
             let hash = *row?.1.value();
             let env = envs_t.get(&hash)?.ok_or_else(|| {
-                Error::Store(format!(
+                Error::damaged(format!(
                     "envelope {} of {id} is missing from the store",
                     hex::encode(hash)
                 ))
@@ -354,7 +354,7 @@ pub fn write(
             let hash = *row?.1.value();
             let env = envs_t
                 .get(&hash)?
-                .ok_or_else(|| Error::Store("an envelope vanished".into()))?;
+                .ok_or_else(|| Error::damaged("an envelope vanished"))?;
             put_record(&mut w, env.value())?;
         }
     }
@@ -395,7 +395,7 @@ pub fn write_sealed(
 /// Creates (or truncates) a file only its owner may read: decrypted backups hold the vault.
 pub fn create_private(path: &Path) -> Result<std::fs::File> {
     crate::private_fs::create_private(path)
-        .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))
+        .map_err(|e| Error::store(format!("cannot create {}", path.display()), e))
 }
 
 /// Reads a backup front to back, checking as it goes, and hands every record to `visit`
@@ -880,7 +880,7 @@ async fn import(
         let have = restored.get(&d.id).cloned().unwrap_or_default();
         let want: Vec<String> = d.heads.iter().map(hex::encode).collect();
         if have != want {
-            return Err(Error::Store(format!(
+            return Err(Error::damaged(format!(
                 "document {} did not come back as it was backed up (heads differ); nothing was \
                  restored",
                 d.id

@@ -34,10 +34,27 @@ pub fn main() -> std::process::ExitCode {
     match real_main(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            eprintln!("error: {}", chain(&e));
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The error and every cause under it (`source()`), each once: an error whose words already
+/// include its cause's (`cannot write /data/peers: permission denied`) does not repeat them.
+fn chain(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let words = cause.to_string();
+        if out.contains(&words) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&words);
+    }
+    out
 }
 
 fn real_main(cli: Cli) -> anyhow::Result<()> {
@@ -408,5 +425,22 @@ fn real_main(cli: Cli) -> anyhow::Result<()> {
             );
             Ok(())
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `main` prints every cause once, in order.
+    #[test]
+    fn the_error_chain_is_printed_once_each() {
+        let io = std::io::Error::new(std::io::ErrorKind::PermissionDenied, "denied");
+        let e = anyhow::Error::from(crate::Error::store("cannot write /data/peers", io))
+            .context("joining the shop");
+        assert_eq!(
+            chain(&e),
+            "joining the shop: storage error: cannot write /data/peers: denied"
+        );
     }
 }

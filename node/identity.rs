@@ -52,17 +52,17 @@ pub fn load_or_create_device_key(path: &Path) -> Result<SigningKey> {
             write_secret_file(path, key.as_bytes())?;
             Ok(key)
         }
-        Err(e) => Err(Error::Store(format!(
-            "cannot read device key {}: {e}",
-            path.display()
-        ))),
+        Err(e) => Err(Error::store(
+            format!("cannot read device key {}", path.display()),
+            e,
+        )),
     }
 }
 
 /// Writes a secret file readable only by its owner, durably.
 fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<()> {
     use std::io::Write;
-    let io = |e: std::io::Error| Error::Store(format!("cannot write {}: {e}", path.display()));
+    let io = |e: std::io::Error| Error::store(format!("cannot write {}", path.display()), e);
     let tmp = path.with_extension("tmp");
     let mut opts = std::fs::OpenOptions::new();
     opts.write(true).create(true).truncate(true);

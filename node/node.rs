@@ -135,10 +135,10 @@ impl NodeBuilder {
                 // 0700, also for a data dir an older version made 0755: the store holds
                 // PIN hashes and sealed keys, and any local user could copy it.
                 crate::private_fs::private_dir(dir).map_err(|e| {
-                    Error::Store(format!("cannot create data dir {}: {e}", dir.display()))
+                    Error::store(format!("cannot create data dir {}", dir.display()), e)
                 })?;
                 crate::private_fs::tighten_file(&dir.join(DEVICE_KEY_FILE))
-                    .map_err(|e| Error::Store(format!("cannot protect the device key: {e}")))?;
+                    .map_err(|e| Error::store("cannot protect the device key", e))?;
                 let key = identity::load_or_create_device_key(&dir.join(DEVICE_KEY_FILE))?;
                 (Store::open(&dir.join(STORE_FILE))?, key)
             }

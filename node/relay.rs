@@ -200,12 +200,8 @@ fn shops_dir(data_dir: &Path) -> PathBuf {
 }
 
 fn relay_key(data_dir: &Path) -> Result<ed25519_dalek::SigningKey> {
-    crate::private_fs::private_dir(data_dir).map_err(|e| {
-        Error::Store(format!(
-            "cannot create data dir {}: {e}",
-            data_dir.display()
-        ))
-    })?;
+    crate::private_fs::private_dir(data_dir)
+        .map_err(|e| Error::store(format!("cannot create data dir {}", data_dir.display()), e))?;
     crate::identity::load_or_create_device_key(&data_dir.join(RELAY_KEY_FILE))
 }
 
@@ -850,19 +846,19 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
     relay_key(data_dir)?;
     let dir = shops_dir(data_dir);
     std::fs::create_dir_all(&dir)
-        .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+        .map_err(|e| Error::store(format!("cannot create {}", dir.display()), e))?;
     let tmp = dir.join(format!(
         ".enrolling-{}",
         hex::encode(crate::identity::random_bytes::<6>())
     ));
     std::fs::create_dir_all(&tmp)
-        .map_err(|e| Error::Store(format!("cannot create {}: {e}", tmp.display())))?;
+        .map_err(|e| Error::store(format!("cannot create {}", tmp.display()), e))?;
     let joined = async {
         std::fs::copy(
             data_dir.join(RELAY_KEY_FILE),
             tmp.join(crate::node::DEVICE_KEY_FILE),
         )
-        .map_err(|e| Error::Store(format!("cannot copy the relay key: {e}")))?;
+        .map_err(|e| Error::store("cannot copy the relay key", e))?;
         let joined = crate::node::join(
             &tmp,
             invite,
@@ -877,7 +873,7 @@ pub async fn enroll(data_dir: &Path, invite: &str) -> Result<crate::mesh::Joined
             )));
         }
         std::fs::rename(&tmp, &target)
-            .map_err(|e| Error::Store(format!("cannot move the new shop in place: {e}")))?;
+            .map_err(|e| Error::store("cannot move the new shop in place", e))?;
         Ok(joined)
     }
     .await;

@@ -518,7 +518,7 @@ impl Engine {
         let outcome = match poisoned {
             Some(why) => {
                 let _ = tx.abort();
-                Err(Error::Store(why))
+                Err(Error::damaged(why))
             }
             None => tx.commit().map_err(Error::from),
         };
@@ -579,7 +579,7 @@ impl Engine {
                 self.arrived.clear();
                 self.trust_cache.clear();
                 for f in finishers {
-                    f(Err(Error::Store(e.to_string())));
+                    f(Err(Error::damaged(e.to_string())));
                 }
             }
         }
@@ -861,7 +861,8 @@ impl Ctx<'_> {
     /// Forgets a held envelope (applied, duplicate, refused or expired) and what it waited for.
     fn unhold(&mut self, hash: &[u8; 32]) -> Result<()> {
         let Some(meta) = self.tx.open_table(HELD_META)?.remove(hash)?.map(|v| {
-            postcard::from_bytes::<HeldMeta>(v.value()).map_err(|e| Error::Store(e.to_string()))
+            postcard::from_bytes::<HeldMeta>(v.value())
+                .map_err(|e| Error::store("held envelope metadata does not decode", e))
         }) else {
             self.tx.open_table(HELD)?.remove(hash)?;
             return Ok(());

@@ -804,11 +804,11 @@ pub fn decrypt(input: impl Read, unlock: &Unlock, mut out: impl Write) -> Result
     let kind = opened.kind;
     io::copy(&mut opened.reader, &mut out).map_err(|e| {
         from_io(e, |e| {
-            Error::Store(format!("cannot write the decrypted {}: {e}", kind.noun()))
+            Error::store(format!("cannot write the decrypted {}", kind.noun()), e)
         })
     })?;
     out.flush()
-        .map_err(|e| Error::Store(format!("cannot write the decrypted {}: {e}", kind.noun())))?;
+        .map_err(|e| Error::store(format!("cannot write the decrypted {}", kind.noun()), e))?;
     Ok(opened.header)
 }
 

@@ -103,24 +103,23 @@ pub fn decrypt_file(input: &Path, unlock: &Unlock, out: &Path) -> Result<Decrypt
     let partial = PathBuf::from(format!("{}.partial", out.display()));
     let result = (|| {
         let w = crate::private_fs::create_private(&partial)
-            .map_err(|e| Error::Store(format!("cannot create {}: {e}", partial.display())))?;
+            .map_err(|e| Error::store(format!("cannot create {}", partial.display()), e))?;
         let mut w = io::BufWriter::new(w);
         let header = decrypt(io::BufReader::new(f), unlock, &mut w)?;
         let w = w
             .into_inner()
-            .map_err(|e| Error::Store(format!("cannot write {}: {e}", partial.display())))?;
+            .map_err(|e| Error::store(format!("cannot write {}", partial.display()), e))?;
         w.sync_all()
-            .map_err(|e| Error::Store(format!("cannot write {}: {e}", partial.display())))?;
+            .map_err(|e| Error::store(format!("cannot write {}", partial.display()), e))?;
         let backup = crate::backup::verify(&partial, None)?;
         if backup.header.shop_id != Some(header.shop_id) {
             return Err(corrupted("the backup inside is of another shop"));
         }
         std::fs::rename(&partial, out).map_err(|e| {
-            Error::Store(format!(
-                "cannot rename {} to {}: {e}",
-                partial.display(),
-                out.display()
-            ))
+            Error::store(
+                format!("cannot rename {} to {}", partial.display(), out.display()),
+                e,
+            )
         })?;
         Ok(Decrypted { header, backup })
     })();
@@ -287,7 +286,7 @@ pub struct SnapshotStore {
 }
 
 fn store_err(e: object_store::Error) -> Error {
-    Error::Store(format!("snapshot store: {e}"))
+    Error::store("snapshot store", e)
 }
 
 impl SnapshotStore {
@@ -296,7 +295,7 @@ impl SnapshotStore {
         let inner: Arc<dyn ObjectStore> = match target {
             SnapshotTarget::Dir(dir) => {
                 crate::private_fs::private_dir(dir)
-                    .map_err(|e| Error::Store(format!("cannot create {}: {e}", dir.display())))?;
+                    .map_err(|e| Error::store(format!("cannot create {}", dir.display()), e))?;
                 Arc::new(
                     object_store::local::LocalFileSystem::new_with_prefix(dir)
                         .map_err(store_err)?,
@@ -386,8 +385,7 @@ impl SnapshotStore {
         }
         let partial = PathBuf::from(format!("{}.partial", path.display()));
         let result = async {
-            let io =
-                |e: io::Error| Error::Store(format!("cannot write {}: {e}", partial.display()));
+            let io = |e: io::Error| Error::store(format!("cannot write {}", partial.display()), e);
             let mut f = crate::private_fs::create_private(&partial).map_err(io)?;
             let got = self
                 .inner
@@ -477,13 +475,13 @@ impl SnapshotStore {
             (Ok(out), None) => {
                 up.shutdown()
                     .await
-                    .map_err(|e| Error::Store(format!("snapshot store: {e}")))?;
+                    .map_err(|e| Error::store("snapshot store", e))?;
                 Ok(out)
             }
             (produced, upload_err) => {
                 let _ = up.abort().await;
                 match upload_err {
-                    Some(e) => Err(Error::Store(format!("snapshot store: {e}"))),
+                    Some(e) => Err(Error::store("snapshot store", e)),
                     None => Err(produced.err().expect("the other arms handled Ok")),
                 }
             }
@@ -610,7 +608,7 @@ impl SnapshotState {
     fn save(&self, replica_dir: &Path) -> Result<()> {
         let path = replica_dir.join(STATE_FILE);
         let tmp = replica_dir.join(format!("{STATE_FILE}.tmp"));
-        let io = |e: io::Error| Error::Store(format!("cannot write {}: {e}", path.display()));
+        let io = |e: io::Error| Error::store(format!("cannot write {}", path.display()), e);
         std::fs::write(
             &tmp,
             serde_json::to_vec_pretty(self).expect("state serializes"),

@@ -113,10 +113,10 @@ impl Store {
     /// Opens (creating if needed) the store file and runs pending migrations.
     pub fn open(path: &Path) -> Result<Store> {
         crate::private_fs::ensure_private_file(path)
-            .map_err(|e| Error::Store(format!("cannot create {}: {e}", path.display())))?;
+            .map_err(|e| Error::store(format!("cannot create {}", path.display()), e))?;
         let db = Database::builder()
             .create(path)
-            .map_err(|e| Error::Store(format!("cannot open {}: {e}", path.display())))?;
+            .map_err(|e| Error::store(format!("cannot open {}", path.display()), e))?;
         Self::init(db)
     }
 
@@ -220,7 +220,7 @@ pub fn xor_digest(
 }
 
 fn decode_meta(bytes: &[u8]) -> Result<DocMeta> {
-    postcard::from_bytes(bytes).map_err(|e| Error::Store(format!("corrupt document metadata: {e}")))
+    postcard::from_bytes(bytes).map_err(|e| Error::store("corrupt document metadata", e))
 }
 
 /// Reads a document's metadata from an open `DOCS` table.
@@ -244,15 +244,15 @@ pub fn load_doc(
     for row in chunks.range((doc, meta.first_chunk)..(doc, meta.next_chunk))? {
         bytes.extend_from_slice(row?.1.value());
     }
-    let mut am = AutoCommit::load(&bytes)
-        .map_err(|e| Error::Store(format!("document {doc} does not load: {e}")))?;
+    let mut am =
+        AutoCommit::load(&bytes).map_err(|e| Error::store("document {doc} does not load", e))?;
     let heads: Vec<ChangeHash> = meta.heads.iter().map(|h| ChangeHash(*h)).collect();
     let mut have = am.get_heads();
     have.sort();
     let mut want = heads;
     want.sort();
     if have != want {
-        return Err(Error::Store(format!("document {doc} is missing changes")));
+        return Err(Error::damaged(format!("document {doc} is missing changes")));
     }
     Ok(Some(am))
 }

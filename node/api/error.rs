@@ -6,10 +6,10 @@
 //! | `Unauthorized` | 401 | `unauthorized` |
 //! | `Forbidden`, `Rejected` | 403 | `forbidden`, `rejected` |
 //! | `NotFound` | 404 | `not_found` |
-//! | `Conflict`, `NoShop` | 409 | `conflict`, `no_shop` |
+//! | `Conflict`, `NoShop`, `HasShop` | 409 | `conflict`, `no_shop`, `has_shop` |
 //! | `Unreachable` | 502 | `unreachable` |
 //! | `RateLimited` | 429 + `Retry-After` | `rate_limited` |
-//! | `Store`, `Internal` | 500, message "internal error" | `store`, `internal` |
+//! | `Store`, `Internal`, `Automerge` | 500, message "internal error" | `store`, `internal` |
 //!
 //! The API adds `csrf` (403), `too_large` (413), `not_found` for unknown routes (404),
 //! `method_not_allowed` (405), `host_not_allowed` (421: a `Host` header that names none of the
@@ -89,11 +89,14 @@ impl ApiError {
                 Error::NotFound(_) => StatusCode::NOT_FOUND,
                 Error::Conflict(_)
                 | Error::NoShop(_)
+                | Error::HasShop(_)
                 | Error::OtherShop(_)
                 | Error::UpdateNeeded(_) => StatusCode::CONFLICT,
                 Error::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
                 Error::Unreachable(_) => StatusCode::BAD_GATEWAY,
-                Error::Store(_) | Error::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+                Error::Store(_) | Error::Internal(_) | Error::Automerge(_) => {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                }
             },
             ApiError::Csrf => StatusCode::FORBIDDEN,
             ApiError::TooLarge => StatusCode::PAYLOAD_TOO_LARGE,
@@ -121,7 +124,9 @@ impl ApiError {
     fn detail(&self) -> ErrorDetail {
         let (message, field) = match self {
             ApiError::Node(Error::Invalid { field, message }) => (message.clone(), field.clone()),
-            ApiError::Node(Error::Store(_) | Error::Internal(_)) => ("internal error".into(), None),
+            ApiError::Node(Error::Store(_) | Error::Internal(_) | Error::Automerge(_)) => {
+                ("internal error".into(), None)
+            }
             ApiError::Node(e) => (e.to_string(), None),
             ApiError::Csrf => (
                 "missing or wrong X-CSRF-Token header (send the csrf_token of your session)".into(),
@@ -171,7 +176,9 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if let ApiError::Node(e @ (Error::Store(_) | Error::Internal(_))) = &self {
+        if let ApiError::Node(e @ (Error::Store(_) | Error::Internal(_) | Error::Automerge(_))) =
+            &self
+        {
             tracing::error!(error = %e, code = e.code(), "request failed");
         }
         let status = self.status();

@@ -110,7 +110,7 @@ pub(crate) async fn setup(
 ) -> Result<(StatusCode, Json<ShopCreated>), ApiError> {
     // Answer quickly without hashing the password when there is nothing to do.
     if state.handle.status()?.has_shop {
-        return Err(Error::NoShop("this node already belongs to a shop".into()).into());
+        return Err(Error::HasShop("this node already belongs to a shop".into()).into());
     }
     setup_allowed(&state, &from, &headers)?;
     let created = state.handle.create_shop(shop).await?;
@@ -152,7 +152,7 @@ pub(crate) async fn join(
     ApiJson(req): ApiJson<JoinRequest>,
 ) -> Result<Json<crate::mesh::Joined>, ApiError> {
     if state.handle.status()?.has_shop {
-        return Err(Error::NoShop("this node already belongs to a shop".into()).into());
+        return Err(Error::HasShop("this node already belongs to a shop".into()).into());
     }
     setup_allowed(&state, &from, &headers)?;
     let joined = state.handle.join(req.invite.trim()).await?;

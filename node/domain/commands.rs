@@ -68,7 +68,7 @@ pub struct ShopGenesis {
 /// Creates the shop's documents: `members` (its genesis), `settings`, `vault`, `catalog`.
 pub fn create_shop(ctx: &mut Ctx<'_>, g: ShopGenesis) -> Result<()> {
     if ctx.meta(meta::SHOP_ID)?.is_some() {
-        return Err(Error::NoShop("this node already belongs to a shop".into()));
+        return Err(Error::HasShop("this node already belongs to a shop".into()));
     }
     let device = Device {
         id: ctx.device_id().to_string(),

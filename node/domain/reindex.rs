@@ -162,7 +162,7 @@ pub fn reindex_in(tx: &WriteTransaction) -> Result<ReindexReport> {
                     let env = {
                         let t = tx.open_table(ENVELOPES)?;
                         let v = t.get(&h)?.ok_or_else(|| {
-                            Error::Store(format!("envelope {} is missing", hex::encode(h)))
+                            Error::damaged(format!("envelope {} is missing", hex::encode(h)))
                         })?;
                         Envelope::from_bytes(v.value())?
                     };

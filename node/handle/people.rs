@@ -16,7 +16,7 @@ impl NodeHandle {
     /// Create the shop on a node that has none (first start / `tillmesh init`).
     pub async fn create_shop(&self, s: NewShop) -> Result<ShopCreated> {
         if self.view().shop_id.is_some() {
-            return Err(Error::NoShop("this node already belongs to a shop".into()));
+            return Err(Error::HasShop("this node already belongs to a shop".into()));
         }
         let shop_name = shop::non_empty("shop_name", &s.shop_name, 100)?;
         let owner_name = shop::non_empty("owner_name", &s.owner_name, 100)?;

@@ -44,7 +44,7 @@ pub fn remember_peer(data_dir: &std::path::Path, addr: &Multiaddr) -> Result<()>
     lines.push_str(&line);
     lines.push('\n');
     std::fs::write(&path, lines)
-        .map_err(|e| Error::Store(format!("cannot write {}: {e}", path.display())))
+        .map_err(|e| Error::store(format!("cannot write {}", path.display()), e))
 }
 
 /// Joins the shop of `ticket` over the network: finds the device that made it (at the
@@ -60,7 +60,7 @@ pub(crate) async fn join<H: Host>(
     // device is not a member: it may join — the same shop only, as `sync::join` pins the
     // invite's genesis.
     if h.status()?.device.is_some() {
-        return Err(Error::NoShop(
+        return Err(Error::HasShop(
             "this device already belongs to a shop".into(),
         ));
     }

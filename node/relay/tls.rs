@@ -142,7 +142,7 @@ pub fn load_or_generate(
 /// Makes a self-signed certificate for `localhost`, the loopback addresses and this machine's
 /// host name (browsers will still warn: the owner checks the fingerprint once).
 fn generate(dir: &Path, cert: &Path, key: &Path) -> Result<()> {
-    let store = |e: std::io::Error| Error::Store(format!("cannot write {}: {e}", dir.display()));
+    let store = |e: std::io::Error| Error::store(format!("cannot write {}", dir.display()), e);
     std::fs::create_dir_all(dir).map_err(store)?;
     let mut names = vec![
         "localhost".to_string(),

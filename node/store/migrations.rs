@@ -156,7 +156,7 @@ pub fn run(db: &Database) -> Result<()> {
         v
     };
     if current > MIGRATIONS.len() as u64 {
-        return Err(Error::Store(format!(
+        return Err(Error::damaged(format!(
             "this data dir was written by a newer tillmesh (store version {current}); update tillmesh"
         )));
     }
