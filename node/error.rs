@@ -56,7 +56,7 @@ pub enum Error {
     /// An Automerge document refused an operation or did not load (a bug, or a damaged
     /// document).
     #[error("automerge: {0}")]
-    Automerge(#[from] automerge::AutomergeError),
+    Automerge(Box<automerge::AutomergeError>),
 }
 
 impl Error {
@@ -159,6 +159,13 @@ store_error_from!(
     redb::StorageError,
     redb::CommitError
 );
+
+impl From<automerge::AutomergeError> for Error {
+    fn from(e: automerge::AutomergeError) -> Self {
+        // Boxed: the error is large, and every `Result` of the crate carries its size.
+        Error::Automerge(Box::new(e))
+    }
+}
 
 /// Result of a domain command.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
