@@ -27,6 +27,7 @@ use uuid::Uuid;
 use crate::docs::Envelope;
 use crate::docs::gossip_keys::GossipKey;
 use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
+use crate::domain::access::{self, Access};
 use crate::domain::{queries, shop};
 use crate::error::{Error, Result};
 use crate::identity;
@@ -36,6 +37,7 @@ use crate::store::Store;
 use crate::sync::ReplicaRead;
 
 pub use bookkeeping::CHECKPOINT_TICK;
+pub use reports::Exports;
 pub(crate) use bookkeeping::spawn_checkpoints;
 
 /// The current rotation records' ids and the legacy secret, and what they derived to.

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{Auth, require_manager};
+use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::range::time_range;
@@ -59,7 +59,6 @@ pub(crate) async fn audit(
     auth: Auth,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    require_manager(&auth.principal)?;
     let from = q.from.clone().unwrap_or_else(|| "0".into());
     let (from, to) = time_range(&state.handle, Some(&from), q.to.as_deref())?;
     let limit = q.limit.unwrap_or(100);
@@ -129,7 +128,6 @@ pub(crate) async fn audit_export(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
     let (tx, rx) = tokio::sync::mpsc::channel(16);
     let handle = state.handle.clone();
     let principal = auth.principal.clone();

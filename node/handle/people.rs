@@ -184,7 +184,7 @@ impl NodeHandle {
 
     /// People of the shop (manager and owner).
     pub fn people(&self, by: &Principal) -> Result<Vec<Person>> {
-        commands::require(by, Role::Manager, "listing people")?;
+        access::require(by, Access::People)?;
         Ok(self
             .view()
             .people
