@@ -26,8 +26,8 @@ use uuid::Uuid;
 
 use crate::docs::Envelope;
 use crate::docs::gossip_keys::GossipKey;
-use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
 use crate::domain::access::{self, Access};
+use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
 use crate::domain::{queries, shop};
 use crate::error::{Error, Result};
 use crate::identity;
@@ -37,8 +37,8 @@ use crate::store::Store;
 use crate::sync::ReplicaRead;
 
 pub use bookkeeping::CHECKPOINT_TICK;
-pub use reports::Exports;
 pub(crate) use bookkeeping::spawn_checkpoints;
+pub use reports::Exports;
 
 /// The current rotation records' ids and the legacy secret, and what they derived to.
 type GossipMemo = (

@@ -414,7 +414,11 @@ pub(crate) async fn profit_days(
     ApiQuery(days): ApiQuery<DayRangeQuery>,
 ) -> Result<Json<Vec<DayProfit>>, ApiError> {
     let (from, to) = days.days(&state.handle)?;
-    Ok(Json(state.handle.profit_days(&auth.principal, &from, &to)?))
+    Ok(Json(state.handle.profit_days(
+        &auth.principal,
+        &from,
+        &to,
+    )?))
 }
 
 /// Profit per product over a range of days, most profitable first (managers and owners).
@@ -431,7 +435,11 @@ pub(crate) async fn profit_products(
     ApiQuery(days): ApiQuery<DayRangeQuery>,
 ) -> Result<Json<Vec<ProductProfit>>, ApiError> {
     let (from, to) = days.days(&state.handle)?;
-    Ok(Json(state.handle.profit_by_product(&auth.principal, &from, &to)?))
+    Ok(Json(state.handle.profit_by_product(
+        &auth.principal,
+        &from,
+        &to,
+    )?))
 }
 
 /// The profit of one sale (managers and owners).

@@ -133,7 +133,11 @@ pub(crate) async fn sales_report(
         Some(g) => Period::parse(g)?,
         None => Period::Day,
     };
-    Ok(Json(state.handle.sales_report(&auth.principal, range, group)?))
+    Ok(Json(state.handle.sales_report(
+        &auth.principal,
+        range,
+        group,
+    )?))
 }
 
 /// Top sellers of the last `days` days by quantity and by revenue, returns taken off (managers
@@ -167,7 +171,11 @@ pub(crate) async fn top_sellers(
         10,
         reports::MAX_TOP_LIMIT as i64,
     )?;
-    Ok(Json(state.handle.top_sellers(&auth.principal, range, limit as usize)?))
+    Ok(Json(state.handle.top_sellers(
+        &auth.principal,
+        range,
+        limit as usize,
+    )?))
 }
 
 /// Sales per person and per till (managers and owners).

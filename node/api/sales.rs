@@ -231,5 +231,9 @@ pub(crate) async fn daily_report(
     ApiQuery(days): ApiQuery<DayRangeQuery>,
 ) -> Result<Json<Vec<DailySales>>, ApiError> {
     let (from, to) = days.days(&state.handle)?;
-    Ok(Json(state.handle.daily_sales(&auth.principal, &from, &to)?))
+    Ok(Json(state.handle.daily_sales(
+        &auth.principal,
+        &from,
+        &to,
+    )?))
 }

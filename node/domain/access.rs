@@ -229,6 +229,7 @@ mod tests {
     fn as_role(role: Role) -> Principal {
         Principal {
             person_id: uuid::Uuid::nil(),
+            name: "P".into(),
             username: "p".into(),
             role,
             key: None,
@@ -239,7 +240,12 @@ mod tests {
     fn staff_is_refused_what_needs_a_manager_with_the_api_sentence() {
         let staff = as_role(Role::Staff);
         let manager = as_role(Role::Manager);
-        for what in [Access::Reports, Access::Export, Access::Audit, Access::Backup] {
+        for what in [
+            Access::Reports,
+            Access::Export,
+            Access::Audit,
+            Access::Backup,
+        ] {
             match require(&staff, what) {
                 Err(Error::Forbidden(m)) => assert_eq!(m, "only managers and owners may do this"),
                 other => panic!("{what:?}: {other:?}"),
@@ -248,7 +254,10 @@ mod tests {
         }
         match require(&manager, Access::Settings) {
             Err(Error::Forbidden(m)) => {
-                assert_eq!(m, "changing settings needs a owner (you are logged in as manager)")
+                assert_eq!(
+                    m,
+                    "changing settings needs a owner (you are logged in as manager)"
+                )
             }
             other => panic!("{other:?}"),
         }
@@ -262,6 +271,10 @@ mod tests {
         assert!(!document_served(&manager, "members", "members"));
         assert!(document_served(&owner, "members", "members"));
         assert!(document_served(&manager, "catalog", "catalog"));
-        assert!(!document_served(&as_role(Role::Staff), "catalog", "catalog"));
+        assert!(!document_served(
+            &as_role(Role::Staff),
+            "catalog",
+            "catalog"
+        ));
     }
 }

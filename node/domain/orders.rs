@@ -19,9 +19,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::access::{self, Access};
-use super::commands::{
-    check_money, check_qty, hlc_now, line_product, person_key, stock_entry,
-};
+use super::commands::{check_money, check_qty, hlc_now, line_product, person_key, stock_entry};
 use crate::docs::shop::non_empty;
 use crate::docs::{DocId, am};
 use crate::error::{Error, Result};

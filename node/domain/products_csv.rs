@@ -33,8 +33,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::catalog;
 use super::access::{self, Access};
+use super::catalog;
 use super::commands::{MAX_QTY, check_code, check_money, check_tax_rate};
 use crate::docs::DocId;
 use crate::docs::shop::non_empty;

@@ -7,9 +7,9 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::NodeHandle;
+use crate::domain::access::{self, Access};
 use crate::domain::alerts::{self, Alert};
 use crate::domain::audit::{self, AuditFilter, AuditPage, ExportLine};
-use crate::domain::access::{self, Access};
 use crate::domain::products_csv::{self, ImportReport};
 use crate::error::Result;
 use crate::model::Principal;
