@@ -6,7 +6,8 @@
 //! session to a [`Principal`] and decides nothing itself).
 //!
 //! A few rules depend on more than the role (whom a manager may add or invite, whose sale
-//! staff may void, which documents are served); they live here too, as functions.
+//! staff may void and for how long, which documents are served); they live here too, as
+//! functions.
 //!
 //! Not here: the rules that judge *signed changes* (whether a change's signer could make it),
 //! which every peer applies to what it receives — those are `docs::trust` and the projection.
@@ -190,10 +191,38 @@ pub fn require_invite(by: &Principal, role: DeviceRole) -> Result<()> {
     Ok(())
 }
 
+/// How long staff may void their own sale.
+pub const STAFF_VOID_WINDOW_MS: i64 = 30 * 60 * 1000;
+
 /// Whether `by` may void any sale at any time (managers, owners) rather than only their own
-/// recent ones on the till that made them (staff; the domain checks those limits).
+/// recent ones on the till that made them (staff: [`require_void`]).
 pub fn voids_any_sale(by: &Principal) -> bool {
     by.role >= Role::Manager
+}
+
+/// Voiding a sale made by `sale_person` (`made_here`: on this device) `age_ms` ago: managers and
+/// owners void any; staff only their own sale, on the till that made it, within
+/// [`STAFF_VOID_WINDOW_MS`].
+pub fn require_void(
+    by: &Principal,
+    sale_person: Option<uuid::Uuid>,
+    made_here: bool,
+    age_ms: i64,
+) -> Result<()> {
+    if voids_any_sale(by) {
+        return Ok(());
+    }
+    if sale_person != Some(by.person_id) || !made_here {
+        return Err(Error::Forbidden(
+            "staff may void only their own sales on this till".into(),
+        ));
+    }
+    if age_ms > STAFF_VOID_WINDOW_MS {
+        return Err(Error::Forbidden(
+            "staff may void a sale only within 30 minutes; ask a manager".into(),
+        ));
+    }
+    Ok(())
 }
 
 /// The document that is never served: it holds the sealed keys.
@@ -261,6 +290,29 @@ mod tests {
             }
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn staff_void_only_their_own_recent_sales_made_on_this_till() {
+        let staff = as_role(Role::Staff);
+        let me = Some(staff.person_id);
+        let other = Some(uuid::Uuid::from_u128(7));
+        assert!(require_void(&staff, me, true, STAFF_VOID_WINDOW_MS).is_ok());
+        for (person, here, age) in [
+            (other, true, 0),
+            (None, true, 0),
+            (me, false, 0),
+            (me, true, STAFF_VOID_WINDOW_MS + 1),
+        ] {
+            assert!(
+                matches!(
+                    require_void(&staff, person, here, age),
+                    Err(Error::Forbidden(_))
+                ),
+                "{person:?} {here} {age}"
+            );
+        }
+        assert!(require_void(&as_role(Role::Manager), other, false, i64::MAX).is_ok());
     }
 
     #[test]

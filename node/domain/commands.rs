@@ -26,8 +26,8 @@ use crate::store::tables::*;
 
 /// Largest quantity in one line or movement.
 pub const MAX_QTY: i64 = 1_000_000_000;
-/// How long staff may void their own sale.
-pub const STAFF_VOID_WINDOW_MS: i64 = 30 * 60 * 1000;
+/// How long staff may void their own sale (the rule is [`access::require_void`]).
+pub use super::access::STAFF_VOID_WINDOW_MS;
 
 /// The person key of an owner or manager session.
 pub fn person_key(by: &Principal) -> Result<&SigningKey> {
@@ -829,19 +829,16 @@ pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Re
         )));
     }
     let now = hlc_now(ctx)?;
+    access::require_void(
+        by,
+        sale.person,
+        sale.device == ctx.device_id(),
+        now - sale.time,
+    )?;
+    // Managers and owners sign with their own key; staff's void is signed by the till.
     let key = if access::voids_any_sale(by) {
         person_key(by)?.clone()
     } else {
-        if sale.person != Some(by.person_id) || sale.device != ctx.device_id() {
-            return Err(Error::Forbidden(
-                "staff may void only their own sales on this till".into(),
-            ));
-        }
-        if now - sale.time > STAFF_VOID_WINDOW_MS {
-            return Err(Error::Forbidden(
-                "staff may void a sale only within 30 minutes; ask a manager".into(),
-            ));
-        }
         ctx.device_key().clone()
     };
     let body = EntryBody::Void {

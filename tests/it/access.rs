@@ -238,6 +238,33 @@ async fn staff_is_refused_every_guarded_command_on_the_handle_and_a_manager_is_n
         receipt_text: Some("Thanks".into()),
         ..Default::default()
     };
+    // Staff void their own sale made here within 30 minutes, nothing else.
+    let old = h
+        .record_sale_at(
+            &p.staff,
+            sale_of(p.product, 1),
+            chrono::Utc::now().timestamp_millis() - 31 * 60 * 1000,
+        )
+        .await
+        .unwrap();
+    let owners = h
+        .record_sale(&p.owner, sale_of(p.product, 1))
+        .await
+        .unwrap();
+    forbidden(
+        "void of a sale older than 30 minutes",
+        h.void_sale(&p.staff, old.id, VoidSale::default()).await,
+    );
+    forbidden(
+        "void of another person's sale",
+        h.void_sale(&p.staff, owners.id, VoidSale::default()).await,
+    );
+    h.void_sale(&p.staff, p.sale, VoidSale::default())
+        .await
+        .unwrap();
+    h.void_sale(&p.manager, old.id, VoidSale::default())
+        .await
+        .unwrap();
     forbidden(
         "update_settings as a manager",
         h.update_settings(&p.manager, patch.clone()).await,
