@@ -57,7 +57,7 @@ async fn relay_latency(sales: usize) -> Vec<f64> {
     })
     .await;
     let relay_addr = relay.addrs()[0].to_string();
-    th.add_peer(&relay_addr).await.unwrap();
+    th.add_peer(&owner, &relay_addr).await.unwrap();
     let laptop_dir = tmp.path().join("laptop");
     join(&th, &owner, &laptop_dir, "Laptop").await;
     std::fs::remove_file(laptop_dir.join(tillmesh::mesh::PEERS_FILE)).unwrap();
@@ -142,8 +142,10 @@ async fn backup_restore(sales: usize, runs: usize) {
         let t = Instant::now();
         let th2 = th.clone();
         let f2 = file.clone();
+        let owner2 = owner.clone();
         tokio::task::spawn_blocking(move || {
             th2.write_backup(
+                &owner2,
                 std::io::BufWriter::new(std::fs::File::create(&f2).unwrap()),
                 |_| {},
             )

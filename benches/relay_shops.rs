@@ -185,7 +185,7 @@ async fn run(n_shops: usize, sales: usize, seconds: u64) {
             String::from_utf8_lossy(&out.stderr)
         );
         enroll_s.push(t.elapsed().as_secs_f64());
-        s.h.add_peer(&relay_addr).await.unwrap();
+        s.h.add_peer(&s.owner, &relay_addr).await.unwrap();
     }
     let deadline = Instant::now() + Duration::from_secs(600);
     for (i, s) in shops.iter().enumerate() {

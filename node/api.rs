@@ -11,9 +11,10 @@
 //!
 //! Every handler is a thin translation: it checks the session, decodes the request, calls one
 //! [`NodeHandle`] method with the logged-in [`Principal`](crate::model::Principal) and
-//! encodes the answer. Role checks live in the node's methods; the API only adds the checks for
-//! what the node does not guard itself (documents, exports and reports are for managers and
-//! owners). Errors always have the shape `{"error":{"code","message","field"}}` ([`ApiError`]).
+//! encodes the answer. The API decides no role: every rule is a row of
+//! [`crate::domain::access`], checked by the handle's method (reports, exports and documents
+//! included), so a `403` here is the handle's [`Error::Forbidden`](crate::Error::Forbidden).
+//! Errors always have the shape `{"error":{"code","message","field"}}` ([`ApiError`]).
 //!
 //! Sessions, CSRF protection and login rate limits are in `auth`; they live in memory, so a
 //! restart logs everybody out (a till logs in again with a PIN; integrators log in again for a

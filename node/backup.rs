@@ -868,7 +868,7 @@ async fn import(
         )));
     }
     let restored: std::collections::HashMap<String, Vec<String>> = h
-        .documents()?
+        .stored_documents()?
         .into_iter()
         .map(|x| {
             let mut heads = x.heads;
@@ -899,14 +899,17 @@ async fn import(
 
 /// Backups of a running node.
 impl crate::NodeHandle {
-    /// Writes a backup of this node (see [`crate::backup`]) to `out`, from one read
-    /// transaction, encrypted to the shop's owners and recovery key; `on_header` runs before
-    /// the first byte of the backup inside is encrypted. Returns that backup's header.
+    /// Writes a backup of this node (see [`crate::backup`]) for `by` (managers and owners) to
+    /// `out`, from one read transaction, encrypted to the shop's owners and recovery key;
+    /// `on_header` runs before the first byte of the backup inside is encrypted. Returns that
+    /// backup's header.
     pub fn write_backup(
         &self,
+        by: &crate::model::Principal,
         out: impl std::io::Write,
         on_header: impl FnOnce(&BackupHeader),
     ) -> Result<BackupHeader> {
+        crate::domain::access::require(by, crate::domain::access::Access::Backup)?;
         let now = chrono::Utc::now().timestamp_millis();
         Ok(self
             .write_sealed(crate::sealed::Kind::Backup, now, out, on_header)?
@@ -915,6 +918,9 @@ impl crate::NodeHandle {
 
     /// Writes a backup of this node as an encrypted file of `kind` (a backup or a relay's
     /// snapshot) made at `created_at`, to the shop's current owners and recovery key.
+    /// The device's own path (a relay's snapshots, which no person asks for): only the
+    /// owners' keys and the recovery key open what it writes; a person asks through
+    /// [`Self::write_backup`].
     pub fn write_sealed(
         &self,
         kind: crate::sealed::Kind,

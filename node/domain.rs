@@ -7,6 +7,7 @@ pub use crate::docs::shop;
 /// `tillmesh::domain::model::*` keeps working for embedders.
 pub use crate::model;
 pub use crate::model::{books, ledger};
+pub mod access;
 pub mod catalog;
 pub mod commands;
 pub mod fifo;

@@ -26,6 +26,7 @@ use uuid::Uuid;
 
 use crate::docs::Envelope;
 use crate::docs::gossip_keys::GossipKey;
+use crate::domain::access::{self, Access};
 use crate::domain::commands::{self, PreparedPerson, ShopGenesis};
 use crate::domain::{queries, shop};
 use crate::error::{Error, Result};
@@ -37,6 +38,7 @@ use crate::sync::ReplicaRead;
 
 pub use bookkeeping::CHECKPOINT_TICK;
 pub(crate) use bookkeeping::spawn_checkpoints;
+pub use reports::Exports;
 
 /// The current rotation records' ids and the legacy secret, and what they derived to.
 type GossipMemo = (
@@ -79,7 +81,10 @@ struct Inner {
 ///
 /// Commands (`async`) return once their change is durable and fail with an [`Error`] that
 /// changed nothing; most take the [`Principal`] of a logged-in person, whose role decides
-/// what is allowed. Queries read the latest commit without waiting for the writer.
+/// what is allowed. Queries read the latest commit without waiting for the writer; those that
+/// need a role (reports, profit, the shift and refund lists, documents, the audit trail,
+/// backups, [`exports`](Self::exports)) take the person too. Every role rule is one row of
+/// [`crate::domain::access`], checked here, so the API and an embedder meet the same rules.
 ///
 /// | for | methods |
 /// |---|---|
@@ -88,10 +93,10 @@ struct Inner {
 /// | the catalog | [`products`](Self::products), [`product`](Self::product), [`create_product`](Self::create_product), [`update_product`](Self::update_product) |
 /// | stock | [`stock`](Self::stock), [`movements`](Self::movements), [`movements_between`](Self::movements_between), [`stock_in`](Self::stock_in), [`stock_remove`](Self::stock_remove), [`stock_adjust`](Self::stock_adjust) |
 /// | sales | [`record_sale`](Self::record_sale), [`sale`](Self::sale), [`sales`](Self::sales), [`sales_page`](Self::sales_page), [`void_sale`](Self::void_sale), [`return_sale`](Self::return_sale) |
-/// | reports | [`daily_sales`](Self::daily_sales) |
+/// | reports (managers, owners) | [`daily_sales`](Self::daily_sales), [`sales_report`](Self::sales_report), [`top_sellers`](Self::top_sellers), [`staff_report`](Self::staff_report), [`tax_report`](Self::tax_report), [`payments_report`](Self::payments_report), [`inventory_value`](Self::inventory_value), [`movement_trend`](Self::movement_trend), [`exports`](Self::exports) |
 /// | what happens | [`events`](Self::events) (a [`Stream`](futures::Stream)), [`subscribe`](Self::subscribe) |
 /// | the mesh | [`peers`](Self::peers), [`add_peer`](Self::add_peer), [`mesh_info`](Self::mesh_info), [`create_invite`](Self::create_invite), [`block_peer`](Self::block_peer), [`unblock_peer`](Self::unblock_peer) |
-/// | documents | [`documents`](Self::documents), [`document_bytes`](Self::document_bytes) (saved Automerge) |
+/// | documents | [`documents`](Self::documents), [`document_bytes`](Self::document_bytes) (saved Automerge), [`stored_documents`](Self::stored_documents) (the device's own listing) |
 /// | operations | [`metrics`](Self::metrics), [`metrics_text`](Self::metrics_text), [`writer_stats`](Self::writer_stats) |
 ///
 /// The rest (digests, hashes, envelopes, [`import_envelopes`](Self::import_envelopes) …)

@@ -10,7 +10,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{Auth, require_manager};
+use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use super::range::time_range;
@@ -59,7 +59,6 @@ pub(crate) async fn audit(
     auth: Auth,
     ApiQuery(q): ApiQuery<AuditQuery>,
 ) -> Result<Json<AuditPage>, ApiError> {
-    require_manager(&auth.principal)?;
     let from = q.from.clone().unwrap_or_else(|| "0".into());
     let (from, to) = time_range(&state.handle, Some(&from), q.to.as_deref())?;
     let limit = q.limit.unwrap_or(100);
@@ -97,12 +96,16 @@ pub(crate) async fn audit(
     Ok(Json(page))
 }
 
-/// Sends what is written to it as body chunks.
-struct ChannelWriter(tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>);
+/// Sends what is written to it as body chunks; `sent` once the first one is on its way.
+struct ChannelWriter {
+    tx: tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+    sent: bool,
+}
 
 impl std::io::Write for ChannelWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0
+        self.sent = true;
+        self.tx
             .blocking_send(Ok(Bytes::copy_from_slice(buf)))
             .map_err(|_| std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client gone"))?;
         Ok(buf.len())
@@ -129,18 +132,45 @@ pub(crate) async fn audit_export(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    let (tx, mut rx) = tokio::sync::mpsc::channel(16);
+    let (early_tx, early_rx) = tokio::sync::oneshot::channel::<Error>();
     let handle = state.handle.clone();
     let principal = auth.principal.clone();
     tokio::task::spawn_blocking(move || {
-        let mut out = std::io::BufWriter::with_capacity(64 * 1024, ChannelWriter(tx.clone()));
+        let writer = ChannelWriter {
+            tx: tx.clone(),
+            sent: false,
+        };
+        let mut out = std::io::BufWriter::with_capacity(64 * 1024, writer);
         if let Err(e) = handle.audit_export(&principal, &mut out) {
-            tracing::error!("audit export failed: {e}");
-            let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            if out.get_ref().sent {
+                // Failed while streaming: the body ends with an error, the client sees it cut.
+                tracing::error!("audit export failed: {e}");
+                let _ = tx.blocking_send(Err(std::io::Error::other(e.to_string())));
+            } else {
+                // Failed before the first byte left (a refusal included): the handler answers
+                // the error, and what was buffered is dropped unsent.
+                let _ = out.into_parts();
+                let _ = early_tx.send(e);
+            }
         }
     });
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(rx));
+    // The first chunk, or the error that came before it: a refused export is a 403, not a
+    // 200 cut short.
+    let first = match rx.recv().await {
+        Some(chunk) => chunk,
+        None => {
+            let e = early_rx
+                .await
+                .unwrap_or_else(|_| Error::Internal("the audit export stopped".into()));
+            return Err(e.into());
+        }
+    };
+    let rest = tokio_stream::wrappers::ReceiverStream::new(rx);
+    let body = Body::from_stream(futures::StreamExt::chain(
+        futures::stream::iter([first]),
+        rest,
+    ));
     let name = format!(
         "audit-{}.jsonl",
         chrono::Utc::now().format("%Y-%m-%dT%H%M%SZ")

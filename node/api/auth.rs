@@ -860,18 +860,6 @@ pub(crate) async fn me(State(state): State<AppState>, auth: Auth) -> Json<MeResp
     })
 }
 
-/// Fails unless the principal is a manager or an owner (for what the node does not guard:
-/// documents, exports, reports).
-pub(crate) fn require_manager(p: &Principal) -> Result<(), ApiError> {
-    if p.role >= Role::Manager {
-        Ok(())
-    } else {
-        Err(ApiError::Node(Error::Forbidden(
-            "only managers and owners may do this".into(),
-        )))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

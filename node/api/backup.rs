@@ -14,7 +14,7 @@ use axum::response::{IntoResponse, Response};
 use tokio::sync::{mpsc, oneshot};
 
 use super::AppState;
-use super::auth::{Auth, require_manager};
+use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use crate::error::Error;
 
@@ -70,17 +70,17 @@ pub(crate) async fn backup(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Response, ApiError> {
-    require_manager(&auth.principal)?;
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(8);
     let (header_tx, header_rx) = oneshot::channel();
     let handle = state.handle.clone();
+    let principal = auth.principal.clone();
     tokio::task::spawn_blocking(move || {
         let mut out = ChannelWriter {
             tx: tx.clone(),
             buf: Vec::with_capacity(CHUNK),
         };
         let mut header_tx = Some(header_tx);
-        let result = handle.write_backup(&mut out, |h| {
+        let result = handle.write_backup(&principal, &mut out, |h| {
             if let Some(t) = header_tx.take() {
                 let _ = t.send(Ok(h.clone()));
             }

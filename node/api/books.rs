@@ -9,7 +9,7 @@ use utoipa::IntoParams;
 use uuid::Uuid;
 
 use super::AppState;
-use super::auth::{Auth, require_manager};
+use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::range::time_range;
@@ -192,9 +192,8 @@ pub(crate) async fn list_shifts(
     auth: Auth,
     ApiQuery(range): ApiQuery<TimeRangeQuery>,
 ) -> Result<Json<Vec<Shift>>, ApiError> {
-    require_manager(&auth.principal)?;
     let (from, to) = time_range(&state.handle, range.from.as_deref(), range.to.as_deref())?;
-    Ok(Json(state.handle.shifts(from, to)?))
+    Ok(Json(state.handle.shifts(&auth.principal, from, to)?))
 }
 
 /// Open a shift on this till with a float (staff and up).
@@ -305,9 +304,8 @@ pub(crate) async fn list_refunds(
     auth: Auth,
     ApiQuery(range): ApiQuery<TimeRangeQuery>,
 ) -> Result<Json<Vec<Refund>>, ApiError> {
-    require_manager(&auth.principal)?;
     let (from, to) = time_range(&state.handle, range.from.as_deref(), range.to.as_deref())?;
-    Ok(Json(state.handle.refunds(from, to)?))
+    Ok(Json(state.handle.refunds(&auth.principal, from, to)?))
 }
 
 // --- tickets -------------------------------------------------------------------------------
@@ -415,9 +413,12 @@ pub(crate) async fn profit_days(
     auth: Auth,
     ApiQuery(days): ApiQuery<DayRangeQuery>,
 ) -> Result<Json<Vec<DayProfit>>, ApiError> {
-    require_manager(&auth.principal)?;
     let (from, to) = days.days(&state.handle)?;
-    Ok(Json(state.handle.profit_days(&from, &to)?))
+    Ok(Json(state.handle.profit_days(
+        &auth.principal,
+        &from,
+        &to,
+    )?))
 }
 
 /// Profit per product over a range of days, most profitable first (managers and owners).
@@ -433,9 +434,12 @@ pub(crate) async fn profit_products(
     auth: Auth,
     ApiQuery(days): ApiQuery<DayRangeQuery>,
 ) -> Result<Json<Vec<ProductProfit>>, ApiError> {
-    require_manager(&auth.principal)?;
     let (from, to) = days.days(&state.handle)?;
-    Ok(Json(state.handle.profit_by_product(&from, &to)?))
+    Ok(Json(state.handle.profit_by_product(
+        &auth.principal,
+        &from,
+        &to,
+    )?))
 }
 
 /// The profit of one sale (managers and owners).
@@ -451,8 +455,7 @@ pub(crate) async fn sale_profit(
     auth: Auth,
     ApiPath(id): ApiPath<Uuid>,
 ) -> Result<Json<SaleProfit>, ApiError> {
-    require_manager(&auth.principal)?;
-    Ok(Json(state.handle.sale_profit(id)?))
+    Ok(Json(state.handle.sale_profit(&auth.principal, id)?))
 }
 
 /// Products at or below their reorder level, with what is on open purchase orders.
@@ -474,8 +477,7 @@ pub(crate) async fn list_periods(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<Vec<PeriodClose>>, ApiError> {
-    require_manager(&auth.principal)?;
-    Ok(Json(state.handle.periods()?))
+    Ok(Json(state.handle.periods(&auth.principal)?))
 }
 
 /// Close the books through a day (owners): the period's figures freeze.

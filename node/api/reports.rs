@@ -11,7 +11,7 @@ use serde::Deserialize;
 use utoipa::IntoParams;
 
 use super::AppState;
-use super::auth::{Auth, require_manager};
+use super::auth::Auth;
 use super::error::{ApiError, ErrorBody};
 use super::extract::ApiQuery;
 use crate::domain::reports::{
@@ -128,13 +128,16 @@ pub(crate) async fn sales_report(
     auth: Auth,
     ApiQuery(q): ApiQuery<SalesReportQuery>,
 ) -> Result<Json<SalesReport>, ApiError> {
-    require_manager(&auth.principal)?;
     let range = range(&state.handle, q.from.as_deref(), q.to.as_deref())?;
     let group = match q.group.as_deref() {
         Some(g) => Period::parse(g)?,
         None => Period::Day,
     };
-    Ok(Json(state.handle.sales_report(range, group)?))
+    Ok(Json(state.handle.sales_report(
+        &auth.principal,
+        range,
+        group,
+    )?))
 }
 
 /// Top sellers of the last `days` days by quantity and by revenue, returns taken off (managers
@@ -156,7 +159,6 @@ pub(crate) async fn top_sellers(
     auth: Auth,
     ApiQuery(q): ApiQuery<TopSellersQuery>,
 ) -> Result<Json<TopSellers>, ApiError> {
-    require_manager(&auth.principal)?;
     let range = window(
         &state.handle,
         q.days.as_deref(),
@@ -169,7 +171,11 @@ pub(crate) async fn top_sellers(
         10,
         reports::MAX_TOP_LIMIT as i64,
     )?;
-    Ok(Json(state.handle.top_sellers(range, limit as usize)?))
+    Ok(Json(state.handle.top_sellers(
+        &auth.principal,
+        range,
+        limit as usize,
+    )?))
 }
 
 /// Sales per person and per till (managers and owners).
@@ -190,9 +196,8 @@ pub(crate) async fn staff_report(
     auth: Auth,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<StaffReport>, ApiError> {
-    require_manager(&auth.principal)?;
     let range = range(&state.handle, q.from.as_deref(), q.to.as_deref())?;
-    Ok(Json(state.handle.staff_report(range)?))
+    Ok(Json(state.handle.staff_report(&auth.principal, range)?))
 }
 
 /// Net, tax and gross per tax rate, returns taken off (managers and owners).
@@ -213,9 +218,8 @@ pub(crate) async fn tax_report(
     auth: Auth,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<TaxReport>, ApiError> {
-    require_manager(&auth.principal)?;
     let range = range(&state.handle, q.from.as_deref(), q.to.as_deref())?;
-    Ok(Json(state.handle.tax_report(range)?))
+    Ok(Json(state.handle.tax_report(&auth.principal, range)?))
 }
 
 /// Money per payment method: received net of change, refunded, net (managers and owners).
@@ -236,9 +240,8 @@ pub(crate) async fn payments_report(
     auth: Auth,
     ApiQuery(q): ApiQuery<RangeQuery>,
 ) -> Result<Json<PaymentsReport>, ApiError> {
-    require_manager(&auth.principal)?;
     let range = range(&state.handle, q.from.as_deref(), q.to.as_deref())?;
-    Ok(Json(state.handle.payments_report(range)?))
+    Ok(Json(state.handle.payments_report(&auth.principal, range)?))
 }
 
 /// What the stock on hand is worth at cost and at shelf price, per category (managers and
@@ -257,8 +260,7 @@ pub(crate) async fn inventory_report(
     State(state): State<AppState>,
     auth: Auth,
 ) -> Result<Json<InventoryValue>, ApiError> {
-    require_manager(&auth.principal)?;
-    Ok(Json(state.handle.inventory_value()?))
+    Ok(Json(state.handle.inventory_value(&auth.principal)?))
 }
 
 /// Stock movements of the last `days` days (default 7): units in and out per day and kind
@@ -280,7 +282,6 @@ pub(crate) async fn movement_trend(
     auth: Auth,
     ApiQuery(q): ApiQuery<MovementsQuery>,
 ) -> Result<Json<MovementTrend>, ApiError> {
-    require_manager(&auth.principal)?;
     let range = window(&state.handle, q.days.as_deref(), q.to.as_deref(), 7)?;
-    Ok(Json(state.handle.movement_trend(range)?))
+    Ok(Json(state.handle.movement_trend(&auth.principal, range)?))
 }

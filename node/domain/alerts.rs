@@ -877,7 +877,7 @@ pub fn dismiss(
     id: &str,
     current: &[Alert],
 ) -> Result<Alert> {
-    super::commands::require(by, crate::model::Role::Manager, "dismissing an alert")?;
+    super::access::require(by, super::access::Access::DismissAlert)?;
     let key = super::commands::person_key(by)?.clone();
     let Some(mut alert) = current.iter().find(|a| a.id == id).cloned() else {
         return Err(Error::NotFound(format!("no alert {id:?}")));

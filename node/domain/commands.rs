@@ -11,6 +11,7 @@ use ed25519_dalek::SigningKey;
 use redb::{ReadableMultimapTable, ReadableTable};
 use uuid::Uuid;
 
+use super::access::{self, Access};
 use super::catalog;
 use super::money::{self, MAX_AMOUNT};
 use crate::docs::shop::{self, non_empty};
@@ -25,20 +26,8 @@ use crate::store::tables::*;
 
 /// Largest quantity in one line or movement.
 pub const MAX_QTY: i64 = 1_000_000_000;
-/// How long staff may void their own sale.
-pub const STAFF_VOID_WINDOW_MS: i64 = 30 * 60 * 1000;
-
-/// Refuses unless `by` has at least `role`.
-pub fn require(by: &Principal, role: Role, what: &str) -> Result<()> {
-    if by.role < role {
-        return Err(Error::Forbidden(format!(
-            "{what} needs a {} (you are logged in as {})",
-            role.as_str(),
-            by.role.as_str()
-        )));
-    }
-    Ok(())
-}
+/// How long staff may void their own sale (the rule is [`access::require_void`]).
+pub use super::access::STAFF_VOID_WINDOW_MS;
 
 /// The person key of an owner or manager session.
 pub fn person_key(by: &Principal) -> Result<&SigningKey> {
@@ -340,7 +329,7 @@ fn check_variants(
 
 /// Creates a product (manager).
 pub fn create_product(ctx: &mut Ctx<'_>, by: &Principal, p: NewProduct) -> Result<Product> {
-    require(by, Role::Manager, "creating a product")?;
+    access::require(by, Access::CreateProduct)?;
     let key = person_key(by)?.clone();
     let id = Uuid::new_v4();
     let sku = check_code("sku", &p.sku)?;
@@ -395,7 +384,7 @@ pub fn update_product(
     id: Uuid,
     p: ProductPatch,
 ) -> Result<Product> {
-    require(by, Role::Manager, "editing a product")?;
+    access::require(by, Access::EditProduct)?;
     let key = person_key(by)?.clone();
     let old = {
         let doc = ctx
@@ -593,7 +582,7 @@ pub fn stock_in(
 
 /// Removes stock with a reason (manager; signed by their person key).
 pub fn stock_remove(ctx: &mut Ctx<'_>, by: &Principal, c: StockRemove) -> Result<Movement> {
-    require(by, Role::Manager, "removing stock")?;
+    access::require(by, Access::RemoveStock)?;
     let key = person_key(by)?.clone();
     let product = load_product(ctx, c.product_id)?;
     check_item(&product, c.variant_id, "variant_id")?;
@@ -614,7 +603,7 @@ pub fn stock_remove(ctx: &mut Ctx<'_>, by: &Principal, c: StockRemove) -> Result
 
 /// Records a stock count (manager).
 pub fn stock_adjust(ctx: &mut Ctx<'_>, by: &Principal, c: StockAdjust) -> Result<Movement> {
-    require(by, Role::Manager, "adjusting stock")?;
+    access::require(by, Access::AdjustStock)?;
     let key = person_key(by)?.clone();
     let product = load_product(ctx, c.product_id)?;
     check_item(&product, c.variant_id, "variant_id")?;
@@ -840,19 +829,16 @@ pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Re
         )));
     }
     let now = hlc_now(ctx)?;
-    let key = if by.role >= Role::Manager {
+    access::require_void(
+        by,
+        sale.person,
+        sale.device == ctx.device_id(),
+        now - sale.time,
+    )?;
+    // Managers and owners sign with their own key; staff's void is signed by the till.
+    let key = if access::voids_any_sale(by) {
         person_key(by)?.clone()
     } else {
-        if sale.person != Some(by.person_id) || sale.device != ctx.device_id() {
-            return Err(Error::Forbidden(
-                "staff may void only their own sales on this till".into(),
-            ));
-        }
-        if now - sale.time > STAFF_VOID_WINDOW_MS {
-            return Err(Error::Forbidden(
-                "staff may void a sale only within 30 minutes; ask a manager".into(),
-            ));
-        }
         ctx.device_key().clone()
     };
     let body = EntryBody::Void {
@@ -896,7 +882,7 @@ pub fn return_sale(
     id: Uuid,
     r: NewReturn,
 ) -> Result<SaleReturn> {
-    require(by, Role::Manager, "a return")?;
+    access::require(by, Access::Return)?;
     let key = person_key(by)?.clone();
     let sale = read_sale(ctx.tx, id)?;
     if sale.voided_by.is_some() {
@@ -965,7 +951,7 @@ pub fn return_sale(
 /// Refunds goods without the original sale (manager): each line at today's price unless an
 /// amount is given, tax worked out like a sale line.
 pub fn refund(ctx: &mut Ctx<'_>, by: &Principal, r: NewRefund) -> Result<Refund> {
-    require(by, Role::Manager, "a refund")?;
+    access::require(by, Access::Refund)?;
     let key = person_key(by)?.clone();
     let settings = ctx.shop().settings()?.clone();
     if r.lines.is_empty() {
@@ -1053,7 +1039,7 @@ pub fn update_settings(
     by: &Principal,
     patch: SettingsPatch,
 ) -> Result<Settings> {
-    require(by, Role::Owner, "changing settings")?;
+    access::require(by, Access::Settings)?;
     let key = person_key(by)?.clone();
     let old = ctx.shop().settings()?.clone();
     let new = patched_settings(&old, patch)?;
@@ -1108,10 +1094,7 @@ pub fn check_add_person(
     username: &str,
     role: Role,
 ) -> Result<()> {
-    require(by, Role::Manager, "adding people")?;
-    if by.role == Role::Manager && role != Role::Staff {
-        return Err(Error::Forbidden("managers may add staff only".into()));
-    }
+    access::require_add_person(by, role)?;
     if shop
         .people
         .iter()
@@ -1142,7 +1125,7 @@ pub fn check_add_person(
 /// signing in writes it once; until then gossip uses the legacy key from the shop secret,
 /// which old backups hold). Does nothing if the shop has a rotation already.
 pub fn rotate_legacy_gossip_key(ctx: &mut Ctx<'_>, by: &Principal) -> Result<bool> {
-    require(by, Role::Owner, "rotating the gossip key")?;
+    access::require(by, Access::RotateGossipKey)?;
     let shop = ctx.shop();
     if !shop.gossip.is_empty() || shop.shop_id.is_none() {
         return Ok(false);
@@ -1159,7 +1142,7 @@ pub fn rotate_legacy_gossip_key(ctx: &mut Ctx<'_>, by: &Principal) -> Result<boo
 /// Revokes a person (by uuid) or a device (by id) (owner). The revocation names the changes
 /// accepted from the key so far; anything else signed by it is refused from now on.
 pub fn revoke_member(ctx: &mut Ctx<'_>, by: &Principal, id: &str) -> Result<()> {
-    require(by, Role::Owner, "revoking")?;
+    access::require(by, Access::Revoke)?;
     let key = person_key(by)?.clone();
     let shop = ctx.shop();
     // Revoking a device, an owner or a manager rotates the gossip key (staff hold no key: they
@@ -1316,10 +1299,7 @@ pub fn create_invite(
     ttl_ms: i64,
 ) -> Result<(String, crate::docs::admission::AdmissionCert)> {
     use crate::docs::admission::{AdmissionCert, new_code};
-    require(by, Role::Manager, "inviting a device")?;
-    if by.role == Role::Manager && role != DeviceRole::Till {
-        return Err(Error::Forbidden("managers may invite tills only".into()));
-    }
+    access::require_invite(by, role)?;
     let key = person_key(by)?.clone();
     let name = non_empty("name", name, 100)?;
     if !(60_000..=7 * 24 * 3600 * 1000).contains(&ttl_ms) {

@@ -18,9 +18,8 @@ use redb::{ReadTransaction, ReadableMultimapTable, ReadableTable, WriteTransacti
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::commands::{
-    check_money, check_qty, hlc_now, line_product, person_key, require, stock_entry,
-};
+use super::access::{self, Access};
+use super::commands::{check_money, check_qty, hlc_now, line_product, person_key, stock_entry};
 use crate::docs::shop::non_empty;
 use crate::docs::{DocId, am};
 use crate::error::{Error, Result};
@@ -234,7 +233,7 @@ pub fn put_supplier(
     id: Option<Uuid>,
     s: NewSupplier,
 ) -> Result<Supplier> {
-    require(by, Role::Manager, "editing suppliers")?;
+    access::require(by, Access::Suppliers)?;
     let key = person_key(by)?.clone();
     let s = check_supplier(&s)?;
     let id = match id {
@@ -302,7 +301,7 @@ fn check_day(field: &str, v: &Option<String>) -> Result<Option<String>> {
 
 /// Creates a draft purchase order (manager).
 pub fn create_po(ctx: &mut Ctx<'_>, by: &Principal, po: NewPurchaseOrder) -> Result<PurchaseOrder> {
-    require(by, Role::Manager, "creating a purchase order")?;
+    access::require(by, Access::CreatePurchaseOrder)?;
     let key = person_key(by)?.clone();
     supplier(ctx.tx, po.supplier_id).map_err(|e| match e {
         Error::NotFound(m) => Error::invalid("supplier_id", m),
@@ -336,7 +335,7 @@ pub fn update_po(
     id: Uuid,
     patch: PurchaseOrderPatch,
 ) -> Result<PurchaseOrder> {
-    require(by, Role::Manager, "changing a purchase order")?;
+    access::require(by, Access::ChangePurchaseOrder)?;
     let key = person_key(by)?.clone();
     let current = purchase_order(ctx.tx, id)?;
     let lines = match &patch.lines {

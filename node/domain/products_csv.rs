@@ -33,8 +33,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use super::access::{self, Access};
 use super::catalog;
-use super::commands::{MAX_QTY, check_code, check_money, check_tax_rate, require};
+use super::commands::{MAX_QTY, check_code, check_money, check_tax_rate};
 use crate::docs::DocId;
 use crate::docs::shop::non_empty;
 use crate::error::{Error, Result};
@@ -279,7 +280,7 @@ pub fn import_products(
     csv: &str,
     dry_run: bool,
 ) -> Result<ImportReport> {
-    require(by, Role::Manager, "importing products")?;
+    access::require(by, Access::ImportProducts)?;
     let key = super::commands::person_key(by)?.clone();
     let settings = ctx.shop().settings()?.clone();
     let exp = settings.currency_exponent;

@@ -15,7 +15,8 @@ use chrono::NaiveDate;
 use redb::{ReadTransaction, ReadableTable, WriteTransaction};
 use uuid::Uuid;
 
-use super::commands::{hlc_now, person_key, require, shop_day};
+use super::access::{self, Access};
+use super::commands::{hlc_now, person_key, shop_day};
 use super::fifo::{CostRow, ProductDay};
 use super::orders;
 use super::projection::DayTotals;
@@ -83,7 +84,7 @@ pub fn periods(tx: &impl ProfitTables) -> Result<Vec<PeriodClose>> {
 
 /// Closes the period up to `through` (owner): freezes the figures of its days.
 pub fn close_period(ctx: &mut Ctx<'_>, by: &Principal, c: NewPeriodClose) -> Result<PeriodClose> {
-    require(by, Role::Owner, "closing a period")?;
+    access::require(by, Access::ClosePeriod)?;
     let key = person_key(by)?.clone();
     let through = parse_day("through", &c.through)?;
     let now = hlc_now(ctx)?;

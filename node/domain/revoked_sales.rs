@@ -30,7 +30,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
-use super::commands::{self, person_key, require};
+use super::access::{self, Access};
+use super::commands::{self, person_key};
 use crate::docs::Envelope;
 use crate::docs::members::RevocationRecord;
 use crate::docs::shop::ShopView;
@@ -233,7 +234,7 @@ pub fn accept(
     by: &Principal,
     sel: SelectRevokedSales,
 ) -> Result<AcceptedRevokedSales> {
-    require(by, Role::Owner, "accepting a revoked till's sales")?;
+    access::require(by, Access::AcceptRevokedSales)?;
     check_selection(&sel)?;
     let key = person_key(by)?.clone();
     let shop = ctx.shop();
@@ -294,7 +295,7 @@ pub fn accept(
 /// selected (or recorded) leave quarantine, unrecorded. Other nodes keep their copies. Returns
 /// how many sales were dismissed.
 pub fn dismiss(ctx: &mut Ctx<'_>, by: &Principal, sel: SelectRevokedSales) -> Result<u64> {
-    require(by, Role::Owner, "dismissing a revoked till's sales")?;
+    access::require(by, Access::DismissRevokedSales)?;
     check_selection(&sel)?;
     let mut dismissed = 0;
     for (hash, q) in ctx.quarantine_all()? {

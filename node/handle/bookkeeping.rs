@@ -7,12 +7,12 @@ use std::time::Duration;
 use uuid::Uuid;
 
 use super::NodeHandle;
+use crate::domain::access::{self, Access};
 use crate::domain::alerts::{self, Alert};
 use crate::domain::audit::{self, AuditFilter, AuditPage, ExportLine};
-use crate::domain::commands;
 use crate::domain::products_csv::{self, ImportReport};
 use crate::error::Result;
-use crate::model::{Principal, Role};
+use crate::model::Principal;
 
 /// How long after start the checkpoint timer first looks, and then how often.
 /// (Ten minutes: a device writes its checkpoint soon after it starts or the day turns, and a
@@ -30,7 +30,7 @@ impl NodeHandle {
     /// Dismisses an alert on every device (manager). A state-derived alert comes back, with a
     /// new id, when its condition changes.
     pub async fn dismiss_alert(&self, by: &Principal, id: &str) -> Result<Alert> {
-        commands::require(by, Role::Manager, "dismissing an alert")?;
+        access::require(by, Access::DismissAlert)?;
         let current = self.alerts(true)?;
         let by = by.clone();
         let id = id.to_string();
@@ -42,14 +42,14 @@ impl NodeHandle {
 
     /// A page of the audit trail (manager), newest first.
     pub fn audit(&self, by: &Principal, filter: &AuditFilter) -> Result<AuditPage> {
-        commands::require(by, Role::Manager, "reading the audit trail")?;
+        access::require(by, Access::Audit)?;
         audit::query(&self.read()?, &self.view(), filter)
     }
 
     /// Writes the audit export (manager): every stored change but the vault's, with hashes,
     /// signatures, envelopes and checkpoints, as JSON lines.
     pub fn audit_export(&self, by: &Principal, out: &mut impl std::io::Write) -> Result<()> {
-        commands::require(by, Role::Manager, "exporting the audit trail")?;
+        access::require(by, Access::Audit)?;
         let view = self.view();
         let header = ExportLine::Header {
             format: audit::EXPORT_FORMAT.into(),
@@ -95,7 +95,7 @@ impl NodeHandle {
         csv: String,
         dry_run: bool,
     ) -> Result<ImportReport> {
-        commands::require(by, Role::Manager, "importing products")?;
+        access::require(by, Access::ImportProducts)?;
         let by = by.clone();
         self.inner
             .writer

@@ -4,6 +4,7 @@
 use uuid::Uuid;
 
 use super::NodeHandle;
+use crate::domain::access::{self, Access};
 use crate::domain::{commands, orders, profit, shifts, tickets};
 use crate::error::{Error, Result};
 use crate::model::*;
@@ -123,8 +124,10 @@ impl NodeHandle {
         shifts::read(&self.read()?, id)
     }
 
-    /// Shifts opened with `from <= time < to` (ms), on every till, oldest first.
-    pub fn shifts(&self, from: i64, to: i64) -> Result<Vec<Shift>> {
+    /// Shifts opened with `from <= time < to` (ms), on every till, oldest first (managers and
+    /// owners).
+    pub fn shifts(&self, by: &Principal, from: i64, to: i64) -> Result<Vec<Shift>> {
+        access::require(by, Access::Shifts)?;
         shifts::between(&self.read()?, from, to)
     }
 
@@ -170,18 +173,31 @@ impl NodeHandle {
         tickets::read(&self.read()?, id)
     }
 
-    /// Profit per shop-local day, `from_day..=to_day` (closed days frozen).
-    pub fn profit_days(&self, from_day: &str, to_day: &str) -> Result<Vec<DayProfit>> {
+    /// Profit per shop-local day, `from_day..=to_day` (closed days frozen; managers and owners).
+    pub fn profit_days(
+        &self,
+        by: &Principal,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<DayProfit>> {
+        access::require(by, Access::Profit)?;
         profit::profit_days(&self.read()?, from_day, to_day)
     }
 
-    /// Profit per product over `from_day..=to_day`, most profitable first.
-    pub fn profit_by_product(&self, from_day: &str, to_day: &str) -> Result<Vec<ProductProfit>> {
+    /// Profit per product over `from_day..=to_day`, most profitable first (managers and owners).
+    pub fn profit_by_product(
+        &self,
+        by: &Principal,
+        from_day: &str,
+        to_day: &str,
+    ) -> Result<Vec<ProductProfit>> {
+        access::require(by, Access::Profit)?;
         profit::profit_by_product(&self.read()?, from_day, to_day)
     }
 
-    /// The profit of one sale.
-    pub fn sale_profit(&self, id: Uuid) -> Result<SaleProfit> {
+    /// The profit of one sale (managers and owners).
+    pub fn sale_profit(&self, by: &Principal, id: Uuid) -> Result<SaleProfit> {
+        access::require(by, Access::Profit)?;
         let tx = self.read()?;
         let sale = commands::read_sale(&tx, id)?;
         profit::sale_profit(&tx, &sale)
@@ -196,8 +212,9 @@ impl NodeHandle {
             .await
     }
 
-    /// Closed periods, oldest first.
-    pub fn periods(&self) -> Result<Vec<PeriodClose>> {
+    /// Closed periods, oldest first (managers and owners).
+    pub fn periods(&self, by: &Principal) -> Result<Vec<PeriodClose>> {
+        access::require(by, Access::Profit)?;
         profit::periods(&self.read()?)
     }
 
@@ -207,8 +224,10 @@ impl NodeHandle {
         profit::low_stock(&self.read()?, levels)
     }
 
-    /// Refunds without a receipt with `from <= time < to` (ms), oldest first.
-    pub fn refunds(&self, from: i64, to: i64) -> Result<Vec<Refund>> {
+    /// Refunds without a receipt with `from <= time < to` (ms), oldest first (managers and
+    /// owners).
+    pub fn refunds(&self, by: &Principal, from: i64, to: i64) -> Result<Vec<Refund>> {
+        access::require(by, Access::Refunds)?;
         let tx = self.read()?;
         let by_time = tx.open_table(crate::store::tables::REFUNDS_BY_TIME)?;
         let rows = tx.open_table(crate::store::tables::REFUNDS)?;

@@ -14,8 +14,21 @@ impl NodeHandle {
         Ok(out)
     }
 
-    /// Documents this node stores (`vault` included; the API hides it).
-    pub fn documents(&self) -> Result<Vec<DocumentInfo>> {
+    /// The documents `by` may see (managers and owners): never `vault`, `members` to owners
+    /// only (see [`access::require_document`]).
+    pub fn documents(&self, by: &Principal) -> Result<Vec<DocumentInfo>> {
+        access::require(by, Access::Documents)?;
+        Ok(self
+            .stored_documents()?
+            .into_iter()
+            .filter(|d| access::document_served(by, &d.id, &d.kind))
+            .collect())
+    }
+
+    /// Every document this node stores, `vault` included: ids, heads, change counts and sizes,
+    /// no contents. What the device itself compares (restores, replicas, tests); a person asks
+    /// through [`Self::documents`].
+    pub fn stored_documents(&self) -> Result<Vec<DocumentInfo>> {
         // One read transaction: sizes match the metadata even while the writer compacts.
         let tx = self.read()?;
         let chunks = tx.open_table(crate::store::tables::DOC_CHUNKS)?;
@@ -43,18 +56,14 @@ impl NodeHandle {
         Ok(out)
     }
 
-    /// A document saved as Automerge bytes (manager and owner; `vault` refused).
+    /// A document saved as Automerge bytes (managers and owners; `members` owners only; `vault`
+    /// never, answered as not found).
     pub fn document_bytes(&self, by: &Principal, id: &str) -> Result<Vec<u8>> {
-        commands::require(by, Role::Manager, "reading documents")?;
-        let doc = crate::docs::DocId::parse(id)?;
-        if doc == crate::docs::DocId::Vault {
-            return Err(Error::Forbidden("the vault is never served".into()));
-        }
         // A binary document cannot be filtered: `members` holds the staff's PIN hashes and
-        // admission records, which managers must never read.
-        if doc == crate::docs::DocId::Members {
-            commands::require(by, Role::Owner, "reading the members document")?;
-        }
+        // admission records, which managers must never read; the vault is never served.
+        access::require_document(by, id, "")?;
+        let doc = crate::docs::DocId::parse(id)?;
+        access::require_document(by, id, doc.kind())?;
         let mut am = self
             .inner
             .store

@@ -11,8 +11,9 @@ impl NodeHandle {
         }
     }
 
-    /// Dials a peer by address and keeps it as a static peer.
-    pub async fn add_peer(&self, addr: &str) -> Result<()> {
+    /// Dials a peer by address and keeps it as a static peer (managers and owners).
+    pub async fn add_peer(&self, by: &Principal, addr: &str) -> Result<()> {
+        access::require(by, Access::AddPeer)?;
         let addr: crate::net::Multiaddr = addr
             .parse()
             .map_err(|e| Error::invalid("addr", format!("{addr:?} is not a multiaddr: {e}")))?;

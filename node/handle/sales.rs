@@ -9,7 +9,7 @@ impl NodeHandle {
         &self,
         by: &Principal,
     ) -> Result<Vec<crate::domain::revoked_sales::RevokedDeviceSales>> {
-        commands::require(by, Role::Owner, "reviewing a revoked till's sales")?;
+        access::require(by, Access::ReviewRevokedSales)?;
         let quarantine = self.quarantine()?;
         let tx = self.read()?;
         let entries = tx.open_table(crate::store::tables::ENTRIES)?;

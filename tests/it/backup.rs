@@ -626,7 +626,7 @@ async fn importing_what_a_restored_node_has_changes_nothing() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let file = tmp.path().join("b");
-    h.write_backup(std::fs::File::create(&file).unwrap(), |_| {})
+    h.write_backup(&owner, std::fs::File::create(&file).unwrap(), |_| {})
         .unwrap();
     let dir = tmp.path().join("restored");
     let mut seen = Vec::new();
@@ -657,8 +657,9 @@ async fn importing_what_a_restored_node_has_changes_nothing() {
         (
             n.sales(0, i64::MAX).unwrap(),
             n.stock().unwrap(),
-            n.daily_sales("2000-01-01", "2100-01-01").unwrap(),
-            n.documents().unwrap(),
+            n.daily_sales(&common::owner_of(n), "2000-01-01", "2100-01-01")
+                .unwrap(),
+            n.stored_documents().unwrap(),
         )
     };
     let before = numbers(&r);
@@ -700,7 +701,9 @@ async fn damaged_backups_are_refused() {
         .await
         .unwrap();
     let mut sealed = Vec::new();
-    shop.h.write_backup(&mut sealed, |_| {}).unwrap();
+    shop.h
+        .write_backup(&shop.owner, &mut sealed, |_| {})
+        .unwrap();
     let recovery = Unlock::Key(tillmesh::identity::parse_recovery_key(&shop.recovery_key).unwrap());
     // The plain backup inside (the format tillmesh wrote before it encrypted backups).
     let mut good = Vec::new();

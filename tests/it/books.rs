@@ -61,14 +61,14 @@ async fn fifo_cost_and_profit_by_hand() {
 
     // 12 sold: 10 × 1.00 + 2 × 1.30 = 12.60.
     let s1 = h.record_sale(o, sale_of(p.id, 12)).await.unwrap();
-    assert_eq!(h.sale_profit(s1.id).unwrap().cost, 1260);
+    assert_eq!(h.sale_profit(o, s1.id).unwrap().cost, 1260);
     // 15 sold with 8 known: 8 × 1.30 + 7 waiting at the last cost 1.30 = 19.50 for now.
     let s2 = h.record_sale(o, sale_of(p.id, 15)).await.unwrap();
-    assert_eq!(h.sale_profit(s2.id).unwrap().cost, 1950);
+    assert_eq!(h.sale_profit(o, s2.id).unwrap().cost, 1950);
     assert_eq!(on_hand(h, p.id), -7);
     // 10 arrive at 1.50: the 7 waiting take them first, so the sale cost 8 × 1.30 + 7 × 1.50.
     h.stock_in(o, stock_in(p.id, 10, 150)).await.unwrap();
-    let p2 = h.sale_profit(s2.id).unwrap();
+    let p2 = h.sale_profit(o, s2.id).unwrap();
     assert_eq!(p2.cost, 2090);
     assert_eq!(p2.revenue, 7500);
     assert_eq!(p2.profit, 5410);
@@ -76,7 +76,7 @@ async fn fifo_cost_and_profit_by_hand() {
     h.return_sale(o, s2.id, return_of(0, 5, PaymentMethod::Cash))
         .await
         .unwrap();
-    let p2 = h.sale_profit(s2.id).unwrap();
+    let p2 = h.sale_profit(o, s2.id).unwrap();
     assert_eq!((p2.revenue, p2.cost), (5000, 2090 - 696));
     // On the shelf: 3 × 1.50 + the 5 returned (6.96).
     let level = |h: &NodeHandle| {
@@ -89,18 +89,18 @@ async fn fifo_cost_and_profit_by_hand() {
     assert_eq!((level(h).on_hand, level(h).value_at_cost), (8, 450 + 696));
     // 4 sold: the 3 at 1.50, then 1 of the returned lot: 6.96 / 5 = 1.39.
     let s3 = h.record_sale(o, sale_of(p.id, 4)).await.unwrap();
-    assert_eq!(h.sale_profit(s3.id).unwrap().cost, 450 + 139);
+    assert_eq!(h.sale_profit(o, s3.id).unwrap().cost, 450 + 139);
     assert_eq!(level(h).value_at_cost, 696 - 139);
 
     // The day: revenue 60 + 75 − 25 + 20 = 130.00; cost 12.60 + 20.90 − 6.96 + 5.89 = 32.43.
     let day = day_of(&s1);
-    let days = h.profit_days(&day, &day).unwrap();
+    let days = h.profit_days(o, &day, &day).unwrap();
     assert_eq!(days.len(), 1);
     assert_eq!(
         (days[0].revenue, days[0].cost, days[0].profit),
         (13_000, 3243, 13_000 - 3243)
     );
-    let by_product = h.profit_by_product(&day, &day).unwrap();
+    let by_product = h.profit_by_product(o, &day, &day).unwrap();
     assert_eq!(by_product.len(), 1);
     assert_eq!(
         (by_product[0].qty, by_product[0].revenue, by_product[0].cost),
@@ -108,18 +108,18 @@ async fn fifo_cost_and_profit_by_hand() {
     );
     // A void brings the whole sale back at its cost: the day loses its revenue and cost.
     h.void_sale(o, s3.id, VoidSale::default()).await.unwrap();
-    let days = h.profit_days(&day, &day).unwrap();
+    let days = h.profit_days(o, &day, &day).unwrap();
     assert_eq!((days[0].revenue, days[0].cost), (11_000, 3243 - 589));
     assert_eq!(level(h).value_at_cost, 450 + 696);
-    assert_eq!(h.sale_profit(s3.id).unwrap().profit, 0);
+    assert_eq!(h.sale_profit(o, s3.id).unwrap().profit, 0);
 
     // Rebuilding every projection (`tillmesh reindex`) gives the same figures.
     let figures = |h: &NodeHandle| {
         (
-            h.profit_days(&day, &day).unwrap(),
-            h.profit_by_product(&day, &day).unwrap(),
+            h.profit_days(o, &day, &day).unwrap(),
+            h.profit_by_product(o, &day, &day).unwrap(),
             h.stock().unwrap(),
-            h.sale_profit(s2.id).unwrap(),
+            h.sale_profit(o, s2.id).unwrap(),
         )
     };
     let before = figures(h);
@@ -239,7 +239,7 @@ async fn shift_report_by_hand_on_two_tills() {
     let b = &two.h[1];
     assert!(wait_for(|| b.shift(shift.id).ok() == Some(closed.clone()), T).await);
     let now = chrono::Utc::now().timestamp_millis();
-    assert_eq!(b.shifts(0, now + 1).unwrap(), vec![closed]);
+    assert_eq!(b.shifts(o, 0, now + 1).unwrap(), vec![closed]);
     two.shutdown().await;
 }
 
@@ -526,24 +526,24 @@ async fn late_offline_sale_reallocates_fifo_identically() {
     // A sells 4 later, not knowing: it takes 4 at 1.00 for now; then 5 arrive at 2.00.
     let sa = a.record_sale(oa, sale_of(p, 4)).await.unwrap();
     assert!(sa.time > sb.time);
-    assert_eq!(a.sale_profit(sa.id).unwrap().cost, 400);
+    assert_eq!(a.sale_profit(oa, sa.id).unwrap().cost, 400);
     a.stock_in(oa, stock_in(p, 5, 200)).await.unwrap();
     two.heal(0, 1).await;
     assert!(two.converged(T).await);
     // In (time, id) order B's sale took 4 × 1.00; A's the last 1.00 and 3 × 2.00.
     for h in [a, b] {
-        assert_eq!(h.sale_profit(sb.id).unwrap().cost, 400);
-        assert_eq!(h.sale_profit(sa.id).unwrap().cost, 100 + 600);
+        assert_eq!(h.sale_profit(oa, sb.id).unwrap().cost, 400);
+        assert_eq!(h.sale_profit(oa, sa.id).unwrap().cost, 100 + 600);
         assert_eq!(on_hand(h, p), 2);
     }
     let day = sa.day.clone();
     assert_eq!(
-        a.profit_days(&day, &day).unwrap(),
-        b.profit_days(&day, &day).unwrap()
+        a.profit_days(oa, &day, &day).unwrap(),
+        b.profit_days(ob, &day, &day).unwrap()
     );
     assert_eq!(
-        a.profit_by_product(&day, &day).unwrap(),
-        b.profit_by_product(&day, &day).unwrap()
+        a.profit_by_product(oa, &day, &day).unwrap(),
+        b.profit_by_product(ob, &day, &day).unwrap()
     );
     assert_eq!(a.stock().unwrap(), b.stock().unwrap());
     let value = a.stock().unwrap()[0].value_at_cost;
@@ -678,8 +678,8 @@ async fn refund_without_a_receipt() {
     assert_eq!((r.refund, r.tax), (1200, 200));
     assert_eq!(on_hand(h, p.id), 4);
     let today = chrono::Utc::now().timestamp_millis();
-    assert_eq!(h.refunds(0, today + 1).unwrap(), vec![r.clone()]);
-    let daily = h.daily_sales("2000-01-01", "2100-01-01").unwrap();
+    assert_eq!(h.refunds(o, 0, today + 1).unwrap(), vec![r.clone()]);
+    let daily = h.daily_sales(o, "2000-01-01", "2100-01-01").unwrap();
     assert_eq!((daily[0].refunds, daily[0].total), (1200, -1200));
     // Given an amount: 6.00, tax in proportion.
     let r2 = h
@@ -765,7 +765,7 @@ async fn closed_period_freezes_and_late_entries_adjust() {
         .await
         .unwrap();
     let (d3, d2) = (s3.day.clone(), s2.day.clone());
-    let live = h.profit_days(&d3, &d2).unwrap();
+    let live = h.profit_days(o, &d3, &d2).unwrap();
     assert_eq!(live.len(), 2);
     assert_eq!((live[0].revenue, live[0].cost), (2000, 800));
     assert_eq!((live[1].revenue, live[1].cost), (1000, 400));
@@ -802,7 +802,7 @@ async fn closed_period_freezes_and_late_entries_adjust() {
         .await
         .unwrap();
     assert_eq!(close.days.len(), 2);
-    assert_eq!(h.periods().unwrap(), vec![close.clone()]);
+    assert_eq!(h.periods(o).unwrap(), vec![close.clone()]);
     assert!(
         h.close_period(
             o,
@@ -819,11 +819,11 @@ async fn closed_period_freezes_and_late_entries_adjust() {
     h.record_sale_at(o, sale_of(p.id, 5), now - 3 * day_ms + 1000)
         .await
         .unwrap();
-    let after = h.profit_days(&d3, &d2).unwrap();
+    let after = h.profit_days(o, &d3, &d2).unwrap();
     assert_eq!(after, close.days, "closed days are frozen");
     assert!(after.iter().all(|d| d.closed));
     // The first open day carries it: +50.00 revenue, +20.00 cost.
-    let first_open = h.profit_days(&d2, &today).unwrap();
+    let first_open = h.profit_days(o, &d2, &today).unwrap();
     let adj = first_open
         .iter()
         .find(|d| !d.closed && d.adjustment_revenue != 0)
@@ -926,15 +926,16 @@ async fn books_are_byte_identical_on_three_converged_tills() {
     assert!(three.converged(T).await);
     let day = h[0].sales(0, i64::MAX).unwrap()[0].day.clone();
     let books = |x: &NodeHandle| -> Vec<Vec<u8>> {
+        let by = &owner_of(x);
         vec![
-            serde_json::to_vec(&x.profit_days("2000-01-01", "2100-01-01").unwrap()).unwrap(),
-            serde_json::to_vec(&x.profit_by_product(&day, &day).unwrap()).unwrap(),
+            serde_json::to_vec(&x.profit_days(by, "2000-01-01", "2100-01-01").unwrap()).unwrap(),
+            serde_json::to_vec(&x.profit_by_product(by, &day, &day).unwrap()).unwrap(),
             serde_json::to_vec(&x.low_stock().unwrap()).unwrap(),
             serde_json::to_vec(&x.purchase_orders(false).unwrap()).unwrap(),
-            serde_json::to_vec(&x.shifts(0, i64::MAX).unwrap()).unwrap(),
-            serde_json::to_vec(&x.refunds(0, i64::MAX).unwrap()).unwrap(),
+            serde_json::to_vec(&x.shifts(by, 0, i64::MAX).unwrap()).unwrap(),
+            serde_json::to_vec(&x.refunds(by, 0, i64::MAX).unwrap()).unwrap(),
             serde_json::to_vec(&x.stock().unwrap()).unwrap(),
-            serde_json::to_vec(&x.daily_sales("2000-01-01", "2100-01-01").unwrap()).unwrap(),
+            serde_json::to_vec(&x.daily_sales(by, "2000-01-01", "2100-01-01").unwrap()).unwrap(),
         ]
     };
     assert!(
@@ -947,7 +948,7 @@ async fn books_are_byte_identical_on_three_converged_tills() {
     );
     // And they add up: 30 + 20 (DN-1 once) + 10 (DN-2) − 3 × (1 + 2 + 3 + 4) + 1 refunded.
     assert_eq!(on_hand(&h[0], p), 30 + 20 + 10 - 30 + 1);
-    let shifts = h[0].shifts(0, i64::MAX).unwrap();
+    let shifts = h[0].shifts(&o[0], 0, i64::MAX).unwrap();
     assert_eq!(shifts.len(), 3);
     assert!(shifts.iter().all(|s| s.counted.is_some()));
     let po = h[0].purchase_order(po.id).unwrap();

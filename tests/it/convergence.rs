@@ -25,8 +25,9 @@ struct Snapshot {
 }
 
 fn snapshot(h: &NodeHandle) -> Snapshot {
+    let by = &owner_of(h);
     let mut docs: Vec<(String, Vec<String>)> = h
-        .documents()
+        .stored_documents()
         .unwrap()
         .into_iter()
         .map(|d| {
@@ -41,7 +42,7 @@ fn snapshot(h: &NodeHandle) -> Snapshot {
         products: h.products().unwrap(),
         stock: h.stock().unwrap(),
         sales: h.sales(0, i64::MAX).unwrap(),
-        daily: h.daily_sales("0000-00-00", "9999-99-99").unwrap(),
+        daily: h.daily_sales(by, "0000-00-00", "9999-99-99").unwrap(),
         reports: reports(h),
     }
 }
@@ -50,16 +51,21 @@ fn reports(h: &NodeHandle) -> Vec<String> {
     use tillmesh::domain::reports::{DayRange, MAX_TOP_DAYS, Period};
     let range = DayRange::last_days(h.shop_today(), 30, MAX_TOP_DAYS).unwrap();
     let json = |v: serde_json::Result<String>| v.unwrap();
+    let by = &owner_of(h);
     vec![
         json(serde_json::to_string(
-            &h.sales_report(range, Period::Day).unwrap(),
+            &h.sales_report(by, range, Period::Day).unwrap(),
         )),
-        json(serde_json::to_string(&h.top_sellers(range, 100).unwrap())),
-        json(serde_json::to_string(&h.staff_report(range).unwrap())),
-        json(serde_json::to_string(&h.tax_report(range).unwrap())),
-        json(serde_json::to_string(&h.payments_report(range).unwrap())),
-        json(serde_json::to_string(&h.inventory_value().unwrap())),
-        json(serde_json::to_string(&h.movement_trend(range).unwrap())),
+        json(serde_json::to_string(
+            &h.top_sellers(by, range, 100).unwrap(),
+        )),
+        json(serde_json::to_string(&h.staff_report(by, range).unwrap())),
+        json(serde_json::to_string(&h.tax_report(by, range).unwrap())),
+        json(serde_json::to_string(
+            &h.payments_report(by, range).unwrap(),
+        )),
+        json(serde_json::to_string(&h.inventory_value(by).unwrap())),
+        json(serde_json::to_string(&h.movement_trend(by, range).unwrap())),
     ]
 }
 

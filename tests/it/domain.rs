@@ -136,7 +136,7 @@ async fn void_and_return_are_new_entries() {
         .unwrap();
     assert_eq!(ret.refund, 1000);
     assert_eq!(on_hand(&s.h, p.id), 8);
-    let daily = s.h.daily_sales(&day, &day).unwrap();
+    let daily = s.h.daily_sales(&s.owner, &day, &day).unwrap();
     assert_eq!(daily.len(), 1);
     assert_eq!(daily[0].count, 1);
     assert_eq!(daily[0].total, 3000 - 1000);
@@ -258,7 +258,7 @@ async fn reindex_rebuilds_the_same_projections() {
     let before = (
         h.stock().unwrap(),
         h.sales(0, i64::MAX).unwrap(),
-        h.daily_sales("0", "9").unwrap(),
+        h.daily_sales(&owner, "0", "9").unwrap(),
         h.products().unwrap(),
     );
     drop(h); // the store file closes when the last handle is gone
@@ -279,7 +279,7 @@ async fn reindex_rebuilds_the_same_projections() {
     let after = (
         h.stock().unwrap(),
         h.sales(0, i64::MAX).unwrap(),
-        h.daily_sales("0", "9").unwrap(),
+        h.daily_sales(&owner, "0", "9").unwrap(),
         h.products().unwrap(),
     );
     assert_eq!(after, before);
@@ -301,7 +301,7 @@ async fn the_ledger_rolls_over_to_a_new_document() {
         s.h.record_sale(&s.owner, sale_of(p.id, 1)).await.unwrap();
     }
     let ledgers: Vec<DocumentInfo> =
-        s.h.documents()
+        s.h.stored_documents()
             .unwrap()
             .into_iter()
             .filter(|d| d.kind == "ledger")

@@ -87,7 +87,7 @@ impl SyncPeer for Hostile {
 }
 
 fn members_heads(h: &NodeHandle) -> Vec<ChangeHash> {
-    h.documents()
+    h.stored_documents()
         .unwrap()
         .into_iter()
         .find(|d| d.id == "members")
@@ -457,7 +457,7 @@ async fn a_backup_has_no_held_envelopes_and_an_old_held_section_restores() {
     assert_eq!(a.h.held_count().unwrap(), 3);
 
     let mut sealed = Vec::new();
-    let header = a.h.write_backup(&mut sealed, |_| {}).unwrap();
+    let header = a.h.write_backup(&a.owner, &mut sealed, |_| {}).unwrap();
     assert_eq!(header.records("held"), 0);
     // The plain backup inside the encrypted file.
     let recovery = tillmesh::sealed::Unlock::Key(

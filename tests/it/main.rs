@@ -15,6 +15,7 @@ mod browser;
 mod common;
 mod procs;
 
+mod access;
 mod api_router;
 mod backup;
 mod bookkeeping_audit;

@@ -569,7 +569,7 @@ async fn rejected_changes_are_counted_by_reason() {
         doc.get_last_local_change().unwrap()
     };
     let members_heads: Vec<automerge::ChangeHash> =
-        s.h.documents()
+        s.h.stored_documents()
             .unwrap()
             .into_iter()
             .find(|d| d.id == "members")

@@ -24,7 +24,7 @@ fn today(h: &NodeHandle) -> String {
 
 fn day_total(h: &NodeHandle) -> (i64, i64) {
     let d = today(h);
-    h.daily_sales(&d, &d)
+    h.daily_sales(&owner_of(h), &d, &d)
         .unwrap()
         .first()
         .map(|r| (r.count, r.total))

@@ -127,7 +127,7 @@ async fn a_shop_and_a_laptop_sync_only_through_the_relay() {
     );
 
     // Till 1 knows the relay; till 2 and the laptop know only the relay.
-    h1.add_peer(&relay_addr).await.unwrap();
+    h1.add_peer(&owner, &relay_addr).await.unwrap();
     let (t2, h2) = device_behind(&h1, &owner, "Till 2", &d("till2"), &relay_addr).await;
     let (laptop, hl) = device_behind(&h1, &owner, "Laptop", &d("laptop"), &relay_addr).await;
     // Store and forward only: on one machine the laptop would reach the tills live through a
@@ -317,8 +317,8 @@ async fn two_shops_on_one_relay_are_isolated() {
         .unwrap()
         .shop_id;
     assert!(wait_for(|| relay.shops().len() == 2, T).await);
-    ha.add_peer(&relay_addr).await.unwrap();
-    hb.add_peer(&relay_addr).await.unwrap();
+    ha.add_peer(&owner_a, &relay_addr).await.unwrap();
+    hb.add_peer(&owner_b, &relay_addr).await.unwrap();
     // A second device of shop A, behind the relay, whose key the probes use once it stopped.
     let (a2, ha2) = device_behind(&ha, &owner_a, "Till A2", &d("a2"), &relay_addr).await;
     let rb = relay.replica(shop_b).unwrap();
@@ -960,7 +960,9 @@ async fn the_circuit_relay_serves_only_the_shops_devices() {
         .unwrap()
         .shop_id;
     assert!(wait_for(|| relay.shops() == vec![shop], T).await);
-    h1.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
+    h1.add_peer(&owner, &relay.addrs()[0].to_string())
+        .await
+        .unwrap();
     for name in ["X", "Y"] {
         let inv = till_invite(&h1, &owner, name).await;
         tillmesh::node::join(&d(name), &inv.invite, Default::default())
@@ -1128,7 +1130,7 @@ async fn a_full_replica_refuses_more_changes() {
         panic!("reads are served")
     };
     // Till 1 dials the relay: the relay does not pull the new product either.
-    h1.add_peer(&relay_addr).await.unwrap();
+    h1.add_peer(&owner, &relay_addr).await.unwrap();
     // Once till 1 has pulled from the relay, the relay's own pull on that connection has run.
     let relay_peer = relay.peer_id().to_string();
     let deadline = std::time::Instant::now() + T;
@@ -1184,7 +1186,7 @@ async fn held_envelopes_count_in_a_shops_quota() {
     let replica = relay.replica(shop).unwrap();
     let stored = replica.status().unwrap().envelopes;
     let heads: Vec<automerge::ChangeHash> = replica
-        .documents()
+        .stored_documents()
         .unwrap()
         .into_iter()
         .find(|x| x.id == "members")

@@ -125,8 +125,8 @@ async fn an_owner_changes_a_price_through_the_relay() {
     let shop_a = enroll_relay(&d("relay"), &ha, &owner_a, "Cloud").await;
     let shop_b = enroll_relay(&d("relay"), &hb, &owner_b, "Cloud").await;
     assert!(wait_for(|| relay.shops().len() == 2, T).await);
-    ha.add_peer(&relay_addr).await.unwrap();
-    hb.add_peer(&relay_addr).await.unwrap();
+    ha.add_peer(&owner_a, &relay_addr).await.unwrap();
+    hb.add_peer(&owner_b, &relay_addr).await.unwrap();
     let ra = relay.replica(shop_a).unwrap();
     let rb = relay.replica(shop_b).unwrap();
     assert!(wait_for(|| ra.login_people().iter().any(|p| p.username == "sam"), T).await);

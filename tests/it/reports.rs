@@ -61,16 +61,17 @@ fn pay(method: PaymentMethod, amount: Option<i64>) -> NewPayment {
 fn all_reports(h: &NodeHandle, range: DayRange) -> String {
     let top = DayRange::last_days(range.to, 30, MAX_TOP_DAYS).unwrap();
     let trend = DayRange::last_days(range.to, 7, 7).unwrap();
+    let by = &owner_of(h);
     [
-        serde_json::to_string(&h.sales_report(range, Period::Day).unwrap()).unwrap(),
-        serde_json::to_string(&h.sales_report(range, Period::Week).unwrap()).unwrap(),
-        serde_json::to_string(&h.sales_report(range, Period::Month).unwrap()).unwrap(),
-        serde_json::to_string(&h.top_sellers(top, 100).unwrap()).unwrap(),
-        serde_json::to_string(&h.staff_report(range).unwrap()).unwrap(),
-        serde_json::to_string(&h.tax_report(range).unwrap()).unwrap(),
-        serde_json::to_string(&h.payments_report(range).unwrap()).unwrap(),
-        serde_json::to_string(&h.inventory_value().unwrap()).unwrap(),
-        serde_json::to_string(&h.movement_trend(trend).unwrap()).unwrap(),
+        serde_json::to_string(&h.sales_report(by, range, Period::Day).unwrap()).unwrap(),
+        serde_json::to_string(&h.sales_report(by, range, Period::Week).unwrap()).unwrap(),
+        serde_json::to_string(&h.sales_report(by, range, Period::Month).unwrap()).unwrap(),
+        serde_json::to_string(&h.top_sellers(by, top, 100).unwrap()).unwrap(),
+        serde_json::to_string(&h.staff_report(by, range).unwrap()).unwrap(),
+        serde_json::to_string(&h.tax_report(by, range).unwrap()).unwrap(),
+        serde_json::to_string(&h.payments_report(by, range).unwrap()).unwrap(),
+        serde_json::to_string(&h.inventory_value(by).unwrap()).unwrap(),
+        serde_json::to_string(&h.movement_trend(by, trend).unwrap()).unwrap(),
     ]
     .join("\n")
 }
@@ -294,7 +295,7 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     let range = DayRange::new(d0, today).unwrap();
 
     // Sales per day: the sales on D0 (S3 voided there), the return today.
-    let r = h.sales_report(range, Period::Day).unwrap();
+    let r = h.sales_report(&ex.owner, range, Period::Day).unwrap();
     assert_eq!(r.periods.len(), 6, "every day of the range, empty ones too");
     assert_eq!(r.periods[0].period, day(d0));
     assert_eq!(r.periods[0].totals, totals(3, 14147, 103, 0, 0, 2272, -2));
@@ -307,7 +308,7 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     assert_eq!(r.totals.net, 9375);
     // Weeks and months add up to the same, and cover the range exactly.
     for group in [Period::Week, Period::Month] {
-        let g = h.sales_report(range, group).unwrap();
+        let g = h.sales_report(&ex.owner, range, group).unwrap();
         assert_eq!(g.totals, r.totals);
         let mut sum = SalesTotals::default();
         for p in &g.periods {
@@ -324,12 +325,16 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
         assert_eq!(g.periods.last().unwrap().to, day(today));
     }
     // The node's older daily totals agree.
-    let daily = h.daily_sales(&day(d0), &day(today)).unwrap();
+    let daily = h.daily_sales(&ex.owner, &day(d0), &day(today)).unwrap();
     assert_eq!(daily.iter().map(|d| d.total).sum::<i64>(), 14147 - 3000);
 
     // Top sellers: A 4 (28.97 + 10.00), B 3 (S3 voided), V/L 1, V/S 2 − 1 returned.
     let top = h
-        .top_sellers(DayRange::last_days(today, 30, MAX_TOP_DAYS).unwrap(), 10)
+        .top_sellers(
+            &ex.owner,
+            DayRange::last_days(today, 30, MAX_TOP_DAYS).unwrap(),
+            10,
+        )
         .unwrap();
     let (vs, vl) = variants(&ex.v);
     let row = |p: &Product, v: Option<Uuid>, sku: &str, name: &str, qty, revenue| TopSeller {
@@ -350,12 +355,20 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     );
     assert_eq!(top.by_revenue, vec![a.clone(), l.clone(), sm, b.clone()]);
     let two = h
-        .top_sellers(DayRange::last_days(today, 30, MAX_TOP_DAYS).unwrap(), 2)
+        .top_sellers(
+            &ex.owner,
+            DayRange::last_days(today, 30, MAX_TOP_DAYS).unwrap(),
+            2,
+        )
         .unwrap();
     assert_eq!(two.by_qty, vec![a.clone(), b]);
     // A window that ends before the return still has both tees sold.
     let before = h
-        .top_sellers(DayRange::last_days(d0, 1, MAX_TOP_DAYS).unwrap(), 10)
+        .top_sellers(
+            &ex.owner,
+            DayRange::last_days(d0, 1, MAX_TOP_DAYS).unwrap(),
+            10,
+        )
         .unwrap();
     assert_eq!(
         before.by_revenue[0],
@@ -363,7 +376,7 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     );
 
     // Per person and per till.
-    let staff = h.staff_report(range).unwrap();
+    let staff = h.staff_report(&ex.owner, range).unwrap();
     assert_eq!(staff.people.len(), 2);
     let (o, m) = (&staff.people[0], &staff.people[1]);
     assert_eq!(
@@ -394,7 +407,7 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     );
 
     // Tax per rate: 5.5 % (B in S1); 20 % (A, the tees, minus the return).
-    let tax = h.tax_report(range).unwrap();
+    let tax = h.tax_report(&ex.owner, range).unwrap();
     assert_eq!(
         tax.rates,
         vec![
@@ -423,7 +436,7 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     );
 
     // Payment methods: cash 30.00 − 3.55 change, refund 30.00 in cash; cards 10 + 45 + 60.
-    let pay = h.payments_report(range).unwrap();
+    let pay = h.payments_report(&ex.owner, range).unwrap();
     let m = |method, received, refunded| MethodTotals {
         method,
         received,
@@ -446,7 +459,7 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     );
 
     // Inventory: A 26 = 10 @ 4.50 + 16 @ 4.00; B 47 @ 1.00; V/S 4 @ 15.00; V/L 4 @ 16.00.
-    let inv = h.inventory_value().unwrap();
+    let inv = h.inventory_value(&ex.owner).unwrap();
     assert_eq!(
         (
             inv.at_cost,
@@ -477,7 +490,7 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
 
     // Movements: the sales went out on D0; stock in, the void and the return came in today.
     let trend = h
-        .movement_trend(DayRange::last_days(today, 7, 7).unwrap())
+        .movement_trend(&ex.owner, DayRange::last_days(today, 7, 7).unwrap())
         .unwrap();
     assert_eq!(
         trend.kinds,
@@ -518,9 +531,18 @@ async fn every_report_of_a_hand_computed_example_to_the_cent() {
     };
     assert_eq!(field(DayRange::new(today, d0).unwrap_err()), "from");
     let long = DayRange::new(today.checked_sub_days(Days::new(400)).unwrap(), today).unwrap();
-    assert_eq!(field(h.top_sellers(long, 10).unwrap_err()), "days");
-    assert_eq!(field(h.top_sellers(range, 0).unwrap_err()), "limit");
-    assert_eq!(field(h.top_sellers(range, 101).unwrap_err()), "limit");
+    assert_eq!(
+        field(h.top_sellers(&ex.owner, long, 10).unwrap_err()),
+        "days"
+    );
+    assert_eq!(
+        field(h.top_sellers(&ex.owner, range, 0).unwrap_err()),
+        "limit"
+    );
+    assert_eq!(
+        field(h.top_sellers(&ex.owner, range, 101).unwrap_err()),
+        "limit"
+    );
     s.node.shutdown().await;
 }
 
@@ -563,7 +585,7 @@ async fn a_void_before_its_sale_and_a_reindex_give_the_same_reports() {
                 .unwrap();
             assert!(results.iter().all(|r| r.is_ok()), "{results:?}");
         }
-        let r = zh.sales_report(range, Period::Day).unwrap();
+        let r = zh.sales_report(&owner, range, Period::Day).unwrap();
         if today_first {
             // The void of S3 and the return are in, no sale yet: nothing counts but the refund.
             assert_eq!(r.totals, totals(0, 0, 0, 3000, 1, -500, 0));
@@ -707,10 +729,10 @@ async fn three_converged_tills_give_byte_identical_reports() {
     assert_eq!(all_reports(&bh, range), expected, "B");
     assert_eq!(all_reports(&ch, range), expected, "C");
     // And the numbers moved: B's sale (less its return) is in, C's voided sale is not.
-    let sales = ah.sales_report(range, Period::Day).unwrap();
+    let sales = ah.sales_report(&owner, range, Period::Day).unwrap();
     assert_eq!(sales.totals.count, 4);
     assert_eq!(sales.totals.gross, 14147 + sb.total);
-    let staff = ah.staff_report(range).unwrap();
+    let staff = ah.staff_report(&owner, range).unwrap();
     let till_c = staff
         .tills
         .iter()
@@ -768,7 +790,11 @@ async fn top_sellers_over_whole_months_count_what_the_days_count() {
             .collect()
     };
     let year = h
-        .top_sellers(DayRange::last_days(today, 366, MAX_TOP_DAYS).unwrap(), 10)
+        .top_sellers(
+            &s.owner,
+            DayRange::last_days(today, 366, MAX_TOP_DAYS).unwrap(),
+            10,
+        )
         .unwrap();
     assert_eq!(
         qty_of(&year),
@@ -776,13 +802,21 @@ async fn top_sellers_over_whole_months_count_what_the_days_count() {
     );
     // 50 to 109 days ago: the voided sale and B's.
     let mid = h
-        .top_sellers(DayRange::last_days(ago(50), 60, MAX_TOP_DAYS).unwrap(), 10)
+        .top_sellers(
+            &s.owner,
+            DayRange::last_days(ago(50), 60, MAX_TOP_DAYS).unwrap(),
+            10,
+        )
         .unwrap();
     assert_eq!(qty_of(&mid), vec![("B".into(), 5, 1250)]);
     // Every window ending today, one day longer each time, agrees with the sales themselves.
     for days in [1, 39, 41, 69, 71, 99, 101, 199, 201, 366] {
         let t = h
-            .top_sellers(DayRange::last_days(today, days, MAX_TOP_DAYS).unwrap(), 10)
+            .top_sellers(
+                &s.owner,
+                DayRange::last_days(today, days, MAX_TOP_DAYS).unwrap(),
+                10,
+            )
             .unwrap();
         let mut want: Vec<(String, i64, i64)> = Vec::new();
         for (i, sale) in sales.iter().enumerate() {

@@ -72,7 +72,8 @@ fn business(n: &NodeHandle) -> String {
             n.products().unwrap(),
             n.sales(0, i64::MAX).unwrap(),
             n.stock().unwrap(),
-            n.daily_sales("2000-01-01", "2100-01-01").unwrap(),
+            n.daily_sales(&owner_of(n), "2000-01-01", "2100-01-01")
+                .unwrap(),
         )
     )
 }
@@ -136,7 +137,9 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
     enroll_relay(&relay_dir, &h, &owner, "Cloud relay").await;
     assert!(wait_for(|| relay.shops().len() == 1, T).await);
     let shop = relay.shops()[0];
-    h.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
+    h.add_peer(&owner, &relay.addrs()[0].to_string())
+        .await
+        .unwrap();
     let replica = relay.replica(shop).unwrap();
     assert!(
         wait_for(
@@ -266,8 +269,8 @@ async fn a_relay_snapshots_its_shop_encrypted_to_the_owner_and_the_recovery_key(
     let rh = r.handle();
     assert_eq!(business(&rh), business(&h));
     assert_eq!(
-        format!("{:?}", rh.documents().unwrap()),
-        format!("{:?}", h.documents().unwrap())
+        format!("{:?}", rh.stored_documents().unwrap()),
+        format!("{:?}", h.stored_documents().unwrap())
     );
     assert!(rh.products().unwrap().iter().any(|p| p.sku == SKU));
     // `restore` opens the snapshot itself too (no plain copy on disk), with the same keys only.

@@ -1081,7 +1081,7 @@ async fn tickets_order_closes_and_a_period_close_in_the_browser() {
     assert!(
         wait_for(
             || bh
-                .periods()
+                .periods(&owner_of(&bh))
                 .is_ok_and(|p| p.last().is_some_and(|c| c.through == through)),
             WAIT
         )
@@ -1118,7 +1118,9 @@ async fn the_sync_screen_shows_the_relay_and_its_sync_state() {
     .unwrap();
     common::mesh::enroll_relay(&relay_dir, &ah, &owner, "Cloud relay").await;
     assert!(wait_for(|| relay.shops().len() == 1, Duration::from_secs(30)).await);
-    ah.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
+    ah.add_peer(&owner, &relay.addrs()[0].to_string())
+        .await
+        .unwrap();
     let p = ah
         .create_product(&owner, product("RLY", 300, 2000))
         .await
@@ -1187,7 +1189,9 @@ async fn an_owner_changes_a_price_on_the_relay_web_ui() {
     let relay = tillmesh::relay::Relay::start(cfg).await.unwrap();
     common::mesh::enroll_relay(&relay_dir, &th, &owner, "Cloud relay").await;
     assert!(wait_for(|| relay.shops().len() == 1, Duration::from_secs(30)).await);
-    th.add_peer(&relay.addrs()[0].to_string()).await.unwrap();
+    th.add_peer(&owner, &relay.addrs()[0].to_string())
+        .await
+        .unwrap();
     let replica = relay.replica(relay.shops()[0]).unwrap();
     assert!(wait_for(|| replica.product(p.id).is_ok(), Duration::from_secs(30)).await);
     let url = format!("https://{}", relay.https_addr().unwrap());
