@@ -41,6 +41,12 @@ use crate::store::{DocMeta, Rebuild, Store, load_doc, meta, read_doc_meta};
 
 /// Jobs a batch may hold before it is committed.
 const MAX_BATCH: usize = 512;
+/// Jobs waiting for the writer at most; a further [`Writer::write`] waits for room
+/// (backpressure) instead of growing memory without limit while the disk or a flood of peers'
+/// imports outpaces the commits. Two full batches: group commit still finds a full batch waiting
+/// when one ends, and what waits is bounded by this many jobs (each an API command or one import
+/// of a peer's envelopes, itself bounded by the mesh's message size).
+pub const QUEUE: usize = 2 * MAX_BATCH;
 /// A document is re-saved as one chunk once it has this many chunks.
 const COMPACT_AFTER_CHUNKS: u64 = 128;
 /// Longest a commit of changes from peers may stay unsynced to disk (see [`Ctx::relaxed`]).
@@ -192,14 +198,14 @@ pub const FIFO_QUIET: std::time::Duration = std::time::Duration::from_millis(300
 /// Cloneable handle to the writer thread.
 #[derive(Clone)]
 pub struct Writer {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Writer {
     /// Starts the writer thread. It ends when every `Writer` is dropped, after finishing the
     /// jobs already queued.
     pub fn spawn(engine: Engine) -> (Writer, std::thread::JoinHandle<()>) {
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(QUEUE);
         let thread = std::thread::Builder::new()
             .name("tillmesh-writer".into())
             .spawn(move || engine.run(rx))
@@ -217,6 +223,11 @@ impl Writer {
             .await;
     }
 
+    /// Jobs waiting for the writer now (at most [`QUEUE`]).
+    pub fn queued(&self) -> usize {
+        self.jobs.max_capacity() - self.jobs.capacity()
+    }
+
     /// Runs `f` in the next group commit and returns its result once the commit is durable.
     pub async fn write<T, F>(&self, f: F) -> Result<T>
     where
@@ -230,8 +241,11 @@ impl Writer {
                 let _ = tx.send(committed.and(out));
             })
         });
+        // Waits while the queue is full (see [`QUEUE`]). Never called from a job: a job runs on
+        // the writer thread, which would wait for itself.
         self.jobs
             .send(job)
+            .await
             .map_err(|_| Error::Internal("the node is shutting down".into()))?;
         rx.await
             .map_err(|_| Error::Internal("the writer stopped".into()))?
@@ -416,7 +430,7 @@ impl Engine {
         })
     }
 
-    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Job>) {
+    fn run(mut self, mut rx: mpsc::Receiver<Job>) {
         while !self.stopping
             && let Some(first) = rx.blocking_recv()
         {
@@ -1792,4 +1806,174 @@ pub struct ReindexReport {
     pub entries: u64,
     /// Products projected.
     pub products: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering::SeqCst};
+    use std::time::{Duration, Instant};
+
+    /// A projector that derives nothing: these tests are about the writer, not the domain.
+    struct NoProjections;
+
+    impl Projector for NoProjections {
+        fn project(&self, _: &mut Ctx<'_>, _: &Projected<'_>) -> Result<()> {
+            Ok(())
+        }
+        fn record(&self, _: &mut Ctx<'_>, _: &Projected<'_>) -> Result<()> {
+            Ok(())
+        }
+        fn before_commit(&self, _: &WriteTransaction, _: Option<u64>) -> Result<bool> {
+            Ok(true)
+        }
+        fn reindex(&self, _: &WriteTransaction) -> Result<ReindexReport> {
+            Ok(ReindexReport::default())
+        }
+        fn reindex_audit(&self, _: &WriteTransaction) -> Result<()> {
+            Ok(())
+        }
+    }
+
+    fn writer() -> (Writer, Arc<Shared>, std::thread::JoinHandle<()>) {
+        let shared = Arc::new(Shared::new(Default::default()));
+        let engine = Engine::new(
+            Store::memory().expect("an in-memory store"),
+            shared.clone(),
+            crate::identity::new_signing_key(),
+            Arc::new(NoProjections),
+        )
+        .expect("an engine");
+        let (writer, thread) = Writer::spawn(engine);
+        (writer, shared, thread)
+    }
+
+    async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !cond() {
+            assert!(start.elapsed() < timeout, "timed out waiting for {what}");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Holds the writer thread inside a job until the returned sender is dropped or sent to.
+    async fn block(writer: &Writer) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
+        let (release, wait) = std::sync::mpsc::channel::<()>();
+        let (started_tx, started) = oneshot::channel();
+        let w = writer.clone();
+        let task = tokio::spawn(async move {
+            w.write(move |_| {
+                let _ = started_tx.send(());
+                let _ = wait.recv();
+                Ok(())
+            })
+            .await
+            .expect("the blocking job commits");
+        });
+        started.await.expect("the writer runs the blocking job");
+        (release, task)
+    }
+
+    /// A full queue refuses further jobs until there is room: the write that found it full
+    /// and was given up never runs, and the queue never holds more than [`QUEUE`].
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_full_queue_makes_writes_wait() {
+        let (writer, _shared, thread) = writer();
+        let (release, blocker) = block(&writer).await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let mut queued = Vec::new();
+        for _ in 0..QUEUE {
+            let (w, ran) = (writer.clone(), ran.clone());
+            queued.push(tokio::spawn(async move {
+                w.write(move |_| Ok(ran.fetch_add(1, SeqCst))).await
+            }));
+        }
+        wait_for("the queue to fill", Duration::from_secs(10), || {
+            writer.queued() == QUEUE
+        })
+        .await;
+        // One more: its future stays pending without its job entering the queue.
+        let extra_ran = Arc::new(AtomicUsize::new(0));
+        let extra = {
+            let extra_ran = extra_ran.clone();
+            writer.write(move |_| Ok(extra_ran.fetch_add(1, SeqCst)))
+        };
+        let mut extra = Box::pin(extra);
+        assert!(
+            futures::poll!(extra.as_mut()).is_pending(),
+            "a write to a full queue waits"
+        );
+        assert_eq!(
+            writer.queued(),
+            QUEUE,
+            "the queue holds no more than its bound"
+        );
+        drop(extra);
+        release.send(()).expect("the blocking job waits");
+        blocker.await.expect("the blocking job ends");
+        for q in queued {
+            q.await
+                .expect("a queued write ends")
+                .expect("a queued write commits");
+        }
+        assert_eq!(ran.load(SeqCst), QUEUE, "every queued job ran");
+        writer
+            .write(|_| Ok(()))
+            .await
+            .expect("a later write commits");
+        assert_eq!(
+            extra_ran.load(SeqCst),
+            0,
+            "the write given up while the queue was full was never queued"
+        );
+        writer.close().await;
+        drop(writer);
+        thread.join().expect("the writer thread ends");
+    }
+
+    /// Many more concurrent writers than the queue holds all get through: none waits forever,
+    /// none is lost.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn writers_beyond_the_bound_all_complete() {
+        let (writer, shared, thread) = writer();
+        let (release, blocker) = block(&writer).await;
+        let ran = Arc::new(AtomicUsize::new(0));
+        let n = 4 * QUEUE;
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let (w, ran) = (writer.clone(), ran.clone());
+                tokio::spawn(async move {
+                    w.write(move |_| {
+                        ran.fetch_add(1, SeqCst);
+                        Ok(i)
+                    })
+                    .await
+                })
+            })
+            .collect();
+        wait_for("the queue to fill", Duration::from_secs(10), || {
+            writer.queued() == QUEUE
+        })
+        .await;
+        release.send(()).expect("the blocking job waits");
+        blocker.await.expect("the blocking job ends");
+        let mut seen = Vec::with_capacity(n);
+        for t in tasks {
+            seen.push(t.await.expect("a write ends").expect("a write commits"));
+        }
+        seen.sort_unstable();
+        assert_eq!(
+            seen,
+            (0..n).collect::<Vec<_>>(),
+            "every writer got its answer"
+        );
+        assert_eq!(ran.load(SeqCst), n, "every job ran once");
+        assert!(
+            shared.jobs.load(SeqCst) == n as u64 + 1,
+            "every job was acknowledged by a commit"
+        );
+        writer.close().await;
+        drop(writer);
+        thread.join().expect("the writer thread ends");
+    }
 }
