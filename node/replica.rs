@@ -1,6 +1,10 @@
 //! The writer: one thread owns every write. Commands arrive as jobs; the thread runs all jobs
 //! waiting at that moment inside **one** redb write transaction and commits once (group commit),
-//! then answers each job. A job's answer is sent only after its commit is durable.
+//! then answers each job. A job's answer is sent only after its commit is durable. At most
+//! [`QUEUE`] jobs wait; a caller beyond that waits for room (backpressure). A batch of peers'
+//! changes only may commit without a sync to disk ([`Ctx::relaxed`]); the writer's own timer
+//! syncs it within [`MAX_UNSYNCED`] and runs the FIFO work deferred during a catch-up once peers
+//! are quiet ([`FIFO_BUDGET`]), with no task outside the writer asking.
 //!
 //! Inside a job, [`Ctx::change`] turns a domain edit into an Automerge change, signs it, and
 //! hands it to `Ctx::apply` — the same path an envelope from a peer takes
@@ -51,6 +55,11 @@ pub const QUEUE: usize = 2 * MAX_BATCH;
 const COMPACT_AFTER_CHUNKS: u64 = 128;
 /// Longest a commit of changes from peers may stay unsynced to disk (see [`Ctx::relaxed`]).
 pub const MAX_UNSYNCED: std::time::Duration = std::time::Duration::from_millis(500);
+/// The writer commits durably once the oldest unsynced commit is this old, whether a job comes
+/// or not (its own timer, see `Engine::run`): half of [`MAX_UNSYNCED`], leaving the other half
+/// for the batch running at that moment and the sync itself.
+const SYNC_AFTER: std::time::Duration =
+    std::time::Duration::from_millis(MAX_UNSYNCED.as_millis() as u64 / 2);
 /// Most envelopes held at once (waiting for changes this node lacks), from all peers together;
 /// beyond any cap below new ones are not kept (not the sender's fault: anti-entropy brings them
 /// again once what they wait for is here). The global caps are what bounds a flood: fresh peer
@@ -318,6 +327,8 @@ pub struct Engine {
     unsynced_since: Option<std::time::Instant>,
     /// When the last batch holding peers' changes only was committed.
     last_relaxed: Option<std::time::Instant>,
+    /// When the writer's timer last ran a batch of its own (see [`Engine::timer_due`]).
+    last_timer: Option<std::time::Instant>,
     /// What is held, counted per document and per peer (loaded from `HELD_META` on first use).
     held: Option<HeldCounts>,
     /// Changes stored since the last retry of held envelopes: `retry_held` retries exactly the
@@ -424,6 +435,7 @@ impl Engine {
             stopping: false,
             unsynced_since: None,
             last_relaxed: None,
+            last_timer: None,
             held: None,
             arrived: Vec::new(),
             quarantined: None,
@@ -431,9 +443,31 @@ impl Engine {
     }
 
     fn run(mut self, mut rx: mpsc::Receiver<Job>) {
-        while !self.stopping
-            && let Some(first) = rx.blocking_recv()
-        {
+        // The writer's own clock: it waits for a job only until something it committed must be
+        // synced or the deferred FIFO work is due, then commits an empty durable batch itself.
+        let clock = tokio::runtime::Builder::new_current_thread()
+            .enable_time()
+            .build()
+            .expect("building the writer's timer");
+        while !self.stopping {
+            let first = match self.timer_due() {
+                None => clock.block_on(rx.recv()),
+                Some(at) => {
+                    let at = tokio::time::Instant::from_std(at);
+                    // Inside the runtime: the timeout's timer needs its clock.
+                    match clock.block_on(async { tokio::time::timeout_at(at, rx.recv()).await }) {
+                        Ok(job) => job,
+                        Err(_elapsed) => {
+                            self.last_timer = Some(std::time::Instant::now());
+                            // A job does not call `relaxed`: its batch syncs to disk, and, once
+                            // peers' changes stopped arriving, does the FIFO work that waited.
+                            let noop: Job = Box::new(|_| Box::new(|_| {}));
+                            Some(noop)
+                        }
+                    }
+                }
+            };
+            let Some(first) = first else { break };
             let mut batch = vec![first];
             while batch.len() < MAX_BATCH {
                 match rx.try_recv() {
@@ -443,6 +477,29 @@ impl Engine {
             }
             self.run_batch(batch);
         }
+    }
+
+    /// When a commit of peers' changes must be synced to disk: [`SYNC_AFTER`] after the oldest
+    /// unsynced one.
+    fn sync_due(&self) -> Option<std::time::Instant> {
+        self.unsynced_since.map(|t| t + SYNC_AFTER)
+    }
+
+    /// When the writer commits an empty durable batch if no job came by then: when a sync is
+    /// due, or when the FIFO work deferred while peers' changes arrived ([`FIFO_BUDGET`]) may
+    /// run, [`FIFO_QUIET`] after the last of them. Not sooner than [`SYNC_AFTER`] after its last
+    /// one, so a store that fails to commit is retried, not spun on.
+    fn timer_due(&self) -> Option<std::time::Instant> {
+        let deferred = self
+            .shared
+            .fifo_deferred
+            .load(std::sync::atomic::Ordering::Relaxed);
+        let fifo = deferred.then(|| {
+            self.last_relaxed
+                .map_or_else(std::time::Instant::now, |t| t + FIFO_QUIET)
+        });
+        let due = self.sync_due().into_iter().chain(fifo).min()?;
+        Some(self.last_timer.map_or(due, |t| due.max(t + SYNC_AFTER)))
     }
 
     fn run_batch(&mut self, batch: Vec<Job>) {
@@ -516,10 +573,11 @@ impl Engine {
                 Err(e) => poisoned = Some(e.to_string()),
             }
         }
-        // Only batches of peers' changes may skip the sync to disk, and not for long.
+        // Only batches of peers' changes may skip the sync to disk, and not for long: also while
+        // they keep arriving and the timer never fires.
         durable |= self
-            .unsynced_since
-            .is_some_and(|t| t.elapsed() >= MAX_UNSYNCED);
+            .sync_due()
+            .is_some_and(|at| std::time::Instant::now() >= at);
         let level = if durable {
             redb::Durability::Immediate
         } else {
@@ -700,7 +758,8 @@ impl Ctx<'_> {
     /// This job only applies changes from peers: its batch may commit without syncing to disk
     /// (unless another job of the batch needs it). A crash may then lose what it applied, which
     /// costs nothing: the peers still have it and anti-entropy fetches it again. The writer
-    /// syncs within [`MAX_UNSYNCED`]; local changes are always synced before they are answered.
+    /// syncs within [`MAX_UNSYNCED`], by itself if no job comes; local changes are always synced
+    /// before they are answered.
     pub fn relaxed(&mut self) {
         self.durable = false;
     }
@@ -1835,13 +1894,41 @@ mod tests {
         }
     }
 
+    /// Defers its end-of-batch work whenever the batch gives it a budget (peers' changes
+    /// arriving), like the FIFO cost of a long replay.
+    struct DeferringProjections;
+
+    impl Projector for DeferringProjections {
+        fn project(&self, _: &mut Ctx<'_>, _: &Projected<'_>) -> Result<()> {
+            Ok(())
+        }
+        fn record(&self, _: &mut Ctx<'_>, _: &Projected<'_>) -> Result<()> {
+            Ok(())
+        }
+        fn before_commit(&self, _: &WriteTransaction, budget: Option<u64>) -> Result<bool> {
+            Ok(budget.is_none())
+        }
+        fn reindex(&self, _: &WriteTransaction) -> Result<ReindexReport> {
+            Ok(ReindexReport::default())
+        }
+        fn reindex_audit(&self, _: &WriteTransaction) -> Result<()> {
+            Ok(())
+        }
+    }
+
     fn writer() -> (Writer, Arc<Shared>, std::thread::JoinHandle<()>) {
+        writer_with(Arc::new(NoProjections))
+    }
+
+    fn writer_with(
+        projector: Arc<dyn Projector>,
+    ) -> (Writer, Arc<Shared>, std::thread::JoinHandle<()>) {
         let shared = Arc::new(Shared::new(Default::default()));
         let engine = Engine::new(
             Store::memory().expect("an in-memory store"),
             shared.clone(),
             crate::identity::new_signing_key(),
-            Arc::new(NoProjections),
+            projector,
         )
         .expect("an engine");
         let (writer, thread) = Writer::spawn(engine);
@@ -1972,6 +2059,128 @@ mod tests {
             shared.jobs.load(SeqCst) == n as u64 + 1,
             "every job was acknowledged by a commit"
         );
+        writer.close().await;
+        drop(writer);
+        thread.join().expect("the writer thread ends");
+    }
+
+    /// A commit of peers' changes made without a sync to disk is synced by the writer itself
+    /// within [`MAX_UNSYNCED`], with no further job and no task outside it asking.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_relaxed_commit_is_synced_without_another_job() {
+        let (writer, shared, thread) = writer();
+        writer
+            .write(|ctx| {
+                ctx.relaxed();
+                Ok(())
+            })
+            .await
+            .expect("a relaxed job commits");
+        let committed = Instant::now();
+        assert!(
+            shared.unsynced.load(SeqCst),
+            "the relaxed commit was not synced"
+        );
+        let commits = shared.commits.load(SeqCst);
+        wait_for("the writer to sync", Duration::from_secs(5), || {
+            !shared.unsynced.load(SeqCst)
+        })
+        .await;
+        assert!(
+            committed.elapsed() < MAX_UNSYNCED + Duration::from_millis(250),
+            "synced {:?} after the relaxed commit",
+            committed.elapsed()
+        );
+        assert_eq!(
+            shared.commits.load(SeqCst),
+            commits + 1,
+            "one durable commit of the writer's own synced it"
+        );
+        writer.close().await;
+        drop(writer);
+        thread.join().expect("the writer thread ends");
+    }
+
+    /// Relaxed jobs arriving without a pause (a long catch-up) never let the writer's timer
+    /// fire; they must not starve the sync: every unsynced commit is followed by a durable one
+    /// within [`MAX_UNSYNCED`].
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn relaxed_jobs_without_a_pause_do_not_starve_the_sync() {
+        let (writer, _shared, thread) = writer();
+        // What each job saw: when it ran, and since when the writer had something unsynced.
+        let seen = Arc::new(std::sync::Mutex::new(
+            Vec::<(Instant, Option<Instant>)>::new(),
+        ));
+        let until = Instant::now() + 4 * MAX_UNSYNCED;
+        let streams: Vec<_> = (0..4)
+            .map(|_| {
+                let (w, seen) = (writer.clone(), seen.clone());
+                tokio::spawn(async move {
+                    while Instant::now() < until {
+                        let seen = seen.clone();
+                        w.write(move |ctx| {
+                            ctx.relaxed();
+                            let since = ctx.engine.unsynced_since;
+                            seen.lock()
+                                .expect("not poisoned")
+                                .push((Instant::now(), since));
+                            Ok(())
+                        })
+                        .await
+                        .expect("a relaxed job commits");
+                    }
+                })
+            })
+            .collect();
+        for s in streams {
+            s.await.expect("a stream of jobs ends");
+        }
+        let seen = seen.lock().expect("not poisoned").clone();
+        let mut syncs = 0;
+        for pair in seen.windows(2) {
+            let [(_, Some(since)), (after, now)] = pair else {
+                continue;
+            };
+            if now.as_ref() == Some(since) {
+                continue;
+            }
+            // The first job to see a different state ran after the sync that ended this one.
+            syncs += 1;
+            assert!(
+                *after - *since <= MAX_UNSYNCED,
+                "a commit stayed unsynced for {:?} while jobs kept arriving",
+                *after - *since
+            );
+        }
+        assert!(syncs >= 3, "the stream was synced only {syncs} times");
+        writer.close().await;
+        drop(writer);
+        thread.join().expect("the writer thread ends");
+    }
+
+    /// The end-of-batch work a projector deferred while peers' changes arrived is done once
+    /// they stop, [`FIFO_QUIET`] later, with no further job.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn deferred_work_is_done_once_peers_are_quiet() {
+        let (writer, shared, thread) = writer_with(Arc::new(DeferringProjections));
+        writer
+            .write(|ctx| {
+                ctx.relaxed();
+                Ok(())
+            })
+            .await
+            .expect("a relaxed job commits");
+        let committed = Instant::now();
+        assert!(shared.fifo_deferred.load(SeqCst), "the work was deferred");
+        wait_for("the deferred work", Duration::from_secs(5), || {
+            !shared.fifo_deferred.load(SeqCst)
+        })
+        .await;
+        assert!(
+            committed.elapsed() >= FIFO_QUIET,
+            "the deferred work waited for quiet"
+        );
+        assert!(!shared.unsynced.load(SeqCst), "and the commit was synced");
         writer.close().await;
         drop(writer);
         thread.join().expect("the writer thread ends");
