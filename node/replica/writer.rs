@@ -184,7 +184,7 @@ impl Engine {
                         Ok(job) => job,
                         Err(_elapsed) => {
                             self.last_timer = Some(std::time::Instant::now());
-                            // A job does not call `relaxed`: its batch syncs to disk, and, once
+                            // This job does not call `relaxed`: its batch syncs to disk and, once
                             // peers' changes stopped arriving, does the FIFO work that waited.
                             let noop: Job = Box::new(|_| Box::new(|_| {}));
                             Some(noop)
