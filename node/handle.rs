@@ -238,7 +238,8 @@ impl NodeHandle {
         &self.inner.writer
     }
 
-    /// What the writer shares with readers.
+    /// What the writer shares with readers (tests watch its events).
+    #[cfg(test)]
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.inner.shared
     }

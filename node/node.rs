@@ -165,30 +165,6 @@ impl NodeBuilder {
         });
         handle.reoffer_kept().await?;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        // Peers' changes may be committed without a sync to disk; sync them soon after.
-        let sync_task = {
-            let writer = handle.writer().clone();
-            let shared = handle.shared().clone();
-            let mut stop = stop_rx.clone();
-            tokio::spawn(async move {
-                let mut tick = tokio::time::interval(crate::replica::MAX_UNSYNCED / 2);
-                loop {
-                    tokio::select! {
-                        _ = stop.wait_for(|s| *s) => return,
-                        _ = tick.tick() => {}
-                    }
-                    // An empty batch syncs to disk and, once peers' changes stopped arriving,
-                    // recomputes the FIFO cost that waited (`replica::FIFO_BUDGET`).
-                    if shared.unsynced.load(std::sync::atomic::Ordering::Relaxed)
-                        || shared
-                            .fifo_deferred
-                            .load(std::sync::atomic::Ordering::Relaxed)
-                    {
-                        let _ = writer.write(|_| Ok(())).await;
-                    }
-                }
-            })
-        };
         let parse = |field: &str, a: &String| {
             a.parse::<crate::net::Multiaddr>()
                 .map_err(|e| Error::invalid(field, format!("{a:?} is not a multiaddr: {e}")))
@@ -245,7 +221,6 @@ impl NodeBuilder {
         }
         Ok(Node {
             handle,
-            sync_task: Some(sync_task),
             checkpoint_task: Some(checkpoint_task),
             mesh_task,
             http_addr,
@@ -271,7 +246,6 @@ pub fn remembered_peers(data_dir: &std::path::Path) -> Vec<String> {
 #[must_use = "a node stops serving when dropped; call shutdown().await"]
 pub struct Node {
     handle: NodeHandle,
-    sync_task: Option<tokio::task::JoinHandle<()>>,
     checkpoint_task: Option<tokio::task::JoinHandle<()>>,
     mesh_task: Option<tokio::task::JoinHandle<()>>,
     http_addr: Option<SocketAddr>,
@@ -301,9 +275,6 @@ impl Node {
             let _ = t.await;
         }
         if let Some(t) = self.mesh_task.take() {
-            let _ = t.await;
-        }
-        if let Some(t) = self.sync_task.take() {
             let _ = t.await;
         }
         if let Some(t) = self.checkpoint_task.take() {
