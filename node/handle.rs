@@ -50,7 +50,8 @@ struct Inner {
     data_dir: Option<PathBuf>,
     /// mDNS interfaces (None: mDNS off), also used to find the shop for a short-code join.
     mdns: Option<Vec<String>>,
-    /// Held by an anti-entropy pull (one at a time, see [`crate::sync::pull`]).
+    /// The pull turn: pulls take turns once their peer answered (waiting at most
+    /// [`crate::sync::PULL_TURN_WAIT`]; see [`NodeHandle::pull_from`]).
     pull_gate: tokio::sync::Mutex<()>,
     /// Unfinished key-exchange runs of devices redeeming invites made here.
     redeem_runs: crate::redeem::Runs,

@@ -122,9 +122,9 @@
 //!
 //! ## The parts
 //!
-//! They form layers that point one way (`docs/ARCHITECTURE.md`; `.ci/layers.py` lists the
-//! import cycle still left between `api`, `mesh` and `node`):
-//! `model → store → docs → engine → domain → sync → net → mesh → node → api → cli`.
+//! They form layers that point one way (`docs/ARCHITECTURE.md`; `.ci/layers.py`, run by CI,
+//! fails on any import cycle between them):
+//! `model → store → docs → replica → domain → sync → net → mesh → handle → api → node → cli`.
 //!
 //! - [`model`]: the shop's data as the API, the UI and embedders see it (requests, views,
 //!   events, ledger entries, the books); pure data, the bottom layer.
@@ -146,13 +146,15 @@
 //!   set when each is created.
 //! - [`config`]: flags, `TILLMESH_*` variables and the TOML file; [`config::SETTINGS`] lists
 //!   every setting and makes the README's reference (`tillmesh config --reference`).
-//! - [`engine`]: the single writer thread (group commit) and the one apply path, which also
+//! - [`replica`]: the single writer thread (group commit, a bounded queue, its own timer that
+//!   syncs peers' unsynced commits) and the one apply path, which also
 //!   holds what waits for a dependency (capped, expiring) and keeps apart, unapplied, a revoked
 //!   till's sales (for owners to accept, [`domain::revoked_sales`]) and members' changes to
 //!   document kinds this version does not know (re-offered at start). The domain plugs in
 //!   through [`replica::Projector`] ([`domain::reindex::Projections`]): one dispatch for
 //!   apply, revocation rebuilds, reindex and migrations.
-//! - [`domain`]: the data model, commands, money arithmetic, projections and queries; the
+//! - [`domain`]: the data model, commands, money arithmetic, projections and queries,
+//!   [`domain::access`] (the one table of which role may read or do what); the
 //!   books beyond the till — [`domain::orders`] (suppliers, purchase orders, deliveries with
 //!   derived ids), [`domain::shifts`] (cash drawer), [`domain::tickets`] (parked carts,
 //!   earliest close wins), [`domain::fifo`] (deterministic FIFO cost, replayed per product
@@ -174,7 +176,7 @@
 //!   documents, change hashes, batched envelope fetches: [`sync::answer`] over a
 //!   [`sync::ReplicaRead`] snapshot, [`sync::PullSession`] (a pull's state), the [`sync::pull`]
 //!   and [`sync::join`] drivers over [`sync::SyncPeer`] / [`sync::LocalReplica`] /
-//!   [`sync::Joiner`], and a simulator of replicas on a lossy, partitioned network with a
+//!   [`sync::Joiner`], typed refusals ([`sync::Refusal`]), and a simulator of replicas on a lossy, partitioned network with a
 //!   1,000-case property test. Every message on the wire is a [`sync::Frame`] naming the
 //!   shop's genesis (protocol `/tillmesh/sync/3`): a node answers only about its own shop.
 //! - [`redeem`]: redeeming an invite code by SPAKE2 keyed by the code (the code never goes on
@@ -182,16 +184,19 @@
 //!   runs capped per invite.
 //! - [`net`]: the libp2p swarm in one task (TCP, Noise, Yamux, identify, ping, gossipsub,
 //!   request-response, circuit-relay client and — on a relay — server, dcutr) behind a
-//!   cloneable [`net::NetHandle`].
-//! - [`discovery`]: mDNS (`_tillmesh._udp.local.`) on chosen interfaces.
-//! - [`mesh`]: ties net and discovery to the node — push, verify-then-forward, pull (one at a
-//!   time), member-only requests and gossip, strangers disconnected after a grace period,
-//!   the peers table, telling and blocking revoked devices, listening through
-//!   a connected relay and dialing the shop's devices through it, joining a shop
-//!   (`tillmesh join`, `POST /api/v1/join`, [`NodeHandle::join`]).
-//! - [`node`]: [`Node`] (builder, start, shutdown) and [`NodeHandle`] (typed commands and
-//!   queries shared by the API, the CLI, embedders and tests; the [`EventStream`]; the sync
-//!   protocol's local replica; [`node::demo`]).
+//!   cloneable [`net::NetHandle`]; [`net::discovery`], mDNS (`_tillmesh._udp.local.`) on
+//!   chosen interfaces.
+//! - [`mesh`]: the node on the network, over [`mesh::Host`] (what it needs of the node) —
+//!   one actor with a sans-IO peer table ([`mesh::PeerTable`]): push, verify-then-forward,
+//!   pull (one per peer, backing off from failing ones), member-only requests and gossip,
+//!   strangers disconnected after a grace period, telling and blocking revoked devices,
+//!   listening through a connected relay and dialing the shop's devices through it, joining
+//!   a shop ([`mesh::JoinOptions`]).
+//! - [`handle`]: [`NodeHandle`] (typed commands and queries shared by the API, the CLI,
+//!   embedders and tests, one file per area; the [`EventStream`]; the sync protocol's local
+//!   replica; [`handle::demo`]).
+//! - [`node`]: [`Node`] (builder, start, shutdown: it owns the handle and starts the mesh and
+//!   the HTTP server) and [`node::join`] (`tillmesh join`, `tillmesh relay enroll`).
 //! - [`relay`]: `tillmesh relay` — one swarm in no gossip topic, a replica store per enrolled
 //!   shop, store-and-forward over `/tillmesh/sync/3` (devices offer and pull; the relay
 //!   forwards what is new to the shop's other devices), each request served from the one shop

@@ -57,11 +57,15 @@ impl NodeHandle {
     /// answered its first request: a till coming back connects to every peer at once, and they
     /// all have the same changes to give; after the first pull the others find little or
     /// nothing. The first request is asked before the turn is taken, so a peer that does not
-    /// answer (gone, or a black hole) holds up nobody else's pull while its request times out.
+    /// answer (gone, or a black hole) holds up nobody else's pull while its request times out;
+    /// and the turn is waited for at most [`sync::PULL_TURN_WAIT`], so neither does a peer
+    /// that stalls in the middle of its pull (this one then goes on beside it).
     pub async fn pull_from(&self, peer: &impl sync::SyncPeer) -> Result<sync::PullReport> {
         let (session, first) = sync::PullSession::start();
         let answer = peer.request(first).await?;
-        let _one_at_a_time = self.pull_gate().lock().await;
+        let _turn = tokio::time::timeout(sync::PULL_TURN_WAIT, self.pull_gate().lock())
+            .await
+            .ok();
         sync::pull_on(self, peer, session, answer).await
     }
 

@@ -723,3 +723,67 @@ async fn a_peer_that_never_answers_holds_up_no_other_pull() {
     stuck.abort();
     b.shutdown().await;
 }
+
+/// A peer that answers a pull's first request, then never again (it stalls mid-pull).
+struct StallsAfterFirst {
+    peer: Direct,
+    answered: std::sync::atomic::AtomicBool,
+    stalled: std::sync::Arc<tokio::sync::Notify>,
+}
+
+impl SyncPeer for StallsAfterFirst {
+    async fn request(&self, req: SyncRequest) -> tillmesh::Result<SyncResponse> {
+        if !self
+            .answered
+            .swap(true, std::sync::atomic::Ordering::SeqCst)
+        {
+            return self.peer.request(req).await;
+        }
+        self.stalled.notify_one();
+        std::future::pending().await
+    }
+}
+
+/// A peer that stalls in the middle of a pull holds up another peer's pull only briefly (issue
+/// "The core on seams": the node-wide pull turn was held for as long as the stalled pull
+/// waited — over the network, each request's 30 s timeout; the turn is now waited for at most
+/// `sync::PULL_TURN_WAIT`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_stalls_mid_pull_holds_up_no_other_pull_for_long() {
+    let a = shop().await;
+    a.h.create_product(&a.owner, product("P1", 500, 2000))
+        .await
+        .unwrap();
+    let b = Node::builder().memory().start().await.unwrap();
+    let bh = b.handle();
+    bh.import_envelopes(a.h.genesis().unwrap(), vec![])
+        .await
+        .unwrap();
+    let stalled = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stuck = {
+        let peer = StallsAfterFirst {
+            peer: Direct(a.h.clone()),
+            answered: Default::default(),
+            stalled: stalled.clone(),
+        };
+        let bh = bh.clone();
+        tokio::spawn(async move { bh.pull_from(&peer).await })
+    };
+    // The stalled pull took the turn (it had its first answer) and waits on its second.
+    stalled.notified().await;
+    let pulled = tokio::time::timeout(
+        sync::PULL_TURN_WAIT + std::time::Duration::from_secs(8),
+        bh.pull_from(&Direct(a.h.clone())),
+    )
+    .await
+    .expect("a pull from another peer goes on while one peer stalls")
+    .unwrap();
+    assert!(pulled.applied > 0, "{pulled:?}");
+    assert_eq!(bh.bucket_digests().unwrap(), a.h.bucket_digests().unwrap());
+    assert!(
+        !stuck.is_finished(),
+        "the stalled peer never answered again"
+    );
+    stuck.abort();
+    b.shutdown().await;
+}
