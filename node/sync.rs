@@ -41,7 +41,7 @@ pub const PROTOCOL: &str = "/tillmesh/sync/3";
 pub const MAX_MESSAGE_BYTES: usize = 8 * 1024 * 1024;
 /// Most envelopes asked for (and applied) in one batch.
 pub const ENVELOPE_BATCH: usize = 512;
-/// Longest a pull waits for the node's pull turn (see `NodeHandle::pull_from`) before it goes
+/// Longest a pull waits for the node's pull turn (pulls take turns on a node) before it goes
 /// on beside the pull holding it: pulls take turns so that a till coming back fetches the
 /// changes every peer has once, not once per peer, but a peer stalled in the middle of a pull
 /// must not hold up the others for its requests' timeouts.

@@ -29,8 +29,8 @@ pub trait Joiner: LocalReplica + Sync {
 }
 
 /// How to join a shop: the one set of options every way in takes (`tillmesh join`, `tillmesh
-/// relay enroll`, `POST /api/v1/join`, [`crate::NodeHandle::join_with`], the network join in
-/// [`crate::mesh`] and [`join`] here).
+/// relay enroll`, `POST /api/v1/join`, the library's join on a running node, the network join
+/// above this layer, and [`join`] here).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct JoinOptions {
     /// Where a short code (an invite without an address) is looked up by mDNS: network

@@ -232,8 +232,7 @@ pub async fn pull(local: &impl LocalReplica, peer: &impl SyncPeer) -> Result<Pul
 }
 
 /// Goes on with a pull whose first request (`Buckets`) `answer` answers: a caller may ask it
-/// before taking a lock, so a peer that never answers holds nothing (see
-/// `NodeHandle::pull_from`).
+/// before taking a lock (the node's pull turn), so a peer that never answers holds nothing.
 pub async fn pull_on(
     local: &impl LocalReplica,
     peer: &impl SyncPeer,
