@@ -174,7 +174,8 @@
 //!   bell).
 //! - [`sync`]: anti-entropy without IO — set digests per document and per month of ledger
 //!   documents, change hashes, batched envelope fetches: [`sync::answer`] over a
-//!   [`sync::ReplicaRead`] snapshot, [`sync::PullSession`] (a pull's state), the [`sync::pull`]
+//!   [`sync::ReplicaRead`] snapshot, [`sync::PullSession`] and [`sync::JoinSession`] (a pull's
+//!   and a join's state), the [`sync::pull`]
 //!   and [`sync::join`] drivers over [`sync::SyncPeer`] / [`sync::LocalReplica`] /
 //!   [`sync::Joiner`], typed refusals ([`sync::Refusal`]), and a simulator of replicas on a lossy, partitioned network with a
 //!   1,000-case property test. Every message on the wire is a [`sync::Frame`] naming the

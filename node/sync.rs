@@ -56,7 +56,7 @@ mod pull;
 mod sim;
 
 pub use answer::{ReplicaRead, answer};
-pub use join::{JoinOptions, Joiner, join};
+pub use join::{JoinOptions, JoinSession, JoinStep, Joiner, join};
 pub use pull::{LocalReplica, PullReport, PullSession, Step, pull, pull_on};
 
 /// A 32-byte digest or change hash.
