@@ -44,7 +44,7 @@ mod wire;
 pub use host::Host;
 pub(crate) use join::join;
 pub use join::{Joined, PEERS_FILE, remember_peer};
-pub use peers::PeerTable;
+pub use peers::{AfterPull, GAP_PULL_EVERY, JOINING_WINDOW, MAX_PULL_BACKOFF, PeerTable};
 pub use sync::JoinOptions;
 pub(crate) use wire::own_addr;
 pub use wire::{NetPeer, net_config};
@@ -143,7 +143,7 @@ pub struct MeshConfig {
     pub ui_port: u16,
 }
 
-/// The running mesh: the network, discovery and the actor ([`actor`]) that drives them.
+/// The running mesh: the network, discovery and the actor (`mesh::actor`) that drives them.
 pub struct Mesh {
     net: net::NetHandle,
     peers: Arc<Mutex<peers::PeerTable>>,

@@ -110,7 +110,7 @@ pub enum SyncResponse {
     Docs(Vec<(String, Hash32)>),
     /// (document id, change hashes).
     Hashes(Vec<(String, Vec<Hash32>)>),
-    /// Encoded envelopes (see [`Envelope::to_bytes`]); unknown hashes are left out.
+    /// Encoded envelopes (see [`crate::docs::Envelope::to_bytes`]); unknown hashes are left out.
     Envelopes(Vec<Vec<u8>>),
     /// A redeemed invite (postcard [`crate::docs::admission::Invite`]), the answer to a valid
     /// `RedeemFinish`.
