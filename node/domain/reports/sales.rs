@@ -326,6 +326,7 @@ fn month_spans(range: DayRange) -> Vec<Span> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::reports::day_number;
 
     #[test]
     fn whole_months_and_the_days_around_them() {
