@@ -10,6 +10,7 @@ use super::{
 use crate::docs::shop::non_empty;
 use crate::domain::access::{self, Access};
 use crate::domain::money::{self, MAX_AMOUNT};
+use crate::domain::{shifts, tickets};
 use crate::error::{Error, Result};
 use crate::model::ledger::{EntryBody, LedgerEntry, QtyLine, ReturnedLine};
 use crate::model::*;
@@ -30,7 +31,7 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
         return Err(Error::invalid("lines", "a sale needs at least one line"));
     }
     if let Some(t) = s.ticket_id {
-        crate::domain::tickets::require_open(ctx.tx, t, "ticket_id")?;
+        tickets::require_open(ctx.tx, t, "ticket_id")?;
     }
     if s.lines.len() > 500 {
         return Err(Error::invalid("lines", "at most 500 lines"));
@@ -137,7 +138,7 @@ pub fn record_sale(ctx: &mut Ctx<'_>, by: &Principal, s: NewSale, at: Option<i64
             note,
             warnings,
             ticket_id: s.ticket_id,
-            shift_id: crate::domain::shifts::open_shift_id(ctx)?,
+            shift_id: shifts::open_shift_id(ctx)?,
             accepted: None,
         },
     };
@@ -247,7 +248,7 @@ pub fn void_sale(ctx: &mut Ctx<'_>, by: &Principal, id: Uuid, v: VoidSale) -> Re
             .sum::<i64>()
             - sale.change_due,
         line_net: sale.lines.iter().map(|l| l.total - l.tax).collect(),
-        shift_id: crate::domain::shifts::open_shift_id(ctx)?,
+        shift_id: shifts::open_shift_id(ctx)?,
     };
     stock_entry(ctx, by, &key, body)?;
     read_sale(ctx.tx, id)
@@ -313,7 +314,7 @@ pub fn return_sale(
             .as_deref()
             .map(|x| non_empty("reason", x, 500))
             .transpose()?,
-        shift_id: crate::domain::shifts::open_shift_id(ctx)?,
+        shift_id: shifts::open_shift_id(ctx)?,
     };
     let e = stock_entry(ctx, by, &key, body)?;
     Ok(SaleReturn {
@@ -395,7 +396,7 @@ pub fn refund(ctx: &mut Ctx<'_>, by: &Principal, r: NewRefund) -> Result<Refund>
         refund_method,
         reason: Some(reason.clone()),
         restock,
-        shift_id: crate::domain::shifts::open_shift_id(ctx)?,
+        shift_id: shifts::open_shift_id(ctx)?,
     };
     let e = stock_entry(ctx, by, &key, body)?;
     Ok(Refund {

@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 use uuid::Uuid;
 
 use super::{internal, vid};
+use crate::domain::fifo;
 use crate::error::Result;
 use crate::store::tables::*;
 
@@ -27,7 +28,7 @@ pub struct CategoryValue {
 /// What the stock on hand is worth (`GET /api/v1/reports/inventory`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct InventoryValue {
-    /// At cost: the FIFO lots still on the shelf ([`crate::domain::fifo::value_on_hand`]).
+    /// At cost: the FIFO lots still on the shelf ([`fifo::value_on_hand`]).
     pub at_cost: i64,
     /// At shelf price (the variant's price if it has its own), tax as the prices have it.
     pub at_retail: i64,
@@ -89,7 +90,7 @@ pub fn inventory(tx: &ReadTransaction) -> Result<InventoryValue> {
             if on_hand <= 0 {
                 continue;
             }
-            let at_cost = crate::domain::fifo::value_on_hand(tx, p.id, variant)?;
+            let at_cost = fifo::value_on_hand(tx, p.id, variant)?;
             // Saturating: a million units of a 10^15 price must not wrap around.
             let at_retail = on_hand.saturating_mul(price);
             out.items += 1;
