@@ -36,7 +36,7 @@
 //! on a node that has caught up with its peers: a checkpoint may name changes still on their
 //! way to a node that is behind.
 //!
-//! **Files**: `index` (the rows, [`record`], [`rebuild`], [`query`]), `checkpoint`
+//! **Files**: `index` (the rows, `record`, [`rebuild`], [`query`]), `checkpoint`
 //! ([`write_checkpoint`]) and `export` ([`write_export`], [`verify_export`]); every item is
 //! re-exported here, so each keeps its `audit::` path.
 
