@@ -1,5 +1,18 @@
 //! The shop's domain: documents' layouts, commands that turn requests into changes, money
 //! arithmetic, and the projections derived from ledger entries and the catalog.
+//!
+//! By feature:
+//! - rules and arithmetic: [`access`] (who may do what), [`money`] (minor units, rounding);
+//! - writing: [`commands`] — one file per feature under `commands/`: shop set-up and settings,
+//!   people, invites and admission, products, stock, sales (voids, returns, refunds) — plus
+//!   [`catalog`] (the `catalog` document's layout), [`products_csv`], [`orders`] (suppliers,
+//!   purchase orders, deliveries), [`shifts`] (cash drawers), [`tickets`] (parked carts) and
+//!   [`revoked_sales`] (a revoked till's sales, accepted by an owner);
+//! - deriving: [`projection`] (the tables kept with every change), [`reindex`] (rebuilding
+//!   them), [`fifo`] and [`profit`] (cost and profit);
+//! - reading: [`queries`]; [`reports`] (day sums kept with every change, one file per report),
+//!   [`alerts`] (raised by apply-time hooks or derived when listed) and [`audit`] (its index,
+//!   daily checkpoints, the export and its offline check) each write what they read.
 
 /// `members`, `settings` and `vault` as readers see them moved to [`crate::docs::shop`].
 pub use crate::docs::shop;
