@@ -51,6 +51,9 @@
 //! "END!" + SHA-256        the hash of every byte before "END!"
 //! ```
 //! A record is a `u32 LE` length and that many bytes.
+//!
+//! The code: writing (`writer`), reading and checking (`reader`), restoring (`restore`); the
+//! format's constants and types stay here.
 
 mod reader;
 mod restore;

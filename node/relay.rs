@@ -62,6 +62,10 @@
 //!   retention. Taken on blocking threads, at most [`SNAPSHOTS_AT_ONCE`] shops at a time, so
 //!   sync is served meanwhile. A shop device asks `SnapshotStatus` after each pull and shows
 //!   the time (`last_snapshot` in `GET /api/v1/peers`, the Sync screen).
+//!
+//! The code by concern: the replicas on disk and who is a device of which shop (`replicas`),
+//! the driver that answers, pulls and forwards (`driver`), the HTTPS server (`web`),
+//! [`enroll`] and the snapshot loop (`snapshots`); the shared types stay here.
 
 mod driver;
 mod enroll;

@@ -29,6 +29,9 @@
 //!   itself, never the till's own screen, which logs in from the device itself (a loopback
 //!   source, [`is_loopback_peer`](super::extract::is_loopback_peer)). Counters are kept in the
 //!   node's store (`login-failures-1`), so restarting the node forgets none of them.
+//!
+//! The code: sessions, tokens, CSRF and the cookie (`sessions`), login limits (`limiter`); the
+//! routes (login, logout, me, the login screen's people) are here.
 
 mod limiter;
 mod sessions;

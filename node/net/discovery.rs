@@ -53,6 +53,9 @@
 //! Two peers that found each other would both dial; [`should_dial`] picks one (the lower peer
 //! id). The other one is the caller's fallback (the mesh dials after a short wait if still not
 //! connected). Duplicate connections that still happen are for the caller to close.
+//!
+//! The address list (what is valid, unspecified addresses expanded, the TXT chunks) is in
+//! `addrs`.
 
 use std::collections::{BTreeSet, HashMap};
 use std::net::IpAddr;
