@@ -52,15 +52,15 @@
 //! ```
 //! A record is a `u32 LE` length and that many bytes.
 //!
-//! The code: writing (`writer`), reading and checking (`reader`), restoring (`restore`); the
+//! The code: writing (`writer`), reading and checking (`reader`), restoring (`restoring`); the
 //! format's constants and types stay here.
 
 mod reader;
-mod restore;
+mod restoring;
 mod writer;
 
 pub use reader::{inspect, sealed_kind, verify};
-pub use restore::{Progress, RestoreReport, restore};
+pub use restoring::{Progress, RestoreReport, restore};
 pub use writer::{create_private, write, write_sealed};
 
 use serde::{Deserialize, Serialize};

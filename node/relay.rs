@@ -65,16 +65,16 @@
 //!
 //! The code by concern: the replicas on disk and who is a device of which shop (`replicas`),
 //! the driver that answers, pulls and forwards (`driver`), the HTTPS server (`web`),
-//! [`enroll`] and the snapshot loop (`snapshots`); the shared types stay here.
+//! [`enroll`] (`enrollment`) and the snapshot loop (`snapshots`); the shared types stay here.
 
 mod driver;
-mod enroll;
+mod enrollment;
 mod replicas;
 mod snapshots;
 pub mod tls;
 mod web;
 
-pub use enroll::enroll;
+pub use enrollment::enroll;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
