@@ -144,8 +144,17 @@ fn routes_in_source() -> (BTreeSet<String>, Vec<String>, usize) {
     let mut dynamic = Vec::new();
     let mut handlers = 0;
     let mut files = vec![std::path::PathBuf::from("node/api.rs")];
-    for e in std::fs::read_dir("node/api").expect("node/api") {
-        files.push(e.unwrap().path());
+    // node/api/ and its subdirectories (an area split in files, as node/api/auth/).
+    let mut dirs = vec![std::path::PathBuf::from("node/api")];
+    while let Some(dir) = dirs.pop() {
+        for e in std::fs::read_dir(&dir).expect("node/api") {
+            let path = e.unwrap().path();
+            if path.is_dir() {
+                dirs.push(path);
+            } else {
+                files.push(path);
+            }
+        }
     }
     for file in files {
         let text = std::fs::read_to_string(&file).unwrap();
