@@ -19,7 +19,12 @@
 //! - **Discovery**: what mDNS finds ([`crate::net::discovery`]) is dialed by the lower peer id at
 //!   once, by the higher one only if still not connected after a short wait (`discovery`).
 //! - **Peers**: a table of every peer (how it was found, connected, RTT, last contact, how far
-//!   behind) for `GET /api/v1/peers`.
+//!   behind) for `GET /api/v1/peers`, and the rules over peers, without IO ([`PeerTable`]:
+//!   strikes, one pull per peer, a backoff for failing ones, the joining window).
+//!
+//! It runs as one actor (`mesh/actor.rs`: one task, one `select!`, every task it starts in one
+//! `JoinSet`, aborted with it) over [`Host`], what it needs of the node: the mesh names no
+//! handle and no node.
 
 pub use crate::docs::gossip_keys::{GOSSIP_SEAL_BYTES, open_gossip, seal_gossip};
 use std::sync::{Arc, Mutex};
