@@ -2,7 +2,7 @@
 //! device — every signed envelope this node stores and the document heads they make — and never
 //! the device key.
 //!
-//! [`write`] makes the file from one redb read transaction, so it is consistent while the node
+//! [`write()`] makes the file from one redb read transaction, so it is consistent while the node
 //! keeps selling (`GET /api/v1/backup`, `tillmesh backup --out FILE`). [`verify`] checks a file
 //! offline (`tillmesh backup verify FILE`). [`restore`] rebuilds a data dir from it (`tillmesh
 //! restore FILE --data-dir D`, node stopped): it verifies the whole file first — a corrupted or
@@ -21,7 +21,7 @@
 //! A backup holds the `vault` (owners' and managers' person keys sealed under their
 //! passwords, and the shop secret) and `members` (staff PIN hashes). So every backup this
 //! build writes ([`write_sealed`]; `NodeHandle::write_backup`, behind `GET /api/v1/backup` and
-//! `tillmesh backup`) is the plain file below [sealed](crate::sealed) — encrypted as the relay's
+//! `tillmesh backup`) is the plain file below [sealed] — encrypted as the relay's
 //! snapshots are, with the magic `tillmesh-seal\n` — to the shop's unrevoked owners and its
 //! recovery key. A manager may make a backup (to hand to an owner) but cannot open it: their
 //! key is not a recipient and their sealed key is not in the header. Opening one takes the

@@ -16,7 +16,7 @@
 //!    used, expired or burned in the last day, so that a right code gets a clear answer; at
 //!    most [`MAX_OFFERS`]), the code being the password, and answers `RedeemOffers`: per
 //!    invite its message B, the invite's [`InviteState`] and a confirmation that it knows
-//!    the code ([`Confirmations`]: HKDF of the SPAKE2 key over the whole transcript). It
+//!    the code (`Confirmations`: HKDF of the SPAKE2 key over the whole transcript). It
 //!    answers `NoInvites` when it holds none.
 //! 3. The joiner checks each confirmation with its code. None matches: this device did not
 //!    make the invite (or the code is wrong) — the joiner sends nothing more to it and tries

@@ -3,7 +3,7 @@
 //! anyone can verify offline (`tillmesh audit verify FILE`).
 //!
 //! **Index.** Every applied envelope (except `vault`'s, which the audit never shows) writes one
-//! row into `AUDIT`, keyed by (time, change hash), in the same transaction ([`record`], called
+//! row into `AUDIT`, keyed by (time, change hash), in the same transaction (`record`, called
 //! by the engine's apply path); `reindex` rebuilds it from the stored envelopes ([`rebuild`]).
 //! A row's kind comes from the change itself, so it is the same on every replica:
 //!
