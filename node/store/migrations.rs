@@ -1,5 +1,6 @@
 //! Numbered migrations, each in its own write transaction. Migration `n` runs when the stored
-//! `schema_version` is below `n`; a store newer than this build is refused.
+//! `schema_version` is below `n`; a new store gets the current layout in one transaction; a
+//! store newer than this build is refused.
 
 use redb::{Database, ReadableTable};
 
@@ -156,9 +157,21 @@ pub fn run(db: &Database) -> Result<()> {
         v
     };
     if current > MIGRATIONS.len() as u64 {
-        return Err(Error::damaged(format!(
+        return Err(Error::UpdateNeeded(format!(
             "this data dir was written by a newer tillmesh (store version {current}); update tillmesh"
         )));
+    }
+    if current == 0 {
+        // A new store: the current layout at once. Stepping through the migrations would mark
+        // rebuilds of data it does not have, done (and logged) at every first start.
+        let tx = db.begin_write()?;
+        create_tables(&tx)?;
+        tx.open_table(META)?.insert(
+            meta::SCHEMA_VERSION,
+            (MIGRATIONS.len() as u64).to_le_bytes().as_slice(),
+        )?;
+        tx.commit()?;
+        return Ok(());
     }
     for (i, migration) in MIGRATIONS.iter().enumerate().skip(current as usize) {
         let tx = db.begin_write()?;
@@ -170,4 +183,41 @@ pub fn run(db: &Database) -> Result<()> {
         tx.commit()?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use redb::ReadableDatabase;
+
+    use super::*;
+
+    /// A new store is at the newest version with every table and nothing to rebuild; a store
+    /// written by a newer build is refused, as needing an update.
+    #[test]
+    fn a_new_store_needs_no_rebuild_and_a_newer_one_is_refused() {
+        let store = crate::store::Store::memory().unwrap();
+        assert_eq!(store.rebuilds_due().unwrap(), vec![]);
+        let db = store.db();
+        let tx = db.begin_read().unwrap();
+        let version = tx
+            .open_table(META)
+            .unwrap()
+            .get(meta::SCHEMA_VERSION)
+            .unwrap()
+            .map(|v| u64::from_le_bytes(v.value().try_into().unwrap()));
+        assert_eq!(version, Some(MIGRATIONS.len() as u64));
+        tx.open_table(STOCK_EPISODES)
+            .expect("the newest tables exist");
+        drop(tx);
+        let tx = db.begin_write().unwrap();
+        tx.open_table(META)
+            .unwrap()
+            .insert(
+                meta::SCHEMA_VERSION,
+                (MIGRATIONS.len() as u64 + 1).to_le_bytes().as_slice(),
+            )
+            .unwrap();
+        tx.commit().unwrap();
+        assert!(matches!(run(db), Err(Error::UpdateNeeded(_))));
+    }
 }
