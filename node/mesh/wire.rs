@@ -114,7 +114,7 @@ fn device<H: Host>(node: &H, peer: &PeerId) -> Option<(DeviceRole, bool)> {
 
 /// Whether `peer` is an unrevoked device of the shop.
 pub(super) fn is_member<H: Host>(node: &H, peer: &PeerId) -> bool {
-    device(node, peer).is_some_and(|(_, revoked)| !revoked)
+    net::public_key_of(peer).is_some_and(|pk| node.is_member_device(&pk))
 }
 
 /// Whether `peer` is a device of the shop that an owner revoked.

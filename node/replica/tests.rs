@@ -77,6 +77,13 @@ async fn wait_for(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool)
     }
 }
 
+/// Closes the writer and waits for its thread to end.
+async fn stop(writer: Writer, thread: std::thread::JoinHandle<()>) {
+    writer.close().await;
+    drop(writer);
+    thread.join().expect("the writer thread ends");
+}
+
 /// Holds the writer thread inside a job until the returned sender is dropped or sent to.
 async fn block(writer: &Writer) -> (std::sync::mpsc::Sender<()>, tokio::task::JoinHandle<()>) {
     let (release, wait) = std::sync::mpsc::channel::<()>();
@@ -147,9 +154,7 @@ async fn a_full_queue_makes_writes_wait() {
         0,
         "the write given up while the queue was full was never queued"
     );
-    writer.close().await;
-    drop(writer);
-    thread.join().expect("the writer thread ends");
+    stop(writer, thread).await;
 }
 
 /// Many more concurrent writers than the queue holds all get through: none waits forever,
@@ -193,9 +198,7 @@ async fn writers_beyond_the_bound_all_complete() {
         shared.jobs.load(SeqCst) == n as u64 + 1,
         "every job was acknowledged by a commit"
     );
-    writer.close().await;
-    drop(writer);
-    thread.join().expect("the writer thread ends");
+    stop(writer, thread).await;
 }
 
 /// A commit of peers' changes made without a sync to disk is synced by the writer itself
@@ -230,9 +233,7 @@ async fn a_relaxed_commit_is_synced_without_another_job() {
         commits + 1,
         "one durable commit of the writer's own synced it"
     );
-    writer.close().await;
-    drop(writer);
-    thread.join().expect("the writer thread ends");
+    stop(writer, thread).await;
 }
 
 /// Relaxed jobs arriving without a pause (a long catch-up) never let the writer's timer
@@ -287,9 +288,7 @@ async fn relaxed_jobs_without_a_pause_do_not_starve_the_sync() {
         );
     }
     assert!(syncs >= 3, "the stream was synced only {syncs} times");
-    writer.close().await;
-    drop(writer);
-    thread.join().expect("the writer thread ends");
+    stop(writer, thread).await;
 }
 
 /// The end-of-batch work a projector deferred while peers' changes arrived is done once
@@ -315,7 +314,5 @@ async fn deferred_work_is_done_once_peers_are_quiet() {
         "the deferred work waited for quiet"
     );
     assert!(!shared.unsynced.load(SeqCst), "and the commit was synced");
-    writer.close().await;
-    drop(writer);
-    thread.join().expect("the writer thread ends");
+    stop(writer, thread).await;
 }

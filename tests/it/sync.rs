@@ -689,11 +689,13 @@ impl SyncPeer for BlackHole {
     }
 }
 
-/// A pull from a peer that never answers holds up no other pull (issue "The core on seams": a
-/// black-holed peer held the node-wide pull turn for its 30 s request timeout, and every other
-/// peer's pull waited behind it).
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_peer_that_never_answers_holds_up_no_other_pull() {
+/// Shop A with a product, and node B pinned to A's shop and empty; `stuck(a)` is a peer B
+/// starts pulling from, which says (through the `Notify`) when it stopped answering. Checks that
+/// a pull from A goes on beside the stuck one within `within`, and fetches A's changes.
+async fn a_pull_goes_on_beside<P: SyncPeer + Send + Sync + 'static>(
+    stuck: impl FnOnce(tillmesh::NodeHandle, std::sync::Arc<tokio::sync::Notify>) -> P,
+    within: std::time::Duration,
+) {
     let a = shop().await;
     a.h.create_product(&a.owner, product("P1", 500, 2000))
         .await
@@ -703,25 +705,35 @@ async fn a_peer_that_never_answers_holds_up_no_other_pull() {
     bh.import_envelopes(a.h.genesis().unwrap(), vec![])
         .await
         .unwrap();
-    let asked = std::sync::Arc::new(tokio::sync::Notify::new());
+    let stopped = std::sync::Arc::new(tokio::sync::Notify::new());
+    let peer = stuck(a.h.clone(), stopped.clone());
     let stuck = {
-        let (bh, asked) = (bh.clone(), asked.clone());
-        tokio::spawn(async move { bh.pull_from(&BlackHole(asked)).await })
+        let bh = bh.clone();
+        tokio::spawn(async move { bh.pull_from(&peer).await })
     };
-    // The stuck pull has sent its first request and waits for the answer.
-    asked.notified().await;
-    let pulled = tokio::time::timeout(
-        std::time::Duration::from_secs(10),
-        bh.pull_from(&Direct(a.h.clone())),
-    )
-    .await
-    .expect("a pull from another peer goes on while one peer never answers")
-    .unwrap();
+    // The stuck pull has sent a request it will never get an answer to.
+    stopped.notified().await;
+    let pulled = tokio::time::timeout(within, bh.pull_from(&Direct(a.h.clone())))
+        .await
+        .expect("a pull from another peer goes on while one peer is stuck")
+        .unwrap();
     assert!(pulled.applied > 0, "{pulled:?}");
     assert_eq!(bh.bucket_digests().unwrap(), a.h.bucket_digests().unwrap());
-    assert!(!stuck.is_finished(), "the black hole never answered");
+    assert!(!stuck.is_finished(), "the stuck peer never answered");
     stuck.abort();
     b.shutdown().await;
+}
+
+/// A pull from a peer that never answers holds up no other pull (issue "The core on seams": a
+/// black-holed peer held the node-wide pull turn for its 30 s request timeout, and every other
+/// peer's pull waited behind it).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_peer_that_never_answers_holds_up_no_other_pull() {
+    a_pull_goes_on_beside(
+        |_, asked| BlackHole(asked),
+        std::time::Duration::from_secs(10),
+    )
+    .await;
 }
 
 /// A peer that answers a pull's first request, then never again (it stalls mid-pull).
@@ -750,40 +762,13 @@ impl SyncPeer for StallsAfterFirst {
 /// `sync::PULL_TURN_WAIT`).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_peer_that_stalls_mid_pull_holds_up_no_other_pull_for_long() {
-    let a = shop().await;
-    a.h.create_product(&a.owner, product("P1", 500, 2000))
-        .await
-        .unwrap();
-    let b = Node::builder().memory().start().await.unwrap();
-    let bh = b.handle();
-    bh.import_envelopes(a.h.genesis().unwrap(), vec![])
-        .await
-        .unwrap();
-    let stalled = std::sync::Arc::new(tokio::sync::Notify::new());
-    let stuck = {
-        let peer = StallsAfterFirst {
-            peer: Direct(a.h.clone()),
+    a_pull_goes_on_beside(
+        |a, stalled| StallsAfterFirst {
+            peer: Direct(a),
             answered: Default::default(),
-            stalled: stalled.clone(),
-        };
-        let bh = bh.clone();
-        tokio::spawn(async move { bh.pull_from(&peer).await })
-    };
-    // The stalled pull took the turn (it had its first answer) and waits on its second.
-    stalled.notified().await;
-    let pulled = tokio::time::timeout(
+            stalled,
+        },
         sync::PULL_TURN_WAIT + std::time::Duration::from_secs(8),
-        bh.pull_from(&Direct(a.h.clone())),
     )
-    .await
-    .expect("a pull from another peer goes on while one peer stalls")
-    .unwrap();
-    assert!(pulled.applied > 0, "{pulled:?}");
-    assert_eq!(bh.bucket_digests().unwrap(), a.h.bucket_digests().unwrap());
-    assert!(
-        !stuck.is_finished(),
-        "the stalled peer never answered again"
-    );
-    stuck.abort();
-    b.shutdown().await;
+    .await;
 }
